@@ -1,0 +1,12 @@
+//! Media formats for mediamesh: FLV tag bodies, H.264/AAC decoder configurations,
+//! the CMAF fMP4 muxer, an MP4 sample-table reader, and HLS/DASH manifest models.
+//!
+//! Everything here is pure: bytes in, values out, no sockets and no files. The
+//! runtime crates (origin, edge) do the I/O and call into this crate, which keeps
+//! these parsers easy to unit-test and to fuzz directly.
+pub mod codec;
+pub mod dash;
+pub mod flv;
+pub mod fmp4;
+pub mod hls;
+pub mod mp4;

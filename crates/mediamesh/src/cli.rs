@@ -1,0 +1,250 @@
+//! Command line and config file. Every flag has a key of the same name (dashes become
+//! underscores) in the TOML file given with `--config`; a flag on the command line wins
+//! over the file, and the file wins over the built-in default.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use origin::{Origin, OriginConfig};
+use serde::Deserialize;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mediamesh",
+    version,
+    about = "Live and on-demand video delivery: origin, CDN edge, P2P and edge compute in one binary."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Everything in one process: origin, web player and dashboard (and, as they land, edge, tracker and router).
+    Serve(OriginArgs),
+    /// The origin alone: RTMP ingest, packaging, LL-HLS/DASH, VOD.
+    Origin(OriginArgs),
+}
+
+/// Flags of `serve` and `origin`.
+#[derive(Args, Debug, Default)]
+pub struct OriginArgs {
+    /// TOML file with any of these settings (keys named like the flags, `-` as `_`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// RTMP listen address [default: 127.0.0.1:1935].
+    #[arg(long)]
+    pub rtmp: Option<SocketAddr>,
+    /// Data folder (signing key) [default: ./mediamesh-data].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Folder of MP4 files to serve as VOD under /vod/{name}/.
+    #[arg(long)]
+    pub media: Option<PathBuf>,
+    /// Publish the built-in looping live channel `demo`.
+    #[arg(long)]
+    pub demo: bool,
+    /// Segment target duration in seconds [default: 2].
+    #[arg(long)]
+    pub segment_target: Option<f64>,
+    /// LL-HLS part target in seconds, 0.2 or more [default: 0.5].
+    #[arg(long)]
+    pub part_target: Option<f64>,
+    /// DVR window in seconds [default: 60].
+    #[arg(long)]
+    pub dvr_window: Option<f64>,
+    /// Seconds a dropped publisher has to come back [default: 10].
+    #[arg(long)]
+    pub reconnect_grace: Option<f64>,
+    /// Publish key for a stream, NAME=KEY (repeatable). Publish with `rtmp://…/live/NAME?key=KEY`
+    /// or with KEY as the stream key.
+    #[arg(long = "publish-key", value_name = "NAME=KEY")]
+    pub publish_keys: Vec<String>,
+    /// Refuse streams that have no publish key.
+    #[arg(long)]
+    pub require_keys: bool,
+    /// Bytes of media kept per rendition [default: 268435456].
+    #[arg(long)]
+    pub max_rendition_bytes: Option<usize>,
+    /// Concurrent HTTP connections [default: 10000].
+    #[arg(long)]
+    pub max_http_connections: Option<usize>,
+    /// Concurrent RTMP connections [default: 256].
+    #[arg(long)]
+    pub max_rtmp_connections: Option<usize>,
+    /// Largest HTTP request head in bytes [default: 16384].
+    #[arg(long)]
+    pub max_http_header_bytes: Option<usize>,
+    /// Live streams at once [default: 1000].
+    #[arg(long)]
+    pub max_streams: Option<usize>,
+}
+
+/// The config file: the same settings as the flags.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub http: Option<SocketAddr>,
+    pub rtmp: Option<SocketAddr>,
+    pub data: Option<PathBuf>,
+    pub media: Option<PathBuf>,
+    pub demo: Option<bool>,
+    pub segment_target: Option<f64>,
+    pub part_target: Option<f64>,
+    pub dvr_window: Option<f64>,
+    pub reconnect_grace: Option<f64>,
+    #[serde(default)]
+    pub publish_keys: HashMap<String, String>,
+    pub require_keys: Option<bool>,
+    pub max_rendition_bytes: Option<usize>,
+    pub max_http_connections: Option<usize>,
+    pub max_rtmp_connections: Option<usize>,
+    pub max_http_header_bytes: Option<usize>,
+    pub max_streams: Option<usize>,
+}
+
+fn load_file(path: Option<&Path>) -> Result<FileConfig> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+fn seconds(name: &str, value: f64, min: f64, max: f64) -> Result<Duration> {
+    if !(value.is_finite() && value >= min && value <= max) {
+        bail!("{name} must be between {min} and {max} seconds, got {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// Merges flags, file and defaults into an origin configuration.
+pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
+    let file = load_file(args.config.as_deref())?;
+    let data = args
+        .data
+        .clone()
+        .or(file.data)
+        .unwrap_or_else(|| PathBuf::from("mediamesh-data"));
+    let mut c = OriginConfig::new(data);
+    if let Some(a) = args.http.or(file.http) {
+        c.http = a;
+    }
+    if let Some(a) = args.rtmp.or(file.rtmp) {
+        c.rtmp = Some(a);
+    }
+    c.media_dir = args.media.clone().or(file.media);
+    c.demo = args.demo || file.demo.unwrap_or(false);
+    let p = &mut c.packaging;
+    if let Some(v) = args.segment_target.or(file.segment_target) {
+        p.segment_target = seconds("segment-target", v, 0.5, 30.0)?;
+    }
+    if let Some(v) = args.part_target.or(file.part_target) {
+        p.part_target = seconds("part-target", v, 0.2, 5.0)?;
+    }
+    if p.part_target > p.segment_target {
+        bail!("part-target must not exceed segment-target");
+    }
+    if let Some(v) = args.dvr_window.or(file.dvr_window) {
+        p.dvr_window = seconds("dvr-window", v, 6.0, 86_400.0)?;
+    }
+    if let Some(v) = args.reconnect_grace.or(file.reconnect_grace) {
+        p.reconnect_grace = seconds("reconnect-grace", v, 0.0, 3_600.0)?;
+    }
+    c.publish_keys = file.publish_keys;
+    for kv in &args.publish_keys {
+        let Some((name, key)) = kv.split_once('=') else {
+            bail!("--publish-key wants NAME=KEY, got {kv:?}");
+        };
+        c.publish_keys.insert(name.to_string(), key.to_string());
+    }
+    c.require_keys = args.require_keys || file.require_keys.unwrap_or(false);
+    let l = &mut c.limits;
+    if let Some(v) = args.max_rendition_bytes.or(file.max_rendition_bytes) {
+        l.max_rendition_bytes = v;
+    }
+    if let Some(v) = args.max_http_connections.or(file.max_http_connections) {
+        l.max_http_connections = v;
+    }
+    if let Some(v) = args.max_rtmp_connections.or(file.max_rtmp_connections) {
+        l.max_rtmp_connections = v;
+    }
+    if let Some(v) = args.max_http_header_bytes.or(file.max_http_header_bytes) {
+        l.max_http_header_bytes = v;
+    }
+    if let Some(v) = args.max_streams.or(file.max_streams) {
+        l.max_streams = v;
+    }
+    Ok(c)
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) | Command::Origin(args) => {
+            let config = origin_config(&args)?;
+            let origin = Origin::start(config).await?;
+            tracing::info!(
+                "open http://{}/ to watch; streams at http://{}/live/NAME/index.m3u8",
+                origin.http_addr,
+                origin.http_addr
+            );
+            tokio::signal::ctrl_c().await?;
+            tracing::info!("shutting down");
+            drop(origin);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_apply_and_flags_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "http = \"127.0.0.1:9000\"\npart_target = 0.25\ndemo = true\n[publish_keys]\ncam = \"s\"\n",
+        )
+        .expect("write");
+        let args = OriginArgs {
+            config: Some(path),
+            http: Some("127.0.0.1:9100".parse().expect("addr")),
+            ..OriginArgs::default()
+        };
+        let c = origin_config(&args).expect("config");
+        assert_eq!(c.http.port(), 9100);
+        assert_eq!(c.packaging.part_target, Duration::from_millis(250));
+        assert!(c.demo);
+        assert_eq!(c.publish_keys.get("cam").map(String::as_str), Some("s"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        let args = OriginArgs {
+            part_target: Some(0.1),
+            ..OriginArgs::default()
+        };
+        let e = origin_config(&args).expect_err("too small");
+        assert!(e.to_string().contains("part-target"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, "no_such_key = 1\n").expect("write");
+        let args = OriginArgs {
+            config: Some(path),
+            ..OriginArgs::default()
+        };
+        assert!(origin_config(&args).is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! Live routes: the multivariant playlist and MPD of a stream, and per rendition the
+//! media playlist (with LL-HLS blocking reload and delta updates), init segment,
+//! segments, parts (held until complete when preload-hinted) and the signed digests.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::Bytes;
+
+use super::{error, media_response, AppState};
+use crate::integrity::DigestList;
+use crate::live::manifest;
+use crate::live::store::{unix_ms, Part};
+use crate::live::{LiveStream, Rendition};
+
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+const MPD: &str = "application/dash+xml";
+const MP4: &str = "video/mp4";
+const IMMUTABLE: &str = "public, max-age=86400, immutable";
+
+type Q = Query<HashMap<String, String>>;
+
+/// `/live/{stream}/index.m3u8` and `/live/{stream}/index.mpd`.
+pub async fn stream_file(
+    State(state): State<AppState>,
+    Path((stream, file)): Path<(String, String)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let Some(s) = state.streams.get(&stream) else {
+        return no_stream(&stream);
+    };
+    match file.as_str() {
+        "index.m3u8" => {
+            s.touch_viewer(peer.ip());
+            if !has_init(&s) {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "stream has not produced its first keyframe yet; retry shortly",
+                );
+            }
+            text(
+                manifest::multivariant(&s).write(),
+                PLAYLIST,
+                "public, max-age=1",
+            )
+        }
+        "index.mpd" => {
+            s.touch_viewer(peer.ip());
+            if !has_init(&s) {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "stream has not produced its first keyframe yet; retry shortly",
+                );
+            }
+            text(manifest::mpd(&s).write(), MPD, "public, max-age=1")
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "no such file: use index.m3u8 or index.mpd",
+        ),
+    }
+}
+
+fn has_init(s: &LiveStream) -> bool {
+    s.renditions.iter().any(|r| r.store.read().init.is_some())
+}
+
+fn no_stream(name: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!("no live stream named {name:?}; see /api/v1/streams"),
+    )
+}
+
+fn text(body: String, content_type: &'static str, cache: &'static str) -> Response {
+    let len = body.len();
+    media_response(Body::from(body), Some(len), content_type, cache)
+}
+
+/// `/live/{stream}/{rendition}/{file}`.
+pub async fn rendition_file(
+    State(state): State<AppState>,
+    Path((stream, rendition, file)): Path<(String, String, String)>,
+    Query(query): Q,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let Some(s) = state.streams.get(&stream) else {
+        return no_stream(&stream);
+    };
+    let Some(r) = s.rendition(&rendition).cloned() else {
+        return error(StatusCode::NOT_FOUND, "no such rendition");
+    };
+    match file.as_str() {
+        "index.m3u8" => {
+            s.touch_viewer(peer.ip());
+            media_playlist(&s, &r, &query).await
+        }
+        "init.mp4" => match r.store.read().init.clone() {
+            Some(init) => bytes(init, "public, max-age=2"),
+            None => error(StatusCode::NOT_FOUND, "no init segment yet"),
+        },
+        "digests.json" => digests(&state, &s, &r),
+        f => match parse_object(f) {
+            Some(Object::Segment(msn)) => segment(&r, msn).await,
+            Some(Object::Part(msn, index)) => part(&r, msn, index).await,
+            None => error(StatusCode::NOT_FOUND, "no such object"),
+        },
+    }
+}
+
+fn bytes(b: Bytes, cache: &'static str) -> Response {
+    let len = b.len();
+    media_response(Body::from(b), Some(len), MP4, cache)
+}
+
+/// Object names the live routes serve.
+#[derive(Debug, PartialEq)]
+pub enum Object {
+    Segment(u64),
+    Part(u64, u64),
+}
+
+/// Parses `seg{msn}.m4s` and `part{msn}.{index}.m4s`.
+pub fn parse_object(name: &str) -> Option<Object> {
+    let stem = name.strip_suffix(".m4s")?;
+    if let Some(n) = stem.strip_prefix("seg") {
+        return digits(n).map(Object::Segment);
+    }
+    let (msn, index) = stem.strip_prefix("part")?.split_once('.')?;
+    Some(Object::Part(digits(msn)?, digits(index)?))
+}
+
+fn digits(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn hold_limit(r: &Rendition) -> Duration {
+    let t = r.store.read();
+    let target = manifest::target_duration(r.store.config().segment_target.as_secs_f64(), &t);
+    Duration::from_secs(3 * target)
+}
+
+/// How many parts ahead of the last one a client may ask for (rfc8216bis: three
+/// divided by the part target when it is under a second, else three).
+fn advance_part_limit(part_target: f64) -> u64 {
+    if part_target < 1.0 {
+        (3.0 / part_target).floor() as u64
+    } else {
+        3
+    }
+}
+
+async fn media_playlist(
+    s: &Arc<LiveStream>,
+    r: &Arc<Rendition>,
+    q: &HashMap<String, String>,
+) -> Response {
+    let msn = match q.get("_HLS_msn").map(|v| digits(v)) {
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "_HLS_msn must be a decimal integer",
+            )
+        }
+        Some(Some(m)) => Some(m),
+        None => None,
+    };
+    let part = match q.get("_HLS_part").map(|v| digits(v)) {
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "_HLS_part must be a decimal integer",
+            )
+        }
+        Some(Some(p)) => Some(p),
+        None => None,
+    };
+    let skip = matches!(q.get("_HLS_skip").map(String::as_str), Some("YES" | "v2"));
+    if part.is_some() && msn.is_none() {
+        return error(StatusCode::BAD_REQUEST, "_HLS_part needs _HLS_msn");
+    }
+    if r.store.read().init.is_none() && msn.is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "stream has not produced its first keyframe yet; retry shortly",
+        );
+    }
+    let mut cache = "public, max-age=1";
+    if let Some(msn) = msn {
+        let part_target = r.store.config().part_target.as_secs_f64();
+        let parts_per_segment =
+            (r.store.config().segment_target.as_secs_f64() / part_target).ceil() as u64;
+        {
+            let t = r.store.read();
+            let (next_msn, next_part) = t.next_part();
+            let last = t.last_msn().unwrap_or(next_msn.saturating_sub(1));
+            if msn > last + 2 {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("_HLS_msn={msn} is more than two segments past the last one ({last})"),
+                );
+            }
+            if let Some(p) = part {
+                // Distance in parts from the next part to be produced to the asked one.
+                let asked = msn * parts_per_segment.max(1) + p;
+                let next = next_msn * parts_per_segment.max(1) + next_part;
+                if asked >= next + advance_part_limit(part_target) {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "_HLS_part is beyond the advance part limit",
+                    );
+                }
+            }
+        }
+        let limit = hold_limit(r);
+        if !r.store.wait_for(msn, part, limit).await && !r.store.read().ended {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the asked segment or part did not appear within three target durations",
+            );
+        }
+        cache = "public, max-age=6";
+    }
+    text(
+        manifest::media_playlist(s, r, skip).write(),
+        PLAYLIST,
+        cache,
+    )
+}
+
+/// Waits (bounded) for an object that is the next to be produced, so preload hints work.
+async fn wait_if_next(r: &Rendition, msn: u64, part: Option<u64>) {
+    let (next_msn, next_part) = r.store.read().next_part();
+    let soon = match part {
+        Some(p) => (msn == next_msn && p <= next_part + 1) || (msn == next_msn + 1 && p == 0),
+        None => msn == next_msn || msn + 1 == next_msn,
+    };
+    if soon {
+        r.store.wait_for(msn, part, hold_limit(r)).await;
+    }
+}
+
+async fn segment(r: &Rendition, msn: u64) -> Response {
+    wait_if_next(r, msn, None).await;
+    let parts: Vec<Arc<Part>> = match r.store.read().segment(msn) {
+        Some(seg) => seg.parts.clone(),
+        None => return error(StatusCode::NOT_FOUND, "segment is not in the live window"),
+    };
+    let len = parts.iter().map(|p| p.bytes.len()).sum();
+    let chunks = parts
+        .into_iter()
+        .map(|p| Ok::<_, std::convert::Infallible>(p.bytes.clone()));
+    media_response(
+        Body::from_stream(futures_util::stream::iter(chunks)),
+        Some(len),
+        MP4,
+        IMMUTABLE,
+    )
+}
+
+async fn part(r: &Rendition, msn: u64, index: u64) -> Response {
+    wait_if_next(r, msn, Some(index)).await;
+    let found = r.store.read().part(msn, index);
+    match found {
+        Some(p) => bytes(p.bytes.clone(), IMMUTABLE),
+        None => error(StatusCode::NOT_FOUND, "part is not in the live window"),
+    }
+}
+
+fn digests(state: &AppState, s: &LiveStream, r: &Rendition) -> Response {
+    let mut objects = std::collections::BTreeMap::new();
+    {
+        let t = r.store.read();
+        if let Some(init) = &t.init {
+            objects.insert("init.mp4".to_string(), crate::integrity::sha256_hex(init));
+        }
+        for seg in &t.segments {
+            objects.insert(manifest::segment_uri(seg.msn), hex::encode(seg.sha256));
+            for (i, p) in seg.parts.iter().enumerate() {
+                objects.insert(manifest::part_uri(seg.msn, i as u64), hex::encode(p.sha256));
+            }
+        }
+        if let Some(open) = &t.open {
+            for (i, p) in open.parts.iter().enumerate() {
+                objects.insert(
+                    manifest::part_uri(open.msn, i as u64),
+                    hex::encode(p.sha256),
+                );
+            }
+        }
+    }
+    let signed = state.signer.sign(&DigestList {
+        version: 1,
+        stream: s.name.clone(),
+        rendition: r.name.clone(),
+        generated_ms: unix_ms(),
+        objects,
+    });
+    let body = serde_json::to_string(&signed).unwrap_or_default();
+    text(body, "application/json", "no-cache")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_names_parse_strictly() {
+        assert_eq!(parse_object("seg12.m4s"), Some(Object::Segment(12)));
+        assert_eq!(parse_object("part12.3.m4s"), Some(Object::Part(12, 3)));
+        for bad in [
+            "seg.m4s",
+            "seg-1.m4s",
+            "seg1.mp4",
+            "part1.m4s",
+            "part1..m4s",
+            "part.1.m4s",
+            "seg99999999999999999999.m4s",
+            "seg+1.m4s",
+            "../seg1.m4s",
+        ] {
+            assert_eq!(parse_object(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn advance_limit_follows_the_draft() {
+        assert_eq!(advance_part_limit(0.5), 6);
+        assert_eq!(advance_part_limit(0.2), 15);
+        assert_eq!(advance_part_limit(1.0), 3);
+    }
+}

@@ -1,0 +1,222 @@
+//! The RTMP ingest server: a thin tokio shell around the sans-IO `rtmp::ServerSession`.
+//! It accepts connections (bounded), decides publishes (name, key, duplicates), turns
+//! FLV tag bodies into frames for the stream's `Publisher`, and ends only the
+//! offending connection on any protocol or media error.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use media::flv::{self, AudioPacket, VideoPacket};
+use rtmp::{PublishRejection, ServerConfig, ServerEvent, ServerSession};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::TimestampUnwrap;
+use crate::live::{PublishError, Publisher, Streams};
+
+/// A connection that sends nothing for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Accepts RTMP connections forever.
+pub async fn serve(listener: TcpListener, streams: Arc<Streams>, max_connections: usize) {
+    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "rtmp accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "rtmp connection refused: too many connections");
+            metrics::counter!("mediamesh_rtmp_connections_refused_total").increment(1);
+            continue;
+        };
+        let streams = streams.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            metrics::counter!("mediamesh_rtmp_connections_total").increment(1);
+            match connection(socket, peer, &streams).await {
+                Ok(()) => tracing::debug!(%peer, "rtmp connection closed"),
+                Err(e) => {
+                    metrics::counter!("mediamesh_rtmp_errors_total").increment(1);
+                    tracing::info!(%peer, error = %e, "rtmp connection ended");
+                }
+            }
+        });
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol: {0}")]
+    Protocol(#[from] rtmp::RtmpError),
+    #[error("no data for {0:?}")]
+    Idle(Duration),
+}
+
+struct Publishing {
+    publisher: Publisher,
+    clock: TimestampUnwrap,
+}
+
+async fn connection(
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    streams: &Streams,
+) -> Result<(), ConnectionError> {
+    let _ = socket.set_nodelay(true);
+    let mut session = ServerSession::new(ServerConfig::default());
+    let mut publishing: HashMap<u32, Publishing> = HashMap::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match tokio::time::timeout(IDLE_TIMEOUT, socket.read(&mut buf)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(ConnectionError::Idle(IDLE_TIMEOUT)),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        session.handle_input(&buf[..n])?;
+        while let Some(event) = session.poll_event() {
+            handle_event(&mut session, event, peer, streams, &mut publishing);
+        }
+        let out = session.take_output();
+        if !out.is_empty() {
+            socket.write_all(&out).await?;
+        }
+    }
+}
+
+fn handle_event(
+    session: &mut ServerSession,
+    event: ServerEvent,
+    peer: SocketAddr,
+    streams: &Streams,
+    publishing: &mut HashMap<u32, Publishing>,
+) {
+    match event {
+        ServerEvent::Connect { app, .. } => {
+            tracing::debug!(%peer, app, "rtmp connect");
+        }
+        ServerEvent::PublishRequest {
+            stream_id,
+            app,
+            name,
+            query,
+        } => {
+            let key = query.as_deref().and_then(|q| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix("key="))
+                    .map(str::to_string)
+            });
+            // OBS-style stream keys: the secret itself as the publish name.
+            let (name, key) = match (key, streams.stream_for_key(&name)) {
+                (None, Some(mapped)) => (mapped, Some(name)),
+                (key, _) => (name, key),
+            };
+            if app != "live" {
+                tracing::warn!(%peer, app, stream = %name, "publish refused: wrong application");
+                session.reject_publish(
+                    stream_id,
+                    PublishRejection::Denied,
+                    "publish to rtmp://HOST:PORT/live/STREAM",
+                );
+                return;
+            }
+            match streams.publish(&name, key.as_deref()) {
+                Ok(publisher) => {
+                    tracing::info!(%peer, stream = %name, "publish started");
+                    session.accept_publish(stream_id);
+                    publishing.insert(
+                        stream_id,
+                        Publishing {
+                            publisher,
+                            clock: TimestampUnwrap::default(),
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, stream = %name, error = %e, "publish refused");
+                    metrics::counter!("mediamesh_publish_refused_total").increment(1);
+                    let kind = match e {
+                        PublishError::AlreadyLive(_) | PublishError::BadName(_) => {
+                            PublishRejection::BadName
+                        }
+                        PublishError::BadKey(_) | PublishError::TooMany(_) => {
+                            PublishRejection::Denied
+                        }
+                    };
+                    session.reject_publish(stream_id, kind, &e.to_string());
+                }
+            }
+        }
+        ServerEvent::Metadata { .. } => {}
+        ServerEvent::Video {
+            stream_id,
+            timestamp,
+            data,
+        } => {
+            let Some(p) = publishing.get_mut(&stream_id) else {
+                return;
+            };
+            match flv::parse_video(data) {
+                Ok(VideoPacket::SequenceHeader(record)) => {
+                    if let Err(e) = p.publisher.video_config(record) {
+                        tracing::warn!(%peer, error = %e, "bad video configuration");
+                    }
+                }
+                Ok(VideoPacket::Nalus {
+                    keyframe,
+                    composition_time_ms,
+                    data,
+                }) => {
+                    let ts = p.clock.unwrap(timestamp);
+                    p.publisher.video(ts, composition_time_ms, keyframe, data);
+                }
+                Ok(VideoPacket::EndOfSequence) => {}
+                Err(e) => {
+                    metrics::counter!("mediamesh_ingest_rejected_frames_total").increment(1);
+                    tracing::debug!(%peer, error = %e, "video frame ignored");
+                }
+            }
+        }
+        ServerEvent::Audio {
+            stream_id,
+            timestamp,
+            data,
+        } => {
+            let Some(p) = publishing.get_mut(&stream_id) else {
+                return;
+            };
+            match flv::parse_audio(data) {
+                Ok(AudioPacket::SequenceHeader(asc)) => {
+                    if let Err(e) = p.publisher.audio_config(asc) {
+                        tracing::warn!(%peer, error = %e, "bad audio configuration");
+                    }
+                }
+                Ok(AudioPacket::Raw(frame)) => {
+                    let ts = p.clock.unwrap(timestamp);
+                    p.publisher.audio(ts, frame);
+                }
+                Err(e) => {
+                    metrics::counter!("mediamesh_ingest_rejected_frames_total").increment(1);
+                    tracing::debug!(%peer, error = %e, "audio frame ignored");
+                }
+            }
+        }
+        ServerEvent::Unpublish { stream_id } => {
+            if let Some(p) = publishing.remove(&stream_id) {
+                tracing::info!(%peer, stream = %p.publisher.stream().name, "publish stopped");
+            }
+        }
+    }
+}

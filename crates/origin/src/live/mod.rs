@@ -1,0 +1,9 @@
+//! Live streams: packaging frames into CMAF parts and segments, keeping them in a
+//! bounded window, and turning the window into LL-HLS and DASH manifests.
+
+pub mod manifest;
+pub mod packager;
+pub mod store;
+pub mod stream;
+
+pub use stream::{LiveStream, PublishError, Publisher, Rendition, StreamState, Streams};

@@ -1,0 +1,334 @@
+//! The live CMAF packager, sans-IO: H.264 and AAC frames with millisecond timestamps go
+//! in; an init segment, CMAF parts (one moof+mdat each, audio and video muxed) and
+//! segment boundaries come out.
+//!
+//! Parts close as soon as the frame that completes the part target arrives (its
+//! duration is estimated from the frame rate, so no frame of delay is added); segments
+//! close on the first keyframe at or after the segment target. It does not store
+//! anything or know about HTTP: the caller moves its output into a `RenditionStore`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use media::codec::{AacConfig, AvcConfig, TrackCodec};
+use media::fmp4::{self, Sample, Track, TrackRun};
+
+/// Video timescale: 90 kHz, exact for millisecond input.
+pub const VIDEO_TIMESCALE: u32 = 90_000;
+const VIDEO_TRACK: u32 = 1;
+const AUDIO_TRACK: u32 = 2;
+const AAC_FRAME: u32 = 1024;
+
+/// One frame handed to the packager.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// AVCDecoderConfigurationRecord.
+    VideoConfig(Bytes),
+    /// AudioSpecificConfig.
+    AudioConfig(Bytes),
+    /// AVCC NAL units. `dts_ms` is monotonic (already unwrapped and restamped).
+    Video {
+        dts_ms: u64,
+        cts_ms: i32,
+        keyframe: bool,
+        data: Bytes,
+    },
+    /// One raw AAC frame.
+    Audio { dts_ms: u64, data: Bytes },
+}
+
+/// What the packager produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Init segment (ftyp+moov); sent again if the codec configuration changes.
+    Init(Bytes),
+    /// A complete part.
+    Part {
+        bytes: Bytes,
+        /// Seconds (video duration).
+        duration: f64,
+        /// Starts with a keyframe.
+        independent: bool,
+        /// Decode time of the first video sample, 90 kHz.
+        decode_time: u64,
+    },
+    /// The segment that the previous parts belong to is complete.
+    SegmentEnd,
+}
+
+/// Why a frame was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PackagerError {
+    #[error("bad H.264 configuration: {0}")]
+    Video(media::codec::CodecError),
+    #[error("bad AAC configuration: {0}")]
+    Audio(media::codec::CodecError),
+}
+
+/// Stream facts the API and manifests need.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamInfo {
+    pub video: Option<AvcConfig>,
+    pub audio: Option<AacConfig>,
+    /// Frames per second estimated from timestamps.
+    pub frame_rate: Option<f64>,
+}
+
+impl StreamInfo {
+    /// RFC 6381 codecs list, e.g. `avc1.64001f,mp4a.40.2`.
+    pub fn codecs(&self) -> String {
+        let mut out = Vec::new();
+        if let Some(v) = &self.video {
+            out.push(v.codec_string());
+        }
+        if let Some(a) = &self.audio {
+            out.push(a.codec_string());
+        }
+        out.join(",")
+    }
+}
+
+#[derive(Debug)]
+struct PendingVideo {
+    dts: u64,
+    cts: i32,
+    keyframe: bool,
+    data: Bytes,
+}
+
+/// The packager of one rendition.
+#[derive(Debug)]
+pub struct Packager {
+    segment_target: u64,
+    part_target: u64,
+    info: StreamInfo,
+    init_sent: Option<Bytes>,
+    started: bool,
+    video: Vec<PendingVideo>,
+    audio: Vec<Sample>,
+    audio_base: Option<u64>,
+    audio_next: Option<u64>,
+    segment_start: u64,
+    part_start: u64,
+    frame_duration: u64,
+    sequence: u32,
+    out: Vec<Output>,
+}
+
+impl Packager {
+    pub fn new(segment_target: Duration, part_target: Duration) -> Self {
+        Self {
+            segment_target: ticks(segment_target),
+            part_target: ticks(part_target),
+            info: StreamInfo::default(),
+            init_sent: None,
+            started: false,
+            video: Vec::new(),
+            audio: Vec::new(),
+            audio_base: None,
+            audio_next: None,
+            segment_start: 0,
+            part_start: 0,
+            frame_duration: u64::from(VIDEO_TIMESCALE / 30),
+            sequence: 0,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn info(&self) -> &StreamInfo {
+        &self.info
+    }
+
+    /// Next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if self.out.is_empty() {
+            None
+        } else {
+            Some(self.out.remove(0))
+        }
+    }
+
+    pub fn handle(&mut self, input: Input) -> Result<(), PackagerError> {
+        match input {
+            Input::VideoConfig(raw) => {
+                let cfg = AvcConfig::parse(raw).map_err(PackagerError::Video)?;
+                if self.info.video.as_ref() != Some(&cfg) {
+                    self.info.video = Some(cfg);
+                    if self.started {
+                        self.flush_part();
+                        self.out.push(Output::SegmentEnd);
+                        self.started = false;
+                    }
+                }
+            }
+            Input::AudioConfig(raw) => {
+                let cfg = AacConfig::parse(raw).map_err(PackagerError::Audio)?;
+                if self.info.audio.as_ref() != Some(&cfg) {
+                    self.info.audio = Some(cfg);
+                    self.audio_next = None;
+                    if self.started {
+                        self.flush_part();
+                        self.out.push(Output::SegmentEnd);
+                        self.started = false;
+                    }
+                }
+            }
+            Input::Video {
+                dts_ms,
+                cts_ms,
+                keyframe,
+                data,
+            } => self.video_frame(dts_ms * 90, cts_ms.saturating_mul(90), keyframe, data),
+            Input::Audio { dts_ms, data } => self.audio_frame(dts_ms, data),
+        }
+        Ok(())
+    }
+
+    /// The publisher is gone: emit what is buffered and close the segment.
+    pub fn finish(&mut self) {
+        if self.started {
+            self.flush_part();
+            self.out.push(Output::SegmentEnd);
+        }
+    }
+
+    fn start(&mut self, dts: u64) {
+        let Some(video) = self.info.video.clone() else {
+            return;
+        };
+        let mut tracks = vec![Track {
+            id: VIDEO_TRACK,
+            timescale: VIDEO_TIMESCALE,
+            codec: TrackCodec::Avc(video),
+        }];
+        if let Some(audio) = self.info.audio.clone() {
+            tracks.push(Track {
+                id: AUDIO_TRACK,
+                timescale: audio.sample_rate.max(1),
+                codec: TrackCodec::Aac(audio),
+            });
+        }
+        let init = fmp4::init_segment(&tracks);
+        if self.init_sent.as_ref() != Some(&init) {
+            self.init_sent = Some(init.clone());
+            self.out.push(Output::Init(init));
+        }
+        self.started = true;
+        self.segment_start = dts;
+        self.part_start = dts;
+        self.audio.clear();
+    }
+
+    fn video_frame(&mut self, dts: u64, cts: i32, keyframe: bool, data: Bytes) {
+        if !self.started {
+            if !keyframe || self.info.video.is_none() {
+                return;
+            }
+            self.start(dts);
+        }
+        if let Some(prev) = self.video.last() {
+            let delta = dts.saturating_sub(prev.dts);
+            if delta > 0 && delta < u64::from(VIDEO_TIMESCALE) {
+                self.frame_duration = delta;
+                self.info.frame_rate =
+                    Some((f64::from(VIDEO_TIMESCALE) / delta as f64 * 100.0).round() / 100.0);
+            }
+        }
+        let elapsed = dts.saturating_sub(self.segment_start);
+        if keyframe && elapsed + self.frame_duration / 2 >= self.segment_target {
+            self.flush_part();
+            self.out.push(Output::SegmentEnd);
+            self.segment_start = dts;
+            self.part_start = dts;
+        }
+        if self.video.is_empty() {
+            self.part_start = dts;
+        }
+        self.video.push(PendingVideo {
+            dts,
+            cts,
+            keyframe,
+            data,
+        });
+        let part_end = dts + self.frame_duration;
+        let elapsed = part_end.saturating_sub(self.part_start);
+        if elapsed + self.frame_duration > self.part_target + self.frame_duration / 4 {
+            self.flush_part();
+        }
+    }
+
+    fn audio_frame(&mut self, dts_ms: u64, data: Bytes) {
+        let Some(rate) = self.info.audio.as_ref().map(|a| u64::from(a.sample_rate)) else {
+            return;
+        };
+        if !self.started || rate == 0 {
+            return;
+        }
+        let at = dts_ms * rate / 1000;
+        let next = match self.audio_next {
+            // Keep the clean 1024-sample cadence unless the clock drifts by >100 ms.
+            Some(next) if next.abs_diff(at) <= rate / 10 => next,
+            _ => at,
+        };
+        if self.audio.is_empty() {
+            self.audio_base = Some(next);
+        }
+        self.audio.push(Sample {
+            duration: AAC_FRAME,
+            cts_offset: 0,
+            keyframe: true,
+            data,
+        });
+        self.audio_next = Some(next + u64::from(AAC_FRAME));
+    }
+
+    fn flush_part(&mut self) {
+        if self.video.is_empty() {
+            return;
+        }
+        let mut samples = Vec::with_capacity(self.video.len());
+        for (i, v) in self.video.iter().enumerate() {
+            let duration = match self.video.get(i + 1) {
+                Some(next) => next.dts.saturating_sub(v.dts),
+                None => self.frame_duration,
+            };
+            samples.push(Sample {
+                duration: u32::try_from(duration).unwrap_or(u32::MAX),
+                cts_offset: v.cts,
+                keyframe: v.keyframe,
+                data: v.data.clone(),
+            });
+        }
+        let decode_time = self.video[0].dts;
+        let independent = self.video[0].keyframe;
+        let total: u64 = samples.iter().map(|s| u64::from(s.duration)).sum();
+        let mut runs = vec![TrackRun {
+            track_id: VIDEO_TRACK,
+            base_decode_time: decode_time,
+            samples: &samples,
+        }];
+        if let (Some(base), false) = (self.audio_base, self.audio.is_empty()) {
+            runs.push(TrackRun {
+                track_id: AUDIO_TRACK,
+                base_decode_time: base,
+                samples: &self.audio,
+            });
+        }
+        self.sequence = self.sequence.wrapping_add(1);
+        let bytes = fmp4::fragment(self.sequence, &runs);
+        self.out.push(Output::Part {
+            bytes,
+            duration: total as f64 / f64::from(VIDEO_TIMESCALE),
+            independent,
+            decode_time,
+        });
+        self.part_start = decode_time + total;
+        self.video.clear();
+        self.audio.clear();
+        self.audio_base = None;
+    }
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_secs_f64() * f64::from(VIDEO_TIMESCALE)).round() as u64
+}

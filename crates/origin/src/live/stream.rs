@@ -1,0 +1,492 @@
+//! Live streams and their publish lifecycle: who may publish a name, what happens when
+//! a publisher drops (a grace period to come back, then EXT-X-ENDLIST), and the feed
+//! from an ingest session through the packager into the rendition stores.
+//!
+//! Ingest protocols (RTMP, the demo loop) call in through [`Publisher`]; HTTP reads
+//! through [`Streams::get`]. Neither sockets nor playlists are handled here.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+
+use super::packager::{Input, Output, Packager, PackagerError, StreamInfo};
+use super::store::{unix_ms, RenditionStore, StoreConfig};
+use crate::config::{Limits, PackagingConfig};
+
+/// Name of the single rendition an RTMP publish produces.
+pub const SOURCE_RENDITION: &str = "src";
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PublishError {
+    #[error(
+        "stream {0:?} is already being published; stop the other publisher or pick another name"
+    )]
+    AlreadyLive(String),
+    #[error("publish key for stream {0:?} is missing or wrong")]
+    BadKey(String),
+    #[error("stream name {0:?} is not allowed: use 1-64 characters of A-Z a-z 0-9 _ - .")]
+    BadName(String),
+    #[error("too many live streams (limit {0})")]
+    TooMany(usize),
+}
+
+/// Lifecycle of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamState {
+    Live,
+    /// Publisher dropped at this instant; it may come back within the grace period.
+    Interrupted(Instant),
+    /// Over (EXT-X-ENDLIST written) at this instant.
+    Ended(Instant),
+}
+
+/// One rendition of a live stream.
+#[derive(Debug)]
+pub struct Rendition {
+    pub name: String,
+    pub store: Arc<RenditionStore>,
+    pub info: RwLock<StreamInfo>,
+}
+
+/// A live stream.
+#[derive(Debug)]
+pub struct LiveStream {
+    pub name: String,
+    pub renditions: Vec<Arc<Rendition>>,
+    state: Mutex<StreamState>,
+    session: AtomicU64,
+    /// Unix ms at which media time 0 was (DASH availabilityStartTime).
+    pub epoch_ms: AtomicU64,
+    /// Where the next session's timestamps continue, ms.
+    next_ts_ms: AtomicU64,
+    pub ingest_bytes: AtomicU64,
+    viewers: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+const VIEWER_WINDOW: Duration = Duration::from_secs(15);
+const MAX_TRACKED_VIEWERS: usize = 100_000;
+
+impl LiveStream {
+    fn new(name: &str, store: StoreConfig) -> Self {
+        Self {
+            name: name.to_string(),
+            renditions: vec![Arc::new(Rendition {
+                name: SOURCE_RENDITION.to_string(),
+                store: Arc::new(RenditionStore::new(store)),
+                info: RwLock::new(StreamInfo::default()),
+            })],
+            state: Mutex::new(StreamState::Live),
+            session: AtomicU64::new(0),
+            epoch_ms: AtomicU64::new(0),
+            next_ts_ms: AtomicU64::new(0),
+            ingest_bytes: AtomicU64::new(0),
+            viewers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn state(&self) -> StreamState {
+        *self.state.lock()
+    }
+
+    pub fn rendition(&self, name: &str) -> Option<&Arc<Rendition>> {
+        self.renditions.iter().find(|r| r.name == name)
+    }
+
+    /// Notes a playlist request from `ip`.
+    pub fn touch_viewer(&self, ip: IpAddr) {
+        let mut v = self.viewers.lock();
+        if v.len() >= MAX_TRACKED_VIEWERS && !v.contains_key(&ip) {
+            let now = Instant::now();
+            v.retain(|_, seen| now.duration_since(*seen) < VIEWER_WINDOW);
+            if v.len() >= MAX_TRACKED_VIEWERS {
+                return;
+            }
+        }
+        v.insert(ip, Instant::now());
+    }
+
+    /// Distinct client addresses that fetched a playlist in the last 15 s.
+    pub fn viewers(&self) -> usize {
+        let now = Instant::now();
+        self.viewers
+            .lock()
+            .values()
+            .filter(|seen| now.duration_since(**seen) < VIEWER_WINDOW)
+            .count()
+    }
+}
+
+/// All live streams of this origin.
+#[derive(Debug)]
+pub struct Streams {
+    packaging: PackagingConfig,
+    limits: Limits,
+    keys: HashMap<String, String>,
+    require_keys: bool,
+    map: RwLock<HashMap<String, Arc<LiveStream>>>,
+}
+
+impl Streams {
+    pub fn new(
+        packaging: PackagingConfig,
+        limits: Limits,
+        keys: HashMap<String, String>,
+        require_keys: bool,
+    ) -> Self {
+        Self {
+            packaging,
+            limits,
+            keys,
+            require_keys,
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn packaging(&self) -> &PackagingConfig {
+        &self.packaging
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<LiveStream>> {
+        self.map.read().get(name).cloned()
+    }
+
+    /// Streams sorted by name.
+    pub fn list(&self) -> Vec<Arc<LiveStream>> {
+        let mut v: Vec<_> = self.map.read().values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// The stream whose publish key is `secret`, for encoders configured with the key
+    /// alone as the stream key (OBS style).
+    pub fn stream_for_key(&self, secret: &str) -> Option<String> {
+        self.keys
+            .iter()
+            .find(|(_, key)| constant_time_eq(key.as_bytes(), secret.as_bytes()))
+            .map(|(name, _)| name.clone())
+    }
+
+    /// Starts (or resumes, within the grace period) publishing `name`.
+    pub fn publish(&self, name: &str, key: Option<&str>) -> Result<Publisher, PublishError> {
+        if !valid_name(name) {
+            return Err(PublishError::BadName(name.to_string()));
+        }
+        match (self.keys.get(name), key) {
+            (Some(want), Some(got)) if constant_time_eq(want.as_bytes(), got.as_bytes()) => {}
+            (Some(_), _) => return Err(PublishError::BadKey(name.to_string())),
+            (None, _) if self.require_keys => return Err(PublishError::BadKey(name.to_string())),
+            (None, _) => {}
+        }
+        let mut map = self.map.write();
+        let stream = match map.get(name) {
+            Some(existing) => {
+                let mut state = existing.state.lock();
+                match *state {
+                    StreamState::Live => return Err(PublishError::AlreadyLive(name.to_string())),
+                    StreamState::Interrupted(_) => {
+                        *state = StreamState::Live;
+                        drop(state);
+                        for r in &existing.renditions {
+                            r.store.mark_discontinuity();
+                        }
+                        tracing::info!(
+                            stream = name,
+                            "publisher came back within the grace period; stream continues"
+                        );
+                        Some(existing.clone())
+                    }
+                    StreamState::Ended(_) => None,
+                }
+            }
+            None => None,
+        };
+        let stream = match stream {
+            Some(s) => s,
+            None => {
+                let live = map
+                    .values()
+                    .filter(|s| !matches!(s.state(), StreamState::Ended(_)))
+                    .count();
+                if live >= self.limits.max_streams {
+                    return Err(PublishError::TooMany(self.limits.max_streams));
+                }
+                let s = Arc::new(LiveStream::new(name, self.store_config()));
+                map.insert(name.to_string(), s.clone());
+                s
+            }
+        };
+        let session = stream.session.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(Publisher {
+            stream,
+            session,
+            packager: Packager::new(self.packaging.segment_target, self.packaging.part_target),
+            clock: None,
+            last_ts: 0,
+        })
+    }
+
+    fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            segment_target: self.packaging.segment_target,
+            part_target: self.packaging.part_target,
+            dvr_window: self.packaging.dvr_window,
+            max_bytes: self.limits.max_rendition_bytes,
+            first_msn: unix_ms() / 1000 / self.packaging.segment_target.as_secs().max(1),
+        }
+    }
+
+    /// Ends streams whose publisher did not come back and forgets old ended streams.
+    /// Call about once a second.
+    pub fn reap(&self) {
+        let now = Instant::now();
+        let mut map = self.map.write();
+        map.retain(|name, s| {
+            let mut state = s.state.lock();
+            match *state {
+                StreamState::Interrupted(at)
+                    if now.duration_since(at) >= self.packaging.reconnect_grace =>
+                {
+                    for r in &s.renditions {
+                        r.store.end_stream();
+                    }
+                    *state = StreamState::Ended(now);
+                    tracing::info!(stream = %name, "publisher did not return; stream ended");
+                    true
+                }
+                StreamState::Ended(at) => now.duration_since(at) < self.packaging.ended_linger,
+                _ => true,
+            }
+        });
+    }
+}
+
+/// An ingest session's handle: feeds frames in; on drop the stream is interrupted.
+#[derive(Debug)]
+pub struct Publisher {
+    stream: Arc<LiveStream>,
+    session: u64,
+    packager: Packager,
+    /// (first input timestamp in ms, unwrapped) -> offset mapping for this session.
+    clock: Option<(u64, u64)>,
+    last_ts: u64,
+}
+
+impl Publisher {
+    pub fn stream(&self) -> &Arc<LiveStream> {
+        &self.stream
+    }
+
+    /// Maps an input timestamp (ms, already unwrapped by the ingest) onto the stream's
+    /// continuous timeline, so a reconnecting publisher that restarts at 0 continues.
+    fn restamp(&mut self, ts: u64) -> u64 {
+        let (first_in, first_out) = *self.clock.get_or_insert_with(|| {
+            let out = self.stream.next_ts_ms.load(Ordering::SeqCst);
+            (ts, out)
+        });
+        let out = first_out + ts.saturating_sub(first_in);
+        self.last_ts = self.last_ts.max(out);
+        out
+    }
+
+    pub fn video_config(&mut self, record: Bytes) -> Result<(), PackagerError> {
+        self.feed(Input::VideoConfig(record))
+    }
+
+    pub fn audio_config(&mut self, asc: Bytes) -> Result<(), PackagerError> {
+        self.feed(Input::AudioConfig(asc))
+    }
+
+    pub fn video(&mut self, ts_ms: u64, cts_ms: i32, keyframe: bool, data: Bytes) {
+        self.count(data.len());
+        let dts_ms = self.restamp(ts_ms);
+        let _ = self.feed(Input::Video {
+            dts_ms,
+            cts_ms,
+            keyframe,
+            data,
+        });
+    }
+
+    pub fn audio(&mut self, ts_ms: u64, data: Bytes) {
+        self.count(data.len());
+        let dts_ms = self.restamp(ts_ms);
+        let _ = self.feed(Input::Audio { dts_ms, data });
+    }
+
+    fn count(&self, n: usize) {
+        self.stream
+            .ingest_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
+        metrics::counter!("mediamesh_ingest_bytes_total").increment(n as u64);
+    }
+
+    fn feed(&mut self, input: Input) -> Result<(), PackagerError> {
+        self.packager.handle(input)?;
+        self.drain();
+        Ok(())
+    }
+
+    fn drain(&mut self) {
+        let Some(rendition) = self.stream.renditions.first().cloned() else {
+            return;
+        };
+        while let Some(out) = self.packager.poll_output() {
+            match out {
+                Output::Init(init) => {
+                    *rendition.info.write() = self.packager.info().clone();
+                    rendition.store.set_init(init);
+                }
+                Output::Part {
+                    bytes,
+                    duration,
+                    independent,
+                    decode_time,
+                } => {
+                    if self.stream.epoch_ms.load(Ordering::SeqCst) == 0 {
+                        let media_ms = decode_time / 90;
+                        self.stream
+                            .epoch_ms
+                            .store(unix_ms().saturating_sub(media_ms), Ordering::SeqCst);
+                    }
+                    {
+                        let mut info = rendition.info.write();
+                        if info.frame_rate != self.packager.info().frame_rate {
+                            info.frame_rate = self.packager.info().frame_rate;
+                        }
+                    }
+                    rendition
+                        .store
+                        .push_part(bytes, duration, independent, decode_time);
+                    metrics::counter!("mediamesh_parts_total").increment(1);
+                }
+                Output::SegmentEnd => {
+                    rendition.store.end_segment();
+                    metrics::counter!("mediamesh_segments_total").increment(1);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.packager.finish();
+        self.drain();
+        // Leave a frame's gap so the next session's first frame does not collide.
+        self.stream
+            .next_ts_ms
+            .fetch_max(self.last_ts + 40, Ordering::SeqCst);
+        let mut state = self.stream.state.lock();
+        if self.stream.session.load(Ordering::SeqCst) == self.session && *state == StreamState::Live
+        {
+            *state = StreamState::Interrupted(Instant::now());
+            tracing::info!(stream = %self.stream.name, "publisher left; waiting for it to return");
+        }
+    }
+}
+
+/// Stream names are path segments: keep them boring.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Compares secrets without leaking where they differ through timing.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streams(keys: &[(&str, &str)]) -> Streams {
+        let packaging = PackagingConfig {
+            reconnect_grace: Duration::from_millis(50),
+            ended_linger: Duration::from_millis(50),
+            ..PackagingConfig::default()
+        };
+        Streams::new(
+            packaging,
+            Limits::default(),
+            keys.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            false,
+        )
+    }
+
+    #[test]
+    fn second_publisher_of_a_live_name_is_refused() {
+        let s = streams(&[]);
+        let p = s.publish("cam", None);
+        assert!(p.is_ok());
+        assert_eq!(
+            s.publish("cam", None).err(),
+            Some(PublishError::AlreadyLive("cam".into()))
+        );
+        drop(p);
+        // Within the grace period the same name resumes the same stream.
+        assert!(s.publish("cam", None).is_ok());
+    }
+
+    #[test]
+    fn keys_are_checked() {
+        let s = streams(&[("cam", "secret")]);
+        assert!(matches!(
+            s.publish("cam", None),
+            Err(PublishError::BadKey(_))
+        ));
+        assert!(matches!(
+            s.publish("cam", Some("nope")),
+            Err(PublishError::BadKey(_))
+        ));
+        assert!(s.publish("cam", Some("secret")).is_ok());
+        assert!(s.publish("other", None).is_ok());
+    }
+
+    #[test]
+    fn names_are_restricted() {
+        let s = streams(&[]);
+        for bad in ["", "../etc", "a/b", ".hidden", "x y", &"a".repeat(65)] {
+            assert!(matches!(
+                s.publish(bad, None),
+                Err(PublishError::BadName(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn interrupted_stream_ends_after_grace() {
+        let s = streams(&[]);
+        drop(s.publish("cam", None));
+        assert!(matches!(
+            s.get("cam").map(|c| c.state()),
+            Some(StreamState::Interrupted(_))
+        ));
+        std::thread::sleep(Duration::from_millis(60));
+        s.reap();
+        let cam = s.get("cam");
+        assert!(matches!(
+            cam.as_ref().map(|c| c.state()),
+            Some(StreamState::Ended(_))
+        ));
+        assert!(cam.is_some_and(|c| c.renditions[0].store.read().ended));
+        std::thread::sleep(Duration::from_millis(60));
+        s.reap();
+        assert!(s.get("cam").is_none());
+    }
+}
