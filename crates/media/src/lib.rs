@@ -10,3 +10,4 @@ pub mod flv;
 pub mod fmp4;
 pub mod hls;
 pub mod mp4;
+pub mod split;

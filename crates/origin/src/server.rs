@@ -60,6 +60,8 @@ impl Drop for Origin {
 impl Origin {
     /// Binds the listeners and starts serving.
     pub async fn start(config: OriginConfig) -> Result<Self, StartError> {
+        // Install the recorder before anything counts.
+        crate::metrics::handle();
         let signer = Arc::new(Signer::load_or_create(&config.data_dir)?);
         let streams = Arc::new(Streams::new(
             config.packaging.clone(),

@@ -16,8 +16,12 @@ use bytes::Bytes;
 use super::{error, media_response, AppState};
 use crate::integrity::DigestList;
 use crate::live::manifest;
+use crate::live::packager::{AUDIO_TRACK, VIDEO_TIMESCALE, VIDEO_TRACK};
 use crate::live::store::{unix_ms, Part};
 use crate::live::{LiveStream, Rendition};
+use media::codec::TrackCodec;
+use media::fmp4::{self, Track};
+use media::split;
 
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 const MPD: &str = "application/dash+xml";
@@ -38,10 +42,10 @@ pub async fn stream_file(
     match file.as_str() {
         "index.m3u8" => {
             s.touch_viewer(peer.ip());
-            if !has_init(&s) {
+            if !has_segment(&s) {
                 return error(
                     StatusCode::NOT_FOUND,
-                    "stream has not produced its first keyframe yet; retry shortly",
+                    "stream has not completed its first segment yet; retry shortly",
                 );
             }
             text(
@@ -52,10 +56,10 @@ pub async fn stream_file(
         }
         "index.mpd" => {
             s.touch_viewer(peer.ip());
-            if !has_init(&s) {
+            if !has_segment(&s) {
                 return error(
                     StatusCode::NOT_FOUND,
-                    "stream has not produced its first keyframe yet; retry shortly",
+                    "stream has not completed its first segment yet; retry shortly",
                 );
             }
             text(manifest::mpd(&s).write(), MPD, "public, max-age=1")
@@ -67,8 +71,13 @@ pub async fn stream_file(
     }
 }
 
-fn has_init(s: &LiveStream) -> bool {
-    s.renditions.iter().any(|r| r.store.read().init.is_some())
+/// Manifests are served once the first segment is complete: players that do not
+/// speak LL-HLS (ffmpeg, older hls.js, every DASH player) need a whole segment.
+fn has_segment(s: &LiveStream) -> bool {
+    s.renditions.iter().any(|r| {
+        let t = r.store.read();
+        t.init.is_some() && !t.segments.is_empty()
+    })
 }
 
 fn no_stream(name: &str) -> Response {
@@ -93,6 +102,16 @@ pub async fn rendition_file(
     let Some(s) = state.streams.get(&stream) else {
         return no_stream(&stream);
     };
+    // DASH addresses each track of a rendition on its own: `{rendition}.v` / `.a`.
+    if let Some((base, track)) = rendition.rsplit_once('.') {
+        let Some(r) = s.rendition(base).cloned() else {
+            return error(StatusCode::NOT_FOUND, "no such rendition");
+        };
+        return match TrackSel::from_suffix(track) {
+            Some(sel) => track_file(&r, sel, &file).await,
+            None => error(StatusCode::NOT_FOUND, "no such track: use .v or .a"),
+        };
+    }
     let Some(r) = s.rendition(&rendition).cloned() else {
         return error(StatusCode::NOT_FOUND, "no such rendition");
     };
@@ -111,6 +130,79 @@ pub async fn rendition_file(
             Some(Object::Part(msn, index)) => part(&r, msn, index).await,
             None => error(StatusCode::NOT_FOUND, "no such object"),
         },
+    }
+}
+
+/// One track of a muxed rendition, as DASH representations address them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TrackSel {
+    Video,
+    Audio,
+}
+
+impl TrackSel {
+    fn from_suffix(s: &str) -> Option<Self> {
+        match s {
+            "v" => Some(Self::Video),
+            "a" => Some(Self::Audio),
+            _ => None,
+        }
+    }
+
+    fn id(self) -> u32 {
+        match self {
+            Self::Video => VIDEO_TRACK,
+            Self::Audio => AUDIO_TRACK,
+        }
+    }
+}
+
+/// Init segment and segments of one track, split on request from the muxed CMAF
+/// (stored once; edges cache the result).
+async fn track_file(r: &Rendition, sel: TrackSel, file: &str) -> Response {
+    if file == "init.mp4" {
+        let info = r.info.read().clone();
+        let track = match sel {
+            TrackSel::Video => info.video.map(|v| Track {
+                id: VIDEO_TRACK,
+                timescale: VIDEO_TIMESCALE,
+                codec: TrackCodec::Avc(v),
+            }),
+            TrackSel::Audio => info.audio.map(|a| Track {
+                id: AUDIO_TRACK,
+                timescale: a.sample_rate.max(1),
+                codec: TrackCodec::Aac(a),
+            }),
+        };
+        return match track {
+            Some(t) => bytes(fmp4::init_segment(&[t]), "public, max-age=2"),
+            None => error(StatusCode::NOT_FOUND, "the stream has no such track"),
+        };
+    }
+    let Some(Object::Segment(msn)) = parse_object(file) else {
+        return error(StatusCode::NOT_FOUND, "no such object");
+    };
+    wait_if_next(r, msn, None).await;
+    let muxed: Vec<u8> = match r.store.read().segment(msn) {
+        Some(seg) => seg
+            .parts
+            .iter()
+            .flat_map(|p| p.bytes.iter().copied())
+            .collect(),
+        None => return error(StatusCode::NOT_FOUND, "segment is not in the live window"),
+    };
+    match split::split_track(&muxed, sel.id()) {
+        Ok(b) => bytes(b, IMMUTABLE),
+        Err(split::SplitError::NoSuchTrack(_)) => {
+            error(StatusCode::NOT_FOUND, "the segment has no such track")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot split a segment we packaged");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot split the segment",
+            )
+        }
     }
 }
 

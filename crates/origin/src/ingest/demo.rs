@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use media::mp4::{self, SampleEntry, TrackKind};
 
-use crate::live::Streams;
+use crate::live::{Publisher, Streams};
 
 /// The clip shipped in the repository.
 pub static DEMO_CLIP: &[u8] = include_bytes!("../../../../media/demo.mp4");
@@ -107,6 +107,34 @@ impl Clip {
     pub fn duration(&self) -> Duration {
         Duration::from_millis(self.duration_ms)
     }
+
+    /// Hands the clip's codec configurations to `publisher`.
+    pub fn configure(&self, publisher: &mut Publisher) -> Result<(), DemoError> {
+        publisher
+            .video_config(self.avcc.clone())
+            .map_err(|e| DemoError::Clip(e.to_string()))?;
+        if let Some(asc) = &self.asc {
+            publisher
+                .audio_config(asc.clone())
+                .map_err(|e| DemoError::Clip(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Feeds one pass of the clip at once (no pacing), timestamps shifted by `offset_ms`.
+    pub fn feed_all(&self, publisher: &mut Publisher, offset_ms: u64) {
+        for f in &self.frames {
+            feed(publisher, f, offset_ms + f.at_ms);
+        }
+    }
+}
+
+fn feed(publisher: &mut Publisher, f: &Frame, ts: u64) {
+    if f.video {
+        publisher.video(ts, f.cts_ms, f.keyframe, f.data.clone());
+    } else {
+        publisher.audio(ts, f.data.clone());
+    }
 }
 
 fn find_moov(file: &[u8]) -> Option<&[u8]> {
@@ -128,14 +156,7 @@ fn find_moov(file: &[u8]) -> Option<&[u8]> {
 /// Publishes `name` from `clip` in real time, forever (until the task is dropped).
 pub async fn run(streams: Arc<Streams>, name: &str, clip: Clip) -> Result<(), DemoError> {
     let mut publisher = streams.publish(name, None)?;
-    publisher
-        .video_config(clip.avcc.clone())
-        .map_err(|e| DemoError::Clip(e.to_string()))?;
-    if let Some(asc) = &clip.asc {
-        publisher
-            .audio_config(asc.clone())
-            .map_err(|e| DemoError::Clip(e.to_string()))?;
-    }
+    clip.configure(&mut publisher)?;
     tracing::info!(
         stream = name,
         seconds = clip.duration_ms as f64 / 1000.0,
@@ -147,11 +168,7 @@ pub async fn run(streams: Arc<Streams>, name: &str, clip: Clip) -> Result<(), De
         for f in &clip.frames {
             let ts = loop_offset + f.at_ms;
             tokio::time::sleep_until(start + Duration::from_millis(ts)).await;
-            if f.video {
-                publisher.video(ts, f.cts_ms, f.keyframe, f.data.clone());
-            } else {
-                publisher.audio(ts, f.data.clone());
-            }
+            feed(&mut publisher, f, ts);
         }
         loop_offset += clip.duration_ms;
     }

@@ -108,6 +108,8 @@ pub fn media_playlist(stream: &LiveStream, rendition: &Rendition, skip: bool) ->
     }
     if !t.ended {
         if let Some(open) = &t.open {
+            pl.trailing_discontinuity = open.discontinuity;
+            pl.trailing_program_date_time = Some(dash::format_iso8601_ms(open.pdt_ms));
             pl.trailing_parts = open
                 .parts
                 .iter()
@@ -216,24 +218,61 @@ pub fn mpd(stream: &LiveStream) -> Mpd {
     let max_seg = t.max_segment_duration.max(seg_target);
     drop(t);
 
-    let representations = stream
-        .renditions
-        .iter()
-        .map(|r| {
-            let info = r.info.read().clone();
-            let (peak, _) = bitrate(&r.store.read());
-            Representation {
-                id: r.name.clone(),
-                codecs: info.codecs(),
-                bandwidth: if peak > 0 { peak } else { 2_000_000 },
-                width: info.video.as_ref().map(|v| v.width),
-                height: info.video.as_ref().map(|v| v.height),
+    // One adaptation set per media type: DASH players (and DASH-IF IOP) want one
+    // track per representation, so each track of a rendition is addressed on its own
+    // (`{rendition}.v`, `{rendition}.a`) and split from the muxed CMAF on request.
+    let mut video = Vec::new();
+    let mut audio = Vec::new();
+    for r in &stream.renditions {
+        let info = r.info.read().clone();
+        let (peak, _) = bitrate(&r.store.read());
+        let peak = if peak > 0 { peak } else { 2_000_000 };
+        if let Some(v) = &info.video {
+            video.push(Representation {
+                id: format!("{}.v", r.name),
+                codecs: v.codec_string(),
+                bandwidth: peak,
+                width: Some(v.width),
+                height: Some(v.height),
                 frame_rate: info.frame_rate.map(|f| format!("{}", f.round() as u64)),
-                audio_sampling_rate: info.audio.as_ref().map(|a| a.sample_rate),
-                segment_template: None,
-            }
-        })
-        .collect();
+                ..Representation::default()
+            });
+        }
+        if let Some(a) = &info.audio {
+            audio.push(Representation {
+                id: format!("{}.a", r.name),
+                codecs: a.codec_string(),
+                bandwidth: 128_000,
+                audio_sampling_rate: Some(a.sample_rate),
+                ..Representation::default()
+            });
+        }
+    }
+    let template = SegmentTemplate {
+        timescale: VIDEO_TIMESCALE,
+        initialization: "$RepresentationID$/init.mp4".to_string(),
+        media: "$RepresentationID$/seg$Number$.m4s".to_string(),
+        start_number,
+        presentation_time_offset: 0,
+        duration: None,
+        timeline: dash::timeline_from_durations(start_t, &durations),
+        availability_time_offset: None,
+        availability_time_complete: None,
+    };
+    let mut adaptation_sets = Vec::new();
+    for (kind, representations) in [("video", video), ("audio", audio)] {
+        if representations.is_empty() {
+            continue;
+        }
+        adaptation_sets.push(AdaptationSet {
+            id: adaptation_sets.len() as u32,
+            content_type: Some(kind.to_string()),
+            mime_type: format!("{kind}/mp4"),
+            segment_alignment: true,
+            representations,
+            segment_template: Some(template.clone()),
+        });
+    }
 
     Mpd {
         dynamic: true,
@@ -250,24 +289,7 @@ pub fn mpd(stream: &LiveStream) -> Mpd {
         periods: vec![Period {
             id: "0".to_string(),
             start: 0.0,
-            adaptation_sets: vec![AdaptationSet {
-                id: 0,
-                content_type: None,
-                mime_type: "video/mp4".to_string(),
-                segment_alignment: true,
-                representations,
-                segment_template: Some(SegmentTemplate {
-                    timescale: VIDEO_TIMESCALE,
-                    initialization: "$RepresentationID$/init.mp4".to_string(),
-                    media: "$RepresentationID$/seg$Number$.m4s".to_string(),
-                    start_number,
-                    presentation_time_offset: 0,
-                    duration: None,
-                    timeline: dash::timeline_from_durations(start_t, &durations),
-                    availability_time_offset: None,
-                    availability_time_complete: None,
-                }),
-            }],
+            adaptation_sets,
         }],
     }
 }

@@ -6,4 +6,7 @@ pub mod packager;
 pub mod store;
 pub mod stream;
 
+#[cfg(test)]
+mod tests;
+
 pub use stream::{LiveStream, PublishError, Publisher, Rendition, StreamState, Streams};

@@ -7,6 +7,7 @@
 //! close on the first keyframe at or after the segment target. It does not store
 //! anything or know about HTTP: the caller moves its output into a `RenditionStore`.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,8 +16,10 @@ use media::fmp4::{self, Sample, Track, TrackRun};
 
 /// Video timescale: 90 kHz, exact for millisecond input.
 pub const VIDEO_TIMESCALE: u32 = 90_000;
-const VIDEO_TRACK: u32 = 1;
-const AUDIO_TRACK: u32 = 2;
+/// Track id of H.264 in the muxed fragments.
+pub const VIDEO_TRACK: u32 = 1;
+/// Track id of AAC in the muxed fragments.
+pub const AUDIO_TRACK: u32 = 2;
 const AAC_FRAME: u32 = 1024;
 
 /// One frame handed to the packager.
@@ -111,8 +114,25 @@ pub struct Packager {
     segment_start: u64,
     part_start: u64,
     frame_duration: u64,
+    /// Recent frame-to-frame deltas: millisecond input jitters (33, 33, 34 ms at
+    /// 30 fps), so the estimate averages them.
+    deltas: VecDeque<u64>,
+    last_video_dts: Option<u64>,
     sequence: u32,
-    out: Vec<Output>,
+    out: VecDeque<Output>,
+}
+
+const DELTA_WINDOW: usize = 30;
+const COMMON_RATES: [f64; 8] = [23.976, 24.0, 25.0, 29.97, 30.0, 50.0, 59.94, 60.0];
+
+/// Frames per second from a mean frame duration, snapped to a common rate when close.
+fn frame_rate(mean_ticks: f64) -> f64 {
+    let fps = f64::from(VIDEO_TIMESCALE) / mean_ticks;
+    COMMON_RATES
+        .iter()
+        .copied()
+        .find(|r| (r - fps).abs() / r < 0.005)
+        .unwrap_or((fps * 100.0).round() / 100.0)
 }
 
 impl Packager {
@@ -130,8 +150,10 @@ impl Packager {
             segment_start: 0,
             part_start: 0,
             frame_duration: u64::from(VIDEO_TIMESCALE / 30),
+            deltas: VecDeque::with_capacity(DELTA_WINDOW),
+            last_video_dts: None,
             sequence: 0,
-            out: Vec::new(),
+            out: VecDeque::new(),
         }
     }
 
@@ -141,11 +163,7 @@ impl Packager {
 
     /// Next output, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        if self.out.is_empty() {
-            None
-        } else {
-            Some(self.out.remove(0))
-        }
+        self.out.pop_front()
     }
 
     pub fn handle(&mut self, input: Input) -> Result<(), PackagerError> {
@@ -156,7 +174,7 @@ impl Packager {
                     self.info.video = Some(cfg);
                     if self.started {
                         self.flush_part();
-                        self.out.push(Output::SegmentEnd);
+                        self.out.push_back(Output::SegmentEnd);
                         self.started = false;
                     }
                 }
@@ -168,7 +186,7 @@ impl Packager {
                     self.audio_next = None;
                     if self.started {
                         self.flush_part();
-                        self.out.push(Output::SegmentEnd);
+                        self.out.push_back(Output::SegmentEnd);
                         self.started = false;
                     }
                 }
@@ -188,7 +206,7 @@ impl Packager {
     pub fn finish(&mut self) {
         if self.started {
             self.flush_part();
-            self.out.push(Output::SegmentEnd);
+            self.out.push_back(Output::SegmentEnd);
         }
     }
 
@@ -211,7 +229,7 @@ impl Packager {
         let init = fmp4::init_segment(&tracks);
         if self.init_sent.as_ref() != Some(&init) {
             self.init_sent = Some(init.clone());
-            self.out.push(Output::Init(init));
+            self.out.push_back(Output::Init(init));
         }
         self.started = true;
         self.segment_start = dts;
@@ -226,18 +244,23 @@ impl Packager {
             }
             self.start(dts);
         }
-        if let Some(prev) = self.video.last() {
-            let delta = dts.saturating_sub(prev.dts);
+        if let Some(prev) = self.last_video_dts {
+            let delta = dts.saturating_sub(prev);
             if delta > 0 && delta < u64::from(VIDEO_TIMESCALE) {
-                self.frame_duration = delta;
-                self.info.frame_rate =
-                    Some((f64::from(VIDEO_TIMESCALE) / delta as f64 * 100.0).round() / 100.0);
+                if self.deltas.len() == DELTA_WINDOW {
+                    self.deltas.pop_front();
+                }
+                self.deltas.push_back(delta);
+                let mean = self.deltas.iter().sum::<u64>() as f64 / self.deltas.len() as f64;
+                self.frame_duration = mean.round() as u64;
+                self.info.frame_rate = Some(frame_rate(mean));
             }
         }
+        self.last_video_dts = Some(dts);
         let elapsed = dts.saturating_sub(self.segment_start);
         if keyframe && elapsed + self.frame_duration / 2 >= self.segment_target {
             self.flush_part();
-            self.out.push(Output::SegmentEnd);
+            self.out.push_back(Output::SegmentEnd);
             self.segment_start = dts;
             self.part_start = dts;
         }
@@ -316,7 +339,7 @@ impl Packager {
         }
         self.sequence = self.sequence.wrapping_add(1);
         let bytes = fmp4::fragment(self.sequence, &runs);
-        self.out.push(Output::Part {
+        self.out.push_back(Output::Part {
             bytes,
             duration: total as f64 / f64::from(VIDEO_TIMESCALE),
             independent,

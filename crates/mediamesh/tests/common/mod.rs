@@ -1,0 +1,305 @@
+//! Helpers for the end-to-end scenarios: start the real `mediamesh` binary on free
+//! loopback ports, run ffmpeg as publisher and player, and fetch over HTTP. Every
+//! child process is killed on drop and every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Fails the test with a clear message when a tool the scenario needs is missing.
+pub fn require(tool: &str) {
+    let ok = Command::new(tool)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        ok,
+        "{tool} is not installed: run `bash .ci/run` (installs ffmpeg and chromium) or `apt-get install {tool}`"
+    );
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Waits up to `limit` for the process to exit; returns its success.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<bool> {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// A running `mediamesh` process.
+pub struct Server {
+    pub proc: Proc,
+    pub http: u16,
+    pub rtmp: u16,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts `mediamesh {role} --http … --rtmp … --data … {extra}` and waits for /healthz.
+    pub fn start(role: &str, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let http = free_port();
+        let rtmp = free_port();
+        let log = dir.path().join("server.log");
+        let logf = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_mediamesh"))
+            .arg(role)
+            .args(["--http", &format!("127.0.0.1:{http}")])
+            .args(["--rtmp", &format!("127.0.0.1:{rtmp}")])
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .expect("start mediamesh");
+        let server = Server {
+            proc: Proc {
+                child,
+                name: "mediamesh".into(),
+            },
+            http,
+            rtmp,
+            dir,
+            log,
+        };
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            if get(&server.url("/healthz")).0 == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "mediamesh did not come up:\n{}",
+                server.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    pub fn rtmp_url(&self, stream: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{stream}", self.rtmp)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Resident memory of the server process in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.pid()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.proc.child.try_wait(), Ok(None))
+    }
+}
+
+/// A blocking HTTP GET with a bounded wait: (status, body). Status 0 = no answer.
+pub fn get(url: &str) -> (u16, Vec<u8>) {
+    get_with_timeout(url, Duration::from_secs(15))
+}
+
+pub fn get_with_timeout(url: &str, timeout: Duration) -> (u16, Vec<u8>) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .build()
+        .expect("client");
+    match client.get(url).send() {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.bytes().map(|b| b.to_vec()).unwrap_or_default())
+        }
+        Err(_) => (0, Vec::new()),
+    }
+}
+
+pub fn get_text(url: &str) -> (u16, String) {
+    let (s, b) = get(url);
+    (s, String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Polls `url` until it answers 200, up to `limit`.
+pub fn wait_for_200(url: &str, limit: Duration) -> String {
+    let until = Instant::now() + limit;
+    loop {
+        let (s, body) = get_text(url);
+        if s == 200 {
+            return body;
+        }
+        assert!(
+            Instant::now() < until,
+            "{url} did not answer 200 within {limit:?} (last {s}: {body})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// ffmpeg publishing a synthetic 30 fps picture and a tone to `url` for `secs`.
+pub fn publish(url: &str, secs: u32, size: &str) -> Proc {
+    require("ffmpeg");
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=30"),
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &secs.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "60",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ffmpeg");
+    Proc {
+        child,
+        name: "ffmpeg publish".into(),
+    }
+}
+
+/// Runs a command to completion with a time limit.
+pub fn run(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let until = Instant::now() + limit;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{cmd:?} did not finish within {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Codec names of the streams ffprobe sees at `url`.
+pub fn probe_codecs(url: &str) -> Vec<String> {
+    require("ffprobe");
+    let out = run(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            url,
+        ]),
+        Duration::from_secs(30),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().trim_end_matches(',').to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Duration in seconds of a media file or URL, from ffprobe's format section.
+pub fn probe_duration(path: &str) -> f64 {
+    let out = run(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            path,
+        ]),
+        Duration::from_secs(30),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0.0)
+}
+
+/// Records `secs` seconds of `url` with `ffmpeg -c copy` into `out`; returns ffmpeg's stderr.
+pub fn record(url: &str, secs: u32, out: &Path) -> String {
+    require("ffmpeg");
+    let o = run(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "warning", "-y", "-i", url])
+            .args(["-t", &secs.to_string(), "-c", "copy"])
+            .arg(out),
+        Duration::from_secs(u64::from(secs) + 40),
+    );
+    assert!(
+        o.status.success(),
+        "ffmpeg recording of {url} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
