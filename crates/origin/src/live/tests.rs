@@ -44,8 +44,8 @@ fn assert_clean(pl: &MediaPlaylist) {
 fn check_rules(pl: &MediaPlaylist, part_target: f64) {
     assert_clean(pl);
     let td = pl.target_duration as f64;
-    let mut msn = pl.media_sequence + pl.skipped_segments;
-    for seg in &pl.segments {
+    let first = pl.media_sequence + pl.skipped_segments;
+    for (msn, seg) in (first..).zip(&pl.segments) {
         assert!(seg.duration.round() <= td, "segment longer than target");
         assert_eq!(
             seg.uri,
