@@ -67,7 +67,6 @@ fn check_rules(pl: &MediaPlaylist, part_target: f64) {
                 p.duration
             );
         }
-        msn += 1;
     }
     let sc = pl.server_control.as_ref().expect("server control");
     assert!(sc.can_block_reload);
