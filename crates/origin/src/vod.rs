@@ -133,12 +133,48 @@ impl Asset {
         (peak as u64, avg as u64)
     }
 
-    /// Reads the samples of segment `index` from the file and muxes one fragment.
-    pub fn segment_bytes(&self, index: usize) -> Result<Bytes, VodError> {
+    /// Index of the first track of `kind` (video = H.264, audio = AAC).
+    pub fn track_index(&self, video: bool) -> Option<usize> {
+        self.tracks
+            .iter()
+            .position(|t| matches!(t.codec, TrackCodec::Avc(_)) == video)
+    }
+
+    /// Init segment holding only track `index` (DASH: one track per representation).
+    pub fn track_init(&self, index: usize) -> Option<Bytes> {
+        let t = self.tracks.get(index)?;
+        Some(fmp4::init_segment(&[Track {
+            id: t.id,
+            timescale: t.timescale,
+            codec: t.codec.clone(),
+        }]))
+    }
+
+    /// (start, duration) of each segment in track `index`'s own timescale.
+    pub fn track_timeline(&self, index: usize) -> Vec<(u64, u64)> {
+        let Some(t) = self.tracks.get(index) else {
+            return Vec::new();
+        };
+        self.segments
+            .iter()
+            .filter_map(|s| {
+                let samples = t.samples.get(s.ranges.get(index)?.clone())?;
+                let start = samples.first()?.dts;
+                Some((start, samples.iter().map(|x| u64::from(x.duration)).sum()))
+            })
+            .collect()
+    }
+
+    /// Reads the samples of segment `index` from the file and muxes one fragment, with
+    /// every track or only track `only`.
+    pub fn segment_bytes(&self, index: usize, only: Option<usize>) -> Result<Bytes, VodError> {
         let seg = self.segments.get(index).ok_or(VodError::NoSegment)?;
         let mut file = File::open(&self.path)?;
         let mut runs_samples = Vec::with_capacity(self.tracks.len());
-        for (track, range) in self.tracks.iter().zip(&seg.ranges) {
+        for (ti, (track, range)) in self.tracks.iter().zip(&seg.ranges).enumerate() {
+            if only.is_some_and(|o| o != ti) {
+                continue;
+            }
             let infos = track
                 .samples
                 .get(range.clone())

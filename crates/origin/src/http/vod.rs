@@ -13,6 +13,7 @@ use media::hls::{MediaPlaylist, MediaSegment, MultivariantPlaylist, PlaylistType
 use super::live::{parse_object, Object};
 use super::{error, media_response, AppState};
 use crate::vod::{Asset, VodError};
+use media::codec::TrackCodec;
 
 const CACHE: &str = "public, max-age=3600";
 
@@ -50,10 +51,30 @@ pub async fn vod_file(
                 CACHE,
             )
         }
-        f => match parse_object(f) {
-            Some(Object::Segment(n)) => segment(asset, n).await,
-            _ => error(StatusCode::NOT_FOUND, "no such VOD object"),
-        },
+        f => {
+            // DASH representations address one track: `v-…` or `a-…`.
+            let (track, f) = match f.split_once('-') {
+                Some(("v", rest)) => (asset.track_index(true), rest),
+                Some(("a", rest)) => (asset.track_index(false), rest),
+                _ => (None, f),
+            };
+            if f != file && track.is_none() {
+                return error(StatusCode::NOT_FOUND, "the file has no such track");
+            }
+            if f == "init.mp4" {
+                return match track.and_then(|t| asset.track_init(t)) {
+                    Some(init) => {
+                        let len = init.len();
+                        media_response(Body::from(init), Some(len), "video/mp4", CACHE)
+                    }
+                    None => error(StatusCode::NOT_FOUND, "no such VOD object"),
+                };
+            }
+            match parse_object(f) {
+                Some(Object::Segment(n)) => segment(asset, n, track).await,
+                _ => error(StatusCode::NOT_FOUND, "no such VOD object"),
+            }
+        }
     }
 }
 
@@ -75,11 +96,11 @@ fn text(body: String, ct: &'static str) -> Response {
     media_response(Body::from(body), Some(len), ct, CACHE)
 }
 
-async fn segment(asset: Arc<Asset>, n: u64) -> Response {
+async fn segment(asset: Arc<Asset>, n: u64, track: Option<usize>) -> Response {
     let Ok(index) = usize::try_from(n) else {
         return error(StatusCode::NOT_FOUND, "no such segment");
     };
-    match tokio::task::spawn_blocking(move || asset.segment_bytes(index)).await {
+    match tokio::task::spawn_blocking(move || asset.segment_bytes(index, track)).await {
         Ok(Ok(b)) => {
             let len = b.len();
             media_response(Body::from(b), Some(len), "video/mp4", CACHE)
@@ -136,54 +157,71 @@ fn media_playlist(a: &Asset) -> MediaPlaylist {
 
 fn mpd(a: &Asset) -> Mpd {
     let (peak, _) = a.bitrate();
-    let (width, height) = a.resolution().unzip();
-    let durations: Vec<u64> = a.segments.iter().map(|s| s.duration).collect();
-    let start = a.segments.first().map_or(0, |s| s.start);
+    let mut adaptation_sets = Vec::new();
+    for (ti, t) in a.tracks.iter().enumerate() {
+        let (kind, id, representation) = match &t.codec {
+            TrackCodec::Avc(v) => (
+                "video",
+                "v",
+                Representation {
+                    id: "v".into(),
+                    codecs: v.codec_string(),
+                    bandwidth: peak.max(1),
+                    width: Some(v.width),
+                    height: Some(v.height),
+                    ..Representation::default()
+                },
+            ),
+            TrackCodec::Aac(c) => (
+                "audio",
+                "a",
+                Representation {
+                    id: "a".into(),
+                    codecs: c.codec_string(),
+                    bandwidth: 128_000,
+                    audio_sampling_rate: Some(c.sample_rate),
+                    ..Representation::default()
+                },
+            ),
+        };
+        if adaptation_sets
+            .iter()
+            .any(|s: &AdaptationSet| s.content_type.as_deref() == Some(kind))
+        {
+            continue;
+        }
+        let timeline = a.track_timeline(ti);
+        let start = timeline.first().map_or(0, |(t, _)| *t);
+        let durations: Vec<u64> = timeline.iter().map(|(_, d)| *d).collect();
+        adaptation_sets.push(AdaptationSet {
+            id: adaptation_sets.len() as u32,
+            content_type: Some(kind.into()),
+            mime_type: format!("{kind}/mp4"),
+            segment_alignment: true,
+            representations: vec![representation],
+            segment_template: Some(SegmentTemplate {
+                timescale: t.timescale,
+                initialization: format!("{id}-init.mp4"),
+                media: format!("{id}-seg$Number$.m4s"),
+                start_number: 0,
+                presentation_time_offset: start,
+                duration: None,
+                timeline: dash::timeline_from_durations(start, &durations),
+                availability_time_offset: None,
+                availability_time_complete: None,
+            }),
+        });
+    }
     Mpd {
         dynamic: false,
         media_presentation_duration: Some(a.duration_secs()),
         min_buffer_time: 2.0,
-        max_segment_duration: a
-            .segments
-            .iter()
-            .map(|s| a.segment_secs(s))
-            .reduce(f64::max),
-        profiles:
-            "urn:mpeg:dash:profile:isoff-on-demand:2011,urn:mpeg:dash:profile:isoff-live:2011"
-                .into(),
+        max_segment_duration: a.segments.iter().map(|s| a.segment_secs(s)).reduce(f64::max),
+        profiles: "urn:mpeg:dash:profile:isoff-live:2011".into(),
         periods: vec![Period {
             id: "0".into(),
             start: 0.0,
-            adaptation_sets: vec![AdaptationSet {
-                id: 0,
-                content_type: None,
-                mime_type: "video/mp4".into(),
-                segment_alignment: true,
-                representations: vec![Representation {
-                    id: "v".into(),
-                    codecs: a.codecs(),
-                    bandwidth: peak.max(1),
-                    width,
-                    height,
-                    frame_rate: None,
-                    audio_sampling_rate: a.tracks.iter().find_map(|t| match &t.codec {
-                        media::codec::TrackCodec::Aac(c) => Some(c.sample_rate),
-                        _ => None,
-                    }),
-                    segment_template: None,
-                }],
-                segment_template: Some(SegmentTemplate {
-                    timescale: a.timescale,
-                    initialization: "init.mp4".into(),
-                    media: "seg$Number$.m4s".into(),
-                    start_number: 0,
-                    presentation_time_offset: start,
-                    duration: None,
-                    timeline: dash::timeline_from_durations(start, &durations),
-                    availability_time_offset: None,
-                    availability_time_complete: None,
-                }),
-            }],
+            adaptation_sets,
         }],
         ..Mpd::default()
     }
