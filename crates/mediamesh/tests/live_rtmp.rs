@@ -15,14 +15,10 @@ fn media_playlist(server: &Server, stream: &str, query: &str) -> (u16, String) {
     get_text(&server.url(&format!("/live/{stream}/src/index.m3u8{query}")))
 }
 
-/// Last (msn, parts of the in-progress segment) of a parsed playlist.
+/// The (msn, part) that comes next after what a parsed playlist lists.
 fn live_edge(pl: &MediaPlaylist) -> (u64, usize) {
     let complete = pl.media_sequence + pl.skipped_segments + pl.segments.len() as u64;
-    if pl.trailing_parts.is_empty() {
-        (complete.saturating_sub(1), 0)
-    } else {
-        (complete, pl.trailing_parts.len())
-    }
+    (complete, pl.trailing_parts.len())
 }
 
 #[test]

@@ -327,12 +327,15 @@ impl Publisher {
     }
 
     fn feed(&mut self, input: Input) -> Result<(), PackagerError> {
+        let arrived = Instant::now();
         self.packager.handle(input)?;
-        self.drain();
+        self.drain(arrived);
         Ok(())
     }
 
-    fn drain(&mut self) {
+    /// Moves packager output into the store. `arrived` is when the frame that caused
+    /// it came in: the time from there to a part being listed is measured.
+    fn drain(&mut self, arrived: Instant) {
         let Some(rendition) = self.stream.renditions.first().cloned() else {
             return;
         };
@@ -364,6 +367,8 @@ impl Publisher {
                         .store
                         .push_part(bytes, duration, independent, decode_time);
                     metrics::counter!("mediamesh_parts_total").increment(1);
+                    metrics::histogram!("mediamesh_part_publish_delay_seconds")
+                        .record(arrived.elapsed().as_secs_f64());
                 }
                 Output::SegmentEnd => {
                     rendition.store.end_segment();
@@ -377,7 +382,7 @@ impl Publisher {
 impl Drop for Publisher {
     fn drop(&mut self) {
         self.packager.finish();
-        self.drain();
+        self.drain(Instant::now());
         // Leave a frame's gap so the next session's first frame does not collide.
         self.stream
             .next_ts_ms
