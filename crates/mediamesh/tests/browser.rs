@@ -23,11 +23,17 @@ fn player_page_plays_the_demo_channel_in_chromium() {
         "Chromium is missing: run `bash .ci/run` or `apt-get install chromium`"
     );
     let server = Server::start("serve", &["--demo"]);
-    wait_for_200(&server.url("/live/demo/index.m3u8"), Duration::from_secs(15));
+    wait_for_200(
+        &server.url("/live/demo/index.m3u8"),
+        Duration::from_secs(15),
+    );
     let (status, page) = get_text(&server.url("/"));
     assert_eq!(status, 200);
     assert!(page.contains("/static/hls.min.js"));
-    assert!(!page.contains("://cdn"), "the page loads nothing from the internet");
+    assert!(
+        !page.contains("://cdn"),
+        "the page loads nothing from the internet"
+    );
 
     let out = run(
         Command::new("node")

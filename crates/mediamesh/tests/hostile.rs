@@ -13,8 +13,10 @@ use common::*;
 
 fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    s.set_write_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.set_write_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     s
 }
 
@@ -39,7 +41,12 @@ fn closed_by_server(s: &mut TcpStream) -> bool {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
             Err(_) => return true,
         }
     }
@@ -71,15 +78,23 @@ fn demo_msn(server: &Server) -> u64 {
 #[test]
 fn hostile_clients_do_not_hurt_the_server_or_other_streams() {
     let mut server = Server::start("serve", &["--demo"]);
-    wait_for_200(&server.url("/live/demo/index.m3u8"), Duration::from_secs(15));
+    wait_for_200(
+        &server.url("/live/demo/index.m3u8"),
+        Duration::from_secs(15),
+    );
     let before = demo_msn(&server);
     let rss_before = server.rss_kib();
 
     // 1. Garbage instead of a handshake.
     let mut s = connect(server.rtmp);
-    let garbage: Vec<u8> = (0..65536u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..65536u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let _ = s.write_all(&garbage);
-    assert!(closed_by_server(&mut s), "garbage must close the connection");
+    assert!(
+        closed_by_server(&mut s),
+        "garbage must close the connection"
+    );
 
     // 2. Truncated handshakes: C0 only, half a C1, then hang up.
     for cut in [1usize, 700, 1536] {
@@ -95,7 +110,10 @@ fn hostile_clients_do_not_hurt_the_server_or_other_streams() {
     let mut msg = chunk_header(2, 1, 4);
     msg.extend(0x7fff_ffffu32.to_be_bytes());
     let _ = s.write_all(&msg);
-    assert!(closed_by_server(&mut s), "an oversized chunk size must close the connection");
+    assert!(
+        closed_by_server(&mut s),
+        "an oversized chunk size must close the connection"
+    );
 
     // 4. Thousands of chunk stream ids, each with a message left half-sent.
     let mut s = handshake(server.rtmp);
@@ -105,12 +123,18 @@ fn hostile_clients_do_not_hurt_the_server_or_other_streams() {
         burst.extend([0u8; 64]);
     }
     let _ = s.write_all(&burst);
-    assert!(closed_by_server(&mut s), "too many chunk streams must close the connection");
+    assert!(
+        closed_by_server(&mut s),
+        "too many chunk streams must close the connection"
+    );
 
     // 5. A declared message length far past the limit.
     let mut s = handshake(server.rtmp);
     let _ = s.write_all(&chunk_header(4, 9, 0x00ff_ffff));
-    assert!(closed_by_server(&mut s), "an oversized message must close the connection");
+    assert!(
+        closed_by_server(&mut s),
+        "an oversized message must close the connection"
+    );
 
     // 6. Huge HTTP headers: refused, the server lives on.
     let mut s = connect(server.http);
@@ -121,10 +145,17 @@ fn hostile_clients_do_not_hurt_the_server_or_other_streams() {
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer);
-    assert!(!answer.starts_with("HTTP/1.1 200"), "a 1 MiB header must not be served: {answer}");
+    assert!(
+        !answer.starts_with("HTTP/1.1 200"),
+        "a 1 MiB header must not be served: {answer}"
+    );
 
     // 7. Malformed HTTP.
-    for junk in [&b"\x00\x01\x02 garbage\r\n\r\n"[..], b"GET\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n"] {
+    for junk in [
+        &b"\x00\x01\x02 garbage\r\n\r\n"[..],
+        b"GET\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+    ] {
         let mut s = connect(server.http);
         let _ = s.write_all(junk);
         let mut sink = Vec::new();
@@ -161,7 +192,13 @@ fn hostile_clients_do_not_hurt_the_server_or_other_streams() {
     }
     drop(idle);
     let rss = server.rss_kib();
-    assert!(rss < 300 * 1024, "RSS {rss} KiB (was {rss_before} KiB before the attack)");
+    assert!(
+        rss < 300 * 1024,
+        "RSS {rss} KiB (was {rss_before} KiB before the attack)"
+    );
     let log = server.log_text();
-    assert!(log.contains("rtmp connection ended"), "errors are logged:\n{log}");
+    assert!(
+        log.contains("rtmp connection ended"),
+        "errors are logged:\n{log}"
+    );
 }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use media::hls::{check_media_playlist, MediaPlaylist};
-use sha2::Digest;
 
 fn media_playlist(server: &Server, stream: &str, query: &str) -> (u16, String) {
     get_text(&server.url(&format!("/live/{stream}/src/index.m3u8{query}")))
@@ -111,20 +110,19 @@ fn rtmp_publish_plays_over_hls_and_dash_with_ll_hls_rules() {
     assert!(body.len() > 100 && &body[4..8] == b"moof", "a CMAF chunk");
 
     // Signed digests verify, and the segment bytes match.
-    let (status, keys) = get_text(&server.url("/api/v1/keys"));
-    assert_eq!(status, 200);
-    let keys: serde_json::Value = serde_json::from_str(&keys).expect("json");
-    let pk_hex = keys["keys"][0]["public_key_hex"].as_str().expect("key");
-    let pk: [u8; 32] = hex_decode(pk_hex).try_into().expect("32 bytes");
-    let pk = ed25519_dalek::VerifyingKey::from_bytes(&pk).expect("key");
-    let (status, body) = get_text(&server.url("/live/cam/src/digests.json"));
-    assert_eq!(status, 200);
-    let signed: origin::integrity::SignedList = serde_json::from_str(&body).expect("json");
-    let list = origin::integrity::verify(&pk, &signed).expect("signature verifies");
+    let objects = verified_digests(&server, "/live/cam/src/digests.json");
     let seg = pl.segments.last().expect("segment").uri.clone();
     let (_, seg_bytes) = get(&server.url(&format!("/live/cam/src/{seg}")));
-    let want = list.objects.get(&seg).expect("digest listed");
-    assert_eq!(&hex(&sha2::Sha256::digest(&seg_bytes)), want);
+    assert_eq!(Some(&sha256_hex(&seg_bytes)), objects.get(&seg));
+    let part = pl
+        .segments
+        .last()
+        .and_then(|s| s.parts.first())
+        .expect("part")
+        .uri
+        .clone();
+    let (_, part_bytes) = get(&server.url(&format!("/live/cam/src/{part}")));
+    assert_eq!(Some(&sha256_hex(&part_bytes)), objects.get(&part));
 
     // Delta updates once the window is longer than CAN-SKIP-UNTIL (12 s).
     let until = Instant::now() + Duration::from_secs(30);
@@ -255,15 +253,4 @@ fn publish_keys_are_enforced() {
         !server.log_text().contains("s3cret"),
         "secrets never appear in logs"
     );
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn hex_decode(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .filter_map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect()
 }

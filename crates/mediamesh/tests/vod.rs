@@ -75,6 +75,19 @@ fn vod_file_plays_full_length_over_hls_and_dash() {
         let (status, body) = get_text(&server.url(bad));
         assert_eq!(status, 404, "{bad}: {body}");
     }
+    let objects = verified_digests(&server, "/vod/talk/digests.json");
+    for name in [
+        "init.mp4",
+        "seg0.m4s",
+        "v-seg1.m4s",
+        "a-seg1.m4s",
+        "a-init.mp4",
+    ] {
+        let (status, bytes) = get(&server.url(&format!("/vod/talk/{name}")));
+        assert_eq!(status, 200, "{name}");
+        assert_eq!(objects.get(name), Some(&sha256_hex(&bytes)), "{name}");
+    }
+
     let (_, api) = get_text(&server.url("/api/v1/streams"));
     assert!(api.contains("\"talk\""), "{api}");
 }

@@ -7,7 +7,7 @@
 //! characters, and the resolved file must still lie inside the folder after symlinks.
 //! Manifest writing and HTTP answers are in `http::vod`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
@@ -21,6 +21,7 @@ use media::fmp4::{self, Sample, Track, TrackRun};
 use media::mp4::{self, Mp4Track, SampleEntry, TrackKind};
 use parking_lot::Mutex;
 
+use crate::integrity::sha256_hex;
 use crate::live::stream::valid_name;
 
 /// What can go wrong serving a VOD file.
@@ -81,6 +82,8 @@ pub struct Asset {
     pub init: Bytes,
     /// Timescale of `AssetSegment::start`/`duration`.
     pub timescale: u32,
+    /// SHA-256 of every object, made on first request (reads the whole file once).
+    digests: std::sync::OnceLock<BTreeMap<String, String>>,
 }
 
 impl Asset {
@@ -163,6 +166,39 @@ impl Asset {
                 Some((start, samples.iter().map(|x| u64::from(x.duration)).sum()))
             })
             .collect()
+    }
+
+    /// SHA-256 (hex) of every object this asset serves, by file name: `init.mp4`,
+    /// `seg{n}.m4s`, and the per-track DASH objects `v-…`/`a-…`. Computed once.
+    pub fn digests(&self) -> Result<&BTreeMap<String, String>, VodError> {
+        if let Some(d) = self.digests.get() {
+            return Ok(d);
+        }
+        let mut out = BTreeMap::new();
+        out.insert("init.mp4".to_string(), sha256_hex(&self.init));
+        let tracks: Vec<(&str, usize)> = [
+            ("v", self.track_index(true)),
+            ("a", self.track_index(false)),
+        ]
+        .into_iter()
+        .filter_map(|(p, i)| i.map(|i| (p, i)))
+        .collect();
+        for (prefix, ti) in &tracks {
+            if let Some(init) = self.track_init(*ti) {
+                out.insert(format!("{prefix}-init.mp4"), sha256_hex(&init));
+            }
+        }
+        for n in 0..self.segments.len() {
+            out.insert(
+                format!("seg{n}.m4s"),
+                sha256_hex(&self.segment_bytes(n, None)?),
+            );
+            for (prefix, ti) in &tracks {
+                let bytes = self.segment_bytes(n, Some(*ti))?;
+                out.insert(format!("{prefix}-seg{n}.m4s"), sha256_hex(&bytes));
+            }
+        }
+        Ok(self.digests.get_or_init(|| out))
     }
 
     /// Reads the samples of segment `index` from the file and muxes one fragment, with
@@ -401,6 +437,7 @@ fn load(path: &Path, segment_target: Duration, max_moov: u64) -> Result<Asset, V
         segments,
         init,
         timescale,
+        digests: std::sync::OnceLock::new(),
     })
 }
 

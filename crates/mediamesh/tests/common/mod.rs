@@ -303,3 +303,37 @@ pub fn record(url: &str, secs: u32, out: &Path) -> String {
     );
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Fetches `/api/v1/keys` and the signed digest list at `path`, verifies the
+/// signature, and returns the object → SHA-256 map.
+pub fn verified_digests(server: &Server, path: &str) -> std::collections::BTreeMap<String, String> {
+    let (status, keys) = get_text(&server.url("/api/v1/keys"));
+    assert_eq!(status, 200);
+    let keys: serde_json::Value = serde_json::from_str(&keys).expect("json");
+    let pk_hex = keys["keys"][0]["public_key_hex"].as_str().expect("key");
+    let pk: [u8; 32] = hex_decode(pk_hex).try_into().expect("32 bytes");
+    let pk = ed25519_dalek::VerifyingKey::from_bytes(&pk).expect("key");
+    let (status, body) = get_text(&server.url(path));
+    assert_eq!(status, 200, "{path}: {body}");
+    let signed: origin::integrity::SignedList = serde_json::from_str(&body).expect("json");
+    origin::integrity::verify(&pk, &signed)
+        .expect("signature verifies")
+        .objects
+}
+
+/// SHA-256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .filter_map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}

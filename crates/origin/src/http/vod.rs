@@ -12,6 +12,8 @@ use media::hls::{MediaPlaylist, MediaSegment, MultivariantPlaylist, PlaylistType
 
 use super::live::{parse_object, Object};
 use super::{error, media_response, AppState};
+use crate::integrity::DigestList;
+use crate::live::store::unix_ms;
 use crate::vod::{Asset, VodError};
 use media::codec::TrackCodec;
 
@@ -42,6 +44,7 @@ pub async fn vod_file(
             "application/vnd.apple.mpegurl",
         ),
         "index.mpd" => text(mpd(&asset).write(), "application/dash+xml"),
+        "digests.json" => digests(&state, &name, asset).await,
         "init.mp4" => {
             let len = asset.init.len();
             media_response(
@@ -76,6 +79,24 @@ pub async fn vod_file(
             }
         }
     }
+}
+
+async fn digests(state: &AppState, name: &str, asset: Arc<Asset>) -> Response {
+    let objects = match tokio::task::spawn_blocking(move || asset.digests().cloned()).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "VOD task failed"),
+    };
+    let signed = state.signer.sign(&DigestList {
+        version: 1,
+        stream: name.to_string(),
+        rendition: "vod".to_string(),
+        generated_ms: unix_ms(),
+        objects,
+    });
+    let body = serde_json::to_string(&signed).unwrap_or_default();
+    let len = body.len();
+    media_response(Body::from(body), Some(len), "application/json", CACHE)
 }
 
 fn vod_error(name: &str, e: VodError) -> Response {
@@ -216,7 +237,11 @@ fn mpd(a: &Asset) -> Mpd {
         dynamic: false,
         media_presentation_duration: Some(a.duration_secs()),
         min_buffer_time: 2.0,
-        max_segment_duration: a.segments.iter().map(|s| a.segment_secs(s)).reduce(f64::max),
+        max_segment_duration: a
+            .segments
+            .iter()
+            .map(|s| a.segment_secs(s))
+            .reduce(f64::max),
         profiles: "urn:mpeg:dash:profile:isoff-live:2011".into(),
         periods: vec![Period {
             id: "0".into(),
