@@ -9,8 +9,6 @@ mod api;
 mod live;
 mod vod;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +19,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::body::Incoming;
+use service::ServeLimits;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::config::Limits;
 use crate::integrity::Signer;
@@ -81,70 +78,28 @@ pub fn error(status: StatusCode, message: &str) -> Response {
 
 /// Serves `app` on `listener` until the future is dropped.
 pub async fn serve(listener: TcpListener, app: Router, limits: &Limits) {
-    let permits = Arc::new(Semaphore::new(limits.max_http_connections.max(1)));
-    let max_head = limits.max_http_header_bytes.max(8192);
-    loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            metrics::counter!("mediamesh_http_connections_refused_total").increment(1);
-            drop(socket);
-            continue;
-        };
-        let _ = socket.set_nodelay(true);
-        let app = app.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+    let limits = ServeLimits {
+        max_connections: limits.max_http_connections,
+        max_header_bytes: limits.max_http_header_bytes,
+        header_read_timeout: Duration::from_secs(10),
+    };
+    service::serve(
+        listener,
+        limits,
+        None,
+        move |req: hyper::Request<Incoming>, peer| {
+            let mut app = app.clone();
+            async move {
+                let mut req = req.map(Body::new);
                 req.extensions_mut().insert(ConnectInfo(peer));
-                let mut app = app.clone();
-                async move {
-                    let req = req.map(Body::new);
-                    let res = tower::Service::call(&mut app, req).await;
-                    Ok::<_, Infallible>(match res {
-                        Ok(r) => r,
-                        Err(never) => match never {},
-                    })
+                match tower::Service::call(&mut app, req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
                 }
-            });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .max_buf_size(max_head)
-                .keep_alive(true);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_header_list_size(u32::try_from(max_head).unwrap_or(u32::MAX))
-                .max_concurrent_streams(256);
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(socket), service)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "http connection ended with an error");
             }
-        });
-    }
-}
-
-/// Binds `addr` and serves; returns the bound address and the server task.
-pub async fn bind(
-    addr: SocketAddr,
-    app: Router,
-    limits: Limits,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    let task = tokio::spawn(async move { serve(listener, app, &limits).await });
-    Ok((local, task))
+        },
+    )
+    .await;
 }
 
 /// Media answers with their content type and cache policy.
