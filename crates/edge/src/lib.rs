@@ -1,2 +1,30 @@
-//! The mediamesh edge: a cache near the viewers in front of any HTTP origin that
-//! serves HLS or DASH.
+//! The mediamesh edge: an HTTP cache near the viewers in front of any HTTP origin that
+//! serves HLS or DASH (ours, nginx serving files, a third party).
+//!
+//! What it adds over a generic cache: request coalescing that streams one upstream
+//! body to every waiter as it arrives (so a preload-hinted LL-HLS part reaches all
+//! viewers while the origin still produces it), LL-HLS blocking reloads collapsed per
+//! (playlist, msn, part), media-aware freshness, a shield tier chosen per object by
+//! rendezvous hashing, origin failover with a circuit breaker, stale-if-error, Akamai
+//! EdgeAuth tokens and CMCD/CMSD.
+//!
+//! Built on hyper and tokio rather than Pingora: the proxy logic here is small and
+//! media-specific (coalescing with streaming fan-out, LL-HLS holds), Pingora's cache
+//! and its build (BoringSSL/OpenSSL, its own runtime) would be more code to bend than
+//! this, and hyper is what the origin already runs on, so both roles share one accept
+//! loop (`service`) and one metrics recorder.
+//!
+//! Layout: `proxy` decides per request; `coalesce` shares in-flight fetches; `cache`
+//! holds objects (memory S3-FIFO tier, disk tier, freshness policy, keys); `upstream`
+//! picks and calls origins and parents; `token` and `cmcd` parse what clients send.
+
+pub mod cache;
+pub mod cmcd;
+pub mod coalesce;
+pub mod config;
+pub mod limit;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod token;
+pub mod upstream;

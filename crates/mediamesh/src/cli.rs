@@ -29,6 +29,10 @@ pub enum Command {
     Serve(OriginArgs),
     /// The origin alone: RTMP ingest, packaging, LL-HLS/DASH, VOD.
     Origin(OriginArgs),
+    /// One edge cache in front of HTTP origins (ours or any HLS/DASH server).
+    Edge(crate::edge_cli::EdgeArgs),
+    /// Mint an EdgeAuth token for edges started with --token-key.
+    Token(crate::edge_cli::TokenArgs),
 }
 
 /// Flags of `serve` and `origin`.
@@ -189,17 +193,52 @@ pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
 
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(args) | Command::Origin(args) => {
+        Command::Serve(args) => {
+            // The origin listens on a private loopback port; the edge faces viewers
+            // on --http and caches, coalesces and holds LL-HLS requests in front of it.
+            let mut config = origin_config(&args)?;
+            let public = config.http;
+            config.http = SocketAddr::from(([127, 0, 0, 1], 0));
+            let origin = Origin::start(config).await?;
+            let mut edge_config =
+                edge::config::EdgeConfig::new(vec![format!("http://{}", origin.http_addr)]);
+            edge_config.http = public;
+            edge_config.cache_mem_bytes = 256 * 1024 * 1024;
+            let edge = edge::server::EdgeServer::start(edge_config).await?;
+            tracing::info!(
+                "open http://{}/ to watch; streams at http://{}/live/NAME/index.m3u8",
+                edge.addr,
+                edge.addr
+            );
+            tokio::signal::ctrl_c().await?;
+            tracing::info!("shutting down");
+            drop(edge);
+            drop(origin);
+            Ok(())
+        }
+        Command::Origin(args) => {
             let config = origin_config(&args)?;
             let origin = Origin::start(config).await?;
             tracing::info!(
-                "open http://{}/ to watch; streams at http://{}/live/NAME/index.m3u8",
-                origin.http_addr,
+                "streams at http://{}/live/NAME/index.m3u8",
                 origin.http_addr
             );
             tokio::signal::ctrl_c().await?;
             tracing::info!("shutting down");
             drop(origin);
+            Ok(())
+        }
+        Command::Edge(args) => {
+            let config = crate::edge_cli::edge_config(&args)?;
+            let edge = edge::server::EdgeServer::start(config).await?;
+            tracing::info!("edge serving on http://{}", edge.addr);
+            tokio::signal::ctrl_c().await?;
+            tracing::info!("shutting down");
+            drop(edge);
+            Ok(())
+        }
+        Command::Token(args) => {
+            println!("{}", crate::edge_cli::mint(&args)?);
             Ok(())
         }
     }

@@ -3,6 +3,7 @@
 //! crates; this file is the edge where `anyhow` errors become exit codes.
 
 mod cli;
+mod edge_cli;
 
 use anyhow::Result;
 use clap::Parser;

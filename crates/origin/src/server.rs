@@ -47,12 +47,16 @@ pub struct Origin {
     pub rtmp_addr: Option<SocketAddr>,
     pub state: AppState,
     tasks: Vec<JoinHandle<()>>,
+    stop_ingest: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Drop for Origin {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some(stop) = self.stop_ingest.take() {
+            let _ = stop.send(());
         }
     }
 }
@@ -107,38 +111,42 @@ impl Origin {
         }));
         tracing::info!(addr = %http_addr, "HTTP listening");
 
-        let rtmp_addr = match config.rtmp {
+        // Ingest (RTMP connections, packaging, the demo loop) runs on its own
+        // single-threaded event loop, like an nginx worker: frames never hop between
+        // threads, which keeps CPU per stream low; HTTP stays on the main runtime.
+        let rtmp_listener = match config.rtmp {
             Some(addr) => {
-                let listener = TcpListener::bind(addr)
-                    .await
+                let listener = std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
                     .map_err(|source| StartError::Rtmp { addr, source })?;
                 let bound = listener
                     .local_addr()
                     .map_err(|source| StartError::Rtmp { addr, source })?;
-                let s = streams.clone();
-                let max = config.limits.max_rtmp_connections;
-                tasks.push(tokio::spawn(async move {
-                    ingest::rtmp::serve(listener, s, max).await;
-                }));
                 tracing::info!(addr = %bound, "RTMP listening: publish to rtmp://{bound}/live/STREAM");
-                Some(bound)
+                Some((listener, bound))
             }
             None => None,
         };
-
-        if config.demo {
-            let clip = ingest::demo::Clip::parse(ingest::demo::DEMO_CLIP)?;
-            let s = streams.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = ingest::demo::run(s, "demo", clip).await {
-                    tracing::error!(error = %e, "demo channel stopped");
-                }
-            }));
-        }
+        let rtmp_addr = rtmp_listener.as_ref().map(|(_, a)| *a);
+        let clip = if config.demo {
+            Some(ingest::demo::Clip::parse(ingest::demo::DEMO_CLIP)?)
+        } else {
+            None
+        };
+        let (stop_ingest, stopped) = tokio::sync::oneshot::channel::<()>();
+        let s = streams.clone();
+        let max = config.limits.max_rtmp_connections;
+        std::thread::Builder::new()
+            .name("ingest".into())
+            .spawn(move || ingest_loop(s, rtmp_listener.map(|(l, _)| l), max, clip, stopped))
+            .map_err(|source| StartError::Rtmp {
+                addr: config.rtmp.unwrap_or(config.http),
+                source,
+            })?;
 
         let s = streams.clone();
         tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
                 tick.tick().await;
                 s.reap();
@@ -150,6 +158,46 @@ impl Origin {
             rtmp_addr,
             state,
             tasks,
+            stop_ingest: Some(stop_ingest),
         })
     }
+}
+
+/// The ingest thread: RTMP and the demo loop on a current-thread runtime, until `stop`.
+fn ingest_loop(
+    streams: Arc<Streams>,
+    listener: Option<std::net::TcpListener>,
+    max_connections: usize,
+    clip: Option<ingest::demo::Clip>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the ingest event loop");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        if let Some(clip) = clip {
+            let s = streams.clone();
+            tokio::spawn(async move {
+                if let Err(e) = ingest::demo::run(s, "demo", clip).await {
+                    tracing::error!(error = %e, "demo channel stopped");
+                }
+            });
+        }
+        if let Some(listener) = listener {
+            match TcpListener::from_std(listener) {
+                Ok(l) => {
+                    tokio::spawn(ingest::rtmp::serve(l, streams, max_connections));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot use the RTMP listener"),
+            }
+        }
+        let _ = stop.await;
+    });
 }

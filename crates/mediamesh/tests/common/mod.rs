@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod test_origin;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -75,17 +77,35 @@ impl Server {
     /// Starts `mediamesh {role} --http … --rtmp … --data … {extra}` and waits for /healthz.
     pub fn start(role: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let http = free_port();
         let rtmp = free_port();
-        let log = dir.path().join("server.log");
+        let mut args: Vec<String> = vec![
+            "--rtmp".into(),
+            format!("127.0.0.1:{rtmp}"),
+            "--data".into(),
+            dir.path().join("data").display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::spawn(role, dir, free_port(), rtmp, &args)
+    }
+
+    /// Starts `mediamesh edge --http … {extra}`.
+    pub fn start_edge(extra: &[&str]) -> Server {
+        Self::start_edge_on(free_port(), tempfile::tempdir().expect("tempdir"), extra)
+    }
+
+    /// Starts an edge on a given port with a given folder (to restart one in place).
+    pub fn start_edge_on(http: u16, dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::spawn("edge", dir, http, 0, &args)
+    }
+
+    fn spawn(role: &str, dir: tempfile::TempDir, http: u16, rtmp: u16, args: &[String]) -> Server {
+        let log = dir.path().join(format!("{role}-{http}.log"));
         let logf = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_mediamesh"))
             .arg(role)
             .args(["--http", &format!("127.0.0.1:{http}")])
-            .args(["--rtmp", &format!("127.0.0.1:{rtmp}")])
-            .arg("--data")
-            .arg(dir.path().join("data"))
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(logf)
@@ -141,6 +161,19 @@ impl Server {
 
     pub fn alive(&mut self) -> bool {
         matches!(self.proc.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the process and hands back its folder (to restart in place).
+    pub fn kill(self) -> (u16, tempfile::TempDir) {
+        let Server {
+            mut proc,
+            http,
+            dir,
+            ..
+        } = self;
+        let _ = proc.child.kill();
+        let _ = proc.child.wait();
+        (http, dir)
     }
 }
 

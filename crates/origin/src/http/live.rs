@@ -376,16 +376,19 @@ fn digests(state: &AppState, s: &LiveStream, r: &Rendition) -> Response {
             objects.insert("init.mp4".to_string(), crate::integrity::sha256_hex(init));
         }
         for seg in &t.segments {
-            objects.insert(manifest::segment_uri(seg.msn), hex::encode(seg.sha256));
+            objects.insert(manifest::segment_uri(seg.msn), hex::encode(seg.sha256()));
             for (i, p) in seg.parts.iter().enumerate() {
-                objects.insert(manifest::part_uri(seg.msn, i as u64), hex::encode(p.sha256));
+                objects.insert(
+                    manifest::part_uri(seg.msn, i as u64),
+                    hex::encode(p.sha256()),
+                );
             }
         }
         if let Some(open) = &t.open {
             for (i, p) in open.parts.iter().enumerate() {
                 objects.insert(
                     manifest::part_uri(open.msn, i as u64),
-                    hex::encode(p.sha256),
+                    hex::encode(p.sha256()),
                 );
             }
         }

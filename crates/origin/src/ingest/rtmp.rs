@@ -77,11 +77,20 @@ async fn connection(
     let mut session = ServerSession::new(ServerConfig::default());
     let mut publishing: HashMap<u32, Publishing> = HashMap::new();
     let mut buf = vec![0u8; 64 * 1024];
+    // One coarse tick checks for idleness: cheaper than a timer per read.
+    let mut tick = tokio::time::interval(IDLE_TIMEOUT / 4);
+    let mut last = tokio::time::Instant::now();
     loop {
-        let n = match tokio::time::timeout(IDLE_TIMEOUT, socket.read(&mut buf)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(ConnectionError::Idle(IDLE_TIMEOUT)),
+        let n = tokio::select! {
+            r = socket.read(&mut buf) => r?,
+            _ = tick.tick() => {
+                if last.elapsed() >= IDLE_TIMEOUT {
+                    return Err(ConnectionError::Idle(IDLE_TIMEOUT));
+                }
+                continue;
+            }
         };
+        last = tokio::time::Instant::now();
         if n == 0 {
             return Ok(());
         }

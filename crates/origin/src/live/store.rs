@@ -7,7 +7,7 @@
 //! object is their concatenation, so no byte is kept twice.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -21,9 +21,19 @@ pub struct Part {
     pub bytes: Bytes,
     pub duration: f64,
     pub independent: bool,
-    pub sha256: [u8; 32],
+    /// SHA-256 of `bytes`, computed on first use (most parts are never asked for).
+    sha256: OnceLock<[u8; 32]>,
     /// Decode time of the first video sample, 90 kHz.
     pub decode_time: u64,
+}
+
+impl Part {
+    /// SHA-256 of the part's bytes.
+    pub fn sha256(&self) -> [u8; 32] {
+        *self
+            .sha256
+            .get_or_init(|| Sha256::digest(&self.bytes).into())
+    }
 }
 
 /// A complete segment: the concatenation of its parts.
@@ -35,11 +45,23 @@ pub struct Segment {
     pub discontinuity: bool,
     /// Wall clock of the first sample, unix milliseconds.
     pub pdt_ms: u64,
-    pub sha256: [u8; 32],
+    /// SHA-256 of the concatenated parts, computed on first use.
+    sha256: Arc<OnceLock<[u8; 32]>>,
     pub size: usize,
 }
 
 impl Segment {
+    /// SHA-256 of the segment (its parts concatenated).
+    pub fn sha256(&self) -> [u8; 32] {
+        *self.sha256.get_or_init(|| {
+            let mut hasher = Sha256::new();
+            for p in &self.parts {
+                hasher.update(&p.bytes);
+            }
+            hasher.finalize().into()
+        })
+    }
+
     /// Decode time of the first sample, 90 kHz.
     pub fn start(&self) -> u64 {
         self.parts.first().map_or(0, |p| p.decode_time)
@@ -212,12 +234,11 @@ impl RenditionStore {
 
     /// Appends a part to the open segment, opening one if needed.
     pub fn push_part(&self, bytes: Bytes, duration: f64, independent: bool, decode_time: u64) {
-        let sha256: [u8; 32] = Sha256::digest(&bytes).into();
         let part = Arc::new(Part {
             bytes,
             duration,
             independent,
-            sha256,
+            sha256: OnceLock::new(),
             decode_time,
         });
         let mut t = self.timeline.write();
@@ -317,12 +338,7 @@ fn close_segment(t: &mut Timeline, open: OpenSegment) {
     if open.parts.is_empty() {
         return;
     }
-    let mut hasher = Sha256::new();
-    let mut size = 0;
-    for p in &open.parts {
-        hasher.update(&p.bytes);
-        size += p.bytes.len();
-    }
+    let size = open.parts.iter().map(|p| p.bytes.len()).sum();
     let duration = open.duration();
     if duration > t.max_segment_duration {
         t.max_segment_duration = duration;
@@ -333,7 +349,7 @@ fn close_segment(t: &mut Timeline, open: OpenSegment) {
         duration,
         discontinuity: open.discontinuity,
         pdt_ms: open.pdt_ms,
-        sha256: hasher.finalize().into(),
+        sha256: Arc::new(OnceLock::new()),
         size,
     });
 }
@@ -415,7 +431,7 @@ mod tests {
             all.extend_from_slice(&p.bytes);
         }
         let want: [u8; 32] = Sha256::digest(&all).into();
-        assert_eq!(seg.sha256, want);
+        assert_eq!(seg.sha256(), want);
     }
 
     #[tokio::test]

@@ -1,0 +1,92 @@
+//! Edge metrics: counters are bumped in `proxy`; this adds the gauges computed at
+//! scrape time (cache bytes per tier, hit ratio, upstream health, CMCD sessions) and
+//! renders the process-wide Prometheus page.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::cmcd::Cmcd;
+use crate::proxy::{CacheStatus, Edge};
+
+static HITS: AtomicU64 = AtomicU64::new(0);
+static LOOKUPS: AtomicU64 = AtomicU64::new(0);
+
+/// CMCD session ids seen recently (bounded).
+static SESSIONS: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+const SESSION_WINDOW: Duration = Duration::from_secs(30);
+const MAX_SESSIONS: usize = 100_000;
+
+/// Counts one answer.
+pub fn record_response(status: u16, cache: CacheStatus) {
+    let label = match cache {
+        CacheStatus::Hit => "hit",
+        CacheStatus::Miss => "miss",
+        CacheStatus::Stale => "stale",
+        CacheStatus::StaleIfError => "stale_if_error",
+        CacheStatus::Pass => "pass",
+    };
+    ::metrics::counter!("edge_requests_total", "cache" => label, "status" => status.to_string())
+        .increment(1);
+    if cache != CacheStatus::Pass {
+        LOOKUPS.fetch_add(1, Ordering::Relaxed);
+        if matches!(
+            cache,
+            CacheStatus::Hit | CacheStatus::Stale | CacheStatus::StaleIfError
+        ) {
+            HITS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Aggregates what players report in CMCD.
+pub fn record_cmcd(c: &Cmcd) {
+    if c.bs {
+        ::metrics::counter!("edge_cmcd_buffer_starvation_total").increment(1);
+    }
+    if let Some(br) = c.br {
+        ::metrics::histogram!("edge_cmcd_requested_bitrate_kbps").record(br as f64);
+    }
+    if let Some(bl) = c.bl {
+        ::metrics::histogram!("edge_cmcd_buffer_length_ms").record(bl as f64);
+    }
+    if let Some(sid) = &c.sid {
+        let mut guard = SESSIONS.lock();
+        let map = guard.get_or_insert_with(HashMap::new);
+        if map.len() >= MAX_SESSIONS && !map.contains_key(sid) {
+            let now = Instant::now();
+            map.retain(|_, t| now.duration_since(*t) < SESSION_WINDOW);
+        }
+        if map.len() < MAX_SESSIONS {
+            map.insert(sid.chars().take(64).collect(), Instant::now());
+        }
+    }
+}
+
+/// The `/metrics` page.
+pub fn render(edge: &Edge) -> String {
+    let (mem, disk) = edge.cache_bytes();
+    ::metrics::gauge!("edge_cache_bytes", "tier" => "memory").set(mem as f64);
+    ::metrics::gauge!("edge_cache_bytes", "tier" => "disk").set(disk as f64);
+    let lookups = LOOKUPS.load(Ordering::Relaxed);
+    if lookups > 0 {
+        ::metrics::gauge!("edge_hit_ratio")
+            .set(HITS.load(Ordering::Relaxed) as f64 / lookups as f64);
+    }
+    let sessions = {
+        let now = Instant::now();
+        SESSIONS.lock().as_ref().map_or(0, |m| {
+            m.values()
+                .filter(|t| now.duration_since(**t) < SESSION_WINDOW)
+                .count()
+        })
+    };
+    ::metrics::gauge!("edge_cmcd_sessions").set(sessions as f64);
+    for s in edge.upstreams.status() {
+        ::metrics::gauge!("edge_upstream_healthy", "upstream" => s.base.clone())
+            .set(if s.healthy == Some(true) { 1.0 } else { 0.0 });
+    }
+    service::metrics::render()
+}

@@ -1,0 +1,700 @@
+//! The edge's request path: token check, cache lookup (memory, then disk), coalesced
+//! upstream fetch streamed to every waiter, storing by the freshness policy, stale
+//! serving (while revalidating, or when every upstream fails), and the answer itself
+//! (HEAD, conditional requests, single byte ranges, CMSD headers, access log line).
+//!
+//! Upstream choice and the cache structures live in `upstream` and `cache`; this file
+//! decides what to do with them for one request.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::cache::disk::DiskCache;
+use crate::cache::key::cache_key;
+use crate::cache::memory::MemoryCache;
+use crate::cache::policy::freshness;
+use crate::cache::CachedObject;
+use crate::cmcd;
+use crate::coalesce::{Flight, FlightError, Flights, Head, Joined};
+use crate::config::EdgeConfig;
+use crate::limit::RateLimiter;
+use crate::token;
+use crate::upstream::{UpstreamError, Upstreams};
+
+/// Response body type of the edge.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("upstream configuration: {0}")]
+    Upstream(#[from] UpstreamError),
+    #[error("disk cache: {0}")]
+    Disk(String),
+}
+
+/// How an answer was produced (X-Cache, logs, metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    /// Stale while a refresh runs.
+    Stale,
+    /// Stale because every upstream failed.
+    StaleIfError,
+    /// Not from the cache (errors, local answers).
+    Pass,
+}
+
+impl CacheStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Stale => "STALE",
+            Self::StaleIfError => "STALE-IF-ERROR",
+            Self::Pass => "PASS",
+        }
+    }
+}
+
+/// Hop-by-hop headers never forwarded (RFC 9110 §7.6.1) plus ones the edge sets itself.
+const DROPPED_HEADERS: [&str; 11] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "age",
+    "set-cookie",
+];
+
+/// One edge node.
+pub struct Edge {
+    pub config: EdgeConfig,
+    memory: MemoryCache,
+    disk: Option<Arc<DiskCache>>,
+    pub upstreams: Arc<Upstreams>,
+    flights: Flights,
+    limiter: Option<RateLimiter>,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("server_id", &self.config.server_id)
+            .finish()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+enum Answer {
+    Object(Arc<CachedObject>, CacheStatus),
+    Stream(Arc<Flight>, Head),
+    Error(StatusCode, String),
+}
+
+impl Edge {
+    pub fn new(config: EdgeConfig) -> Result<Arc<Self>, EdgeError> {
+        let upstreams = Upstreams::new(config.upstream.clone())?;
+        let disk = match &config.cache_dir {
+            Some(dir) => Some(Arc::new(
+                DiskCache::open(dir, config.cache_disk_bytes)
+                    .map_err(|e| EdgeError::Disk(format!("{}: {e}", dir.display())))?,
+            )),
+            None => None,
+        };
+        Ok(Arc::new(Self {
+            memory: MemoryCache::new(config.cache_mem_bytes),
+            disk,
+            upstreams,
+            flights: Flights::default(),
+            limiter: config.limits.per_ip_rps.map(RateLimiter::new),
+            config,
+        }))
+    }
+
+    /// Bytes held per tier.
+    pub fn cache_bytes(&self) -> (usize, u64) {
+        (
+            self.memory.bytes(),
+            self.disk.as_ref().map_or(0, |d| d.bytes()),
+        )
+    }
+
+    /// Handles one request.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().map(str::to_string);
+        let (mut res, status) = self
+            .route(&req, &method, &path, query.as_deref(), peer)
+            .await;
+        let cmcd = cmcd::parse_query(query.as_deref().unwrap_or("")).or_else(|| {
+            let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
+            cmcd::parse_headers(
+                h("cmcd-request"),
+                h("cmcd-object"),
+                h("cmcd-status"),
+                h("cmcd-session"),
+            )
+        });
+        if let Some(c) = &cmcd {
+            crate::metrics::record_cmcd(c);
+        }
+        let hdrs = res.headers_mut();
+        hdrs.insert(
+            HeaderName::from_static("x-cache"),
+            HeaderValue::from_static(status.as_str()),
+        );
+        if let Ok(v) = HeaderValue::from_str(&format!("1.1 {}", self.config.server_id)) {
+            hdrs.append(header::VIA, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&cmcd::cmsd_static(&path, query.is_some())) {
+            hdrs.insert(HeaderName::from_static("cmsd-static"), v);
+        }
+        if let Ok(v) =
+            HeaderValue::from_str(&cmcd::cmsd_dynamic(&self.config.server_id, None, None))
+        {
+            hdrs.insert(HeaderName::from_static("cmsd-dynamic"), v);
+        }
+        let code = res.status().as_u16();
+        crate::metrics::record_response(code, status);
+        tracing::info!(
+            target: "access",
+            client = %peer.ip(),
+            method = %method,
+            path = %path,
+            status = code,
+            cache = status.as_str(),
+            ms = started.elapsed().as_millis() as u64,
+            cmcd = %cmcd.as_ref().map(|c| c.log_fields()).unwrap_or_default(),
+        );
+        res
+    }
+
+    async fn route(
+        self: &Arc<Self>,
+        req: &Request<Incoming>,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        peer: SocketAddr,
+    ) -> (Response<Body>, CacheStatus) {
+        let local = |s: StatusCode, m: &str| (text(s, m), CacheStatus::Pass);
+        match path {
+            "/healthz" => return local(StatusCode::OK, "ok"),
+            "/metrics" => {
+                let body = crate::metrics::render(self);
+                let mut r = Response::new(full(Bytes::from(body)));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                return (r, CacheStatus::Pass);
+            }
+            _ => {}
+        }
+        if *method != Method::GET && *method != Method::HEAD {
+            return local(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+        }
+        if let Some(limiter) = &self.limiter {
+            if !limiter.allow(peer.ip()) {
+                ::metrics::counter!("edge_rate_limited_total").increment(1);
+                return local(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many requests from your address",
+                );
+            }
+        }
+        if let Some(key) = &self.config.token_key {
+            let cookie = req
+                .headers()
+                .get(header::COOKIE)
+                .and_then(|v| v.to_str().ok());
+            let hdr = req
+                .headers()
+                .get(self.config.token_name.as_str())
+                .and_then(|v| v.to_str().ok());
+            let Some(tok) = token::extract(&self.config.token_name, query, cookie, hdr) else {
+                ::metrics::counter!("edge_token_rejected_total", "reason" => "missing")
+                    .increment(1);
+                return local(StatusCode::FORBIDDEN, "a token is required (__token__)");
+            };
+            let now = now_ms() / 1000;
+            let ip = peer.ip().to_string();
+            if let Err(e) = token::verify(key, &tok, path, query, Some(&ip), now) {
+                ::metrics::counter!("edge_token_rejected_total", "reason" => "invalid")
+                    .increment(1);
+                tracing::info!(client = %peer.ip(), path, error = %e, "token refused");
+                return local(StatusCode::FORBIDDEN, &format!("token refused: {e}"));
+            }
+        }
+        let Some(key) = cache_key(path, query, &self.config.dropped_params) else {
+            return local(StatusCode::URI_TOO_LONG, "request target too long");
+        };
+        let upstream_path = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        // RFC 9111 §5.2.1.7: answer from the cache or not at all.
+        let only_if_cached = req
+            .headers()
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.to_ascii_lowercase().contains("only-if-cached"));
+        let answer = if only_if_cached {
+            match self.cached(&key).await {
+                Some(obj) => Answer::Object(obj, CacheStatus::Hit),
+                None => Answer::Error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "not cached (only-if-cached)".into(),
+                ),
+            }
+        } else {
+            self.lookup_or_fetch(&key, path, query, &upstream_path, peer)
+                .await
+        };
+        let head_only = *method == Method::HEAD;
+        match answer {
+            Answer::Object(obj, status) => {
+                (object_response(&obj, req.headers(), head_only), status)
+            }
+            Answer::Stream(flight, head) => {
+                // Ranges and conditionals need the whole object; plain GETs stream.
+                let wants_whole = req.headers().contains_key(header::RANGE)
+                    || req.headers().contains_key(header::IF_NONE_MATCH);
+                if wants_whole {
+                    match flight.complete().await {
+                        Ok(body) => {
+                            let obj = CachedObject {
+                                status: head.status,
+                                headers: head.headers.clone(),
+                                body,
+                                stored_ms: now_ms(),
+                                fresh_until_ms: 0,
+                                stale_while_revalidate_until_ms: 0,
+                                stale_if_error_until_ms: 0,
+                            };
+                            (
+                                object_response(&obj, req.headers(), head_only),
+                                CacheStatus::Miss,
+                            )
+                        }
+                        Err(e) => (
+                            text(StatusCode::BAD_GATEWAY, &e.to_string()),
+                            CacheStatus::Miss,
+                        ),
+                    }
+                } else {
+                    (stream_response(flight, &head, head_only), CacheStatus::Miss)
+                }
+            }
+            Answer::Error(status, msg) => (text(status, &msg), CacheStatus::Pass),
+        }
+    }
+
+    async fn cached(&self, key: &str) -> Option<Arc<CachedObject>> {
+        if let Some(obj) = self.memory.get(key) {
+            return Some(obj);
+        }
+        let disk = self.disk.clone()?;
+        let k = key.to_string();
+        let found = tokio::task::spawn_blocking(move || disk.get(&k))
+            .await
+            .ok()??;
+        let obj = Arc::new(found);
+        self.memory.insert(key.to_string(), obj.clone());
+        ::metrics::counter!("edge_disk_hits_total").increment(1);
+        Some(obj)
+    }
+
+    async fn lookup_or_fetch(
+        self: &Arc<Self>,
+        key: &str,
+        path: &str,
+        query: Option<&str>,
+        upstream_path: &str,
+        peer: SocketAddr,
+    ) -> Answer {
+        let now = now_ms();
+        let stale = match self.cached(key).await {
+            Some(obj) if obj.is_fresh(now) => return Answer::Object(obj, CacheStatus::Hit),
+            Some(obj) if now < obj.stale_while_revalidate_until_ms => {
+                // Serve stale now; refresh in the background (coalesced).
+                if let Joined::Lead(flight) = self.flights.join(key) {
+                    self.spawn_fetch(key, path, query, upstream_path, peer, flight);
+                }
+                ::metrics::counter!("edge_stale_served_total", "why" => "revalidate").increment(1);
+                return Answer::Object(obj, CacheStatus::Stale);
+            }
+            other => other,
+        };
+        let flight = match self.flights.join(key) {
+            Joined::Lead(flight) => {
+                self.spawn_fetch(key, path, query, upstream_path, peer, flight.clone());
+                flight
+            }
+            Joined::Follow(flight) => {
+                ::metrics::counter!("edge_coalesced_waiters_total").increment(1);
+                flight
+            }
+        };
+        let stale_if_error = |obj: &Option<Arc<CachedObject>>| {
+            obj.as_ref()
+                .filter(|o| now_ms() < o.stale_if_error_until_ms)
+                .cloned()
+        };
+        match flight.head().await {
+            Ok(head) if head.status >= 500 => match stale_if_error(&stale) {
+                Some(obj) => {
+                    ::metrics::counter!("edge_stale_served_total", "why" => "error").increment(1);
+                    Answer::Object(obj, CacheStatus::StaleIfError)
+                }
+                None => Answer::Stream(flight, head),
+            },
+            Ok(head) => Answer::Stream(flight, head),
+            Err(e) => match stale_if_error(&stale) {
+                Some(obj) => {
+                    ::metrics::counter!("edge_stale_served_total", "why" => "error").increment(1);
+                    Answer::Object(obj, CacheStatus::StaleIfError)
+                }
+                None => {
+                    let status = match e {
+                        FlightError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                        _ => StatusCode::BAD_GATEWAY,
+                    };
+                    Answer::Error(status, format!("{e}; nothing cached for this object"))
+                }
+            },
+        }
+    }
+
+    fn spawn_fetch(
+        self: &Arc<Self>,
+        key: &str,
+        path: &str,
+        query: Option<&str>,
+        upstream_path: &str,
+        peer: SocketAddr,
+        flight: Arc<Flight>,
+    ) {
+        let edge = self.clone();
+        let key = key.to_string();
+        let path = path.to_string();
+        let query = query.unwrap_or("").to_string();
+        let upstream_path = upstream_path.to_string();
+        tokio::spawn(async move {
+            edge.fetch(&key, &path, &query, &upstream_path, peer, &flight)
+                .await;
+            edge.flights.land(&key);
+        });
+    }
+
+    /// Leads one upstream fetch: fills the flight, then stores the object.
+    async fn fetch(
+        &self,
+        key: &str,
+        path: &str,
+        query: &str,
+        upstream_path: &str,
+        peer: SocketAddr,
+        flight: &Flight,
+    ) {
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
+            headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+        }
+        ::metrics::counter!("edge_upstream_requests_total").increment(1);
+        let fetched = match self
+            .upstreams
+            .fetch(key, &Method::GET, upstream_path, &headers)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(path, error = %e, "no upstream answered");
+                flight.fail(match e {
+                    UpstreamError::Timeout => FlightError::Timeout,
+                    other => FlightError::Upstream(other.to_string()),
+                });
+                return;
+            }
+        };
+        ::metrics::histogram!("edge_upstream_first_byte_seconds")
+            .record(fetched.elapsed_first_byte.as_secs_f64());
+        let (parts, mut body) = fetched.response.into_parts();
+        let head = Head {
+            status: parts.status.as_u16(),
+            headers: forwardable(&parts.headers),
+        };
+        flight.set_head(head.clone());
+        let max = self.config.max_object_bytes;
+        loop {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        ::metrics::counter!("edge_upstream_bytes_total")
+                            .increment(data.len() as u64);
+                        if flight.len() + data.len() > max {
+                            flight.fail(FlightError::TooLarge(max));
+                            return;
+                        }
+                        flight.push(data);
+                    }
+                }
+                Some(Err(e)) => {
+                    self.upstreams.report(&fetched.target, false);
+                    flight.fail(FlightError::Body(e.to_string()));
+                    return;
+                }
+                None => break,
+            }
+        }
+        flight.finish();
+        let Some(body) = flight.body() else {
+            return;
+        };
+        let Some(fresh) = freshness(
+            head.status,
+            path,
+            query,
+            &head.headers,
+            &body,
+            &self.config.media_defaults,
+        ) else {
+            return;
+        };
+        let now = now_ms();
+        let mut headers = head.headers;
+        if !headers.iter().any(|(n, _)| n == "etag") {
+            let digest =
+                sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), &body));
+            headers.push(("etag".into(), format!("\"{}\"", hex::encode(&digest[..12]))));
+        }
+        let obj = Arc::new(CachedObject {
+            status: head.status,
+            headers,
+            body,
+            stored_ms: now,
+            fresh_until_ms: now + fresh.ttl_ms,
+            stale_while_revalidate_until_ms: now + fresh.ttl_ms + fresh.swr_ms,
+            stale_if_error_until_ms: now + fresh.ttl_ms + fresh.sie_ms,
+        });
+        self.memory.insert(key.to_string(), obj.clone());
+        if let Some(disk) = self.disk.clone() {
+            let k = key.to_string();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = disk.insert(&k, &obj) {
+                    tracing::warn!(error = %e, "disk cache write failed");
+                }
+            });
+        }
+    }
+}
+
+/// Response headers worth keeping and replaying (lowercase names).
+fn forwardable(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(n, _)| !DROPPED_HEADERS.contains(&n.as_str()))
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+fn full(b: Bytes) -> Body {
+    Full::new(b)
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+fn empty() -> Body {
+    full(Bytes::new())
+}
+
+fn text(status: StatusCode, message: &str) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::from(format!("{message}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn apply_headers(res: &mut Response<Body>, headers: &[(String, String)], skip_length: bool) {
+    let h = res.headers_mut();
+    for (n, v) in headers {
+        if skip_length && n == "content-length" {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.append(n, v);
+        }
+    }
+}
+
+/// Streams a flight to one client as its bytes arrive.
+fn stream_response(flight: Arc<Flight>, head: &Head, head_only: bool) -> Response<Body> {
+    let body = if head_only {
+        empty()
+    } else {
+        let stream = futures_util::stream::unfold((flight, 0usize), |(f, i)| async move {
+            match f.chunk(i).await {
+                Some(Ok(c)) => {
+                    ::metrics::counter!("edge_egress_bytes_total").increment(c.len() as u64);
+                    Some((Ok(Frame::data(c)), (f, i + 1)))
+                }
+                Some(Err(e)) => Some((Err(std::io::Error::other(e.to_string())), (f, usize::MAX))),
+                None => None,
+            }
+        });
+        BodyExt::boxed(StreamBody::new(stream))
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    apply_headers(&mut res, &head.headers, false);
+    res
+}
+
+/// Answers from a whole object: 304 for a matching If-None-Match, 206/416 for a
+/// single byte range, HEAD without body.
+fn object_response(obj: &CachedObject, req: &HeaderMap, head_only: bool) -> Response<Body> {
+    let age = now_ms().saturating_sub(obj.stored_ms) / 1000;
+    let etag = obj
+        .headers
+        .iter()
+        .find(|(n, _)| n == "etag")
+        .map(|(_, v)| v.as_str());
+    if let (Some(inm), Some(etag)) = (
+        req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()),
+        etag,
+    ) {
+        if inm.split(',').any(|t| t.trim() == etag || t.trim() == "*") {
+            let mut r = Response::new(empty());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            if let Ok(v) = HeaderValue::from_str(etag) {
+                r.headers_mut().insert(header::ETAG, v);
+            }
+            return r;
+        }
+    }
+    let len = obj.body.len();
+    let range = if obj.status == 200 {
+        req.get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| parse_range(v, len))
+    } else {
+        None
+    };
+    let (status, body, content_range) = match range {
+        Some(Some((start, end))) => (
+            StatusCode::PARTIAL_CONTENT,
+            obj.body.slice(start..=end),
+            Some(format!("bytes {start}-{end}/{len}")),
+        ),
+        Some(None) => {
+            let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+        None => (
+            StatusCode::from_u16(obj.status).unwrap_or(StatusCode::OK),
+            obj.body.clone(),
+            None,
+        ),
+    };
+    let body_len = body.len();
+    if !head_only {
+        ::metrics::counter!("edge_egress_bytes_total").increment(body_len as u64);
+    }
+    let mut res = Response::new(if head_only { empty() } else { full(body) });
+    *res.status_mut() = status;
+    apply_headers(&mut res, &obj.headers, true);
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::AGE, HeaderValue::from(age));
+    if let Some(cr) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert(header::CONTENT_RANGE, cr);
+    }
+    res
+}
+
+/// One `bytes=` range against a body of `len` bytes: inclusive (start, end), or
+/// `None` when unsatisfiable. Multiple ranges are answered with the first only.
+pub fn parse_range(value: &str, len: usize) -> Option<(usize, usize)> {
+    let spec = value
+        .trim()
+        .strip_prefix("bytes=")?
+        .split(',')
+        .next()?
+        .trim();
+    let (a, b) = spec.split_once('-')?;
+    if len == 0 {
+        return None;
+    }
+    let (start, end) = if a.is_empty() {
+        let n: usize = b.parse().ok()?;
+        if n == 0 {
+            return None;
+        }
+        (len.saturating_sub(n), len - 1)
+    } else {
+        let start: usize = a.parse().ok()?;
+        let end = if b.is_empty() {
+            len - 1
+        } else {
+            b.parse::<usize>().ok()?.min(len - 1)
+        };
+        (start, end)
+    };
+    (start <= end && start < len).then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 99)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=9-1", 100), None);
+        assert_eq!(parse_range("bytes=-0", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=a-b", 100), None);
+        assert_eq!(parse_range("bytes=0-0", 0), None);
+    }
+}
