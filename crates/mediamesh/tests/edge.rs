@@ -381,3 +381,137 @@ fn serve_puts_the_edge_in_front_of_the_origin_end_to_end() {
         "origin metrics on the same page"
     );
 }
+
+fn curl(args: &[&str]) -> String {
+    require("curl");
+    let out = run(
+        Command::new("curl").args(["-s", "-S"]).args(args),
+        Duration::from_secs(30),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn http2_tls_ranges_conditionals_and_head() {
+    require("openssl");
+    let origin = TestOrigin::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = run(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (c, k) = (cert.display().to_string(), key.display().to_string());
+    let plain = Server::start_edge(&["--origin", origin.url_static()]);
+    let path = "/obj/h.m4s?size=5000&delay_ms=0";
+
+    // h2c with prior knowledge, and HTTP/1.1, on the same port.
+    let v = curl(&[
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        &plain.url(path),
+    ]);
+    assert_eq!(v, "2 200");
+    let v = curl(&[
+        "--http1.1",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        &plain.url(path),
+    ]);
+    assert_eq!(v, "1.1 200");
+
+    // Range → 206 with the right bytes; unsatisfiable → 416.
+    let (s, body) = {
+        let r = reqwest::blocking::Client::new()
+            .get(plain.url(path))
+            .header("range", "bytes=100-199")
+            .send()
+            .expect("answer");
+        (r.status().as_u16(), r.bytes().expect("body").to_vec())
+    };
+    assert_eq!(s, 206);
+    assert_eq!(body, object_bytes("h.m4s", 5000)[100..200].to_vec());
+    let r = reqwest::blocking::Client::new()
+        .get(plain.url(path))
+        .header("range", "bytes=9000-")
+        .send()
+        .expect("answer");
+    assert_eq!(r.status().as_u16(), 416);
+
+    // ETag → 304; HEAD has headers and no body.
+    let etag = header(&plain.url(path), "etag").expect("etag");
+    let r = reqwest::blocking::Client::new()
+        .get(plain.url(path))
+        .header("if-none-match", &etag)
+        .send()
+        .expect("answer");
+    assert_eq!(r.status().as_u16(), 304);
+    let r = reqwest::blocking::Client::new()
+        .head(plain.url(path))
+        .send()
+        .expect("answer");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()),
+        Some("5000")
+    );
+    assert_eq!(origin.count("/obj/h.m4s"), 1);
+
+    // TLS with ALPN: HTTP/2 and HTTP/1.1.
+    let tls = Server::start_edge(&[
+        "--origin",
+        origin.url_static(),
+        "--tls-cert",
+        &c,
+        "--tls-key",
+        &k,
+    ]);
+    let url = format!("https://127.0.0.1:{}{path}", tls.http);
+    let v = curl(&[
+        "-k",
+        "--http2",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        &url,
+    ]);
+    assert_eq!(v, "2 200");
+    let v = curl(&[
+        "-k",
+        "--http1.1",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        &url,
+    ]);
+    assert_eq!(v, "1.1 200");
+}

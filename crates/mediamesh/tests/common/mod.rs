@@ -122,8 +122,15 @@ impl Server {
             log,
         };
         let until = Instant::now() + Duration::from_secs(20);
+        let tls = args.iter().any(|a| a == "--tls-cert");
         loop {
-            if get(&server.url("/healthz")).0 == 200 {
+            // A TLS server is up once it accepts; others must answer /healthz.
+            let up = if tls {
+                std::net::TcpStream::connect(("127.0.0.1", http)).is_ok()
+            } else {
+                get(&server.url("/healthz")).0 == 200
+            };
+            if up {
                 break;
             }
             assert!(
