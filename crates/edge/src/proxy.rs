@@ -81,6 +81,9 @@ const DROPPED_HEADERS: [&str; 11] = [
     "set-cookie",
 ];
 
+/// Objects fresh for less than this stay in memory only.
+const DISK_MIN_TTL_MS: u64 = 10_000;
+
 /// One edge node.
 pub struct Edge {
     pub config: EdgeConfig,
@@ -505,7 +508,12 @@ impl Edge {
             stale_if_error_until_ms: now + fresh.ttl_ms + fresh.sie_ms,
         });
         self.memory.insert(key.to_string(), obj.clone());
-        if let Some(disk) = self.disk.clone() {
+        // Short-lived objects (live playlists) are not worth a disk write.
+        let disk = self
+            .disk
+            .clone()
+            .filter(|_| fresh.ttl_ms >= DISK_MIN_TTL_MS);
+        if let Some(disk) = disk {
             let k = key.to_string();
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = disk.insert(&k, &obj) {

@@ -68,6 +68,10 @@ pub struct OriginArgs {
     /// Seconds a dropped publisher has to come back [default: 10].
     #[arg(long)]
     pub reconnect_grace: Option<f64>,
+    /// Merged-read interval of RTMP publishers in seconds: fewer wake-ups per stream,
+    /// at most this much added delay; 0 reads at once [default: 0.03].
+    #[arg(long)]
+    pub ingest_batch: Option<f64>,
     /// Publish key for a stream, NAME=KEY (repeatable). Publish with `rtmp://…/live/NAME?key=KEY`
     /// or with KEY as the stream key.
     #[arg(long = "publish-key", value_name = "NAME=KEY")]
@@ -105,6 +109,7 @@ pub struct FileConfig {
     pub part_target: Option<f64>,
     pub dvr_window: Option<f64>,
     pub reconnect_grace: Option<f64>,
+    pub ingest_batch: Option<f64>,
     #[serde(default)]
     pub publish_keys: HashMap<String, String>,
     pub require_keys: Option<bool>,
@@ -163,6 +168,9 @@ pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
     }
     if let Some(v) = args.reconnect_grace.or(file.reconnect_grace) {
         p.reconnect_grace = seconds("reconnect-grace", v, 0.0, 3_600.0)?;
+    }
+    if let Some(v) = args.ingest_batch.or(file.ingest_batch) {
+        p.ingest_read_batch = seconds("ingest-batch", v, 0.0, 0.2)?;
     }
     c.publish_keys = file.publish_keys;
     for kv in &args.publish_keys {

@@ -41,6 +41,8 @@ pub struct PackagingConfig {
     pub reconnect_grace: Duration,
     /// How long an ended stream stays listed with EXT-X-ENDLIST before it is forgotten.
     pub ended_linger: Duration,
+    /// Merged-read interval of publishing RTMP connections (see `ingest::rtmp::serve`).
+    pub ingest_read_batch: Duration,
 }
 
 /// Explicit bounds on what clients and publishers may cost us.
@@ -68,6 +70,7 @@ impl Default for PackagingConfig {
             dvr_window: Duration::from_secs(60),
             reconnect_grace: Duration::from_secs(10),
             ended_linger: Duration::from_secs(60),
+            ingest_read_batch: Duration::from_millis(30),
         }
     }
 }

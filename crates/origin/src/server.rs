@@ -136,9 +136,10 @@ impl Origin {
         let (stop_ingest, stopped) = tokio::sync::oneshot::channel::<()>();
         let s = streams.clone();
         let max = config.limits.max_rtmp_connections;
+        let batch = config.packaging.ingest_read_batch;
         std::thread::Builder::new()
             .name("ingest".into())
-            .spawn(move || ingest_loop(s, rtmp_listener.map(|(l, _)| l), max, clip, stopped))
+            .spawn(move || ingest_loop(s, rtmp_listener.map(|(l, _)| l), max, clip, batch, stopped))
             .map_err(|source| StartError::Rtmp {
                 addr: config.rtmp.unwrap_or(config.http),
                 source,
@@ -169,6 +170,7 @@ fn ingest_loop(
     listener: Option<std::net::TcpListener>,
     max_connections: usize,
     clip: Option<ingest::demo::Clip>,
+    read_batch: Duration,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -193,7 +195,7 @@ fn ingest_loop(
         if let Some(listener) = listener {
             match TcpListener::from_std(listener) {
                 Ok(l) => {
-                    tokio::spawn(ingest::rtmp::serve(l, streams, max_connections));
+                    tokio::spawn(ingest::rtmp::serve(l, streams, max_connections, read_batch));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot use the RTMP listener"),
             }

@@ -2,69 +2,115 @@
 //! parameter order does not split the cache. LL-HLS's `_HLS_msn`, `_HLS_part` and
 //! `_HLS_skip` are always kept (a blocking reload for the next part is a different
 //! object from the plain playlist); configured names (CMCD, tokens, tracking) are
-//! dropped. Keys are opaque strings: nothing here decodes or validates paths.
+//! dropped, all others kept.
+//!
+//! Normalization is only what RFC 3986 §6.2.2 calls equivalent: `%xx` escapes get
+//! upper-case hex, and escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are
+//! decoded; a bare `%` (not starting an escape) is taken literally and written
+//! `%25`. Nothing else is decoded (`%2F` stays, so `/a%2Fb` and `/a/b` differ), dot
+//! segments and `//` are left alone (the origin may see them differently), and
+//! nothing is rejected except length. Keys are opaque strings, not URLs to re-parse.
 
 /// Longest key accepted.
 pub const MAX_KEY_LEN: usize = 8 * 1024;
 
+/// Longest `path` + `query` looked at; longer targets are refused before any work.
+const MAX_INPUT_LEN: usize = 4 * MAX_KEY_LEN;
+
 const ALWAYS_KEPT: [&str; 3] = ["_HLS_msn", "_HLS_part", "_HLS_skip"];
 
-/// The cache key of `path?query`, or `None` when it would be longer than
+/// The cache key of `path?query` minus the `dropped` parameter names (compared
+/// exactly, after normalizing their escapes), or `None` when it would be longer than
 /// [`MAX_KEY_LEN`].
 pub fn cache_key(path: &str, query: Option<&str>, dropped: &[String]) -> Option<String> {
-    if path.len() > MAX_KEY_LEN {
+    let query = query.unwrap_or("");
+    if path.len().saturating_add(query.len()) > MAX_INPUT_LEN {
         return None;
     }
-    let mut params: Vec<&str> = query
-        .unwrap_or("")
+    let mut params: Vec<(String, String)> = query
         .split('&')
         .filter(|kv| !kv.is_empty())
-        .filter(|kv| {
-            let name = kv.split_once('=').map_or(*kv, |(n, _)| n);
-            ALWAYS_KEPT.contains(&name) || !dropped.iter().any(|d| d == name)
+        .map(|kv| {
+            let (name, rest) = match kv.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (kv, None),
+            };
+            let name = normalize(name, false);
+            let rest = rest.map_or(String::new(), |v| format!("={}", normalize(v, false)));
+            (name, rest)
+        })
+        .filter(|(name, _)| {
+            ALWAYS_KEPT.contains(&name.as_str()) || !dropped.iter().any(|d| d == name)
         })
         .collect();
-    params.sort_unstable();
-    let mut key = normalize_escapes(path);
-    if !params.is_empty() {
-        key.push('?');
-        key.push_str(&params.join("&"));
+    // Stable: repeated names keep their order (`a=1&a=2` is not `a=2&a=1`).
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut key = normalize(path, true);
+    for (i, (name, rest)) in params.iter().enumerate() {
+        key.push(if i == 0 { '?' } else { '&' });
+        key.push_str(name);
+        key.push_str(rest);
+        if key.len() > MAX_KEY_LEN {
+            return None;
+        }
     }
     (key.len() <= MAX_KEY_LEN).then_some(key)
 }
 
-/// Upper-cases the hex digits of `%xx` escapes so `%2f` and `%2F` share a key.
-fn normalize_escapes(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if c == b'%'
-            && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
-        {
-            out.push('%');
-            out.push(char::from(bytes[i + 1].to_ascii_uppercase()));
-            out.push(char::from(bytes[i + 2].to_ascii_uppercase()));
-            i += 3;
-            continue;
-        }
-        // Copy one UTF-8 character.
-        let len = utf8_len(c);
-        out.push_str(path.get(i..i + len).unwrap_or(""));
-        i += len.max(1);
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
     }
-    out
 }
 
-fn utf8_len(first: u8) -> usize {
-    match first {
-        0x00..=0x7f => 1,
-        0xc0..=0xdf => 2,
-        0xe0..=0xef => 3,
-        _ => 4,
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Upper-cases `%xx` hex, decodes escaped unreserved characters, escapes a bare `%`
+/// as `%25`; in a path, a literal `?` becomes `%3F` so the key's first `?` always
+/// starts the query. Idempotent.
+fn normalize(part: &str, is_path: bool) -> String {
+    let bytes = part.as_bytes();
+    let mut out = String::with_capacity(part.len());
+    let mut chars = part.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c == '%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex_value);
+            let lo = bytes.get(i + 2).copied().and_then(hex_value);
+            if let (Some(hi), Some(lo)) = (hi, lo) {
+                let v = hi * 16 + lo;
+                if is_unreserved(v) {
+                    out.push(char::from(v));
+                } else {
+                    out.push('%');
+                    out.push(char::from(HEX[usize::from(hi)]));
+                    out.push(char::from(HEX[usize::from(lo)]));
+                }
+                // The two hex digits are ASCII, so skipping two chars skips them.
+                chars.next();
+                chars.next();
+                continue;
+            }
+        }
+        if c == '%' {
+            // A bare `%` means a literal one: `%25`, so it can never combine with
+            // what follows into an escape when the key is read again.
+            out.push_str("%25");
+            continue;
+        }
+        if c == '?' && is_path {
+            out.push_str("%3F");
+            continue;
+        }
+        out.push(c);
     }
+    out
 }
 
 #[cfg(test)]
@@ -72,48 +118,126 @@ mod tests {
     use super::*;
 
     fn dropped() -> Vec<String> {
-        vec!["CMCD".into(), "__token__".into()]
+        vec!["CMCD".into(), "__token__".into(), "utm_source".into()]
+    }
+
+    fn key(path: &str, query: Option<&str>) -> Option<String> {
+        cache_key(path, query, &dropped())
     }
 
     #[test]
     fn order_does_not_matter_and_dropped_params_go() {
-        let a = cache_key(
+        let a = key(
             "/live/x/i.m3u8",
-            Some("_HLS_part=2&_HLS_msn=10&CMCD=bl%3D1"),
-            &dropped(),
+            Some("_HLS_part=2&_HLS_msn=10&CMCD=bl%3D1,br%3D300"),
         );
-        let b = cache_key(
+        let b = key(
             "/live/x/i.m3u8",
-            Some("_HLS_msn=10&__token__=abc&_HLS_part=2"),
-            &dropped(),
+            Some("_HLS_msn=10&__token__=st=1~exp=2~hmac=ab&_HLS_part=2&utm_source=x"),
         );
         assert_eq!(a, b);
         assert_eq!(a.as_deref(), Some("/live/x/i.m3u8?_HLS_msn=10&_HLS_part=2"));
-        assert_eq!(cache_key("/a", None, &dropped()).as_deref(), Some("/a"));
-        assert_eq!(cache_key("/a", Some(""), &dropped()).as_deref(), Some("/a"));
+        assert_eq!(key("/a", None).as_deref(), Some("/a"));
+        assert_eq!(key("/a", Some("")).as_deref(), Some("/a"));
+        assert_eq!(key("/a", Some("&&CMCD=x&")).as_deref(), Some("/a"));
+        assert_eq!(key("/a", Some("b=2&a=1")).as_deref(), Some("/a?a=1&b=2"));
+    }
+
+    #[test]
+    fn other_params_are_kept_with_their_form() {
+        assert_eq!(key("/a", Some("v")).as_deref(), Some("/a?v"));
+        assert_ne!(key("/a", Some("v")), key("/a", Some("v=")));
+        assert_ne!(key("/a", Some("x=1")), key("/a", None));
+        // Repeated names keep their relative order.
+        assert_eq!(
+            key("/a", Some("a=2&b=0&a=1")).as_deref(),
+            Some("/a?a=2&a=1&b=0")
+        );
+        assert_ne!(key("/a", Some("a=1&a=2")), key("/a", Some("a=2&a=1")));
+        // Dropped names match exactly (query names are case-sensitive).
+        assert_eq!(key("/a", Some("cmcd=1")).as_deref(), Some("/a?cmcd=1"));
     }
 
     #[test]
     fn ll_hls_params_are_always_kept() {
-        let d = vec!["_HLS_msn".to_string()];
+        let d = vec!["_HLS_msn".to_string(), "_HLS_skip".to_string()];
         assert_eq!(
-            cache_key("/p", Some("_HLS_msn=1"), &d).as_deref(),
-            Some("/p?_HLS_msn=1")
+            cache_key("/p", Some("_HLS_msn=1&_HLS_skip=YES"), &d).as_deref(),
+            Some("/p?_HLS_msn=1&_HLS_skip=YES")
         );
         assert_ne!(
             cache_key("/p", Some("_HLS_msn=1"), &d),
             cache_key("/p", Some("_HLS_msn=2"), &d)
         );
+        // An escaped name is the same name.
+        assert_eq!(
+            key("/p", Some("%5FHLS_msn=1")).as_deref(),
+            Some("/p?_HLS_msn=1")
+        );
+        assert_eq!(key("/p", Some("%43MCD=1")).as_deref(), Some("/p"));
     }
 
     #[test]
-    fn escapes_normalize_and_long_keys_are_refused() {
-        assert_eq!(
-            cache_key("/a%2fb", None, &[]),
-            cache_key("/a%2Fb", None, &[])
-        );
-        assert_eq!(cache_key("/é%", None, &[]).as_deref(), Some("/é%"));
-        assert_eq!(cache_key(&"/a".repeat(5000), None, &[]), None);
-        assert_eq!(cache_key("/a", Some(&"x".repeat(9000)), &[]), None);
+    fn escapes_normalize_but_reserved_ones_stay_escaped() {
+        assert_eq!(key("/a%2fb", None).as_deref(), Some("/a%2Fb"));
+        assert_ne!(key("/a%2Fb", None), key("/a/b", None));
+        assert_eq!(key("/%7euser/%41.ts", None).as_deref(), Some("/~user/A.ts"));
+        assert_eq!(key("/a%20b", None).as_deref(), Some("/a%20b"));
+        assert_eq!(key("/x", Some("q=%2f%41")).as_deref(), Some("/x?q=%2FA"));
+        // Broken escapes and non-ASCII pass through untouched.
+        assert_eq!(key("/é", None).as_deref(), Some("/é"));
+        assert_eq!(key("/a%", None), key("/a%25", None));
+        assert_eq!(key("/%zz%4", None).as_deref(), Some("/%25zz%254"));
+        // A bare `%` cannot team up with a decoded digit into a new escape.
+        assert_eq!(key("/%%341", None).as_deref(), Some("/%2541"));
+        assert_eq!(key("/%e9", None).as_deref(), Some("/%E9"));
+        // Dot segments and doubled slashes are not ours to fold.
+        assert_ne!(key("/a/../b", None), key("/b", None));
+        assert_ne!(key("//b", None), key("/b", None));
+    }
+
+    #[test]
+    fn keys_are_fixed_points() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let alphabet: Vec<char> = "%%%?&==aAfF09_~-./2Ѐé_HLS_msnCMCD".chars().collect();
+        for _ in 0..20_000 {
+            let len = (x % 24) as usize;
+            let s: String = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    alphabet[(x % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            let (p, q) = match s.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (s.as_str(), None),
+            };
+            let k = key(p, q).expect("short");
+            let (kp, kq) = match k.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (k.as_str(), None),
+            };
+            assert_eq!(key(kp, kq).as_deref(), Some(k.as_str()), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_question_mark_in_the_path_cannot_fake_a_query() {
+        assert_ne!(key("/a?b", None), key("/a", Some("b")));
+        assert_eq!(key("/a?b", None).as_deref(), Some("/a%3Fb"));
+    }
+
+    #[test]
+    fn long_keys_are_refused() {
+        assert_eq!(key(&"/a".repeat(5000), None), None);
+        assert_eq!(key("/a", Some(&"x".repeat(9000))), None);
+        assert_eq!(key("/a", Some(&"y=1&".repeat(9000))), None);
+        // A long dropped parameter does not matter.
+        let q = format!("CMCD={}&a=1", "z".repeat(9000));
+        assert_eq!(key("/a", Some(&q)).as_deref(), Some("/a?a=1"));
+        assert!(key(&"/".repeat(MAX_KEY_LEN), None).is_some());
+        assert!(key(&"/".repeat(MAX_KEY_LEN + 1), None).is_none());
     }
 }

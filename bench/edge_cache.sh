@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Edge cache benchmark: mediamesh edge vs nginx proxy_cache vs Varnish (Debian packages),
+# side by side in front of the same counting origin, on the same cores, over loopback.
+#
+#   (a) req/s on a cached 1 KB object            (wrk, median of REPEATS runs)
+#   (b) throughput on a cached 2 MB object        (wrk, median of REPEATS runs)
+#   (c) thundering herd: HERD_CLIENTS clients ask at once for a brand-new 2 MB segment
+#       (origin waits 200 ms before its first byte): upstream requests for it (exact,
+#       counted by the origin) and time until the last client has its last byte.
+# Prints a table with the ratios mediamesh/nginx and mediamesh/varnish; writes JSON.
+# Run on demand (not in CI). See bench/README.md.
+#
+# Usage: bench/edge_cache.sh [-d WRK_SECONDS] [-r REPEATS] [-c HERD_CLIENTS] [-o JSON]
+#   env: DURATION (10), REPEATS (3), WRK_THREADS (2), WRK_CONNS (100), HERD_CLIENTS (1000),
+#        HERD_REPEATS (3), ORIGIN_DELAY_MS (200), WORKERS (2; nginx worker_processes),
+#        MM_LOG (RUST_LOG of mediamesh; default info,access=off = no access log, like nginx),
+#        CARGO_TARGET_DIR (~/.cache/mediamesh-target), MEDIAMESH_BIN=path skips the build,
+#        KEEP_TMP=1 keeps the temp dir (configs, logs, nginx cache).
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+REPEATS=${REPEATS:-3}
+WRK_THREADS=${WRK_THREADS:-2}
+WRK_CONNS=${WRK_CONNS:-100}
+HERD_CLIENTS=${HERD_CLIENTS:-1000}
+HERD_REPEATS=${HERD_REPEATS:-3}
+ORIGIN_DELAY_MS=${ORIGIN_DELAY_MS:-200}
+WORKERS=${WORKERS:-2}
+MM_LOG=${MM_LOG:-info,access=off}
+JSON=""
+while getopts "d:r:c:o:h" opt; do
+  case $opt in
+    d) DURATION=$OPTARG ;;
+    r) REPEATS=$OPTARG ;;
+    c) HERD_CLIENTS=$OPTARG ;;
+    o) JSON=$OPTARG ;;
+    *) sed -n '2,19p' "$0"; exit 2 ;;
+  esac
+done
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$BENCH_DIR/.." && pwd)
+HELPER="$BENCH_DIR/edge_cache.py"
+mkdir -p "$BENCH_DIR/results"
+JSON=${JSON:-$BENCH_DIR/results/edge_cache-$(date +%Y%m%d-%H%M%S).json}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mediamesh-target}
+
+log() { printf '[edge_cache] %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- dependencies
+need_install=0
+for c in nginx varnishd wrk python3; do command -v $c >/dev/null || need_install=1; done
+if [ $need_install = 1 ]; then
+  log "installing nginx, varnish, wrk"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y nginx varnish wrk python3 >&2; then
+    apt-get update >&2
+    apt-get install -y nginx varnish wrk python3 >&2
+  fi
+fi
+# The Debian packages may start their own services; we never use or touch those.
+
+# ---------------------------------------------------------------- build
+if [ -n "${MEDIAMESH_BIN:-}" ]; then
+  MEDIAMESH=$MEDIAMESH_BIN
+  log "using $MEDIAMESH (MEDIAMESH_BIN set, not building)"
+else
+  log "building mediamesh (release) in $CARGO_TARGET_DIR"
+  (cd "$REPO" && cargo build --release -p mediamesh >&2)
+  MEDIAMESH="$CARGO_TARGET_DIR/release/mediamesh"
+fi
+[ -x "$MEDIAMESH" ] || { log "no binary at $MEDIAMESH"; exit 1; }
+COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  COMMIT="$COMMIT+dirty"
+fi
+
+# 1000 herd clients + upstream connections need more descriptors than the usual 1024.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+NOFILE=$(ulimit -n)
+
+# ---------------------------------------------------------------- cleanup
+TMP=$(mktemp -d /tmp/edge-cache-bench.XXXXXX)
+chmod 755 "$TMP"
+PIDS=()
+NGINX_PID=""
+VARNISH_PID=""
+cleanup() {
+  local rc=$?
+  set +e
+  local children=""
+  for p in $NGINX_PID $VARNISH_PID; do
+    children="$children $(ps -o pid= --ppid "$p" 2>/dev/null | tr '\n' ' ')"
+  done
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  [ -n "$NGINX_PID" ] && kill -QUIT "$NGINX_PID" 2>/dev/null
+  [ -n "$VARNISH_PID" ] && kill -TERM "$VARNISH_PID" 2>/dev/null
+  sleep 1
+  for p in "${PIDS[@]}" $NGINX_PID $VARNISH_PID $children; do kill -KILL "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  if [ "${KEEP_TMP:-0}" = 1 ]; then
+    log "kept $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- ports
+mapfile -t PORTS < <(python3 "$HELPER" freeports 4)
+ORIGIN=${PORTS[0]}; NG=${PORTS[1]}; VA=${PORTS[2]}; MM=${PORTS[3]}
+log "ports: origin $ORIGIN, nginx $NG, varnish $VA, mediamesh $MM"
+
+# ---------------------------------------------------------------- origin
+python3 "$HELPER" origin --port "$ORIGIN" --delay-ms "$ORIGIN_DELAY_MS" >"$TMP/origin.log" 2>&1 &
+PIDS+=("$!")
+python3 "$HELPER" wait-http "http://127.0.0.1:$ORIGIN/__origin_stats" 15 ||
+  { log "origin did not come up"; cat "$TMP/origin.log" >&2; exit 1; }
+
+# ---------------------------------------------------------------- nginx proxy_cache
+mkdir -p "$TMP/nginx/logs" "$TMP/nginx/tmp" "$TMP/nginx/cache"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+user root;
+worker_processes $WORKERS;
+worker_rlimit_nofile $NOFILE;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/logs/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_requests 1000000;
+  keepalive_timeout 65s;
+  client_body_temp_path $TMP/nginx/tmp/body;
+  proxy_temp_path $TMP/nginx/tmp/proxy;
+  fastcgi_temp_path $TMP/nginx/tmp/fastcgi;
+  uwsgi_temp_path $TMP/nginx/tmp/uwsgi;
+  scgi_temp_path $TMP/nginx/tmp/scgi;
+  proxy_cache_path $TMP/nginx/cache levels=1:2 keys_zone=edge:64m max_size=512m inactive=1h use_temp_path=off;
+  upstream origin {
+    server 127.0.0.1:$ORIGIN;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$NG backlog=4096;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache edge;
+      proxy_cache_valid 200 1h;
+      proxy_cache_lock on;
+      add_header X-Cache-Status \$upstream_cache_status;
+    }
+  }
+}
+EOF
+nginx -t -q -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/logs/error.log" >&2
+nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/logs/error.log" \
+  -g 'daemon off;' >"$TMP/nginx/logs/stdout.log" 2>&1 &
+NGINX_PID=$!
+
+# ---------------------------------------------------------------- varnish
+mkdir -p "$TMP/varnish"
+cat >"$TMP/varnish/default.vcl" <<EOF
+vcl 4.1;
+backend origin { .host = "127.0.0.1"; .port = "$ORIGIN"; }
+EOF
+# Default VCL behaviour (TTL from Cache-Control, built-in request coalescing with the
+# waiting list, streaming), default thread pools (2 pools); -j none: no privilege
+# separation, so the worker can use the private working dir.
+varnishd -F -j none -n "$TMP/varnish/work" -a "127.0.0.1:$VA" -T 127.0.0.1:0 \
+  -f "$TMP/varnish/default.vcl" -s malloc,512m >"$TMP/varnish/log" 2>&1 &
+VARNISH_PID=$!
+
+# ---------------------------------------------------------------- mediamesh edge
+# Access logs off everywhere: nginx has access_log off, varnish only logs to its shared
+# memory ring; mediamesh's per-request access log (tracing target "access", written to
+# stderr) is turned off with MM_LOG's default. MM_LOG=info measures it with the log on.
+RUST_LOG=$MM_LOG "$MEDIAMESH" edge --http "127.0.0.1:$MM" --origin "http://127.0.0.1:$ORIGIN" \
+  --cache-mem 536870912 >"$TMP/mediamesh.log" 2>&1 &
+MM_PID=$!
+PIDS+=("$MM_PID")
+
+for x in "nginx $NG $TMP/nginx/logs/error.log" "varnish $VA $TMP/varnish/log" "mediamesh $MM $TMP/mediamesh.log"; do
+  set -- $x
+  python3 "$HELPER" wait-http "http://127.0.0.1:$2/not-an-object" 30 ||
+    { log "$1 did not come up:"; cat "$3" >&2; exit 1; }
+done
+
+VERSIONS=$(python3 - "$MEDIAMESH" <<'EOF'
+import json, subprocess, sys
+def out(cmd):
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (p.stdout + p.stderr).strip().splitlines()[0]
+    except Exception as e:
+        return f"unknown ({e})"
+print(json.dumps({"nginx": out(["nginx", "-v"]), "varnish": out(["varnishd", "-V"]),
+                  "wrk": out(["wrk", "-v"]), "mediamesh": out([sys.argv[1], "--version"]),
+                  "python": sys.version.split()[0]}))
+EOF
+)
+
+log "running: wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s x $REPEATS per test and cache, then herds"
+status=0
+python3 "$HELPER" measure \
+  --cache "nginx:$NG:$NGINX_PID" --cache "varnish:$VA:$VARNISH_PID" --cache "mediamesh:$MM:$MM_PID" \
+  --origin "$ORIGIN" --tmp "$TMP" --json "$JSON" --commit "$COMMIT" --versions "$VERSIONS" --mm-log "$MM_LOG" \
+  --duration "$DURATION" --repeats "$REPEATS" --wrk-threads "$WRK_THREADS" --wrk-conns "$WRK_CONNS" \
+  --herd-clients "$HERD_CLIENTS" --herd-repeats "$HERD_REPEATS" --delay-ms "$ORIGIN_DELAY_MS" || status=$?
+
+for x in "nginx $TMP/nginx/logs/error.log" "varnish $TMP/varnish/log" "mediamesh $TMP/mediamesh.log"; do
+  set -- $x
+  n=$(grep -ciwE 'warn|error|crit|alert|emerg|panic|panicked' "$2" || true)
+  if [ "$n" != 0 ]; then
+    log "$1: $n warning/error line(s) in its log, first ones:"
+    grep -iwE 'warn|error|crit|alert|emerg|panic|panicked' "$2" | head -5 >&2
+  fi
+done
+exit $status
