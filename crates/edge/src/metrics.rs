@@ -19,17 +19,50 @@ static SESSIONS: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
 const SESSION_WINDOW: Duration = Duration::from_secs(30);
 const MAX_SESSIONS: usize = 100_000;
 
+/// Status codes with a counter handle made once; others are looked up per request.
+const COMMON_STATUS: [u16; 12] = [200, 206, 304, 400, 403, 404, 405, 416, 429, 500, 502, 504];
+const CACHE_LABELS: [&str; 5] = ["hit", "miss", "stale", "stale_if_error", "pass"];
+
+/// `edge_requests_total` handles by (cache result, common status): a labelled
+/// counter lookup allocates and hashes, which showed at 80k requests/s.
+static REQUEST_COUNTERS: std::sync::OnceLock<Vec<::metrics::Counter>> = std::sync::OnceLock::new();
+
+fn cache_index(cache: CacheStatus) -> usize {
+    match cache {
+        CacheStatus::Hit => 0,
+        CacheStatus::Miss => 1,
+        CacheStatus::Stale => 2,
+        CacheStatus::StaleIfError => 3,
+        CacheStatus::Pass => 4,
+    }
+}
+
 /// Counts one answer.
 pub fn record_response(status: u16, cache: CacheStatus) {
-    let label = match cache {
-        CacheStatus::Hit => "hit",
-        CacheStatus::Miss => "miss",
-        CacheStatus::Stale => "stale",
-        CacheStatus::StaleIfError => "stale_if_error",
-        CacheStatus::Pass => "pass",
-    };
-    ::metrics::counter!("edge_requests_total", "cache" => label, "status" => status.to_string())
-        .increment(1);
+    let ci = cache_index(cache);
+    match COMMON_STATUS.iter().position(|s| *s == status) {
+        Some(si) => {
+            let counters = REQUEST_COUNTERS.get_or_init(|| {
+                CACHE_LABELS
+                    .iter()
+                    .flat_map(|c| {
+                        COMMON_STATUS.iter().map(move |s| {
+                            ::metrics::counter!("edge_requests_total", "cache" => *c, "status" => s.to_string())
+                        })
+                    })
+                    .collect()
+            });
+            if let Some(c) = counters.get(ci * COMMON_STATUS.len() + si) {
+                c.increment(1);
+            }
+        }
+        None => ::metrics::counter!(
+            "edge_requests_total",
+            "cache" => CACHE_LABELS[ci],
+            "status" => status.to_string()
+        )
+        .increment(1),
+    }
     if cache != CacheStatus::Pass {
         LOOKUPS.fetch_add(1, Ordering::Relaxed);
         if matches!(

@@ -92,6 +92,9 @@ pub struct Edge {
     pub upstreams: Arc<Upstreams>,
     flights: Flights,
     limiter: Option<RateLimiter>,
+    /// Header values that never change, made once.
+    via: HeaderValue,
+    cmsd_dynamic: HeaderValue,
 }
 
 impl std::fmt::Debug for Edge {
@@ -130,6 +133,10 @@ impl Edge {
             upstreams,
             flights: Flights::default(),
             limiter: config.limits.per_ip_rps.map(RateLimiter::new),
+            via: HeaderValue::from_str(&format!("1.1 {}", config.server_id))
+                .unwrap_or(HeaderValue::from_static("1.1 mediamesh-edge")),
+            cmsd_dynamic: HeaderValue::from_str(&cmcd::cmsd_dynamic(&config.server_id, None, None))
+                .unwrap_or(HeaderValue::from_static("\"mediamesh-edge\"")),
             config,
         }))
     }
@@ -172,17 +179,14 @@ impl Edge {
             HeaderName::from_static("x-cache"),
             HeaderValue::from_static(status.as_str()),
         );
-        if let Ok(v) = HeaderValue::from_str(&format!("1.1 {}", self.config.server_id)) {
-            hdrs.append(header::VIA, v);
-        }
+        hdrs.append(header::VIA, self.via.clone());
         if let Ok(v) = HeaderValue::from_str(&cmcd::cmsd_static(&path, query.is_some())) {
             hdrs.insert(HeaderName::from_static("cmsd-static"), v);
         }
-        if let Ok(v) =
-            HeaderValue::from_str(&cmcd::cmsd_dynamic(&self.config.server_id, None, None))
-        {
-            hdrs.insert(HeaderName::from_static("cmsd-dynamic"), v);
-        }
+        hdrs.insert(
+            HeaderName::from_static("cmsd-dynamic"),
+            self.cmsd_dynamic.clone(),
+        );
         let code = res.status().as_u16();
         crate::metrics::record_response(code, status);
         tracing::info!(

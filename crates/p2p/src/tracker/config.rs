@@ -1,0 +1,61 @@
+//! Tracker limits and timings. Every bound the tracker enforces lives here, so an
+//! operator can see (and a test can shrink) them in one place. No parsing of files
+//! or flags happens here.
+
+use std::time::Duration;
+
+/// Limits and timings for [`crate::tracker::Tracker`] and its WebSocket shell.
+#[derive(Debug, Clone)]
+pub struct TrackerConfig {
+    /// Largest accepted text frame, bytes (also the WebSocket `max_message_size`).
+    pub max_message_bytes: usize,
+    /// Peers per swarm; announces of new peers beyond this are refused.
+    pub max_peers_per_swarm: usize,
+    /// Swarms (info hashes) tracked at once; new swarms beyond this are refused.
+    pub max_swarms: usize,
+    /// Peer ids (over all swarms) a single connection may announce.
+    pub max_peers_per_connection: usize,
+    /// Offers relayed per announce; extra offers are ignored.
+    pub max_offers_per_announce: usize,
+    /// Info hashes per scrape (and swarms listed by a scrape without info hashes).
+    pub max_scrape_hashes: usize,
+    /// Sustained messages per second per connection.
+    pub rate_per_sec: f64,
+    /// Messages a connection may send in a burst.
+    pub rate_burst: f64,
+    /// Announce interval told to clients; peers idle for twice this are expired.
+    pub interval: Duration,
+    /// Outgoing messages queued per connection before it counts as too slow and is
+    /// disconnected (WebSocket shell only).
+    pub outgoing_queue: usize,
+    /// How long one WebSocket write may take before the client is dropped (shell only).
+    pub send_timeout: Duration,
+    /// How often the shell calls [`crate::tracker::Tracker::tick`].
+    pub tick_every: Duration,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            max_message_bytes: 64 * 1024,
+            max_peers_per_swarm: 1000,
+            max_swarms: 100_000,
+            max_peers_per_connection: 100,
+            max_offers_per_announce: 10,
+            max_scrape_hashes: 100,
+            rate_per_sec: 10.0,
+            rate_burst: 20.0,
+            interval: Duration::from_secs(120),
+            outgoing_queue: 256,
+            send_timeout: Duration::from_secs(10),
+            tick_every: Duration::from_secs(15),
+        }
+    }
+}
+
+impl TrackerConfig {
+    /// Idle time after which a peer is expired: twice the announce interval.
+    pub fn peer_ttl(&self) -> Duration {
+        self.interval.saturating_mul(2)
+    }
+}

@@ -1,0 +1,261 @@
+//! Thin async shell around [`Tracker`]: the axum WebSocket route, one task per
+//! connection with a bounded outgoing queue, a periodic expiry tick, metrics and
+//! logs. Protocol decisions are all in [`super::core`]; nothing here parses JSON.
+//!
+//! Metrics: `tracker_peers`, `tracker_swarms`, `tracker_connections` (gauges),
+//! `tracker_announces_total`, `tracker_offers_relayed_total`,
+//! `tracker_answers_relayed_total`, `tracker_rejected_total{reason}` (counters).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::config::TrackerConfig;
+use super::core::{ConnId, Handled, Outgoing, Tracker};
+
+/// Path the tracker is served on (clients announce to `ws://HOST/tracker`).
+pub const TRACKER_PATH: &str = "/tracker";
+
+const UPGRADE_HINT: &str = "426 Upgrade Required: this is a WebTorrent tracker. \
+Connect with a WebSocket client (ws:// or wss://), e.g. p2p-media-loader or bittorrent-tracker.\n";
+
+/// A shareable tracker: state plus the outgoing queues of live connections.
+#[derive(Clone)]
+pub struct TrackerService {
+    shared: Arc<Mutex<Inner>>,
+}
+
+struct Link {
+    tx: mpsc::Sender<String>,
+    kick: Arc<Notify>,
+}
+
+struct Inner {
+    tracker: Tracker,
+    links: HashMap<ConnId, Link>,
+}
+
+impl TrackerService {
+    pub fn new(cfg: TrackerConfig) -> Self {
+        TrackerService {
+            shared: Arc::new(Mutex::new(Inner {
+                tracker: Tracker::new(cfg),
+                links: HashMap::new(),
+            })),
+        }
+    }
+
+    /// `GET /tracker` (WebSocket upgrade; a plain GET gets 426). Does not start the
+    /// expiry tick: call [`TrackerService::spawn_ticker`] once as well.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(TRACKER_PATH, any(upgrade))
+            .with_state(self.clone())
+    }
+
+    /// Spawns the task that expires idle peers every `tick_every`. It ends by
+    /// itself once every clone of this service (and its routers) is dropped.
+    pub fn spawn_ticker(&self) -> JoinHandle<()> {
+        let weak: Weak<Mutex<Inner>> = Arc::downgrade(&self.shared);
+        let every = self.shared.lock().tracker.config().tick_every;
+        tokio::spawn(async move {
+            let mut iv = tokio::time::interval(every);
+            iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                iv.tick().await;
+                let Some(shared) = weak.upgrade() else { break };
+                let mut g = shared.lock();
+                let n = g.tracker.tick(Instant::now());
+                if n > 0 {
+                    debug!(expired = n, "tracker: expired idle peers");
+                }
+                g.gauges();
+            }
+        })
+    }
+
+    /// `(peers, swarms, connections)` right now.
+    pub fn stats(&self) -> (usize, usize, usize) {
+        let g = self.shared.lock();
+        (
+            g.tracker.peer_count(),
+            g.tracker.swarm_count(),
+            g.tracker.connection_count(),
+        )
+    }
+
+    fn on_frame(&self, conn: ConnId, frame: &[u8]) {
+        let mut g = self.shared.lock();
+        let h = g.tracker.handle_frame(conn, frame, Instant::now());
+        g.account(conn, &h);
+        g.dispatch(h.out);
+        g.gauges();
+    }
+
+    fn disconnect(&self, conn: ConnId) {
+        let mut g = self.shared.lock();
+        g.links.remove(&conn);
+        let removed = g.tracker.close(conn);
+        g.gauges();
+        debug!(conn = conn.0, removed, "tracker: connection closed");
+    }
+}
+
+impl Inner {
+    fn account(&self, conn: ConnId, h: &Handled) {
+        if h.announced {
+            metrics::counter!("tracker_announces_total").increment(1);
+        }
+        if h.offers_relayed > 0 {
+            metrics::counter!("tracker_offers_relayed_total").increment(h.offers_relayed as u64);
+        }
+        if h.answers_relayed > 0 {
+            metrics::counter!("tracker_answers_relayed_total").increment(h.answers_relayed as u64);
+        }
+        if let Some(r) = h.rejected {
+            metrics::counter!("tracker_rejected_total", "reason" => r.label()).increment(1);
+            debug!(conn = conn.0, reason = r.label(), "tracker: rejected");
+        }
+    }
+
+    /// Queues each message; a connection whose queue is full is too slow and is
+    /// disconnected (its peers leave their swarms now).
+    fn dispatch(&mut self, out: Vec<Outgoing>) {
+        for Outgoing { conn, text } in out {
+            let Some(link) = self.links.get(&conn) else {
+                continue;
+            };
+            if link.tx.try_send(text).is_err() {
+                warn!(conn = conn.0, "tracker: client too slow, disconnecting");
+                metrics::counter!("tracker_rejected_total", "reason" => "slow_consumer")
+                    .increment(1);
+                if let Some(link) = self.links.remove(&conn) {
+                    link.kick.notify_one();
+                }
+                self.tracker.close(conn);
+            }
+        }
+    }
+
+    fn gauges(&self) {
+        metrics::gauge!("tracker_peers").set(self.tracker.peer_count() as f64);
+        metrics::gauge!("tracker_swarms").set(self.tracker.swarm_count() as f64);
+        metrics::gauge!("tracker_connections").set(self.tracker.connection_count() as f64);
+    }
+}
+
+async fn upgrade(
+    State(svc): State<TrackerService>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match ws {
+        Ok(ws) => {
+            let max = svc.shared.lock().tracker.config().max_message_bytes;
+            ws.max_message_size(max)
+                .max_frame_size(max)
+                .on_upgrade(move |socket| run_connection(svc, socket))
+        }
+        Err(
+            WebSocketUpgradeRejection::InvalidConnectionHeader(_)
+            | WebSocketUpgradeRejection::InvalidUpgradeHeader(_),
+        ) => (
+            StatusCode::UPGRADE_REQUIRED,
+            [
+                (header::UPGRADE, "websocket"),
+                (header::CONNECTION, "Upgrade"),
+            ],
+            UPGRADE_HINT,
+        )
+            .into_response(),
+        Err(other) => other.into_response(),
+    }
+}
+
+async fn run_connection(svc: TrackerService, mut socket: WebSocket) {
+    let (queue, send_timeout) = {
+        let g = svc.shared.lock();
+        let c = g.tracker.config();
+        (c.outgoing_queue.max(1), c.send_timeout)
+    };
+    let (tx, mut rx) = mpsc::channel::<String>(queue);
+    let kick = Arc::new(Notify::new());
+    let conn = {
+        let mut g = svc.shared.lock();
+        let conn = g.tracker.open(Instant::now());
+        let link = Link {
+            tx,
+            kick: kick.clone(),
+        };
+        g.links.insert(conn, link);
+        g.gauges();
+        conn
+    };
+    debug!(conn = conn.0, "tracker: connection opened");
+    loop {
+        tokio::select! {
+            _ = kick.notified() => break,
+            out = rx.recv() => {
+                let Some(text) = out else { break };
+                let sent = tokio::time::timeout(send_timeout, socket.send(Message::Text(text.into()))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    info!(conn = conn.0, "tracker: send failed or timed out, disconnecting");
+                    break;
+                }
+            }
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Text(t))) => svc.on_frame(conn, t.as_bytes()),
+                Some(Ok(Message::Binary(b))) => svc.on_frame(conn, &b),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Err(e)) => {
+                    debug!(conn = conn.0, error = %e, "tracker: websocket error");
+                    metrics::counter!("tracker_rejected_total", "reason" => "ws_error").increment(1);
+                    break;
+                }
+            },
+        }
+    }
+    svc.disconnect(conn);
+}
+
+/// A router for `/tracker` with default limits. Starts the expiry tick if called
+/// inside a Tokio runtime (it stops when the router is dropped).
+pub fn router() -> Router {
+    let svc = TrackerService::new(TrackerConfig::default());
+    if tokio::runtime::Handle::try_current().is_ok() {
+        svc.spawn_ticker();
+    }
+    svc.router()
+}
+
+/// Serves the tracker on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: TrackerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let svc = TrackerService::new(cfg);
+    let ticker = svc.spawn_ticker();
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, path = TRACKER_PATH, "tracker: listening");
+    }
+    let res = axum::serve(listener, svc.router())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    ticker.abort();
+    res
+}
