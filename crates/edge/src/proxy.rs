@@ -30,7 +30,7 @@ use crate::token;
 use crate::upstream::{UpstreamError, Upstreams};
 
 /// Response body type of the edge.
-pub type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -540,7 +540,7 @@ fn forwardable(headers: &HeaderMap) -> Vec<(String, String)> {
 fn full(b: Bytes) -> Body {
     Full::new(b)
         .map_err(|never: Infallible| match never {})
-        .boxed()
+        .boxed_unsync()
 }
 
 fn empty() -> Body {
@@ -587,7 +587,7 @@ fn stream_response(flight: Arc<Flight>, head: &Head, head_only: bool) -> Respons
                 None => None,
             }
         });
-        BodyExt::boxed(StreamBody::new(stream))
+        BodyExt::boxed_unsync(StreamBody::new(stream))
     };
     let mut res = Response::new(body);
     *res.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -8,7 +8,12 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+
 use crate::config::EdgeConfig;
+use crate::proxy::Body;
 use crate::proxy::{Edge, EdgeError};
 
 /// Why the edge could not start.
@@ -41,8 +46,34 @@ impl Drop for EdgeServer {
     }
 }
 
+/// Answers a request with a local axum router.
+async fn serve_local(mut router: axum::Router, req: Request<Incoming>) -> Response<Body> {
+    let req = req.map(axum::body::Body::new);
+    match tower::Service::call(&mut router, req).await {
+        Ok(res) => res.map(|b| b.map_err(std::io::Error::other).boxed_unsync()),
+        Err(never) => match never {},
+    }
+}
+
+/// Routes a process serves itself on the edge's port instead of proxying them (in
+/// `mediamesh serve`: the tracker's WebSocket at `/tracker`).
+#[derive(Clone, Debug)]
+pub struct LocalRoutes {
+    /// Path prefixes handled by `router`.
+    pub prefixes: Vec<String>,
+    pub router: axum::Router,
+}
+
 impl EdgeServer {
     pub async fn start(config: EdgeConfig) -> Result<Self, StartError> {
+        Self::start_with(config, None).await
+    }
+
+    /// Starts an edge that also answers `local` routes itself.
+    pub async fn start_with(
+        config: EdgeConfig,
+        local: Option<LocalRoutes>,
+    ) -> Result<Self, StartError> {
         service::metrics::handle();
         let tls = match &config.tls {
             Some((cert, key)) => Some(service::load_tls(cert, key)?),
@@ -64,9 +95,28 @@ impl EdgeServer {
         let mut tasks = vec![edge.upstreams.spawn_health_checks()];
         let e = edge.clone();
         tasks.push(tokio::spawn(async move {
-            service::serve(listener, limits, tls, move |req, peer| {
-                e.clone().handle(req, peer)
-            })
+            service::serve(
+                listener,
+                limits,
+                tls,
+                move |req: Request<Incoming>, peer| {
+                    let e = e.clone();
+                    let local = local
+                        .as_ref()
+                        .filter(|l| {
+                            l.prefixes
+                                .iter()
+                                .any(|p| req.uri().path().starts_with(p.as_str()))
+                        })
+                        .map(|l| l.router.clone());
+                    async move {
+                        match local {
+                            Some(router) => serve_local(router, req).await,
+                            None => e.handle(req, peer).await,
+                        }
+                    }
+                },
+            )
             .await;
         }));
         tracing::info!(addr = %bound, origins = ?edge.config.upstream.origins, parents = ?edge.config.upstream.parents, "edge listening");

@@ -33,6 +33,16 @@ pub enum Command {
     Edge(crate::edge_cli::EdgeArgs),
     /// Mint an EdgeAuth token for edges started with --token-key.
     Token(crate::edge_cli::TokenArgs),
+    /// The P2P tracker alone (WebTorrent protocol over WebSocket at /tracker).
+    Tracker(TrackerArgs),
+}
+
+/// Flags of `tracker`.
+#[derive(Args, Debug)]
+pub struct TrackerArgs {
+    /// Listen address [default: 127.0.0.1:8082].
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    pub http: SocketAddr,
 }
 
 /// Flags of `serve` and `origin`.
@@ -212,7 +222,15 @@ pub async fn run(cli: Cli) -> Result<()> {
                 edge::config::EdgeConfig::new(vec![format!("http://{}", origin.http_addr)]);
             edge_config.http = public;
             edge_config.cache_mem_bytes = 256 * 1024 * 1024;
-            let edge = edge::server::EdgeServer::start(edge_config).await?;
+            // The tracker answers on the viewers' port too (WebSocket at /tracker).
+            let tracker =
+                p2p::tracker::ws::TrackerService::new(p2p::tracker::TrackerConfig::default());
+            let ticker = tracker.spawn_ticker();
+            let local = edge::server::LocalRoutes {
+                prefixes: vec!["/tracker".to_string()],
+                router: tracker.router(),
+            };
+            let edge = edge::server::EdgeServer::start_with(edge_config, Some(local)).await?;
             tracing::info!(
                 "open http://{}/ to watch; streams at http://{}/live/NAME/index.m3u8",
                 edge.addr,
@@ -220,8 +238,49 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             tokio::signal::ctrl_c().await?;
             tracing::info!("shutting down");
+            ticker.abort();
             drop(edge);
             drop(origin);
+            Ok(())
+        }
+        Command::Tracker(args) => {
+            service::metrics::handle();
+            let tracker =
+                p2p::tracker::ws::TrackerService::new(p2p::tracker::TrackerConfig::default());
+            let ticker = tracker.spawn_ticker();
+            let app = tracker
+                .router()
+                .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+                .route(
+                    "/metrics",
+                    axum::routing::get(|| async { service::metrics::render() }),
+                );
+            let listener = tokio::net::TcpListener::bind(args.http)
+                .await
+                .with_context(|| {
+                    format!("cannot listen on {} (pick another with --http)", args.http)
+                })?;
+            tracing::info!(addr = %args.http, "tracker at ws://{}/tracker", args.http);
+            let serve = service::serve(
+                listener,
+                service::ServeLimits::default(),
+                None,
+                move |req: hyper::Request<hyper::body::Incoming>, _peer| {
+                    let mut app = app.clone();
+                    async move {
+                        let req = req.map(axum::body::Body::new);
+                        match tower::Service::call(&mut app, req).await {
+                            Ok(r) => r,
+                            Err(never) => match never {},
+                        }
+                    }
+                },
+            );
+            tokio::select! {
+                () = serve => {}
+                r = tokio::signal::ctrl_c() => r?,
+            }
+            ticker.abort();
             Ok(())
         }
         Command::Origin(args) => {

@@ -1,5 +1,6 @@
 //! The accept loop: bounded connections, HTTP/1.1 and HTTP/2 on one port (h2c by
 //! preface, or TLS with ALPN), a cap on request-head bytes and on the time to send it.
+//! HTTP/1.1 upgrades (WebSocket, for the tracker) are passed to the handler.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -93,7 +94,7 @@ pub async fn serve<F, Fut, B>(
                     match tokio::time::timeout(header_timeout, acceptor.accept(socket)).await {
                         Ok(Ok(stream)) => {
                             builder
-                                .serve_connection(TokioIo::new(stream), service)
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                                 .await
                         }
                         Ok(Err(e)) => {
@@ -105,7 +106,7 @@ pub async fn serve<F, Fut, B>(
                 }
                 None => {
                     builder
-                        .serve_connection(TokioIo::new(socket), service)
+                        .serve_connection_with_upgrades(TokioIo::new(socket), service)
                         .await
                 }
             };
