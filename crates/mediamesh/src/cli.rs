@@ -78,8 +78,8 @@ pub struct OriginArgs {
     /// Seconds a dropped publisher has to come back [default: 10].
     #[arg(long)]
     pub reconnect_grace: Option<f64>,
-    /// Merged-read interval of RTMP publishers in seconds: fewer wake-ups per stream,
-    /// at most this much added delay; 0 reads at once [default: 0.03].
+    /// Longest merged-read wait of RTMP publishers in seconds: fewer wake-ups per
+    /// stream; waits end before a part is due; 0 reads at once [default: 0.1].
     #[arg(long)]
     pub ingest_batch: Option<f64>,
     /// Publish key for a stream, NAME=KEY (repeatable). Publish with `rtmp://…/live/NAME?key=KEY`

@@ -41,7 +41,7 @@ pub struct PackagingConfig {
     pub reconnect_grace: Duration,
     /// How long an ended stream stays listed with EXT-X-ENDLIST before it is forgotten.
     pub ended_linger: Duration,
-    /// Merged-read interval of publishing RTMP connections (see `ingest::rtmp::serve`).
+    /// Longest merged-read wait of publishing RTMP connections (see `ingest::rtmp::serve`).
     pub ingest_read_batch: Duration,
 }
 
@@ -70,7 +70,7 @@ impl Default for PackagingConfig {
             dvr_window: Duration::from_secs(60),
             reconnect_grace: Duration::from_secs(10),
             ended_linger: Duration::from_secs(60),
-            ingest_read_batch: Duration::from_millis(30),
+            ingest_read_batch: Duration::from_millis(100),
         }
     }
 }

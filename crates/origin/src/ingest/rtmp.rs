@@ -22,10 +22,11 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Accepts RTMP connections forever.
 ///
-/// `read_batch` is the merged-read interval: once a connection publishes, the loop
-/// waits this long between socket reads so each wake-up takes several FLV messages at
-/// once. Wake-ups, not bytes, are what ingest costs; 30 ms cuts them several-fold and
-/// adds at most that much to the part delay. Zero reads as soon as data arrives.
+/// `read_batch` caps the merged-read wait: once a connection publishes, the loop
+/// sleeps between socket reads so each wake-up takes many FLV messages at once —
+/// wake-ups, not bytes, are what ingest costs. The wait ends shortly before the frame
+/// that completes the current part is due, so parts are not delayed; zero reads as
+/// soon as data arrives.
 pub async fn serve(
     listener: TcpListener,
     streams: Arc<Streams>,
@@ -113,9 +114,31 @@ async fn connection(
         if !out.is_empty() {
             socket.write_all(&out).await?;
         }
-        if !publishing.is_empty() && n < buf.len() && !read_batch.is_zero() {
-            tokio::time::sleep(read_batch).await;
+        if !publishing.is_empty() && n < buf.len() {
+            let wait = merged_read_wait(&publishing, read_batch);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
         }
+    }
+}
+
+/// Stop merging reads this long before a part-completing frame is due: covers the
+/// last frame interval before it plus arrival jitter, so from then on every frame is
+/// read as it arrives and the part is published without added delay.
+const WAKE_MARGIN_MS: u64 = 50;
+
+/// How long a publishing connection may sleep before its next read: until shortly
+/// before the earliest part completion among its streams, at most `cap`.
+fn merged_read_wait(publishing: &HashMap<u32, Publishing>, cap: Duration) -> Duration {
+    let until = publishing
+        .values()
+        .filter_map(|p| p.publisher.until_part_complete_ms())
+        .min();
+    match until {
+        Some(ms) => Duration::from_millis(ms.saturating_sub(WAKE_MARGIN_MS)).min(cap),
+        // Not packaging yet (no keyframe): no part to delay.
+        None => cap,
     }
 }
 

@@ -157,6 +157,20 @@ impl Packager {
         }
     }
 
+    /// Media milliseconds from the last video frame to the frame expected to complete
+    /// the current part (or segment), if packaging has started. Frames arrive in real
+    /// time, so this is also about how long the ingest may wait before reading again
+    /// without delaying a part.
+    pub fn until_part_complete_ms(&self) -> Option<u64> {
+        let last = self.last_video_dts.filter(|_| self.started)?;
+        let part_end = self.part_start + self.part_target;
+        let segment_end = self.segment_start + self.segment_target;
+        let completing = part_end
+            .min(segment_end)
+            .saturating_sub(self.frame_duration);
+        Some(completing.saturating_sub(last) / 90)
+    }
+
     pub fn info(&self) -> &StreamInfo {
         &self.info
     }

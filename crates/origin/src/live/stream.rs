@@ -322,6 +322,11 @@ impl Publisher {
         out
     }
 
+    /// See [`Packager::until_part_complete_ms`].
+    pub fn until_part_complete_ms(&self) -> Option<u64> {
+        self.packager.until_part_complete_ms()
+    }
+
     pub fn video_config(&mut self, record: Bytes) -> Result<(), PackagerError> {
         self.feed(Input::VideoConfig(record))
     }

@@ -189,3 +189,19 @@ fn dash_timeline_matches_the_segments() {
     assert!(xml.contains("type=\"dynamic\""));
     assert!(xml.contains("timeShiftBufferDepth=\"PT1M\""));
 }
+
+#[test]
+fn the_packager_knows_when_the_next_part_is_due() {
+    let s = streams(500);
+    let clip = Clip::parse(DEMO_CLIP).expect("demo clip");
+    let mut p = s.publish("demo", None).expect("publish");
+    assert_eq!(
+        p.until_part_complete_ms(),
+        None,
+        "nothing before the first keyframe"
+    );
+    clip.configure(&mut p).expect("configure");
+    clip.feed_all(&mut p, 0);
+    let until = p.until_part_complete_ms().expect("packaging");
+    assert!(until <= 500, "due within one part target, got {until} ms");
+}
