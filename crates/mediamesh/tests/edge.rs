@@ -515,3 +515,63 @@ fn http2_tls_ranges_conditionals_and_head() {
     ]);
     assert_eq!(v, "1.1 200");
 }
+
+/// Tokens minted by Akamai's own EdgeAuth library (PyPI `akamai-edgeauth`, installed
+/// by `bash .ci/run`) verify at the edge; tampered ones do not.
+#[test]
+fn tokens_from_akamais_edgeauth_library_verify() {
+    let origin = TestOrigin::start();
+    let key = "0123456789abcdef0123456789abcdef";
+    let edge = Server::start_edge(&["--origin", origin.url_static(), "--token-key", key]);
+    let script = format!(
+        r#"
+from akamai.edgeauth import EdgeAuth
+import time
+ea = EdgeAuth(key="{key}", window_seconds=300)
+print(ea.generate_acl_token("/obj/*"))
+print(ea.generate_url_token("/obj/url.m4s"))
+ea2 = EdgeAuth(key="{key}", window_seconds=300, start_time=int(time.time()) - 5, session_id="s1", payload="p1", ip="127.0.0.1")
+print(ea2.generate_acl_token("/obj/*!/live/*"))
+ea3 = EdgeAuth(key="{key}", window_seconds=300, ip="10.9.9.9")
+print(ea3.generate_acl_token("/obj/*"))
+"#
+    );
+    let out = run(
+        Command::new("python3").args(["-c", &script]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "python akamai-edgeauth missing? run `bash .ci/run` or `pip install akamai-edgeauth`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let tokens: Vec<&str> = text.lines().collect();
+    assert_eq!(tokens.len(), 4, "{text}");
+    let status = |path: &str, tok: &str| {
+        get(&edge.url(&format!("{path}?size=10&delay_ms=0&__token__={tok}"))).0
+    };
+    assert_eq!(status("/obj/a.m4s", tokens[0]), 200, "ACL token");
+    assert_eq!(status("/obj/url.m4s", tokens[1]), 200, "URL token");
+    assert_eq!(
+        status("/obj/other.m4s", tokens[1]),
+        403,
+        "URL token on another path"
+    );
+    assert_eq!(
+        status("/obj/b.m4s", tokens[2]),
+        200,
+        "token with st, id, data, ip and two ACLs"
+    );
+    assert_eq!(
+        status("/obj/c.m4s", tokens[3]),
+        403,
+        "token bound to another IP"
+    );
+    let tampered = tokens[0].replace("acl=/obj/*", "acl=/*");
+    assert_eq!(status("/obj/d.m4s", &tampered), 403, "widened ACL");
+    assert_eq!(
+        origin.count("/obj/other.m4s") + origin.count("/obj/c.m4s") + origin.count("/obj/d.m4s"),
+        0
+    );
+}
