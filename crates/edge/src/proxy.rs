@@ -370,33 +370,26 @@ impl Edge {
                 flight
             }
         };
-        let stale_if_error = |obj: &Option<Arc<CachedObject>>| {
-            obj.as_ref()
+        // A stale copy still within stale-if-error beats an upstream 5xx or failure.
+        let stale_if_error = || {
+            stale
+                .clone()
                 .filter(|o| now_ms() < o.stale_if_error_until_ms)
-                .cloned()
+                .map(|obj| {
+                    ::metrics::counter!("edge_stale_served_total", "why" => "error").increment(1);
+                    Answer::Object(obj, CacheStatus::StaleIfError)
+                })
         };
         match flight.head().await {
-            Ok(head) if head.status >= 500 => match stale_if_error(&stale) {
-                Some(obj) => {
-                    ::metrics::counter!("edge_stale_served_total", "why" => "error").increment(1);
-                    Answer::Object(obj, CacheStatus::StaleIfError)
-                }
-                None => Answer::Stream(flight, head),
-            },
-            Ok(head) => Answer::Stream(flight, head),
-            Err(e) => match stale_if_error(&stale) {
-                Some(obj) => {
-                    ::metrics::counter!("edge_stale_served_total", "why" => "error").increment(1);
-                    Answer::Object(obj, CacheStatus::StaleIfError)
-                }
-                None => {
-                    let status = match e {
-                        FlightError::Timeout => StatusCode::GATEWAY_TIMEOUT,
-                        _ => StatusCode::BAD_GATEWAY,
-                    };
-                    Answer::Error(status, format!("{e}; nothing cached for this object"))
-                }
-            },
+            Ok(head) if head.status < 500 => Answer::Stream(flight, head),
+            Ok(head) => stale_if_error().unwrap_or(Answer::Stream(flight, head)),
+            Err(e) => stale_if_error().unwrap_or_else(|| {
+                let status = match e {
+                    FlightError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                Answer::Error(status, format!("{e}; nothing cached for this object"))
+            }),
         }
     }
 
