@@ -131,7 +131,8 @@ fn frame_rate(mean_ticks: f64) -> f64 {
     COMMON_RATES
         .iter()
         .copied()
-        .find(|r| (r - fps).abs() / r < 0.005)
+        .filter(|r| (r - fps).abs() / r < 0.005)
+        .min_by(|a, b| (a - fps).abs().total_cmp(&(b - fps).abs()))
         .unwrap_or((fps * 100.0).round() / 100.0)
 }
 
@@ -368,4 +369,18 @@ impl Packager {
 
 fn ticks(d: Duration) -> u64 {
     (d.as_secs_f64() * f64::from(VIDEO_TIMESCALE)).round() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame_rate;
+
+    #[test]
+    fn frame_rates_snap_to_the_nearest_common_rate() {
+        assert_eq!(frame_rate(3000.0), 30.0);
+        assert_eq!(frame_rate(3003.0), 29.97);
+        assert_eq!(frame_rate(3600.0), 25.0);
+        assert_eq!(frame_rate(1501.5), 59.94);
+        assert_eq!(frame_rate(7000.0), 12.86);
+    }
 }
