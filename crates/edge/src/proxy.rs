@@ -111,6 +111,17 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// What one cache miss needs to fetch and store its object.
+#[derive(Clone, Debug)]
+struct Miss {
+    key: String,
+    path: String,
+    query: String,
+    /// Path and query as sent upstream.
+    upstream_path: String,
+    peer: SocketAddr,
+}
+
 enum Answer {
     Object(Arc<CachedObject>, CacheStatus),
     Stream(Arc<Flight>, Head),
@@ -273,8 +284,15 @@ impl Edge {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.to_ascii_lowercase().contains("only-if-cached"));
+        let miss = Miss {
+            key,
+            path: path.to_string(),
+            query: query.unwrap_or("").to_string(),
+            upstream_path,
+            peer,
+        };
         let answer = if only_if_cached {
-            match self.cached(&key).await {
+            match self.cached(&miss.key).await {
                 Some(obj) => Answer::Object(obj, CacheStatus::Hit),
                 None => Answer::Error(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -282,8 +300,7 @@ impl Edge {
                 ),
             }
         } else {
-            self.lookup_or_fetch(&key, path, query, &upstream_path, peer)
-                .await
+            self.lookup_or_fetch(&miss).await
         };
         let head_only = *method == Method::HEAD;
         match answer {
@@ -339,21 +356,15 @@ impl Edge {
         Some(obj)
     }
 
-    async fn lookup_or_fetch(
-        self: &Arc<Self>,
-        key: &str,
-        path: &str,
-        query: Option<&str>,
-        upstream_path: &str,
-        peer: SocketAddr,
-    ) -> Answer {
+    async fn lookup_or_fetch(self: &Arc<Self>, miss: &Miss) -> Answer {
+        let key = miss.key.as_str();
         let now = now_ms();
         let stale = match self.cached(key).await {
             Some(obj) if obj.is_fresh(now) => return Answer::Object(obj, CacheStatus::Hit),
             Some(obj) if now < obj.stale_while_revalidate_until_ms => {
                 // Serve stale now; refresh in the background (coalesced).
                 if let Joined::Lead(flight) = self.flights.join(key) {
-                    self.spawn_fetch(key, path, query, upstream_path, peer, flight);
+                    self.spawn_fetch(miss, flight);
                 }
                 ::metrics::counter!("edge_stale_served_total", "why" => "revalidate").increment(1);
                 return Answer::Object(obj, CacheStatus::Stale);
@@ -362,7 +373,7 @@ impl Edge {
         };
         let flight = match self.flights.join(key) {
             Joined::Lead(flight) => {
-                self.spawn_fetch(key, path, query, upstream_path, peer, flight.clone());
+                self.spawn_fetch(miss, flight.clone());
                 flight
             }
             Joined::Follow(flight) => {
@@ -393,37 +404,24 @@ impl Edge {
         }
     }
 
-    fn spawn_fetch(
-        self: &Arc<Self>,
-        key: &str,
-        path: &str,
-        query: Option<&str>,
-        upstream_path: &str,
-        peer: SocketAddr,
-        flight: Arc<Flight>,
-    ) {
+    fn spawn_fetch(self: &Arc<Self>, miss: &Miss, flight: Arc<Flight>) {
         let edge = self.clone();
-        let key = key.to_string();
-        let path = path.to_string();
-        let query = query.unwrap_or("").to_string();
-        let upstream_path = upstream_path.to_string();
+        let miss = miss.clone();
         tokio::spawn(async move {
-            edge.fetch(&key, &path, &query, &upstream_path, peer, &flight)
-                .await;
-            edge.flights.land(&key);
+            edge.fetch(&miss, &flight).await;
+            edge.flights.land(&miss.key);
         });
     }
 
     /// Leads one upstream fetch: fills the flight, then stores the object.
-    async fn fetch(
-        &self,
-        key: &str,
-        path: &str,
-        query: &str,
-        upstream_path: &str,
-        peer: SocketAddr,
-        flight: &Flight,
-    ) {
+    async fn fetch(&self, miss: &Miss, flight: &Flight) {
+        let Miss {
+            key,
+            path,
+            query,
+            upstream_path,
+            peer,
+        } = miss;
         let mut headers = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
             headers.insert(HeaderName::from_static("x-forwarded-for"), v);
