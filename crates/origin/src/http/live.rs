@@ -124,6 +124,15 @@ pub async fn rendition_file(
             Some(init) => bytes(init, "public, max-age=2"),
             None => error(StatusCode::NOT_FOUND, "no init segment yet"),
         },
+        f if f.starts_with("init-") => {
+            let t = r.store.read();
+            match &t.init {
+                Some(init) if f == manifest::init_uri(t.init_version) => {
+                    bytes(init.clone(), IMMUTABLE)
+                }
+                _ => error(StatusCode::NOT_FOUND, "no such init segment version"),
+            }
+        }
         "digests.json" => digests(&state, &s, &r),
         f => match parse_object(f) {
             Some(Object::Segment(msn)) => segment(&r, msn).await,
@@ -373,7 +382,9 @@ fn digests(state: &AppState, s: &LiveStream, r: &Rendition) -> Response {
     {
         let t = r.store.read();
         if let Some(init) = &t.init {
-            objects.insert("init.mp4".to_string(), crate::integrity::sha256_hex(init));
+            let digest = crate::integrity::sha256_hex(init);
+            objects.insert(manifest::init_uri(t.init_version), digest.clone());
+            objects.insert("init.mp4".to_string(), digest);
         }
         for seg in &t.segments {
             objects.insert(manifest::segment_uri(seg.msn), hex::encode(seg.sha256()));

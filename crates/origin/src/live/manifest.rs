@@ -1,7 +1,8 @@
 //! Turns the live window of a stream into manifests: the LL-HLS media playlist (with
 //! parts, preload hints, delta updates and rendition reports), the multivariant
 //! playlist, and the dynamic DASH MPD. Object names used here are the ones the HTTP
-//! routes serve: `init.mp4`, `seg{msn}.m4s`, `part{msn}.{index}.m4s`.
+//! routes serve: `init-{version}.mp4` (also `init.mp4`, the latest), `seg{msn}.m4s`,
+//! `part{msn}.{index}.m4s`.
 //!
 //! Blocking and request validation live in the HTTP layer; this only writes.
 
@@ -20,6 +21,11 @@ use super::stream::{LiveStream, Rendition};
 pub fn target_duration(configured: f64, t: &Timeline) -> u64 {
     let configured = configured.ceil().max(1.0) as u64;
     configured.max(t.max_segment_duration.round() as u64)
+}
+
+/// Versioned init segment URI (see `Timeline::init_version`).
+pub fn init_uri(version: u64) -> String {
+    format!("init-{version}.mp4")
 }
 
 /// Segment URI.
@@ -58,7 +64,7 @@ pub fn media_playlist(stream: &LiveStream, rendition: &Rendition, skip: bool) ->
             .unwrap_or(t.next_msn),
         discontinuity_sequence: t.discontinuity_sequence,
         independent_segments: true,
-        map_uri: Some("init.mp4".to_string()),
+        map_uri: Some(init_uri(t.init_version)),
         ended: t.ended,
         ..MediaPlaylist::default()
     };

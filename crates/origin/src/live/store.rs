@@ -100,6 +100,10 @@ pub struct StoreConfig {
 #[derive(Debug, Default)]
 pub struct Timeline {
     pub init: Option<Bytes>,
+    /// Bumped whenever the init segment changes (a publisher came back with other
+    /// codec settings): playlists name `init-{version}.mp4`, so players fetch the new
+    /// one instead of reusing a cached init that no longer matches.
+    pub init_version: u64,
     pub segments: VecDeque<Segment>,
     pub open: Option<OpenSegment>,
     pub next_msn: u64,
@@ -213,6 +217,9 @@ impl RenditionStore {
     pub fn set_init(&self, init: Bytes) {
         let mut t = self.timeline.write();
         let replaced = t.init.as_ref().is_some_and(|old| *old != init);
+        if replaced {
+            t.init_version += 1;
+        }
         t.init = Some(init);
         if replaced {
             t.pending_discontinuity = true;
@@ -418,6 +425,21 @@ mod tests {
             push_segment(&s, 4);
         }
         assert!(s.bytes() <= 1000 + 400);
+    }
+
+    #[test]
+    fn a_new_init_gets_a_new_version_and_a_discontinuity() {
+        let s = store(60, usize::MAX);
+        s.set_init(Bytes::from_static(b"init-a"));
+        s.set_init(Bytes::from_static(b"init-a"));
+        assert_eq!(s.read().init_version, 0, "same bytes, same version");
+        push_segment(&s, 2);
+        s.set_init(Bytes::from_static(b"init-b"));
+        push_segment(&s, 2);
+        let t = s.read();
+        assert_eq!(t.init_version, 1);
+        assert_eq!(t.init.as_deref(), Some(&b"init-b"[..]));
+        assert!(!t.segments[0].discontinuity && t.segments[1].discontinuity);
     }
 
     #[test]
