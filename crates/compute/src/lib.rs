@@ -1,0 +1,1 @@
+//! Edge compute: Proxy-Wasm filters and media functions (work in progress).

@@ -1,0 +1,1 @@
+//! Fleet: node registry, router and Content Steering (work in progress).

@@ -1,0 +1,1 @@
+//! Discrete-event simulator of live and on-demand delivery (work in progress).
