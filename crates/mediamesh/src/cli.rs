@@ -35,6 +35,8 @@ pub enum Command {
     Token(crate::edge_cli::TokenArgs),
     /// The P2P tracker alone (WebTorrent protocol over WebSocket at /tracker).
     Tracker(TrackerArgs),
+    /// Headless viewers that play a stream and share segments in a P2P swarm.
+    Peer(crate::peer_cli::PeerArgs),
 }
 
 /// Flags of `tracker`.
@@ -304,6 +306,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             drop(edge);
             Ok(())
         }
+        Command::Peer(args) => crate::peer_cli::run(args, None).await,
         Command::Token(args) => {
             println!("{}", crate::edge_cli::mint(&args)?);
             Ok(())

@@ -4,6 +4,7 @@
 
 mod cli;
 mod edge_cli;
+mod peer_cli;
 
 use anyhow::Result;
 use clap::Parser;

@@ -6,5 +6,6 @@
 //! - [`scheduler`]: sans-IO choice of HTTP or peer for each segment, and the player
 //!   clock; shared by `mediamesh peer` and `mediamesh sim`.
 
+pub mod peer;
 pub mod scheduler;
 pub mod tracker;

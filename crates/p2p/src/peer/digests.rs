@@ -1,0 +1,210 @@
+//! Segment verification for a native viewer: the origin's Ed25519-signed SHA-256
+//! list (`digests.json` beside the media playlist, key from `/api/v1/keys`), fetched
+//! over HTTP from the CDN and refreshed when a segment is not listed yet.
+//!
+//! Not trust in peers: bytes from a peer are only used when their digest is in a list
+//! whose signature verifies. The key is taken from the CDN on first use unless the
+//! operator pins it (`--origin-key`).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use ed25519_dalek::VerifyingKey;
+use origin::integrity::{self, SignedList};
+use reqwest::{Client, Url};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::hls::get_bytes;
+use super::PeerError;
+
+const MAX_LIST_BYTES: usize = 8 << 20;
+/// Shortest time between two refreshes of the list.
+const MIN_REFRESH: Duration = Duration::from_millis(200);
+
+/// What the signed list says about some bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Match,
+    /// Listed, and the bytes differ: the sender lied.
+    Mismatch,
+    /// Not listed (yet): the bytes cannot be used, nobody is blamed.
+    Unknown,
+}
+
+#[derive(Deserialize)]
+struct Keys {
+    keys: Vec<KeyEntry>,
+}
+
+#[derive(Deserialize)]
+struct KeyEntry {
+    kid: String,
+    public_key: String,
+}
+
+/// The verified digests of one rendition.
+#[derive(Debug)]
+pub struct Digests {
+    client: Client,
+    keys_url: Url,
+    list_url: Url,
+    keys: HashMap<String, VerifyingKey>,
+    pinned: bool,
+    objects: HashMap<String, [u8; 32]>,
+    refreshed: Option<Instant>,
+}
+
+impl Digests {
+    /// For the media playlist at `media_url`; `pinned` is the origin key if known.
+    pub fn new(
+        client: Client,
+        media_url: &Url,
+        pinned: Option<VerifyingKey>,
+    ) -> Result<Self, PeerError> {
+        let bad = |_| PeerError::Playlist {
+            url: media_url.to_string(),
+            reason: "cannot derive digests.json and /api/v1/keys URLs".into(),
+        };
+        let list_url = media_url.join("digests.json").map_err(bad)?;
+        let keys_url = media_url.join("/api/v1/keys").map_err(bad)?;
+        let mut keys = HashMap::new();
+        if let Some(k) = pinned {
+            keys.insert(kid_of(&k), k);
+        }
+        Ok(Digests {
+            client,
+            keys_url,
+            list_url,
+            keys,
+            pinned: pinned.is_some(),
+            objects: HashMap::new(),
+            refreshed: None,
+        })
+    }
+
+    /// Checks `bytes` as the object called `name` (`seg12.m4s`).
+    pub async fn check(&mut self, name: &str, bytes: &[u8]) -> Verdict {
+        if !self.objects.contains_key(name) {
+            if let Err(e) = self.refresh().await {
+                tracing::debug!(error = %e, "digest list refresh failed");
+            }
+        }
+        self.check_known(name, bytes)
+    }
+
+    /// Checks against what is already loaded, without I/O.
+    pub fn check_known(&self, name: &str, bytes: &[u8]) -> Verdict {
+        match self.objects.get(name) {
+            None => Verdict::Unknown,
+            Some(want) if Sha256::digest(bytes).as_slice() == want => Verdict::Match,
+            Some(_) => Verdict::Mismatch,
+        }
+    }
+
+    /// Fetches and verifies the list again (at most every 200 ms).
+    pub async fn refresh(&mut self) -> Result<(), PeerError> {
+        if self.refreshed.is_some_and(|t| t.elapsed() < MIN_REFRESH) {
+            return Ok(());
+        }
+        self.refreshed = Some(Instant::now());
+        let raw = get_bytes(&self.client, &self.list_url, MAX_LIST_BYTES).await?;
+        let signed: SignedList =
+            serde_json::from_slice(&raw).map_err(|_| self.invalid("not a signed list"))?;
+        if !self.keys.contains_key(&signed.kid) && !self.pinned {
+            self.load_keys().await?;
+        }
+        let key = self
+            .keys
+            .get(&signed.kid)
+            .ok_or_else(|| self.invalid("signed with an unknown key"))?;
+        let list = integrity::verify(key, &signed).map_err(|e| self.invalid(&e.to_string()))?;
+        for (name, hex_digest) in list.objects {
+            let mut d = [0u8; 32];
+            if hex::decode_to_slice(&hex_digest, &mut d).is_ok() {
+                self.objects.insert(name, d);
+            }
+        }
+        // Bounded: the origin lists a DVR window; keep a few windows' worth.
+        if self.objects.len() > 20_000 {
+            self.objects.clear();
+        }
+        Ok(())
+    }
+
+    async fn load_keys(&mut self) -> Result<(), PeerError> {
+        let raw = get_bytes(&self.client, &self.keys_url, 64 << 10).await?;
+        let keys: Keys = serde_json::from_slice(&raw).map_err(|_| self.invalid("bad key list"))?;
+        for k in keys.keys {
+            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&k.public_key) else {
+                continue;
+            };
+            let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+                continue;
+            };
+            if let Ok(vk) = VerifyingKey::from_bytes(&arr) {
+                // The kid must be the key's own; a list cannot name another key's kid.
+                if kid_of(&vk) == k.kid {
+                    self.keys.insert(k.kid, vk);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn invalid(&self, reason: &str) -> PeerError {
+        PeerError::Digests {
+            url: self.list_url.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// `kid`: hex of the first 8 bytes of SHA-256 of the public key.
+pub fn kid_of(key: &VerifyingKey) -> String {
+    hex::encode(&Sha256::digest(key.as_bytes())[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use origin::integrity::{DigestList, Signer};
+
+    #[test]
+    fn kid_matches_the_origin() {
+        let s = Signer::ephemeral();
+        assert_eq!(kid_of(&s.public_key()), s.kid());
+    }
+
+    #[test]
+    fn verdicts() {
+        let signer = Signer::ephemeral();
+        let good = b"segment bytes";
+        let mut objects = std::collections::BTreeMap::new();
+        objects.insert("seg1.m4s".to_string(), integrity::sha256_hex(good));
+        let signed = signer.sign(&DigestList {
+            version: 1,
+            stream: "s".into(),
+            rendition: "src".into(),
+            generated_ms: 0,
+            objects,
+        });
+        let list = integrity::verify(&signer.public_key(), &signed).expect("verify");
+        let url = Url::parse("http://127.0.0.1:1/live/s/src/index.m3u8").expect("url");
+        let mut d = Digests::new(Client::new(), &url, Some(signer.public_key())).expect("new");
+        for (n, h) in list.objects {
+            let mut a = [0u8; 32];
+            hex::decode_to_slice(h, &mut a).expect("hex");
+            d.objects.insert(n, a);
+        }
+        assert_eq!(d.check_known("seg1.m4s", good), Verdict::Match);
+        assert_eq!(
+            d.check_known("seg1.m4s", b"segment bytez"),
+            Verdict::Mismatch
+        );
+        assert_eq!(d.check_known("seg2.m4s", good), Verdict::Unknown);
+        assert_eq!(d.list_url.path(), "/live/s/src/digests.json");
+        assert_eq!(d.keys_url.path(), "/api/v1/keys");
+    }
+}

@@ -1,0 +1,102 @@
+//! The viewer's window on the swarm: commands out, events in, over channels. A mesh
+//! implementation owns the tracker client, the WebRTC links and the wire protocol;
+//! the viewer only speaks in segments and peers.
+//!
+//! Not a transport itself: implementations live beside the WebRTC code.
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::PeerError;
+use crate::scheduler::{PeerKey, SegmentId};
+
+/// From the swarm to the viewer.
+#[derive(Debug)]
+pub enum MeshEvent {
+    PeerUp(PeerKey),
+    PeerDown(PeerKey),
+    /// What the peer holds and is fetching (replaces its last announcement).
+    Announced {
+        peer: PeerKey,
+        loaded: Vec<SegmentId>,
+        loading: Vec<SegmentId>,
+    },
+    /// The peer asks us for a segment.
+    Requested {
+        peer: PeerKey,
+        segment: SegmentId,
+    },
+    /// The peer withdrew its request.
+    Cancelled {
+        peer: PeerKey,
+        segment: SegmentId,
+    },
+    /// All bytes of a segment we asked for (not verified yet).
+    Received {
+        peer: PeerKey,
+        segment: SegmentId,
+        bytes: Bytes,
+    },
+    /// The peer does not have what we asked for, or the transfer broke.
+    Failed {
+        peer: PeerKey,
+        segment: SegmentId,
+    },
+}
+
+/// From the viewer to the swarm.
+#[derive(Debug)]
+pub enum MeshCommand {
+    Announce {
+        loaded: Vec<SegmentId>,
+        loading: Vec<SegmentId>,
+    },
+    Request {
+        peer: PeerKey,
+        segment: SegmentId,
+    },
+    Cancel {
+        peer: PeerKey,
+        segment: SegmentId,
+    },
+    /// Answer a request with the segment's bytes.
+    Send {
+        peer: PeerKey,
+        segment: SegmentId,
+        bytes: Bytes,
+    },
+    /// Answer a request with "absent".
+    Absent {
+        peer: PeerKey,
+        segment: SegmentId,
+    },
+    /// Close the link and refuse the peer for the rest of the session.
+    Ban(PeerKey),
+}
+
+/// Both ends of a viewer's mesh.
+#[derive(Debug)]
+pub struct MeshLink {
+    /// Our own key, derived from the peer id we announce (see [`PeerKey::from_peer_id`]).
+    pub me: PeerKey,
+    pub commands: mpsc::Sender<MeshCommand>,
+    pub events: mpsc::Receiver<MeshEvent>,
+}
+
+/// What a viewer joins: the swarm of one rendition.
+#[derive(Debug, Clone)]
+pub struct SwarmSpec {
+    /// The swarm id shared with browsers: the path of the multivariant playlist URL.
+    pub swarm_id: String,
+    /// The rendition's position in the multivariant playlist.
+    pub variant_index: usize,
+    /// WebSocket URL of the tracker.
+    pub tracker: String,
+    /// Most peers connected at once.
+    pub max_peers: usize,
+}
+
+/// Makes a mesh for each viewer.
+pub trait MeshFactory: Send + Sync {
+    fn join(&self, spec: &SwarmSpec, viewer: usize) -> Result<MeshLink, PeerError>;
+}

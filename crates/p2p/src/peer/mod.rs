@@ -1,0 +1,202 @@
+//! `mediamesh peer`: N headless viewers in one process that play a live or VOD HLS
+//! stream the way a player does (follow the playlist, keep a buffer at a live offset,
+//! pick a rendition) and fetch each segment over HTTP or from peers of the swarm, as
+//! the [`crate::scheduler`] decides. Used as a load generator, for the offload
+//! benchmark, and as an always-on "super peer".
+//!
+//! Not a decoder: playback is modelled by [`crate::scheduler::Playhead`] (real-time
+//! clock, stalls when the buffer is dry); bytes are verified, not decoded.
+
+pub mod digests;
+pub mod hls;
+pub mod mesh;
+pub mod stats;
+mod viewer;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use reqwest::{Client, Url};
+
+pub use self::hls::RenditionChoice;
+pub use self::mesh::{MeshCommand, MeshEvent, MeshFactory, MeshLink, SwarmSpec};
+pub use self::stats::{Report, Totals, ViewerStats};
+use self::viewer::{run_viewer, ViewerParams};
+use crate::scheduler::SchedulerConfig;
+
+/// Why a viewer could not play.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("HTTP request for {url} failed: {reason}")]
+    Http { url: String, reason: String },
+    #[error("playlist {url} is unusable: {reason}")]
+    Playlist { url: String, reason: String },
+    #[error("digest list {url} is unusable: {reason}")]
+    Digests { url: String, reason: String },
+    #[error("cannot join the swarm: {0}")]
+    Mesh(String),
+    #[error("invalid option: {0}")]
+    Options(String),
+}
+
+/// Settings of a `mediamesh peer` run.
+#[derive(Clone)]
+pub struct PeerOptions {
+    /// Multivariant or media playlist URL.
+    pub url: String,
+    /// Viewers at once.
+    pub count: usize,
+    /// How long the run lasts.
+    pub duration: Duration,
+    /// Segment scheduler settings (`p2p: false` for `--no-p2p`).
+    pub sched: SchedulerConfig,
+    pub choice: RenditionChoice,
+    /// Tracker WebSocket URL; default `ws(s)://{host of url}/tracker`.
+    pub tracker: Option<String>,
+    pub live_offset: Option<Duration>,
+    /// Upload slots per viewer.
+    pub upload_slots: usize,
+    /// Upload cap per viewer in bytes/s (0 = none).
+    pub upload_rate: u64,
+    /// Peers per viewer.
+    pub max_peers: usize,
+    /// With churn, each viewer leaves after a while and a new one takes its place:
+    /// viewer k stays `churn × (1 + k mod count)`.
+    pub churn: Option<Duration>,
+    /// Start viewers this far apart.
+    pub stagger: Duration,
+    /// The origin's public key, if pinned; else taken from the CDN on first use.
+    pub origin_key: Option<VerifyingKey>,
+}
+
+impl Default for PeerOptions {
+    fn default() -> Self {
+        PeerOptions {
+            url: String::new(),
+            count: 1,
+            duration: Duration::from_secs(60),
+            sched: SchedulerConfig::default(),
+            choice: RenditionChoice::Highest,
+            tracker: None,
+            live_offset: None,
+            upload_slots: 4,
+            upload_rate: 0,
+            max_peers: 20,
+            churn: None,
+            stagger: Duration::from_millis(200),
+            origin_key: None,
+        }
+    }
+}
+
+/// The swarm id shared with browser viewers: the path of the playlist URL (no host,
+/// no query), so viewers reaching the stream through different edges share a swarm.
+pub fn swarm_id(url: &Url) -> String {
+    url.path().to_string()
+}
+
+/// The default tracker of a playlist URL: `ws(s)://{host}/tracker`.
+pub fn default_tracker(url: &Url) -> String {
+    let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+    let host = url.host_str().unwrap_or("127.0.0.1");
+    match url.port() {
+        Some(p) => format!("{scheme}://{host}:{p}/tracker"),
+        None => format!("{scheme}://{host}/tracker"),
+    }
+}
+
+/// Runs the viewers until `duration` is over and returns their stats.
+pub async fn run(
+    opts: PeerOptions,
+    mesh: Option<Arc<dyn MeshFactory>>,
+) -> Result<Report, PeerError> {
+    if opts.count == 0 {
+        return Err(PeerError::Options("--count must be at least 1".into()));
+    }
+    let url = Url::parse(&opts.url).map_err(|e| PeerError::Options(format!("bad URL: {e}")))?;
+    let client = Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(64)
+        .build()
+        .map_err(|e| PeerError::Options(e.to_string()))?;
+    let spec = SwarmSpec {
+        swarm_id: swarm_id(&url),
+        variant_index: 0,
+        tracker: opts
+            .tracker
+            .clone()
+            .unwrap_or_else(|| default_tracker(&url)),
+        max_peers: opts.max_peers,
+    };
+    let end = Instant::now() + opts.duration;
+    let base = ViewerParams {
+        index: 0,
+        url,
+        choice: opts.choice,
+        live_offset_ms: opts.live_offset.map(|d| d.as_millis() as u64),
+        lifetime: opts.duration,
+        sched: opts.sched.clone(),
+        upload_slots: opts.upload_slots,
+        upload_rate: opts.upload_rate,
+        pinned_key: opts.origin_key,
+        mesh: mesh.map(|m| (m, spec)),
+        start_buffer_ms: 1_000,
+    };
+    let mut next_index = 0usize;
+    let mut reports = Vec::new();
+    let mut tasks_slots: tokio::task::JoinSet<(usize, ViewerStats)> = tokio::task::JoinSet::new();
+    for slot in 0..opts.count {
+        spawn_viewer(
+            &mut tasks_slots,
+            &base,
+            &client,
+            &opts,
+            end,
+            next_index,
+            slot,
+        );
+        next_index += 1;
+        tokio::time::sleep(opts.stagger).await;
+    }
+    while let Some(done) = tasks_slots.join_next().await {
+        let Ok((slot, stats)) = done else { continue };
+        reports.push(stats);
+        // A churned viewer is replaced by a newcomer while time is left.
+        if opts.churn.is_some()
+            && end.saturating_duration_since(Instant::now()) > Duration::from_secs(2)
+        {
+            spawn_viewer(
+                &mut tasks_slots,
+                &base,
+                &client,
+                &opts,
+                end,
+                next_index,
+                slot,
+            );
+            next_index += 1;
+        }
+    }
+    Ok(Report::new(reports))
+}
+
+fn spawn_viewer(
+    tasks: &mut tokio::task::JoinSet<(usize, ViewerStats)>,
+    base: &ViewerParams,
+    client: &Client,
+    opts: &PeerOptions,
+    end: Instant,
+    index: usize,
+    slot: usize,
+) {
+    let mut p = base.clone();
+    p.index = index;
+    let left = end.saturating_duration_since(Instant::now());
+    p.lifetime = match opts.churn {
+        Some(c) => (c * (1 + (index % opts.count)) as u32).min(left),
+        None => left,
+    };
+    let client = client.clone();
+    tasks.spawn(async move { (slot, run_viewer(client, p).await) });
+}

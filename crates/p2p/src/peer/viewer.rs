@@ -1,0 +1,395 @@
+//! One headless viewer session: loads the playlist, joins at a live offset (or the
+//! start of a VOD), plays in real time with a [`Playhead`], and lets the
+//! [`Scheduler`] choose HTTP or a peer for each segment. Bytes from peers are checked
+//! against the signed digests before they count; peers asking for segments get them
+//! within the upload slots and rate.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ed25519_dalek::VerifyingKey;
+use reqwest::{Client, Url};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::sleep_until;
+
+use super::digests::{Digests, Verdict};
+use super::hls::{get_bytes, Follower, RenditionChoice};
+use super::mesh::{MeshCommand, MeshEvent, MeshFactory, SwarmSpec};
+use super::stats::ViewerStats;
+use super::PeerError;
+use crate::scheduler::{
+    Action, PeerFailure, PeerKey, Playhead, Scheduler, SchedulerConfig, SegmentId, UploadGate,
+};
+
+/// Largest segment accepted over HTTP.
+const MAX_SEGMENT_BYTES: usize = 64 << 20;
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// First playlist load: attempts and the pause between them.
+const OPEN_ATTEMPTS: u32 = 5;
+const OPEN_RETRY: Duration = Duration::from_secs(1);
+/// Segments kept for sharing this long after they played.
+const KEEP_BEHIND_MS: u64 = 30_000;
+
+/// How one viewer session behaves.
+#[derive(Clone)]
+pub(crate) struct ViewerParams {
+    pub index: usize,
+    pub url: Url,
+    pub choice: RenditionChoice,
+    /// Distance from the live edge at which playback starts; `None` = 3 target durations.
+    pub live_offset_ms: Option<u64>,
+    pub lifetime: Duration,
+    pub sched: SchedulerConfig,
+    pub upload_slots: usize,
+    pub upload_rate: u64,
+    pub pinned_key: Option<VerifyingKey>,
+    pub mesh: Option<(Arc<dyn MeshFactory>, SwarmSpec)>,
+    /// Media buffered before playback starts (and resumes after a stall).
+    pub start_buffer_ms: u64,
+}
+
+/// Runs a session to its end and reports what happened, errors included.
+pub(crate) async fn run_viewer(client: Client, p: ViewerParams) -> ViewerStats {
+    let mut stats = ViewerStats {
+        viewer: p.index,
+        ..ViewerStats::default()
+    };
+    if let Err(e) = play(&client, &p, &mut stats).await {
+        tracing::warn!(viewer = p.index, error = %e, "viewer failed");
+        stats.error = Some(e.to_string());
+    }
+    stats
+}
+
+struct Session<'a> {
+    started: Instant,
+    follower: Follower,
+    digests: Digests,
+    sched: Scheduler,
+    head: Playhead,
+    gate: UploadGate,
+    store: BTreeMap<SegmentId, Bytes>,
+    http: JoinSet<(SegmentId, Result<Bytes, PeerError>)>,
+    mesh_tx: Option<mpsc::Sender<MeshCommand>>,
+    client: &'a Client,
+    peers: usize,
+    played_through: Option<SegmentId>,
+}
+
+impl Session<'_> {
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn send(&self, cmd: MeshCommand) {
+        if let Some(tx) = &self.mesh_tx {
+            // A full or closed mesh drops the command: the scheduler's time-outs and
+            // the HTTP fallback cover whatever it was.
+            let _ = tx.try_send(cmd);
+        }
+    }
+
+    fn drain_actions(&mut self) {
+        let mut announce = false;
+        while let Some(action) = self.sched.poll_action() {
+            match action {
+                Action::FetchHttp(id) => {
+                    let Some(seg) = self.follower.segment(id) else {
+                        self.sched.http_failed(self.now(), id);
+                        continue;
+                    };
+                    let url = seg.url.clone();
+                    let client = self.client.clone();
+                    self.http.spawn(async move {
+                        let r = tokio::time::timeout(
+                            HTTP_TIMEOUT,
+                            get_bytes(&client, &url, MAX_SEGMENT_BYTES),
+                        )
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(PeerError::Http {
+                                url: url.to_string(),
+                                reason: "timed out".into(),
+                            })
+                        });
+                        (id, r)
+                    });
+                }
+                Action::RequestPeer { peer, segment } => {
+                    self.send(MeshCommand::Request { peer, segment })
+                }
+                Action::CancelPeer { peer, segment } => {
+                    self.send(MeshCommand::Cancel { peer, segment })
+                }
+                Action::Disconnect(peer) => self.send(MeshCommand::Ban(peer)),
+                Action::Announce => announce = true,
+            }
+        }
+        if announce && self.mesh_tx.is_some() {
+            let loaded = self.sched.loaded().collect();
+            let loading = self.sched.loading().collect();
+            self.send(MeshCommand::Announce { loaded, loading });
+        }
+    }
+
+    async fn on_mesh(&mut self, ev: MeshEvent, stats: &mut ViewerStats) {
+        let now = self.now();
+        match ev {
+            MeshEvent::PeerUp(k) => {
+                self.peers += 1;
+                stats.peers_max = stats.peers_max.max(self.peers);
+                self.sched.peer_joined(now, k);
+                // Tell the newcomer what we hold.
+                let loaded = self.sched.loaded().collect();
+                let loading = self.sched.loading().collect();
+                self.send(MeshCommand::Announce { loaded, loading });
+            }
+            MeshEvent::PeerDown(k) => {
+                self.peers = self.peers.saturating_sub(1);
+                self.sched.peer_left(now, k);
+            }
+            MeshEvent::Announced {
+                peer,
+                loaded,
+                loading,
+            } => self.sched.peer_announced(now, peer, loaded, loading),
+            MeshEvent::Requested { peer, segment } => self.on_request(peer, segment),
+            MeshEvent::Cancelled { .. } => {}
+            MeshEvent::Received {
+                peer,
+                segment,
+                bytes,
+            } => self.on_received(peer, segment, bytes).await,
+            MeshEvent::Failed { peer, segment } => {
+                self.sched
+                    .peer_failed(now, peer, segment, PeerFailure::Absent)
+            }
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerKey, segment: SegmentId) {
+        let Some(bytes) = self.store.get(&segment).cloned() else {
+            self.send(MeshCommand::Absent { peer, segment });
+            return;
+        };
+        if !self.gate.try_start() {
+            self.send(MeshCommand::Absent { peer, segment });
+            return;
+        }
+        let wait = self.gate.take(self.now(), bytes.len() as u64);
+        self.gate.finish();
+        let cmd = MeshCommand::Send {
+            peer,
+            segment,
+            bytes,
+        };
+        if wait == 0 {
+            self.send(cmd);
+        } else if let Some(tx) = self.mesh_tx.clone() {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                let _ = tx.send(cmd).await;
+            });
+        }
+    }
+
+    async fn on_received(&mut self, peer: PeerKey, segment: SegmentId, bytes: Bytes) {
+        let Some(name) = self.follower.segment(segment).map(|s| s.name.clone()) else {
+            self.sched
+                .peer_failed(self.now(), peer, segment, PeerFailure::Absent);
+            return;
+        };
+        let verdict = self.digests.check(&name, &bytes).await;
+        let now = self.now();
+        match verdict {
+            Verdict::Match => {
+                let len = bytes.len() as u64;
+                self.store.entry(segment).or_insert(bytes);
+                self.sched.peer_done(now, peer, segment, len);
+            }
+            Verdict::Mismatch => {
+                tracing::warn!(
+                    segment = segment.0,
+                    "peer sent a segment that fails its digest; banned"
+                );
+                self.sched
+                    .peer_failed(now, peer, segment, PeerFailure::Corrupt)
+            }
+            Verdict::Unknown => self
+                .sched
+                .peer_failed(now, peer, segment, PeerFailure::Absent),
+        }
+    }
+
+    fn on_http(&mut self, id: SegmentId, r: Result<Bytes, PeerError>) {
+        let now = self.now();
+        match r {
+            Ok(bytes) => {
+                let len = bytes.len() as u64;
+                self.store.entry(id).or_insert(bytes);
+                self.sched.http_done(now, id, len);
+            }
+            Err(e) => {
+                tracing::debug!(segment = id.0, error = %e, "HTTP fetch failed");
+                self.sched.http_failed(now, id);
+            }
+        }
+    }
+
+    /// Moves the playhead and lets the scheduler react.
+    fn step(&mut self, stats: &mut ViewerStats) {
+        let now = self.now();
+        let end = self.sched.contiguous_end(self.head.position_ms());
+        let pos = self.head.advance(now, end);
+        self.sched.set_position(now, pos);
+        self.sched.tick(now);
+        // Count segments played through.
+        let from = self
+            .played_through
+            .map_or(SegmentId(0), |s| SegmentId(s.0 + 1));
+        for (id, _) in self.store.range(from..) {
+            match self.follower.segment(*id) {
+                Some(s) if s.info.start_ms + s.info.duration_ms <= pos => {
+                    stats.segments_played += 1;
+                    self.played_through = Some(*id);
+                }
+                _ => break,
+            }
+        }
+        let keep = pos.saturating_sub(KEEP_BEHIND_MS);
+        self.follower.forget_before(keep);
+        while let Some((&id, _)) = self.store.first_key_value() {
+            if self.follower.segment(id).is_some() {
+                break;
+            }
+            self.store.remove(&id);
+        }
+        self.drain_actions();
+    }
+}
+
+async fn play(client: &Client, p: &ViewerParams, stats: &mut ViewerStats) -> Result<(), PeerError> {
+    let started = Instant::now();
+    let deadline = started + p.lifetime;
+    // Like a player, retry the first load a few times: a stream that is just
+    // starting answers 404 until its first segment exists.
+    let mut attempt = 0;
+    let follower = loop {
+        match Follower::open(client.clone(), &p.url, p.choice).await {
+            Ok(f) => break f,
+            Err(e) => {
+                attempt += 1;
+                if attempt >= OPEN_ATTEMPTS || Instant::now() + OPEN_RETRY >= deadline {
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, "playlist not ready; retrying");
+                tokio::time::sleep(OPEN_RETRY).await;
+            }
+        }
+    };
+    let digests = Digests::new(client.clone(), &follower.media_url, p.pinned_key)?;
+    if let Some(init) = &follower.init_url {
+        let b = get_bytes(client, init, MAX_SEGMENT_BYTES).await?;
+        stats.http_bytes += b.len() as u64;
+    }
+    let (mesh_tx, mut mesh_rx, me) = match &p.mesh {
+        Some((factory, spec)) if p.sched.p2p => {
+            let mut spec = spec.clone();
+            spec.variant_index = follower.variant_index;
+            let link = factory.join(&spec, p.index)?;
+            (Some(link.commands), Some(link.events), link.me)
+        }
+        _ => (None, None, PeerKey(rand::random())),
+    };
+    let live = !follower.ended;
+    let offset = p.live_offset_ms.unwrap_or(3 * follower.target_duration_ms);
+    let join_at = if live {
+        follower
+            .edge_ms()
+            .saturating_sub(offset)
+            .max(follower.first_ms())
+    } else {
+        follower.first_ms()
+    };
+    let now0 = started.elapsed().as_millis() as u64;
+    let mut s = Session {
+        started,
+        sched: Scheduler::new(p.sched.clone(), me),
+        // Start-up counts from the session's start, playlist and init fetches included.
+        head: Playhead::new(0, join_at, p.start_buffer_ms, p.start_buffer_ms),
+        gate: UploadGate::new(p.upload_slots, p.upload_rate),
+        store: BTreeMap::new(),
+        http: JoinSet::new(),
+        mesh_tx,
+        client,
+        peers: 0,
+        played_through: None,
+        digests,
+        follower,
+    };
+    s.sched.set_position(now0, join_at);
+    let initial: Vec<_> = s.follower.segments_from(join_at).map(|l| l.info).collect();
+    for info in initial {
+        s.sched.segment_listed(now0, info);
+    }
+    s.drain_actions();
+    let mut next_reload = Instant::now() + s.follower.reload_interval();
+    loop {
+        let mut wake = deadline.min(Instant::now() + Duration::from_millis(100));
+        if live && !s.follower.ended {
+            wake = wake.min(next_reload);
+        }
+        if let Some(t) = s.sched.next_wakeup() {
+            wake = wake.min(started + Duration::from_millis(t));
+        }
+        tokio::select! {
+            _ = sleep_until(wake.into()) => {}
+            Some(joined) = s.http.join_next(), if !s.http.is_empty() => {
+                if let Ok((id, r)) = joined {
+                    s.on_http(id, r);
+                }
+            }
+            ev = async { match mesh_rx.as_mut() { Some(rx) => rx.recv().await, None => None } }, if mesh_rx.is_some() => {
+                match ev {
+                    Some(ev) => s.on_mesh(ev, stats).await,
+                    None => { mesh_rx = None; s.mesh_tx = None; }
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        if live && !s.follower.ended && Instant::now() >= next_reload {
+            next_reload = Instant::now() + s.follower.reload_interval();
+            match tokio::time::timeout(HTTP_TIMEOUT, s.follower.reload()).await {
+                Ok(Ok(fresh)) => {
+                    let now = s.now();
+                    for l in fresh {
+                        s.sched.segment_listed(now, l.info);
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "playlist reload failed"),
+                Err(_) => tracing::debug!("playlist reload timed out"),
+            }
+        }
+        s.step(stats);
+        if s.follower.ended && s.head.position_ms() >= s.follower.edge_ms().saturating_sub(10) {
+            break;
+        }
+    }
+    let st = s.sched.stats();
+    stats.http_bytes += st.http_bytes;
+    stats.p2p_bytes = st.p2p_bytes;
+    stats.uploaded_bytes = s.gate.uploaded();
+    stats.stalls = s.head.stalls();
+    stats.stall_seconds = s.head.stall_ms() as f64 / 1000.0;
+    stats.startup_seconds = s.head.startup_ms().map(|m| m as f64 / 1000.0);
+    stats.watched_seconds = s.head.played_ms() as f64 / 1000.0;
+    stats.rejected_segments = st.rejected_segments;
+    stats.banned_peers = st.banned_peers;
+    stats.peer_timeouts = st.peer_timeouts;
+    Ok(())
+}
