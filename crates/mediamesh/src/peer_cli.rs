@@ -57,6 +57,9 @@ pub struct PeerArgs {
     /// The origin's Ed25519 public key (hex) to pin instead of trusting /api/v1/keys.
     #[arg(long)]
     pub origin_key: Option<String>,
+    /// Serve Prometheus counters at http://ADDR/metrics while running.
+    #[arg(long)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -76,6 +79,7 @@ struct FileConfig {
     max_peers: Option<usize>,
     churn: Option<f64>,
     origin_key: Option<String>,
+    metrics: Option<std::net::SocketAddr>,
 }
 
 fn load_file(path: Option<&Path>) -> Result<FileConfig> {
@@ -160,6 +164,11 @@ fn hex_decode(s: &str, out: &mut [u8; 32]) -> Result<()> {
 /// Runs `mediamesh peer`.
 pub async fn run(args: PeerArgs, mesh: Option<Arc<dyn MeshFactory>>) -> Result<()> {
     let (opts, stats_path) = peer_options(&args)?;
+    let metrics_addr = args.metrics.or(load_file(args.config.as_deref())?.metrics);
+    let _metrics = match metrics_addr {
+        Some(addr) => Some(serve_metrics(addr).await?),
+        None => None,
+    };
     let count = opts.count;
     let p2p = opts.sched.p2p;
     tracing::info!(url = %opts.url, count, p2p, "starting viewers");
@@ -184,4 +193,28 @@ pub async fn run(args: PeerArgs, mesh: Option<Arc<dyn MeshFactory>>) -> Result<(
         None => println!("{json}"),
     }
     Ok(())
+}
+
+/// Serves `/metrics` (Prometheus text) until the returned task is dropped.
+async fn serve_metrics(addr: std::net::SocketAddr) -> Result<AbortOnDrop> {
+    service::metrics::handle();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async { service::metrics::render() }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "metrics at /metrics");
+    Ok(AbortOnDrop(tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })))
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

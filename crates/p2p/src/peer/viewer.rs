@@ -139,6 +139,7 @@ impl Session<'_> {
         let now = self.now();
         match ev {
             MeshEvent::PeerUp(k) => {
+                metrics::gauge!("peer_connections").increment(1.0);
                 self.peers += 1;
                 stats.peers_max = stats.peers_max.max(self.peers);
                 self.sched.peer_joined(now, k);
@@ -148,6 +149,7 @@ impl Session<'_> {
                 self.send(MeshCommand::Announce { loaded, loading });
             }
             MeshEvent::PeerDown(k) => {
+                metrics::gauge!("peer_connections").decrement(1.0);
                 self.peers = self.peers.saturating_sub(1);
                 self.sched.peer_left(now, k);
             }
@@ -181,6 +183,7 @@ impl Session<'_> {
         }
         let wait = self.gate.take(self.now(), bytes.len() as u64);
         self.gate.finish();
+        metrics::counter!("peer_uploaded_bytes_total").increment(bytes.len() as u64);
         let cmd = MeshCommand::Send {
             peer,
             segment,
@@ -207,6 +210,7 @@ impl Session<'_> {
         match verdict {
             Verdict::Match => {
                 let len = bytes.len() as u64;
+                metrics::counter!("peer_p2p_bytes_total").increment(len);
                 self.store.entry(segment).or_insert(bytes);
                 self.sched.peer_done(now, peer, segment, len);
             }
@@ -215,6 +219,7 @@ impl Session<'_> {
                     segment = segment.0,
                     "peer sent a segment that fails its digest; banned"
                 );
+                metrics::counter!("peer_rejected_segments_total").increment(1);
                 self.sched
                     .peer_failed(now, peer, segment, PeerFailure::Corrupt)
             }
@@ -229,6 +234,7 @@ impl Session<'_> {
         match r {
             Ok(bytes) => {
                 let len = bytes.len() as u64;
+                metrics::counter!("peer_http_bytes_total").increment(len);
                 self.store.entry(id).or_insert(bytes);
                 self.sched.http_done(now, id, len);
             }
@@ -243,7 +249,11 @@ impl Session<'_> {
     fn step(&mut self, stats: &mut ViewerStats) {
         let now = self.now();
         let end = self.sched.contiguous_end(self.head.position_ms());
+        let stalls = self.head.stalls();
         let pos = self.head.advance(now, end);
+        if self.head.stalls() > stalls {
+            metrics::counter!("peer_stalls_total").increment(1);
+        }
         self.sched.set_position(now, pos);
         self.sched.tick(now);
         // Count segments played through.
@@ -380,6 +390,7 @@ async fn play(client: &Client, p: &ViewerParams, stats: &mut ViewerStats) -> Res
             break;
         }
     }
+    metrics::gauge!("peer_connections").decrement(s.peers as f64);
     let st = s.sched.stats();
     stats.http_bytes += st.http_bytes;
     stats.p2p_bytes = st.p2p_bytes;
