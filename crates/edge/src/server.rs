@@ -47,8 +47,16 @@ impl Drop for EdgeServer {
 }
 
 /// Answers a request with a local axum router.
-async fn serve_local(mut router: axum::Router, req: Request<Incoming>) -> Response<Body> {
-    let req = req.map(axum::body::Body::new);
+async fn serve_local(
+    mut router: axum::Router,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
+    let mut req = req.map(axum::body::Body::new);
+    // Local routes see the client address as axum's `ConnectInfo` (the tracker
+    // partitions swarms by it).
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
     match tower::Service::call(&mut router, req).await {
         Ok(res) => res.map(|b| b.map_err(std::io::Error::other).boxed_unsync()),
         Err(never) => match never {},
@@ -111,7 +119,7 @@ impl EdgeServer {
                         .map(|l| l.router.clone());
                     async move {
                         match local {
-                            Some(router) => serve_local(router, req).await,
+                            Some(router) => serve_local(router, req, peer).await,
                             None => e.handle(req, peer).await,
                         }
                     }

@@ -267,10 +267,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 listener,
                 service::ServeLimits::default(),
                 None,
-                move |req: hyper::Request<hyper::body::Incoming>, _peer| {
+                move |req: hyper::Request<hyper::body::Incoming>, peer| {
                     let mut app = app.clone();
                     async move {
-                        let req = req.map(axum::body::Body::new);
+                        let mut req = req.map(axum::body::Body::new);
+                        req.extensions_mut()
+                            .insert(axum::extract::ConnectInfo(peer));
                         match tower::Service::call(&mut app, req).await {
                             Ok(r) => r,
                             Err(never) => match never {},

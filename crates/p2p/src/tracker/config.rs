@@ -2,7 +2,11 @@
 //! operator can see (and a test can shrink) them in one place. No parsing of files
 //! or flags happens here.
 
+use std::collections::HashSet;
 use std::time::Duration;
+
+use super::id::Id20;
+use super::region::RegionMap;
 
 /// Limits and timings for [`crate::tracker::Tracker`] and its WebSocket shell.
 #[derive(Debug, Clone)]
@@ -32,6 +36,10 @@ pub struct TrackerConfig {
     pub send_timeout: Duration,
     /// How often the shell calls [`crate::tracker::Tracker::tick`].
     pub tick_every: Duration,
+    /// Swarms where the operator turned P2P off: announces get a failure reason.
+    pub disabled_swarms: HashSet<Id20>,
+    /// Client address blocks → regions; peers only meet peers of their region.
+    pub regions: RegionMap,
 }
 
 impl Default for TrackerConfig {
@@ -49,6 +57,8 @@ impl Default for TrackerConfig {
             outgoing_queue: 256,
             send_timeout: Duration::from_secs(10),
             tick_every: Duration::from_secs(15),
+            disabled_swarms: HashSet::new(),
+            regions: RegionMap::default(),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! it first, every collection is bounded by [`TrackerConfig`], and idle peers expire.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use rand::seq::IteratorRandom;
@@ -20,6 +21,7 @@ use super::config::TrackerConfig;
 use super::error::Reject;
 use super::id::Id20;
 use super::ratelimit::TokenBucket;
+use super::region::regional_key;
 use super::wire::{self, Event, OneOrMany, RawRequest};
 
 /// Identifies one client connection (one WebSocket).
@@ -69,8 +71,10 @@ impl Swarm {
 
 #[derive(Debug)]
 struct Conn {
-    /// (info hash, peer id) pairs this connection announced.
+    /// (swarm key, peer id) pairs this connection announced.
     peers: HashSet<(Id20, Id20)>,
+    /// The client's region, if the operator partitions swarms by region.
+    region: Option<String>,
     bucket: TokenBucket,
 }
 
@@ -119,8 +123,17 @@ impl Tracker {
             .map(|s| (s.complete, s.incomplete()))
     }
 
-    /// Registers a new connection.
+    /// Registers a new connection whose address is unknown (no region).
     pub fn open(&mut self, now: Instant) -> ConnId {
+        self.open_from(now, None)
+    }
+
+    /// Registers a new connection from `addr`; its region (if the operator maps
+    /// regions) decides which swarms it joins.
+    pub fn open_from(&mut self, now: Instant, addr: Option<IpAddr>) -> ConnId {
+        let region = addr
+            .and_then(|ip| self.cfg.regions.region_of(ip))
+            .map(str::to_string);
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
         let bucket = TokenBucket::new(self.cfg.rate_burst, now);
@@ -128,6 +141,7 @@ impl Tracker {
             id,
             Conn {
                 peers: HashSet::new(),
+                region,
                 bucket,
             },
         );
@@ -192,7 +206,7 @@ impl Tracker {
                 Ok(()) => h,
                 Err((e, ih)) => fail(h, conn, e, Some("announce"), ih),
             },
-            Some("scrape") => match self.scrape(req) {
+            Some("scrape") => match self.scrape(conn, req) {
                 Ok(text) => {
                     h.out.push(Outgoing { conn, text });
                     h
@@ -216,6 +230,11 @@ impl Tracker {
         }
         .ok_or((Reject::InvalidInfoHash, None))?;
         let with_ih = |e: Reject| (e, Some(ih));
+        if self.cfg.disabled_swarms.contains(&ih) {
+            return Err(with_ih(Reject::P2pOff));
+        }
+        // Swarm bookkeeping uses the regional key; messages carry the client's hash.
+        let key = self.swarm_key(conn, ih);
         let pid = wire::id_field(req.peer_id.as_deref(), Reject::InvalidPeerId).map_err(with_ih)?;
         let answer = req.answer.as_ref().filter(|a| !a.is_null());
         let answer_to = match answer {
@@ -235,13 +254,13 @@ impl Tracker {
         let left0 = wire::left_is_zero(req.left.as_ref());
 
         if event == Event::Stopped {
-            self.stop(conn, ih, pid).map_err(with_ih)?;
+            self.stop(conn, key, pid).map_err(with_ih)?;
         } else {
-            self.upsert(conn, ih, pid, event, left0, now)
+            self.upsert(conn, key, pid, event, left0, now)
                 .map_err(with_ih)?;
         }
         h.announced = true;
-        let (complete, incomplete) = self.swarm_stats(&ih).unwrap_or((0, 0));
+        let (complete, incomplete) = self.swarm_stats(&key).unwrap_or((0, 0));
         if answer_to.is_none() {
             let interval = self.cfg.interval.as_secs();
             let text = wire::announce_reply(ih, complete, incomplete, interval);
@@ -253,7 +272,7 @@ impl Tracker {
                     .len()
                     .min(self.cfg.max_offers_per_announce)
                     .min(wire::numwant(req.numwant.as_ref()).unwrap_or(usize::MAX));
-                let targets = self.pick_peers(ih, pid, n);
+                let targets = self.pick_peers(key, pid, n);
                 for (to, offer) in targets.into_iter().zip(offers) {
                     let text = wire::relayed_offer(ih, pid, &offer.offer, &offer.offer_id);
                     h.out.push(Outgoing { conn: to, text });
@@ -264,7 +283,7 @@ impl Tracker {
         if let Some((to, answer, offer_id)) = answer_to {
             let target = self
                 .swarms
-                .get(&ih)
+                .get(&key)
                 .and_then(|s| s.peers.get(&to))
                 .map(|p| p.conn);
             match target {
@@ -383,7 +402,15 @@ impl Tracker {
             .choose_multiple(&mut rand::thread_rng(), n)
     }
 
-    fn scrape(&self, req: RawRequest) -> Result<String, Reject> {
+    /// The swarm a connection joins for `ih`: per region when regions are mapped.
+    fn swarm_key(&self, conn: ConnId, ih: Id20) -> Id20 {
+        match self.conns.get(&conn).and_then(|c| c.region.as_deref()) {
+            Some(region) => regional_key(ih, region),
+            None => ih,
+        }
+    }
+
+    fn scrape(&self, conn: ConnId, req: RawRequest) -> Result<String, Reject> {
         let max = self.cfg.max_scrape_hashes;
         let hashes: Vec<Id20> = match &req.info_hash {
             None => self.swarms.keys().take(max).copied().collect(),
@@ -402,7 +429,9 @@ impl Tracker {
         let files: Vec<(Id20, usize, usize)> = hashes
             .into_iter()
             .map(|ih| {
-                let (c, i) = self.swarm_stats(&ih).unwrap_or((0, 0));
+                let (c, i) = self
+                    .swarm_stats(&self.swarm_key(conn, ih))
+                    .unwrap_or((0, 0));
                 (ih, c, i)
             })
             .collect();

@@ -39,6 +39,8 @@ pub enum Reject {
     UnknownPeer,
     #[error("unknown connection")]
     UnknownConnection,
+    #[error("p2p is off for this stream")]
+    P2pOff,
 }
 
 impl Reject {
@@ -61,6 +63,7 @@ impl Reject {
             Reject::TooManyScrapeHashes => "too_many_scrape_hashes",
             Reject::UnknownPeer => "unknown_peer",
             Reject::UnknownConnection => "unknown_connection",
+            Reject::P2pOff => "p2p_off",
         }
     }
 }

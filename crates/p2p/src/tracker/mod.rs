@@ -10,6 +10,7 @@ pub mod core;
 pub mod error;
 pub mod id;
 mod ratelimit;
+pub mod region;
 mod wire;
 pub mod ws;
 
@@ -20,3 +21,4 @@ pub use self::config::TrackerConfig;
 pub use self::core::{ConnId, Handled, Outgoing, Tracker};
 pub use self::error::Reject;
 pub use self::id::Id20;
+pub use self::region::RegionMap;

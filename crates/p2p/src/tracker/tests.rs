@@ -456,3 +456,59 @@ fn tick_expires_idle_peers_only() {
     assert_eq!(t.tick(mid + Duration::from_secs(241)), 1);
     assert_eq!((t.peer_count(), t.swarm_count()), (0, 0));
 }
+
+#[test]
+fn swarms_are_partitioned_by_region() {
+    let cfg = TrackerConfig {
+        regions: super::RegionMap::parse(["10.1.0.0/16=eu", "10.2.0.0/16=us"]).expect("regions"),
+        ..TrackerConfig::default()
+    };
+    let mut t = Tracker::new(cfg);
+    let now = Instant::now();
+    let eu1 = t.open_from(now, Some("10.1.0.1".parse().expect("ip")));
+    let eu2 = t.open_from(now, Some("10.1.0.2".parse().expect("ip")));
+    let us = t.open_from(now, Some("10.2.0.1".parse().expect("ip")));
+    let ih = id(1);
+    t.handle_frame(eu1, &announce(ih, id(2), json!({})), now);
+    t.handle_frame(us, &announce(ih, id(3), json!({})), now);
+    // An offer from the second EU viewer reaches only the first EU viewer, and the
+    // reply carries the info hash it announced.
+    let h = t.handle_frame(eu2, &announce(ih, id(4), offers(5)), now);
+    assert_eq!(h.offers_relayed, 1);
+    assert_eq!(to(&h, eu1).len(), 1);
+    assert_eq!(to(&h, eu1)[0]["info_hash"], bin(ih));
+    assert!(to(&h, us).is_empty());
+    let r = to(&h, eu2);
+    assert_eq!(r[0]["info_hash"], bin(ih));
+    assert_eq!(r[0]["incomplete"].as_u64(), Some(2));
+    // The US viewer's answer cannot reach an EU peer.
+    let h = t.handle_frame(
+        us,
+        &announce(
+            ih,
+            id(3),
+            json!({"answer": {"type": "answer", "sdp": "x"}, "to_peer_id": bin(id(4)), "offer_id": bin(id(100))}),
+        ),
+        now,
+    );
+    assert_eq!(h.rejected, Some(Reject::UnknownPeer));
+    assert!(to(&h, eu2).is_empty());
+}
+
+#[test]
+fn operator_can_turn_p2p_off_for_a_swarm() {
+    let off = id(9);
+    let mut cfg = TrackerConfig::default();
+    cfg.disabled_swarms.insert(off);
+    let mut t = Tracker::new(cfg);
+    let now = Instant::now();
+    let a = t.open(now);
+    let h = t.handle_frame(a, &announce(off, id(2), json!({})), now);
+    assert_eq!(h.rejected, Some(Reject::P2pOff));
+    let r = to(&h, a);
+    assert_eq!(r[0]["failure reason"], "p2p is off for this stream");
+    assert_eq!(t.peer_count(), 0);
+    // Other swarms are unaffected.
+    let h = t.handle_frame(a, &announce(id(1), id(2), json!({})), now);
+    assert!(h.announced);
+}

@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -158,8 +159,29 @@ impl Inner {
     }
 }
 
+/// The client's address, when the server put it in the request (`ConnectInfo`).
+/// Forwarding headers are not trusted: regions are the tracker's own view.
+struct ClientAddr(Option<SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
+}
+
 async fn upgrade(
     State(svc): State<TrackerService>,
+    ClientAddr(client): ClientAddr,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match ws {
@@ -167,7 +189,7 @@ async fn upgrade(
             let max = svc.shared.lock().tracker.config().max_message_bytes;
             ws.max_message_size(max)
                 .max_frame_size(max)
-                .on_upgrade(move |socket| run_connection(svc, socket))
+                .on_upgrade(move |socket| run_connection(svc, socket, client))
         }
         Err(
             WebSocketUpgradeRejection::InvalidConnectionHeader(_)
@@ -185,7 +207,7 @@ async fn upgrade(
     }
 }
 
-async fn run_connection(svc: TrackerService, mut socket: WebSocket) {
+async fn run_connection(svc: TrackerService, mut socket: WebSocket, client: Option<SocketAddr>) {
     let (queue, send_timeout) = {
         let g = svc.shared.lock();
         let c = g.tracker.config();
@@ -195,7 +217,7 @@ async fn run_connection(svc: TrackerService, mut socket: WebSocket) {
     let kick = Arc::new(Notify::new());
     let conn = {
         let mut g = svc.shared.lock();
-        let conn = g.tracker.open(Instant::now());
+        let conn = g.tracker.open_from(Instant::now(), client.map(|a| a.ip()));
         let link = Link {
             tx,
             kick: kick.clone(),
@@ -253,7 +275,10 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, path = TRACKER_PATH, "tracker: listening");
     }
-    let res = axum::serve(listener, svc.router())
+    let app = svc
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let res = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     ticker.abort();
