@@ -1,12 +1,182 @@
 // The mediamesh player page: lists streams from /api/v1/streams and plays one with
-// hls.js in low-latency mode. `?stream=NAME` (or `?url=...`) picks what plays first.
+// hls.js; with P2P on (the default where the browser can) segments also move between
+// viewers through p2p-media-loader, announced to our tracker, and every segment from a
+// peer is checked against the origin's signed digests (integrity.js) first. With P2P
+// off it plays LL-HLS (parts); with P2P on, whole segments further behind live.
+// Not a general player: no DRM, no subtitles UI, no DASH.
+//
+// Query knobs (web/P2P.md): ?stream=NAME or ?url=URL picks what plays first; ?p2p=0
+// turns P2P off; ?tracker=WS_URL replaces the tracker (default ws(s)://HOST/tracker);
+// ?ice=stun:HOST:PORT,… sets ICE servers (default none: host candidates only);
+// ?latency=S (default 16) and ?urgent=S (default 6) tune live P2P (web/P2P.md).
+// Stats are on `window.mediamesh` (`.p2p` for the P2P counters) for tests.
 (function () {
   'use strict';
   const video = document.getElementById('video');
   const list = document.getElementById('streams');
   const $ = (id) => document.getElementById(id);
-  const state = { hls: null, url: null, httpBytes: 0 };
+  const params = new URLSearchParams(location.search);
+  const state = { hls: null, url: null, httpBytes: 0, p2p: null };
   window.mediamesh = state;
+
+  const p2pWanted = params.get('p2p') !== '0';
+  const trackers = params.get('tracker')
+    ? [params.get('tracker')]
+    : [`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/tracker`];
+  const iceServers = (params.get('ice') || '').split(',').filter(Boolean).map((u) => ({ urls: u }));
+
+  // The swarm rule shared with `mediamesh peer`: the path of the multivariant playlist,
+  // no scheme, host or query, so viewers of one stream on any host or edge meet.
+  function swarmIdFor(url) {
+    return new URL(url, location.href).pathname;
+  }
+
+  function newP2PStats(url) {
+    return {
+      enabled: false, reason: '', swarmId: swarmIdFor(url), trackers,
+      httpBytes: 0, p2pBytes: 0, p2pBytesReceived: 0, uploadedBytes: 0,
+      peers: 0, peerIds: [], offload: 0, rejected: 0, verified: 0,
+      httpSegments: 0, p2pSegments: 0, errors: [], trackerErrors: [],
+    };
+  }
+
+  function p2pReason() {
+    if (!p2pWanted) return 'off (?p2p=0)';
+    if (!window.p2pml || !window.p2pml.HlsJsP2PEngine) return 'p2p-media-loader not loaded';
+    if (!window.RTCPeerConnection) return 'no WebRTC in this browser';
+    if (!window.crypto || !window.crypto.subtle) return 'no WebCrypto (page not in a secure context)';
+    if (!window.MediameshIntegrity) return 'integrity.js not loaded';
+    return '';
+  }
+
+  // hls.js asks a server that can block playlist reloads for the next full segment with
+  // `_HLS_msn`/`_HLS_part`/`_HLS_skip` even when lowLatencyMode is off (good: one request
+  // per segment), but then reports the playlist under that URL, and p2p-media-loader
+  // 2.3 finds its stream by the bare playlist URL, so no segment would go through it.
+  // This playlist loader hands hls.js the response under the URL without the directives.
+  function withoutDeliveryDirectives(Base) {
+    const clean = (u) => {
+      if (typeof u !== 'string' || u.indexOf('_HLS_') < 0) return u;
+      const x = new URL(u);
+      for (const k of ['_HLS_msn', '_HLS_part', '_HLS_skip']) x.searchParams.delete(k);
+      return x.href;
+    };
+    return class extends Base {
+      load(context, config, callbacks) {
+        const onSuccess = callbacks.onSuccess;
+        const wrapped = Object.assign({}, callbacks, {
+          onSuccess(response, stats, ctx, details) {
+            const url = clean(response.url !== undefined ? response.url : ctx.url);
+            onSuccess(Object.assign({}, response, { url }), stats, ctx, details);
+          },
+        });
+        super.load(context, config, wrapped);
+      }
+    };
+  }
+
+  // hls.js transfers a fragment's ArrayBuffer to its transmux worker, which detaches it,
+  // and p2p-media-loader keeps that same buffer to share with peers: they would be sent
+  // zero bytes (and reject them). This fragment loader hands hls.js a copy instead.
+  function copyingFragmentLoader(Base) {
+    return class extends Base {
+      load(context, config, callbacks) {
+        const onSuccess = callbacks.onSuccess;
+        const wrapped = Object.assign({}, callbacks, {
+          onSuccess(response, stats, ctx, details) {
+            const data = response.data instanceof ArrayBuffer ? response.data.slice(0) : response.data;
+            onSuccess(Object.assign({}, response, { data }), stats, ctx, details);
+          },
+        });
+        super.load(context, config, wrapped);
+      }
+    };
+  }
+
+  function makeHls(url) {
+    const stats = newP2PStats(url);
+    state.p2p = stats;
+    stats.reason = p2pReason();
+    if (stats.reason) {
+      // Plain hls.js; LL-HLS parts when the stream has them.
+      const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30 });
+      hls.on(Hls.Events.FRAG_LOADED, (_e, d) => { state.httpBytes += d.frag.stats.loaded || 0; });
+      return hls;
+    }
+    stats.enabled = true;
+    const verifier = MediameshIntegrity.createVerifier({
+      onReject: (r) => {
+        stats.rejected = verifier.stats.rejected;
+        console.warn('mediamesh: rejected a segment from a peer', r.reason, r.url);
+      },
+    });
+    stats.integrity = verifier.stats;
+    const peers = new Set();
+    const update = () => {
+      stats.peers = peers.size;
+      stats.peerIds = [...peers];
+      const all = stats.httpBytes + stats.p2pBytes;
+      stats.offload = all ? stats.p2pBytes / all : 0;
+      stats.verified = verifier.stats.verified;
+      stats.rejected = verifier.stats.rejected;
+      state.httpBytes = stats.httpBytes;
+    };
+    // p2p-media-loader moves whole segments only, and loads every segment that is due
+    // within `highDemandTimeWindow` over HTTP at once. A viewer at the LL-HLS live edge
+    // would fetch every part over HTTP before any peer had it. So with P2P the player
+    // plays whole segments `latency` seconds behind live: a new segment is listed that
+    // long before it is due, one viewer (chosen at random by p2p-media-loader) fetches it
+    // over HTTP and the others get it from peers; the last `urgent` seconds before the
+    // playhead are loaded over HTTP if no peer delivered. See web/P2P.md.
+    const latency = Number(params.get('latency')) || 16;
+    const urgent = Number(params.get('urgent')) || 6;
+    const engine = new p2pml.HlsJsP2PEngine({
+      core: {
+        swarmId: stats.swarmId,
+        announceTrackers: trackers,
+        rtcConfig: { iceServers },
+        validateP2PSegment: verifier.validate,
+        highDemandTimeWindow: urgent,
+      },
+    });
+    const loaders = engine.getConfigForHlsJs();
+    const hls = new Hls({
+      lowLatencyMode: false,
+      backBufferLength: 30,
+      liveSyncDuration: latency,
+      liveMaxLatencyDuration: latency * 2,
+      fLoader: copyingFragmentLoader(loaders.fLoader),
+      pLoader: withoutDeliveryDirectives(loaders.pLoader),
+    });
+    engine.bindHls(hls);
+    hls.p2pEngine = engine;
+    const e = engine;
+    e.addEventListener('onChunkDownloaded', (n, source) => {
+      if (source === 'http') stats.httpBytes += n;
+      else stats.p2pBytesReceived += n;
+      update();
+    });
+    // Bytes from peers count once verified (a rejected segment is loaded again).
+    e.addEventListener('onSegmentLoaded', (d) => {
+      if (d.downloadSource === 'p2p') { stats.p2pBytes += d.bytesLength; stats.p2pSegments++; }
+      else stats.httpSegments++;
+      update();
+    });
+    e.addEventListener('onChunkUploaded', (n) => { stats.uploadedBytes += n; update(); });
+    e.addEventListener('onPeerConnect', (p) => { peers.add(p.peerId); update(); });
+    e.addEventListener('onPeerClose', (p) => { peers.delete(p.peerId); update(); });
+    e.addEventListener('onSegmentError', (d) => {
+      if (stats.errors.length < 20) stats.errors.push(`${d.downloadSource}: ${d.error && d.error.type}`);
+    });
+    e.addEventListener('onTrackerError', (d) => {
+      if (stats.trackerErrors.length < 20) stats.trackerErrors.push(String(d.error && (d.error.message || d.error)));
+    });
+    // Init segments do not go through p2p-media-loader: count them here.
+    hls.on(Hls.Events.FRAG_LOADED, (_e, d) => {
+      if (d.frag.sn === 'initSegment') { stats.httpBytes += d.frag.stats.loaded || 0; update(); }
+    });
+    return hls;
+  }
 
   function play(url, name) {
     if (state.hls) { state.hls.destroy(); state.hls = null; }
@@ -16,8 +186,7 @@
     $('s-url').textContent = url;
     document.querySelectorAll('#streams button').forEach((b) => b.classList.toggle('on', b.dataset.url === url));
     if (window.Hls && Hls.isSupported()) {
-      const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30 });
-      hls.on(Hls.Events.FRAG_LOADED, (_e, d) => { state.httpBytes += d.frag.stats.loaded || 0; });
+      const hls = makeHls(url);
       hls.on(Hls.Events.LEVEL_SWITCHED, (_e, d) => {
         const l = hls.levels[d.level];
         $('s-level').textContent = l ? `${l.width}x${l.height} @ ${Math.round(l.bitrate / 1000)} kbit/s` : '–';
@@ -27,6 +196,7 @@
       hls.attachMedia(video);
       state.hls = hls;
     } else {
+      state.p2p = Object.assign(newP2PStats(url), { reason: 'no MSE: native HLS' });
       video.src = url; // Safari plays HLS natively
     }
     video.play().catch(() => {});
@@ -65,16 +235,24 @@
     }
   }
 
+  const kb = (n) => (n / 1024).toLocaleString(undefined, { maximumFractionDigits: 0 }) + ' KiB';
   setInterval(() => {
     const h = state.hls;
     if (h && h.latency !== undefined && isFinite(h.latency)) $('s-latency').textContent = h.latency.toFixed(2) + ' s';
     const b = video.buffered;
     if (b.length) $('s-buffer').textContent = (b.end(b.length - 1) - video.currentTime).toFixed(2) + ' s';
-    $('s-http').textContent = state.httpBytes.toLocaleString();
+    $('s-http').textContent = kb(state.httpBytes);
+    const p = state.p2p;
+    if (!p) return;
+    $('s-p2p').textContent = p.enabled ? `on · swarm ${p.swarmId}` : p.reason;
+    $('s-peer-bytes').textContent = kb(p.p2pBytes);
+    $('s-upload').textContent = kb(p.uploadedBytes);
+    $('s-peers').textContent = String(p.peers);
+    $('s-offload').textContent = (p.offload * 100).toFixed(1) + ' %';
+    $('s-rejected').textContent = String(p.rejected);
   }, 500);
 
   (async () => {
-    const params = new URLSearchParams(location.search);
     const streams = await refresh();
     setInterval(refresh, 5000);
     if (params.get('url')) return play(params.get('url'));

@@ -18,6 +18,9 @@ const browser = await chromium.launch({
     '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
     '--autoplay-policy=no-user-gesture-required',
+    // The page starts P2P (one viewer: no peer to meet). Plain IP candidates, so
+    // Chromium publishes no mDNS names on the network.
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
   ],
 });
 let result = { ok: false };

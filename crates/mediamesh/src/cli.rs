@@ -308,7 +308,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             drop(edge);
             Ok(())
         }
-        Command::Peer(args) => crate::peer_cli::run(args, None).await,
+        Command::Peer(args) => {
+            crate::peer_cli::run(args, Some(p2p::peer::rtc_mesh::factory())).await
+        }
         Command::Token(args) => {
             println!("{}", crate::edge_cli::mint(&args)?);
             Ok(())

@@ -76,3 +76,39 @@ fn a_missing_stream_is_an_error_in_the_stats_not_a_crash() {
         "{v}"
     );
 }
+
+#[test]
+fn native_peers_share_segments_over_webrtc() {
+    let server = Server::start("serve", &["--demo"]);
+    let v = run_peers(&server, &["--count", "3", "--duration", "20"]);
+    let total = &v["total"];
+    assert_eq!(total["errors"], 0, "{v}");
+    assert!(
+        total["p2p_bytes"].as_u64().unwrap_or(0) > 0,
+        "no bytes moved between peers: {v}"
+    );
+    assert!(total["uploaded_bytes"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert_eq!(total["rejected_segments"], 0, "{v}");
+}
+
+#[test]
+fn a_peer_that_corrupts_segments_is_caught_and_banned() {
+    let server = Server::start("serve", &["--demo"]);
+    // Viewer 0 flips a byte in everything it uploads; viewer 1 is honest and its
+    // only peer is viewer 0.
+    let v = run_peers(
+        &server,
+        &["--count", "2", "--duration", "20", "--corrupt-uploads", "1"],
+    );
+    let honest = &v["peers"][1];
+    assert_eq!(honest["corrupting"], false, "{v}");
+    assert!(
+        honest["rejected_segments"].as_u64().unwrap_or(0) >= 1,
+        "the corrupted segment was not caught: {v}"
+    );
+    // Banned on the first bad segment: never asked again.
+    assert_eq!(honest["rejected_segments"], 1, "{v}");
+    assert_eq!(honest["banned_peers"], 1, "{v}");
+    assert!(honest["segments_played"].as_u64().unwrap_or(0) >= 1, "{v}");
+    assert_eq!(v["total"]["errors"], 0, "{v}");
+}

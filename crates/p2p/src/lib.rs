@@ -5,7 +5,14 @@
 //!   WebRTC offers/answers). It never carries media itself.
 //! - [`scheduler`]: sans-IO choice of HTTP or peer for each segment, and the player
 //!   clock; shared by `mediamesh peer` and `mediamesh sim`.
+//! - [`proto`]: the p2p-media-loader 2.3 peer wire protocol (commands, framing,
+//!   per-connection session, swarm ids), sans-IO; see `PROTOCOL.md`.
+//! - [`rtc`]: native WebRTC data channels (`PeerLink`, str0m); see `RTC.md`.
+//! - [`signal`]: the WebTorrent tracker client that links native peers into a swarm.
 
 pub mod peer;
+pub mod proto;
+pub mod rtc;
 pub mod scheduler;
+pub mod signal;
 pub mod tracker;

@@ -178,6 +178,17 @@ pub fn bitrate(t: &Timeline) -> (u64, u64) {
     (peak.round() as u64, avg.round() as u64)
 }
 
+/// BANDWIDTH of a rendition: fixed the first time a segment exists, at 1.5× that
+/// segment's bit rate rounded up to 10 kbit/s (headroom for the peaks that follow),
+/// because players and p2p-media-loader treat a changed BANDWIDTH as a new stream.
+fn advertised_bandwidth(r: &Rendition, peak: u64) -> u64 {
+    if peak == 0 {
+        return 2_000_000;
+    }
+    let mut fixed = r.advertised_bandwidth.lock();
+    *fixed.get_or_insert_with(|| (peak * 3 / 2).div_ceil(10_000) * 10_000)
+}
+
 /// The multivariant playlist listing every rendition of `stream`.
 pub fn multivariant(stream: &LiveStream) -> MultivariantPlaylist {
     let mut pl = MultivariantPlaylist {
@@ -190,7 +201,7 @@ pub fn multivariant(stream: &LiveStream) -> MultivariantPlaylist {
         let (peak, avg) = bitrate(&r.store.read());
         pl.variants.push(Variant {
             uri: format!("{}/index.m3u8", r.name),
-            bandwidth: if peak > 0 { peak } else { 2_000_000 },
+            bandwidth: advertised_bandwidth(r, peak),
             average_bandwidth: (avg > 0).then_some(avg),
             codecs: Some(info.codecs()).filter(|c| !c.is_empty()),
             resolution: info.video.as_ref().map(|v| (v.width, v.height)),

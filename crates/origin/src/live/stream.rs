@@ -52,6 +52,9 @@ pub struct Rendition {
     pub name: String,
     pub store: Arc<RenditionStore>,
     pub info: RwLock<StreamInfo>,
+    /// BANDWIDTH as first advertised, kept for the stream's life: p2p-media-loader
+    /// hashes it into the swarm id, so a changing value would split the audience.
+    pub advertised_bandwidth: Mutex<Option<u64>>,
 }
 
 /// A live stream.
@@ -80,6 +83,7 @@ impl LiveStream {
                 name: SOURCE_RENDITION.to_string(),
                 store: Arc::new(RenditionStore::new(store)),
                 info: RwLock::new(StreamInfo::default()),
+                advertised_bandwidth: Mutex::new(None),
             })],
             state: Mutex::new(StreamState::Live),
             session: AtomicU64::new(0),

@@ -60,6 +60,9 @@ pub struct Follower {
     pub media_url: Url,
     /// Position of the chosen rendition in the multivariant playlist (0 without one).
     pub variant_index: usize,
+    /// The rendition's stream index as p2p-media-loader 2.3 computes it (its swarm
+    /// is `v2-{swarmId}-main-{index}`).
+    pub stream_index: String,
     pub init_url: Option<Url>,
     pub target_duration_ms: u64,
     pub ended: bool,
@@ -112,7 +115,7 @@ impl Follower {
         choice: RenditionChoice,
     ) -> Result<Self, PeerError> {
         let text = get_text(&client, url).await?;
-        let (media_url, variant_index) = if text.contains("#EXT-X-STREAM-INF") {
+        let (media_url, variant_index, stream_index) = if text.contains("#EXT-X-STREAM-INF") {
             let mv = MultivariantPlaylist::parse(&text).map_err(|e| PeerError::Playlist {
                 url: url.to_string(),
                 reason: e.to_string(),
@@ -122,14 +125,15 @@ impl Follower {
                 reason: "no such rendition".into(),
             })?;
             let variant = &mv.variants[index];
-            (join(url, &variant.uri)?, index)
+            (join(url, &variant.uri)?, index, stream_index(variant))
         } else {
-            (url.clone(), 0)
+            (url.clone(), 0, stream_index_without_variant())
         };
         let mut f = Follower {
             client,
             media_url,
             variant_index,
+            stream_index,
             init_url: None,
             target_duration_ms: 2_000,
             ended: false,
@@ -239,6 +243,46 @@ impl Follower {
     }
 }
 
+/// p2p-media-loader-hlsjs 2.3's stream index of a variant: the short id of its
+/// BANDWIDTH, video codec, RESOLUTION and FRAME-RATE as hls.js reports them.
+pub fn stream_index(v: &media::hls::Variant) -> String {
+    if v.bandwidth == 0 {
+        return stream_index_without_variant();
+    }
+    let video_codec = v.codecs.as_deref().and_then(|c| {
+        c.split(',').map(str::trim).find(|c| {
+            ["avc", "hvc", "hev", "vp0", "vp8", "vp9", "av01", "dvh"]
+                .iter()
+                .any(|p| c.starts_with(p))
+        })
+    });
+    // FRAME-RATE as JavaScript's Number(text).toString() prints it.
+    let fps = v.frame_rate.map(|f| {
+        if f.fract() == 0.0 {
+            format!("{}", f as i64)
+        } else {
+            format!("{f}")
+        }
+    });
+    let props = crate::proto::StreamProps {
+        bitrate: Some(v.bandwidth),
+        codecs: video_codec,
+        width: v.resolution.map(|r| r.0),
+        height: v.resolution.map(|r| r.1),
+        frame_rate: fps.as_deref(),
+        ..Default::default()
+    };
+    crate::proto::stream_short_id(&props)
+}
+
+/// The stream index hls.js gives a media playlist loaded on its own (no BANDWIDTH).
+pub fn stream_index_without_variant() -> String {
+    crate::proto::stream_short_id(&crate::proto::StreamProps {
+        bitrate: Some(0),
+        ..Default::default()
+    })
+}
+
 fn pick(mv: &MultivariantPlaylist, choice: RenditionChoice) -> Option<usize> {
     let by_bw = mv
         .variants
@@ -268,6 +312,7 @@ mod tests {
             client: Client::new(),
             media_url: Url::parse("http://127.0.0.1:1/live/demo/src/index.m3u8").expect("url"),
             variant_index: 0,
+            stream_index: String::new(),
             init_url: None,
             target_duration_ms: 2_000,
             ended: false,

@@ -2,7 +2,7 @@
 //! implementation owns the tracker client, the WebRTC links and the wire protocol;
 //! the viewer only speaks in segments and peers.
 //!
-//! Not a transport itself: implementations live beside the WebRTC code.
+//! Not a transport itself: [`super::rtc_mesh`] is the WebRTC one.
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -90,6 +90,8 @@ pub struct SwarmSpec {
     pub swarm_id: String,
     /// The rendition's position in the multivariant playlist.
     pub variant_index: usize,
+    /// The rendition's p2p-media-loader 2.3 stream index (see `hls::stream_index`).
+    pub stream_index: String,
     /// WebSocket URL of the tracker.
     pub tracker: String,
     /// Most peers connected at once.

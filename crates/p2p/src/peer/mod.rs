@@ -10,6 +10,7 @@
 pub mod digests;
 pub mod hls;
 pub mod mesh;
+pub mod rtc_mesh;
 pub mod stats;
 mod viewer;
 
@@ -68,6 +69,9 @@ pub struct PeerOptions {
     pub stagger: Duration,
     /// The origin's public key, if pinned; else taken from the CDN on first use.
     pub origin_key: Option<VerifyingKey>,
+    /// The first this-many viewers corrupt every segment they upload (to test that
+    /// the others reject and ban them).
+    pub corrupt_uploads: usize,
 }
 
 impl Default for PeerOptions {
@@ -86,6 +90,7 @@ impl Default for PeerOptions {
             churn: None,
             stagger: Duration::from_millis(200),
             origin_key: None,
+            corrupt_uploads: 0,
         }
     }
 }
@@ -123,6 +128,7 @@ pub async fn run(
     let spec = SwarmSpec {
         swarm_id: swarm_id(&url),
         variant_index: 0,
+        stream_index: String::new(),
         tracker: opts
             .tracker
             .clone()
@@ -142,6 +148,7 @@ pub async fn run(
         pinned_key: opts.origin_key,
         mesh: mesh.map(|m| (m, spec)),
         start_buffer_ms: 1_000,
+        corrupt_uploads: false,
     };
     let mut next_index = 0usize;
     let mut reports = Vec::new();
@@ -206,6 +213,7 @@ fn spawn_viewer(
 ) {
     let mut p = base.clone();
     p.index = index;
+    p.corrupt_uploads = index < opts.corrupt_uploads;
     let left = end.saturating_duration_since(Instant::now());
     p.lifetime = match opts.churn {
         Some(c) => (c * (1 + (index % opts.count)) as u32).min(left),

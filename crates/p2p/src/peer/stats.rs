@@ -8,6 +8,9 @@ use serde::Serialize;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ViewerStats {
     pub viewer: usize,
+    /// A test double that corrupts what it uploads (`--corrupt-uploads`); left out
+    /// of the totals.
+    pub corrupting: bool,
     pub http_bytes: u64,
     pub p2p_bytes: u64,
     pub uploaded_bytes: u64,
@@ -53,11 +56,11 @@ impl Report {
     pub fn new(mut peers: Vec<ViewerStats>) -> Report {
         peers.sort_by_key(|p| p.viewer);
         let mut t = Totals {
-            viewers: peers.len(),
+            viewers: peers.iter().filter(|p| !p.corrupting).count(),
             ..Totals::default()
         };
         let mut startups: Vec<f64> = Vec::new();
-        for p in &peers {
+        for p in peers.iter().filter(|p| !p.corrupting) {
             t.http_bytes += p.http_bytes;
             t.p2p_bytes += p.p2p_bytes;
             t.uploaded_bytes += p.uploaded_bytes;

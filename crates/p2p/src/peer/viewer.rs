@@ -49,12 +49,15 @@ pub(crate) struct ViewerParams {
     pub mesh: Option<(Arc<dyn MeshFactory>, SwarmSpec)>,
     /// Media buffered before playback starts (and resumes after a stall).
     pub start_buffer_ms: u64,
+    /// Test double of a malicious peer: flips a byte in every segment it uploads.
+    pub corrupt_uploads: bool,
 }
 
 /// Runs a session to its end and reports what happened, errors included.
 pub(crate) async fn run_viewer(client: Client, p: ViewerParams) -> ViewerStats {
     let mut stats = ViewerStats {
         viewer: p.index,
+        corrupting: p.corrupt_uploads,
         ..ViewerStats::default()
     };
     if let Err(e) = play(&client, &p, &mut stats).await {
@@ -75,6 +78,7 @@ struct Session<'a> {
     http: JoinSet<(SegmentId, Result<Bytes, PeerError>)>,
     mesh_tx: Option<mpsc::Sender<MeshCommand>>,
     client: &'a Client,
+    corrupt: bool,
     peers: usize,
     played_through: Option<SegmentId>,
 }
@@ -173,13 +177,19 @@ impl Session<'_> {
     }
 
     fn on_request(&mut self, peer: PeerKey, segment: SegmentId) {
-        let Some(bytes) = self.store.get(&segment).cloned() else {
+        let Some(mut bytes) = self.store.get(&segment).cloned() else {
             self.send(MeshCommand::Absent { peer, segment });
             return;
         };
         if !self.gate.try_start() {
             self.send(MeshCommand::Absent { peer, segment });
             return;
+        }
+        if self.corrupt && !bytes.is_empty() {
+            let mut v = bytes.to_vec();
+            let mid = v.len() / 2;
+            v[mid] ^= 0xff;
+            bytes = Bytes::from(v);
         }
         let wait = self.gate.take(self.now(), bytes.len() as u64);
         self.gate.finish();
@@ -287,7 +297,7 @@ async fn play(client: &Client, p: &ViewerParams, stats: &mut ViewerStats) -> Res
     // Like a player, retry the first load a few times: a stream that is just
     // starting answers 404 until its first segment exists.
     let mut attempt = 0;
-    let follower = loop {
+    let mut follower = loop {
         match Follower::open(client.clone(), &p.url, p.choice).await {
             Ok(f) => break f,
             Err(e) => {
@@ -309,6 +319,7 @@ async fn play(client: &Client, p: &ViewerParams, stats: &mut ViewerStats) -> Res
         Some((factory, spec)) if p.sched.p2p => {
             let mut spec = spec.clone();
             spec.variant_index = follower.variant_index;
+            spec.stream_index = follower.stream_index.clone();
             let link = factory.join(&spec, p.index)?;
             (Some(link.commands), Some(link.events), link.me)
         }
@@ -316,6 +327,19 @@ async fn play(client: &Client, p: &ViewerParams, stats: &mut ViewerStats) -> Res
     };
     let live = !follower.ended;
     let offset = p.live_offset_ms.unwrap_or(3 * follower.target_duration_ms);
+    // A stream that has just started lists less than the live offset: wait (like a
+    // player buffering) until it does, so the viewer does not sit at the live edge
+    // where every segment is urgent. Bounded by twice the offset.
+    let wait_until = Instant::now() + Duration::from_millis(2 * offset);
+    while live
+        && follower.edge_ms().saturating_sub(follower.first_ms()) < offset
+        && Instant::now() + follower.reload_interval() < wait_until.min(deadline)
+    {
+        tokio::time::sleep(follower.reload_interval()).await;
+        if let Err(e) = follower.reload().await {
+            tracing::debug!(error = %e, "playlist reload failed");
+        }
+    }
     let join_at = if live {
         follower
             .edge_ms()
@@ -335,6 +359,7 @@ async fn play(client: &Client, p: &ViewerParams, stats: &mut ViewerStats) -> Res
         http: JoinSet::new(),
         mesh_tx,
         client,
+        corrupt: p.corrupt_uploads,
         peers: 0,
         played_through: None,
         digests,

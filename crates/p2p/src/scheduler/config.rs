@@ -22,7 +22,7 @@ pub struct SchedulerConfig {
     pub max_http: usize,
     /// Peer downloads at once (all peers together).
     pub max_peer_downloads: usize,
-    /// Downloads at once from one peer.
+    /// Downloads at once from one peer (p2p-media-loader's protocol allows one).
     pub max_per_peer: usize,
     /// Failed requests after which a peer is no longer asked (it may still ask us).
     pub max_peer_failures: u32,
@@ -41,7 +41,7 @@ impl Default for SchedulerConfig {
             seed_stagger_ms: 600,
             max_http: 2,
             max_peer_downloads: 4,
-            max_per_peer: 2,
+            max_per_peer: 1,
             max_peer_failures: 4,
             keep_behind_ms: 30_000,
         }

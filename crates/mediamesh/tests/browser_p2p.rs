@@ -1,0 +1,191 @@
+//! P2P in real browsers: `mediamesh serve --demo`, three viewers of the demo channel in
+//! headless Chromium (separate browser contexts, so separate peers) with hls.js and
+//! p2p-media-loader 2.3 from the binary, announcing to the tracker at `/tracker`. They
+//! must all play, and segment bytes must move between them over WebRTC, each one
+//! checked against the origin's signed digests in the page. Also runs the node unit
+//! tests of that check (`web/tests/integrity.test.mjs`).
+//!
+//! WebRTC needs a non-loopback interface with a default route to gather any candidate,
+//! and the traffic must stay on this machine, so the scenario re-runs itself inside a
+//! private network namespace (`unshare --net`, as root) that holds only `lo` and a veth
+//! pair with 198.51.100.1/24 (TEST-NET-2) and a default route into that pair: peer
+//! traffic goes from that address to itself and nothing can leave the namespace.
+//! Needs Chromium, node with `web/node_modules`, `unshare` and `ip` (`bash .ci/run`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const IN_NETNS: &str = "MEDIAMESH_TEST_IN_NETNS";
+
+fn web() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web")
+}
+
+fn require_web() {
+    assert!(
+        web().join("node_modules/playwright-core").is_dir(),
+        "web/node_modules is missing: run `bash .ci/run` or `cd web && npm ci`"
+    );
+}
+
+/// Runs the named test of this binary again inside a fresh network namespace.
+fn rerun_in_netns(test: &str) {
+    let exe = std::env::current_exe().expect("test binary path");
+    let setup = "set -e; ip link set lo up; \
+        ip link add mm0 type veth peer name mm1; \
+        ip addr add 198.51.100.1/24 dev mm0; ip link set mm0 up; ip link set mm1 up; \
+        ip route add default via 198.51.100.2 dev mm0; \
+        exec \"$0\" \"$@\"";
+    let out = run(
+        Command::new("unshare")
+            .args(["--net", "--", "sh", "-c", setup])
+            .arg(&exe)
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(IN_NETNS, "1"),
+        Duration::from_secs(170),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "the scenario failed inside its network namespace (it needs root for `unshare --net`, \
+         and `ip` from iproute2):\n{stderr}"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the scenario did not run inside the namespace:\n{stdout}"
+    );
+}
+
+/// Waits until the demo multivariant playlist's BANDWIDTH holds still for 3 s: p2p-media-
+/// loader 2.3 hashes it into the swarm id, and the origin revises it once it has
+/// measured its first segments. Viewers that loaded different values would be in
+/// different swarms.
+fn wait_for_stable_multivariant(server: &Server) {
+    // BANDWIDTH= values of the variants (not AVERAGE-BANDWIDTH, which p2p-media-loader
+    // does not use and which moves all the time).
+    fn peaks(playlist: &str) -> Vec<String> {
+        playlist
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXT-X-STREAM-INF:"))
+            .flat_map(|attrs| attrs.split(','))
+            .filter_map(|kv| kv.strip_prefix("BANDWIDTH="))
+            .map(str::to_string)
+            .collect()
+    }
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut last = Vec::new();
+    let mut since = Instant::now();
+    loop {
+        let (_, body) = get_text(&server.url("/live/demo/index.m3u8"));
+        let now = peaks(&body);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= Duration::from_secs(3) && !last.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "the demo's BANDWIDTH kept changing: {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn chromium_viewers_share_demo_segments_over_webrtc() {
+    require_web();
+    if std::env::var_os(IN_NETNS).is_none() {
+        rerun_in_netns("chromium_viewers_share_demo_segments_over_webrtc");
+        return;
+    }
+    assert!(
+        Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
+        "Chromium is missing: run `bash .ci/run` or `apt-get install chromium`"
+    );
+    let server = Server::start("serve", &["--demo"]);
+    wait_for_200(
+        &server.url("/live/demo/src/index.m3u8"),
+        Duration::from_secs(15),
+    );
+    wait_for_stable_multivariant(&server);
+    let (status, page) = get_text(&server.url("/"));
+    assert_eq!(status, 200);
+    assert!(page.contains("/vendor/p2p-media-loader.min.js"));
+    assert_eq!(get(&server.url("/vendor/p2p-media-loader.min.js")).0, 200);
+
+    let out = run(
+        Command::new("node")
+            .arg(web().join("tests/p2p.mjs"))
+            .arg(server.url("/?stream=demo"))
+            .args(["3", "75"]),
+        Duration::from_secs(110),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "p2p.mjs printed no JSON line ({e}): {stdout}\n{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            server.log_text()
+        )
+    });
+    assert!(
+        out.status.success() && seen["ok"] == true,
+        "viewers did not play or share segments: {seen:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let viewers = seen["viewers"].as_array().expect("viewers");
+    assert_eq!(viewers.len(), 3);
+    let p2p: u64 = viewers.iter().filter_map(|v| v["p2p_bytes"].as_u64()).sum();
+    let verified: u64 = viewers.iter().filter_map(|v| v["verified"].as_u64()).sum();
+    let uploaded: u64 = viewers
+        .iter()
+        .filter_map(|v| v["uploaded_bytes"].as_u64())
+        .sum();
+    assert!(p2p > 0, "no bytes from peers: {seen:#}");
+    assert!(
+        verified > 0,
+        "no segment from a peer was verified: {seen:#}"
+    );
+    assert!(uploaded > 0, "no viewer uploaded: {seen:#}");
+    for v in viewers {
+        assert_eq!(v["p2p_enabled"], true, "{v}");
+        assert_eq!(v["swarm_id"], "/live/demo/index.m3u8", "{v}");
+        assert!(v["played"].as_f64().unwrap_or(0.0) >= 3.0, "{v}");
+    }
+    // The info_hash the pages announced is the one the documented rule gives
+    // (web/P2P.md; `mediamesh peer` must compute the same).
+    assert_eq!(seen["swarm"]["announced"], true, "{:#}", seen["swarm"]);
+    eprintln!(
+        "swarm: {}  info_hash {} ({} bytes from peers, {verified} segments verified)",
+        seen["swarm"]["stream_swarm_id"], seen["swarm"]["info_hash"], p2p
+    );
+}
+
+#[test]
+fn integrity_check_of_the_page_passes_its_node_tests() {
+    require_web();
+    let out = run(
+        Command::new("node")
+            .arg("--test")
+            .arg(web().join("tests/integrity.test.mjs")),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("# fail 0"), "{stdout}");
+    assert!(!stdout.contains("# pass 0"), "{stdout}");
+}

@@ -1,0 +1,333 @@
+//! The real swarm of a native viewer: the WebTorrent tracker client
+//! ([`crate::signal`]) finds peers, WebRTC data channels ([`crate::rtc`]) carry the
+//! p2p-media-loader 2.3 peer protocol ([`crate::proto`]), so native viewers and
+//! browsers running p2p-media-loader share one swarm.
+//!
+//! One task per viewer owns the protocol sessions of all its links; one reader task
+//! per link forwards what arrives, and one writer task per link sends in order with
+//! the link's back-pressure. A peer that breaks the protocol is dropped and refused
+//! for the rest of the session. Not here: choosing what to fetch (the scheduler) and
+//! verifying bytes (the viewer, against the signed digests).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::mesh::{MeshCommand, MeshEvent, MeshFactory, MeshLink, SwarmSpec};
+use super::PeerError;
+use crate::proto::{self, RequestId, Session, SessionEvent, SessionLimits, StreamKind};
+use crate::rtc::{LinkConfig, LinkEvent, LinkSender, PeerLink};
+use crate::scheduler::{PeerKey, SegmentId};
+use crate::signal::{SignalConfig, Swarm, SwarmConfig};
+use crate::tracker::Id20;
+
+/// Messages (or whole uploads) queued per link before more are dropped.
+const WRITE_QUEUE: usize = 32;
+
+/// Makes WebRTC meshes.
+#[derive(Debug, Clone, Default)]
+pub struct RtcMeshFactory {
+    pub link: LinkConfig,
+}
+
+impl MeshFactory for RtcMeshFactory {
+    fn join(&self, spec: &SwarmSpec, viewer: usize) -> Result<MeshLink, PeerError> {
+        let peer_id = proto::ids::generate_peer_id(&mut rand::thread_rng());
+        let me = PeerKey::from_peer_id(&peer_id);
+        let stream = proto::stream_swarm_id(&spec.swarm_id, StreamKind::Main, &spec.stream_index);
+        let info_hash = proto::info_hash(&stream);
+        tracing::debug!(viewer, stream, "joining swarm");
+        let mut signal = SignalConfig::new(Id20(info_hash), Id20(peer_id));
+        signal.max_peers = spec.max_peers.max(1);
+        let swarm = Swarm::join(SwarmConfig {
+            tracker_url: spec.tracker.clone(),
+            signal,
+            link: self.link.clone(),
+        });
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        let (ev_tx, ev_rx) = mpsc::channel(256);
+        tokio::spawn(run(swarm, cmd_rx, ev_tx));
+        Ok(MeshLink {
+            me,
+            commands: cmd_tx,
+            events: ev_rx,
+        })
+    }
+}
+
+struct Conn {
+    session: Session,
+    writer: mpsc::Sender<Vec<Bytes>>,
+    reader: JoinHandle<()>,
+    writer_task: JoinHandle<()>,
+    /// The remote's open request: segment → request id.
+    asked: HashMap<i64, RequestId>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.writer_task.abort();
+    }
+}
+
+impl Conn {
+    fn send(&self, msgs: Vec<Vec<u8>>) {
+        if msgs.is_empty() {
+            return;
+        }
+        // A full queue drops the batch: the remote's request times out and it
+        // falls back, which is what a congested link should cause anyway.
+        let _ = self
+            .writer
+            .try_send(msgs.into_iter().map(Bytes::from).collect());
+    }
+}
+
+struct Mesh {
+    conns: HashMap<PeerKey, Conn>,
+    banned: HashSet<PeerKey>,
+    events: mpsc::Sender<MeshEvent>,
+    link_events: mpsc::Sender<(PeerKey, LinkEvent)>,
+    /// Our last announcement (protocol segment ids), for newcomers.
+    last_announce: (Vec<i64>, Vec<i64>),
+}
+
+async fn run(
+    mut swarm: Swarm,
+    mut commands: mpsc::Receiver<MeshCommand>,
+    events: mpsc::Sender<MeshEvent>,
+) {
+    let (link_tx, mut link_rx) = mpsc::channel::<(PeerKey, LinkEvent)>(1024);
+    let mut mesh = Mesh {
+        conns: HashMap::new(),
+        banned: HashSet::new(),
+        events,
+        link_events: link_tx,
+        last_announce: (Vec::new(), Vec::new()),
+    };
+    loop {
+        tokio::select! {
+            peer = swarm.next_peer() => match peer {
+                Some((id, link)) => mesh.add(id, link).await,
+                None => break,
+            },
+            Some((key, ev)) = link_rx.recv() => mesh.on_link(key, ev).await,
+            cmd = commands.recv() => match cmd {
+                Some(cmd) => mesh.on_command(cmd).await,
+                // The viewer ended: leave the swarm.
+                None => break,
+            },
+        }
+    }
+    mesh.conns.clear();
+    swarm.shutdown().await;
+}
+
+impl Mesh {
+    async fn emit(&self, ev: MeshEvent) {
+        let _ = self.events.send(ev).await;
+    }
+
+    async fn add(&mut self, id: Id20, mut link: PeerLink) {
+        let key = PeerKey::from_peer_id(&id.0);
+        if self.banned.contains(&key) || self.conns.contains_key(&key) {
+            return;
+        }
+        let Ok(session) = Session::new(SessionLimits::default()) else {
+            return;
+        };
+        let sender = link.sender();
+        let (wtx, wrx) = mpsc::channel(WRITE_QUEUE);
+        let writer_task = tokio::spawn(write_loop(sender, wrx));
+        let tx = self.link_events.clone();
+        let reader = tokio::spawn(async move {
+            while let Some(ev) = link.recv().await {
+                let closed = matches!(ev, LinkEvent::Closed(_));
+                if tx.send((key, ev)).await.is_err() || closed {
+                    return;
+                }
+            }
+            let _ = tx.send((key, LinkEvent::Closed("ended".into()))).await;
+        });
+        let conn = Conn {
+            session,
+            writer: wtx,
+            reader,
+            writer_task,
+            asked: HashMap::new(),
+        };
+        // Tell the newcomer what we hold right away.
+        if let Ok(m) = conn
+            .session
+            .announce(&self.last_announce.0, &self.last_announce.1)
+        {
+            conn.send(m);
+        }
+        self.conns.insert(key, conn);
+        self.emit(MeshEvent::PeerUp(key)).await;
+    }
+
+    async fn drop_peer(&mut self, key: PeerKey, ban: bool) {
+        if ban {
+            self.banned.insert(key);
+        }
+        if self.conns.remove(&key).is_some() {
+            self.emit(MeshEvent::PeerDown(key)).await;
+        }
+    }
+
+    async fn on_link(&mut self, key: PeerKey, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Open => {}
+            LinkEvent::Closed(reason) => {
+                tracing::debug!(peer = key.0, reason, "link closed");
+                self.drop_peer(key, false).await;
+            }
+            LinkEvent::Message(msg) => {
+                let Some(conn) = self.conns.get_mut(&key) else {
+                    return;
+                };
+                let out = match conn.session.handle_message(&msg) {
+                    Ok(None) => None,
+                    Ok(Some(ev)) => session_event(key, conn, ev),
+                    Err(e) => {
+                        tracing::info!(peer = key.0, error = %e, "peer broke the protocol; dropped");
+                        metrics::counter!("peer_protocol_errors_total").increment(1);
+                        self.drop_peer(key, true).await;
+                        return;
+                    }
+                };
+                if let Some(ev) = out {
+                    self.emit(ev).await;
+                }
+            }
+        }
+    }
+
+    async fn on_command(&mut self, cmd: MeshCommand) {
+        match cmd {
+            MeshCommand::Announce { loaded, loading } => {
+                let l: Vec<i64> = loaded.iter().map(|s| s.0 as i64).collect();
+                let h: Vec<i64> = loading.iter().map(|s| s.0 as i64).collect();
+                for conn in self.conns.values() {
+                    if let Ok(m) = conn.session.announce(&l, &h) {
+                        conn.send(m);
+                    }
+                }
+                self.last_announce = (l, h);
+            }
+            MeshCommand::Request { peer, segment } => {
+                let result = self.conns.get_mut(&peer).map(|c| {
+                    c.session
+                        .request_segment(segment.0 as i64, 0)
+                        .map(|(_, m)| c.send(m))
+                });
+                if !matches!(result, Some(Ok(()))) {
+                    self.emit(MeshEvent::Failed { peer, segment }).await;
+                }
+            }
+            MeshCommand::Cancel { peer, .. } => {
+                if let Some(c) = self.conns.get_mut(&peer) {
+                    if let Ok(m) = c.session.cancel_request() {
+                        c.send(m);
+                    }
+                }
+            }
+            MeshCommand::Send {
+                peer,
+                segment,
+                bytes,
+            } => {
+                if let Some(c) = self.conns.get_mut(&peer) {
+                    let Some(rid) = c.asked.remove(&(segment.0 as i64)) else {
+                        return;
+                    };
+                    if c.session.send_segment(rid, bytes).is_ok() {
+                        let mut msgs = Vec::new();
+                        while let Some(m) = c.session.next_upload_message() {
+                            msgs.push(m);
+                        }
+                        c.send(msgs);
+                    }
+                }
+            }
+            MeshCommand::Absent { peer, segment } => {
+                if let Some(c) = self.conns.get_mut(&peer) {
+                    if let Some(rid) = c.asked.remove(&(segment.0 as i64)) {
+                        if let Ok(m) = c.session.segment_absent(rid) {
+                            c.send(m);
+                        }
+                    }
+                }
+            }
+            MeshCommand::Ban(peer) => self.drop_peer(peer, true).await,
+        }
+    }
+}
+
+/// What a session event means to the viewer.
+fn session_event(key: PeerKey, conn: &mut Conn, ev: SessionEvent) -> Option<MeshEvent> {
+    let seg = |s: i64| SegmentId(s.max(0) as u64);
+    match ev {
+        SessionEvent::Announced { .. } => {
+            let loaded: Vec<SegmentId> = conn.session.remote_loaded().map(seg).collect();
+            // Segments the remote is still fetching over HTTP are not listed by the
+            // session; the scheduler's seeding order covers that case.
+            let loading = Vec::new();
+            Some(MeshEvent::Announced {
+                peer: key,
+                loaded,
+                loading,
+            })
+        }
+        SessionEvent::SegmentRequested {
+            segment,
+            request_id,
+            ..
+        } => {
+            // A new request supersedes the remote's earlier one.
+            conn.asked.clear();
+            conn.asked.insert(segment, request_id);
+            Some(MeshEvent::Requested {
+                peer: key,
+                segment: seg(segment),
+            })
+        }
+        SessionEvent::RequestCancelled { segment, .. } => {
+            conn.asked.remove(&segment);
+            Some(MeshEvent::Cancelled {
+                peer: key,
+                segment: seg(segment),
+            })
+        }
+        SessionEvent::SegmentReceived { segment, bytes, .. } => Some(MeshEvent::Received {
+            peer: key,
+            segment: seg(segment),
+            bytes,
+        }),
+        SessionEvent::SegmentAbsent { segment, .. } => Some(MeshEvent::Failed {
+            peer: key,
+            segment: seg(segment),
+        }),
+        SessionEvent::ResponseStarted { .. } | SessionEvent::BytesReceived { .. } => None,
+    }
+}
+
+async fn write_loop(sender: LinkSender, mut rx: mpsc::Receiver<Vec<Bytes>>) {
+    while let Some(batch) = rx.recv().await {
+        for m in batch {
+            if sender.send(m).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A shared factory for `mediamesh peer`.
+pub fn factory() -> Arc<dyn MeshFactory> {
+    Arc::new(RtcMeshFactory::default())
+}

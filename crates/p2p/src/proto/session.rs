@@ -1,0 +1,538 @@
+//! One peer connection's protocol state, sans-IO: what the remote announced, our one
+//! outstanding request to it (with reassembly), its one request to us (with the
+//! upload), and every protocol violation as a [`ProtoError`] that the caller uses to
+//! drop and ban the peer.
+//!
+//! Mirrors p2p-media-loader 2.3 `Peer`: at most one download and one upload per
+//! connection (raw chunks carry no request id, so nothing else is unambiguous); a new
+//! request from the remote supersedes the upload in progress; data and headers for
+//! requests we did not make are ignored by the JS, here they are tolerated only as
+//! the tail of a request we cancelled and otherwise are violations. A connection
+//! belongs to one stream swarm, so segment ids are those of one stream.
+//!
+//! Not here: clocks and timeouts (the scheduler cancels slow requests), integrity
+//! (the caller checks bytes against signed digests), I/O.
+
+use std::collections::{HashSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::command::{CommandDecoder, CommandLimits, Incoming, PeerCommand, RequestId, SegmentId};
+use super::error::{ProtoError, UsageError};
+use super::framing::{self, DEFAULT_MAX_MESSAGE_SIZE};
+
+/// Explicit bounds for one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Largest data-channel message we send (commands are split, data chunked).
+    pub max_message_size: usize,
+    /// Largest reassembled command we accept.
+    pub max_command_size: usize,
+    /// Most segment ids in one announcement.
+    pub max_announced: usize,
+    /// Largest segment we accept or send.
+    pub max_segment_bytes: u64,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_command_size: 256 * 1024,
+            max_announced: 20_000,
+            max_segment_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// What the remote said about a segment in its last announcement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentStatus {
+    Loaded,
+    HttpLoading,
+}
+
+/// Something the caller must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// The remote replaced its announcement; query [`Session::remote_status`].
+    Announced { loaded: usize, http_loading: usize },
+    /// The remote wants a segment: answer with [`Session::send_segment`] or
+    /// [`Session::segment_absent`]. Any earlier request of the remote is void.
+    SegmentRequested {
+        segment: SegmentId,
+        request_id: RequestId,
+        byte_from: u64,
+    },
+    /// The remote cancelled its request; the upload (if any) has stopped.
+    RequestCancelled {
+        segment: SegmentId,
+        request_id: RequestId,
+    },
+    /// The remote began answering our request with `size` bytes.
+    ResponseStarted {
+        segment: SegmentId,
+        request_id: RequestId,
+        size: u64,
+    },
+    /// Bytes of our request arrived (for progress and stall timers).
+    BytesReceived { request_id: RequestId, len: usize },
+    /// Our request completed with exactly the announced bytes (from `byte_from`).
+    /// Not verified: the caller checks them before use.
+    SegmentReceived {
+        segment: SegmentId,
+        request_id: RequestId,
+        byte_from: u64,
+        bytes: Bytes,
+    },
+    /// The remote does not have the segment we asked for.
+    SegmentAbsent {
+        segment: SegmentId,
+        request_id: RequestId,
+    },
+}
+
+#[derive(Debug)]
+struct Download {
+    segment: SegmentId,
+    request_id: RequestId,
+    byte_from: u64,
+    expected: Option<u64>,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum UploadStage {
+    Header,
+    Chunks,
+}
+
+#[derive(Debug)]
+struct Upload {
+    segment: SegmentId,
+    request_id: RequestId,
+    data: Bytes,
+    stage: UploadStage,
+}
+
+/// Requests we cancelled whose tail may still arrive; this many are remembered.
+const CANCELLED_MEMORY: usize = 4;
+
+/// Protocol state of one peer connection.
+#[derive(Debug)]
+pub struct Session {
+    limits: SessionLimits,
+    decoder: CommandDecoder,
+    remote_loaded: HashSet<SegmentId>,
+    remote_loading: HashSet<SegmentId>,
+    download: Option<Download>,
+    next_request_id: RequestId,
+    cancelled: VecDeque<(SegmentId, RequestId)>,
+    /// Bytes of data we still tolerate without a current response header.
+    stray_allowance: u64,
+    /// The remote's request waiting for our answer.
+    asked: Option<(SegmentId, RequestId, u64)>,
+    upload: Option<Upload>,
+}
+
+impl Session {
+    pub fn new(limits: SessionLimits) -> Result<Self, UsageError> {
+        if limits.max_message_size < framing::MIN_MESSAGE_SIZE {
+            return Err(UsageError::MessageSizeTooSmall(limits.max_message_size));
+        }
+        Ok(Self {
+            limits,
+            decoder: CommandDecoder::new(
+                limits.max_command_size,
+                CommandLimits {
+                    max_announced: limits.max_announced,
+                },
+            ),
+            remote_loaded: HashSet::new(),
+            remote_loading: HashSet::new(),
+            download: None,
+            next_request_id: 0,
+            cancelled: VecDeque::new(),
+            stray_allowance: 0,
+            asked: None,
+            upload: None,
+        })
+    }
+
+    /// Starts request ids at `first` (the JS uses random ids; any value works).
+    pub fn with_first_request_id(mut self, first: RequestId) -> Self {
+        self.next_request_id = first;
+        self
+    }
+
+    pub fn limits(&self) -> &SessionLimits {
+        &self.limits
+    }
+
+    /// The remote's last word on `segment`.
+    pub fn remote_status(&self, segment: SegmentId) -> Option<SegmentStatus> {
+        if self.remote_loaded.contains(&segment) {
+            Some(SegmentStatus::Loaded)
+        } else if self.remote_loading.contains(&segment) {
+            Some(SegmentStatus::HttpLoading)
+        } else {
+            None
+        }
+    }
+
+    /// Segments the remote announced as loaded.
+    pub fn remote_loaded(&self) -> impl Iterator<Item = SegmentId> + '_ {
+        self.remote_loaded.iter().copied()
+    }
+
+    /// Our outstanding request, if any.
+    pub fn downloading(&self) -> Option<(SegmentId, RequestId)> {
+        self.download.as_ref().map(|d| (d.segment, d.request_id))
+    }
+
+    /// Whether an upload still has messages to send.
+    pub fn is_uploading(&self) -> bool {
+        self.upload.is_some()
+    }
+
+    /// Handles one received data-channel message.
+    pub fn handle_message(&mut self, message: &[u8]) -> Result<Option<SessionEvent>, ProtoError> {
+        match self.decoder.push(message)? {
+            Incoming::Partial | Incoming::Dropped => Ok(None),
+            Incoming::Data(data) => self.on_data(data),
+            Incoming::Command(c) => self.on_command(c),
+        }
+    }
+
+    fn on_data(&mut self, data: &[u8]) -> Result<Option<SessionEvent>, ProtoError> {
+        let len = data.len();
+        if let Some(d) = self.download.as_mut() {
+            if let Some(expected) = d.expected {
+                let received = (d.buf.len() + len) as u64;
+                if received > expected {
+                    return Err(ProtoError::Overflow { received, expected });
+                }
+                d.buf.extend_from_slice(data);
+                return Ok(Some(SessionEvent::BytesReceived {
+                    request_id: d.request_id,
+                    len,
+                }));
+            }
+        }
+        // The tail of a request we cancelled, or a violation.
+        match self.stray_allowance.checked_sub(len as u64) {
+            Some(left) => {
+                self.stray_allowance = left;
+                Ok(None)
+            }
+            None => Err(ProtoError::UnexpectedData { len }),
+        }
+    }
+
+    fn forget_cancelled(&mut self, segment: SegmentId, request_id: RequestId) -> bool {
+        let before = self.cancelled.len();
+        self.cancelled.retain(|c| *c != (segment, request_id));
+        let found = self.cancelled.len() != before;
+        if found && self.cancelled.is_empty() {
+            self.stray_allowance = 0;
+        }
+        found
+    }
+
+    fn on_command(&mut self, c: PeerCommand) -> Result<Option<SessionEvent>, ProtoError> {
+        match c {
+            PeerCommand::SegmentsAnnouncement {
+                loaded,
+                http_loading,
+            } => {
+                self.remote_loaded = loaded.into_iter().collect();
+                self.remote_loading = http_loading.into_iter().collect();
+                Ok(Some(SessionEvent::Announced {
+                    loaded: self.remote_loaded.len(),
+                    http_loading: self.remote_loading.len(),
+                }))
+            }
+            PeerCommand::SegmentRequest {
+                segment,
+                request_id,
+                byte_from,
+            } => {
+                let byte_from = byte_from.unwrap_or(0);
+                let byte_from = u64::try_from(byte_from).map_err(|_| ProtoError::BadValue {
+                    field: "byte_from",
+                    value: byte_from,
+                })?;
+                // Like the JS: a new request stops the upload in progress.
+                self.upload = None;
+                self.asked = Some((segment, request_id, byte_from));
+                Ok(Some(SessionEvent::SegmentRequested {
+                    segment,
+                    request_id,
+                    byte_from,
+                }))
+            }
+            PeerCommand::CancelSegmentRequest {
+                segment,
+                request_id,
+            } => {
+                // The JS matches the request id only.
+                let asked = self.asked.is_some_and(|a| a.1 == request_id);
+                let uploading = self
+                    .upload
+                    .as_ref()
+                    .is_some_and(|u| u.request_id == request_id);
+                if asked || uploading {
+                    self.asked = None;
+                    self.upload = None;
+                    Ok(Some(SessionEvent::RequestCancelled {
+                        segment,
+                        request_id,
+                    }))
+                } else {
+                    Ok(None)
+                }
+            }
+            PeerCommand::SegmentData {
+                segment,
+                request_id,
+                size,
+            } => {
+                let Some(d) = self.download.as_mut() else {
+                    return Ok(None);
+                };
+                if d.segment != segment || d.request_id != request_id || d.expected.is_some() {
+                    // The JS ignores it; a cancelled request's header is expected.
+                    return Ok(None);
+                }
+                let size = u64::try_from(size).map_err(|_| ProtoError::BadValue {
+                    field: "size",
+                    value: size,
+                })?;
+                if size > self.limits.max_segment_bytes {
+                    return Err(ProtoError::SegmentTooLarge {
+                        size,
+                        limit: self.limits.max_segment_bytes,
+                    });
+                }
+                d.expected = Some(size);
+                d.buf = Vec::with_capacity(size.min(1 << 20) as usize);
+                // Data of cancelled requests came before this header; their
+                // SendingCompleted may still follow (the JS sends it a microtask
+                // later, after it has already started the next upload).
+                self.stray_allowance = 0;
+                Ok(Some(SessionEvent::ResponseStarted {
+                    segment,
+                    request_id,
+                    size,
+                }))
+            }
+            PeerCommand::SendingCompleted {
+                segment,
+                request_id,
+            } => {
+                if self.forget_cancelled(segment, request_id) {
+                    return Ok(None);
+                }
+                let Some(d) = self.download.as_ref() else {
+                    return Ok(None);
+                };
+                let Some(expected) = d.expected else {
+                    // The JS ignores a completion before the header.
+                    return Ok(None);
+                };
+                if d.segment != segment || d.request_id != request_id {
+                    return Err(ProtoError::WrongCompletion {
+                        segment,
+                        request_id,
+                    });
+                }
+                let received = d.buf.len() as u64;
+                if received != expected {
+                    return Err(ProtoError::LengthMismatch { received, expected });
+                }
+                let Some(d) = self.download.take() else {
+                    return Ok(None);
+                };
+                Ok(Some(SessionEvent::SegmentReceived {
+                    segment,
+                    request_id,
+                    byte_from: d.byte_from,
+                    bytes: Bytes::from(d.buf),
+                }))
+            }
+            PeerCommand::SegmentAbsent {
+                segment,
+                request_id,
+            } => {
+                if self.forget_cancelled(segment, request_id) {
+                    return Ok(None);
+                }
+                match &self.download {
+                    Some(d) if d.segment == segment && d.request_id == request_id => {
+                        // Bytes already sent for it (if any) are the remote's problem:
+                        // a header followed by absent leaves no tail we accept.
+                        self.download = None;
+                        self.remote_loaded.remove(&segment);
+                        Ok(Some(SessionEvent::SegmentAbsent {
+                            segment,
+                            request_id,
+                        }))
+                    }
+                    _ => Ok(None),
+                }
+            }
+        }
+    }
+
+    fn encode(&self, c: &PeerCommand) -> Result<Vec<Vec<u8>>, UsageError> {
+        let messages = c.encode(self.limits.max_message_size)?;
+        let size: usize = messages.iter().map(Vec::len).sum();
+        if size > self.limits.max_command_size {
+            return Err(UsageError::CommandTooLarge {
+                size,
+                limit: self.limits.max_command_size,
+            });
+        }
+        Ok(messages)
+    }
+
+    /// Messages announcing our segments (replaces our previous announcement).
+    pub fn announce(
+        &self,
+        loaded: &[SegmentId],
+        http_loading: &[SegmentId],
+    ) -> Result<Vec<Vec<u8>>, UsageError> {
+        self.encode(&PeerCommand::SegmentsAnnouncement {
+            loaded: loaded.to_vec(),
+            http_loading: http_loading.to_vec(),
+        })
+    }
+
+    /// Asks the remote for `segment` (from `byte_from`). One request at a time.
+    pub fn request_segment(
+        &mut self,
+        segment: SegmentId,
+        byte_from: u64,
+    ) -> Result<(RequestId, Vec<Vec<u8>>), UsageError> {
+        if self.download.is_some() {
+            return Err(UsageError::Busy);
+        }
+        let request_id = self.next_request_id;
+        let messages = self.encode(&PeerCommand::SegmentRequest {
+            segment,
+            request_id,
+            byte_from: i64::try_from(byte_from).ok().filter(|b| *b != 0),
+        })?;
+        self.next_request_id = self.next_request_id.wrapping_add(1);
+        self.download = Some(Download {
+            segment,
+            request_id,
+            byte_from,
+            expected: None,
+            buf: Vec::new(),
+        });
+        Ok((request_id, messages))
+    }
+
+    /// Cancels our outstanding request (timeout, or HTTP won); returns the
+    /// `CancelSegmentRequest` messages, or nothing if no request is outstanding.
+    pub fn cancel_request(&mut self) -> Result<Vec<Vec<u8>>, UsageError> {
+        let Some(d) = self.download.take() else {
+            return Ok(Vec::new());
+        };
+        let tail = match d.expected {
+            Some(expected) => expected.saturating_sub(d.buf.len() as u64),
+            None => self.limits.max_segment_bytes,
+        };
+        if self.cancelled.len() == CANCELLED_MEMORY {
+            self.cancelled.pop_front();
+        }
+        self.cancelled.push_back((d.segment, d.request_id));
+        self.stray_allowance = self
+            .stray_allowance
+            .saturating_add(tail)
+            .min(self.limits.max_segment_bytes.saturating_mul(2));
+        self.encode(&PeerCommand::CancelSegmentRequest {
+            segment: d.segment,
+            request_id: d.request_id,
+        })
+    }
+
+    fn take_asked(&mut self, request_id: RequestId) -> Result<(SegmentId, u64), UsageError> {
+        match self.asked {
+            Some((segment, id, byte_from)) if id == request_id => {
+                self.asked = None;
+                Ok((segment, byte_from))
+            }
+            _ => Err(UsageError::NoSuchRequest(request_id)),
+        }
+    }
+
+    /// Answers the remote's request `request_id` with the whole segment `data` (the
+    /// session applies the request's `byte_from`). Then drain
+    /// [`Session::next_upload_message`] as the channel accepts data.
+    pub fn send_segment(&mut self, request_id: RequestId, data: Bytes) -> Result<(), UsageError> {
+        let size = data.len() as u64;
+        if size > self.limits.max_segment_bytes {
+            return Err(UsageError::SegmentTooLarge {
+                size,
+                limit: self.limits.max_segment_bytes,
+            });
+        }
+        let (segment, byte_from) = self.take_asked(request_id)?;
+        let from = usize::try_from(byte_from)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        self.upload = Some(Upload {
+            segment,
+            request_id,
+            data: data.slice(from..),
+            stage: UploadStage::Header,
+        });
+        Ok(())
+    }
+
+    /// The next message of the upload in progress: the `SegmentData` header, raw
+    /// chunks, then `SendingCompleted`. `None` when done, cancelled or superseded.
+    pub fn next_upload_message(&mut self) -> Option<Vec<u8>> {
+        let max = self.limits.max_message_size;
+        let u = self.upload.as_mut()?;
+        match u.stage {
+            UploadStage::Header => {
+                u.stage = UploadStage::Chunks;
+                let header = PeerCommand::SegmentData {
+                    segment: u.segment,
+                    request_id: u.request_id,
+                    size: u.data.len() as i64,
+                };
+                // A 3-int command always fits one message of MIN_MESSAGE_SIZE.
+                header.encode(max).ok().and_then(|m| m.into_iter().next())
+            }
+            UploadStage::Chunks if !u.data.is_empty() => {
+                let n = framing::data_chunk_len(&u.data, max);
+                let chunk = u.data.split_to(n);
+                Some(chunk.to_vec())
+            }
+            UploadStage::Chunks => {
+                let done = PeerCommand::SendingCompleted {
+                    segment: u.segment,
+                    request_id: u.request_id,
+                };
+                self.upload = None;
+                done.encode(max).ok().and_then(|m| m.into_iter().next())
+            }
+        }
+    }
+
+    /// Answers the remote's request with `SegmentAbsent`.
+    pub fn segment_absent(&mut self, request_id: RequestId) -> Result<Vec<Vec<u8>>, UsageError> {
+        let (segment, _) = self.take_asked(request_id)?;
+        self.encode(&PeerCommand::SegmentAbsent {
+            segment,
+            request_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

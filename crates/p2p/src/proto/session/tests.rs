@@ -1,0 +1,377 @@
+//! Session behaviour: two sessions talking to each other, and hostile remotes.
+
+use super::*;
+
+fn pair() -> (Session, Session) {
+    let a = Session::new(SessionLimits::default()).unwrap();
+    let b = Session::new(SessionLimits::default())
+        .unwrap()
+        .with_first_request_id(500);
+    (a, b)
+}
+
+/// Delivers messages and collects the events.
+fn deliver(to: &mut Session, messages: &[Vec<u8>]) -> Vec<SessionEvent> {
+    messages
+        .iter()
+        .filter_map(|m| to.handle_message(m).unwrap())
+        .collect()
+}
+
+fn drain_upload(from: &mut Session) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| from.next_upload_message()).collect()
+}
+
+fn segment(len: usize) -> Bytes {
+    Bytes::from((0..len).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>())
+}
+
+#[test]
+fn announce_request_send_receive() {
+    let (mut a, mut b) = pair();
+    let ev = deliver(&mut b, &a.announce(&[10, 11, 12], &[13]).unwrap());
+    assert_eq!(
+        ev,
+        vec![SessionEvent::Announced {
+            loaded: 3,
+            http_loading: 1
+        }]
+    );
+    assert_eq!(b.remote_status(11), Some(SegmentStatus::Loaded));
+    assert_eq!(b.remote_status(13), Some(SegmentStatus::HttpLoading));
+    assert_eq!(b.remote_status(14), None);
+
+    let (rid, msgs) = b.request_segment(11, 0).unwrap();
+    assert_eq!(rid, 500);
+    assert_eq!(
+        deliver(&mut a, &msgs),
+        vec![SessionEvent::SegmentRequested {
+            segment: 11,
+            request_id: 500,
+            byte_from: 0
+        }]
+    );
+    let data = segment(200_000);
+    a.send_segment(500, data.clone()).unwrap();
+    let up = drain_upload(&mut a);
+    assert_eq!(up.len(), 1 + 4 + 1); // header, 4 chunks of ≤ 65535, completion
+    assert!(up.iter().all(|m| m.len() <= 65535));
+    let ev = deliver(&mut b, &up);
+    assert_eq!(
+        ev[0],
+        SessionEvent::ResponseStarted {
+            segment: 11,
+            request_id: 500,
+            size: 200_000
+        }
+    );
+    assert_eq!(
+        ev.last(),
+        Some(&SessionEvent::SegmentReceived {
+            segment: 11,
+            request_id: 500,
+            byte_from: 0,
+            bytes: data
+        })
+    );
+    assert_eq!(b.downloading(), None);
+    assert!(!a.is_uploading());
+}
+
+#[test]
+fn resume_from_byte() {
+    let (mut a, mut b) = pair();
+    let (rid, msgs) = b.request_segment(3, 1000).unwrap();
+    deliver(&mut a, &msgs);
+    let data = segment(5000);
+    a.send_segment(rid, data.clone()).unwrap();
+    let ev = deliver(&mut b, &drain_upload(&mut a));
+    assert_eq!(
+        ev.last(),
+        Some(&SessionEvent::SegmentReceived {
+            segment: 3,
+            request_id: rid,
+            byte_from: 1000,
+            bytes: data.slice(1000..)
+        })
+    );
+}
+
+#[test]
+fn absent_and_busy() {
+    let (mut a, mut b) = pair();
+    deliver(&mut b, &a.announce(&[1], &[]).unwrap());
+    let (rid, msgs) = b.request_segment(1, 0).unwrap();
+    assert_eq!(b.request_segment(2, 0), Err(UsageError::Busy));
+    deliver(&mut a, &msgs);
+    assert_eq!(
+        a.segment_absent(rid + 1),
+        Err(UsageError::NoSuchRequest(rid + 1))
+    );
+    let ev = deliver(&mut b, &a.segment_absent(rid).unwrap());
+    assert_eq!(
+        ev,
+        vec![SessionEvent::SegmentAbsent {
+            segment: 1,
+            request_id: rid
+        }]
+    );
+    assert_eq!(b.remote_status(1), None);
+    assert!(b.request_segment(2, 0).is_ok());
+}
+
+#[test]
+fn remote_cancel_stops_upload() {
+    let (mut a, mut b) = pair();
+    let (rid, msgs) = b.request_segment(1, 0).unwrap();
+    deliver(&mut a, &msgs);
+    a.send_segment(rid, segment(300_000)).unwrap();
+    let first: Vec<_> = (0..2).filter_map(|_| a.next_upload_message()).collect();
+    deliver(&mut b, &first);
+    let cancel = b.cancel_request().unwrap();
+    assert_eq!(
+        deliver(&mut a, &cancel),
+        vec![SessionEvent::RequestCancelled {
+            segment: 1,
+            request_id: rid
+        }]
+    );
+    assert_eq!(a.next_upload_message(), None);
+}
+
+#[test]
+fn tail_of_cancelled_request_is_tolerated() {
+    let (mut a, mut b) = pair();
+    let (rid, msgs) = b.request_segment(1, 0).unwrap();
+    deliver(&mut a, &msgs);
+    a.send_segment(rid, segment(150_000)).unwrap();
+    // b cancels before anything arrives; a had already sent everything.
+    b.cancel_request().unwrap();
+    let up = drain_upload(&mut a);
+    assert!(deliver(&mut b, &up).is_empty());
+    // after the completion of the cancelled request, stray data is a violation
+    assert_eq!(
+        b.handle_message(b"junk"),
+        Err(ProtoError::UnexpectedData { len: 4 })
+    );
+}
+
+#[test]
+fn superseding_request_cancels_the_old_upload() {
+    let (mut a, mut b) = pair();
+    let (r1, m1) = b.request_segment(1, 0).unwrap();
+    deliver(&mut a, &m1);
+    a.send_segment(r1, segment(100_000)).unwrap();
+    let head: Vec<_> = (0..2).filter_map(|_| a.next_upload_message()).collect();
+    b.cancel_request().unwrap();
+    let (r2, m2) = b.request_segment(2, 0).unwrap();
+    // the old tail arrives before the new request reaches a
+    deliver(&mut b, &head);
+    deliver(&mut a, &m2);
+    assert_eq!(a.next_upload_message(), None, "old upload stopped");
+    a.send_segment(r2, segment(10)).unwrap();
+    let ev = deliver(&mut b, &drain_upload(&mut a));
+    assert!(matches!(
+        ev.last(),
+        Some(SessionEvent::SegmentReceived { segment: 2, .. })
+    ));
+}
+
+fn cmd(c: PeerCommand) -> Vec<u8> {
+    c.encode(65535).unwrap().remove(0)
+}
+
+#[test]
+fn hostile_remote() {
+    // data before any request
+    let mut s = Session::new(SessionLimits::default()).unwrap();
+    assert_eq!(
+        s.handle_message(&[1, 2, 3]),
+        Err(ProtoError::UnexpectedData { len: 3 })
+    );
+
+    // more bytes than announced
+    let mut s = Session::new(SessionLimits::default()).unwrap();
+    let (rid, _) = s.request_segment(5, 0).unwrap();
+    s.handle_message(&cmd(PeerCommand::SegmentData {
+        segment: 5,
+        request_id: rid,
+        size: 4,
+    }))
+    .unwrap();
+    s.handle_message(&[0; 3]).unwrap();
+    assert_eq!(
+        s.handle_message(&[0; 2]),
+        Err(ProtoError::Overflow {
+            received: 5,
+            expected: 4
+        })
+    );
+
+    // completion short of the announced size
+    let mut s = Session::new(SessionLimits::default()).unwrap();
+    let (rid, _) = s.request_segment(5, 0).unwrap();
+    s.handle_message(&cmd(PeerCommand::SegmentData {
+        segment: 5,
+        request_id: rid,
+        size: 4,
+    }))
+    .unwrap();
+    s.handle_message(&[0; 3]).unwrap();
+    assert_eq!(
+        s.handle_message(&cmd(PeerCommand::SendingCompleted {
+            segment: 5,
+            request_id: rid
+        })),
+        Err(ProtoError::LengthMismatch {
+            received: 3,
+            expected: 4
+        })
+    );
+
+    // completion for another request after the header
+    let mut s = Session::new(SessionLimits::default()).unwrap();
+    let (rid, _) = s.request_segment(5, 0).unwrap();
+    s.handle_message(&cmd(PeerCommand::SegmentData {
+        segment: 5,
+        request_id: rid,
+        size: 0,
+    }))
+    .unwrap();
+    assert_eq!(
+        s.handle_message(&cmd(PeerCommand::SendingCompleted {
+            segment: 6,
+            request_id: rid
+        })),
+        Err(ProtoError::WrongCompletion {
+            segment: 6,
+            request_id: rid
+        })
+    );
+
+    // negative and huge sizes
+    let mut s = Session::new(SessionLimits::default()).unwrap();
+    let (rid, _) = s.request_segment(5, 0).unwrap();
+    assert!(matches!(
+        s.handle_message(&cmd(PeerCommand::SegmentData {
+            segment: 5,
+            request_id: rid,
+            size: -1
+        })),
+        Err(ProtoError::BadValue { field: "size", .. })
+    ));
+    let mut s = Session::new(SessionLimits::default()).unwrap();
+    let (rid, _) = s.request_segment(5, 0).unwrap();
+    assert!(matches!(
+        s.handle_message(&cmd(PeerCommand::SegmentData {
+            segment: 5,
+            request_id: rid,
+            size: i64::MAX
+        })),
+        Err(ProtoError::SegmentTooLarge { .. })
+    ));
+
+    // negative byte_from
+    let mut s = Session::new(SessionLimits::default()).unwrap();
+    assert!(matches!(
+        s.handle_message(&cmd(PeerCommand::SegmentRequest {
+            segment: 1,
+            request_id: 1,
+            byte_from: Some(-4)
+        })),
+        Err(ProtoError::BadValue {
+            field: "byte_from",
+            ..
+        })
+    ));
+
+    // unknown command type
+    let mut s = Session::new(SessionLimits::default()).unwrap();
+    assert_eq!(
+        s.handle_message(b"cstr\x09cend"),
+        Err(ProtoError::UnknownCommand(9))
+    );
+
+    // a header for a request we never made is ignored (as the JS does), but the data after it is not
+    let mut s = Session::new(SessionLimits::default()).unwrap();
+    assert_eq!(
+        s.handle_message(&cmd(PeerCommand::SegmentData {
+            segment: 5,
+            request_id: 1,
+            size: 4
+        })),
+        Ok(None)
+    );
+    assert!(s.handle_message(&[0; 4]).is_err());
+}
+
+#[test]
+fn data_never_handed_out_before_completion() {
+    let (mut a, mut b) = pair();
+    let (rid, msgs) = b.request_segment(1, 0).unwrap();
+    deliver(&mut a, &msgs);
+    a.send_segment(rid, segment(70_000)).unwrap();
+    let up = drain_upload(&mut a);
+    let (last, rest) = up.split_last().unwrap();
+    for m in rest {
+        let ev = b.handle_message(m).unwrap();
+        assert!(!matches!(ev, Some(SessionEvent::SegmentReceived { .. })));
+    }
+    assert!(matches!(
+        b.handle_message(last).unwrap(),
+        Some(SessionEvent::SegmentReceived { .. })
+    ));
+}
+
+#[test]
+fn tiny_message_size_is_refused() {
+    let limits = SessionLimits {
+        max_message_size: 8,
+        ..SessionLimits::default()
+    };
+    assert!(Session::new(limits).is_err());
+}
+
+/// Seen with the real JS peer: request A, cancel A, request B; the JS writes
+/// A's header and chunks, then B's header and chunks, and only then A's and B's
+/// SendingCompleted (each a microtask later).
+#[test]
+fn completion_of_cancelled_request_after_the_next_header() {
+    let mut s = Session::new(SessionLimits::default()).unwrap();
+    let (a, _) = s.request_segment(1, 0).unwrap();
+    s.cancel_request().unwrap();
+    let (b, _) = s.request_segment(2, 0).unwrap();
+    for m in [
+        cmd(PeerCommand::SegmentData {
+            segment: 1,
+            request_id: a,
+            size: 3,
+        }),
+        vec![9; 3],
+        cmd(PeerCommand::SegmentData {
+            segment: 2,
+            request_id: b,
+            size: 2,
+        }),
+        vec![8; 2],
+        cmd(PeerCommand::SendingCompleted {
+            segment: 1,
+            request_id: a,
+        }),
+    ] {
+        s.handle_message(&m).unwrap();
+    }
+    assert_eq!(
+        s.handle_message(&cmd(PeerCommand::SendingCompleted {
+            segment: 2,
+            request_id: b
+        }))
+        .unwrap(),
+        Some(SessionEvent::SegmentReceived {
+            segment: 2,
+            request_id: b,
+            byte_from: 0,
+            bytes: Bytes::from(vec![8; 2])
+        })
+    );
+}
