@@ -189,3 +189,81 @@ fn integrity_check_of_the_page_passes_its_node_tests() {
     assert!(stdout.contains("# fail 0"), "{stdout}");
     assert!(!stdout.contains("# pass 0"), "{stdout}");
 }
+
+/// Runs `mediamesh peer` (one native viewer) and returns its stats file.
+fn native_viewer(server: &Server, live_offset: &str, secs: &str, name: &str) -> serde_json::Value {
+    let stats = server.dir.path().join(name);
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_mediamesh"))
+            .arg("peer")
+            .arg(server.url("/live/demo/index.m3u8"))
+            .args([
+                "--count",
+                "1",
+                "--duration",
+                secs,
+                "--live-offset",
+                live_offset,
+            ])
+            .arg("--stats")
+            .arg(&stats),
+        Duration::from_secs(90),
+    );
+    assert!(
+        out.status.success(),
+        "mediamesh peer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats")).expect("stats JSON")
+}
+
+#[test]
+fn browser_and_native_peers_share_one_swarm_both_ways() {
+    require_web();
+    if std::env::var_os(IN_NETNS).is_none() {
+        rerun_in_netns("browser_and_native_peers_share_one_swarm_both_ways");
+        return;
+    }
+    let server = Server::start("serve", &["--demo"]);
+    wait_for_200(
+        &server.url("/live/demo/src/index.m3u8"),
+        Duration::from_secs(15),
+    );
+    wait_for_stable_multivariant(&server);
+    // Two browser viewers (p2p-media-loader plays 16 s behind live) for the whole run.
+    let browsers = Command::new("node")
+        .arg(web().join("tests/p2p.mjs"))
+        .arg(server.url("/?stream=demo"))
+        .args(["2", "110", "75"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let mut browsers = Proc {
+        child: browsers,
+        name: "p2p.mjs".into(),
+    };
+    std::thread::sleep(Duration::from_secs(15));
+    // Browser → native: a native viewer further behind live than the browsers finds
+    // the segments it needs at the browsers (it is the only native peer).
+    let behind = native_viewer(&server, "26", "25", "behind.json");
+    // Native → browser: a native viewer closer to live than the browsers has the
+    // segments first; the browsers are the only peers that can ask it for them.
+    let ahead = native_viewer(&server, "4", "25", "ahead.json");
+    let _ = browsers.wait_exit(Duration::from_secs(60));
+    eprintln!(
+        "native behind: {}\nnative ahead: {}",
+        behind["total"], ahead["total"]
+    );
+    assert_eq!(behind["total"]["errors"], 0, "{behind}");
+    assert_eq!(ahead["total"]["errors"], 0, "{ahead}");
+    assert!(
+        behind["total"]["p2p_bytes"].as_u64().unwrap_or(0) > 0,
+        "the native viewer got nothing from the browsers: {behind}"
+    );
+    assert!(
+        ahead["total"]["uploaded_bytes"].as_u64().unwrap_or(0) > 0,
+        "the browsers took nothing from the native viewer: {ahead}"
+    );
+    assert_eq!(behind["total"]["rejected_segments"], 0, "{behind}");
+}
