@@ -32,6 +32,10 @@ pub struct EdgeConfig {
     pub server_id: String,
     /// TLS certificate and key (PEM); both set = HTTPS (HTTP/1.1 and HTTP/2 by ALPN).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Proxy-Wasm filters, run in this order on requests (reverse on responses).
+    pub filters: Vec<compute::FilterSpec>,
+    /// Per-viewer media functions (A/B watermark, ad insertion, rendition filtering).
+    pub media: crate::media::MediaFunctions,
 }
 
 /// Explicit bounds on what clients may cost the edge.
@@ -76,6 +80,12 @@ impl EdgeConfig {
             limits: EdgeLimits::default(),
             server_id: "mediamesh-edge".to_string(),
             tls: None,
+            filters: Vec::new(),
+            media: crate::media::MediaFunctions {
+                watermark_param: "wm".to_string(),
+                cmcd_renditions: true,
+                ..Default::default()
+            },
         }
     }
 }

@@ -16,15 +16,22 @@
 //!
 //! Layout: `proxy` decides per request; `coalesce` shares in-flight fetches; `cache`
 //! holds objects (memory S3-FIFO tier, disk tier, freshness policy, keys); `upstream`
-//! picks and calls origins and parents; `token` and `cmcd` parse what clients send.
+//! picks and calls origins and parents; `token` and `cmcd` parse what clients send;
+//! `filter` runs the Proxy-Wasm filters of crate `compute` on the request path;
+//! `media` applies the per-viewer media functions (A/B watermark, ads, renditions).
 
 pub mod cache;
 pub mod cmcd;
 pub mod coalesce;
 pub mod config;
+pub mod filter;
 pub mod limit;
+pub mod media;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod token;
 pub mod upstream;
+
+/// The Proxy-Wasm host the edge runs filters with (re-exported for the binary).
+pub use compute;

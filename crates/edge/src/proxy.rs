@@ -39,6 +39,8 @@ pub enum EdgeError {
     Upstream(#[from] UpstreamError),
     #[error("disk cache: {0}")]
     Disk(String),
+    #[error(transparent)]
+    Filter(#[from] compute::LoadError),
 }
 
 /// How an answer was produced (X-Cache, logs, metrics).
@@ -92,6 +94,8 @@ pub struct Edge {
     pub upstreams: Arc<Upstreams>,
     flights: Flights,
     limiter: Option<RateLimiter>,
+    /// Proxy-Wasm filters; `None` when none is configured.
+    pub filters: Option<Arc<compute::Filters>>,
     /// Header values that never change, made once.
     via: HeaderValue,
     cmsd_dynamic: HeaderValue,
@@ -138,7 +142,13 @@ impl Edge {
             )),
             None => None,
         };
+        let filters = if config.filters.is_empty() {
+            None
+        } else {
+            Some(compute::Filters::load(config.filters.clone())?)
+        };
         Ok(Arc::new(Self {
+            filters,
             memory: MemoryCache::new(config.cache_mem_bytes),
             disk,
             upstreams,
@@ -163,16 +173,55 @@ impl Edge {
     /// Handles one request.
     pub async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
-        let query = req.uri().query().map(str::to_string);
-        let (mut res, status) = self
-            .route(&req, &method, &path, query.as_deref(), peer)
-            .await;
+        let mut path = req.uri().path().to_string();
+        let mut query = req.uri().query().map(str::to_string);
+        let mut run = match &self.filters {
+            Some(f) if !crate::filter::exempt(&path) => f.begin(&path),
+            _ => None,
+        };
+        let answered = match run.as_mut() {
+            Some(r) => {
+                let tls = self.config.tls.is_some();
+                crate::filter::on_request(r, &mut req, &mut path, &mut query, peer, tls).await
+            }
+            None => None,
+        };
+        let answered = match answered {
+            Some(a) => Some(a),
+            None if self.config.media.watermark_key.is_some() => {
+                let hdr = req
+                    .headers()
+                    .get("x-watermark-token")
+                    .and_then(|v| v.to_str().ok());
+                match crate::media::watermark_path(
+                    &self.config.media,
+                    &path,
+                    query.as_deref(),
+                    hdr,
+                    now_ms() / 1000,
+                ) {
+                    Ok(Some(variant)) => {
+                        path = variant;
+                        None
+                    }
+                    Ok(None) => None,
+                    Err((code, msg)) => Some(text(code, &msg)),
+                }
+            }
+            None => None,
+        };
+        let (mut res, status) = match answered {
+            Some(local) => (local, CacheStatus::Pass),
+            None => {
+                self.route(&req, &method, &path, query.as_deref(), peer)
+                    .await
+            }
+        };
         let cmcd = cmcd::parse_query(query.as_deref().unwrap_or("")).or_else(|| {
             let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
             cmcd::parse_headers(
@@ -184,6 +233,24 @@ impl Edge {
         });
         if let Some(c) = &cmcd {
             crate::metrics::record_cmcd(c);
+        }
+        let media = &self.config.media;
+        let personalise = media.ad_pod.is_some()
+            || !media.device_rules.is_empty()
+            || (media.cmcd_renditions && cmcd.as_ref().is_some_and(|c| c.tb.is_some()));
+        if personalise && path.ends_with(".m3u8") {
+            let ua = req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok());
+            res = crate::media::playlist(
+                &self.config.media,
+                res,
+                cmcd.as_ref().and_then(|c| c.tb),
+                ua,
+                self.config.max_object_bytes,
+            )
+            .await;
         }
         let hdrs = res.headers_mut();
         hdrs.insert(
@@ -198,6 +265,9 @@ impl Edge {
             HeaderName::from_static("cmsd-dynamic"),
             self.cmsd_dynamic.clone(),
         );
+        if let Some(r) = run.as_mut() {
+            res = crate::filter::on_response(r, res, self.config.max_object_bytes).await;
+        }
         let code = res.status().as_u16();
         crate::metrics::record_response(code, status);
         tracing::info!(
@@ -210,6 +280,9 @@ impl Edge {
             ms = started.elapsed().as_millis() as u64,
             cmcd = %cmcd.as_ref().map(|c| c.log_fields()).unwrap_or_default(),
         );
+        if let Some(r) = run {
+            r.finish();
+        }
         res
     }
 

@@ -101,6 +101,9 @@ impl EdgeServer {
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
         let mut tasks = vec![edge.upstreams.spawn_health_checks()];
+        if let Some(f) = &edge.filters {
+            tasks.extend(f.spawn_background());
+        }
         let e = edge.clone();
         tasks.push(tokio::spawn(async move {
             service::serve(

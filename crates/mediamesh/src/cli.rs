@@ -37,6 +37,10 @@ pub enum Command {
     Tracker(TrackerArgs),
     /// Headless viewers that play a stream and share segments in a P2P swarm.
     Peer(crate::peer_cli::PeerArgs),
+    /// Sends viewers to an edge of their region (302 and HLS/DASH Content Steering).
+    Router(crate::fleet_cli::RouterArgs),
+    /// Simulate an event at internet scale under CDN, P2P, hybrid and edge-transcode delivery.
+    Sim(crate::sim_cli::SimArgs),
 }
 
 /// Flags of `tracker`.
@@ -45,6 +49,11 @@ pub struct TrackerArgs {
     /// Listen address [default: 127.0.0.1:8082].
     #[arg(long, default_value = "127.0.0.1:8082")]
     pub http: SocketAddr,
+    /// Partition swarms by region: clients in CIDR only meet peers of REGION (repeatable).
+    #[arg(long = "p2p-region", value_name = "CIDR=REGION")]
+    pub p2p_region: Vec<String>,
+    #[command(flatten)]
+    pub fleet: crate::fleet_cli::FleetArgs,
 }
 
 /// Flags of `serve` and `origin`.
@@ -106,6 +115,12 @@ pub struct OriginArgs {
     /// Live streams at once [default: 1000].
     #[arg(long)]
     pub max_streams: Option<usize>,
+    /// `serve`: partition P2P swarms by region; clients in CIDR only meet peers of
+    /// REGION (repeatable).
+    #[arg(long = "p2p-region", value_name = "CIDR=REGION")]
+    pub p2p_region: Vec<String>,
+    #[command(flatten)]
+    pub fleet: crate::fleet_cli::FleetArgs,
 }
 
 /// The config file: the same settings as the flags.
@@ -130,6 +145,29 @@ pub struct FileConfig {
     pub max_rtmp_connections: Option<usize>,
     pub max_http_header_bytes: Option<usize>,
     pub max_streams: Option<usize>,
+    #[serde(default)]
+    pub p2p_region: Vec<String>,
+    // Fleet keys, read by `fleet_cli::settings`; listed so the file may hold them.
+    #[allow(dead_code)]
+    pub registry: Option<String>,
+    #[allow(dead_code)]
+    pub region: Option<String>,
+    #[allow(dead_code)]
+    pub public_url: Option<String>,
+}
+
+/// Tracker settings of `serve` (flags win over the file).
+fn tracker_config(args: &OriginArgs) -> Result<p2p::tracker::TrackerConfig> {
+    let file = load_file(args.config.as_deref())?;
+    let entries = if args.p2p_region.is_empty() {
+        file.p2p_region
+    } else {
+        args.p2p_region.clone()
+    };
+    Ok(p2p::tracker::TrackerConfig {
+        regions: p2p::tracker::RegionMap::parse(entries.iter().map(String::as_str))?,
+        ..p2p::tracker::TrackerConfig::default()
+    })
 }
 
 fn load_file(path: Option<&Path>) -> Result<FileConfig> {
@@ -225,14 +263,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             edge_config.http = public;
             edge_config.cache_mem_bytes = 256 * 1024 * 1024;
             // The tracker answers on the viewers' port too (WebSocket at /tracker).
-            let tracker =
-                p2p::tracker::ws::TrackerService::new(p2p::tracker::TrackerConfig::default());
+            let tracker = p2p::tracker::ws::TrackerService::new(tracker_config(&args)?);
             let ticker = tracker.spawn_ticker();
             let local = edge::server::LocalRoutes {
                 prefixes: vec!["/tracker".to_string()],
                 router: tracker.router(),
             };
             let edge = edge::server::EdgeServer::start_with(edge_config, Some(local)).await?;
+            let _fleet = crate::fleet_cli::join_serve(&args, &origin, &edge)?;
             tracing::info!(
                 "open http://{}/ to watch; streams at http://{}/live/NAME/index.m3u8",
                 edge.addr,
@@ -247,9 +285,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Tracker(args) => {
             service::metrics::handle();
-            let tracker =
-                p2p::tracker::ws::TrackerService::new(p2p::tracker::TrackerConfig::default());
+            let tracker = p2p::tracker::ws::TrackerService::new(p2p::tracker::TrackerConfig {
+                regions: p2p::tracker::RegionMap::parse(
+                    args.p2p_region.iter().map(String::as_str),
+                )?,
+                ..p2p::tracker::TrackerConfig::default()
+            });
             let ticker = tracker.spawn_ticker();
+            let _fleet = crate::fleet_cli::join_tracker(&args.fleet, args.http, &tracker)?;
             let app = tracker
                 .router()
                 .route("/healthz", axum::routing::get(|| async { "ok\n" }))
@@ -290,6 +333,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Origin(args) => {
             let config = origin_config(&args)?;
             let origin = Origin::start(config).await?;
+            let _fleet = crate::fleet_cli::join_origin(&args, &origin)?;
             tracing::info!(
                 "streams at http://{}/live/NAME/index.m3u8",
                 origin.http_addr
@@ -302,6 +346,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Edge(args) => {
             let config = crate::edge_cli::edge_config(&args)?;
             let edge = edge::server::EdgeServer::start(config).await?;
+            let _fleet = crate::fleet_cli::join_edge(&args, &edge)?;
             tracing::info!("edge serving on http://{}", edge.addr);
             tokio::signal::ctrl_c().await?;
             tracing::info!("shutting down");
@@ -310,6 +355,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Peer(args) => {
             crate::peer_cli::run(args, Some(p2p::peer::rtc_mesh::factory())).await
+        }
+        Command::Router(args) => crate::fleet_cli::run_router(args).await,
+        Command::Sim(args) => {
+            tokio::task::spawn_blocking(move || crate::sim_cli::run(args)).await?
         }
         Command::Token(args) => {
             println!("{}", crate::edge_cli::mint(&args)?);

@@ -64,6 +64,72 @@ pub struct EdgeArgs {
     /// Name used in Via, CMSD and logs [default: mediamesh-edge].
     #[arg(long)]
     pub server_id: Option<String>,
+    /// Proxy-Wasm filter (ABI 0.2.1, .wasm or .wat) run on every request; repeat for a
+    /// chain. The config file's [[filter]] tables add path scoping and plugin configuration.
+    #[arg(long = "filter", value_name = "FILE.wasm")]
+    pub filters: Vec<PathBuf>,
+    /// Linear memory cap per filter instance, bytes [default: 67108864].
+    #[arg(long)]
+    pub filter_memory: Option<usize>,
+    /// CPU time one filter callback may take, milliseconds [default: 50].
+    #[arg(long)]
+    pub filter_deadline_ms: Option<u64>,
+    /// Filter instances alive at once per filter [default: 64].
+    #[arg(long)]
+    pub filter_instances: Option<usize>,
+    /// When a filter fails, pass the request on instead of answering 500.
+    #[arg(long)]
+    pub filter_fail_open: bool,
+    /// Hex key of A/B watermark tokens: media segments then need a token (`wm`
+    /// parameter or `x-watermark-token` header) and come from the origin's A/ or B/ copy.
+    #[arg(long)]
+    pub watermark_key: Option<String>,
+    /// HLS media playlist of the ad that fills SCTE-35 breaks (server-side ad insertion).
+    #[arg(long)]
+    pub ad_playlist: Option<PathBuf>,
+    /// Base URL for relative URIs in --ad-playlist.
+    #[arg(long)]
+    pub ad_base_url: Option<String>,
+    /// Device class: User-Agent substring=max picture height (repeat), e.g. Watch=480.
+    #[arg(long = "device-rule", value_name = "UA=HEIGHT")]
+    pub device_rules: Vec<String>,
+    /// Do not leave out renditions above the CMCD top bit rate (tb) a player declares.
+    #[arg(long)]
+    pub no_cmcd_renditions: bool,
+    #[command(flatten)]
+    pub fleet: crate::fleet_cli::FleetArgs,
+}
+
+/// A `[[filter]]` table of the config file (or just a file name in `filter = [...]`).
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum FilterEntry {
+    File(PathBuf),
+    Table(Box<FilterTable>),
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FilterTable {
+    file: PathBuf,
+    name: Option<String>,
+    /// Only paths starting with this run the filter.
+    path_prefix: Option<String>,
+    /// Plugin configuration handed to the filter as-is (often JSON).
+    configuration: Option<String>,
+    vm_configuration: Option<String>,
+    vm_id: Option<String>,
+    fail_open: Option<bool>,
+    /// Give the filter whole response bodies (buffers them).
+    body: Option<bool>,
+    memory: Option<usize>,
+    deadline_ms: Option<u64>,
+    instances: Option<usize>,
+    /// Seconds between checks of the file for hot reload; 0 = never.
+    reload_poll: Option<f64>,
+    /// Upstream names the filter may `proxy_http_call`, with base URLs.
+    #[serde(default)]
+    upstreams: std::collections::HashMap<String, String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -88,6 +154,25 @@ struct EdgeFile {
     header_timeout: Option<f64>,
     rate_limit: Option<u32>,
     server_id: Option<String>,
+    #[serde(default)]
+    filter: Vec<FilterEntry>,
+    filter_memory: Option<usize>,
+    filter_deadline_ms: Option<u64>,
+    filter_instances: Option<usize>,
+    filter_fail_open: Option<bool>,
+    watermark_key: Option<String>,
+    ad_playlist: Option<PathBuf>,
+    ad_base_url: Option<String>,
+    #[serde(default)]
+    device_rule: Vec<String>,
+    no_cmcd_renditions: Option<bool>,
+    // Fleet keys, read by `fleet_cli::settings`; listed so the file may hold them.
+    #[allow(dead_code)]
+    registry: Option<String>,
+    #[allow(dead_code)]
+    region: Option<String>,
+    #[allow(dead_code)]
+    public_url: Option<String>,
 }
 
 fn load(path: Option<&Path>) -> Result<EdgeFile> {
@@ -167,7 +252,163 @@ pub fn edge_config(args: &EdgeArgs) -> Result<EdgeConfig> {
     if let Some(v) = args.server_id.clone().or(file.server_id) {
         c.server_id = v;
     }
+    if let Some(k) = args.watermark_key.clone().or(file.watermark_key) {
+        c.media.watermark_key = Some(
+            edge::token::parse_key(&k)
+                .map_err(|e| anyhow::anyhow!("--watermark-key must be a hex key: {e}"))?,
+        );
+        let p = c.media.watermark_param.clone();
+        if !c.dropped_params.contains(&p) {
+            c.dropped_params.push(p);
+        }
+    }
+    if let Some(p) = args.ad_playlist.clone().or(file.ad_playlist) {
+        let text = std::fs::read_to_string(&p)
+            .with_context(|| format!("cannot read --ad-playlist {}", p.display()))?;
+        let base = args
+            .ad_base_url
+            .clone()
+            .or(file.ad_base_url)
+            .unwrap_or_default();
+        let pod = edge::compute::media::ssai::AdPod::from_playlist(&text, &base);
+        if pod.segments.is_empty() {
+            bail!("--ad-playlist {} lists no segments", p.display());
+        }
+        c.media.ad_pod = Some(pod);
+    }
+    let rules = if args.device_rules.is_empty() {
+        file.device_rule
+    } else {
+        args.device_rules.clone()
+    };
+    for r in rules {
+        let Some((ua, h)) = r.split_once('=') else {
+            bail!("--device-rule wants UA=HEIGHT, got {r}");
+        };
+        let max_height = h
+            .trim()
+            .parse()
+            .with_context(|| format!("--device-rule {r}: height must be a number"))?;
+        c.media
+            .device_rules
+            .push(edge::compute::media::renditions::DeviceRule {
+                user_agent_contains: ua.trim().to_string(),
+                max_height,
+            });
+    }
+    c.media.cmcd_renditions =
+        !(args.no_cmcd_renditions || file.no_cmcd_renditions.unwrap_or(false));
+    c.filters = filter_specs(
+        args,
+        file.filter,
+        &FilterDefaults {
+            memory: args.filter_memory.or(file.filter_memory),
+            deadline_ms: args.filter_deadline_ms.or(file.filter_deadline_ms),
+            instances: args.filter_instances.or(file.filter_instances),
+            fail_open: args.filter_fail_open || file.filter_fail_open.unwrap_or(false),
+        },
+    )?;
     Ok(c)
+}
+
+struct FilterDefaults {
+    memory: Option<usize>,
+    deadline_ms: Option<u64>,
+    instances: Option<usize>,
+    fail_open: bool,
+}
+
+/// Filters from `--filter` (which win) or the file's `filter` entries.
+fn filter_specs(
+    args: &EdgeArgs,
+    file: Vec<FilterEntry>,
+    d: &FilterDefaults,
+) -> Result<Vec<edge::compute::FilterSpec>> {
+    let entries: Vec<FilterEntry> = if args.filters.is_empty() {
+        file
+    } else {
+        args.filters
+            .iter()
+            .cloned()
+            .map(FilterEntry::File)
+            .collect()
+    };
+    let base = |file: PathBuf| -> Result<edge::compute::FilterSpec> {
+        let mut s = edge::compute::FilterSpec::new(file);
+        s.fail_open = d.fail_open;
+        if let Some(m) = d.memory {
+            s.limits.memory_bytes = m;
+        }
+        if let Some(ms) = d.deadline_ms {
+            if ms == 0 || ms > 60_000 {
+                bail!("--filter-deadline-ms must be between 1 and 60000");
+            }
+            s.limits.callback_deadline = Duration::from_millis(ms);
+        }
+        if let Some(n) = d.instances {
+            s.limits.max_instances = n.max(1);
+        }
+        Ok(s)
+    };
+    let mut out: Vec<edge::compute::FilterSpec> = Vec::new();
+    for e in entries {
+        let spec = match e {
+            FilterEntry::File(f) => base(f)?,
+            FilterEntry::Table(t) => {
+                let t = *t;
+                let mut s = base(t.file)?;
+                if let Some(n) = t.name {
+                    s.name = n;
+                }
+                s.path_prefix = t.path_prefix;
+                s.configuration = t.configuration.unwrap_or_default().into_bytes();
+                s.vm_configuration = t.vm_configuration.unwrap_or_default().into_bytes();
+                s.vm_id = t.vm_id;
+                if let Some(v) = t.fail_open {
+                    s.fail_open = v;
+                }
+                s.body = t.body.unwrap_or(false);
+                if let Some(m) = t.memory {
+                    s.limits.memory_bytes = m;
+                }
+                if let Some(ms) = t.deadline_ms {
+                    if ms == 0 || ms > 60_000 {
+                        bail!("filter {}: deadline_ms must be between 1 and 60000", s.name);
+                    }
+                    s.limits.callback_deadline = Duration::from_millis(ms);
+                }
+                if let Some(n) = t.instances {
+                    s.limits.max_instances = n.max(1);
+                }
+                match t.reload_poll {
+                    Some(0.0) => s.reload_poll = None,
+                    Some(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => {
+                        s.reload_poll = Some(Duration::from_secs_f64(v))
+                    }
+                    Some(_) => bail!("filter {}: reload_poll must be 0..3600 seconds", s.name),
+                    None => {}
+                }
+                for (name, url) in &t.upstreams {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        bail!(
+                            "filter {}: upstream {name} must be an http:// URL, got {url}",
+                            s.name
+                        );
+                    }
+                }
+                s.upstreams = t.upstreams;
+                s
+            }
+        };
+        if out.iter().any(|o| o.name == spec.name) {
+            bail!(
+                "two filters are named {}; give one a `name` in its [[filter]] table",
+                spec.name
+            );
+        }
+        out.push(spec);
+    }
+    Ok(out)
 }
 
 /// Flags of `token`.

@@ -4,7 +4,9 @@
 
 mod cli;
 mod edge_cli;
+mod fleet_cli;
 mod peer_cli;
+mod sim_cli;
 
 use anyhow::Result;
 use clap::Parser;

@@ -60,6 +60,9 @@ pub struct PeerArgs {
     /// Serve Prometheus counters at http://ADDR/metrics while running.
     #[arg(long)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Testing: the first N viewers corrupt every segment they upload.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub corrupt_uploads: usize,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -148,6 +151,7 @@ pub fn peer_options(args: &PeerArgs) -> Result<(PeerOptions, Option<PathBuf>)> {
                 .context("--origin-key is not a valid Ed25519 key")?,
         );
     }
+    o.corrupt_uploads = args.corrupt_uploads;
     Ok((o, args.stats.clone().or(f.stats)))
 }
 

@@ -35,6 +35,25 @@ pub struct Outgoing {
     pub text: String,
 }
 
+/// A message for a peer that another tracker of the fleet holds: the shell hands it
+/// to its [`super::ws::Relay`], which delivers it to tracker `node`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteOutgoing {
+    pub node: String,
+    pub swarm: Id20,
+    pub to_peer: Id20,
+    pub text: String,
+}
+
+/// A local peer joined (`present`) or left a swarm; with sharing on, the shell tells
+/// the other trackers so their peers can send offers here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerChange {
+    pub swarm: Id20,
+    pub peer: Id20,
+    pub present: bool,
+}
+
 /// What handling one frame produced.
 #[derive(Debug, Default)]
 pub struct Handled {
@@ -48,6 +67,8 @@ pub struct Handled {
     pub answers_relayed: usize,
     /// Why (part of) the frame was refused, if it was.
     pub rejected: Option<Reject>,
+    /// Messages for peers held by other trackers (only with sharing on).
+    pub remote_out: Vec<RemoteOutgoing>,
 }
 
 #[derive(Debug)]
@@ -57,10 +78,25 @@ struct Peer {
     last_seen: Instant,
 }
 
+/// A peer another tracker of the fleet holds.
+#[derive(Debug)]
+struct RemotePeer {
+    node: String,
+    last_seen: Instant,
+}
+
 #[derive(Debug, Default)]
 struct Swarm {
     peers: HashMap<Id20, Peer>,
     complete: usize,
+    /// Peers of other trackers (fleet scale-out), offer targets like local ones.
+    remote: HashMap<Id20, RemotePeer>,
+}
+
+/// Where an offer goes.
+enum Target {
+    Local(ConnId),
+    Remote(String, Id20),
 }
 
 impl Swarm {
@@ -86,6 +122,9 @@ pub struct Tracker {
     conns: HashMap<ConnId, Conn>,
     next_conn: u64,
     peers: usize,
+    /// Fleet scale-out: record [`PeerChange`]s for the relay.
+    sharing: bool,
+    changes: Vec<PeerChange>,
 }
 
 impl Tracker {
@@ -96,7 +135,73 @@ impl Tracker {
             conns: HashMap::new(),
             next_conn: 1,
             peers: 0,
+            sharing: false,
+            changes: Vec::new(),
         }
+    }
+
+    /// Turns on fleet sharing: local peer changes are recorded for
+    /// [`Tracker::drain_changes`] and offers may go to remote peers.
+    pub fn set_sharing(&mut self, on: bool) {
+        self.sharing = on;
+        if !on {
+            self.changes.clear();
+        }
+    }
+
+    /// Local peer joins and leaves since the last call (empty unless sharing).
+    pub fn drain_changes(&mut self) -> Vec<PeerChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Every local peer as `(swarm, peer)` (to tell a tracker that just joined).
+    pub fn local_peers(&self) -> Vec<(Id20, Id20)> {
+        self.swarms
+            .iter()
+            .flat_map(|(ih, s)| s.peers.keys().map(move |p| (*ih, *p)))
+            .collect()
+    }
+
+    /// Learns (or forgets) a peer that tracker `node` holds. Bounded like local
+    /// peers; a remote id never displaces a local one.
+    pub fn remote_peer(
+        &mut self,
+        swarm: Id20,
+        peer: Id20,
+        node: &str,
+        present: bool,
+        now: Instant,
+    ) {
+        if !present {
+            if let Some(s) = self.swarms.get_mut(&swarm) {
+                s.remote.remove(&peer);
+                if s.peers.is_empty() && s.remote.is_empty() {
+                    self.swarms.remove(&swarm);
+                }
+            }
+            return;
+        }
+        if !self.swarms.contains_key(&swarm) && self.swarms.len() >= self.cfg.max_swarms {
+            return;
+        }
+        let max = self.cfg.max_peers_per_swarm;
+        let s = self.swarms.entry(swarm).or_default();
+        if s.peers.contains_key(&peer) || (!s.remote.contains_key(&peer) && s.remote.len() >= max) {
+            return;
+        }
+        s.remote.insert(
+            peer,
+            RemotePeer {
+                node: node.chars().take(128).collect(),
+                last_seen: now,
+            },
+        );
+    }
+
+    /// A message another tracker relayed for local peer `to_peer` of `swarm`.
+    pub fn deliver(&self, swarm: Id20, to_peer: Id20, text: String) -> Option<Outgoing> {
+        let conn = self.swarms.get(&swarm)?.peers.get(&to_peer)?.conn;
+        Some(Outgoing { conn, text })
     }
 
     pub fn config(&self) -> &TrackerConfig {
@@ -178,6 +283,11 @@ impl Tracker {
             }
             self.drop_from_swarm(ih, pid);
         }
+        self.swarms.retain(|_, s| {
+            s.remote
+                .retain(|_, r| now.saturating_duration_since(r.last_seen) <= ttl);
+            !(s.peers.is_empty() && s.remote.is_empty())
+        });
         expired.len()
     }
 
@@ -275,19 +385,27 @@ impl Tracker {
                 let targets = self.pick_peers(key, pid, n);
                 for (to, offer) in targets.into_iter().zip(offers) {
                     let text = wire::relayed_offer(ih, pid, &offer.offer, &offer.offer_id);
-                    h.out.push(Outgoing { conn: to, text });
+                    match to {
+                        Target::Local(conn) => h.out.push(Outgoing { conn, text }),
+                        Target::Remote(node, to_peer) => h.remote_out.push(RemoteOutgoing {
+                            node,
+                            swarm: key,
+                            to_peer,
+                            text,
+                        }),
+                    }
                     h.offers_relayed += 1;
                 }
             }
         }
         if let Some((to, answer, offer_id)) = answer_to {
-            let target = self
-                .swarms
-                .get(&key)
-                .and_then(|s| s.peers.get(&to))
-                .map(|p| p.conn);
-            match target {
-                Some(to_conn) => {
+            let swarm = self.swarms.get(&key);
+            let target = swarm.and_then(|s| s.peers.get(&to)).map(|p| p.conn);
+            let remote = swarm
+                .and_then(|s| s.remote.get(&to))
+                .map(|r| r.node.clone());
+            match (target, remote) {
+                (Some(to_conn), _) => {
                     let text = wire::relayed_answer(ih, pid, answer, offer_id);
                     h.out.push(Outgoing {
                         conn: to_conn,
@@ -295,8 +413,18 @@ impl Tracker {
                     });
                     h.answers_relayed += 1;
                 }
+                (None, Some(node)) => {
+                    let text = wire::relayed_answer(ih, pid, answer, offer_id);
+                    h.remote_out.push(RemoteOutgoing {
+                        node,
+                        swarm: key,
+                        to_peer: to,
+                        text,
+                    });
+                    h.answers_relayed += 1;
+                }
                 // bittorrent-tracker only logs this; the answerer gets no reply.
-                None => h.rejected = Some(Reject::UnknownPeer),
+                (None, None) => h.rejected = Some(Reject::UnknownPeer),
             }
         }
         Ok(())
@@ -348,7 +476,16 @@ impl Tracker {
         if becomes_seeder {
             swarm.complete += 1;
         }
+        // A local peer shadows a remote one of the same id.
+        swarm.remote.remove(&pid);
         self.peers += 1;
+        if self.sharing {
+            self.changes.push(PeerChange {
+                swarm: ih,
+                peer: pid,
+                present: true,
+            });
+        }
         Ok(())
     }
 
@@ -383,22 +520,37 @@ impl Tracker {
                 swarm.complete = swarm.complete.saturating_sub(1);
             }
             self.peers = self.peers.saturating_sub(1);
+            if self.sharing {
+                self.changes.push(PeerChange {
+                    swarm: ih,
+                    peer: pid,
+                    present: false,
+                });
+            }
         }
-        if swarm.peers.is_empty() {
+        if swarm.peers.is_empty() && swarm.remote.is_empty() {
             self.swarms.remove(&ih);
         }
     }
 
-    /// Up to `n` random connections of peers in `ih` other than `pid`.
-    fn pick_peers(&self, ih: Id20, pid: Id20, n: usize) -> Vec<ConnId> {
+    /// Up to `n` random peers in `ih` other than `pid`: local ones, and with sharing
+    /// on, those of other trackers.
+    fn pick_peers(&self, ih: Id20, pid: Id20, n: usize) -> Vec<Target> {
         let Some(swarm) = self.swarms.get(&ih) else {
             return Vec::new();
         };
-        swarm
+        let local = swarm
             .peers
             .iter()
             .filter(|(id, _)| **id != pid)
-            .map(|(_, p)| p.conn)
+            .map(|(_, p)| Target::Local(p.conn));
+        let remote = swarm
+            .remote
+            .iter()
+            .filter(|(id, _)| self.sharing && **id != pid)
+            .map(|(id, r)| Target::Remote(r.node.clone(), *id));
+        local
+            .chain(remote)
             .choose_multiple(&mut rand::thread_rng(), n)
     }
 

@@ -26,7 +26,18 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::config::TrackerConfig;
-use super::core::{ConnId, Handled, Outgoing, Tracker};
+use super::core::{ConnId, Handled, Outgoing, PeerChange, RemoteOutgoing, Tracker};
+use super::id::Id20;
+
+/// Fleet scale-out hook: several trackers share swarms through a relay (crate
+/// `fleet` implements it over Redis pub/sub). Called with the tracker's lock held,
+/// so implementations only queue and return.
+pub trait Relay: Send + Sync + 'static {
+    /// A local peer joined or left a swarm.
+    fn peer_changed(&self, change: PeerChange);
+    /// A message for a peer another tracker holds.
+    fn send(&self, msg: RemoteOutgoing);
+}
 
 /// Path the tracker is served on (clients announce to `ws://HOST/tracker`).
 pub const TRACKER_PATH: &str = "/tracker";
@@ -48,6 +59,7 @@ struct Link {
 struct Inner {
     tracker: Tracker,
     links: HashMap<ConnId, Link>,
+    relay: Option<Arc<dyn Relay>>,
 }
 
 impl TrackerService {
@@ -56,6 +68,7 @@ impl TrackerService {
             shared: Arc::new(Mutex::new(Inner {
                 tracker: Tracker::new(cfg),
                 links: HashMap::new(),
+                relay: None,
             })),
         }
     }
@@ -81,12 +94,45 @@ impl TrackerService {
                 let Some(shared) = weak.upgrade() else { break };
                 let mut g = shared.lock();
                 let n = g.tracker.tick(Instant::now());
+                g.relay_out(Vec::new());
                 if n > 0 {
                     debug!(expired = n, "tracker: expired idle peers");
                 }
                 g.gauges();
             }
         })
+    }
+
+    /// Shares swarms with other trackers through `relay` (see [`Relay`]).
+    pub fn set_relay(&self, relay: Arc<dyn Relay>) {
+        let mut g = self.shared.lock();
+        g.tracker.set_sharing(true);
+        g.relay = Some(relay);
+    }
+
+    /// Another tracker's peer joined or left a swarm.
+    pub fn remote_peer(&self, swarm: Id20, peer: Id20, node: &str, present: bool) {
+        self.shared
+            .lock()
+            .tracker
+            .remote_peer(swarm, peer, node, present, Instant::now());
+    }
+
+    /// Another tracker relayed a message for one of our peers.
+    pub fn deliver(&self, swarm: Id20, to_peer: Id20, text: String) -> bool {
+        let mut g = self.shared.lock();
+        match g.tracker.deliver(swarm, to_peer, text) {
+            Some(out) => {
+                g.dispatch(vec![out]);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every local peer, to announce to a tracker that just joined the fleet.
+    pub fn local_peers(&self) -> Vec<(Id20, Id20)> {
+        self.shared.lock().tracker.local_peers()
     }
 
     /// `(peers, swarms, connections)` right now.
@@ -101,9 +147,11 @@ impl TrackerService {
 
     fn on_frame(&self, conn: ConnId, frame: &[u8]) {
         let mut g = self.shared.lock();
-        let h = g.tracker.handle_frame(conn, frame, Instant::now());
+        let mut h = g.tracker.handle_frame(conn, frame, Instant::now());
         g.account(conn, &h);
+        let remote = std::mem::take(&mut h.remote_out);
         g.dispatch(h.out);
+        g.relay_out(remote);
         g.gauges();
     }
 
@@ -111,6 +159,7 @@ impl TrackerService {
         let mut g = self.shared.lock();
         g.links.remove(&conn);
         let removed = g.tracker.close(conn);
+        g.relay_out(Vec::new());
         g.gauges();
         debug!(conn = conn.0, removed, "tracker: connection closed");
     }
@@ -149,6 +198,19 @@ impl Inner {
                 }
                 self.tracker.close(conn);
             }
+        }
+    }
+
+    /// Hands remote messages and peer changes to the relay (if any).
+    fn relay_out(&mut self, remote: Vec<RemoteOutgoing>) {
+        let Some(relay) = self.relay.clone() else {
+            return;
+        };
+        for c in self.tracker.drain_changes() {
+            relay.peer_changed(c);
+        }
+        for m in remote {
+            relay.send(m);
         }
     }
 

@@ -1,0 +1,457 @@
+//! Fleet flags and roles of the binary: `--registry/--region/--public-url` on
+//! `serve`, `origin`, `edge` and `tracker` (join a registry and heartbeat), and the
+//! `mediamesh router` command. Like every other flag these have TOML keys named like
+//! the flag (`registry`, `region`, `public_url`; for the router also `edge`,
+//! `region_map`, `region_fallback`, `geoip`, `steering_ttl`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use fleet::registry::load::{prometheus_value, LoadSampler};
+use fleet::registry::membership::{Membership, MembershipConfig, RecordFn};
+use fleet::registry::{NodeKind, NodeRecord, Store};
+use serde::Deserialize;
+
+/// Flags shared by every node that can join a fleet.
+#[derive(Args, Debug, Default, Clone)]
+pub struct FleetArgs {
+    /// Node registry to join: `memory` (this process only) or `redis://HOST:PORT`.
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Region this node serves (matched against the router's --region-map) [default: default].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// URL others reach this node at [default: http://{--http}].
+    #[arg(long)]
+    pub public_url: Option<String>,
+}
+
+/// The fleet keys of any config file (other keys are the role's business).
+#[derive(Deserialize, Debug, Default)]
+struct FleetFile {
+    registry: Option<String>,
+    region: Option<String>,
+    public_url: Option<String>,
+}
+
+/// Merged fleet settings of a node.
+#[derive(Debug, Clone)]
+pub struct FleetSettings {
+    pub registry: String,
+    pub region: String,
+    pub public_url: String,
+}
+
+fn read_file<T: for<'de> Deserialize<'de> + Default>(path: Option<&Path>) -> Result<T> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+/// Flags, then file; `None` when no registry is named and `default_registry` is `None`.
+pub fn settings(
+    config: Option<&Path>,
+    args: &FleetArgs,
+    http: SocketAddr,
+    default_registry: Option<&str>,
+) -> Result<Option<FleetSettings>> {
+    let file: FleetFile = read_file(config)?;
+    let Some(registry) = args
+        .registry
+        .clone()
+        .or(file.registry)
+        .or(default_registry.map(str::to_string))
+    else {
+        return Ok(None);
+    };
+    let public_url = match args.public_url.clone().or(file.public_url) {
+        Some(u) => {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                bail!("--public-url must start with http:// or https://, got {u:?}");
+            }
+            u.trim_end_matches('/').to_string()
+        }
+        None if http.ip().is_unspecified() => bail!(
+            "--http {http} listens on every address: give --public-url (the URL viewers and other nodes use)"
+        ),
+        None => format!("http://{http}"),
+    };
+    let region = args
+        .region
+        .clone()
+        .or(file.region)
+        .unwrap_or_else(|| "default".to_string());
+    if region.is_empty() || region.contains(char::is_whitespace) {
+        bail!("--region must be a non-empty name without spaces, got {region:?}");
+    }
+    Ok(Some(FleetSettings {
+        registry,
+        region,
+        public_url,
+    }))
+}
+
+/// Opens the store (`memory` stores can be shared by passing one in).
+pub fn open_store(s: &FleetSettings) -> Result<Arc<dyn Store>> {
+    fleet::registry::open(&s.registry).map_err(|e| anyhow::anyhow!("--registry: {e}"))
+}
+
+/// Joins the registry as `kind`; `streams` lists the live streams (origins).
+pub fn join(
+    store: Arc<dyn Store>,
+    s: &FleetSettings,
+    kind: NodeKind,
+    port: u16,
+    capacity_connections: u64,
+    streams: Option<Arc<dyn Fn() -> Vec<String> + Send + Sync>>,
+) -> Membership {
+    let sampler = Arc::new(LoadSampler::new(
+        port,
+        Box::new(|| prometheus_value(&service::metrics::render(), "edge_egress_bytes_total")),
+    ));
+    let base = {
+        let mut r = NodeRecord::new(kind, &s.public_url, &s.region);
+        r.capacity.connections = capacity_connections;
+        r
+    };
+    let record: RecordFn = Arc::new(move || {
+        let mut r = base.clone();
+        r.load = sampler.sample();
+        if let Some(f) = &streams {
+            r.streams = f();
+        }
+        r
+    });
+    tracing::info!(registry = %store.describe(), kind = kind.as_str(), region = %s.region, url = %s.public_url, "joining the fleet");
+    Membership::spawn(store, MembershipConfig::default(), Some(record))
+}
+
+/// The live streams of an origin, for the stream directory.
+pub fn origin_streams(
+    state: &origin::http::AppState,
+) -> Arc<dyn Fn() -> Vec<String> + Send + Sync> {
+    let streams = state.streams.clone();
+    Arc::new(move || {
+        streams
+            .list()
+            .into_iter()
+            .filter(|s| matches!(s.state(), origin::live::StreamState::Live))
+            .map(|s| s.name.clone())
+            .collect()
+    })
+}
+
+/// `origin --registry …`: registers the origin with its live streams (the stream
+/// directory).
+pub fn join_origin(
+    args: &crate::cli::OriginArgs,
+    o: &origin::Origin,
+) -> Result<Option<Membership>> {
+    let Some(s) = settings(args.config.as_deref(), &args.fleet, o.http_addr, None)? else {
+        return Ok(None);
+    };
+    let store = open_store(&s)?;
+    Ok(Some(join(
+        store,
+        &s,
+        NodeKind::Origin,
+        o.http_addr.port(),
+        0,
+        Some(origin_streams(&o.state)),
+    )))
+}
+
+/// `edge --registry …`: registers the edge so routers send viewers to it.
+pub fn join_edge(
+    args: &crate::edge_cli::EdgeArgs,
+    e: &edge::server::EdgeServer,
+) -> Result<Option<Membership>> {
+    let Some(s) = settings(args.config.as_deref(), &args.fleet, e.addr, None)? else {
+        return Ok(None);
+    };
+    let store = open_store(&s)?;
+    Ok(Some(join(
+        store,
+        &s,
+        NodeKind::Edge,
+        e.addr.port(),
+        e.edge.config.limits.max_connections as u64,
+        None,
+    )))
+}
+
+/// `tracker --registry redis://…`: registers the tracker and shares its swarms with
+/// the other trackers of the fleet through Redis pub/sub.
+pub fn join_tracker(
+    fleet: &FleetArgs,
+    http: SocketAddr,
+    tracker: &p2p::tracker::ws::TrackerService,
+) -> Result<Option<(Membership, Option<fleet::tracker_relay::RedisRelay>)>> {
+    let Some(s) = settings(None, fleet, http, None)? else {
+        return Ok(None);
+    };
+    let store = open_store(&s)?;
+    let relay = if s.registry.starts_with("redis") {
+        let node = fleet::registry::node_id(NodeKind::Tracker, &s.public_url);
+        Some(
+            fleet::tracker_relay::RedisRelay::start(tracker.clone(), &s.registry, &node)
+                .map_err(|e| anyhow::anyhow!("--registry: {e}"))?,
+        )
+    } else {
+        None
+    };
+    Ok(Some((
+        join(store, &s, NodeKind::Tracker, http.port(), 0, None),
+        relay,
+    )))
+}
+
+/// `serve`: the origin (on its private port) and the viewers' edge join the registry,
+/// the in-memory one unless `--registry` names another.
+pub fn join_serve(
+    args: &crate::cli::OriginArgs,
+    o: &origin::Origin,
+    e: &edge::server::EdgeServer,
+) -> Result<Vec<Membership>> {
+    let Some(s) = settings(args.config.as_deref(), &args.fleet, e.addr, Some("memory"))? else {
+        return Ok(Vec::new());
+    };
+    let store = open_store(&s)?;
+    let origin_settings = FleetSettings {
+        public_url: format!("http://{}", o.http_addr),
+        ..s.clone()
+    };
+    Ok(vec![
+        join(
+            store.clone(),
+            &origin_settings,
+            NodeKind::Origin,
+            o.http_addr.port(),
+            0,
+            Some(origin_streams(&o.state)),
+        ),
+        join(
+            store,
+            &s,
+            NodeKind::Edge,
+            e.addr.port(),
+            e.edge.config.limits.max_connections as u64,
+            None,
+        ),
+    ])
+}
+
+/// Flags of `router`.
+#[derive(Args, Debug, Default)]
+pub struct RouterArgs {
+    /// TOML file with any of these settings.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:8084].
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// Registry the edges join: `redis://HOST:PORT` (or `memory`, useful only in tests).
+    #[arg(long, conflicts_with = "edges")]
+    pub registry: Option<String>,
+    /// A fixed edge instead of a registry: `URL` or `REGION=URL` (repeat).
+    #[arg(long = "edge", value_name = "[REGION=]URL")]
+    pub edges: Vec<String>,
+    /// Clients in CIDR belong to REGION (repeat; longest prefix wins).
+    #[arg(long = "region-map", value_name = "CIDR=REGION")]
+    pub region_map: Vec<String>,
+    /// Regions to try, nearest first, when REGION has no healthy edge: REGION=A,B (repeat).
+    #[arg(long = "region-fallback", value_name = "REGION=A,B")]
+    pub region_fallback: Vec<String>,
+    /// MaxMind-format database (GeoLite2/GeoIP2 Country or City, or your own with a `region` field).
+    #[arg(long)]
+    pub geoip: Option<PathBuf>,
+    /// TTL of Content Steering manifests in seconds [default: 5].
+    #[arg(long)]
+    pub steering_ttl: Option<u64>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RouterFile {
+    http: Option<SocketAddr>,
+    registry: Option<String>,
+    #[serde(default)]
+    edge: Vec<String>,
+    #[serde(default)]
+    region_map: Vec<String>,
+    #[serde(default)]
+    region_fallback: Vec<String>,
+    geoip: Option<PathBuf>,
+    steering_ttl: Option<u64>,
+}
+
+fn or_file(flag: &[String], file: Vec<String>) -> Vec<String> {
+    if flag.is_empty() {
+        file
+    } else {
+        flag.to_vec()
+    }
+}
+
+/// Merges flags, file and defaults.
+pub fn router_config(args: &RouterArgs) -> Result<fleet::router::RouterConfig> {
+    use fleet::router::server::EdgeSource;
+    let file: RouterFile = read_file(args.config.as_deref())?;
+    let http = args
+        .http
+        .or(file.http)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8084)));
+    let edges = or_file(&args.edges, file.edge);
+    let registry = args.registry.clone().or(file.registry);
+    let source = match (registry, edges.is_empty()) {
+        (Some(_), false) => bail!("give the router either --registry or --edge, not both"),
+        (Some(r), true) => EdgeSource::Registry(
+            fleet::registry::open(&r).map_err(|e| anyhow::anyhow!("--registry: {e}"))?,
+        ),
+        (None, false) => {
+            let mut nodes = Vec::new();
+            for e in &edges {
+                let (region, url) = match e.split_once('=') {
+                    Some((r, u)) if !r.contains("://") => (r, u),
+                    _ => ("default", e.as_str()),
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bail!("--edge wants URL or REGION=URL with an http(s) URL, got {e:?}");
+                }
+                nodes.push(NodeRecord::new(NodeKind::Edge, url, region));
+            }
+            EdgeSource::Fixed(nodes)
+        }
+        (None, true) => bail!(
+            "the router needs edges: --registry redis://HOST:PORT (edges started with the same --registry) or --edge URL"
+        ),
+    };
+    let mut locator =
+        fleet::router::region::Locator::from_map(&or_file(&args.region_map, file.region_map))?;
+    if let Some(db) = args.geoip.clone().or(file.geoip) {
+        locator = locator.with_geoip(&db)?;
+    }
+    let mut c = fleet::router::RouterConfig::new(http, source);
+    c.locator = locator;
+    let mut fallback = HashMap::new();
+    for f in or_file(&args.region_fallback, file.region_fallback) {
+        let Some((r, list)) = f.split_once('=') else {
+            bail!("--region-fallback wants REGION=A,B, got {f:?}");
+        };
+        fallback.insert(
+            r.trim().to_string(),
+            list.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        );
+    }
+    c.policy.fallback = fallback;
+    if let Some(t) = args.steering_ttl.or(file.steering_ttl) {
+        if !(1..=3600).contains(&t) {
+            bail!("--steering-ttl must be 1 to 3600 seconds, got {t}");
+        }
+        c.steering_ttl = t;
+    }
+    Ok(c)
+}
+
+/// `mediamesh router`.
+pub async fn run_router(args: RouterArgs) -> Result<()> {
+    let config = router_config(&args)?;
+    let router = fleet::router::RouterServer::start(config).await?;
+    tracing::info!(
+        "router on http://{}: viewers open http://{}/live/NAME/index.m3u8",
+        router.addr,
+        router.addr
+    );
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutting down");
+    drop(router);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url_defaults_to_the_http_address() {
+        let args = FleetArgs {
+            registry: Some("memory".into()),
+            ..FleetArgs::default()
+        };
+        let s = settings(None, &args, "127.0.0.1:9000".parse().expect("addr"), None)
+            .expect("ok")
+            .expect("some");
+        assert_eq!(s.public_url, "http://127.0.0.1:9000");
+        assert_eq!(s.region, "default");
+        assert!(settings(None, &args, "0.0.0.0:9000".parse().expect("addr"), None).is_err());
+        let none = settings(
+            None,
+            &FleetArgs::default(),
+            "127.0.0.1:1".parse().expect("addr"),
+            None,
+        )
+        .expect("ok");
+        assert!(none.is_none());
+    }
+
+    #[test]
+    fn file_keys_apply_and_flags_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.toml");
+        std::fs::write(
+            &path,
+            "registry = \"redis://127.0.0.1:1\"\nregion = \"eu\"\npublic_url = \"http://e.example:80\"\nhttp = \"127.0.0.1:1\"\n",
+        )
+        .expect("write");
+        let args = FleetArgs {
+            region: Some("us".into()),
+            ..FleetArgs::default()
+        };
+        let s = settings(
+            Some(&path),
+            &args,
+            "127.0.0.1:1".parse().expect("addr"),
+            None,
+        )
+        .expect("ok")
+        .expect("some");
+        assert_eq!(s.region, "us");
+        assert_eq!(s.public_url, "http://e.example:80");
+        assert_eq!(s.registry, "redis://127.0.0.1:1");
+    }
+
+    #[test]
+    fn router_flags_are_checked() {
+        let bad = RouterArgs::default();
+        assert!(router_config(&bad).is_err());
+        let args = RouterArgs {
+            edges: vec!["eu=http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
+            region_map: vec!["127.0.0.0/8=eu".into()],
+            region_fallback: vec!["eu=us".into()],
+            ..RouterArgs::default()
+        };
+        let c = router_config(&args).expect("config");
+        assert_eq!(c.policy.fallback.get("eu").map(Vec::len), Some(1));
+        let args = RouterArgs {
+            edges: vec!["ftp://x".into()],
+            ..RouterArgs::default()
+        };
+        assert!(router_config(&args).is_err());
+        let args = RouterArgs {
+            edges: vec!["http://x".into()],
+            region_map: vec!["nonsense".into()],
+            ..RouterArgs::default()
+        };
+        assert!(router_config(&args).is_err());
+    }
+}

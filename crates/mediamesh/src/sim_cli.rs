@@ -1,0 +1,192 @@
+//! Flags of `mediamesh sim` and its output folder: runs the scenario under each preset
+//! asked for, shows a progress bar on stderr, and writes `report.json`, the per-second
+//! CSV and `report.html`.
+//!
+//! Not here: the simulation (crate `sim`).
+//!
+//! Layout of `--out`: one preset → `report.json`, `series.csv`, `report.html`; several
+//! presets → `report.json` (`{"presets": {name: report, …}}`), `report.html` comparing
+//! them, and `<preset>/report.json` plus `<preset>/series.csv` for each.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use sim::{Preset, Scenario};
+
+/// Flags of `sim`.
+#[derive(Args, Debug, Default)]
+pub struct SimArgs {
+    /// Scenario file (TOML); without it the built-in 10-minute live event.
+    pub scenario: Option<PathBuf>,
+    /// Delivery preset: cdn-only, p2p-only, hybrid, hybrid-edge-transcode; repeat or
+    /// separate with commas to compare several; `all` for the four.
+    #[arg(long)]
+    pub preset: Vec<String>,
+    /// Distinct viewers over the event.
+    #[arg(long)]
+    pub viewers: Option<u64>,
+    /// Event length in seconds.
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Random seed; the same scenario and seed give the same report.json.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output folder [default: sim-out].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Simulate at most this many viewers one by one, sampling whole swarms above it
+    /// (0 = all).
+    #[arg(long)]
+    pub max_detailed: Option<u64>,
+    /// Worker threads (0 = all cores); does not change the results.
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: SimArgs) -> Result<()> {
+    let mut base = match &args.scenario {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Scenario::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Scenario::default(),
+    };
+    if let Some(v) = args.viewers {
+        base.viewers = v;
+    }
+    if let Some(d) = args.duration {
+        base.duration_s = d;
+    }
+    if let Some(s) = args.seed {
+        base.seed = s;
+    }
+    if let Some(m) = args.max_detailed {
+        base.sim.max_detailed_viewers = m;
+    }
+    if let Some(t) = args.threads {
+        base.sim.threads = t;
+    }
+    let presets = presets(&args.preset, base.preset)?;
+    base.validate()?;
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("sim-out"));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut runs = Vec::new();
+    for preset in &presets {
+        let scenario = Scenario {
+            preset: *preset,
+            ..base.clone()
+        };
+        let bar = if args.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(scenario.duration_s + 1)
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>22} [{bar:40}] {pos}/{len} s simulated, {elapsed} elapsed, eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(preset.name());
+        let started = std::time::Instant::now();
+        let outcome = sim::run(&scenario, sim::RunOptions::default(), &mut |done, _| {
+            bar.set_position(done)
+        })?;
+        bar.finish();
+        let r = &outcome.report;
+        tracing::info!(
+            preset = preset.name(),
+            viewers = r.viewers,
+            simulated = r.simulated_viewers,
+            p2p_share = r.p2p_share,
+            cost_usd = r.cost_usd,
+            startup_p50_s = r.startup_p50_s,
+            stall_ratio = r.stall_ratio,
+            wall_s = started.elapsed().as_secs_f64(),
+            "simulated"
+        );
+        runs.push((outcome.report, outcome.series));
+    }
+    write_outputs(&out, &runs)?;
+    println!("{}", out.join("report.html").display());
+    Ok(())
+}
+
+fn presets(flags: &[String], default: Preset) -> Result<Vec<Preset>> {
+    let mut out = Vec::new();
+    for name in flags.iter().flat_map(|f| f.split(',')) {
+        let name = name.trim();
+        if name.is_empty() {
+            continue;
+        }
+        if name == "all" {
+            out.extend(Preset::ALL);
+        } else {
+            out.push(Preset::parse(name)?);
+        }
+    }
+    if out.is_empty() {
+        out.push(default);
+    }
+    let mut seen = Vec::new();
+    out.retain(|p| {
+        let new = !seen.contains(p);
+        seen.push(*p);
+        new
+    });
+    Ok(out)
+}
+
+fn write_outputs(out: &std::path::Path, runs: &[(sim::Report, sim::Series)]) -> Result<()> {
+    let write = |name: PathBuf, text: String| -> Result<()> {
+        std::fs::write(&name, text).with_context(|| format!("writing {}", name.display()))
+    };
+    if let [(report, series)] = runs {
+        write(out.join("report.json"), report.to_json())?;
+        write(out.join("series.csv"), series.to_csv())?;
+    } else {
+        let mut all = serde_json::Map::new();
+        for (report, series) in runs {
+            let dir = out.join(&report.preset);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            write(dir.join("report.json"), report.to_json())?;
+            write(dir.join("series.csv"), series.to_csv())?;
+            all.insert(report.preset.clone(), serde_json::to_value(report)?);
+        }
+        let mut top = serde_json::Map::new();
+        top.insert("presets".into(), serde_json::Value::Object(all));
+        write(
+            out.join("report.json"),
+            serde_json::to_string_pretty(&top)? + "\n",
+        )?;
+    }
+    write(out.join("report.html"), sim::html::page(runs))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preset_lists() {
+        assert_eq!(presets(&[], Preset::Hybrid).unwrap(), vec![Preset::Hybrid]);
+        assert_eq!(
+            presets(
+                &["cdn-only,hybrid".into(), "cdn-only".into()],
+                Preset::Hybrid
+            )
+            .unwrap(),
+            vec![Preset::CdnOnly, Preset::Hybrid]
+        );
+        assert_eq!(presets(&["all".into()], Preset::Hybrid).unwrap().len(), 4);
+        assert!(presets(&["nope".into()], Preset::Hybrid).is_err());
+    }
+}

@@ -1,0 +1,846 @@
+//! One swarm in simulated time: its viewers arrive, connect to each other through the
+//! tracker, play, fetch segments over HTTP or from peers, and leave. Each viewer runs
+//! the real `p2p::scheduler::Scheduler`, `Playhead` and `UploadGate` of
+//! `mediamesh peer`; this module only plays the network and the clock for them.
+//!
+//! An event queue per swarm (time, then insertion order) keeps runs deterministic;
+//! swarms do not talk to each other, they only share the CDN through the engine's
+//! per-epoch [`EdgeView`], so different swarms can run on different threads.
+//!
+//! Not here: caches ([`crate::edge`]), totals ([`crate::report`]).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use p2p::scheduler::{
+    Action, PeerFailure, PeerKey, PlayState, Playhead, Scheduler, SchedulerConfig, SegmentId,
+    SegmentInfo, UploadGate,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::edge::EdgeView;
+use crate::net::{segment_bytes, transfer_ms};
+use crate::population::{substream, SwarmPlan, ViewerSpec};
+use crate::scenario::{Mode, Preset, Scenario};
+use crate::tally::{Field, Tally};
+
+/// Where an edge-less HTTP request went (the origin), in [`Request::edge`].
+pub const ORIGIN: usize = usize::MAX;
+/// How long a failed HTTP request takes to fail (connect or upstream timeout).
+const HTTP_FAIL_MS: u64 = 2_000;
+/// Extra round trip when a region's viewers are sent to another region.
+const CROSS_REGION_RTT_MS: u64 = 80;
+/// Edge ← shield ← origin transfer rate of one miss.
+const UPSTREAM_BPS: f64 = 10e9;
+
+/// One HTTP request, for the engine's caches and load figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    pub edge: usize,
+    pub rendition: usize,
+    pub seg: u64,
+    pub bytes: u64,
+}
+
+/// A record of what happened, kept only when auditing (tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audit {
+    /// Viewer `viewer` received `seg` at `at` (from a peer when `from` is set).
+    Delivered {
+        viewer: u16,
+        seg: u64,
+        at: u64,
+        from: Option<u16>,
+    },
+    /// Viewer `sender` sends `bytes` over [start, end).
+    Upload {
+        sender: u16,
+        start: u64,
+        end: u64,
+        bytes: u64,
+        uplink_bps: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    Join(u16),
+    Leave(u16),
+    Connect(u16, u16),
+    Wake(u16),
+    Announce(u16),
+    HttpDone { v: u16, xfer: u64 },
+    HttpFail { v: u16, xfer: u64 },
+    PeerDone { v: u16, xfer: u64 },
+    PeerFail { v: u16, xfer: u64 },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Xfer {
+    id: u64,
+    seg: u64,
+    bytes: u64,
+    /// Sender slot for peer transfers.
+    from: Option<u16>,
+    /// The sender's upload slot is held.
+    slot: bool,
+}
+
+/// A viewer that is present.
+#[derive(Debug)]
+struct Live {
+    sched: Scheduler,
+    head: Playhead,
+    gate: UploadGate,
+    up_busy_until: u64,
+    upload_busy_ms: u64,
+    uploaded: u64,
+    next_list: u64,
+    wake_at: u64,
+    announce_pending: bool,
+    xfers: Vec<Xfer>,
+    neighbors: u64,
+    state: PlayState,
+    stall_from: u64,
+    last_t: u64,
+    latency_sum: u128,
+    latency_ms_time: u64,
+}
+
+#[derive(Debug)]
+struct Viewer {
+    spec: ViewerSpec,
+    key: PeerKey,
+    live: Option<Box<Live>>,
+    gone: bool,
+}
+
+/// Settings shared by every swarm of a run.
+#[derive(Debug, Clone)]
+pub struct SwarmConfig {
+    pub preset: Preset,
+    pub mode: Mode,
+    pub segment_ms: u64,
+    pub segments: u64,
+    pub end_ms: u64,
+    pub sched: SchedulerConfig,
+    pub connect_ms: u64,
+    pub connect_jitter_ms: u64,
+    pub announce_ms: u64,
+    pub upload_slots: usize,
+    pub transcode_ms: u64,
+    pub top_rendition: usize,
+    /// Per region: (edge rtt, peer rtt, origin rtt, upstream rtt).
+    pub rtts: Vec<(u64, u64, u64, u64)>,
+    pub audit: bool,
+}
+
+impl SwarmConfig {
+    pub fn new(s: &Scenario, audit: bool) -> SwarmConfig {
+        let top = s
+            .renditions
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, r)| (r.bitrate_kbps, usize::MAX - i))
+            .map_or(0, |(i, _)| i);
+        SwarmConfig {
+            preset: s.preset,
+            mode: s.mode,
+            segment_ms: s.segment_ms,
+            segments: s.segments(),
+            end_ms: s.duration_s * 1000,
+            sched: SchedulerConfig {
+                p2p: s.preset.p2p(),
+                keep_behind_ms: s.sim.keep_behind_ms,
+                ..SchedulerConfig::default()
+            },
+            connect_ms: s.peers.connect_ms,
+            connect_jitter_ms: s.peers.connect_jitter_ms,
+            announce_ms: s.peers.announce_ms,
+            upload_slots: s.peers.upload_slots as usize,
+            transcode_ms: s.costs.transcode_ms,
+            top_rendition: top,
+            rtts: s
+                .regions
+                .iter()
+                .map(|r| {
+                    (
+                        r.edge_rtt_ms,
+                        r.peer_rtt_ms,
+                        r.origin_rtt_ms,
+                        r.upstream_rtt_ms,
+                    )
+                })
+                .collect(),
+            audit,
+        }
+    }
+
+    /// Wall time at which segment `seg` exists (live: when its last frame is made).
+    pub fn produced_at(&self, seg: u64) -> u64 {
+        match self.mode {
+            Mode::Live => (seg + 1) * self.segment_ms,
+            Mode::Vod => 0,
+        }
+    }
+}
+
+/// A swarm and its event queue.
+pub struct Swarm {
+    pub plan: SwarmPlan,
+    bitrate_bps: u64,
+    viewers: Vec<Viewer>,
+    queue: BinaryHeap<Reverse<(u64, u64, Ev)>>,
+    seq: u64,
+    xfer_seq: u64,
+    rng: ChaCha8Rng,
+    actions: Vec<Action>,
+    /// HTTP requests made since the engine last took them.
+    pub requests: Vec<Request>,
+    pub audit: Vec<Audit>,
+}
+
+impl Swarm {
+    pub fn new(s: &Scenario, plan: SwarmPlan, specs: Vec<ViewerSpec>) -> Swarm {
+        let mut sw = Swarm {
+            bitrate_bps: s.renditions[plan.class.rendition].bitrate_kbps * 1000,
+            viewers: specs
+                .into_iter()
+                .enumerate()
+                .map(|(i, spec)| Viewer {
+                    spec,
+                    key: PeerKey::from_peer_id(format!("sim-{}-{i}", plan.index).as_bytes()),
+                    live: None,
+                    gone: false,
+                })
+                .collect(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            xfer_seq: 0,
+            rng: ChaCha8Rng::seed_from_u64(substream(s.seed ^ 0xa11ce, plan.index)),
+            actions: Vec::new(),
+            requests: Vec::new(),
+            audit: Vec::new(),
+            plan,
+        };
+        for i in 0..sw.viewers.len() {
+            let (j, l) = (sw.viewers[i].spec.join_ms, sw.viewers[i].spec.leave_ms);
+            sw.push(j, Ev::Join(i as u16));
+            sw.push(l, Ev::Leave(i as u16));
+        }
+        sw
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, ev)));
+    }
+
+    /// Runs every event before `until` (wall ms).
+    pub fn run_until(&mut self, until: u64, cfg: &SwarmConfig, view: &EdgeView, t: &mut Tally) {
+        while let Some(Reverse((at, _, _))) = self.queue.peek() {
+            if *at >= until {
+                break;
+            }
+            let Some(Reverse((now, _, ev))) = self.queue.pop() else {
+                break;
+            };
+            self.handle(now, ev, cfg, view, t);
+        }
+    }
+
+    /// Every present viewer leaves at `now` with probability `share`.
+    pub fn mass_leave(&mut self, now: u64, share: f64) {
+        for i in 0..self.viewers.len() {
+            if self.viewers[i].live.is_some() && self.rng.gen_bool(share.clamp(0.0, 1.0)) {
+                self.push(now, Ev::Leave(i as u16));
+            }
+        }
+    }
+
+    /// Viewers present now.
+    pub fn present(&self) -> usize {
+        self.viewers.iter().filter(|v| v.live.is_some()).count()
+    }
+
+    fn class(&self) -> usize {
+        self.plan.class_index
+    }
+
+    fn handle(&mut self, now: u64, ev: Ev, cfg: &SwarmConfig, view: &EdgeView, t: &mut Tally) {
+        match ev {
+            Ev::Join(v) => self.join(v, now, cfg, view, t),
+            Ev::Leave(v) => self.leave(v, now, cfg, view, t),
+            Ev::Connect(a, b) => self.connect(a, b, now, cfg, view, t),
+            Ev::Wake(v) => {
+                let due = self.live(v).is_some_and(|l| l.wake_at == now);
+                if due {
+                    if let Some(l) = self.live_mut(v) {
+                        l.wake_at = u64::MAX;
+                    }
+                    self.service(v, now, cfg, view, t);
+                }
+            }
+            Ev::Announce(v) => self.announce(v, now, cfg, view, t),
+            Ev::HttpDone { v, xfer } => {
+                let Some(x) = self.take_xfer(v, xfer) else {
+                    return;
+                };
+                self.delivered(v, &x, now, cfg, t);
+                if let Some(l) = self.live_mut(v) {
+                    l.sched.http_done(now, SegmentId(x.seg), x.bytes);
+                }
+                t.totals[self.class()].http_delivered += x.bytes;
+                t.add(self.class(), Field::HttpBytes, now, x.bytes);
+                self.service(v, now, cfg, view, t);
+            }
+            Ev::HttpFail { v, xfer } => {
+                let Some(x) = self.take_xfer(v, xfer) else {
+                    return;
+                };
+                if let Some(l) = self.live_mut(v) {
+                    l.sched.http_failed(now, SegmentId(x.seg));
+                }
+                self.service(v, now, cfg, view, t);
+            }
+            Ev::PeerDone { v, xfer } => {
+                let Some(x) = self.take_xfer(v, xfer) else {
+                    return;
+                };
+                let from = x.from.unwrap_or(0);
+                self.release(from, x.slot);
+                self.delivered(v, &x, now, cfg, t);
+                let key = self.viewers[from as usize].key;
+                if let Some(l) = self.live_mut(v) {
+                    l.sched.peer_done(now, key, SegmentId(x.seg), x.bytes);
+                }
+                t.totals[self.class()].p2p_delivered += x.bytes;
+                t.add(self.class(), Field::P2pBytes, now, x.bytes);
+                self.service(v, now, cfg, view, t);
+            }
+            Ev::PeerFail { v, xfer } => {
+                let Some(x) = self.take_xfer(v, xfer) else {
+                    return;
+                };
+                let from = x.from.unwrap_or(0);
+                self.release(from, x.slot);
+                let key = self.viewers[from as usize].key;
+                let gone = self.viewers[from as usize].live.is_none();
+                if let Some(l) = self.live_mut(v) {
+                    let why = if gone {
+                        PeerFailure::Closed
+                    } else {
+                        PeerFailure::Absent
+                    };
+                    l.sched.peer_failed(now, key, SegmentId(x.seg), why);
+                }
+                self.service(v, now, cfg, view, t);
+            }
+        }
+    }
+
+    fn live(&self, v: u16) -> Option<&Live> {
+        self.viewers.get(v as usize)?.live.as_deref()
+    }
+
+    fn live_mut(&mut self, v: u16) -> Option<&mut Live> {
+        self.viewers.get_mut(v as usize)?.live.as_deref_mut()
+    }
+
+    fn take_xfer(&mut self, v: u16, id: u64) -> Option<Xfer> {
+        let l = self.live_mut(v)?;
+        let i = l.xfers.iter().position(|x| x.id == id)?;
+        Some(l.xfers.swap_remove(i))
+    }
+
+    fn release(&mut self, sender: u16, slot: bool) {
+        if slot {
+            if let Some(l) = self.live_mut(sender) {
+                l.gate.finish();
+            }
+        }
+    }
+
+    fn delivered(&mut self, v: u16, x: &Xfer, now: u64, cfg: &SwarmConfig, t: &mut Tally) {
+        if now < cfg.produced_at(x.seg) {
+            t.early_deliveries += 1;
+        }
+        if cfg.audit {
+            self.audit.push(Audit::Delivered {
+                viewer: v,
+                seg: x.seg,
+                at: now,
+                from: x.from,
+            });
+        }
+    }
+
+    fn join(&mut self, v: u16, now: u64, cfg: &SwarmConfig, view: &EdgeView, t: &mut Tally) {
+        let Some(viewer) = self.viewers.get(v as usize) else {
+            return;
+        };
+        if viewer.gone || viewer.live.is_some() {
+            return;
+        }
+        let spec = viewer.spec;
+        let seg = cfg.segment_ms;
+        // Live: start three segments behind the newest one this viewer can see.
+        let start = match cfg.mode {
+            Mode::Live => {
+                let seen = now.saturating_sub(spec.list_delay_ms) / seg;
+                let newest = seen.saturating_sub(1).min(cfg.segments.saturating_sub(1));
+                newest.saturating_sub(2)
+            }
+            Mode::Vod => 0,
+        };
+        let mut live = Box::new(Live {
+            sched: Scheduler::new(cfg.sched.clone(), viewer.key),
+            head: Playhead::new(now, start * seg, seg, seg),
+            gate: UploadGate::new(
+                if spec.uplink_bps > 0 {
+                    cfg.upload_slots
+                } else {
+                    0
+                },
+                spec.uplink_bps / 8,
+            ),
+            up_busy_until: 0,
+            upload_busy_ms: 0,
+            uploaded: 0,
+            next_list: start,
+            wake_at: u64::MAX,
+            announce_pending: false,
+            xfers: Vec::new(),
+            neighbors: 0,
+            state: PlayState::Starting { since: now },
+            stall_from: 0,
+            last_t: now,
+            latency_sum: 0,
+            latency_ms_time: 0,
+        });
+        live.sched.set_position(now, start * seg);
+        self.viewers[v as usize].live = Some(live);
+        t.mark(self.class(), Field::JoinDiff, now);
+        if cfg.preset.p2p() {
+            for u in 0..self.viewers.len() {
+                let other = &self.viewers[u];
+                if u == v as usize || other.live.is_none() {
+                    continue;
+                }
+                if spec.symmetric_nat && other.spec.symmetric_nat {
+                    continue;
+                }
+                let jitter = self.rng.gen_range(0..=cfg.connect_jitter_ms);
+                self.push(now + cfg.connect_ms + jitter, Ev::Connect(v, u as u16));
+            }
+        }
+        self.service(v, now, cfg, view, t);
+    }
+
+    fn leave(&mut self, v: u16, now: u64, cfg: &SwarmConfig, view: &EdgeView, t: &mut Tally) {
+        let class = self.class();
+        let Some(viewer) = self.viewers.get_mut(v as usize) else {
+            return;
+        };
+        let Some(mut l) = viewer.live.take() else {
+            return;
+        };
+        viewer.gone = true;
+        let key = viewer.key;
+        let uplink = viewer.spec.uplink_bps;
+        let joined = viewer.spec.join_ms;
+        // Close the books.
+        let end = l.sched.contiguous_end(l.head.position_ms());
+        l.head.advance(now, end);
+        self.track(&mut l, now, t);
+        if let PlayState::Stalled { .. } = l.state {
+            t.mark(class, Field::StallEnd, now);
+        }
+        t.mark(class, Field::LeaveDiff, now);
+        let tot = &mut t.totals[class];
+        tot.viewers_done += 1;
+        tot.viewer_ms += now.saturating_sub(joined);
+        tot.played_ms += l.head.played_ms();
+        tot.stall_ms += l.head.stall_ms();
+        tot.stalls += u64::from(l.head.stalls());
+        let st = l.sched.stats();
+        tot.consumed += st.http_bytes + st.p2p_bytes;
+        tot.uploaded += l.uploaded;
+        tot.peer_requests += st.peer_requests;
+        tot.peer_timeouts += st.peer_timeouts;
+        match l.head.startup_ms() {
+            Some(ms) => t
+                .startup
+                .push((ms.min(u64::from(u32::MAX)) as u32, class as u16)),
+            None => tot.failed_starts += 1,
+        }
+        if l.latency_ms_time > 0 {
+            let mean = l.latency_sum / u128::from(l.latency_ms_time);
+            t.latency
+                .push((mean.min(u128::from(u32::MAX)) as u32, class as u16));
+        }
+        if uplink > 0 && l.upload_busy_ms > 0 {
+            let ppm = (l.uploaded as u128 * 8_000 * 1_000_000)
+                / (u128::from(uplink) * u128::from(l.upload_busy_ms));
+            t.max_uplink_ppm = t.max_uplink_ppm.max(ppm.min(u128::from(u64::MAX)) as u64);
+        }
+        // Our downloads from peers give their slots back.
+        for x in &l.xfers {
+            if let Some(from) = x.from {
+                self.release(from, x.slot);
+            }
+        }
+        // Neighbours lose us, and whatever we were sending them.
+        for u in 0..self.viewers.len() as u16 {
+            if l.neighbors & (1 << u) == 0 {
+                continue;
+            }
+            if let Some(ul) = self.live_mut(u) {
+                ul.neighbors &= !(1u64 << v);
+                ul.xfers.retain(|x| x.from != Some(v));
+                ul.sched.peer_left(now, key);
+            }
+            self.after(u, now, cfg, view, t);
+        }
+    }
+
+    fn connect(
+        &mut self,
+        a: u16,
+        b: u16,
+        now: u64,
+        cfg: &SwarmConfig,
+        view: &EdgeView,
+        t: &mut Tally,
+    ) {
+        if self.live(a).is_none() || self.live(b).is_none() {
+            return;
+        }
+        let (ka, kb) = (self.viewers[a as usize].key, self.viewers[b as usize].key);
+        let (la, lda) = self.holdings(a);
+        let (lb, ldb) = self.holdings(b);
+        if let Some(l) = self.live_mut(a) {
+            l.neighbors |= 1 << b;
+            l.sched.peer_joined(now, kb);
+            l.sched.peer_announced(now, kb, lb, ldb);
+        }
+        if let Some(l) = self.live_mut(b) {
+            l.neighbors |= 1 << a;
+            l.sched.peer_joined(now, ka);
+            l.sched.peer_announced(now, ka, la, lda);
+        }
+        self.after(a, now, cfg, view, t);
+        self.after(b, now, cfg, view, t);
+    }
+
+    /// What `v` announces: segments held (not older than the scheduler keeps) and
+    /// segments it is fetching over HTTP.
+    fn holdings(&self, v: u16) -> (Vec<SegmentId>, Vec<SegmentId>) {
+        match self.live(v) {
+            Some(l) => (l.sched.loaded().collect(), l.sched.loading().collect()),
+            None => (Vec::new(), Vec::new()),
+        }
+    }
+
+    fn announce(&mut self, v: u16, now: u64, cfg: &SwarmConfig, view: &EdgeView, t: &mut Tally) {
+        let Some(l) = self.live_mut(v) else {
+            return;
+        };
+        l.announce_pending = false;
+        let neighbors = l.neighbors;
+        let key = self.viewers[v as usize].key;
+        let (loaded, loading) = self.holdings(v);
+        for u in 0..self.viewers.len() as u16 {
+            if neighbors & (1 << u) == 0 {
+                continue;
+            }
+            if let Some(ul) = self.live_mut(u) {
+                ul.sched
+                    .peer_announced(now, key, loaded.iter().copied(), loading.iter().copied());
+            }
+            self.after(u, now, cfg, view, t);
+        }
+    }
+
+    /// Moves the player clock, tells the scheduler, carries out its actions and sets
+    /// the next wake-up.
+    fn service(&mut self, v: u16, now: u64, cfg: &SwarmConfig, view: &EdgeView, t: &mut Tally) {
+        let Some(mut l) = self.viewers.get_mut(v as usize).and_then(|x| x.live.take()) else {
+            return;
+        };
+        let delay = self.viewers[v as usize].spec.list_delay_ms;
+        self.list_due(&mut l, now, delay, cfg);
+        let before = l.head.position_ms();
+        let end = l.sched.contiguous_end(before);
+        let pos = l.head.advance(now, end);
+        self.track(&mut l, now, t);
+        if pos != before {
+            l.sched.set_position(now, pos);
+        }
+        l.sched.tick(now);
+        self.viewers[v as usize].live = Some(l);
+        self.after(v, now, cfg, view, t);
+    }
+
+    /// Books play-state changes: stall intervals into the series, time-weighted
+    /// latency to live.
+    fn track(&self, l: &mut Live, now: u64, t: &mut Tally) {
+        let class = self.class();
+        if let PlayState::Playing = l.state {
+            let span = now.saturating_sub(l.last_t);
+            // Latency stays what it was while playing at real-time speed.
+            let latency = l
+                .last_t
+                .saturating_sub(l.head.position_ms().saturating_sub(span));
+            l.latency_sum += u128::from(latency) * u128::from(span);
+            l.latency_ms_time += span;
+        }
+        let new = l.head.state();
+        match (l.state, new) {
+            (PlayState::Playing, PlayState::Stalled { since }) => {
+                l.stall_from = since;
+                t.mark(class, Field::StallStart, since);
+            }
+            (PlayState::Stalled { .. }, PlayState::Playing) => {
+                t.mark(class, Field::StallEnd, now);
+            }
+            _ => {}
+        }
+        l.state = new;
+        l.last_t = now;
+    }
+
+    fn list_due(&self, l: &mut Live, now: u64, delay: u64, cfg: &SwarmConfig) {
+        let seg = cfg.segment_ms;
+        while l.next_list < cfg.segments {
+            let id = l.next_list;
+            let visible = match cfg.mode {
+                Mode::Live => cfg.produced_at(id) + delay <= now,
+                Mode::Vod => id * seg < l.head.position_ms() + cfg.sched.ahead_ms + seg,
+            };
+            if !visible {
+                break;
+            }
+            l.sched.segment_listed(
+                now,
+                SegmentInfo {
+                    id: SegmentId(id),
+                    start_ms: id * seg,
+                    duration_ms: seg,
+                },
+            );
+            l.next_list += 1;
+        }
+    }
+
+    /// Carries out the scheduler's actions and books the next wake-up.
+    fn after(&mut self, v: u16, now: u64, cfg: &SwarmConfig, view: &EdgeView, t: &mut Tally) {
+        let mut actions = std::mem::take(&mut self.actions);
+        actions.clear();
+        let Some(l) = self.live_mut(v) else {
+            self.actions = actions;
+            return;
+        };
+        while let Some(a) = l.sched.poll_action() {
+            actions.push(a);
+        }
+        for a in actions.drain(..) {
+            match a {
+                Action::FetchHttp(SegmentId(seg)) => self.fetch_http(v, seg, now, cfg, view),
+                Action::RequestPeer { peer, segment } => {
+                    self.request_peer(v, peer, segment.0, now, cfg)
+                }
+                Action::CancelPeer { peer, segment } => {
+                    let slot = self.slot_of(peer);
+                    let mut freed = None;
+                    if let Some(l) = self.live_mut(v) {
+                        if let Some(i) = l
+                            .xfers
+                            .iter()
+                            .position(|x| x.seg == segment.0 && x.from.is_some() && x.from == slot)
+                        {
+                            let x = l.xfers.swap_remove(i);
+                            freed = x.from.map(|f| (f, x.slot));
+                        }
+                    }
+                    if let Some((f, s)) = freed {
+                        self.release(f, s);
+                    }
+                }
+                Action::Announce => {
+                    let ms = cfg.announce_ms;
+                    let mut send = false;
+                    if let Some(l) = self.live_mut(v) {
+                        if !l.announce_pending && l.neighbors != 0 {
+                            l.announce_pending = true;
+                            send = true;
+                        }
+                    }
+                    if send {
+                        self.push(now + ms, Ev::Announce(v));
+                    }
+                }
+                Action::Disconnect(peer) => {
+                    if let Some(u) = self.slot_of(peer) {
+                        if let Some(l) = self.live_mut(v) {
+                            l.neighbors &= !(1u64 << u);
+                        }
+                    }
+                }
+            }
+        }
+        self.actions = actions;
+        self.wake(v, now, cfg);
+        let _ = t;
+    }
+
+    fn slot_of(&self, key: PeerKey) -> Option<u16> {
+        self.viewers
+            .iter()
+            .position(|x| x.key == key)
+            .map(|i| i as u16)
+    }
+
+    fn wake(&mut self, v: u16, now: u64, cfg: &SwarmConfig) {
+        let delay = self.viewers[v as usize].spec.list_delay_ms;
+        let Some(l) = self.live(v) else {
+            return;
+        };
+        let mut next = l.sched.next_wakeup().unwrap_or(u64::MAX);
+        let end = l.sched.contiguous_end(l.head.position_ms());
+        if let Some(dry) = l.head.dry_at(end) {
+            next = next.min(dry.max(now + 1));
+        }
+        if l.next_list < cfg.segments {
+            let at = match cfg.mode {
+                Mode::Live => cfg.produced_at(l.next_list) + delay,
+                Mode::Vod => now + cfg.segment_ms,
+            };
+            next = next.min(at.max(now + 1));
+        }
+        if next == u64::MAX || next >= cfg.end_ms + cfg.segment_ms {
+            return;
+        }
+        let next = next.max(now + 1);
+        if l.wake_at > now && l.wake_at <= next {
+            return;
+        }
+        if let Some(l) = self.live_mut(v) {
+            l.wake_at = next;
+        }
+        self.push(next, Ev::Wake(v));
+    }
+
+    fn fetch_http(&mut self, v: u16, seg: u64, now: u64, cfg: &SwarmConfig, view: &EdgeView) {
+        let region = self.plan.class.region;
+        let q = self.plan.class.rendition;
+        let (edge_rtt, _, origin_rtt, upstream_rtt) = cfg.rtts[region];
+        let bytes = segment_bytes(self.bitrate_bps, cfg.segment_ms, seg);
+        let down = self.viewers[v as usize].spec.downlink_bps as f64;
+        self.xfer_seq += 1;
+        let id = self.xfer_seq;
+        let (done, ok) = if cfg.preset.edges() {
+            match view.route(region, self.plan.edge) {
+                None => (now + HTTP_FAIL_MS, false),
+                Some((e, crossed)) => {
+                    let rtt = edge_rtt + if crossed { CROSS_REGION_RTT_MS } else { 0 };
+                    let cached = view.cached(e, q, seg);
+                    if !cached && !view.origin_up {
+                        (now + rtt + HTTP_FAIL_MS, false)
+                    } else {
+                        let mut miss = 0;
+                        if !cached {
+                            miss = upstream_rtt + transfer_ms(bytes, UPSTREAM_BPS);
+                            if cfg.preset.edge_transcode() && q != cfg.top_rendition {
+                                miss += cfg.transcode_ms;
+                            }
+                        }
+                        self.requests.push(Request {
+                            edge: e,
+                            rendition: q,
+                            seg,
+                            bytes,
+                        });
+                        let rate = down * view.factor[e];
+                        (now + rtt + miss + transfer_ms(bytes, rate), true)
+                    }
+                }
+            }
+        } else if view.origin_up {
+            self.requests.push(Request {
+                edge: ORIGIN,
+                rendition: q,
+                seg,
+                bytes,
+            });
+            let rate = down * view.origin_factor;
+            (now + origin_rtt + transfer_ms(bytes, rate), true)
+        } else {
+            (now + origin_rtt + HTTP_FAIL_MS, false)
+        };
+        if let Some(l) = self.live_mut(v) {
+            l.xfers.push(Xfer {
+                id,
+                seg,
+                bytes,
+                from: None,
+                slot: false,
+            });
+        }
+        let ev = if ok {
+            Ev::HttpDone { v, xfer: id }
+        } else {
+            Ev::HttpFail { v, xfer: id }
+        };
+        self.push(done, ev);
+    }
+
+    fn request_peer(&mut self, v: u16, peer: PeerKey, seg: u64, now: u64, cfg: &SwarmConfig) {
+        let region = self.plan.class.region;
+        let rtt = cfg.rtts[region].1;
+        let bytes = segment_bytes(self.bitrate_bps, cfg.segment_ms, seg);
+        let down = self.viewers[v as usize].spec.downlink_bps;
+        self.xfer_seq += 1;
+        let id = self.xfer_seq;
+        let slot = self.slot_of(peer);
+        let linked =
+            slot.is_some_and(|u| self.live(v).is_some_and(|l| l.neighbors & (1 << u) != 0));
+        let mut xfer = Xfer {
+            id,
+            seg,
+            bytes,
+            from: slot,
+            slot: false,
+        };
+        let mut ev = (now + rtt, Ev::PeerFail { v, xfer: id });
+        if let (true, Some(u)) = (linked, slot) {
+            let uplink = self.viewers[u as usize].spec.uplink_bps;
+            let audit = cfg.audit;
+            if let Some(s) = self.live_mut(u) {
+                if s.sched.has(SegmentId(seg)) && uplink > 0 && s.gate.try_start() {
+                    let start = (now + rtt / 2).max(s.up_busy_until);
+                    let dur = transfer_ms(bytes, uplink.min(down) as f64);
+                    s.up_busy_until = start + dur;
+                    s.upload_busy_ms += dur;
+                    s.uploaded += bytes;
+                    xfer.slot = true;
+                    ev = (start + dur + rtt / 2, Ev::PeerDone { v, xfer: id });
+                    if audit {
+                        self.audit.push(Audit::Upload {
+                            sender: u,
+                            start,
+                            end: start + dur,
+                            bytes,
+                            uplink_bps: uplink,
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(l) = self.live_mut(v) {
+            l.xfers.push(xfer);
+        }
+        self.push(ev.0, ev.1);
+    }
+}

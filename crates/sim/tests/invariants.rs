@@ -1,0 +1,222 @@
+//! The simulator's invariants on small scenarios: bytes delivered equal bytes
+//! consumed, nobody receives a segment before it exists, `cdn-only` moves no peer
+//! bytes, peers never upload beyond their uplink, and the same scenario and seed give
+//! the same report.json whatever the thread count.
+
+use std::collections::BTreeMap;
+
+use sim::scenario::{Failure, FailureKind};
+use sim::swarm::{Audit, SwarmConfig};
+use sim::{run, Outcome, Preset, RunOptions, Scenario};
+
+fn small(preset: Preset) -> Scenario {
+    let mut s = Scenario {
+        name: "small".into(),
+        preset,
+        viewers: 240,
+        duration_s: 120,
+        seed: 7,
+        ..Scenario::default()
+    };
+    s.sim.threads = 2;
+    s
+}
+
+fn go(s: &Scenario, audit: bool) -> Outcome {
+    run(s, RunOptions { audit }, &mut |_, _| {}).expect("valid scenario")
+}
+
+#[test]
+fn delivered_equals_consumed_and_nothing_arrives_early() {
+    for preset in Preset::ALL {
+        let s = small(preset);
+        let o = go(&s, true);
+        let inv = &o.report.invariants;
+        assert!(inv.bytes_delivered > 0, "{preset:?}");
+        assert_eq!(inv.bytes_delivered, inv.bytes_consumed, "{preset:?}");
+        assert_eq!(inv.early_deliveries, 0, "{preset:?}");
+        // The audit log agrees, delivery by delivery.
+        let cfg = SwarmConfig::new(&s, true);
+        let mut deliveries = 0;
+        for (_, a) in &o.audit {
+            if let Audit::Delivered { seg, at, .. } = a {
+                deliveries += 1;
+                assert!(
+                    *at >= cfg.produced_at(*seg),
+                    "{preset:?}: segment {seg} at {at}"
+                );
+            }
+        }
+        assert!(deliveries > 240 * 10, "{preset:?}: {deliveries} deliveries");
+    }
+}
+
+#[test]
+fn cdn_only_moves_no_peer_bytes() {
+    let o = go(&small(Preset::CdnOnly), true);
+    assert_eq!(o.report.p2p_bytes, 0);
+    assert_eq!(o.report.p2p_share, 0.0);
+    assert_eq!(o.report.peer_requests, 0);
+    assert!(o.audit.iter().all(|(_, a)| !matches!(
+        a,
+        Audit::Upload { .. } | Audit::Delivered { from: Some(_), .. }
+    )));
+    assert!(o.report.edge_egress_bytes > 0);
+}
+
+#[test]
+fn peers_never_upload_beyond_their_uplink() {
+    let mut s = small(Preset::Hybrid);
+    // Thin uplinks so that the cap binds.
+    s.peers.uplink_median_mbps = 2.0;
+    let o = go(&s, true);
+    assert!(o.report.p2p_bytes > 0);
+    // (swarm, sender) → (start, end, bytes, uplink) of each upload.
+    type Uploads = Vec<(u64, u64, u64, u64)>;
+    let mut per_sender: BTreeMap<(u64, u16), Uploads> = BTreeMap::new();
+    for (swarm, a) in &o.audit {
+        if let Audit::Upload {
+            sender,
+            start,
+            end,
+            bytes,
+            uplink_bps,
+        } = a
+        {
+            per_sender.entry((*swarm, *sender)).or_default().push((
+                *start,
+                *end,
+                *bytes,
+                *uplink_bps,
+            ));
+        }
+    }
+    assert!(!per_sender.is_empty());
+    for (who, ups) in per_sender {
+        // In every one-second window, bits sent (pro rata of each upload's span in the
+        // window) stay within the uplink; transfer times are rounded up to the ms.
+        let last = ups.iter().map(|u| u.1).max().unwrap_or(0);
+        let mut w = ups.iter().map(|u| u.0).min().unwrap_or(0);
+        while w < last {
+            let (lo, hi) = (w, w + 1000);
+            let mut bits = 0.0;
+            let mut cap = 0.0;
+            for &(start, end, bytes, uplink) in &ups {
+                let overlap = end.min(hi).saturating_sub(start.max(lo));
+                if overlap > 0 {
+                    bits += bytes as f64 * 8.0 * overlap as f64 / (end - start) as f64;
+                }
+                cap = uplink as f64;
+            }
+            assert!(
+                bits <= cap * 1.001,
+                "{who:?} sent {bits} bits in [{lo}, {hi}) over {cap} bit/s"
+            );
+            w += 250;
+        }
+    }
+    assert!(o.report.invariants.max_uplink_utilization <= 1.0 + 1e-3);
+}
+
+#[test]
+fn same_seed_same_report_whatever_the_threads() {
+    let mut a = small(Preset::Hybrid);
+    a.failures.push(Failure {
+        at_s: 60,
+        duration_s: None,
+        kind: FailureKind::PeersLeave,
+        region: None,
+        edge: None,
+        share: Some(0.3),
+    });
+    let mut b = a.clone();
+    b.sim.threads = 1;
+    let ja = go(&a, false).report.to_json();
+    let jb = go(&b, false).report.to_json();
+    assert_eq!(ja, jb);
+    let mut c = a.clone();
+    c.seed = 8;
+    assert_ne!(ja, go(&c, false).report.to_json());
+}
+
+#[test]
+fn presets_differ_as_designed() {
+    let cdn = go(&small(Preset::CdnOnly), false).report;
+    let hybrid = go(&small(Preset::Hybrid), false).report;
+    let p2p = go(&small(Preset::P2pOnly), false).report;
+    let transcode = go(&small(Preset::HybridEdgeTranscode), false).report;
+    // Peers carry a real share in hybrid, and it costs less than cdn-only.
+    assert!(
+        hybrid.p2p_share > 0.2,
+        "hybrid p2p share {}",
+        hybrid.p2p_share
+    );
+    assert!(hybrid.cost_usd < cdn.cost_usd);
+    // p2p-only has no CDN at all.
+    assert_eq!(p2p.edge_egress_bytes, 0);
+    assert!(p2p.origin_egress_bytes > 0);
+    // Edge transcoding moves only the top rendition upstream.
+    assert!(transcode.shield_to_edge_bytes < hybrid.shield_to_edge_bytes);
+    // cdn-only viewers start with HTTP at once and rarely stall.
+    assert!(
+        cdn.startup_p50_s > 0.0 && cdn.startup_p50_s < 3.0,
+        "{}",
+        cdn.startup_p50_s
+    );
+    assert!(cdn.stall_ratio < 0.02, "{}", cdn.stall_ratio);
+}
+
+#[test]
+fn failures_on_the_timeline() {
+    let base = small(Preset::CdnOnly);
+    let calm = go(&base, false).report;
+    let mut origin_down = base.clone();
+    origin_down.failures.push(Failure {
+        at_s: 40,
+        duration_s: Some(30),
+        kind: FailureKind::OriginDown,
+        region: None,
+        edge: None,
+        share: None,
+    });
+    let hurt = go(&origin_down, false).report;
+    assert!(
+        hurt.stall_ratio > calm.stall_ratio + 0.05,
+        "{} vs {}",
+        hurt.stall_ratio,
+        calm.stall_ratio
+    );
+    // A whole region down: its viewers go to another region and keep playing.
+    let mut region_down = base.clone();
+    region_down.failures.push(Failure {
+        at_s: 40,
+        duration_s: None,
+        kind: FailureKind::RegionDown,
+        region: Some("eu".into()),
+        edge: None,
+        share: None,
+    });
+    let moved = go(&region_down, false).report;
+    assert!(moved.stall_ratio < 0.05, "{}", moved.stall_ratio);
+}
+
+#[test]
+fn sampling_scales_totals() {
+    let mut full = small(Preset::Hybrid);
+    full.viewers = 2_000;
+    full.duration_s = 60;
+    let mut sampled = full.clone();
+    sampled.sim.max_detailed_viewers = 500;
+    let f = go(&full, false).report;
+    let s = go(&sampled, false).report;
+    assert_eq!(f.simulated_viewers, 2_000);
+    assert!(s.simulated_viewers < 800, "{}", s.simulated_viewers);
+    let rel = |a: u64, b: u64| (a as f64 - b as f64).abs() / b as f64;
+    assert!(
+        rel(
+            s.edge_egress_bytes + s.p2p_bytes,
+            f.edge_egress_bytes + f.p2p_bytes
+        ) < 0.15
+    );
+    assert!(rel(s.peak_concurrent_viewers, f.peak_concurrent_viewers) < 0.15);
+}
