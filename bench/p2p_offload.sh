@@ -6,7 +6,7 @@
 # Run on demand (not in CI). See bench/README.md.
 #
 # Usage: bench/p2p_offload.sh [-n VIEWERS] [-d SECONDS] [-o JSON]
-#   env: VIEWERS (12), DURATION (80), EXTRA (extra flags for both peer runs),
+#   env: VIEWERS (12), DURATION (80), EXTRA (extra flags for both peer runs), WARMUP (10 s),
 #        CARGO_TARGET_DIR (~/.cache/mediamesh-target), MEDIAMESH_BIN=path skips the build,
 #        KEEP_TMP=1 keeps the temp dir (logs, stats files).
 set -euo pipefail
@@ -14,6 +14,7 @@ set -euo pipefail
 VIEWERS=${VIEWERS:-12}
 DURATION=${DURATION:-80}
 EXTRA=${EXTRA:-}
+WARMUP=${WARMUP:-10}
 JSON=""
 while getopts "n:d:o:h" opt; do
   case $opt in
@@ -51,6 +52,9 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 curl -sf -o /dev/null "$URL" || { echo "demo channel did not come up"; cat "$TMP/serve.log"; exit 1; }
+# Let the live window fill past the viewers' live offset (3 segments), so that both
+# runs start on a running stream.
+sleep "$WARMUP"
 
 echo "== $VIEWERS viewers, ${DURATION}s, with P2P"
 # shellcheck disable=SC2086
