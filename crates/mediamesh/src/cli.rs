@@ -119,6 +119,10 @@ pub struct OriginArgs {
     /// REGION (repeatable).
     #[arg(long = "p2p-region", value_name = "CIDR=REGION")]
     pub p2p_region: Vec<String>,
+    /// `serve`: turn P2P off for live stream NAME (the tracker refuses its swarms;
+    /// repeatable).
+    #[arg(long = "p2p-off", value_name = "NAME")]
+    pub p2p_off: Vec<String>,
     #[command(flatten)]
     pub fleet: crate::fleet_cli::FleetArgs,
 }
@@ -147,6 +151,8 @@ pub struct FileConfig {
     pub max_streams: Option<usize>,
     #[serde(default)]
     pub p2p_region: Vec<String>,
+    #[serde(default)]
+    pub p2p_off: Vec<String>,
     // Fleet keys, read by `fleet_cli::settings`; listed so the file may hold them.
     #[allow(dead_code)]
     pub registry: Option<String>,
@@ -265,6 +271,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             // The tracker answers on the viewers' port too (WebSocket at /tracker).
             let tracker = p2p::tracker::ws::TrackerService::new(tracker_config(&args)?);
             let ticker = tracker.spawn_ticker();
+            let p2p_off = if args.p2p_off.is_empty() {
+                load_file(args.config.as_deref())?.p2p_off
+            } else {
+                args.p2p_off.clone()
+            };
+            let refuser = (!p2p_off.is_empty()).then(|| {
+                tokio::spawn(p2p::peer::refuse_streams(
+                    tracker.clone(),
+                    format!("http://{}", origin.http_addr),
+                    p2p_off,
+                ))
+            });
             let local = edge::server::LocalRoutes {
                 prefixes: vec!["/tracker".to_string()],
                 router: tracker.router(),
@@ -279,6 +297,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             tokio::signal::ctrl_c().await?;
             tracing::info!("shutting down");
             ticker.abort();
+            if let Some(r) = refuser {
+                r.abort();
+            }
             drop(edge);
             drop(origin);
             Ok(())

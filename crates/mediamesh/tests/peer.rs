@@ -112,3 +112,25 @@ fn a_peer_that_corrupts_segments_is_caught_and_banned() {
     assert!(honest["segments_played"].as_u64().unwrap_or(0) >= 1, "{v}");
     assert_eq!(v["total"]["errors"], 0, "{v}");
 }
+
+#[test]
+fn the_operator_can_turn_p2p_off_for_a_stream() {
+    let server = Server::start("serve", &["--demo", "--p2p-off", "demo"]);
+    // The refusal list is refreshed every 2 s from the stream's playlist.
+    wait_for_200(
+        &server.url("/live/demo/index.m3u8"),
+        Duration::from_secs(20),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let v = run_peers(&server, &["--count", "2", "--duration", "12"]);
+    assert_eq!(v["total"]["errors"], 0, "{v}");
+    assert_eq!(v["total"]["p2p_bytes"], 0, "{v}");
+    assert!(v["total"]["http_bytes"].as_u64().unwrap_or(0) > 0, "{v}");
+    let (_, metrics) = get_text(&server.url("/metrics"));
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tracker_rejected_total") && l.contains("p2p_off")),
+        "the tracker did not refuse the swarm: {metrics}"
+    );
+}

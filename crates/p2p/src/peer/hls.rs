@@ -243,6 +243,29 @@ impl Follower {
     }
 }
 
+/// The tracker info hashes of every rendition's swarm of the multivariant playlist at
+/// `url`, as browsers and native peers compute them (for refusing those swarms).
+pub async fn swarm_info_hashes(client: &Client, url: &Url) -> Result<Vec<[u8; 20]>, PeerError> {
+    let text = get_text(client, url).await?;
+    let mv = MultivariantPlaylist::parse(&text).map_err(|e| PeerError::Playlist {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    let swarm = super::swarm_id(url);
+    Ok(mv
+        .variants
+        .iter()
+        .map(|v| {
+            let id = crate::proto::stream_swarm_id(
+                &swarm,
+                crate::proto::StreamKind::Main,
+                &stream_index(v),
+            );
+            crate::proto::info_hash(&id)
+        })
+        .collect())
+}
+
 /// p2p-media-loader-hlsjs 2.3's stream index of a variant: the short id of its
 /// BANDWIDTH, video codec, RESOLUTION and FRAME-RATE as hls.js reports them.
 pub fn stream_index(v: &media::hls::Variant) -> String {

@@ -222,3 +222,35 @@ fn spawn_viewer(
     let client = client.clone();
     tasks.spawn(async move { (slot, run_viewer(client, p).await) });
 }
+
+/// Operator switch: keeps the tracker refusing the swarms of `streams` (P2P off for
+/// them). Every 2 s it reads each stream's multivariant playlist from `origin_base`
+/// (e.g. `http://127.0.0.1:8080`) and computes the info hashes of its renditions'
+/// swarms exactly as browsers and native peers do. Runs until the task is dropped.
+pub async fn refuse_streams(
+    tracker: crate::tracker::ws::TrackerService,
+    origin_base: String,
+    streams: Vec<String>,
+) {
+    let client = Client::new();
+    loop {
+        let mut refused = std::collections::HashSet::new();
+        for name in &streams {
+            let Ok(url) = Url::parse(&format!("{origin_base}/live/{name}/index.m3u8")) else {
+                continue;
+            };
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                hls::swarm_info_hashes(&client, &url),
+            )
+            .await
+            {
+                Ok(Ok(hashes)) => refused.extend(hashes.into_iter().map(crate::tracker::Id20)),
+                Ok(Err(e)) => tracing::debug!(stream = %name, error = %e, "no playlist yet"),
+                Err(_) => tracing::debug!(stream = %name, "playlist timed out"),
+            }
+        }
+        tracker.set_disabled_swarms(refused);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}

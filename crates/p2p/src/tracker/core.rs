@@ -204,6 +204,11 @@ impl Tracker {
         Some(Outgoing { conn, text })
     }
 
+    /// Replaces the set of swarms where the operator turned P2P off.
+    pub fn set_disabled_swarms(&mut self, swarms: std::collections::HashSet<Id20>) {
+        self.cfg.disabled_swarms = swarms;
+    }
+
     pub fn config(&self) -> &TrackerConfig {
         &self.cfg
     }

@@ -83,6 +83,11 @@ impl TrackerService {
 
     /// Spawns the task that expires idle peers every `tick_every`. It ends by
     /// itself once every clone of this service (and its routers) is dropped.
+    /// Replaces the swarms where P2P is off (announces to them get a failure reason).
+    pub fn set_disabled_swarms(&self, swarms: std::collections::HashSet<super::Id20>) {
+        self.shared.lock().tracker.set_disabled_swarms(swarms);
+    }
+
     pub fn spawn_ticker(&self) -> JoinHandle<()> {
         let weak: Weak<Mutex<Inner>> = Arc::downgrade(&self.shared);
         let every = self.shared.lock().tracker.config().tick_every;
