@@ -162,23 +162,30 @@ pub struct FileConfig {
     pub public_url: Option<String>,
 }
 
-/// Tracker settings of `serve` (flags win over the file).
-fn tracker_config(args: &OriginArgs) -> Result<p2p::tracker::TrackerConfig> {
-    let file = load_file(args.config.as_deref())?;
-    let entries = if args.p2p_region.is_empty() {
-        file.p2p_region
-    } else {
-        args.p2p_region.clone()
+/// Tracker settings of `serve` and the streams with P2P off (flags win over the file).
+fn tracker_config(args: &OriginArgs) -> Result<(p2p::tracker::TrackerConfig, Vec<String>)> {
+    let file: FileConfig = load_file(args.config.as_deref())?;
+    let pick = |flag: &Vec<String>, file: Vec<String>| {
+        if flag.is_empty() {
+            file
+        } else {
+            flag.clone()
+        }
     };
-    Ok(p2p::tracker::TrackerConfig {
-        regions: p2p::tracker::RegionMap::parse(entries.iter().map(String::as_str))?,
+    let regions = pick(&args.p2p_region, file.p2p_region);
+    let config = p2p::tracker::TrackerConfig {
+        regions: p2p::tracker::RegionMap::parse(regions.iter().map(String::as_str))?,
         ..p2p::tracker::TrackerConfig::default()
-    })
+    };
+    Ok((config, pick(&args.p2p_off, file.p2p_off)))
 }
 
-fn load_file(path: Option<&Path>) -> Result<FileConfig> {
+/// Reads a TOML config file (any command's settings type); no file gives the defaults.
+pub(crate) fn load_file<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&Path>,
+) -> Result<T> {
     let Some(path) = path else {
-        return Ok(FileConfig::default());
+        return Ok(T::default());
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -194,7 +201,7 @@ fn seconds(name: &str, value: f64, min: f64, max: f64) -> Result<Duration> {
 
 /// Merges flags, file and defaults into an origin configuration.
 pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
-    let file = load_file(args.config.as_deref())?;
+    let file: FileConfig = load_file(args.config.as_deref())?;
     let data = args
         .data
         .clone()
@@ -269,13 +276,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             edge_config.http = public;
             edge_config.cache_mem_bytes = 256 * 1024 * 1024;
             // The tracker answers on the viewers' port too (WebSocket at /tracker).
-            let tracker = p2p::tracker::ws::TrackerService::new(tracker_config(&args)?);
+            let (tracker_config, p2p_off) = tracker_config(&args)?;
+            let tracker = p2p::tracker::ws::TrackerService::new(tracker_config);
             let ticker = tracker.spawn_ticker();
-            let p2p_off = if args.p2p_off.is_empty() {
-                load_file(args.config.as_deref())?.p2p_off
-            } else {
-                args.p2p_off.clone()
-            };
             let refuser = (!p2p_off.is_empty()).then(|| {
                 tokio::spawn(p2p::peer::refuse_streams(
                     tracker.clone(),

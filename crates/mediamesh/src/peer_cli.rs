@@ -1,7 +1,8 @@
 //! Flags and config file of `mediamesh peer`: headless viewers that share a swarm.
 //! Every flag has a TOML key of the same name (`-` as `_`); flags win over the file.
 
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,15 +86,6 @@ struct FileConfig {
     metrics: Option<std::net::SocketAddr>,
 }
 
-fn load_file(path: Option<&Path>) -> Result<FileConfig> {
-    let Some(path) = path else {
-        return Ok(FileConfig::default());
-    };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
-}
-
 fn secs(name: &str, v: f64, max: f64) -> Result<Duration> {
     if !(v.is_finite() && v >= 0.0 && v <= max) {
         bail!("--{name} must be between 0 and {max} seconds, got {v}");
@@ -101,9 +93,10 @@ fn secs(name: &str, v: f64, max: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(v))
 }
 
-/// Merges flags, file and defaults.
-pub fn peer_options(args: &PeerArgs) -> Result<(PeerOptions, Option<PathBuf>)> {
-    let f = load_file(args.config.as_deref())?;
+/// Merges flags, file and defaults: the viewers' options, the stats file and the
+/// metrics address.
+pub fn peer_options(args: &PeerArgs) -> Result<(PeerOptions, Option<PathBuf>, Option<SocketAddr>)> {
+    let f: FileConfig = crate::cli::load_file(args.config.as_deref())?;
     let Some(url) = args.url.clone().or(f.url) else {
         bail!("peer needs a playlist URL");
     };
@@ -152,7 +145,11 @@ pub fn peer_options(args: &PeerArgs) -> Result<(PeerOptions, Option<PathBuf>)> {
         );
     }
     o.corrupt_uploads = args.corrupt_uploads;
-    Ok((o, args.stats.clone().or(f.stats)))
+    Ok((
+        o,
+        args.stats.clone().or(f.stats),
+        args.metrics.or(f.metrics),
+    ))
 }
 
 fn hex_decode(s: &str, out: &mut [u8; 32]) -> Result<()> {
@@ -167,8 +164,7 @@ fn hex_decode(s: &str, out: &mut [u8; 32]) -> Result<()> {
 
 /// Runs `mediamesh peer`.
 pub async fn run(args: PeerArgs, mesh: Option<Arc<dyn MeshFactory>>) -> Result<()> {
-    let (opts, stats_path) = peer_options(&args)?;
-    let metrics_addr = args.metrics.or(load_file(args.config.as_deref())?.metrics);
+    let (opts, stats_path, metrics_addr) = peer_options(&args)?;
     let _metrics = match metrics_addr {
         Some(addr) => Some(serve_metrics(addr).await?),
         None => None,
