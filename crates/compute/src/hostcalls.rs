@@ -108,6 +108,48 @@ fn write_u32(c: &mut Ctx<'_>, ptr: i32, v: u32) -> wasmtime::Result<()> {
 
 /// Hands `bytes` to the filter: allocates with its allocator, copies, and stores the
 /// address and size at `ret_ptr` and `ret_size`.
+/// The usual answer of a getter: the value handed over with `Ok`, or `NotFound`.
+fn answer(c: &mut Ctx<'_>, value: Option<&[u8]>, ret_ptr: i32, ret_size: i32) -> R {
+    match value {
+        Some(v) => {
+            hand_over(c, v, ret_ptr, ret_size)?;
+            ok(Status::Ok)
+        }
+        None => ok(Status::NotFound),
+    }
+}
+
+/// What a header-map call does with the named header.
+#[derive(Clone, Copy)]
+enum HeaderEdit {
+    Replace,
+    Add,
+    Remove,
+}
+
+/// The shared body of the replace/add/remove header-map calls: the name is
+/// lower-cased, the value (absent for `Remove`) read from guest memory.
+fn edit_header(c: &mut Ctx<'_>, t: i32, key: (i32, i32), value: (i32, i32), edit: HeaderEdit) -> R {
+    let Some(t) = MapType::from_raw(t) else {
+        return ok(Status::BadArgument);
+    };
+    let key = read_str(c, key.0, key.1)?.to_ascii_lowercase();
+    let value = match edit {
+        HeaderEdit::Remove => String::new(),
+        HeaderEdit::Replace | HeaderEdit::Add => read_str(c, value.0, value.1)?,
+    };
+    let Some(m) = c.data_mut().map_mut(t) else {
+        return ok(Status::NotFound);
+    };
+    if matches!(edit, HeaderEdit::Replace | HeaderEdit::Remove) {
+        m.retain(|(n, _)| *n != key);
+    }
+    if matches!(edit, HeaderEdit::Replace | HeaderEdit::Add) {
+        m.push((key, value));
+    }
+    ok(Status::Ok)
+}
+
 fn hand_over(c: &mut Ctx<'_>, bytes: &[u8], ret_ptr: i32, ret_size: i32) -> wasmtime::Result<()> {
     let g = exports(c)?;
     let addr = if bytes.is_empty() {
@@ -219,9 +261,8 @@ fn link_basics(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let key = read_str(&mut c, kp, kl)?;
             match c.data().plugin.shared.get(&key) {
                 Some((value, cas)) => {
-                    hand_over(&mut c, &value, ret_ptr, ret_size)?;
                     write_u32(&mut c, ret_cas, cas)?;
-                    ok(Status::Ok)
+                    answer(&mut c, Some(&value), ret_ptr, ret_size)
                 }
                 None => ok(Status::NotFound),
             }
@@ -250,22 +291,13 @@ fn link_maps(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let Some(t) = MapType::from_raw(t) else {
                 return ok(Status::BadArgument);
             };
-            let enc = c.data().map(t).map(|m| abi::encode_map(m));
-            match enc {
-                Some(enc) => {
-                    hand_over(&mut c, &enc, ret_ptr, ret_size)?;
-                    ok(Status::Ok)
-                }
-                None => {
-                    hand_over(
-                        &mut c,
-                        &abi::encode_map::<&str, &str>(&[]),
-                        ret_ptr,
-                        ret_size,
-                    )?;
-                    ok(Status::Ok)
-                }
-            }
+            // A map the context does not have reads as empty, not as missing.
+            let enc = match c.data().map(t) {
+                Some(m) => abi::encode_map(m),
+                None => abi::encode_map::<&str, &str>(&[]),
+            };
+            hand_over(&mut c, &enc, ret_ptr, ret_size)?;
+            ok(Status::Ok)
         },
     )?;
     l.func_wrap(
@@ -301,61 +333,33 @@ fn link_maps(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 .map(t)
                 .and_then(|m| crate::state::header(m, &key))
                 .map(str::to_string);
-            match value {
-                Some(v) => {
-                    hand_over(&mut c, v.as_bytes(), ret_ptr, ret_size)?;
-                    ok(Status::Ok)
-                }
-                None => ok(Status::NotFound),
-            }
+            answer(
+                &mut c,
+                value.as_deref().map(str::as_bytes),
+                ret_ptr,
+                ret_size,
+            )
         },
     )?;
     l.func_wrap(
         "env",
         "proxy_replace_header_map_value",
         |mut c: Ctx<'_>, t: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> R {
-            let Some(t) = MapType::from_raw(t) else {
-                return ok(Status::BadArgument);
-            };
-            let key = read_str(&mut c, kp, kl)?.to_ascii_lowercase();
-            let value = read_str(&mut c, vp, vl)?;
-            let Some(m) = c.data_mut().map_mut(t) else {
-                return ok(Status::NotFound);
-            };
-            m.retain(|(n, _)| *n != key);
-            m.push((key, value));
-            ok(Status::Ok)
+            edit_header(&mut c, t, (kp, kl), (vp, vl), HeaderEdit::Replace)
         },
     )?;
     l.func_wrap(
         "env",
         "proxy_add_header_map_value",
         |mut c: Ctx<'_>, t: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> R {
-            let Some(t) = MapType::from_raw(t) else {
-                return ok(Status::BadArgument);
-            };
-            let key = read_str(&mut c, kp, kl)?.to_ascii_lowercase();
-            let value = read_str(&mut c, vp, vl)?;
-            let Some(m) = c.data_mut().map_mut(t) else {
-                return ok(Status::NotFound);
-            };
-            m.push((key, value));
-            ok(Status::Ok)
+            edit_header(&mut c, t, (kp, kl), (vp, vl), HeaderEdit::Add)
         },
     )?;
     l.func_wrap(
         "env",
         "proxy_remove_header_map_value",
         |mut c: Ctx<'_>, t: i32, kp: i32, kl: i32| -> R {
-            let Some(t) = MapType::from_raw(t) else {
-                return ok(Status::BadArgument);
-            };
-            let key = read_str(&mut c, kp, kl)?.to_ascii_lowercase();
-            let Some(m) = c.data_mut().map_mut(t) else {
-                return ok(Status::NotFound);
-            };
-            m.retain(|(n, _)| *n != key);
-            ok(Status::Ok)
+            edit_header(&mut c, t, (kp, kl), (0, 0), HeaderEdit::Remove)
         },
     )?;
     Ok(())
@@ -424,13 +428,8 @@ fn link_buffers_and_properties(l: &mut Linker<HostState>) -> wasmtime::Result<()
         "proxy_get_property",
         |mut c: Ctx<'_>, pp: i32, pl: i32, ret_ptr: i32, ret_size: i32| -> R {
             let path = abi::property_path(&read(&mut c, pp, pl)?);
-            match c.data().property(&path) {
-                Some(v) => {
-                    hand_over(&mut c, &v, ret_ptr, ret_size)?;
-                    ok(Status::Ok)
-                }
-                None => ok(Status::NotFound),
-            }
+            let value = c.data().property(&path);
+            answer(&mut c, value.as_deref(), ret_ptr, ret_size)
         },
     )?;
     l.func_wrap(
