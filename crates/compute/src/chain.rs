@@ -5,9 +5,12 @@
 //! out of the request: the request gets 500 (naming the filter), or, with
 //! `fail_open`, goes on as if that filter were absent.
 //!
-//! Request bodies: the edge serves GET and HEAD only, so `proxy_on_request_body` is
-//! never called. Trailers: the edge neither receives nor sends HTTP trailers, so the
-//! trailer callbacks are never called either (their maps read as empty).
+//! Bodies and trailers reach a filter only when its spec asks for bodies (`body`),
+//! because that means buffering the whole message: the request body (with
+//! `proxy_on_request_trailers` after it when the client sent trailers) once the
+//! request headers have passed every filter, and the response body (then
+//! `proxy_on_response_trailers` when the answer carries trailers) before it leaves.
+//! Without `body`, `end_of_stream` is true on the headers callbacks.
 //!
 //! Not here: instance pooling (see `plugin`), the host functions (see `hostcalls`).
 
@@ -33,6 +36,15 @@ pub struct RequestInput {
     pub client: SocketAddr,
     /// Headers without pseudo-headers, names lowercase.
     pub headers: Headers,
+    /// A body follows the headers (see `RequestRun::request_body`).
+    pub has_body: bool,
+}
+
+/// A whole body and the trailers that came after it (empty when none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Buffered {
+    pub body: Vec<u8>,
+    pub trailers: Headers,
 }
 
 /// What the filters decided.
@@ -82,7 +94,7 @@ impl RequestRun {
         }
     }
 
-    /// Whether some filter wants response bodies.
+    /// Whether some filter wants bodies (and trailers), request and response.
     pub fn wants_body(&self) -> bool {
         self.stages
             .iter()
@@ -127,7 +139,8 @@ impl RequestRun {
                 s.http.facts = Some(facts.clone());
                 s.http.request_headers = std::mem::take(headers);
                 let n = s.http.request_headers.len();
-                let action = vm.on_request_headers(ctx, n, true)?;
+                let eos = !(input.has_body && plugin.spec.body);
+                let action = vm.on_request_headers(ctx, n, eos)?;
                 Ok((ctx, action))
             })();
             self.spent += started.elapsed();
@@ -157,6 +170,54 @@ impl RequestRun {
                 *headers = std::mem::take(&mut vm.state_mut().http.request_headers);
                 // Later phases still read the request headers.
                 vm.state_mut().http.request_headers = headers.clone();
+            }
+        }
+        Verdict::Continue
+    }
+
+    /// Runs a buffered request body and its trailers through the filters that take
+    /// bodies, first to last. Call it after `request_headers` answered `Continue`,
+    /// for a request whose input had `has_body`; `msg` comes back as changed.
+    pub async fn request_body(&mut self, msg: &mut Buffered) -> Verdict {
+        for i in 0..self.stages.len() {
+            let plugin = self.stages[i].plugin.clone();
+            let ctx = self.stages[i].context;
+            let Some(lease) = self.stages[i].lease.as_mut() else {
+                continue;
+            };
+            if !plugin.spec.body {
+                continue;
+            }
+            let started = Instant::now();
+            let result = (|| -> Result<(), FilterFault> {
+                let Some(vm) = lease.vm() else {
+                    return Ok(());
+                };
+                vm.state_mut().http.request_body = std::mem::take(&mut msg.body);
+                let len = vm.state().http.request_body.len();
+                let r = vm.on_request_body(ctx, len, msg.trailers.is_empty());
+                msg.body = std::mem::take(&mut vm.state_mut().http.request_body);
+                r?;
+                if !msg.trailers.is_empty() && vm.state().http.local_response.is_none() {
+                    vm.state_mut().http.request_trailers = std::mem::take(&mut msg.trailers);
+                    let n = vm.state().http.request_trailers.len();
+                    let r = vm.on_request_trailers(ctx, n);
+                    msg.trailers = std::mem::take(&mut vm.state_mut().http.request_trailers);
+                    r?;
+                }
+                Ok(())
+            })();
+            self.spent += started.elapsed();
+            if let Err(fault) = result {
+                lease.poison(&fault);
+                self.stages[i].lease = None;
+                if plugin.spec.fail_open {
+                    continue;
+                }
+                return failed(&plugin, &fault.to_string());
+            }
+            if let Some(Verdict::Respond(l)) = self.drive(i).await {
+                return Verdict::Respond(l);
             }
         }
         Verdict::Continue
@@ -211,12 +272,12 @@ impl RequestRun {
     }
 
     /// Runs the response through the filters, last to first. `body` is given when
-    /// the caller buffered it (see `wants_body`).
+    /// the caller buffered it (see `wants_body`), with the trailers that followed it.
     pub async fn response(
         &mut self,
         status: &mut u16,
         headers: &mut Headers,
-        mut body: Option<&mut Vec<u8>>,
+        mut body: Option<&mut Buffered>,
     ) -> Verdict {
         for i in (0..self.stages.len()).rev() {
             let plugin = self.stages[i].plugin.clone();
@@ -240,10 +301,16 @@ impl RequestRun {
                 vm.on_response_headers(ctx, n, !with_body)?;
                 if let (true, Some(b)) = (with_body, body.as_deref_mut()) {
                     if vm.state().http.local_response.is_none() {
-                        vm.state_mut().http.response_body = std::mem::take(b);
+                        vm.state_mut().http.response_body = std::mem::take(&mut b.body);
                         let len = vm.state().http.response_body.len();
-                        vm.on_response_body(ctx, len, true)?;
-                        *b = std::mem::take(&mut vm.state_mut().http.response_body);
+                        vm.on_response_body(ctx, len, b.trailers.is_empty())?;
+                        b.body = std::mem::take(&mut vm.state_mut().http.response_body);
+                    }
+                    if !b.trailers.is_empty() && vm.state().http.local_response.is_none() {
+                        vm.state_mut().http.response_trailers = std::mem::take(&mut b.trailers);
+                        let n = vm.state().http.response_trailers.len();
+                        vm.on_response_trailers(ctx, n)?;
+                        b.trailers = std::mem::take(&mut vm.state_mut().http.response_trailers);
                     }
                 }
                 Ok(())

@@ -28,7 +28,7 @@ pub mod vm;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use chain::{RequestInput, RequestRun, Verdict};
+pub use chain::{Buffered, RequestInput, RequestRun, Verdict};
 pub use plugin::{FilterSpec, LoadError, Plugin, SandboxLimits};
 pub use state::{Headers, LocalResponse};
 

@@ -77,7 +77,9 @@ pub struct FilterSpec {
     pub vm_id: Option<String>,
     /// When the filter fails, let the request through untouched instead of 500.
     pub fail_open: bool,
-    /// Hand response bodies to `proxy_on_response_body` (buffers the whole body).
+    /// Hand bodies and trailers to the filter: `proxy_on_request_body` and
+    /// `proxy_on_request_trailers`, `proxy_on_response_body` and
+    /// `proxy_on_response_trailers` (the host buffers each whole body).
     pub body: bool,
     /// Upstream names → base URLs the filter may `proxy_http_call`.
     pub upstreams: HashMap<String, String>,

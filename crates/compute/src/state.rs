@@ -109,9 +109,11 @@ pub struct HttpState {
     pub facts: Option<RequestFacts>,
     pub request_headers: Headers,
     pub request_body: Vec<u8>,
+    pub request_trailers: Headers,
     pub response_status: u16,
     pub response_headers: Headers,
     pub response_body: Vec<u8>,
+    pub response_trailers: Headers,
     pub local_response: Option<LocalResponse>,
     pub custom_properties: HashMap<String, Vec<u8>>,
     pub pending_calls: Vec<PendingCall>,
@@ -161,7 +163,9 @@ impl HostState {
             M::RequestHeaders => Some(&self.http.request_headers),
             M::ResponseHeaders => Some(&self.http.response_headers),
             M::HttpCallResponseHeaders => self.http.call_response.as_ref().map(|c| &c.headers),
-            M::RequestTrailers | M::ResponseTrailers | M::HttpCallResponseTrailers => None,
+            M::RequestTrailers => Some(&self.http.request_trailers),
+            M::ResponseTrailers => Some(&self.http.response_trailers),
+            M::HttpCallResponseTrailers => None,
         }
     }
 
@@ -170,6 +174,8 @@ impl HostState {
         match t {
             M::RequestHeaders => Some(&mut self.http.request_headers),
             M::ResponseHeaders => Some(&mut self.http.response_headers),
+            M::RequestTrailers => Some(&mut self.http.request_trailers),
+            M::ResponseTrailers => Some(&mut self.http.response_trailers),
             _ => None,
         }
     }

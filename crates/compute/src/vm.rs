@@ -185,8 +185,10 @@ struct Callbacks {
     configure: Option<F2>,
     request_headers: Option<F3>,
     request_body: Option<F3>,
+    request_trailers: Option<F2>,
     response_headers: Option<F3>,
     response_body: Option<F3>,
+    response_trailers: Option<F2>,
     log: Option<F1>,
     done: Option<TypedFunc<i32, i32>>,
     delete: Option<F1>,
@@ -258,8 +260,10 @@ impl Vm {
             configure: typed!("proxy_on_configure"),
             request_headers: typed!("proxy_on_request_headers"),
             request_body: typed!("proxy_on_request_body"),
+            request_trailers: typed!("proxy_on_request_trailers"),
             response_headers: typed!("proxy_on_response_headers"),
             response_body: typed!("proxy_on_response_body"),
+            response_trailers: typed!("proxy_on_response_trailers"),
             log: typed!("proxy_on_log"),
             done: typed!("proxy_on_done"),
             delete: typed!("proxy_on_delete"),
@@ -324,6 +328,21 @@ impl Vm {
         Ok(id)
     }
 
+    fn call2(
+        &mut self,
+        f: Option<F2>,
+        ctx: u32,
+        n: usize,
+    ) -> Result<crate::abi::Action, FilterFault> {
+        match f {
+            Some(f) => {
+                let r = self.call(|s| f.call(s, (ctx as i32, n as i32)))?;
+                Ok(crate::abi::Action::from_raw(r))
+            }
+            None => Ok(crate::abi::Action::Continue),
+        }
+    }
+
     fn call3(
         &mut self,
         f: Option<F3>,
@@ -356,6 +375,22 @@ impl Vm {
         eos: bool,
     ) -> Result<crate::abi::Action, FilterFault> {
         self.call3(self.cb.request_body.clone(), ctx, n, eos)
+    }
+
+    pub fn on_request_trailers(
+        &mut self,
+        ctx: u32,
+        n: usize,
+    ) -> Result<crate::abi::Action, FilterFault> {
+        self.call2(self.cb.request_trailers.clone(), ctx, n)
+    }
+
+    pub fn on_response_trailers(
+        &mut self,
+        ctx: u32,
+        n: usize,
+    ) -> Result<crate::abi::Action, FilterFault> {
+        self.call2(self.cb.response_trailers.clone(), ctx, n)
     }
 
     pub fn on_response_headers(

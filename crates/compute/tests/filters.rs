@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use compute::{FilterSpec, Filters, RequestInput, Verdict};
+use compute::{Buffered, FilterSpec, Filters, RequestInput, Verdict};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -25,6 +25,7 @@ fn input(path: &str, headers: &[(&str, &str)]) -> RequestInput {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect(),
+        has_body: false,
     }
 }
 
@@ -304,14 +305,116 @@ async fn response_body_rewrite_when_enabled() {
     let mut h = compute::chain::pseudo_and(&req);
     assert_eq!(run.request_headers(&req, &mut h).await, Verdict::Continue);
     assert!(run.wants_body());
-    let mut body = b"hello".to_vec();
+    let mut body = Buffered {
+        body: b"hello".to_vec(),
+        trailers: vec![],
+    };
     let (mut st, mut rh) = (200, vec![]);
     assert_eq!(
         run.response(&mut st, &mut rh, Some(&mut body)).await,
         Verdict::Continue
     );
-    assert_eq!(body, b"hello");
+    assert_eq!(body.body, b"hello");
     run.finish();
+}
+
+fn pairs(h: &[(&str, &str)]) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A POST to the SDK filter's beacon path: request body, then request trailers,
+/// read by the filter, which answers itself.
+async fn beacon(body_spec: bool, msg: Buffered) -> Verdict {
+    let mut spec = token_spec(r#"{"beacon":"/beacon"}"#);
+    spec.body = body_spec;
+    let filters = Filters::load(vec![spec]).expect("load");
+    let mut req = input("/beacon", &[("content-type", "application/json")]);
+    req.method = "POST".into();
+    req.has_body = true;
+    let mut run = filters.begin("/beacon").expect("run");
+    let mut h = compute::chain::pseudo_and(&req);
+    let mut v = run.request_headers(&req, &mut h).await;
+    if v == Verdict::Continue {
+        let mut msg = msg;
+        v = run.request_body(&mut msg).await;
+    }
+    run.finish();
+    v
+}
+
+fn body_of(v: &Verdict) -> String {
+    match v {
+        Verdict::Respond(l) => String::from_utf8_lossy(&l.body).into_owned(),
+        Verdict::Continue => "(continue)".into(),
+    }
+}
+
+#[tokio::test]
+async fn sdk_filter_reads_request_bodies_and_trailers() {
+    let with_trailers = Buffered {
+        body: vec![7u8; 1000],
+        trailers: pairs(&[("x-checksum", "abc123"), ("x-count", "2")]),
+    };
+    let v = beacon(true, with_trailers).await;
+    assert_eq!(
+        body_of(&v),
+        "{\"bytes\":1000,\"trailers\":2,\"checksum\":\"abc123\"}\n"
+    );
+    // No trailers: the body callback ends the stream and the filter answers there.
+    let plain = Buffered {
+        body: b"hello".to_vec(),
+        trailers: vec![],
+    };
+    let v = beacon(true, plain).await;
+    assert_eq!(
+        body_of(&v),
+        "{\"bytes\":5,\"trailers\":0,\"checksum\":\"\"}\n"
+    );
+    // A filter that does not take bodies sees end_of_stream on the headers.
+    let v = beacon(false, Buffered::default()).await;
+    assert_eq!(
+        body_of(&v),
+        "{\"bytes\":0,\"trailers\":0,\"checksum\":\"\"}\n"
+    );
+}
+
+#[tokio::test]
+async fn sdk_filter_adds_response_trailers() {
+    let mut spec = token_spec(r#"{"trailer_tag":"seen"}"#);
+    spec.body = true;
+    let filters = Filters::load(vec![spec]).expect("load");
+    let req = input("/vod/a.mp4", &[]);
+    let mut run = filters.begin(&req.path).expect("run");
+    let mut h = compute::chain::pseudo_and(&req);
+    assert_eq!(run.request_headers(&req, &mut h).await, Verdict::Continue);
+    let mut msg = Buffered {
+        body: b"payload".to_vec(),
+        trailers: pairs(&[("grpc-status", "0")]),
+    };
+    let (mut st, mut rh) = (200, vec![]);
+    assert_eq!(
+        run.response(&mut st, &mut rh, Some(&mut msg)).await,
+        Verdict::Continue
+    );
+    run.finish();
+    assert_eq!(msg.body, b"payload");
+    assert_eq!(
+        msg.trailers,
+        pairs(&[("grpc-status", "0"), ("x-filter-trailer", "seen")])
+    );
+    // Without trailers the trailer callback is not run and none appear.
+    let mut run = filters.begin(&req.path).expect("run");
+    let mut h = compute::chain::pseudo_and(&req);
+    assert_eq!(run.request_headers(&req, &mut h).await, Verdict::Continue);
+    let mut msg = Buffered {
+        body: b"payload".to_vec(),
+        trailers: vec![],
+    };
+    run.response(&mut st, &mut rh, Some(&mut msg)).await;
+    run.finish();
+    assert!(msg.trailers.is_empty());
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Empty, Full};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -41,7 +41,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let peer = SocketAddr::from(([127, 0, 0, 1], 50000));
+    let client = edge::filter::Client {
+        addr: SocketAddr::from(([127, 0, 0, 1], 50000)),
+        tls: false,
+        max_body: 1 << 20,
+    };
     let body = Bytes::from(vec![7u8; 1024]);
     let mut samples = Vec::with_capacity(n);
     rt.block_on(async {
@@ -83,9 +87,15 @@ fn main() {
                 eprintln!("filter does not apply");
                 std::process::exit(1);
             };
-            if let Some(local) =
-                edge::filter::on_request(&mut run, &mut req, &mut path, &mut query, peer, false)
-                    .await
+            if let Some(local) = edge::filter::on_request(
+                &mut run,
+                &mut req,
+                Empty::<Bytes>::new(),
+                &mut path,
+                &mut query,
+                client,
+            )
+            .await
             {
                 eprintln!("filter answered locally: {}", local.status());
                 std::process::exit(1);

@@ -4,17 +4,24 @@
 //! answer — cached, streamed or an error — back through them before it leaves.
 //! `/healthz` and `/metrics` never run filters.
 //!
-//! Response bodies reach filters only when a filter asks for them (`body = true`),
-//! because that means buffering the whole object; otherwise bodies stream untouched
-//! and only headers pass through the filters.
+//! Bodies reach filters only when a filter asks for them (`body = true`), because
+//! that means buffering the whole message; otherwise bodies stream untouched and only
+//! headers pass through the filters. A request body (and the trailers a chunked or
+//! HTTP/2 client sends after it) goes to the filters and no further: the edge
+//! forwards GET and HEAD only, so a body is useful to a filter that answers the
+//! request itself (a beacon collector, a licence check). Response trailers reach the
+//! filters when the answer carries them; objects served from the cache carry none
+//! (the cache keeps bodies, not trailers), and filters' trailers are sent on, which
+//! HTTP/1.1 clients receive when they asked with `TE: trailers`.
 //!
 //! Not here: the filter host itself (crate `compute`).
 
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use compute::{LocalResponse, RequestInput, RequestRun, Verdict};
-use http_body_util::{BodyExt, Full, Limited};
+use compute::{Buffered, LocalResponse, RequestInput, RequestRun, Verdict};
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::Frame;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
@@ -60,16 +67,29 @@ pub fn local_response(l: LocalResponse) -> Response<Body> {
     r
 }
 
-/// Runs request headers through the filters. Returns a response when a filter
-/// answered; otherwise updates `req`'s headers and `path`/`query` in place.
+/// Who sent a request, and how much of its body the filters may buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub max_body: usize,
+}
+
+/// Runs request headers (then, for filters that take bodies, the request body and
+/// trailers) through the filters. Returns a response when a filter answered;
+/// otherwise updates `req`'s headers and `path`/`query` in place.
 pub async fn on_request<B>(
     run: &mut RequestRun,
-    req: &mut Request<B>,
+    req: &mut Request<()>,
+    body: B,
     path: &mut String,
     query: &mut Option<String>,
-    peer: SocketAddr,
-    tls: bool,
-) -> Option<Response<Body>> {
+    client: Client,
+) -> Option<Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let full_path = match query {
         Some(q) => format!("{path}?{q}"),
         None => path.clone(),
@@ -85,14 +105,24 @@ pub async fn on_request<B>(
         method: req.method().as_str().to_string(),
         path: full_path.clone(),
         authority,
-        scheme: if tls { "https" } else { "http" }.to_string(),
-        client: peer,
+        scheme: if client.tls { "https" } else { "http" }.to_string(),
+        client: client.addr,
         headers: pairs(req.headers()),
+        has_body: !body.is_end_stream(),
     };
     let mut headers = compute::chain::pseudo_and(&input);
     match run.request_headers(&input, &mut headers).await {
         Verdict::Respond(l) => return Some(local_response(l)),
         Verdict::Continue => {}
+    }
+    if input.has_body && run.wants_body() {
+        let mut msg = match buffer(body, client.max_body).await {
+            Ok(m) => m,
+            Err(why) => return Some(too_large_or_broken("request", &why)),
+        };
+        if let Verdict::Respond(l) = run.request_body(&mut msg).await {
+            return Some(local_response(l));
+        }
     }
     if let Some((_, new_path)) = headers.iter().find(|(n, _)| n == ":path") {
         if *new_path != full_path && new_path.starts_with('/') {
@@ -119,26 +149,18 @@ pub async fn on_response(
     let mut status = parts.status.as_u16();
     let mut headers = pairs(&parts.headers);
     let (verdict, body) = if run.wants_body() {
-        let mut bytes = match Limited::new(body, max_body).collect().await {
-            Ok(c) => c.to_bytes().to_vec(),
-            Err(e) => {
-                return local_response(LocalResponse {
-                    status: 502,
-                    headers: vec![],
-                    body: format!("response body could not be read for the filters: {e}\n")
-                        .into_bytes(),
-                })
-            }
+        let mut msg = match buffer(body, max_body).await {
+            Ok(m) => m,
+            Err(why) => return too_large_or_broken("response", &why),
         };
         let v = run
-            .response(&mut status, &mut headers, Some(&mut bytes))
+            .response(&mut status, &mut headers, Some(&mut msg))
             .await;
         headers.retain(|(n, _)| n != "content-length");
-        headers.push(("content-length".into(), bytes.len().to_string()));
-        let b = Full::new(Bytes::from(bytes))
-            .map_err(|never| match never {})
-            .boxed_unsync();
-        (v, b)
+        if msg.trailers.is_empty() {
+            headers.push(("content-length".into(), msg.body.len().to_string()));
+        }
+        (v, rebuild(msg))
     } else {
         (run.response(&mut status, &mut headers, None).await, body)
     };
@@ -148,4 +170,39 @@ pub async fn on_response(
     parts.status = StatusCode::from_u16(status).unwrap_or(parts.status);
     parts.headers = header_map(&headers);
     Response::from_parts(parts, body)
+}
+
+/// Reads a whole body and its trailers, at most `max` bytes of body.
+async fn buffer<B>(body: B, max: usize) -> Result<Buffered, String>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let collected = Limited::new(body, max)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let trailers = collected.trailers().map(pairs).unwrap_or_default();
+    Ok(Buffered {
+        body: collected.to_bytes().to_vec(),
+        trailers,
+    })
+}
+
+/// A body the filters may have changed, with its trailers (if any) after it.
+fn rebuild(msg: Buffered) -> Body {
+    let mut frames = vec![Ok(Frame::data(Bytes::from(msg.body)))];
+    if !msg.trailers.is_empty() {
+        frames.push(Ok(Frame::trailers(header_map(&msg.trailers))));
+    }
+    StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
+}
+
+fn too_large_or_broken(what: &str, why: &str) -> Response<Body> {
+    let status = if what == "request" { 413 } else { 502 };
+    local_response(LocalResponse {
+        status,
+        headers: vec![],
+        body: format!("{what} body could not be read for the filters: {why}\n").into_bytes(),
+    })
 }

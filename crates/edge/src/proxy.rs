@@ -173,10 +173,13 @@ impl Edge {
     /// Handles one request.
     pub async fn handle(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
         let started = Instant::now();
+        // The edge forwards GET and HEAD only; a request body is for filters alone.
+        let (parts, incoming) = req.into_parts();
+        let mut req = Request::from_parts(parts, ());
         let method = req.method().clone();
         let mut path = req.uri().path().to_string();
         let mut query = req.uri().query().map(str::to_string);
@@ -186,8 +189,13 @@ impl Edge {
         };
         let answered = match run.as_mut() {
             Some(r) => {
-                let tls = self.config.tls.is_some();
-                crate::filter::on_request(r, &mut req, &mut path, &mut query, peer, tls).await
+                let client = crate::filter::Client {
+                    addr: peer,
+                    tls: self.config.tls.is_some(),
+                    max_body: self.config.max_object_bytes,
+                };
+                crate::filter::on_request(r, &mut req, incoming, &mut path, &mut query, client)
+                    .await
             }
             None => None,
         };
@@ -288,7 +296,7 @@ impl Edge {
 
     async fn route(
         self: &Arc<Self>,
-        req: &Request<Incoming>,
+        req: &Request<()>,
         method: &Method,
         path: &str,
         query: Option<&str>,

@@ -256,6 +256,103 @@ fn keepalive_get(
     Ok((status, headers))
 }
 
+/// Sends raw HTTP/1.1 and reads the whole answer (the edge closes: `Connection: close`).
+fn raw_exchange(addr: &str, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream.write_all(request).expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn sdk_filter_reads_request_bodies_and_trailers_at_the_edge() {
+    let origin = TestOrigin::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[[filter]]
+file = "{}"
+body = true
+configuration = '{{"beacon":"/beacon","header_name":"x-edge-filter","header_value":"on"}}'
+"#,
+            fixture("token_check.wasm").display(),
+        ),
+    );
+    let edge = Server::start_edge(&[
+        "--origin",
+        origin.url_static(),
+        "--config",
+        &config,
+        "--max-object-bytes",
+        "1048576",
+    ]);
+    let addr = edge.url("").trim_start_matches("http://").to_string();
+
+    // Chunked POST with trailers: the filter reads body and trailers and answers.
+    let chunked = b"POST /beacon/cmcd HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\
+Transfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n\
+5\r\nhello\r\n6\r\n world\r\n0\r\nx-checksum: c0ffee\r\n\r\n";
+    let answer = raw_exchange(&addr, chunked);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.ends_with("{\"bytes\":11,\"trailers\":1,\"checksum\":\"c0ffee\"}\n"),
+        "{answer}"
+    );
+
+    // A plain POST with Content-Length: body only.
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let res = client
+        .post(edge.url("/beacon/cmcd"))
+        .body(vec![b'x'; 3000])
+        .send()
+        .expect("post");
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(
+        res.text().expect("body"),
+        "{\"bytes\":3000,\"trailers\":0,\"checksum\":\"\"}\n"
+    );
+    assert_eq!(origin.count("/beacon/cmcd"), 0, "origin never asked");
+
+    // A body larger than the edge buffers for filters is refused, not truncated.
+    let big = format!(
+        "POST /beacon/x HTTP/1.1\r\nHost: edge\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        4 << 20
+    );
+    let mut stream = TcpStream::connect(&addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream.write_all(big.as_bytes()).expect("write");
+    let chunk = vec![b'y'; 1 << 20];
+    for _ in 0..4 {
+        if stream.write_all(&chunk).is_err() {
+            break; // the edge answered and closed early
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // GETs still pass through the body-taking filter, cached or not.
+    for _ in 0..2 {
+        let (status, hs, body) = fetch(&edge.url("/obj/b.m4s?size=4000&delay_ms=0"), &[]);
+        assert_eq!(status, 200);
+        assert_eq!(body.len(), 4000);
+        assert_eq!(h(&hs, "x-edge-filter"), Some("on"));
+    }
+    assert_eq!(origin.count("/obj/b.m4s"), 1);
+}
+
 #[test]
 fn hot_reload_keeps_connections_and_swaps_the_filter() {
     let origin = TestOrigin::start();

@@ -12,6 +12,11 @@
 //!   `x-filter-path` (the request path read through a property), `x-filter-count` (a
 //!   per-plugin request counter kept in shared data with compare-and-swap), and the
 //!   `server` response header is removed.
+//! - `beacon`: path prefix of a collector the filter answers itself: a POST there is
+//!   read whole (body, then trailers when the client sent some) and answered 200 with
+//!   `{"bytes":N,"trailers":K,"checksum":"…"}` (`checksum` = the `x-checksum` trailer);
+//! - `trailer_tag`: when an answer carries trailers, the filter adds `x-filter-trailer`
+//!   with this value to them.
 //! The root context also sets a tick and counts ticks in shared data (`ticks`).
 
 use std::time::Duration;
@@ -30,6 +35,8 @@ struct Config {
     header_name: String,
     header_value: String,
     tick_ms: u64,
+    beacon: String,
+    trailer_tag: String,
 }
 
 proxy_wasm::main! {{
@@ -75,6 +82,7 @@ impl RootContext for Root {
         Some(Box::new(Filter {
             config: self.config.clone(),
             path: String::new(),
+            beacon_bytes: None,
         }))
     }
 
@@ -104,6 +112,22 @@ fn bump(ctx: &dyn Context, key: &str) -> u64 {
 struct Filter {
     config: Config,
     path: String,
+    /// Set while a beacon POST is being read: its body length so far.
+    beacon_bytes: Option<usize>,
+}
+
+impl Filter {
+    fn answer_beacon(&mut self, trailers: usize, checksum: &str) {
+        let body = format!(
+            "{{\"bytes\":{},\"trailers\":{trailers},\"checksum\":\"{checksum}\"}}\n",
+            self.beacon_bytes.unwrap_or(0)
+        );
+        self.send_http_response(
+            200,
+            vec![("content-type", "application/json"), ("x-answered-by", "token-check")],
+            Some(body.as_bytes()),
+        );
+    }
 }
 
 impl Context for Filter {
@@ -122,13 +146,24 @@ impl Context for Filter {
 }
 
 impl HttpContext for Filter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let path = self
             .get_property(vec!["request", "path"])
             .and_then(|p| String::from_utf8(p).ok())
             .or_else(|| self.get_http_request_header(":path"))
             .unwrap_or_default();
         self.path = path.split('?').next().unwrap_or("").to_string();
+        let method = self.get_http_request_header(":method").unwrap_or_default();
+        if !self.config.beacon.is_empty()
+            && method == "POST"
+            && self.path.starts_with(self.config.beacon.as_str())
+        {
+            self.beacon_bytes = Some(0);
+            if end_of_stream {
+                self.answer_beacon(0, "");
+            }
+            return Action::Pause;
+        }
         if self.config.blocked.iter().any(|p| self.path.starts_with(p.as_str())) {
             self.send_http_response(
                 403,
@@ -178,6 +213,34 @@ impl HttpContext for Filter {
         let n = bump(self, "requests");
         self.set_http_response_header("x-filter-count", Some(&n.to_string()));
         self.set_http_response_header("server", None);
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.beacon_bytes.is_none() {
+            return Action::Continue;
+        }
+        let got = self.get_http_request_body(0, body_size).map_or(0, |b| b.len());
+        self.beacon_bytes = Some(got);
+        if end_of_stream {
+            self.answer_beacon(0, "");
+        }
+        Action::Pause
+    }
+
+    fn on_http_request_trailers(&mut self, num_trailers: usize) -> Action {
+        if self.beacon_bytes.is_none() {
+            return Action::Continue;
+        }
+        let checksum = self.get_http_request_trailer("x-checksum").unwrap_or_default();
+        self.answer_beacon(num_trailers, &checksum);
+        Action::Pause
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        if !self.config.trailer_tag.is_empty() {
+            self.add_http_response_trailer("x-filter-trailer", &self.config.trailer_tag);
+        }
         Action::Continue
     }
 
