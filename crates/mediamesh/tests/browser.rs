@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,15 +12,7 @@ use common::*;
 
 #[test]
 fn player_page_plays_the_demo_channel_in_chromium() {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
-    assert!(
-        web.join("node_modules/playwright-core").is_dir(),
-        "web/node_modules is missing: run `bash .ci/run` or `cd web && npm ci`"
-    );
-    assert!(
-        Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
-        "Chromium is missing: run `bash .ci/run` or `apt-get install chromium`"
-    );
+    let web = browser_ready();
     let server = Server::start("serve", &["--demo"]);
     wait_for_200(
         &server.url("/live/demo/index.m3u8"),

@@ -66,42 +66,6 @@ impl Redis {
     }
 }
 
-/// Starts `mediamesh {role} --http 127.0.0.1:{free} {args}` and waits for /healthz.
-fn start_role(role: &str, args: &[&str]) -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let http = free_port();
-    let log = dir.path().join(format!("{role}-{http}.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_mediamesh"))
-        .arg(role)
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("start mediamesh");
-    let s = Server {
-        proc: Proc {
-            child,
-            name: role.into(),
-        },
-        http,
-        rtmp: 0,
-        dir,
-        log,
-    };
-    let until = Instant::now() + Duration::from_secs(20);
-    while get(&s.url("/healthz")).0 != 200 {
-        assert!(
-            Instant::now() < until,
-            "{role} did not come up:\n{}",
-            s.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    s
-}
-
 /// A viewer's HTTP client from `local` (its address picks its region), not following
 /// redirects.
 fn viewer(local: &str) -> reqwest::blocking::Client {
@@ -191,7 +155,7 @@ fn router_sends_viewers_to_their_region_reroutes_around_dead_edges_and_survives_
             Some(Server::start_edge(&a))
         })
         .collect();
-    let router = start_role(
+    let router = Server::start_role(
         "router",
         &[
             "--registry",

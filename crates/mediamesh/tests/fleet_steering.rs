@@ -6,59 +6,15 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
-/// Starts `mediamesh router --http 127.0.0.1:{free} {args}` and waits for /healthz.
-fn start_router(args: &[&str]) -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let http = free_port();
-    let log = dir.path().join("router.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_mediamesh"))
-        .arg("router")
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("start router");
-    let s = Server {
-        proc: Proc {
-            child,
-            name: "router".into(),
-        },
-        http,
-        rtmp: 0,
-        dir,
-        log,
-    };
-    let until = Instant::now() + Duration::from_secs(20);
-    while get(&s.url("/healthz")).0 != 200 {
-        assert!(
-            Instant::now() < until,
-            "router did not come up:\n{}",
-            s.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    s
-}
-
 #[test]
 fn hls_js_follows_content_steering_to_another_edge_and_keeps_playing() {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
-    assert!(
-        web.join("node_modules/playwright-core").is_dir(),
-        "web/node_modules is missing: run `bash .ci/run` or `cd web && npm ci`"
-    );
-    assert!(
-        Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
-        "Chromium is missing: run `bash .ci/run` or `apt-get install chromium`"
-    );
+    let web = browser_ready();
     let origin = Server::start("origin", &["--demo"]);
     wait_for_200(
         &origin.url("/live/demo/index.m3u8"),
@@ -78,7 +34,7 @@ fn hls_js_follows_content_steering_to_another_edge_and_keeps_playing() {
     for e in &edge_flags {
         args.extend(["--edge", e.as_str()]);
     }
-    let router = start_router(&args);
+    let router = Server::start_role("router", &args);
 
     let mut node = Proc {
         child: Command::new("node")

@@ -93,6 +93,19 @@ impl Server {
         Self::start_edge_on(free_port(), tempfile::tempdir().expect("tempdir"), extra)
     }
 
+    /// Starts `mediamesh {role} --http 127.0.0.1:{free} {extra}` (a router, a tracker,
+    /// an origin whose flags say the rest) and waits until it serves.
+    pub fn start_role(role: &str, extra: &[&str]) -> Server {
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::spawn(
+            role,
+            tempfile::tempdir().expect("tempdir"),
+            free_port(),
+            0,
+            &args,
+        )
+    }
+
     /// Starts an edge on a given port with a given folder (to restart one in place).
     pub fn start_edge_on(http: u16, dir: tempfile::TempDir, extra: &[&str]) -> Server {
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -376,4 +389,20 @@ pub fn hex_decode(s: &str) -> Vec<u8> {
         .step_by(2)
         .filter_map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
         .collect()
+}
+
+/// The `web/` folder, after checking that what browser tests need is installed
+/// (`web/node_modules` with playwright-core, and Chromium).
+pub fn browser_ready() -> std::path::PathBuf {
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    assert!(
+        web.join("node_modules/playwright-core").is_dir(),
+        "web/node_modules is missing: run `bash .ci/run` or `cd web && npm ci`"
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists()
+            || std::env::var_os("CHROMIUM").is_some(),
+        "Chromium is missing: run `bash .ci/run` or `apt-get install chromium`"
+    );
+    web
 }
