@@ -307,13 +307,20 @@ fn segment_ttl_ms() -> u64 {
     .map_or(0, |f| f.ttl_ms)
 }
 
-/// How stale the edge may serve a live media playlist with `target_s` segments, per
-/// the edge policy (half the target duration).
-pub fn playlist_ttl_ms(segment_ms: u64) -> u64 {
-    let body = format!(
+/// How stale the edge may serve a live media playlist of `segment_ms` segments and
+/// `part_ms` LL-HLS parts (0 = none), per the edge policy (half the part target, or
+/// half the target duration without parts).
+pub fn playlist_ttl_ms(segment_ms: u64, part_ms: u64) -> u64 {
+    let mut body = format!(
         "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{}\n",
         segment_ms.div_ceil(1000)
     );
+    if part_ms > 0 {
+        body.push_str(&format!(
+            "#EXT-X-PART-INF:PART-TARGET={:.3}\n",
+            part_ms as f64 / 1000.0
+        ));
+    }
     let headers: Vec<(String, String)> = Vec::new();
     freshness(
         200,
@@ -344,7 +351,8 @@ mod tests {
     #[test]
     fn policy_gives_segments_a_day_and_playlists_half_a_target() {
         assert_eq!(segment_ttl_ms(), 86_400_000);
-        assert_eq!(playlist_ttl_ms(2_000), 1_000);
+        assert_eq!(playlist_ttl_ms(2_000, 0), 1_000);
+        assert_eq!(playlist_ttl_ms(2_000, 500), 250);
     }
 
     #[test]

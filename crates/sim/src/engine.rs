@@ -40,7 +40,7 @@ pub fn run(
 ) -> Result<Outcome, ScenarioError> {
     s.validate()?;
     let pop = Population::plan(s);
-    let ttl = playlist_ttl_ms(s.segment_ms);
+    let ttl = playlist_ttl_ms(s.segment_ms, s.part_ms);
     let cfg = SwarmConfig::new(s, opts.audit);
     let mut tier = EdgeTier::new(s);
     let mut swarms: Vec<Swarm> = pop

@@ -28,8 +28,9 @@ pub struct ViewerSpec {
     /// 0 for viewers that do not upload.
     pub uplink_bps: u64,
     pub symmetric_nat: bool,
-    /// Playlist refresh phase: a new segment reaches this viewer this long after it
-    /// is made (edge playlist freshness plus the player's poll phase).
+    /// A new segment reaches this viewer's playlist this long after it is made: how
+    /// stale the edge's copy of the playlist is plus the phase of the player's
+    /// reloads (both uniform).
     pub list_delay_ms: u64,
 }
 
@@ -98,7 +99,10 @@ impl Population {
                     index,
                     class_index: ci,
                     class,
-                    edge: (swarm % edges) as usize,
+                    // Round-robin over the kept swarms, so a sample spreads over every
+                    // edge as the whole class does (a stride of `count / keep` would
+                    // skip edges when it shares a factor with their number).
+                    edge: (k % edges) as usize,
                     viewers,
                 });
                 class_simulated[ci] += u64::from(viewers);
@@ -156,46 +160,118 @@ pub fn substream(seed: u64, k: u64) -> u64 {
 }
 
 /// Draws the viewers of one swarm. `playlist_ttl_ms` is how stale the edge's live
-/// playlist may be (from the edge's freshness policy).
+/// playlist may be (from the edge's freshness policy); players reload it every half
+/// segment, as `mediamesh peer` does. With `audience.churn_s` the swarm's
+/// `plan.viewers` are slots that newcomers refill (see [`churn_sessions`]).
 pub fn draw_viewers(s: &Scenario, plan: &SwarmPlan, playlist_ttl_ms: u64) -> Vec<ViewerSpec> {
     let mut rng = ChaCha8Rng::seed_from_u64(substream(s.seed, plan.index));
     let end = s.duration_s * 1000;
     let bitrate = s.renditions[plan.class.rendition].bitrate_kbps * 1000;
     let p = &s.peers;
     let a = &s.audience;
-    (0..plan.viewers)
+    let after = (a.arrive_after_s * 1000.0) as u64;
+    let poll_ms = (s.segment_ms / 2).max(250);
+    let mut specs: Vec<ViewerSpec> = (0..plan.viewers)
         .map(|_| {
             let join_ms = if rng.gen_bool(a.flash_crowd_share) {
-                exp_ms(&mut rng, a.flash_crowd_mean_s).min(end.saturating_sub(1))
+                after + exp_ms(&mut rng, a.flash_crowd_mean_s)
             } else {
-                rng.gen_range(0..end.max(1))
+                rng.gen_range(after..end.max(after + 1))
             };
+            let join_ms = join_ms.min(end.saturating_sub(1));
             let join_ms = if s.mode == Mode::Live {
                 join_ms
             } else {
                 join_ms.min(end / 2)
             };
-            let leave_ms = if rng.gen_bool(a.leave_early_share) {
+            let leave_ms = if a.churn_s <= 0.0 && rng.gen_bool(a.leave_early_share) {
                 (join_ms + exp_ms(&mut rng, a.mean_watch_s).max(1_000)).min(end)
             } else {
                 end
             };
-            let down = lognormal(&mut rng, p.downlink_median_mbps, p.link_sigma) * 1e6;
-            // A viewer on this rung can carry it: the ladder share already reflects
-            // the links, so the link is drawn at least 1.5 × the bitrate.
-            let downlink_bps = (down as u64).max(bitrate * 3 / 2);
-            let up = lognormal(&mut rng, p.uplink_median_mbps, p.link_sigma) * 1e6;
-            let uploads = rng.gen_bool(p.upload_share);
-            ViewerSpec {
-                join_ms,
-                leave_ms: leave_ms.max(join_ms + 1),
-                downlink_bps,
-                uplink_bps: if uploads { (up as u64).max(64_000) } else { 0 },
-                symmetric_nat: rng.gen_bool(p.symmetric_nat_share),
-                list_delay_ms: rng.gen_range(0..=playlist_ttl_ms),
-            }
+            let mut v = draw_links(&mut rng, p, bitrate, playlist_ttl_ms, poll_ms);
+            v.join_ms = join_ms;
+            v.leave_ms = leave_ms.max(join_ms + 1);
+            v
         })
-        .collect()
+        .collect();
+    if a.churn_s > 0.0 {
+        let first: Vec<u64> = specs.iter().map(|v| v.join_ms).collect();
+        let sessions = churn_sessions(&first, (a.churn_s * 1000.0) as u64, end, MAX_SESSIONS);
+        specs = sessions
+            .into_iter()
+            .enumerate()
+            .map(|(k, (join_ms, leave_ms))| {
+                let mut v = match specs.get(k) {
+                    Some(v) => *v,
+                    None => draw_links(&mut rng, p, bitrate, playlist_ttl_ms, poll_ms),
+                };
+                v.join_ms = join_ms;
+                v.leave_ms = leave_ms.max(join_ms + 1);
+                v
+            })
+            .collect();
+    }
+    specs
+}
+
+/// Viewer sessions one swarm holds at most (peers are kept in a 64-bit set).
+pub const MAX_SESSIONS: usize = 64;
+
+/// Links, NAT and playlist phase of one viewer (times set by the caller).
+fn draw_links(
+    rng: &mut ChaCha8Rng,
+    p: &crate::scenario::Peers,
+    bitrate: u64,
+    playlist_ttl_ms: u64,
+    poll_ms: u64,
+) -> ViewerSpec {
+    let down = lognormal(rng, p.downlink_median_mbps, p.link_sigma) * 1e6;
+    // A viewer on this rung can carry it: the ladder share already reflects the
+    // links, so the link is drawn at least 1.5 × the bitrate.
+    let downlink_bps = (down as u64).max(bitrate * 3 / 2);
+    let up = lognormal(rng, p.uplink_median_mbps, p.link_sigma) * 1e6;
+    let uploads = rng.gen_bool(p.upload_share);
+    ViewerSpec {
+        join_ms: 0,
+        leave_ms: 1,
+        downlink_bps,
+        uplink_bps: if uploads { (up as u64).max(64_000) } else { 0 },
+        symmetric_nat: rng.gen_bool(p.symmetric_nat_share),
+        list_delay_ms: rng.gen_range(0..=playlist_ttl_ms) + rng.gen_range(0..poll_ms),
+    }
+}
+
+/// `mediamesh peer --churn` for one swarm: sessions (join, leave) in the order they
+/// start. The first ones join at `first` (one per slot); session k stays
+/// `churn_ms × (1 + k mod slots)`; when one ends with more than 2 s left a new one
+/// starts in its slot at once. At most `max` sessions.
+pub fn churn_sessions(first: &[u64], churn_ms: u64, end: u64, max: usize) -> Vec<(u64, u64)> {
+    let slots = first.len().max(1) as u64;
+    let mut order: Vec<usize> = (0..first.len()).collect();
+    order.sort_by_key(|&i| (first[i], i));
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    // (leave time, session) of the sessions running, to refill in end order.
+    let mut running = std::collections::BinaryHeap::new();
+    for &i in &order {
+        if out.len() >= max {
+            break;
+        }
+        let k = out.len() as u64;
+        let leave = (first[i] + churn_ms * (1 + k % slots)).min(end);
+        running.push(std::cmp::Reverse((leave, out.len())));
+        out.push((first[i], leave));
+    }
+    while let Some(std::cmp::Reverse((at, _))) = running.pop() {
+        if out.len() >= max || at + 2_000 >= end {
+            continue;
+        }
+        let k = out.len() as u64;
+        let leave = (at + churn_ms * (1 + k % slots)).min(end);
+        running.push(std::cmp::Reverse((leave, out.len())));
+        out.push((at, leave));
+    }
+    out
 }
 
 /// Exponential with mean `mean_s` seconds, in ms (capped at a week).
@@ -258,7 +334,27 @@ mod tests {
         assert_eq!(a, b);
         for v in &a {
             assert!(v.join_ms < v.leave_ms && v.leave_ms <= 600_000);
-            assert!(v.downlink_bps > 0 && v.list_delay_ms <= 1_000);
+            assert!(v.downlink_bps > 0 && v.list_delay_ms < 2_000);
         }
+    }
+
+    #[test]
+    fn churn_refills_slots_like_mediamesh_peer() {
+        // 3 slots, churn 5 s, 30 s: sessions 0, 1, 2 stay 5, 10, 15 s; each newcomer
+        // k stays 5 × (1 + k mod 3) s.
+        let s = churn_sessions(&[0, 200, 400], 5_000, 30_000, 64);
+        assert_eq!(
+            &s[..4],
+            &[
+                (0, 5_000),
+                (200, 10_200),
+                (400, 15_400),
+                (5_000, 5_000 + 5_000)
+            ]
+        );
+        // Nobody starts with 2 s or less left; everyone leaves by the end.
+        assert!(s.iter().all(|&(j, _)| j + 2_000 < 30_000 || j < 1_000));
+        assert!(s.iter().all(|&(_, l)| l <= 30_000));
+        assert_eq!(churn_sessions(&[0; 10], 1_000, 600_000, 64).len(), 64);
     }
 }

@@ -139,6 +139,12 @@ pub struct Audience {
     pub leave_early_share: f64,
     /// Mean watch time of those who leave early (exponential), seconds.
     pub mean_watch_s: f64,
+    /// Nobody arrives before this (a warm-up: the stream runs, no viewers yet).
+    pub arrive_after_s: f64,
+    /// `mediamesh peer --churn` as it is: `swarm_size` slots; the k-th session of a
+    /// swarm stays `churn_s × (1 + k mod slots)` and a newcomer takes its slot at
+    /// once while more than 2 s are left. 0 = off (then `leave_early_share` churns).
+    pub churn_s: f64,
 }
 
 impl Default for Audience {
@@ -148,6 +154,8 @@ impl Default for Audience {
             flash_crowd_mean_s: 20.0,
             leave_early_share: 0.3,
             mean_watch_s: 180.0,
+            arrive_after_s: 0.0,
+            churn_s: 0.0,
         }
     }
 }
@@ -175,6 +183,15 @@ pub struct Peers {
     pub upload_slots: u32,
     /// Delay of an announcement reaching the other peers.
     pub announce_ms: u64,
+    /// Offers a viewer sends per tracker announce, i.e. peers it can reach per
+    /// announce (bittorrent-tracker and `mediamesh peer`: 5).
+    pub offers_per_announce: u32,
+    /// Seconds between a viewer's tracker announces (the tracker's `interval`: 120).
+    pub announce_interval_s: u64,
+    /// Links a viewer keeps at most (`mediamesh peer --max-peers`: 20).
+    pub max_peers: u32,
+    /// Media buffered before playback starts and after a stall (`mediamesh peer`: 1 s).
+    pub start_buffer_ms: u64,
 }
 
 impl Default for Peers {
@@ -190,6 +207,10 @@ impl Default for Peers {
             connect_jitter_ms: 1_500,
             upload_slots: 4,
             announce_ms: 40,
+            offers_per_announce: 5,
+            announce_interval_s: 120,
+            max_peers: 20,
+            start_buffer_ms: 1_000,
         }
     }
 }
@@ -308,6 +329,9 @@ pub struct Scenario {
     pub duration_s: u64,
     pub seed: u64,
     pub segment_ms: u64,
+    /// LL-HLS part target (0 = plain HLS); the edge keeps a live playlist fresh for
+    /// half a part target when there are parts, else half a segment.
+    pub part_ms: u64,
     pub renditions: Vec<Rendition>,
     pub regions: Vec<Region>,
     pub audience: Audience,
@@ -343,6 +367,7 @@ impl Default for Scenario {
             duration_s: 600,
             seed: 1,
             segment_ms: 2_000,
+            part_ms: 0,
             renditions: vec![
                 rendition("1080p", 6_000, 0.30),
                 rendition("720p", 3_500, 0.35),
@@ -414,9 +439,37 @@ impl Scenario {
         if self.regions.iter().map(|r| r.share).sum::<f64>() <= 0.0 {
             return bad("region shares sum to 0".into());
         }
+        if self.part_ms > self.segment_ms {
+            return bad(format!("part_ms {} above segment_ms", self.part_ms));
+        }
         let p = &self.peers;
         if !(2..=64).contains(&p.swarm_size) {
             return bad("peers.swarm_size not in 2..=64".into());
+        }
+        if !(1..=64).contains(&p.offers_per_announce) || !(1..=64).contains(&p.max_peers) {
+            return bad("peers.offers_per_announce and peers.max_peers in 1..=64".into());
+        }
+        if p.announce_interval_s == 0 || p.start_buffer_ms > 60_000 {
+            return bad("peers.announce_interval_s > 0, start_buffer_ms <= 60000".into());
+        }
+        let a = &self.audience;
+        for (name, v, max) in [
+            (
+                "audience.arrive_after_s",
+                a.arrive_after_s,
+                self.duration_s as f64,
+            ),
+            ("audience.churn_s", a.churn_s, 86_400.0),
+            (
+                "audience.flash_crowd_mean_s",
+                a.flash_crowd_mean_s,
+                86_400.0,
+            ),
+            ("audience.mean_watch_s", a.mean_watch_s, 7.0 * 86_400.0),
+        ] {
+            if !(v.is_finite() && (0.0..=max).contains(&v)) {
+                return bad(format!("{name} not in 0..={max}"));
+            }
         }
         for (name, v) in [
             ("peers.downlink_median_mbps", p.downlink_median_mbps),

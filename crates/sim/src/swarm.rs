@@ -68,12 +68,26 @@ enum Ev {
     Join(u16),
     Leave(u16),
     Connect(u16, u16),
+    /// A viewer's periodic tracker announce (offers to more peers if it has room).
+    Reannounce(u16),
     Wake(u16),
     Announce(u16),
-    HttpDone { v: u16, xfer: u64 },
-    HttpFail { v: u16, xfer: u64 },
-    PeerDone { v: u16, xfer: u64 },
-    PeerFail { v: u16, xfer: u64 },
+    HttpDone {
+        v: u16,
+        xfer: u64,
+    },
+    HttpFail {
+        v: u16,
+        xfer: u64,
+    },
+    PeerDone {
+        v: u16,
+        xfer: u64,
+    },
+    PeerFail {
+        v: u16,
+        xfer: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +115,8 @@ struct Live {
     announce_pending: bool,
     xfers: Vec<Xfer>,
     neighbors: u64,
+    /// Links being set up (offer relayed, WebRTC not up yet).
+    pending: u64,
     state: PlayState,
     stall_from: u64,
     last_t: u64,
@@ -129,6 +145,10 @@ pub struct SwarmConfig {
     pub connect_jitter_ms: u64,
     pub announce_ms: u64,
     pub upload_slots: usize,
+    pub offers_per_announce: u32,
+    pub announce_interval_ms: u64,
+    pub max_peers: u32,
+    pub start_buffer_ms: u64,
     pub transcode_ms: u64,
     pub top_rendition: usize,
     /// Per region: (edge rtt, peer rtt, origin rtt, upstream rtt).
@@ -159,6 +179,10 @@ impl SwarmConfig {
             connect_jitter_ms: s.peers.connect_jitter_ms,
             announce_ms: s.peers.announce_ms,
             upload_slots: s.peers.upload_slots as usize,
+            offers_per_announce: s.peers.offers_per_announce,
+            announce_interval_ms: s.peers.announce_interval_s * 1000,
+            max_peers: s.peers.max_peers,
+            start_buffer_ms: s.peers.start_buffer_ms,
             transcode_ms: s.costs.transcode_ms,
             top_rendition: top,
             rtts: s
@@ -273,6 +297,12 @@ impl Swarm {
             Ev::Join(v) => self.join(v, now, cfg, view, t),
             Ev::Leave(v) => self.leave(v, now, cfg, view, t),
             Ev::Connect(a, b) => self.connect(a, b, now, cfg, view, t),
+            Ev::Reannounce(v) => {
+                if self.live(v).is_some() {
+                    self.offer(v, now, cfg);
+                    self.push(now + cfg.announce_interval_ms, Ev::Reannounce(v));
+                }
+            }
             Ev::Wake(v) => {
                 let due = self.live(v).is_some_and(|l| l.wake_at == now);
                 if due {
@@ -396,7 +426,7 @@ impl Swarm {
         };
         let mut live = Box::new(Live {
             sched: Scheduler::new(cfg.sched.clone(), viewer.key),
-            head: Playhead::new(now, start * seg, seg, seg),
+            head: Playhead::new(now, start * seg, cfg.start_buffer_ms, cfg.start_buffer_ms),
             gate: UploadGate::new(
                 if spec.uplink_bps > 0 {
                     cfg.upload_slots
@@ -413,6 +443,7 @@ impl Swarm {
             announce_pending: false,
             xfers: Vec::new(),
             neighbors: 0,
+            pending: 0,
             state: PlayState::Starting { since: now },
             stall_from: 0,
             last_t: now,
@@ -423,19 +454,55 @@ impl Swarm {
         self.viewers[v as usize].live = Some(live);
         t.mark(self.class(), Field::JoinDiff, now);
         if cfg.preset.p2p() {
-            for u in 0..self.viewers.len() {
-                let other = &self.viewers[u];
-                if u == v as usize || other.live.is_none() {
-                    continue;
-                }
-                if spec.symmetric_nat && other.spec.symmetric_nat {
-                    continue;
-                }
-                let jitter = self.rng.gen_range(0..=cfg.connect_jitter_ms);
-                self.push(now + cfg.connect_ms + jitter, Ev::Connect(v, u as u16));
-            }
+            self.offer(v, now, cfg);
+            self.push(now + cfg.announce_interval_ms, Ev::Reannounce(v));
         }
         self.service(v, now, cfg, view, t);
+    }
+
+    /// Links a viewer may still open or accept (`max_peers` minus open and pending).
+    fn room(&self, v: u16, cfg: &SwarmConfig) -> u32 {
+        self.live(v).map_or(0, |l| {
+            cfg.max_peers
+                .saturating_sub((l.neighbors | l.pending).count_ones())
+        })
+    }
+
+    /// A tracker announce of `v` with offers: the tracker relays them to up to
+    /// `offers_per_announce` other viewers present (at random), each of which
+    /// answers if it has room; the link is up after the set-up time, unless both
+    /// ends are behind symmetric NATs (no TURN), in which case ICE fails.
+    fn offer(&mut self, v: u16, now: u64, cfg: &SwarmConfig) {
+        let n = self.room(v, cfg).min(cfg.offers_per_announce) as usize;
+        if n == 0 {
+            return;
+        }
+        let (linked, nat) = match self.live(v) {
+            Some(l) => (
+                l.neighbors | l.pending,
+                self.viewers[v as usize].spec.symmetric_nat,
+            ),
+            None => return,
+        };
+        let mut candidates: Vec<u16> = (0..self.viewers.len() as u16)
+            .filter(|&u| u != v && linked & (1u64 << u) == 0 && self.live(u).is_some())
+            .collect();
+        let mut picked = 0;
+        while picked < n && !candidates.is_empty() {
+            let i = self.rng.gen_range(0..candidates.len());
+            let u = candidates.swap_remove(i);
+            picked += 1;
+            if self.room(u, cfg) == 0 || (nat && self.viewers[u as usize].spec.symmetric_nat) {
+                continue;
+            }
+            for (a, b) in [(v, u), (u, v)] {
+                if let Some(l) = self.live_mut(a) {
+                    l.pending |= 1u64 << b;
+                }
+            }
+            let jitter = self.rng.gen_range(0..=cfg.connect_jitter_ms);
+            self.push(now + cfg.connect_ms + jitter, Ev::Connect(v, u));
+        }
     }
 
     fn leave(&mut self, v: u16, now: u64, cfg: &SwarmConfig, view: &EdgeView, t: &mut Tally) {
@@ -514,6 +581,11 @@ impl Swarm {
         view: &EdgeView,
         t: &mut Tally,
     ) {
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(l) = self.live_mut(x) {
+                l.pending &= !(1u64 << y);
+            }
+        }
         if self.live(a).is_none() || self.live(b).is_none() {
             return;
         }

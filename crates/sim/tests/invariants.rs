@@ -220,3 +220,81 @@ fn sampling_scales_totals() {
     );
     assert!(rel(s.peak_concurrent_viewers, f.peak_concurrent_viewers) < 0.15);
 }
+
+#[test]
+fn vod_viewers_start_at_the_beginning_and_read_ahead_of_any_live_edge() {
+    let mut s = small(Preset::Hybrid);
+    s.mode = sim::scenario::Mode::Vod;
+    let o = go(&s, true);
+    let r = &o.report;
+    assert_eq!(r.mode, "vod");
+    assert_eq!(r.invariants.bytes_delivered, r.invariants.bytes_consumed);
+    assert_eq!(r.invariants.early_deliveries, 0);
+    assert_eq!(r.failed_starts, 0);
+    assert!(r.stall_ratio < 0.01, "{}", r.stall_ratio);
+    assert!(r.p2p_share > 0.0, "VOD viewers share too: {}", r.p2p_share);
+    // Every viewer's first segment is the first of the title.
+    let mut first: BTreeMap<(u64, u16), u64> = BTreeMap::new();
+    let mut ahead_of_live = 0;
+    for (swarm, a) in &o.audit {
+        if let Audit::Delivered {
+            viewer, seg, at, ..
+        } = a
+        {
+            let f = first.entry((*swarm, *viewer)).or_insert(*seg);
+            *f = (*f).min(*seg);
+            // A live stream would not have this segment yet: VOD has no live edge.
+            if (seg + 1) * s.segment_ms > *at {
+                ahead_of_live += 1;
+            }
+        }
+    }
+    assert!(first.len() > 200, "{} viewers got segments", first.len());
+    assert!(first.values().all(|&seg| seg == 0), "{first:?}");
+    assert!(ahead_of_live > 0);
+}
+
+#[test]
+fn hybrid_rides_out_30_percent_of_peers_leaving_at_once() {
+    let mut calm = small(Preset::Hybrid);
+    calm.viewers = 600;
+    calm.audience.leave_early_share = 0.0;
+    let mut hit = calm.clone();
+    hit.failures.push(Failure {
+        at_s: 60,
+        duration_s: None,
+        kind: FailureKind::PeersLeave,
+        region: None,
+        edge: None,
+        share: Some(0.3),
+    });
+    let a = go(&calm, false);
+    let b = go(&hit, false);
+    let window = |o: &Outcome, from: u64, to: u64| {
+        let rows = o
+            .series
+            .rows
+            .iter()
+            .filter(|r| (from..to).contains(&r.second));
+        let (mut v, mut st, mut p2p, mut all) = (0.0, 0.0, 0.0, 0.0);
+        for r in rows {
+            v += r.viewers;
+            st += r.stalled;
+            p2p += r.p2p_bytes;
+            all += r.p2p_bytes + r.edge_bytes;
+        }
+        (v, st / v.max(1.0), p2p / all.max(1.0))
+    };
+    let (v_calm, stalled_calm, share_calm) = window(&a, 61, 90);
+    let (v_hit, stalled_hit, share_hit) = window(&b, 61, 90);
+    // About 30 % fewer viewers after the departure …
+    assert!(v_hit < v_calm * 0.8, "{v_hit} vs {v_calm}");
+    // … and the rest keep playing (the CDN takes what peers no longer carry) with
+    // peers still carrying a real share.
+    assert!(stalled_hit < 0.02, "{stalled_hit} (calm {stalled_calm})");
+    assert!(share_hit > 0.2, "{share_hit} (calm {share_calm})");
+    assert_eq!(
+        b.report.invariants.bytes_delivered,
+        b.report.invariants.bytes_consumed
+    );
+}

@@ -102,10 +102,35 @@ struct Seg {
     tried: BTreeSet<PeerKey>,
 }
 
+/// A peer's announced segments: a sorted vector, refilled in place on every
+/// announcement (a handful of ids, replaced often: cheaper than a `BTreeSet`, which
+/// allocates and frees nodes on each announcement; the simulator does millions).
+#[derive(Debug, Default)]
+struct SegSet(Vec<SegmentId>);
+
+impl SegSet {
+    fn replace(&mut self, ids: impl IntoIterator<Item = SegmentId>) {
+        self.0.clear();
+        self.0.extend(ids);
+        self.0.sort_unstable();
+        self.0.dedup();
+    }
+
+    fn contains(&self, id: &SegmentId) -> bool {
+        self.0.binary_search(id).is_ok()
+    }
+
+    fn remove(&mut self, id: &SegmentId) {
+        if let Ok(i) = self.0.binary_search(id) {
+            self.0.remove(i);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Peer {
-    loaded: BTreeSet<SegmentId>,
-    loading: BTreeSet<SegmentId>,
+    loaded: SegSet,
+    loading: SegSet,
     inflight: usize,
     failures: u32,
 }
@@ -249,8 +274,8 @@ impl Scheduler {
             return;
         }
         let p = self.peers.entry(peer).or_default();
-        p.loaded = loaded.into_iter().collect();
-        p.loading = loading.into_iter().collect();
+        p.loaded.replace(loaded);
+        p.loading.replace(loading);
         self.plan();
     }
 
@@ -527,10 +552,14 @@ impl Scheduler {
     }
 
     fn plan(&mut self) {
-        if self.segs.is_empty() {
-            return;
-        }
-        let ids: Vec<SegmentId> = self.segs.keys().copied().collect();
+        // Only missing segments inside the window can start a fetch; most calls have
+        // none, so look before allocating.
+        let ids: Vec<SegmentId> = self
+            .segs
+            .values()
+            .filter(|s| s.state == State::Missing && self.wants(s))
+            .map(|s| s.info.id)
+            .collect();
         for id in ids {
             let Some(seg) = self.segs.get(&id) else {
                 continue;
