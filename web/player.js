@@ -7,7 +7,8 @@
 //
 // Query knobs (web/P2P.md): ?stream=NAME or ?url=URL picks what plays first; ?p2p=0
 // turns P2P off; ?tracker=WS_URL replaces the tracker (default ws(s)://HOST/tracker);
-// ?ice=stun:HOST:PORT,… sets ICE servers (default none: host candidates only);
+// ?ice=stun:HOST:PORT,… sets ICE servers (default: the operator's, from /api/v1/p2p
+// (`serve --ice-server`); none there means host candidates only);
 // ?latency=S (default 16) and ?urgent=S (default 6) tune live P2P (web/P2P.md).
 // Stats are on `window.mediamesh` (`.p2p` for the P2P counters) for tests.
 (function () {
@@ -23,7 +24,38 @@
   const trackers = params.get('tracker')
     ? [params.get('tracker')]
     : [`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/tracker`];
-  const iceServers = (params.get('ice') || '').split(',').filter(Boolean).map((u) => ({ urls: u }));
+  // ICE servers: `?ice=` wins; else what the operator configured (`serve --ice-server`,
+  // read from /api/v1/p2p before the first stream plays); else none.
+  let iceServers = (params.get('ice') || '').split(',').filter(Boolean).map((u) => ({ urls: u }));
+
+  // The operator's P2P settings for the page: {"ice_servers": [RTCIceServer…]}. Missing
+  // (plain `origin`, older servers) or malformed means none; bounded to 3 s.
+  async function loadP2PConfig() {
+    if (params.get('ice') || !p2pWanted) return;
+    const ctl = typeof AbortController === 'function' ? new AbortController() : null;
+    const timer = ctl ? setTimeout(() => ctl.abort(), 3000) : null;
+    try {
+      const r = await fetch('/api/v1/p2p', { cache: 'no-cache', signal: ctl ? ctl.signal : undefined });
+      if (!r.ok) return;
+      const j = await r.json();
+      const list = j && Array.isArray(j.ice_servers) ? j.ice_servers : [];
+      iceServers = list
+        .filter((x) => x && (typeof x.urls === 'string' || Array.isArray(x.urls)))
+        .slice(0, 16)
+        .map((x) => {
+          const o = { urls: x.urls };
+          if (typeof x.username === 'string' && typeof x.credential === 'string') {
+            o.username = x.username;
+            o.credential = x.credential;
+          }
+          return o;
+        });
+    } catch (e) {
+      /* no operator ICE servers: host candidates only */
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  }
 
   // The swarm rule shared with `mediamesh peer`: the path of the multivariant playlist,
   // no scheme, host or query, so viewers of one stream on any host or edge meet.
@@ -37,6 +69,7 @@
       httpBytes: 0, p2pBytes: 0, p2pBytesReceived: 0, uploadedBytes: 0,
       peers: 0, peerIds: [], offload: 0, rejected: 0, verified: 0,
       httpSegments: 0, p2pSegments: 0, errors: [], trackerErrors: [],
+      bans: 0, banned: null, segmentsFromBanned: 0, iceServers: [],
     };
   }
 
@@ -46,6 +79,7 @@
     if (!window.RTCPeerConnection) return 'no WebRTC in this browser';
     if (!window.crypto || !window.crypto.subtle) return 'no WebCrypto (page not in a secure context)';
     if (!window.MediameshIntegrity) return 'integrity.js not loaded';
+    if (!window.MediameshBan || !window.MediameshBan.page) return 'ban.js not loaded';
     return '';
   }
 
@@ -104,6 +138,7 @@
       return hls;
     }
     stats.enabled = true;
+    stats.iceServers = iceServers.map((x) => x.urls);
     const verifier = MediameshIntegrity.createVerifier({
       onReject: (r) => {
         stats.rejected = verifier.stats.rejected;
@@ -111,6 +146,13 @@
       },
     });
     stats.integrity = verifier.stats;
+    // A peer whose segment failed the digest check (or that broke the wire protocol) is
+    // refused for the rest of the session: ban.js drops its offers and answers at the
+    // tracker socket and closes any connection to it (p2p-media-loader itself only drops
+    // it until the next announce).
+    const ban = MediameshBan.page;
+    stats.banned = ban.list.stats;
+    const BANNED_FOR = ['p2p-segment-validation-failed', 'peer-protocol-violation'];
     const peers = new Set();
     const update = () => {
       stats.peers = peers.size;
@@ -119,6 +161,7 @@
       stats.offload = all ? stats.p2pBytes / all : 0;
       stats.verified = verifier.stats.verified;
       stats.rejected = verifier.stats.rejected;
+      stats.bans = ban.list.stats.bans;
       state.httpBytes = stats.httpBytes;
     };
     // p2p-media-loader moves whole segments only, and loads every segment that is due
@@ -158,14 +201,34 @@
     });
     // Bytes from peers count once verified (a rejected segment is loaded again).
     e.addEventListener('onSegmentLoaded', (d) => {
-      if (d.downloadSource === 'p2p') { stats.p2pBytes += d.bytesLength; stats.p2pSegments++; }
+      if (d.downloadSource === 'p2p') {
+        stats.p2pBytes += d.bytesLength;
+        stats.p2pSegments++;
+        if (ban.list.has(d.peerId)) stats.segmentsFromBanned++;
+      }
       else stats.httpSegments++;
       update();
     });
     e.addEventListener('onChunkUploaded', (n) => { stats.uploadedBytes += n; update(); });
-    e.addEventListener('onPeerConnect', (p) => { peers.add(p.peerId); update(); });
+    e.addEventListener('onPeerConnect', (p) => {
+      // A handshake that was under way when the peer was banned: close it at once.
+      if (ban.list.has(p.peerId)) { ban.closePeer(p.peerId); return; }
+      peers.add(p.peerId);
+      update();
+    });
+    e.addEventListener('onSegmentStart', (d) => {
+      if (d.downloadSource === 'p2p' && ban.list.has(d.peerId)) {
+        stats.segmentsFromBanned++;
+        ban.closePeer(d.peerId);
+      }
+    });
     e.addEventListener('onPeerClose', (p) => { peers.delete(p.peerId); update(); });
     e.addEventListener('onSegmentError', (d) => {
+      const type = d.error && d.error.type;
+      if (d.downloadSource === 'p2p' && d.peerId && BANNED_FOR.includes(type) && ban.list.ban(d.peerId, type)) {
+        console.warn('mediamesh: banned peer', d.peerId, 'for the session:', type);
+        update();
+      }
       if (stats.errors.length < 20) stats.errors.push(`${d.downloadSource}: ${d.error && d.error.type}`);
     });
     e.addEventListener('onTrackerError', (d) => {
@@ -250,10 +313,11 @@
     $('s-peers').textContent = String(p.peers);
     $('s-offload').textContent = (p.offload * 100).toFixed(1) + ' %';
     $('s-rejected').textContent = String(p.rejected);
+    $('s-banned').textContent = String(p.bans || 0);
   }, 500);
 
   (async () => {
-    const streams = await refresh();
+    const [streams] = await Promise.all([refresh(), loadP2PConfig()]);
     setInterval(refresh, 5000);
     if (params.get('url')) return play(params.get('url'));
     const want = params.get('stream');

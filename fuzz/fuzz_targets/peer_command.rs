@@ -76,7 +76,9 @@ fn check_round_trip(c: &PeerCommand) {
 
 fuzz_target!(|data: &[u8]| {
     // Messages: 2-byte big-endian length, then that many bytes. The top bits of the
-    // length word pick a local action before the message.
+    // length word pick a local action before the message, and bit 0x4000 wraps the
+    // message in `cstr`…`cend` (a whole command), so the fuzzer reaches the command
+    // parser without having to find the framing first.
     let mut decoder = CommandDecoder::new(
         LIMITS.max_command_size,
         CommandLimits {
@@ -91,8 +93,15 @@ fuzz_target!(|data: &[u8]| {
     while rest.len() >= 2 && alive {
         let word = u16::from_be_bytes([rest[0], rest[1]]);
         let len = usize::from(word & 0x0fff).min(rest.len() - 2);
-        let message = &rest[2..2 + len];
+        let raw = &rest[2..2 + len];
         rest = &rest[2 + len..];
+        let framed;
+        let message = if word & 0x4000 != 0 {
+            framed = [b"cstr".as_slice(), raw, b"cend".as_slice()].concat();
+            &framed[..]
+        } else {
+            raw
+        };
         match word >> 12 {
             1 => {
                 let _ = session.request_segment(i64::from(word & 0xff), u64::from(word & 0x3));

@@ -36,6 +36,8 @@ pub struct EdgeConfig {
     pub filters: Vec<compute::FilterSpec>,
     /// Per-viewer media functions (A/B watermark, ad insertion, rendition filtering).
     pub media: crate::media::MediaFunctions,
+    /// The edge ABR ladder (rungs transcoded here); `None` = off.
+    pub ladder: Option<crate::ladder::LadderConfig>,
 }
 
 /// Explicit bounds on what clients may cost the edge.
@@ -86,6 +88,7 @@ impl EdgeConfig {
                 cmcd_renditions: true,
                 ..Default::default()
             },
+            ladder: None,
         }
     }
 }

@@ -18,13 +18,15 @@
 //! holds objects (memory S3-FIFO tier, disk tier, freshness policy, keys); `upstream`
 //! picks and calls origins and parents; `token` and `cmcd` parse what clients send;
 //! `filter` runs the Proxy-Wasm filters of crate `compute` on the request path;
-//! `media` applies the per-viewer media functions (A/B watermark, ads, renditions).
+//! `media` applies the per-viewer media functions (A/B watermark, ads, renditions);
+//! `ladder` makes the lower renditions of the edge ABR ladder by transcoding.
 
 pub mod cache;
 pub mod cmcd;
 pub mod coalesce;
 pub mod config;
 pub mod filter;
+pub mod ladder;
 pub mod limit;
 pub mod media;
 pub mod metrics;

@@ -96,6 +96,8 @@ pub struct Edge {
     limiter: Option<RateLimiter>,
     /// Proxy-Wasm filters; `None` when none is configured.
     pub filters: Option<Arc<compute::Filters>>,
+    /// The edge ABR ladder; `None` when no rung is configured.
+    pub ladder: Option<crate::ladder::Transcoder>,
     /// Header values that never change, made once.
     via: HeaderValue,
     cmsd_dynamic: HeaderValue,
@@ -149,6 +151,7 @@ impl Edge {
         };
         Ok(Arc::new(Self {
             filters,
+            ladder: config.ladder.clone().map(crate::ladder::Transcoder::new),
             memory: MemoryCache::new(config.cache_mem_bytes),
             disk,
             upstreams,
@@ -351,6 +354,11 @@ impl Edge {
                 return local(StatusCode::FORBIDDEN, &format!("token refused: {e}"));
             }
         }
+        if let Some(t) = &self.ladder {
+            if let Some(res) = crate::ladder::route(self, t, path).await {
+                return (res, CacheStatus::Pass);
+            }
+        }
         let Some(key) = cache_key(path, query, &self.config.dropped_params) else {
             return local(StatusCode::URI_TOO_LONG, "request target too long");
         };
@@ -422,6 +430,37 @@ impl Edge {
         }
     }
 
+    /// Gets an object for the edge's own use (the ladder's source objects) through
+    /// the cache and the coalesced miss path, so it counts and is stored like a
+    /// viewer's request. `Err((status, message))` unless the answer is a 200.
+    pub(crate) async fn get_internal(self: &Arc<Self>, path: &str) -> Result<Bytes, (u16, String)> {
+        let key = cache_key(path, None, &self.config.dropped_params)
+            .ok_or_else(|| (414, format!("{path}: path too long")))?;
+        let miss = Miss {
+            key,
+            path: path.to_string(),
+            query: String::new(),
+            upstream_path: path.to_string(),
+            peer: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        match self.lookup_or_fetch(&miss).await {
+            Answer::Object(obj, _) if obj.status == 200 => Ok(obj.body.clone()),
+            Answer::Object(obj, _) => Err((
+                obj.status,
+                format!("{path}: upstream answered {}", obj.status),
+            )),
+            Answer::Stream(flight, head) if head.status == 200 => flight
+                .complete()
+                .await
+                .map_err(|e| (502, format!("{path}: {e}"))),
+            Answer::Stream(_, head) => Err((
+                head.status,
+                format!("{path}: upstream answered {}", head.status),
+            )),
+            Answer::Error(status, msg) => Err((status.as_u16(), format!("{path}: {msg}"))),
+        }
+    }
+
     async fn cached(&self, key: &str) -> Option<Arc<CachedObject>> {
         if let Some(obj) = self.memory.get(key) {
             return Some(obj);
@@ -489,7 +528,9 @@ impl Edge {
         let edge = self.clone();
         let miss = miss.clone();
         tokio::spawn(async move {
-            edge.fetch(&miss, &flight).await;
+            if !crate::ladder::fetch(&edge, &miss.key, &miss.path, &flight).await {
+                edge.fetch(&miss, &flight).await;
+            }
             edge.flights.land(&miss.key);
         });
     }
@@ -557,6 +598,12 @@ impl Edge {
         let Some(body) = flight.body() else {
             return;
         };
+        self.store(key, path, query, head, body);
+    }
+
+    /// Stores a fetched or made object by the freshness policy (memory, and disk when
+    /// it lives long enough).
+    pub(crate) fn store(&self, key: &str, path: &str, query: &str, head: Head, body: Bytes) {
         let Some(fresh) = freshness(
             head.status,
             path,

@@ -52,6 +52,15 @@ pub struct TrackerArgs {
     /// Partition swarms by region: clients in CIDR only meet peers of REGION (repeatable).
     #[arg(long = "p2p-region", value_name = "CIDR=REGION")]
     pub p2p_region: Vec<String>,
+    /// TLS certificate chain (PEM); with --tls-key the tracker is at wss://ADDR/tracker.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Announce interval told to clients, in seconds [default: 120].
+    #[arg(long)]
+    pub tracker_interval: Option<f64>,
     #[command(flatten)]
     pub fleet: crate::fleet_cli::FleetArgs,
 }
@@ -123,6 +132,19 @@ pub struct OriginArgs {
     /// repeatable).
     #[arg(long = "p2p-off", value_name = "NAME")]
     pub p2p_off: Vec<String>,
+    /// `serve`: STUN/TURN server for browser viewers, e.g. stun:stun.example.org:3478 or
+    /// turn:USER:PASS@turn.example.org:3478 (repeatable; the page reads /api/v1/p2p).
+    #[arg(long = "ice-server", value_name = "URL")]
+    pub ice_server: Vec<String>,
+    /// `serve`: announce interval the tracker tells clients, in seconds [default: 120].
+    #[arg(long)]
+    pub tracker_interval: Option<f64>,
+    /// `serve`: TLS certificate chain (PEM); with --tls-key serves HTTPS and wss:// on --http.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// `serve`: private key (PEM) of --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub fleet: crate::fleet_cli::FleetArgs,
 }
@@ -153,6 +175,11 @@ pub struct FileConfig {
     pub p2p_region: Vec<String>,
     #[serde(default)]
     pub p2p_off: Vec<String>,
+    #[serde(default)]
+    pub ice_server: Vec<String>,
+    pub tracker_interval: Option<f64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     // Fleet keys, read by `fleet_cli::settings`; listed so the file may hold them.
     #[allow(dead_code)]
     pub registry: Option<String>,
@@ -162,9 +189,63 @@ pub struct FileConfig {
     pub public_url: Option<String>,
 }
 
-/// Tracker settings of `serve` and the streams with P2P off (flags win over the file).
-fn tracker_config(args: &OriginArgs) -> Result<(p2p::tracker::TrackerConfig, Vec<String>)> {
+/// The P2P settings of `serve` (flags win over the file).
+struct ServeP2p {
+    tracker: p2p::tracker::TrackerConfig,
+    /// Live streams with P2P off.
+    p2p_off: Vec<String>,
+    /// STUN/TURN servers for browser viewers (`/api/v1/p2p`).
+    ice: Vec<p2p::signal::ice::IceServer>,
+    tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// The announce interval of `--tracker-interval`.
+fn tracker_interval(v: Option<f64>) -> Result<Duration> {
+    match v {
+        Some(v) => seconds("tracker-interval", v, 5.0, 3_600.0),
+        None => Ok(p2p::tracker::TrackerConfig::default().interval),
+    }
+}
+
+/// `--tls-cert` and `--tls-key` together or not at all.
+fn tls_pair(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<(PathBuf, PathBuf)>> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
+        (None, None) => Ok(None),
+        _ => bail!("--tls-cert and --tls-key go together"),
+    }
+}
+
+fn serve_p2p(args: &OriginArgs) -> Result<ServeP2p> {
     let file: FileConfig = load_file(args.config.as_deref())?;
+    let (ice, interval) = (
+        if args.ice_server.is_empty() {
+            file.ice_server.clone()
+        } else {
+            args.ice_server.clone()
+        },
+        args.tracker_interval.or(file.tracker_interval),
+    );
+    let ice = p2p::signal::ice::parse_all(ice.iter().map(String::as_str))?;
+    let tls = tls_pair(
+        args.tls_cert.clone().or(file.tls_cert.clone()),
+        args.tls_key.clone().or(file.tls_key.clone()),
+    )?;
+    let (mut tracker, p2p_off) = tracker_config(args, file)?;
+    tracker.interval = tracker_interval(interval)?;
+    Ok(ServeP2p {
+        tracker,
+        p2p_off,
+        ice,
+        tls,
+    })
+}
+
+/// Tracker settings of `serve` and the streams with P2P off (flags win over the file).
+fn tracker_config(
+    args: &OriginArgs,
+    file: FileConfig,
+) -> Result<(p2p::tracker::TrackerConfig, Vec<String>)> {
     let pick = |flag: &Vec<String>, file: Vec<String>| {
         if flag.is_empty() {
             file
@@ -268,6 +349,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             // The origin listens on a private loopback port; the edge faces viewers
             // on --http and caches, coalesces and holds LL-HLS requests in front of it.
             let mut config = origin_config(&args)?;
+            // P2P settings are checked before anything starts listening.
+            let ServeP2p {
+                tracker: tracker_config,
+                p2p_off,
+                ice,
+                tls,
+            } = serve_p2p(&args)?;
             let public = config.http;
             config.http = SocketAddr::from(([127, 0, 0, 1], 0));
             let origin = Origin::start(config).await?;
@@ -275,8 +363,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                 edge::config::EdgeConfig::new(vec![format!("http://{}", origin.http_addr)]);
             edge_config.http = public;
             edge_config.cache_mem_bytes = 256 * 1024 * 1024;
+            edge_config.tls = tls;
             // The tracker answers on the viewers' port too (WebSocket at /tracker).
-            let (tracker_config, p2p_off) = tracker_config(&args)?;
             let tracker = p2p::tracker::ws::TrackerService::new(tracker_config);
             let ticker = tracker.spawn_ticker();
             let refuser = (!p2p_off.is_empty()).then(|| {
@@ -286,9 +374,25 @@ pub async fn run(cli: Cli) -> Result<()> {
                     p2p_off,
                 ))
             });
+            // The player page reads its ICE servers (STUN/TURN) here.
+            let page_p2p = p2p::signal::ice::page_config(&ice).to_string();
             let local = edge::server::LocalRoutes {
-                prefixes: vec!["/tracker".to_string()],
-                router: tracker.router(),
+                prefixes: vec!["/tracker".to_string(), "/api/v1/p2p".to_string()],
+                router: tracker.router().route(
+                    "/api/v1/p2p",
+                    axum::routing::get(move || {
+                        let body = page_p2p.clone();
+                        async move {
+                            (
+                                [
+                                    (axum::http::header::CONTENT_TYPE, "application/json"),
+                                    (axum::http::header::CACHE_CONTROL, "no-cache"),
+                                ],
+                                body,
+                            )
+                        }
+                    }),
+                ),
             };
             let edge = edge::server::EdgeServer::start_with(edge_config, Some(local)).await?;
             let _fleet = crate::fleet_cli::join_serve(&args, &origin, &edge)?;
@@ -309,10 +413,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Tracker(args) => {
             service::metrics::handle();
+            let tls = tls_pair(args.tls_cert.clone(), args.tls_key.clone())?
+                .map(|(c, k)| service::load_tls(&c, &k))
+                .transpose()?;
             let tracker = p2p::tracker::ws::TrackerService::new(p2p::tracker::TrackerConfig {
                 regions: p2p::tracker::RegionMap::parse(
                     args.p2p_region.iter().map(String::as_str),
                 )?,
+                interval: tracker_interval(args.tracker_interval)?,
                 ..p2p::tracker::TrackerConfig::default()
             });
             let ticker = tracker.spawn_ticker();
@@ -329,11 +437,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .with_context(|| {
                     format!("cannot listen on {} (pick another with --http)", args.http)
                 })?;
-            tracing::info!(addr = %args.http, "tracker at ws://{}/tracker", args.http);
+            let scheme = if tls.is_some() { "wss" } else { "ws" };
+            tracing::info!(addr = %args.http, "tracker at {scheme}://{}/tracker", args.http);
             let serve = service::serve(
                 listener,
                 service::ServeLimits::default(),
-                None,
+                tls,
                 move |req: hyper::Request<hyper::body::Incoming>, peer| {
                     let mut app = app.clone();
                     async move {

@@ -96,6 +96,20 @@ pub struct EdgeArgs {
     /// Do not leave out renditions above the CMCD top bit rate (tb) a player declares.
     #[arg(long)]
     pub no_cmcd_renditions: bool,
+    /// Edge ABR ladder rung NAME=WIDTHxHEIGHT@KBPS (repeat), e.g. 480p=854x480@1200:
+    /// advertised in live multivariant playlists and transcoded here from the `src`
+    /// rendition the first time a segment is asked for (never taller than the source).
+    #[arg(long = "ladder", value_name = "NAME=WxH@KBPS")]
+    pub ladder: Vec<String>,
+    /// Ladder transcodes running at once [default: number of cores].
+    #[arg(long)]
+    pub ladder_jobs: Option<usize>,
+    /// The ffmpeg program the ladder runs [default: ffmpeg].
+    #[arg(long)]
+    pub ladder_ffmpeg: Option<PathBuf>,
+    /// Seconds one ladder transcode may take before ffmpeg is killed [default: 30].
+    #[arg(long)]
+    pub ladder_timeout: Option<f64>,
     #[command(flatten)]
     pub fleet: crate::fleet_cli::FleetArgs,
 }
@@ -132,6 +146,19 @@ struct FilterTable {
     upstreams: std::collections::HashMap<String, String>,
 }
 
+/// A `[[ladder]]` table of the config file (or `ladder = ["480p=854x480@1200"]`).
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum LadderEntry {
+    Text(String),
+    Table {
+        name: String,
+        width: u32,
+        height: u32,
+        kbps: u32,
+    },
+}
+
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 struct EdgeFile {
@@ -166,6 +193,11 @@ struct EdgeFile {
     #[serde(default)]
     device_rule: Vec<String>,
     no_cmcd_renditions: Option<bool>,
+    #[serde(default)]
+    ladder: Vec<LadderEntry>,
+    ladder_jobs: Option<usize>,
+    ladder_ffmpeg: Option<PathBuf>,
+    ladder_timeout: Option<f64>,
     // Fleet keys, read by `fleet_cli::settings`; listed so the file may hold them.
     #[allow(dead_code)]
     registry: Option<String>,
@@ -298,6 +330,46 @@ pub fn edge_config(args: &EdgeArgs) -> Result<EdgeConfig> {
     }
     c.media.cmcd_renditions =
         !(args.no_cmcd_renditions || file.no_cmcd_renditions.unwrap_or(false));
+    let rungs = if args.ladder.is_empty() {
+        file.ladder
+            .into_iter()
+            .map(|e| match e {
+                LadderEntry::Text(t) => t,
+                LadderEntry::Table {
+                    name,
+                    width,
+                    height,
+                    kbps,
+                } => format!("{name}={width}x{height}@{kbps}"),
+            })
+            .collect()
+    } else {
+        args.ladder.clone()
+    };
+    if !rungs.is_empty() {
+        let rungs = rungs
+            .iter()
+            .map(|r| r.parse())
+            .collect::<Result<Vec<_>, _>>()?;
+        let ladder = edge::compute::media::ladder::Ladder::new(rungs, "src")?;
+        let mut lc = edge::ladder::LadderConfig::new(ladder);
+        if let Some(j) = args.ladder_jobs.or(file.ladder_jobs) {
+            if j == 0 {
+                bail!("--ladder-jobs must be at least 1");
+            }
+            lc.jobs = j;
+        }
+        if let Some(f) = args.ladder_ffmpeg.clone().or(file.ladder_ffmpeg) {
+            lc.ffmpeg = f;
+        }
+        if let Some(t) = args.ladder_timeout.or(file.ladder_timeout) {
+            if !(t > 0.0 && t <= 3600.0) {
+                bail!("--ladder-timeout must be between 0 and 3600 seconds");
+            }
+            lc.timeout = Duration::from_secs_f64(t);
+        }
+        c.ladder = Some(lc);
+    }
     c.filters = filter_specs(
         args,
         file.filter,

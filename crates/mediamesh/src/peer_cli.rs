@@ -31,6 +31,9 @@ pub struct PeerArgs {
     /// Tracker WebSocket URL [default: ws://{host of URL}/tracker].
     #[arg(long)]
     pub tracker: Option<String>,
+    /// PEM file of CA certificates to trust for a wss:// tracker, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub tracker_ca: Option<PathBuf>,
     /// Write JSON stats here at the end.
     #[arg(long)]
     pub stats: Option<PathBuf>,
@@ -74,6 +77,7 @@ struct FileConfig {
     duration: Option<f64>,
     no_p2p: Option<bool>,
     tracker: Option<String>,
+    tracker_ca: Option<PathBuf>,
     stats: Option<PathBuf>,
     rendition: Option<String>,
     live_offset: Option<f64>,
@@ -115,6 +119,9 @@ pub fn peer_options(args: &PeerArgs) -> Result<(PeerOptions, Option<PathBuf>, Op
     }
     o.sched.p2p = !(args.no_p2p || f.no_p2p.unwrap_or(false));
     o.tracker = args.tracker.clone().or(f.tracker);
+    if let Some(ca) = args.tracker_ca.clone().or(f.tracker_ca) {
+        o.tracker_tls = Some(p2p::signal::tls::client_config(Some(&ca))?);
+    }
     if let Some(r) = args.rendition.clone().or(f.rendition) {
         o.choice = r.parse::<RenditionChoice>().map_err(anyhow::Error::msg)?;
     }

@@ -267,3 +267,200 @@ fn browser_and_native_peers_share_one_swarm_both_ways() {
     );
     assert_eq!(behind["total"]["rejected_segments"], 0, "{behind}");
 }
+
+#[test]
+fn ban_list_of_the_page_passes_its_node_tests() {
+    require_web();
+    let out = run(
+        Command::new("node")
+            .arg("--test")
+            .arg(web().join("tests/ban.test.mjs")),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("# fail 0"), "{stdout}");
+    assert!(!stdout.contains("# pass 0"), "{stdout}");
+}
+
+/// A browser viewer whose only peer is a native viewer that corrupts every segment it
+/// uploads (`--corrupt-uploads`, and ahead of the browser so it has what the browser
+/// wants): the page rejects the segment, bans that peer for the session, refuses the
+/// offers and answers it keeps sending through the tracker (re-announced every 10 s
+/// here), never takes a segment from it and keeps playing over HTTP.
+#[test]
+fn a_browser_bans_a_corrupting_peer_for_the_session() {
+    require_web();
+    if std::env::var_os(IN_NETNS).is_none() {
+        rerun_in_netns("a_browser_bans_a_corrupting_peer_for_the_session");
+        return;
+    }
+    let server = Server::start("serve", &["--demo", "--tracker-interval", "10"]);
+    wait_for_200(
+        &server.url("/live/demo/src/index.m3u8"),
+        Duration::from_secs(15),
+    );
+    wait_for_stable_multivariant(&server);
+    let stats = server.dir.path().join("corrupt.json");
+    let native = Command::new(env!("CARGO_BIN_EXE_mediamesh"))
+        .arg("peer")
+        .arg(server.url("/live/demo/index.m3u8"))
+        .args([
+            "--count",
+            "1",
+            "--duration",
+            "130",
+            "--live-offset",
+            "4",
+            "--corrupt-uploads",
+            "1",
+            "--stats",
+        ])
+        .arg(&stats)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start mediamesh peer");
+    let mut native = Proc {
+        child: native,
+        name: "mediamesh peer --corrupt-uploads".into(),
+    };
+    let out = run(
+        Command::new("node")
+            .arg(web().join("tests/ban_p2p.mjs"))
+            .arg(server.url("/?stream=demo"))
+            .args(["120", "30"]),
+        Duration::from_secs(150),
+    );
+    drop(native.child.kill());
+    let _ = native.wait_exit(Duration::from_secs(10));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "ban_p2p.mjs printed no JSON line ({e}): {stdout}\n{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            server.log_text()
+        )
+    });
+    assert!(
+        out.status.success() && seen["ok"] == true,
+        "the page did not ban the corrupting peer for the session: {seen:#}"
+    );
+    let s = &seen["stats"];
+    assert_eq!(s["p2p_enabled"], true, "{s}");
+    assert!(s["rejected"].as_u64().unwrap_or(0) >= 1, "{s}");
+    assert!(
+        s["reasons"]["digest-mismatch"].as_u64().unwrap_or(0) >= 1,
+        "{s}"
+    );
+    assert_eq!(s["bans"], 1, "{s}");
+    assert_eq!(s["panel_banned"], "1", "the stats panel shows the ban: {s}");
+    // Not one byte from the corrupting peer was played: nothing from peers at all.
+    assert_eq!(s["p2p_bytes"], 0, "{s}");
+    assert_eq!(s["p2p_segments"], 0, "{s}");
+    assert_eq!(s["segments_from_banned"], 0, "{s}");
+    assert_eq!(seen["seen_banned_connected"], 0, "{seen}");
+    let refused = ["refused_offers", "refused_answers", "refused_descriptions"]
+        .iter()
+        .map(|k| s[*k].as_u64().unwrap_or(0))
+        .sum::<u64>();
+    assert!(refused >= 1, "the banned peer never came back: {s}");
+    assert!(s["http_segments"].as_u64().unwrap_or(0) >= 5, "{s}");
+}
+
+/// `serve --ice-server` reaches WebRTC in the page: `/api/v1/p2p` lists the servers
+/// (TURN credentials included, for the browser), the page hands them to every
+/// RTCPeerConnection, and Chromium's ICE agent sends its STUN binding request to the
+/// configured server: a UDP socket of this test inside the private namespace (no
+/// real STUN server is contacted; nothing leaves the namespace).
+#[test]
+fn the_page_hands_operator_ice_servers_to_webrtc() {
+    require_web();
+    if std::env::var_os(IN_NETNS).is_none() {
+        rerun_in_netns("the_page_hands_operator_ice_servers_to_webrtc");
+        return;
+    }
+    let stun = std::net::UdpSocket::bind("198.51.100.1:0").expect("bind the test STUN socket");
+    let port = stun.local_addr().expect("addr").port();
+    let stun_url = format!("stun:198.51.100.1:{port}");
+    let turn_arg = format!("turn:alice:s3cret@198.51.100.1:{port}?transport=udp");
+    let server = Server::start(
+        "serve",
+        &[
+            "--demo",
+            "--ice-server",
+            &stun_url,
+            "--ice-server",
+            &turn_arg,
+        ],
+    );
+    let (status, body) = get_text(&server.url("/api/v1/p2p"));
+    assert_eq!(status, 200, "{body}");
+    let config: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let turn_url = format!("turn:198.51.100.1:{port}?transport=udp");
+    assert_eq!(
+        config,
+        serde_json::json!({"ice_servers": [
+            {"urls": stun_url},
+            {"urls": turn_url, "username": "alice", "credential": "s3cret"},
+        ]})
+    );
+    wait_for_200(
+        &server.url("/live/demo/src/index.m3u8"),
+        Duration::from_secs(15),
+    );
+    let out = run(
+        Command::new("node")
+            .arg(web().join("tests/ice.mjs"))
+            .arg(server.url("/?stream=demo"))
+            .arg("30"),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "ice.mjs printed no JSON line ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success() && seen["ok"] == true, "{seen:#}");
+    assert_eq!(
+        seen["page_ice"],
+        serde_json::json!([stun_url, turn_url]),
+        "{seen}"
+    );
+    let first = &seen["pc_configs"][0];
+    assert_eq!(first[0]["urls"], stun_url.as_str(), "{seen}");
+    assert_eq!(first[1]["urls"], turn_url.as_str(), "{seen}");
+    assert_eq!(first[1]["username"], "alice", "{seen}");
+    assert_eq!(first[1]["credential_len"], 6, "{seen}");
+
+    // Chromium asked our "STUN server" for its reflexive address: a Binding request
+    // (type 0x0001, magic cookie 0x2112A442, RFC 5389).
+    stun.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 1500];
+    let mut binding = false;
+    while !binding && Instant::now() < until {
+        if let Ok((n, _)) = stun.recv_from(&mut buf) {
+            binding = n >= 20 && buf[0..2] == [0x00, 0x01] && buf[4..8] == [0x21, 0x12, 0xa4, 0x42];
+        }
+    }
+    assert!(
+        binding,
+        "no STUN binding request reached the configured ICE server"
+    );
+
+    // Without --ice-server the page gets an empty list (host candidates only).
+    drop(server);
+    let plain = Server::start("serve", &[]);
+    let (_, body) = get_text(&plain.url("/api/v1/p2p"));
+    assert_eq!(body, r#"{"ice_servers":[]}"#);
+}

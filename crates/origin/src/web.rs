@@ -84,6 +84,7 @@ static INDEX: Asset = Asset::new(
 );
 static PLAYER: Asset = Asset::new(include_str!("../../../web/player.js"), JS, PAGE_CACHE);
 static INTEGRITY: Asset = Asset::new(include_str!("../../../web/integrity.js"), JS, PAGE_CACHE);
+static BAN: Asset = Asset::new(include_str!("../../../web/ban.js"), JS, PAGE_CACHE);
 static HLS: Asset = Asset::new(
     include_str!("../../../web/vendor/hls.min.js"),
     JS,
@@ -107,10 +108,11 @@ static P2PML_LICENSE: Asset = Asset::new(
 
 /// Every embedded file by its URL path. `/static/hls.min.js` is the older path of
 /// hls.js, kept for pages and bookmarks that use it.
-const FILES: [(&str, &Asset); 9] = [
+const FILES: [(&str, &Asset); 10] = [
     ("/", &INDEX),
     ("/static/player.js", &PLAYER),
     ("/static/integrity.js", &INTEGRITY),
+    ("/static/ban.js", &BAN),
     ("/static/hls.min.js", &HLS),
     ("/vendor/hls.min.js", &HLS),
     ("/vendor/hls.js.LICENSE", &HLS_LICENSE),

@@ -96,6 +96,8 @@ pub struct SwarmSpec {
     pub tracker: String,
     /// Most peers connected at once.
     pub max_peers: usize,
+    /// Whom to trust for a `wss://` tracker (`None`: the system's roots).
+    pub tracker_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Makes a mesh for each viewer.

@@ -55,6 +55,9 @@ pub struct PeerOptions {
     pub choice: RenditionChoice,
     /// Tracker WebSocket URL; default `ws(s)://{host of url}/tracker`.
     pub tracker: Option<String>,
+    /// Whom to trust for a `wss://` tracker (`None`: the system's roots); see
+    /// [`crate::signal::tls::client_config`].
+    pub tracker_tls: Option<Arc<rustls::ClientConfig>>,
     pub live_offset: Option<Duration>,
     /// Upload slots per viewer.
     pub upload_slots: usize,
@@ -83,6 +86,7 @@ impl Default for PeerOptions {
             sched: SchedulerConfig::default(),
             choice: RenditionChoice::Highest,
             tracker: None,
+            tracker_tls: None,
             live_offset: None,
             upload_slots: 4,
             upload_rate: 0,
@@ -134,6 +138,7 @@ pub async fn run(
             .clone()
             .unwrap_or_else(|| default_tracker(&url)),
         max_peers: opts.max_peers,
+        tracker_tls: opts.tracker_tls.clone(),
     };
     let end = Instant::now() + opts.duration;
     let base = ViewerParams {

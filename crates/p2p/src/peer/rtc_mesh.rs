@@ -42,11 +42,14 @@ impl MeshFactory for RtcMeshFactory {
         tracing::debug!(viewer, stream, "joining swarm");
         let mut signal = SignalConfig::new(Id20(info_hash), Id20(peer_id));
         signal.max_peers = spec.max_peers.max(1);
-        let swarm = Swarm::join(SwarmConfig {
-            tracker_url: spec.tracker.clone(),
-            signal,
-            link: self.link.clone(),
-        });
+        let swarm = Swarm::join_with_tls(
+            SwarmConfig {
+                tracker_url: spec.tracker.clone(),
+                signal,
+                link: self.link.clone(),
+            },
+            spec.tracker_tls.clone(),
+        );
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::channel(256);
         tokio::spawn(run(swarm, cmd_rx, ev_tx));

@@ -2,8 +2,9 @@
 //! (tokio-tungstenite), makes offers/answers with [`crate::rtc`], and hands out
 //! `(remote peer id, PeerLink)` pairs once their data channel is open.
 //!
-//! Not the decisions (see `core`). `ws://` only: put a TLS terminator in front of
-//! a `wss://` tracker, or use one on the same host.
+//! `ws://` and `wss://` (rustls; trust from [`super::tls`]: the system's roots, or
+//! the configuration given to [`Swarm::join_with_tls`]). Not the decisions (see
+//! `core`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -16,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::core::{Action, SignalConfig, SignalCore, SignalStats};
 use crate::rtc::{LinkConfig, PeerLink, PendingOffer};
@@ -49,10 +50,16 @@ pub struct Swarm {
 impl Swarm {
     /// Starts the tracker client (must run inside a tokio runtime).
     pub fn join(cfg: SwarmConfig) -> Swarm {
+        Self::join_with_tls(cfg, None)
+    }
+
+    /// As [`Swarm::join`], trusting `tls` for a `wss://` tracker (`None`: the
+    /// system's roots, [`super::tls::default_config`]).
+    pub fn join_with_tls(cfg: SwarmConfig, tls: Option<Arc<rustls::ClientConfig>>) -> Swarm {
         let (peer_tx, peer_rx) = mpsc::channel(16);
         let (stop_tx, stop_rx) = oneshot::channel();
         let stats = Arc::new(Mutex::new(SignalStats::default()));
-        let task = tokio::spawn(run(cfg, peer_tx, stop_rx, stats.clone()));
+        let task = tokio::spawn(run(cfg, tls, peer_tx, stop_rx, stats.clone()));
         Swarm {
             peers: peer_rx,
             stop: Some(stop_tx),
@@ -196,13 +203,27 @@ impl Shell {
     }
 }
 
-async fn connect(url: &str) -> Option<Ws> {
+async fn connect(url: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> Option<Ws> {
     // A frame over the parser's limit is dropped by the WebSocket layer already.
     let limit = super::message::MAX_FRAME * 2;
     let ws_cfg = WebSocketConfig::default()
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
-    let fut = tokio_tungstenite::connect_async_with_config(url, Some(ws_cfg), true);
+    let secure = url
+        .get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("wss://"));
+    let connector = if secure {
+        match tls.cloned().or_else(super::tls::default_config) {
+            Some(c) => Some(Connector::Rustls(c)),
+            None => {
+                tracing::warn!(url, "no TLS configuration for a wss:// tracker");
+                return None;
+            }
+        }
+    } else {
+        Some(Connector::Plain)
+    };
+    let fut = tokio_tungstenite::connect_async_tls_with_config(url, Some(ws_cfg), true, connector);
     match tokio::time::timeout(WS_TIMEOUT, fut).await {
         Ok(Ok((ws, _))) => Some(ws),
         Ok(Err(e)) => {
@@ -228,6 +249,7 @@ async fn send_all(ws: &mut Ws, frames: &mut Vec<String>) -> bool {
 
 async fn run(
     cfg: SwarmConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
     peer_tx: mpsc::Sender<(Id20, PeerLink)>,
     mut stop_rx: oneshot::Receiver<()>,
     stats: Arc<Mutex<SignalStats>>,
@@ -248,7 +270,7 @@ async fn run(
         sh.prune();
         let actions = sh.core.poll(Instant::now());
         if sh.act(actions, &mut frames) {
-            ws = connect(&cfg.tracker_url).await;
+            ws = connect(&cfg.tracker_url, tls.as_ref()).await;
             match ws {
                 Some(_) => sh.core.connected(Instant::now()),
                 None => sh.core.disconnected(Instant::now()),

@@ -8,7 +8,9 @@
 
 pub mod client;
 pub mod core;
+pub mod ice;
 pub mod message;
+pub mod tls;
 
 pub use self::client::{Swarm, SwarmConfig};
 pub use self::core::{Action, SignalConfig, SignalCore, SignalStats};

@@ -1,0 +1,498 @@
+//! The edge ABR ladder: the edge advertises lower renditions ("rungs") of a live
+//! stream whose origin publishes only its source rendition, and makes a rung's init
+//! and media segments the first time they are asked for by transcoding the one source
+//! segment with ffmpeg (every source segment starts on an IDR, so segments are
+//! independent).
+//!
+//! - Playlists (the multivariant with the rungs added, a rung's media playlist) are
+//!   derived per request from the source playlists, which come through the edge's own
+//!   cache; rungs are regular HLS (no parts or blocking reloads).
+//! - Rung segments go through the ordinary miss path: N concurrent first requests join
+//!   one flight, whose leader (this module) fetches the source init and segment
+//!   through the cache (so the origin sees each source object once), runs one ffmpeg
+//!   under a semaphore (`--ladder-jobs`), and stores the result like any object. A
+//!   failed transcode answers 502 and is not cached.
+//! - ffmpeg runs as a subprocess with its stdin/stdout piped, killed when dropped or
+//!   after a time-out; the command line is `compute::media::ladder::ffmpeg_args`.
+//!
+//! Not here: the playlist rewriting and naming rules (`compute::media::ladder`), P2P
+//! digests (rungs have none: they exist only at this edge, the origin cannot sign
+//! them, so P2P viewers of a rung fetch over HTTP).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use compute::media::ladder::{self as logic, Ladder, Rung, RungObject, RungPath};
+use http_body_util::{BodyExt, Full};
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use media::hls::MediaPlaylist;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
+use crate::coalesce::{Flight, FlightError, Head};
+use crate::proxy::{Body, Edge};
+
+/// Settings of the ladder.
+#[derive(Debug, Clone)]
+pub struct LadderConfig {
+    pub ladder: Ladder,
+    /// Transcodes running at once (default: the number of cores).
+    pub jobs: usize,
+    /// The ffmpeg program.
+    pub ffmpeg: PathBuf,
+    /// Longest one transcode may take before ffmpeg is killed.
+    pub timeout: Duration,
+}
+
+impl LadderConfig {
+    pub fn new(ladder: Ladder) -> Self {
+        Self {
+            ladder,
+            jobs: cores(),
+            ffmpeg: PathBuf::from("ffmpeg"),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Most bytes of ffmpeg's stderr kept for the error message.
+const MAX_STDERR: usize = 4096;
+
+/// The ladder's run-time state in an edge.
+#[derive(Debug)]
+pub struct Transcoder {
+    pub config: LadderConfig,
+    jobs: Semaphore,
+    /// `avcC` of the first encode per (stream, rung, source init): later encodes are
+    /// checked against it, so a segment that would not fit the rung's init is noticed.
+    avcc: Mutex<HashMap<String, Bytes>>,
+}
+
+/// Why a rung object could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LadderFailure {
+    /// The source object or the rung does not exist (answered 404, not cached).
+    #[error("{0}")]
+    NotFound(String),
+    /// Fetching the source failed (502).
+    #[error("source: {0}")]
+    Source(String),
+    /// ffmpeg failed, timed out or wrote something unusable (502).
+    #[error("transcode: {0}")]
+    Transcode(String),
+}
+
+impl Transcoder {
+    pub fn new(config: LadderConfig) -> Self {
+        let rungs: Vec<String> = config
+            .ladder
+            .rungs
+            .iter()
+            .map(|r| format!("{}={}x{}@{}", r.name, r.width, r.height, r.video_kbps))
+            .collect();
+        tracing::info!(rungs = %rungs.join(" "), jobs = config.jobs, "edge ABR ladder on");
+        Self {
+            jobs: Semaphore::new(config.jobs.max(1)),
+            config,
+            avcc: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs ffmpeg on `input` (source init + segment) for `rung` at `size`, bounded by
+    /// the job semaphore and the time-out; returns (init, media segment).
+    pub async fn transcode(
+        &self,
+        rung: &Rung,
+        size: (u32, u32),
+        input: Vec<Bytes>,
+        max_bytes: usize,
+    ) -> Result<(Bytes, Bytes), LadderFailure> {
+        let _permit = self
+            .jobs
+            .acquire()
+            .await
+            .map_err(|_| LadderFailure::Transcode("the job queue is closed".into()))?;
+        let started = Instant::now();
+        let threads = u32::try_from(cores()).unwrap_or(1);
+        let mut child = tokio::process::Command::new(&self.config.ffmpeg)
+            .args(logic::ffmpeg_args(rung, size, threads))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                LadderFailure::Transcode(format!(
+                    "cannot start {}: {e} (install ffmpeg or pass --ladder-ffmpeg)",
+                    self.config.ffmpeg.display()
+                ))
+            })?;
+        let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(LadderFailure::Transcode("ffmpeg pipes missing".into()));
+        };
+        let feed = async move {
+            for chunk in input {
+                stdin.write_all(&chunk).await?;
+            }
+            stdin.shutdown().await
+        };
+        let read_out = async move {
+            let mut out = Vec::new();
+            (&mut stdout)
+                .take(max_bytes as u64 + 1)
+                .read_to_end(&mut out)
+                .await
+                .map(|_| out)
+        };
+        let read_err = async move {
+            let mut err = Vec::new();
+            let _ = (&mut stderr)
+                .take(MAX_STDERR as u64)
+                .read_to_end(&mut err)
+                .await;
+            err
+        };
+        let run = async {
+            let (fed, out, err) = tokio::join!(feed, read_out, read_err);
+            let status = child.wait().await;
+            (fed, out, err, status)
+        };
+        let (fed, out, err, status) = tokio::time::timeout(self.config.timeout, run)
+            .await
+            .map_err(|_| {
+                LadderFailure::Transcode(format!(
+                    "ffmpeg took longer than {:?} and was killed",
+                    self.config.timeout
+                ))
+            })?;
+        let err_text = String::from_utf8_lossy(&err).trim().to_string();
+        let status = status.map_err(|e| LadderFailure::Transcode(format!("ffmpeg: {e}")))?;
+        if !status.success() {
+            return Err(LadderFailure::Transcode(format!(
+                "ffmpeg exited with {status}: {err_text}"
+            )));
+        }
+        if let Err(e) = fed {
+            return Err(LadderFailure::Transcode(format!(
+                "ffmpeg did not read its input: {e}: {err_text}"
+            )));
+        }
+        let out = out.map_err(|e| LadderFailure::Transcode(format!("ffmpeg output: {e}")))?;
+        if out.len() > max_bytes {
+            return Err(LadderFailure::Transcode(format!(
+                "output larger than {max_bytes} bytes"
+            )));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        ::metrics::histogram!("edge_ladder_transcode_seconds").record(secs);
+        ::metrics::counter!("edge_ladder_transcodes_total", "rung" => rung.name.clone())
+            .increment(1);
+        logic::split_output(&Bytes::from(out)).map_err(|e| LadderFailure::Transcode(e.to_string()))
+    }
+
+    /// Notes the `avcC` of an encode; `false` when it differs from the first one made
+    /// for the same (stream, rung, source init).
+    fn same_avcc(&self, key: String, init: &[u8]) -> bool {
+        let Ok(Some(avcc)) = logic::avc_config(init) else {
+            return false;
+        };
+        let mut map = self.avcc.lock();
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.entry(key).or_insert_with(|| avcc.clone()) == &avcc
+    }
+}
+
+fn source_dir(ladder: &Ladder, stream: &str) -> String {
+    format!("/live/{stream}/{}", ladder.source)
+}
+
+fn failure_status(e: (u16, String)) -> LadderFailure {
+    if e.0 == 404 || e.0 == 410 {
+        LadderFailure::NotFound(e.1)
+    } else {
+        LadderFailure::Source(e.1)
+    }
+}
+
+/// Answers the ladder's playlists; `None` for every other path.
+pub async fn route(edge: &Arc<Edge>, t: &Transcoder, path: &str) -> Option<Response<Body>> {
+    let ladder = &t.config.ladder;
+    if ladder.multivariant_path(path).is_some() {
+        let text = match edge.get_internal(path).await {
+            Ok(b) => b,
+            Err((status, msg)) => return Some(error(status, &msg)),
+        };
+        let rewritten = std::str::from_utf8(&text)
+            .ok()
+            .and_then(|s| ladder.rewrite_multivariant(s).ok().flatten());
+        return Some(playlist(rewritten.map_or(text, Bytes::from)));
+    }
+    let rp = ladder.rung_path(path)?;
+    if rp.object != RungObject::Playlist {
+        return None;
+    }
+    let multivariant = format!("/live/{}/index.m3u8", rp.stream);
+    let src = format!("{}/index.m3u8", source_dir(ladder, rp.stream));
+    let (multi, media) = tokio::join!(edge.get_internal(&multivariant), edge.get_internal(&src));
+    let (multi, media) = match (multi, media) {
+        (Ok(m), Ok(s)) => (m, s),
+        (Err((status, msg)), _) | (_, Err((status, msg))) => return Some(error(status, &msg)),
+    };
+    let offered = std::str::from_utf8(&multi)
+        .ok()
+        .and_then(|s| ladder.rewrite_multivariant(s).ok().flatten())
+        .is_some_and(|s| s.contains(&format!("\n{}/index.m3u8\n", rp.rung.name)));
+    if !offered {
+        return Some(error(
+            404,
+            &format!(
+                "rendition {} is not offered for stream {} (it would be taller than the source)",
+                rp.rung.name, rp.stream
+            ),
+        ));
+    }
+    let derived = std::str::from_utf8(&media)
+        .map_err(|e| e.to_string())
+        .and_then(|s| ladder.rung_playlist(s).map_err(|e| e.to_string()));
+    Some(match derived {
+        Ok(text) => playlist(Bytes::from(text)),
+        Err(e) => error(502, &format!("source playlist unusable: {e}")),
+    })
+}
+
+/// Leads the flight of a rung init or segment; `false` when `path` is not one (the
+/// caller then fetches from upstream as usual).
+pub async fn fetch(edge: &Arc<Edge>, key: &str, path: &str, flight: &Flight) -> bool {
+    let Some(t) = &edge.ladder else {
+        return false;
+    };
+    let Some(rp) = t.config.ladder.rung_path(path) else {
+        return false;
+    };
+    if rp.object == RungObject::Playlist {
+        return false;
+    }
+    match make(edge, t, &rp).await {
+        Ok(body) => {
+            let cache = match rp.object {
+                RungObject::Init(None) => "public, max-age=2",
+                _ => "public, max-age=86400",
+            };
+            let head = Head {
+                status: 200,
+                headers: vec![
+                    ("content-type".into(), "video/mp4".into()),
+                    ("content-length".into(), body.len().to_string()),
+                    ("cache-control".into(), cache.into()),
+                    ("x-ladder-rung".into(), rp.rung.name.clone()),
+                ],
+            };
+            flight.set_head(head.clone());
+            flight.push(body.clone());
+            flight.finish();
+            edge.store(key, path, "", head, body);
+        }
+        Err(LadderFailure::NotFound(msg)) => {
+            let body = Bytes::from(format!("{msg}\n"));
+            flight.set_head(Head {
+                status: 404,
+                headers: vec![
+                    ("content-type".into(), "text/plain; charset=utf-8".into()),
+                    ("content-length".into(), body.len().to_string()),
+                    ("cache-control".into(), "no-store".into()),
+                ],
+            });
+            flight.push(body);
+            flight.finish();
+        }
+        Err(e) => {
+            let reason = match e {
+                LadderFailure::Source(_) => "source",
+                _ => "transcode",
+            };
+            ::metrics::counter!("edge_ladder_errors_total", "reason" => reason).increment(1);
+            tracing::warn!(path, error = %e, "rung object not made");
+            flight.fail(FlightError::Upstream(e.to_string()));
+        }
+    }
+    true
+}
+
+/// Makes one rung init or media segment.
+async fn make(edge: &Arc<Edge>, t: &Transcoder, rp: &RungPath<'_>) -> Result<Bytes, LadderFailure> {
+    let ladder = &t.config.ladder;
+    let dir = source_dir(ladder, rp.stream);
+    let src_playlist = edge
+        .get_internal(&format!("{dir}/index.m3u8"))
+        .await
+        .map_err(failure_status)?;
+    let pl = std::str::from_utf8(&src_playlist)
+        .ok()
+        .and_then(|s| MediaPlaylist::parse(s).ok())
+        .ok_or_else(|| LadderFailure::Source("source playlist unusable".into()))?;
+    let (init_name, msn) = match rp.object {
+        RungObject::Init(v) => {
+            let last = pl
+                .segments
+                .last()
+                .map(|_| pl.next_msn() - 1)
+                .ok_or_else(|| LadderFailure::NotFound("the source has no segment yet".into()))?;
+            let name = v.map_or_else(|| "init.mp4".to_string(), |v| format!("init-{v}.mp4"));
+            (name, last)
+        }
+        RungObject::Segment(n) => {
+            let name = pl.map_uri.clone().unwrap_or_else(|| "init.mp4".into());
+            (name, n)
+        }
+        RungObject::Playlist => return Err(LadderFailure::NotFound("not a media object".into())),
+    };
+    let (init_path, seg_path) = (format!("{dir}/{init_name}"), format!("{dir}/seg{msn}.m4s"));
+    let (init, seg) = tokio::join!(edge.get_internal(&init_path), edge.get_internal(&seg_path));
+    let (init, seg) = (init.map_err(failure_status)?, seg.map_err(failure_status)?);
+    let source = logic::video_size(&init).map_err(|e| LadderFailure::Source(e.to_string()))?;
+    let size = rp.rung.output_size(source).ok_or_else(|| {
+        LadderFailure::NotFound(format!(
+            "rendition {} is not offered: the source is {}x{}",
+            rp.rung.name, source.0, source.1
+        ))
+    })?;
+    let (out_init, out_media) = t
+        .transcode(rp.rung, size, vec![init, seg], edge.config.max_object_bytes)
+        .await?;
+    let check = format!("{}/{}/{init_name}", rp.stream, rp.rung.name);
+    if !t.same_avcc(check, &out_init) {
+        ::metrics::counter!("edge_ladder_init_mismatch_total").increment(1);
+        tracing::warn!(
+            stream = rp.stream,
+            rung = %rp.rung.name,
+            "a rung encode has other SPS/PPS than the rung's first encode"
+        );
+    }
+    Ok(match rp.object {
+        RungObject::Init(_) => out_init,
+        _ => out_media,
+    })
+}
+
+fn playlist(body: Bytes) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.apple.mpegurl"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=1"));
+    r
+}
+
+fn error(status: u16, msg: &str) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::from(format!("{msg}\n"))));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn full(b: Bytes) -> Body {
+    Full::new(b).map_err(|never| match never {}).boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transcoder(ffmpeg: &str, timeout: Duration) -> Transcoder {
+        let rung: Rung = "240p=426x240@300".parse().expect("rung");
+        let ladder = Ladder::new(vec![rung], "src").expect("ladder");
+        Transcoder::new(LadderConfig {
+            ffmpeg: PathBuf::from(ffmpeg),
+            timeout,
+            jobs: 1,
+            ladder,
+        })
+    }
+
+    async fn run(t: &Transcoder) -> Result<(Bytes, Bytes), LadderFailure> {
+        let rung = t.config.ladder.rungs[0].clone();
+        t.transcode(
+            &rung,
+            (426, 240),
+            vec![Bytes::from_static(b"not mp4")],
+            1 << 20,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_transcode_error() {
+        let t = transcoder("/nonexistent/ffmpeg", Duration::from_secs(5));
+        let e = run(&t).await.expect_err("no program");
+        assert!(
+            matches!(&e, LadderFailure::Transcode(m) if m.contains("cannot start")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_program_is_a_transcode_error() {
+        let t = transcoder("/bin/false", Duration::from_secs(5));
+        let e = run(&t).await.expect_err("exit 1");
+        assert!(
+            matches!(&e, LadderFailure::Transcode(m) if m.contains("exited")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hanging_program_is_killed_at_the_time_out() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = dir.path().join("hang.sh");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 600\n").expect("write");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let t = transcoder(&script.display().to_string(), Duration::from_millis(300));
+        let e = run(&t).await.expect_err("time-out");
+        assert!(
+            matches!(&e, LadderFailure::Transcode(m) if m.contains("killed")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn output_that_is_not_fmp4_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = dir.path().join("garbage.sh");
+        std::fs::write(&script, "#!/bin/sh\ncat >/dev/null\necho garbage-out\n").expect("write");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let t = transcoder(&script.display().to_string(), Duration::from_secs(10));
+        let e = run(&t).await.expect_err("not fMP4");
+        assert!(
+            matches!(&e, LadderFailure::Transcode(m) if m.contains("fMP4")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn avcc_consistency_is_tracked_per_key() {
+        let t = transcoder("ffmpeg", Duration::from_secs(1));
+        // Inits without avcC never count as consistent.
+        assert!(!t.same_avcc("k".into(), b"junk"));
+    }
+}
