@@ -103,14 +103,18 @@ pub fn open_store(s: &FleetSettings) -> Result<Arc<dyn Store>> {
     fleet::registry::open(&s.registry).map_err(|e| anyhow::anyhow!("--registry: {e}"))
 }
 
-/// Joins the registry as `kind`; `streams` lists the live streams (origins).
+/// Adds what a node kind says beyond its load to each heartbeat's record (origins:
+/// the stream directory).
+pub type FillFn = Arc<dyn Fn(&mut NodeRecord) + Send + Sync>;
+
+/// Joins the registry as `kind`; `fill` adds the live streams (origins).
 pub fn join(
     store: Arc<dyn Store>,
     s: &FleetSettings,
     kind: NodeKind,
     port: u16,
     capacity_connections: u64,
-    streams: Option<Arc<dyn Fn() -> Vec<String> + Send + Sync>>,
+    fill: Option<FillFn>,
 ) -> Membership {
     let sampler = Arc::new(LoadSampler::new(
         port,
@@ -124,8 +128,8 @@ pub fn join(
     let record: RecordFn = Arc::new(move || {
         let mut r = base.clone();
         r.load = sampler.sample();
-        if let Some(f) = &streams {
-            r.streams = f();
+        if let Some(f) = &fill {
+            f(&mut r);
         }
         r
     });
@@ -133,19 +137,85 @@ pub fn join(
     Membership::spawn(store, MembershipConfig::default(), Some(record))
 }
 
-/// The live streams of an origin, for the stream directory.
-pub fn origin_streams(
-    state: &origin::http::AppState,
-) -> Arc<dyn Fn() -> Vec<String> + Send + Sync> {
+/// An origin's entries in the stream directory: the streams it holds live with a
+/// complete segment (where other origins send askers), and the numbering timeline of
+/// every stream it packages (what other origins of the same publish adopt).
+pub fn origin_fill(state: &origin::http::AppState) -> FillFn {
     let streams = state.streams.clone();
-    Arc::new(move || {
-        streams
-            .list()
-            .into_iter()
-            .filter(|s| matches!(s.state(), origin::live::StreamState::Live))
-            .map(|s| s.name.clone())
-            .collect()
+    Arc::new(move |r: &mut NodeRecord| {
+        for s in streams.list() {
+            let Some(t) = s.shared_timeline() else {
+                continue;
+            };
+            if t.live && t.last_msn.is_some() {
+                r.streams.push(s.name.clone());
+            }
+            // Ended streams are left out: others remember them (and so does this
+            // origin), but nothing new should adopt their grid.
+            if !matches!(s.state(), origin::live::StreamState::Ended(_)) {
+                if let Ok(v) = serde_json::to_value(&t) {
+                    r.timelines.insert(s.name.clone(), v);
+                }
+            }
+        }
     })
+}
+
+/// The fleet registry as an origin's stream directory (see
+/// `origin::live::directory`): answers from the membership's last known view.
+#[derive(Debug)]
+pub struct FleetDirectory {
+    view: Arc<fleet::registry::membership::View>,
+    self_id: String,
+}
+
+/// A timeline written within this long by an origin whose publisher was connected is
+/// taken first.
+const FRESH_MS: u64 = 5_000;
+
+impl origin::live::directory::Directory for FleetDirectory {
+    fn timelines(&self, stream: &str) -> Vec<origin::live::numbering::SharedTimeline> {
+        let now = fleet::registry::now_ms();
+        let mut seen: Vec<(bool, u64, origin::live::numbering::SharedTimeline)> = self
+            .view
+            .timelines(stream, &self.self_id)
+            .into_iter()
+            .filter_map(|s| {
+                let t: origin::live::numbering::SharedTimeline =
+                    serde_json::from_value(s.timeline).ok()?;
+                let fresh = t.live && now.saturating_sub(s.seen_ms) <= FRESH_MS;
+                Some((fresh, s.seen_ms, t))
+            })
+            .collect();
+        seen.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+        seen.into_iter().map(|(_, _, t)| t).collect()
+    }
+
+    fn holders(&self, stream: &str) -> Vec<String> {
+        let nodes = self.view.nodes();
+        fleet::registry::origins_for(&nodes, stream)
+            .into_iter()
+            .filter(|n| n.id != self.self_id)
+            .map(|n| n.public_url.clone())
+            .collect()
+    }
+}
+
+/// Joins an origin to the fleet and makes the registry its stream directory.
+fn join_as_origin(store: Arc<dyn Store>, s: &FleetSettings, o: &origin::Origin) -> Membership {
+    let m = join(
+        store,
+        s,
+        NodeKind::Origin,
+        o.http_addr.port(),
+        0,
+        Some(origin_fill(&o.state)),
+    );
+    o.state.streams.set_directory(Arc::new(FleetDirectory {
+        view: m.view.clone(),
+        self_id: fleet::registry::node_id(NodeKind::Origin, &s.public_url),
+    }));
+    m
 }
 
 /// `origin --registry …`: registers the origin with its live streams (the stream
@@ -158,14 +228,7 @@ pub fn join_origin(
         return Ok(None);
     };
     let store = open_store(&s)?;
-    Ok(Some(join(
-        store,
-        &s,
-        NodeKind::Origin,
-        o.http_addr.port(),
-        0,
-        Some(origin_streams(&o.state)),
-    )))
+    Ok(Some(join_as_origin(store, &s, o)))
 }
 
 /// `edge --registry …`: registers the edge so routers send viewers to it.
@@ -229,14 +292,7 @@ pub fn join_serve(
         ..s.clone()
     };
     Ok(vec![
-        join(
-            store.clone(),
-            &origin_settings,
-            NodeKind::Origin,
-            o.http_addr.port(),
-            0,
-            Some(origin_streams(&o.state)),
-        ),
+        join_as_origin(store.clone(), &origin_settings, o),
         join(
             store,
             &s,

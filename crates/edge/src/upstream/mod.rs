@@ -11,6 +11,11 @@
 //! [`Upstreams::fetch`] walks the plan until a target answers below 500 (a 4xx is an
 //! answer; a 5xx, a connect error or no response head within the first-byte timeout is
 //! a failure and moves on), and hands back the response with its body still streaming.
+//! An origin that does not hold a live stream may answer with a stream-directory
+//! redirect (`302` marked `Mediamesh-Redirect: directory`, see the origin's
+//! `http/elsewhere.rs`) to the origin that does: `fetch` follows it itself (at most
+//! [`MAX_DIRECTORY_HOPS`], sending `Mediamesh-Hops`), so the viewer stays on the edge
+//! and the object is cached under the path it asked for.
 //!
 //! Not here: caching, request coalescing, LL-HLS holds or deciding what to answer the
 //! viewer when everything failed (the caller answers 502/504 or serves stale). An
@@ -351,7 +356,10 @@ impl Upstreams {
                 .attempt(slot, admission, method, path_and_query, headers)
                 .await
             {
-                Ok(fetched) => return Ok(fetched),
+                Ok(fetched) => match self.follow_directory(fetched, method, headers).await {
+                    Ok(fetched) => return Ok(fetched),
+                    Err(f) => failures.add(f),
+                },
                 Err(f) => failures.add(f),
             }
         }
@@ -366,13 +374,69 @@ impl Upstreams {
                     .attempt(slot, Admission::Normal, method, path_and_query, headers)
                     .await
                 {
-                    Ok(fetched) => return Ok(fetched),
+                    Ok(fetched) => match self.follow_directory(fetched, method, headers).await {
+                        Ok(fetched) => return Ok(fetched),
+                        Err(f) => failures.add(f),
+                    },
                     Err(f) => failures.add(f),
                 }
             }
         }
         metrics::counter!("edge_upstream_all_failed_total").increment(1);
         Err(failures.into_error())
+    }
+
+    /// Follows stream-directory redirects (see the module doc) from `fetched`; any
+    /// other answer is returned as it is. The origin that redirected is healthy, so a
+    /// failure here does not count against its breaker; the caller tries the next
+    /// target.
+    async fn follow_directory(
+        &self,
+        mut fetched: Fetched,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Fetched, Failure> {
+        let mut hops = 0u32;
+        while let Some(location) = directory_redirect(&fetched.response) {
+            hops += 1;
+            let fail = |message: String| Failure {
+                message,
+                timeout: false,
+            };
+            if hops > MAX_DIRECTORY_HOPS {
+                return Err(fail(format!(
+                    "{}: more than {MAX_DIRECTORY_HOPS} stream-directory redirects",
+                    fetched.target.base
+                )));
+            }
+            let (base, path) = split_location(&location)
+                .ok_or_else(|| fail(format!("unusable directory redirect to {location:?}")))?;
+            let mut h = headers.clone();
+            h.insert(HOPS_HEADER, http::HeaderValue::from(hops));
+            let req =
+                client::build_request(&base, method, &path, &h).map_err(|e| fail(e.to_string()))?;
+            let started = Instant::now();
+            let response = client::send(&self.client, req, self.config.first_byte_timeout)
+                .await
+                .map_err(|e| Failure {
+                    timeout: matches!(e, client::SendError::Timeout),
+                    message: format!("{base} (directory redirect): {e}"),
+                })?;
+            if response.status().as_u16() >= 500 {
+                return Err(fail(format!(
+                    "{base} (directory redirect) answered {}",
+                    response.status()
+                )));
+            }
+            metrics::counter!("edge_upstream_directory_redirects_total").increment(1);
+            tracing::debug!(from = %fetched.target.base, to = %base, "followed a stream-directory redirect");
+            fetched = Fetched {
+                response,
+                target: fetched.target,
+                elapsed_first_byte: fetched.elapsed_first_byte + started.elapsed(),
+            };
+        }
+        Ok(fetched)
     }
 
     /// One attempt at one target; records the outcome on its breaker.
@@ -559,6 +623,45 @@ impl Upstreams {
             Err(e) => self.record(slot, false, Some(&format!("{}: {e}", target.base))),
         }
     }
+}
+
+/// Stream-directory redirects followed per request at most.
+pub const MAX_DIRECTORY_HOPS: u32 = 2;
+/// Request header telling the origin how many directory redirects were followed.
+const HOPS_HEADER: http::HeaderName = http::HeaderName::from_static("mediamesh-hops");
+
+/// The `Location` of a stream-directory redirect (3xx with `Mediamesh-Redirect:
+/// directory`), if `response` is one.
+fn directory_redirect<B>(response: &hyper::Response<B>) -> Option<String> {
+    if !response.status().is_redirection() {
+        return None;
+    }
+    let marked = response
+        .headers()
+        .get("mediamesh-redirect")
+        .is_some_and(|v| v.as_bytes() == b"directory");
+    if !marked {
+        return None;
+    }
+    response
+        .headers()
+        .get(http::header::LOCATION)?
+        .to_str()
+        .ok()
+        .map(str::to_string)
+}
+
+/// `http://host:port/path?q` → (normalized base, path and query). Only absolute
+/// `http` URLs (what the origin sends).
+fn split_location(location: &str) -> Option<(String, String)> {
+    let uri: http::Uri = location.parse().ok()?;
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let authority = uri.authority()?;
+    let base = client::normalize_base(&format!("http://{authority}")).ok()?;
+    let path = uri.path_and_query().map(|p| p.as_str().to_string())?;
+    path.starts_with('/').then_some((base, path))
 }
 
 fn normalize_all(raw: &[String], what: &str) -> Result<Vec<String>, UpstreamError> {

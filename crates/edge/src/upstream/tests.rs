@@ -600,3 +600,112 @@ fn config_is_validated() {
     assert_eq!(d.first_byte_timeout, Duration::from_secs(15));
     assert_eq!(d.breaker_failures, 3);
 }
+
+/// An origin that sends every request elsewhere with a stream-directory redirect to
+/// `to` (same path), or to itself when `to` is `None`; counts what it saw.
+async fn redirector(
+    to: Option<String>,
+    marked: bool,
+) -> (String, Arc<Mutex<Vec<HeaderMap>>>, JoinHandle<()>) {
+    let listener = match TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => panic!("bind: {e}"),
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => panic!("local_addr: {e}"),
+    };
+    let me = format!("http://{addr}");
+    let to = to.unwrap_or_else(|| me.clone());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let (to, seen) = (to.clone(), seen2.clone());
+            conns.spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let (to, seen) = (to.clone(), seen.clone());
+                    async move {
+                        if req.uri().path() != "/healthz" {
+                            seen.lock().push(req.headers().clone());
+                        }
+                        let mut resp = Response::new(Full::new(Bytes::from_static(b"moved")));
+                        *resp.status_mut() = StatusCode::FOUND;
+                        let loc = format!("{to}{}", req.uri().path());
+                        if let Ok(v) = HeaderValue::from_str(&loc) {
+                            resp.headers_mut().insert(http::header::LOCATION, v);
+                        }
+                        if marked {
+                            resp.headers_mut().insert(
+                                "mediamesh-redirect",
+                                HeaderValue::from_static("directory"),
+                            );
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (me, seen, task)
+}
+
+#[tokio::test]
+async fn directory_redirects_are_followed_with_a_hop_count() {
+    let b = TestServer::start("b").await;
+    let (a, seen, task) = redirector(Some(b.url()), true).await;
+    let up = build(config(vec![a], vec![]));
+    let f = ok(get(&up, "/live/cam/src/index.m3u8").await);
+    assert_eq!(f.response.status(), StatusCode::OK);
+    let body = f.response.into_body().collect().await.map(|c| c.to_bytes());
+    assert_eq!(body.ok().as_deref(), Some(&b"b"[..]));
+    assert_eq!(seen.lock().len(), 1);
+    let hops = b
+        .state
+        .last_headers
+        .lock()
+        .clone()
+        .and_then(|h| h.get("mediamesh-hops").cloned());
+    assert_eq!(hops, Some(HeaderValue::from_static("1")));
+    task.abort();
+}
+
+#[tokio::test]
+async fn a_redirect_loop_ends_at_the_hop_limit_and_other_redirects_pass_through() {
+    // An origin that redirects to itself: followed MAX_DIRECTORY_HOPS times, then the
+    // next origin (a plain one) answers.
+    let (a, seen, task) = redirector(None, true).await;
+    let b = TestServer::start("b").await;
+    let up = build(config(vec![a, b.url()], vec![]));
+    let f = ok(get(&up, "/live/cam/index.m3u8").await);
+    assert_eq!(f.response.status(), StatusCode::OK);
+    assert_eq!(seen.lock().len() as u32, 1 + MAX_DIRECTORY_HOPS);
+    task.abort();
+    // An ordinary 302 (not from the directory) is the viewer's business.
+    let (c, _, task) = redirector(Some(b.url()), false).await;
+    let up = build(config(vec![c], vec![]));
+    let f = ok(get(&up, "/x").await);
+    assert_eq!(f.response.status(), StatusCode::FOUND);
+    task.abort();
+}
+
+#[test]
+fn only_absolute_http_locations_are_followed() {
+    assert_eq!(
+        split_location("http://B:81/live/x?a=1"),
+        Some(("http://b:81".to_string(), "/live/x?a=1".to_string()))
+    );
+    for bad in [
+        "https://b/x",
+        "/relative",
+        "ftp://b/x",
+        "http://u@b/x",
+        "not a url",
+    ] {
+        assert_eq!(split_location(bad), None, "{bad}");
+    }
+}

@@ -7,6 +7,7 @@
 //! the last list it read, the failure is logged once, and the next successful
 //! heartbeat re-registers the node (a restarted Redis holds nothing until then).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,22 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tokio::task::JoinHandle;
 
-use super::{now_ms, NodeRecord, Store};
+use super::{now_ms, NodeKind, NodeRecord, Store};
+
+/// How long the view remembers a stream timeline after the origin that wrote it has
+/// gone: a publisher moving to another origin finds its predecessor for this long.
+pub const TIMELINE_MEMORY: Duration = Duration::from_secs(600);
+
+/// A stream timeline an origin wrote, as the view last saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeenTimeline {
+    /// The origin's node id.
+    pub node: String,
+    /// The origin's opaque timeline (see [`NodeRecord::timelines`]).
+    pub timeline: serde_json::Value,
+    /// Wall-clock ms of the last read that still listed it.
+    pub seen_ms: u64,
+}
 
 /// Timing of the heartbeat.
 #[derive(Clone, Copy, Debug)]
@@ -42,6 +58,8 @@ pub struct View {
     read_ms: AtomicU64,
     /// Successful heartbeats that followed a failed one.
     reregistrations: AtomicU64,
+    /// (stream, origin id) → the timeline last seen, kept for [`TIMELINE_MEMORY`].
+    timelines: RwLock<HashMap<(String, String), SeenTimeline>>,
 }
 
 impl View {
@@ -66,6 +84,39 @@ impl View {
     /// Wall-clock ms of the last successful read (0: never).
     pub fn read_ms(&self) -> u64 {
         self.read_ms.load(Ordering::Relaxed)
+    }
+
+    /// Timelines origins other than `exclude` wrote for `stream`, most recently seen
+    /// first (records of origins that have gone are remembered for
+    /// [`TIMELINE_MEMORY`]). Never waits on the store.
+    pub fn timelines(&self, stream: &str, exclude: &str) -> Vec<SeenTimeline> {
+        let mut out: Vec<SeenTimeline> = self
+            .timelines
+            .read()
+            .iter()
+            .filter(|((s, node), _)| s == stream && node != exclude)
+            .map(|(_, t)| t.clone())
+            .collect();
+        out.sort_by(|a, b| b.seen_ms.cmp(&a.seen_ms).then_with(|| a.node.cmp(&b.node)));
+        out
+    }
+
+    fn remember(&self, nodes: &[NodeRecord], now: u64) {
+        let mut map = self.timelines.write();
+        for n in nodes.iter().filter(|n| n.kind == NodeKind::Origin) {
+            for (stream, timeline) in &n.timelines {
+                map.insert(
+                    (stream.clone(), n.id.clone()),
+                    SeenTimeline {
+                        node: n.id.clone(),
+                        timeline: timeline.clone(),
+                        seen_ms: now,
+                    },
+                );
+            }
+        }
+        let keep = TIMELINE_MEMORY.as_millis() as u64;
+        map.retain(|_, t| now.saturating_sub(t.seen_ms) <= keep);
     }
 
     /// How often the node registered again after the store had failed.
@@ -145,8 +196,10 @@ impl Membership {
         if ok {
             match store.list().await {
                 Ok(nodes) => {
+                    let now = now_ms();
+                    view.remember(&nodes, now);
                     *view.nodes.write() = Arc::new(nodes);
-                    view.read_ms.store(now_ms(), Ordering::Relaxed);
+                    view.read_ms.store(now, Ordering::Relaxed);
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "registry read failed");
@@ -228,6 +281,35 @@ mod tests {
         fn describe(&self) -> String {
             "flaky".into()
         }
+    }
+
+    #[tokio::test]
+    async fn timelines_are_remembered_after_their_origin_leaves() {
+        let store = MemoryStore::default();
+        let config = MembershipConfig::default();
+        let view = View::default();
+        let mut a = NodeRecord::new(NodeKind::Origin, "http://a:1", "eu");
+        a.timelines
+            .insert("cam".into(), serde_json::json!({"anchor": 1}));
+        let b = NodeRecord::new(NodeKind::Origin, "http://b:1", "eu");
+        store.put(&a, Duration::from_secs(60)).await.expect("put");
+        let rec: RecordFn = Arc::new(move || b.clone());
+        assert!(Membership::beat_once(&store, &config, Some(&rec), &view).await);
+        let seen = view.timelines("cam", "origin-b-1");
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].node, a.id);
+        assert!(
+            view.timelines("cam", &a.id).is_empty(),
+            "own records are excluded"
+        );
+        assert!(view.timelines("other", "origin-b-1").is_empty());
+        // A leaves (its record expires): the view still knows its last timeline.
+        store.remove(&a.id).await.expect("remove");
+        assert!(Membership::beat_once(&store, &config, Some(&rec), &view).await);
+        assert_eq!(view.timelines("cam", "origin-b-1").len(), 1);
+        // Until the memory runs out.
+        view.remember(&[], now_ms() + TIMELINE_MEMORY.as_millis() as u64 + 1);
+        assert!(view.timelines("cam", "origin-b-1").is_empty());
     }
 
     #[tokio::test]

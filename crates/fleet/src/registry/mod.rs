@@ -17,6 +17,7 @@ pub mod membership;
 pub mod memory;
 pub mod redis;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -85,9 +86,16 @@ pub struct NodeRecord {
     pub capacity: Capacity,
     #[serde(default)]
     pub load: Load,
-    /// Origins: the live streams they hold now (the stream directory).
+    /// Origins: the live streams they hold now, each with at least one complete
+    /// segment (the stream directory).
     #[serde(default)]
     pub streams: Vec<String>,
+    /// Origins: per stream they package (live, or waiting for its publisher to come
+    /// back), the segment-numbering timeline other origins of the same publish adopt
+    /// (`origin::live::numbering::SharedTimeline` as JSON; the fleet does not look
+    /// inside).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timelines: BTreeMap<String, serde_json::Value>,
     /// Wall-clock milliseconds of the heartbeat that wrote the record.
     #[serde(default)]
     pub updated_ms: u64,
@@ -105,6 +113,7 @@ impl NodeRecord {
             capacity: Capacity::default(),
             load: Load::default(),
             streams: Vec::new(),
+            timelines: BTreeMap::new(),
             updated_ms: now_ms(),
         }
     }
@@ -227,6 +236,15 @@ mod tests {
         let found = origins_for(&nodes, "cam");
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].public_url, "http://a:1");
+    }
+
+    #[test]
+    fn records_without_timelines_still_parse() {
+        let old = r#"{"id":"origin-a-1","kind":"origin","public_url":"http://a:1","region":"eu","streams":["cam"]}"#;
+        let n: NodeRecord = serde_json::from_str(old).expect("parse");
+        assert!(n.timelines.is_empty());
+        let json = serde_json::to_string(&n).expect("json");
+        assert!(!json.contains("timelines"));
     }
 
     #[test]

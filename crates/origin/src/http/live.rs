@@ -1,6 +1,8 @@
 //! Live routes: the multivariant playlist and MPD of a stream, and per rendition the
 //! media playlist (with LL-HLS blocking reload and delta updates), init segment,
 //! segments, parts (held until complete when preload-hinted) and the signed digests.
+//! A stream this origin does not hold live is answered with a redirect to the origin
+//! that does, when the stream directory knows one (`elsewhere.rs`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,16 +11,16 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 
-use super::{error, media_response, AppState};
+use super::{elsewhere, error, media_response, AppState};
 use crate::integrity::DigestList;
 use crate::live::manifest;
 use crate::live::packager::{AUDIO_TRACK, VIDEO_TIMESCALE, VIDEO_TRACK};
 use crate::live::store::{unix_ms, Part};
-use crate::live::{LiveStream, Rendition};
+use crate::live::{LiveStream, Rendition, StreamState};
 use media::codec::TrackCodec;
 use media::fmp4::{self, Track};
 use media::split;
@@ -30,15 +32,62 @@ const IMMUTABLE: &str = "public, max-age=86400, immutable";
 
 type Q = Query<HashMap<String, String>>;
 
+/// What a request needs to be sent elsewhere.
+struct Asked<'a> {
+    state: &'a AppState,
+    stream: &'a str,
+    uri: &'a axum::http::Uri,
+    headers: &'a HeaderMap,
+}
+
+impl Asked<'_> {
+    /// A redirect to the origin holding the stream live, if the directory knows one.
+    fn elsewhere(&self) -> Option<Response> {
+        let directory = self.state.streams.directory()?;
+        let pq = self.uri.path_and_query().map_or("/", |p| p.as_str());
+        let to = elsewhere::target(directory.as_ref(), self.stream, pq, self.headers)?;
+        tracing::debug!(stream = self.stream, to = %to, "stream held by another origin; redirecting");
+        elsewhere::redirect(&to)
+    }
+
+    /// `answer`, unless it is a miss and another origin holds the stream.
+    fn or_elsewhere(&self, answer: Response) -> Response {
+        if answer.status() == StatusCode::NOT_FOUND {
+            if let Some(r) = self.elsewhere() {
+                return r;
+            }
+        }
+        answer
+    }
+}
+
+fn is_live(s: &LiveStream) -> bool {
+    s.state() == StreamState::Live
+}
+
 /// `/live/{stream}/index.m3u8` and `/live/{stream}/index.mpd`.
 pub async fn stream_file(
     State(state): State<AppState>,
     Path((stream, file)): Path<(String, String)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
 ) -> Response {
-    let Some(s) = state.streams.get(&stream) else {
-        return no_stream(&stream);
+    let asked = Asked {
+        state: &state,
+        stream: &stream,
+        uri: &uri,
+        headers: &headers,
     };
+    let Some(s) = state.streams.get(&stream) else {
+        return asked.or_elsewhere(no_stream(&stream));
+    };
+    // Manifests of a stream whose publisher left here come from where it went.
+    if !is_live(&s) {
+        if let Some(r) = asked.elsewhere() {
+            return r;
+        }
+    }
     match file.as_str() {
         "index.m3u8" => {
             s.touch_viewer(peer.ip());
@@ -98,10 +147,44 @@ pub async fn rendition_file(
     Path((stream, rendition, file)): Path<(String, String, String)>,
     Query(query): Q,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
 ) -> Response {
-    let Some(s) = state.streams.get(&stream) else {
-        return no_stream(&stream);
+    let asked = Asked {
+        state: &state,
+        stream: &stream,
+        uri: &uri,
+        headers: &headers,
     };
+    let Some(s) = state.streams.get(&stream) else {
+        return asked.or_elsewhere(no_stream(&stream));
+    };
+    if !is_live(&s) {
+        // What changes (playlists, the latest init, digests) comes from the origin
+        // the stream moved to; objects still held here are served from here.
+        if matches!(file.as_str(), "index.m3u8" | "init.mp4" | "digests.json") {
+            if let Some(r) = asked.elsewhere() {
+                return r;
+            }
+        }
+        let answer =
+            rendition_answer(&state, &s, &rendition, &file, &query, peer, Some(&asked)).await;
+        return asked.or_elsewhere(answer);
+    }
+    rendition_answer(&state, &s, &rendition, &file, &query, peer, Some(&asked)).await
+}
+
+async fn rendition_answer(
+    state: &AppState,
+    s: &Arc<LiveStream>,
+    rendition: &str,
+    file: &str,
+    query: &HashMap<String, String>,
+    peer: SocketAddr,
+    asked: Option<&Asked<'_>>,
+) -> Response {
+    let s = s.clone();
+    let (rendition, file) = (rendition.to_string(), file.to_string());
     // DASH addresses each track of a rendition on its own: `{rendition}.v` / `.a`.
     if let Some((base, track)) = rendition.rsplit_once('.') {
         let Some(r) = s.rendition(base).cloned() else {
@@ -118,7 +201,7 @@ pub async fn rendition_file(
     match file.as_str() {
         "index.m3u8" => {
             s.touch_viewer(peer.ip());
-            media_playlist(&s, &r, &query).await
+            media_playlist(&s, &r, query, asked).await
         }
         "init.mp4" => match r.store.read().init.clone() {
             Some(init) => bytes(init, "public, max-age=2"),
@@ -133,7 +216,7 @@ pub async fn rendition_file(
                 _ => error(StatusCode::NOT_FOUND, "no such init segment version"),
             }
         }
-        "digests.json" => digests(&state, &s, &r),
+        "digests.json" => digests(state, &s, &r),
         f => match parse_object(f) {
             Some(Object::Segment(msn)) => segment(&r, msn).await,
             Some(Object::Part(msn, index)) => part(&r, msn, index).await,
@@ -264,6 +347,7 @@ async fn media_playlist(
     s: &Arc<LiveStream>,
     r: &Arc<Rendition>,
     q: &HashMap<String, String>,
+    asked: Option<&Asked<'_>>,
 ) -> Response {
     let msn = match q.get("_HLS_msn").map(|v| digits(v)) {
         Some(None) => {
@@ -323,7 +407,28 @@ async fn media_playlist(
             }
         }
         let limit = hold_limit(r);
-        if !r.store.wait_for(msn, part, limit).await && !r.store.read().ended {
+        // Wait in slices: if the publisher leaves meanwhile and the stream goes on at
+        // another origin, the held request is sent there.
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut arrived = false;
+        while tokio::time::Instant::now() < deadline {
+            let slice = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(Duration::from_millis(250));
+            if r.store.wait_for(msn, part, slice).await {
+                arrived = true;
+                break;
+            }
+            if r.store.read().ended {
+                break;
+            }
+            if !is_live(s) {
+                if let Some(redirect) = asked.and_then(Asked::elsewhere) {
+                    return redirect;
+                }
+            }
+        }
+        if !arrived && !r.store.read().ended {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the asked segment or part did not appear within three target durations",

@@ -6,6 +6,7 @@
 //! `live` and `vod`.
 
 mod api;
+pub mod elsewhere;
 mod live;
 mod vod;
 

@@ -3,9 +3,15 @@
 //! segment boundaries come out.
 //!
 //! Parts close as soon as the frame that completes the part target arrives (its
-//! duration is estimated from the frame rate, so no frame of delay is added); segments
-//! close on the first keyframe at or after the segment target. It does not store
-//! anything or know about HTTP: the caller moves its output into a `RenditionStore`.
+//! duration is estimated from the frame rate, so no frame of delay is added). Segments
+//! close on the first keyframe in the next cell of the stream's numbering [`Grid`]
+//! (see `numbering.rs`), or, without a grid, on the first keyframe at or after the
+//! segment target. Everything that ends up in the bytes is a function of the
+//! publisher's timestamps (`tfdt` is its decode time, the `mfhd` sequence number is
+//! the part's start in milliseconds, AAC timing is snapped to whole 1024-sample frames
+//! from timestamp 0), so two origins packaging the same publish produce the same
+//! segments even when one started later. It does not store anything or know about
+//! HTTP: the caller moves its output into a `RenditionStore`.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -13,6 +19,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use media::codec::{AacConfig, AvcConfig, TrackCodec};
 use media::fmp4::{self, Sample, Track, TrackRun};
+
+use super::numbering::Grid;
 
 /// Video timescale: 90 kHz, exact for millisecond input.
 pub const VIDEO_TIMESCALE: u32 = 90_000;
@@ -118,7 +126,7 @@ pub struct Packager {
     /// 30 fps), so the estimate averages them.
     deltas: VecDeque<u64>,
     last_video_dts: Option<u64>,
-    sequence: u32,
+    grid: Option<Grid>,
     out: VecDeque<Output>,
 }
 
@@ -153,7 +161,7 @@ impl Packager {
             frame_duration: u64::from(VIDEO_TIMESCALE / 30),
             deltas: VecDeque::with_capacity(DELTA_WINDOW),
             last_video_dts: None,
-            sequence: 0,
+            grid: None,
             out: VecDeque::new(),
         }
     }
@@ -174,6 +182,16 @@ impl Packager {
 
     pub fn info(&self) -> &StreamInfo {
         &self.info
+    }
+
+    /// Cuts segments on `grid`'s cells from now on (set before the first keyframe).
+    pub fn set_grid(&mut self, grid: Option<Grid>) {
+        self.grid = grid;
+    }
+
+    /// Whether the next keyframe starts packaging (the caller sets the grid first).
+    pub fn waiting_for_keyframe(&self) -> bool {
+        !self.started && self.info.video.is_some()
     }
 
     /// Next output, if any.
@@ -273,7 +291,11 @@ impl Packager {
         }
         self.last_video_dts = Some(dts);
         let elapsed = dts.saturating_sub(self.segment_start);
-        if keyframe && elapsed + self.frame_duration / 2 >= self.segment_target {
+        let cut = match &self.grid {
+            Some(g) => g.cell_90k(dts) > g.cell_90k(self.segment_start),
+            None => elapsed + self.frame_duration / 2 >= self.segment_target,
+        };
+        if keyframe && dts > self.segment_start && cut {
             self.flush_part();
             self.out.push_back(Output::SegmentEnd);
             self.segment_start = dts;
@@ -304,9 +326,13 @@ impl Packager {
         }
         let at = dts_ms * rate / 1000;
         let next = match self.audio_next {
-            // Keep the clean 1024-sample cadence unless the clock drifts by >100 ms.
-            Some(next) if next.abs_diff(at) <= rate / 10 => next,
-            _ => at,
+            // Keep the clean 1024-sample cadence while the timestamps stay within half a
+            // frame of it: then `next` is also the whole frame nearest to them, which
+            // is where an origin that joined later starts (below).
+            Some(next) if next.abs_diff(at) <= u64::from(AAC_FRAME / 2) => next,
+            // (Re)start on the nearest whole AAC frame counted from timestamp 0, so an
+            // origin that joined later lands on the same sample positions.
+            _ => (at + u64::from(AAC_FRAME / 2)) / u64::from(AAC_FRAME) * u64::from(AAC_FRAME),
         };
         if self.audio.is_empty() {
             self.audio_base = Some(next);
@@ -352,8 +378,9 @@ impl Packager {
                 samples: &self.audio,
             });
         }
-        self.sequence = self.sequence.wrapping_add(1);
-        let bytes = fmp4::fragment(self.sequence, &runs);
+        // The part's start in ms: increasing, and the same on every origin.
+        let sequence = (decode_time / 90) as u32;
+        let bytes = fmp4::fragment(sequence, &runs);
         self.out.push_back(Output::Part {
             bytes,
             duration: total as f64 / f64::from(VIDEO_TIMESCALE),

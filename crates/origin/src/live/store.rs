@@ -90,9 +90,10 @@ pub struct StoreConfig {
     pub part_target: Duration,
     pub dvr_window: Duration,
     pub max_bytes: usize,
-    /// Media sequence number of the first segment. Taken from the wall clock when a
-    /// stream starts, so a stream that restarts under the same name never reuses an
-    /// object name that a cache may still hold.
+    /// Media sequence number of the first segment until [`RenditionStore::begin`]
+    /// places the stream on its numbering grid (see `numbering.rs`). Taken from the
+    /// wall clock, so a stream that restarts under the same name never reuses an object
+    /// name that a cache may still hold.
     pub first_msn: u64,
 }
 
@@ -166,6 +167,19 @@ impl Timeline {
         }
     }
 
+    /// Discontinuity sequence number of the last segment listed (open or complete):
+    /// `EXT-X-DISCONTINUITY-SEQUENCE` plus the discontinuities in the window.
+    pub fn last_cc(&self) -> u64 {
+        let marked = self.segments.iter().filter(|s| s.discontinuity).count() as u64
+            + u64::from(self.open.as_ref().is_some_and(|o| o.discontinuity));
+        self.discontinuity_sequence + marked
+    }
+
+    /// MSN of the last complete segment.
+    pub fn last_complete_msn(&self) -> Option<u64> {
+        self.segments.back().map(|s| s.msn)
+    }
+
     /// Total duration of what is listed, seconds.
     pub fn duration(&self) -> f64 {
         self.segments.iter().map(|s| s.duration).sum::<f64>()
@@ -228,6 +242,29 @@ impl RenditionStore {
         self.bump();
     }
 
+    /// Places the next segment at `msn` (never lower than where the store is) and, for
+    /// a store that has listed nothing yet, starts its discontinuity sequence at
+    /// `discontinuity_sequence`. `discontinuity` marks the next segment as following
+    /// another timeline.
+    pub fn begin(&self, msn: u64, discontinuity: bool, discontinuity_sequence: u64) {
+        let mut t = self.timeline.write();
+        if let Some(open) = t.open.take() {
+            close_segment(&mut t, open);
+        }
+        let empty = t.segments.is_empty();
+        if empty {
+            t.next_msn = msn;
+            t.discontinuity_sequence = discontinuity_sequence;
+        } else {
+            t.next_msn = t.next_msn.max(msn);
+        }
+        if discontinuity {
+            t.pending_discontinuity = true;
+        }
+        drop(t);
+        self.bump();
+    }
+
     /// Marks that the next segment follows a timestamp or encoder discontinuity.
     pub fn mark_discontinuity(&self) {
         let mut t = self.timeline.write();
@@ -241,6 +278,19 @@ impl RenditionStore {
 
     /// Appends a part to the open segment, opening one if needed.
     pub fn push_part(&self, bytes: Bytes, duration: f64, independent: bool, decode_time: u64) {
+        self.push_part_at(bytes, duration, independent, decode_time, None);
+    }
+
+    /// [`push_part`](Self::push_part) with the wall-clock time of the part's first
+    /// sample (PROGRAM-DATE-TIME of a segment it opens); `None` uses the clock now.
+    pub fn push_part_at(
+        &self,
+        bytes: Bytes,
+        duration: f64,
+        independent: bool,
+        decode_time: u64,
+        pdt_ms: Option<u64>,
+    ) {
         let part = Arc::new(Part {
             bytes,
             duration,
@@ -258,7 +308,7 @@ impl RenditionStore {
                 msn,
                 parts: Vec::new(),
                 discontinuity,
-                pdt_ms: unix_ms(),
+                pdt_ms: pdt_ms.unwrap_or_else(unix_ms),
             });
         }
         if let Some(open) = t.open.as_mut() {
@@ -440,6 +490,31 @@ mod tests {
         assert_eq!(t.init_version, 1);
         assert_eq!(t.init.as_deref(), Some(&b"init-b"[..]));
         assert!(!t.segments[0].discontinuity && t.segments[1].discontinuity);
+    }
+
+    #[test]
+    fn begin_places_the_first_segment_and_never_goes_back() {
+        let s = store(60, usize::MAX);
+        s.begin(1000, true, 7);
+        push_segment(&s, 2);
+        {
+            let t = s.read();
+            assert_eq!(t.segments[0].msn, 1000);
+            assert!(t.segments[0].discontinuity);
+            assert_eq!(t.discontinuity_sequence, 7);
+            assert_eq!(t.last_cc(), 8);
+        }
+        // A later timeline continues above, with another discontinuity.
+        s.begin(990, true, 0);
+        push_segment(&s, 2);
+        s.begin(1005, true, 0);
+        push_segment(&s, 2);
+        let t = s.read();
+        let msns: Vec<u64> = t.segments.iter().map(|s| s.msn).collect();
+        assert_eq!(msns, vec![1000, 1001, 1005]);
+        assert_eq!(t.discontinuity_sequence, 7, "kept once something is listed");
+        assert_eq!(t.last_cc(), 10);
+        assert_eq!(t.last_complete_msn(), Some(1005));
     }
 
     #[test]

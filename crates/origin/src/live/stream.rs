@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
+use super::directory::{Directory, History};
+use super::numbering::{self, SharedTimeline, Timing};
 use super::packager::{Input, Output, Packager, PackagerError, StreamInfo};
 use super::store::{unix_ms, RenditionStore, StoreConfig};
 use crate::config::{Limits, PackagingConfig};
@@ -68,6 +70,9 @@ pub struct LiveStream {
     pub epoch_ms: AtomicU64,
     /// Where the next session's timestamps continue, ms.
     next_ts_ms: AtomicU64,
+    /// Numbering grid and wall-clock mapping, set at the first keyframe (see
+    /// `numbering.rs`).
+    timing: Mutex<Option<Timing>>,
     pub ingest_bytes: AtomicU64,
     viewers: Mutex<HashMap<IpAddr, Instant>>,
 }
@@ -89,6 +94,7 @@ impl LiveStream {
             session: AtomicU64::new(0),
             epoch_ms: AtomicU64::new(0),
             next_ts_ms: AtomicU64::new(0),
+            timing: Mutex::new(None),
             ingest_bytes: AtomicU64::new(0),
             viewers: Mutex::new(HashMap::new()),
         }
@@ -100,6 +106,22 @@ impl LiveStream {
 
     pub fn rendition(&self, name: &str) -> Option<&Arc<Rendition>> {
         self.renditions.iter().find(|r| r.name == name)
+    }
+
+    /// The stream's numbering timeline as the stream directory shares it; `None`
+    /// before the first keyframe.
+    pub fn shared_timeline(&self) -> Option<SharedTimeline> {
+        let timing = (*self.timing.lock())?;
+        let first = self.renditions.first()?;
+        let t = first.store.read();
+        Some(SharedTimeline {
+            grid: timing.grid,
+            pdt_anchor_ms: timing.pdt_anchor_ms,
+            last_msn: t.last_complete_msn(),
+            last_cc: t.last_cc(),
+            live: self.state() == StreamState::Live,
+            updated_ms: unix_ms(),
+        })
     }
 
     /// Notes a playlist request from `ip`.
@@ -134,6 +156,8 @@ pub struct Streams {
     keys: HashMap<String, String>,
     require_keys: bool,
     map: RwLock<HashMap<String, Arc<LiveStream>>>,
+    directory: RwLock<Option<Arc<dyn Directory>>>,
+    history: Arc<History>,
 }
 
 impl Streams {
@@ -149,7 +173,19 @@ impl Streams {
             keys,
             require_keys,
             map: RwLock::new(HashMap::new()),
+            directory: RwLock::new(None),
+            history: Arc::new(History::default()),
         }
+    }
+
+    /// Joins the fleet's stream directory: numbering adopts other origins' timelines
+    /// and HTTP sends askers to the origin that holds a stream.
+    pub fn set_directory(&self, directory: Arc<dyn Directory>) {
+        *self.directory.write() = Some(directory);
+    }
+
+    pub fn directory(&self) -> Option<Arc<dyn Directory>> {
+        self.directory.read().clone()
     }
 
     pub fn packaging(&self) -> &PackagingConfig {
@@ -230,6 +266,9 @@ impl Streams {
             stream,
             session,
             packager: Packager::new(self.packaging.segment_target, self.packaging.part_target),
+            directory: self.directory(),
+            history: self.history.clone(),
+            target_ms: (self.packaging.segment_target.as_millis() as u64).max(1),
             clock: None,
             last_ts: 0,
             meters: Meters::new(),
@@ -303,6 +342,9 @@ pub struct Publisher {
     stream: Arc<LiveStream>,
     session: u64,
     packager: Packager,
+    directory: Option<Arc<dyn Directory>>,
+    history: Arc<History>,
+    target_ms: u64,
     /// (first input timestamp in ms, unwrapped) -> offset mapping for this session.
     clock: Option<(u64, u64)>,
     last_ts: u64,
@@ -315,9 +357,14 @@ impl Publisher {
     }
 
     /// Maps an input timestamp (ms, already unwrapped by the ingest) onto the stream's
-    /// continuous timeline, so a reconnecting publisher that restarts at 0 continues.
+    /// continuous timeline. The first session keeps the publisher's timestamps (so
+    /// origins fed the same publish agree on `tfdt`); a reconnecting publisher that
+    /// restarts at 0 continues in the next numbering cell.
     fn restamp(&mut self, ts: u64) -> u64 {
         let (first_in, first_out) = *self.clock.get_or_insert_with(|| {
+            if self.stream.timing.lock().is_none() {
+                return (ts, ts);
+            }
             let out = self.stream.next_ts_ms.load(Ordering::SeqCst);
             (ts, out)
         });
@@ -342,6 +389,9 @@ impl Publisher {
     pub fn video(&mut self, ts_ms: u64, cts_ms: i32, keyframe: bool, data: Bytes) {
         self.count(data.len());
         let dts_ms = self.restamp(ts_ms);
+        if keyframe && self.packager.waiting_for_keyframe() {
+            self.place(dts_ms);
+        }
         let _ = self.feed(Input::Video {
             dts_ms,
             cts_ms,
@@ -354,6 +404,51 @@ impl Publisher {
         self.count(data.len());
         let dts_ms = self.restamp(ts_ms);
         let _ = self.feed(Input::Audio { dts_ms, data });
+    }
+
+    /// Before the keyframe at `dts_ms` starts packaging: decides the stream's
+    /// numbering on its first session (see `numbering.rs`) and gives the packager the
+    /// grid.
+    fn place(&mut self, dts_ms: u64) {
+        let mut timing = self.stream.timing.lock();
+        let grid = match *timing {
+            Some(t) => t.grid,
+            None => {
+                let name = &self.stream.name;
+                let mut known: Vec<SharedTimeline> = self
+                    .directory
+                    .as_ref()
+                    .map(|d| d.timelines(name))
+                    .unwrap_or_default();
+                known.extend(self.history.get(name));
+                let s = numbering::start(unix_ms(), dts_ms, self.target_ms, 0, &known);
+                tracing::info!(
+                    stream = %name,
+                    first_msn = s.first_msn,
+                    adopted = s.adopted,
+                    discontinuity = s.discontinuity,
+                    "segment numbering {}",
+                    if s.adopted {
+                        "adopted from another origin packaging the same publish"
+                    } else if s.discontinuity {
+                        "continues after the previous timeline of this stream"
+                    } else {
+                        "starts from the wall clock"
+                    }
+                );
+                *timing = Some(Timing {
+                    grid: s.grid,
+                    pdt_anchor_ms: s.pdt_anchor_ms,
+                });
+                for r in &self.stream.renditions {
+                    r.store
+                        .begin(s.first_msn, s.discontinuity, s.discontinuity_sequence);
+                }
+                s.grid
+            }
+        };
+        drop(timing);
+        self.packager.set_grid(Some(grid));
     }
 
     fn count(&self, n: usize) {
@@ -388,12 +483,17 @@ impl Publisher {
                     independent,
                     decode_time,
                 } => {
+                    let timing = *self.stream.timing.lock();
+                    let media_ms = decode_time / 90;
                     if self.stream.epoch_ms.load(Ordering::SeqCst) == 0 {
-                        let media_ms = decode_time / 90;
-                        self.stream
-                            .epoch_ms
-                            .store(unix_ms().saturating_sub(media_ms), Ordering::SeqCst);
+                        let epoch = match timing {
+                            Some(t) => t.pdt_anchor_ms.max(1) as u64,
+                            None => unix_ms().saturating_sub(media_ms),
+                        };
+                        self.stream.epoch_ms.store(epoch, Ordering::SeqCst);
                     }
+                    let pdt = timing
+                        .map(|t| t.pdt_anchor_ms.saturating_add(media_ms as i64).max(0) as u64);
                     {
                         let mut info = rendition.info.write();
                         if info.frame_rate != self.packager.info().frame_rate {
@@ -402,7 +502,7 @@ impl Publisher {
                     }
                     rendition
                         .store
-                        .push_part(bytes, duration, independent, decode_time);
+                        .push_part_at(bytes, duration, independent, decode_time, pdt);
                     self.meters.parts.increment(1);
                     self.meters
                         .part_delay
@@ -421,10 +521,18 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         self.packager.finish();
         self.drain(Instant::now());
-        // Leave a frame's gap so the next session's first frame does not collide.
-        self.stream
-            .next_ts_ms
-            .fetch_max(self.last_ts + 40, Ordering::SeqCst);
+        // The next session continues in the middle of the next numbering cell (so its
+        // first segment gets the next MSN), or a frame later without a grid.
+        let timing = *self.stream.timing.lock();
+        let next = match timing {
+            Some(t) => t.grid.center_ms(t.grid.cell(self.last_ts) + 1),
+            None => self.last_ts + 40,
+        };
+        self.stream.next_ts_ms.fetch_max(next, Ordering::SeqCst);
+        if let Some(mut t) = self.stream.shared_timeline() {
+            t.live = false;
+            self.history.put(&self.stream.name, t);
+        }
         let mut state = self.stream.state.lock();
         if self.stream.session.load(Ordering::SeqCst) == self.session && *state == StreamState::Live
         {
