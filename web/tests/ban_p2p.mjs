@@ -11,7 +11,7 @@
 //   - the video kept playing (≥ after_s / 2 seconds of playback after the ban).
 //
 //   node web/tests/ban_p2p.mjs URL [timeout_s] [after_s]
-import { chromium } from 'playwright-core';
+import { launch, P2P_FLAGS } from './chromium.mjs';
 
 const url = process.argv[2];
 const limit = Number(process.argv[3] || 120) * 1000;
@@ -21,17 +21,7 @@ if (!url) {
   process.exit(2);
 }
 const started = Date.now();
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-    '--allow-loopback-in-peer-connection',
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-  ],
-});
+const browser = await launch(P2P_FLAGS);
 let result = { ok: false };
 const log = [];
 try {

@@ -7,7 +7,7 @@
 // connection was made.
 //
 //   node web/tests/ice.mjs URL [timeout_s]
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const url = process.argv[2];
 const limit = Number(process.argv[3] || 30) * 1000;
@@ -16,16 +16,7 @@ if (!url) {
   process.exit(2);
 }
 const started = Date.now();
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-  ],
-});
+const browser = await launch(['--disable-features=WebRtcHideLocalIpsWithMdns']);
 let result = { ok: false };
 const log = [];
 try {

@@ -6,7 +6,7 @@
 // what it saw (currentTime, picture size); exit 0 = playing.
 //
 //   node web/tests/ladder.mjs http://127.0.0.1:8081 /live/demo/240p/index.m3u8 [timeout_s]
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
@@ -18,15 +18,7 @@ if (!base || !playlist) {
   process.exit(2);
 }
 const hlsPath = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'vendor', 'hls.min.js');
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await launch();
 let result = { ok: false };
 try {
   const page = await browser.newPage();

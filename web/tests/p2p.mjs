@@ -13,7 +13,7 @@
 // Chromium runs with `--allow-loopback-in-peer-connection` (127.0.0.1 host candidates)
 // and mDNS hiding of local IPs off, so candidates are plain IP addresses.
 import { createHash } from 'node:crypto';
-import { chromium } from 'playwright-core';
+import { launch, P2P_FLAGS } from './chromium.mjs';
 
 const url = process.argv[2];
 const viewers = Number(process.argv[3] || 3);
@@ -25,17 +25,7 @@ if (!url || !(viewers >= 2)) {
 }
 
 const started = Date.now();
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-    '--allow-loopback-in-peer-connection',
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-  ],
-});
+const browser = await launch(P2P_FLAGS);
 
 // Decodes a WebTorrent-tracker binary string (one char per byte) to hex.
 const binHex = (s) => (typeof s === 'string' ? [...s].map((c) => c.charCodeAt(0).toString(16).padStart(2, '0')).join('') : s);

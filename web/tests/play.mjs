@@ -3,7 +3,7 @@
 // advances by at least 3 s. Prints one JSON line with what it saw; exit 0 = playing.
 //
 //   node web/tests/play.mjs http://127.0.0.1:8080/?stream=demo [timeout_s]
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const url = process.argv[2];
 const limit = Number(process.argv[3] || 45) * 1000;
@@ -11,18 +11,7 @@ if (!url) {
   console.error('usage: play.mjs URL [timeout_s]');
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-    // The page starts P2P (one viewer: no peer to meet). Plain IP candidates, so
-    // Chromium publishes no mDNS names on the network.
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-  ],
-});
+const browser = await launch(['--disable-features=WebRtcHideLocalIpsWithMdns']);
 let result = { ok: false };
 try {
   const page = await browser.newPage();

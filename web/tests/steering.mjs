@@ -6,7 +6,7 @@
 // Exit 0 = switched pathway and kept playing.
 //
 //   node web/tests/steering.mjs PAGE_ORIGIN ROUTER_PLAYLIST_URL [timeout_s]
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import readline from 'node:readline';
 
 const [pageOrigin, src] = process.argv.slice(2, 4);
@@ -18,15 +18,7 @@ if (!pageOrigin || !src) {
 const stdin = readline.createInterface({ input: process.stdin });
 const nextLine = () => new Promise((resolve) => stdin.once('line', resolve));
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await launch();
 let result = { ok: false };
 const log = [];
 try {

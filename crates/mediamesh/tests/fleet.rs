@@ -6,65 +6,11 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use common::redis::Redis;
 use common::*;
-
-/// A `redis-server` on loopback that keeps nothing on disk; killed on drop.
-struct Redis {
-    _proc: Proc,
-    port: u16,
-}
-
-impl Redis {
-    fn start(port: u16) -> Redis {
-        let ok = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok();
-        assert!(
-            ok,
-            "redis-server is not installed: run `bash .ci/run` or `apt-get install redis-server`"
-        );
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let r = Redis {
-            _proc: Proc {
-                child,
-                name: "redis-server".into(),
-            },
-            port,
-        };
-        let until = Instant::now() + Duration::from_secs(10);
-        while !r.pong() {
-            assert!(Instant::now() < until, "redis-server did not answer PING");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-
-    fn pong(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
 
 /// A viewer's HTTP client from `local` (its address picks its region), not following
 /// redirects.
@@ -132,7 +78,7 @@ fn steering(router: &Server, server_uri: &str, pathway: &str) -> serde_json::Val
 
 #[test]
 fn router_sends_viewers_to_their_region_reroutes_around_dead_edges_and_survives_redis() {
-    let redis = Redis::start(free_port());
+    let redis = Redis::start();
     let reg = redis.url();
     let origin = Server::start("origin", &["--registry", &reg, "--region", "eu"]);
     let _publisher = publish(&origin.rtmp_url("cam"), 150, "320x180");
@@ -333,7 +279,7 @@ fn router_sends_viewers_to_their_region_reroutes_around_dead_edges_and_survives_
     assert!(saw_down, "the router never noticed Redis was down");
 
     // Redis returns empty: every live node registers again.
-    let redis = Redis::start(redis_port);
+    let redis = Redis::start_on(redis_port);
     let back_at = Instant::now();
     wait_nodes(
         &router,

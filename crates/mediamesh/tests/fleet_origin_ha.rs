@@ -16,66 +16,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::redis::Redis;
 use common::*;
-
-/// A `redis-server` on loopback that keeps nothing on disk; killed on drop.
-struct Redis {
-    _proc: Proc,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let ok = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok();
-        assert!(
-            ok,
-            "redis-server is not installed: run `bash .ci/run` or `apt-get install redis-server`"
-        );
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let r = Redis {
-            _proc: Proc {
-                child,
-                name: "redis-server".into(),
-            },
-            port,
-        };
-        let until = Instant::now() + Duration::from_secs(10);
-        while !r.pong() {
-            assert!(Instant::now() < until, "redis-server did not answer PING");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-
-    fn pong(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
 
 /// Starts `mediamesh origin` in the fleet with `key` (64 hex) as its signing key:
 /// origins of one stream must share the key for peers to verify segments from either.

@@ -4,43 +4,15 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::redis::Redis;
 use common::*;
 use tungstenite::Message;
 
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
-
-fn start_redis(port: u16) -> Proc {
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect(
-            "redis-server is not installed: run `bash .ci/run` or `apt-get install redis-server`",
-        );
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-            let mut b = [0u8; 7];
-            if s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut b).is_ok() {
-                break;
-            }
-        }
-        assert!(Instant::now() < until, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Proc {
-        child,
-        name: "redis-server".into(),
-    }
-}
 
 fn start_tracker(redis: &str) -> (Proc, u16, tempfile::TempDir) {
     let port = free_port();
@@ -126,7 +98,7 @@ fn announce(ih: &str, pid: &str, extra: serde_json::Value) -> serde_json::Value 
 #[test]
 fn peers_on_different_trackers_exchange_offers_through_redis() {
     let rport = free_port();
-    let _redis = start_redis(rport);
+    let _redis = Redis::start_on(rport);
     let url = format!("redis://127.0.0.1:{rport}");
     let (_a, port_a, _da) = start_tracker(&url);
     let (_b, port_b, _db) = start_tracker(&url);
