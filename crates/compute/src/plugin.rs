@@ -369,6 +369,20 @@ impl Plugin {
         self.current.read().number
     }
 
+    /// Keeps the running generation but records `stamp`, so a file that failed to
+    /// compile or start is not tried again every poll.
+    fn keep_generation(&self, stamp: Option<(SystemTime, u64)>) {
+        let mut cur = self.current.write();
+        let old = cur.clone();
+        *cur = Arc::new(Generation {
+            number: old.number,
+            compiled: Compiled {
+                pre: old.compiled.pre.clone(),
+            },
+            stamp,
+        });
+    }
+
     /// Reloads from the file if it changed; returns whether a new generation runs.
     pub fn reload_if_changed(&self) -> Result<bool, LoadError> {
         let now_stamp = stamp(&self.spec.file);
@@ -384,16 +398,7 @@ impl Plugin {
         let compiled = match vm::compile(&path, &bytes) {
             Ok(c) => c,
             Err(e) => {
-                // Remember the stamp so a broken file is not recompiled every poll.
-                let mut cur = self.current.write();
-                let old = cur.clone();
-                *cur = Arc::new(Generation {
-                    number: old.number,
-                    compiled: Compiled {
-                        pre: old.compiled.pre.clone(),
-                    },
-                    stamp: now_stamp,
-                });
+                self.keep_generation(now_stamp);
                 return Err(e.into());
             }
         };
@@ -407,15 +412,7 @@ impl Plugin {
         let vm = match vm {
             Ok(vm) => vm,
             Err(e) => {
-                let mut cur = self.current.write();
-                let old = cur.clone();
-                *cur = Arc::new(Generation {
-                    number: old.number,
-                    compiled: Compiled {
-                        pre: old.compiled.pre.clone(),
-                    },
-                    stamp: now_stamp,
-                });
+                self.keep_generation(now_stamp);
                 return Err(e);
             }
         };
