@@ -108,6 +108,36 @@ impl Transcoder {
         }
     }
 
+    /// Starts the transcoder. "Text file busy" (the program file is still open for
+    /// writing somewhere: being replaced by a package upgrade, or held by a child
+    /// that another thread forked and has not yet exec'd) is transient, so it is
+    /// retried a few times, 20 ms apart; every other error is returned at once.
+    async fn spawn(
+        &self,
+        rung: &Rung,
+        size: (u32, u32),
+        threads: u32,
+    ) -> std::io::Result<tokio::process::Child> {
+        const ETXTBSY: i32 = 26;
+        let mut tries = 0;
+        loop {
+            let r = tokio::process::Command::new(&self.config.ffmpeg)
+                .args(logic::ffmpeg_args(rung, size, threads))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn();
+            match r {
+                Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 10 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Runs ffmpeg on `input` (source init + segment) for `rung` at `size`, bounded by
     /// the job semaphore and the time-out; returns (init, media segment).
     pub async fn transcode(
@@ -124,19 +154,12 @@ impl Transcoder {
             .map_err(|_| LadderFailure::Transcode("the job queue is closed".into()))?;
         let started = Instant::now();
         let threads = u32::try_from(cores()).unwrap_or(1);
-        let mut child = tokio::process::Command::new(&self.config.ffmpeg)
-            .args(logic::ffmpeg_args(rung, size, threads))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                LadderFailure::Transcode(format!(
-                    "cannot start {}: {e} (install ffmpeg or pass --ladder-ffmpeg)",
-                    self.config.ffmpeg.display()
-                ))
-            })?;
+        let mut child = self.spawn(rung, size, threads).await.map_err(|e| {
+            LadderFailure::Transcode(format!(
+                "cannot start {}: {e} (install ffmpeg or pass --ladder-ffmpeg)",
+                self.config.ffmpeg.display()
+            ))
+        })?;
         let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
