@@ -1,9 +1,11 @@
 //! The scheduler state machine: segments of one rendition, the peers that announced
 //! them, and what is in flight where.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use super::config::SchedulerConfig;
+use super::holdings::Holdings;
+use super::tables::SortedDeque;
 
 /// A segment of the rendition being played: its media sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -98,41 +100,24 @@ struct Seg {
     info: SegmentInfo,
     listed_at: u64,
     state: State,
-    /// Peers that already failed this segment.
-    tried: BTreeSet<PeerKey>,
-}
-
-/// A peer's announced segments: a sorted vector, refilled in place on every
-/// announcement (a handful of ids, replaced often: cheaper than a `BTreeSet`, which
-/// allocates and frees nodes on each announcement; the simulator does millions).
-#[derive(Debug, Default)]
-struct SegSet(Vec<SegmentId>);
-
-impl SegSet {
-    fn replace(&mut self, ids: impl IntoIterator<Item = SegmentId>) {
-        self.0.clear();
-        self.0.extend(ids);
-        self.0.sort_unstable();
-        self.0.dedup();
-    }
-
-    fn contains(&self, id: &SegmentId) -> bool {
-        self.0.binary_search(id).is_ok()
-    }
-
-    fn remove(&mut self, id: &SegmentId) {
-        if let Ok(i) = self.0.binary_search(id) {
-            self.0.remove(i);
-        }
-    }
+    /// Peers that already failed this segment (a few at most).
+    tried: Vec<PeerKey>,
 }
 
 #[derive(Debug, Default)]
 struct Peer {
-    loaded: SegSet,
-    loading: SegSet,
+    /// Its latest announcement.
+    held: Holdings,
+    /// Segments it failed to deliver since that announcement: no longer trusted.
+    distrusted: Vec<SegmentId>,
     inflight: usize,
     failures: u32,
+}
+
+impl Peer {
+    fn holds(&self, id: SegmentId) -> bool {
+        self.held.holds(id) && !self.distrusted.contains(&id)
+    }
 }
 
 /// Segment scheduler of one viewer for one rendition. See the module docs.
@@ -142,11 +127,13 @@ pub struct Scheduler {
     me: PeerKey,
     now: u64,
     position_ms: u64,
-    segs: BTreeMap<SegmentId, Seg>,
-    peers: BTreeMap<PeerKey, Peer>,
+    segs: SortedDeque<SegmentId, Seg>,
+    peers: SortedDeque<PeerKey, Peer>,
     banned: BTreeSet<PeerKey>,
-    /// Segments with an HTTP request under way.
-    http: BTreeSet<SegmentId>,
+    /// Segments with an HTTP request under way (`max_http` at most).
+    http: Vec<SegmentId>,
+    /// Segments in state `Missing` (kept by [`set_state`]): none means no plan.
+    missing: usize,
     peer_inflight: usize,
     actions: VecDeque<Action>,
     stats: SchedulerStats,
@@ -159,10 +146,11 @@ impl Scheduler {
             me,
             now: 0,
             position_ms: 0,
-            segs: BTreeMap::new(),
-            peers: BTreeMap::new(),
+            segs: SortedDeque::default(),
+            peers: SortedDeque::default(),
             banned: BTreeSet::new(),
-            http: BTreeSet::new(),
+            http: Vec::new(),
+            missing: 0,
             peer_inflight: 0,
             actions: VecDeque::new(),
             stats: SchedulerStats::default(),
@@ -180,12 +168,17 @@ impl Scheduler {
     /// A segment appeared in the playlist. Listing it again is a no-op.
     pub fn segment_listed(&mut self, now: u64, info: SegmentInfo) {
         self.now = self.now.max(now);
-        self.segs.entry(info.id).or_insert(Seg {
-            info,
-            listed_at: now,
-            state: State::Missing,
-            tried: BTreeSet::new(),
+        let mut added = false;
+        self.segs.get_or_insert_with(info.id, || {
+            added = true;
+            Seg {
+                info,
+                listed_at: now,
+                state: State::Missing,
+                tried: Vec::new(),
+            }
         });
+        self.missing += usize::from(added);
         self.plan();
     }
 
@@ -239,7 +232,7 @@ impl Scheduler {
         if peer == self.me || self.banned.contains(&peer) {
             return;
         }
-        self.peers.entry(peer).or_default();
+        self.peers.get_or_insert_with(peer, Peer::default);
         self.plan();
     }
 
@@ -250,8 +243,8 @@ impl Scheduler {
         for seg in self.segs.values_mut() {
             if let State::Peer { peer: p, .. } = seg.state {
                 if p == peer {
-                    seg.state = State::Missing;
-                    seg.tried.insert(peer);
+                    set_state(seg, State::Missing, &mut self.missing);
+                    try_once(&mut seg.tried, peer);
                     lost.push(seg.info.id);
                 }
             }
@@ -269,27 +262,37 @@ impl Scheduler {
         loaded: impl IntoIterator<Item = SegmentId>,
         loading: impl IntoIterator<Item = SegmentId>,
     ) {
+        self.peer_holdings(now, peer, &Holdings::new(loaded, loading));
+    }
+
+    /// [`Scheduler::peer_announced`] with the announcement already built (shared
+    /// between every neighbour it goes to).
+    pub fn peer_holdings(&mut self, now: u64, peer: PeerKey, holdings: &Holdings) {
         self.now = self.now.max(now);
         if peer == self.me || self.banned.contains(&peer) {
             return;
         }
-        let p = self.peers.entry(peer).or_default();
-        p.loaded.replace(loaded);
-        p.loading.replace(loading);
+        let p = self.peers.get_or_insert_with(peer, Peer::default);
+        p.held = holdings.clone();
+        p.distrusted.clear();
         self.plan();
     }
 
     pub fn http_done(&mut self, now: u64, id: SegmentId, bytes: u64) {
         self.now = self.now.max(now);
-        if self.http.remove(&id) {
+        if remove_id(&mut self.http, id) {
             self.stats.http_bytes += bytes;
             self.stats.http_segments += 1;
         }
         if let Some(seg) = self.segs.get_mut(&id) {
             if seg.state == State::Http {
-                seg.state = State::Have {
-                    source: Source::Http,
-                };
+                set_state(
+                    seg,
+                    State::Have {
+                        source: Source::Http,
+                    },
+                    &mut self.missing,
+                );
                 self.actions.push_back(Action::Announce);
             }
         }
@@ -298,10 +301,10 @@ impl Scheduler {
 
     pub fn http_failed(&mut self, now: u64, id: SegmentId) {
         self.now = self.now.max(now);
-        self.http.remove(&id);
+        remove_id(&mut self.http, id);
         if let Some(seg) = self.segs.get_mut(&id) {
             if seg.state == State::Http {
-                seg.state = State::Missing;
+                set_state(seg, State::Missing, &mut self.missing);
             }
         }
         self.plan();
@@ -325,9 +328,13 @@ impl Scheduler {
             }
             State::Missing | State::Http => {}
         }
-        seg.state = State::Have {
-            source: Source::Peer(peer),
-        };
+        set_state(
+            seg,
+            State::Have {
+                source: Source::Peer(peer),
+            },
+            &mut self.missing,
+        );
         if let Some(p) = self.peers.get_mut(&peer) {
             p.failures = 0;
         }
@@ -394,6 +401,19 @@ impl Scheduler {
         end
     }
 
+    /// Whether some segment inside the look-ahead window is still missing: the only
+    /// case in which an announcement can change what the scheduler does. While this
+    /// is false, [`Scheduler::peer_announced`] just records what the peer holds, so
+    /// a caller that delivers many announcements (the simulator) may hold them back
+    /// and hand over only each peer's latest before its next call to this scheduler.
+    pub fn has_missing(&self) -> bool {
+        self.missing > 0
+            && self
+                .segs
+                .values()
+                .any(|s| s.state == State::Missing && self.wants(s))
+    }
+
     /// Whether the peer is banned for sending bad data.
     pub fn is_banned(&self, peer: PeerKey) -> bool {
         self.banned.contains(&peer)
@@ -407,8 +427,8 @@ impl Scheduler {
         if let Some(seg) = self.segs.get_mut(&id) {
             if let State::Peer { peer: p, .. } = seg.state {
                 if p == peer {
-                    seg.state = State::Missing;
-                    seg.tried.insert(peer);
+                    set_state(seg, State::Missing, &mut self.missing);
+                    try_once(&mut seg.tried, peer);
                     self.peer_inflight = self.peer_inflight.saturating_sub(1);
                     if let Some(ps) = self.peers.get_mut(&peer) {
                         ps.inflight = ps.inflight.saturating_sub(1);
@@ -431,7 +451,9 @@ impl Scheduler {
         } else if let Some(ps) = self.peers.get_mut(&peer) {
             ps.failures += 1;
             // What it said it holds is no longer trusted for this segment.
-            ps.loaded.remove(&id);
+            if !ps.distrusted.contains(&id) {
+                ps.distrusted.push(id);
+            }
         }
     }
 
@@ -439,8 +461,8 @@ impl Scheduler {
         for seg in self.segs.values_mut() {
             if let State::Peer { peer: p, .. } = seg.state {
                 if p == peer {
-                    seg.state = State::Missing;
-                    seg.tried.insert(peer);
+                    set_state(seg, State::Missing, &mut self.missing);
+                    try_once(&mut seg.tried, peer);
                     self.peer_inflight = self.peer_inflight.saturating_sub(1);
                 }
             }
@@ -466,31 +488,23 @@ impl Scheduler {
 
     fn forget_old(&mut self) {
         let keep_from = self.position_ms.saturating_sub(self.cfg.keep_behind_ms);
-        let old: Vec<SegmentId> = self
+        while let Some((id, seg)) = self
             .segs
-            .values()
-            .take_while(|s| s.info.start_ms + s.info.duration_ms < keep_from)
-            .map(|s| s.info.id)
-            .collect();
-        for id in old {
-            if let Some(seg) = self.segs.remove(&id) {
-                match seg.state {
-                    State::Http => {}
-                    State::Peer { peer, .. } => {
-                        self.peer_inflight = self.peer_inflight.saturating_sub(1);
-                        if let Some(p) = self.peers.get_mut(&peer) {
-                            p.inflight = p.inflight.saturating_sub(1);
-                        }
-                        self.actions
-                            .push_back(Action::CancelPeer { peer, segment: id });
-                    }
-                    _ => {}
+            .pop_front_if(|s| s.info.start_ms + s.info.duration_ms < keep_from)
+        {
+            if seg.state == State::Missing {
+                self.missing -= 1;
+            }
+            if let State::Peer { peer, .. } = seg.state {
+                self.peer_inflight = self.peer_inflight.saturating_sub(1);
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.inflight = p.inflight.saturating_sub(1);
                 }
+                self.actions
+                    .push_back(Action::CancelPeer { peer, segment: id });
             }
-            for p in self.peers.values_mut() {
-                p.loaded.remove(&id);
-                p.loading.remove(&id);
-            }
+            // Peers' announcements may still list it: harmless, only segments
+            // inside the window are ever looked up there.
         }
     }
 
@@ -532,7 +546,7 @@ impl Scheduler {
     fn someone_has(&self, id: SegmentId) -> bool {
         self.peers
             .values()
-            .any(|p| p.loaded.contains(&id) || p.loading.contains(&id))
+            .any(|p| p.holds(id) || p.held.fetching(id))
     }
 
     fn best_peer(&self, seg: &Seg) -> Option<PeerKey> {
@@ -540,7 +554,7 @@ impl Scheduler {
         self.peers
             .iter()
             .filter(|(k, p)| {
-                p.loaded.contains(&id)
+                p.holds(id)
                     && p.inflight < self.cfg.max_per_peer
                     && p.failures < self.cfg.max_peer_failures
                     && !seg.tried.contains(k)
@@ -552,8 +566,18 @@ impl Scheduler {
     }
 
     fn plan(&mut self) {
+        debug_assert_eq!(
+            self.missing,
+            self.segs
+                .values()
+                .filter(|s| s.state == State::Missing)
+                .count()
+        );
         // Only missing segments inside the window can start a fetch; most calls have
         // none, so look before allocating.
+        if self.missing == 0 {
+            return;
+        }
         let ids: Vec<SegmentId> = self
             .segs
             .values()
@@ -598,8 +622,10 @@ impl Scheduler {
 
     fn start_http(&mut self, id: SegmentId) {
         if let Some(seg) = self.segs.get_mut(&id) {
-            seg.state = State::Http;
-            self.http.insert(id);
+            set_state(seg, State::Http, &mut self.missing);
+            if !self.http.contains(&id) {
+                self.http.push(id);
+            }
             self.actions.push_back(Action::FetchHttp(id));
             // Peers learn that it is coming and wait for it instead of fetching it too.
             self.actions.push_back(Action::Announce);
@@ -608,7 +634,7 @@ impl Scheduler {
 
     fn start_peer(&mut self, id: SegmentId, peer: PeerKey, deadline: u64) {
         if let Some(seg) = self.segs.get_mut(&id) {
-            seg.state = State::Peer { peer, deadline };
+            set_state(seg, State::Peer { peer, deadline }, &mut self.missing);
             self.peer_inflight += 1;
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.inflight += 1;
@@ -617,6 +643,35 @@ impl Scheduler {
             self.actions
                 .push_back(Action::RequestPeer { peer, segment: id });
         }
+    }
+}
+
+/// Moves a segment to `state`, keeping the count of missing segments.
+fn set_state(seg: &mut Seg, state: State, missing: &mut usize) {
+    if seg.state == State::Missing {
+        *missing -= 1;
+    }
+    if state == State::Missing {
+        *missing += 1;
+    }
+    seg.state = state;
+}
+
+/// Notes that `peer` failed a segment (once).
+fn try_once(tried: &mut Vec<PeerKey>, peer: PeerKey) {
+    if !tried.contains(&peer) {
+        tried.push(peer);
+    }
+}
+
+/// Removes `id` from a small list; whether it was there.
+fn remove_id(ids: &mut Vec<SegmentId>, id: SegmentId) -> bool {
+    match ids.iter().position(|x| *x == id) {
+        Some(i) => {
+            ids.swap_remove(i);
+            true
+        }
+        None => false,
     }
 }
 

@@ -21,7 +21,9 @@
 
 mod config;
 mod core;
+mod holdings;
 mod playhead;
+mod tables;
 mod upload;
 
 #[cfg(test)]
@@ -31,5 +33,6 @@ pub use self::config::SchedulerConfig;
 pub use self::core::{
     Action, PeerFailure, PeerKey, Scheduler, SchedulerStats, SegmentId, SegmentInfo, Source,
 };
+pub use self::holdings::Holdings;
 pub use self::playhead::{PlayState, Playhead};
 pub use self::upload::UploadGate;
