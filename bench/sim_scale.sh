@@ -7,12 +7,13 @@
 # Usage: bench/sim_scale.sh [-n VIEWERS] [-m MAX_DETAILED] [-p PRESET] [-o OUTDIR]
 #   env: CARGO_TARGET_DIR (~/.cache/mediamesh-target), MEDIAMESH_BIN=path skips the build,
 #        THREADS (0 = all cores), SEED (1), DURATION (600).
-# MAX_DETAILED (default 0 = every viewer simulated one by one) caps the viewers simulated
-# individually; above it whole swarms are sampled and scaled (see crates/sim/README.md).
+# MAX_DETAILED (default 50000, the simulator's own default; 0 = every viewer simulated one
+# by one) caps the viewers simulated individually; above it whole swarms are sampled and
+# scaled (see crates/sim/README.md).
 set -euo pipefail
 
 VIEWERS=1000000
-MAX_DETAILED=0
+MAX_DETAILED=50000
 PRESET=hybrid
 OUT=""
 THREADS=${THREADS:-0}

@@ -37,7 +37,7 @@ pub struct SimArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Simulate at most this many viewers one by one, sampling whole swarms above it
-    /// (0 = all).
+    /// (0 = all) [default: 50000].
     #[arg(long)]
     pub max_detailed: Option<u64>,
     /// Worker threads (0 = all cores); does not change the results.

@@ -96,8 +96,14 @@ pub struct Demand {
 pub struct Upstream {
     pub origin_bytes: u64,
     pub shield_bytes: u64,
-    pub hits: u64,
+    /// (edge, rendition, segment) keys asked for in the epoch and found fresh.
+    pub key_hits: u64,
+    /// Upstream fetches: keys asked for in the epoch and not found fresh (the
+    /// epoch's requests for one key share one fetch, as coalescing does).
     pub misses: u64,
+    /// Viewer HTTP requests that reached an edge (the engine fills this in,
+    /// weighted by the class weight when sampling).
+    pub requests: u64,
     /// Segment-seconds of media transcoded at edges.
     pub transcoded_ms: u64,
 }
@@ -210,7 +216,7 @@ impl EdgeTier {
         }
         for (&(e, q, seg), d) in demand {
             if self.lookup(e, q, seg, now_ms) {
-                up.hits += 1;
+                up.key_hits += 1;
                 continue;
             }
             up.misses += 1;
@@ -361,7 +367,7 @@ mod tests {
         let mut d = BTreeMap::new();
         d.insert((0, 1, 5), Demand { bytes: 1_000_000 });
         let up = t.serve(10_000, &d);
-        assert_eq!((up.misses, up.hits, up.origin_bytes), (1, 0, 1_000_000));
+        assert_eq!((up.misses, up.key_hits, up.origin_bytes), (1, 0, 1_000_000));
         assert!(t.view().cached(0, 1, 5));
         // Another edge misses at the edge but hits the shield: no origin bytes.
         d.clear();
@@ -372,7 +378,7 @@ mod tests {
             (1, 1_000_000, 0)
         );
         let up = t.serve(12_000, &d);
-        assert_eq!((up.hits, up.shield_bytes), (1, 0));
+        assert_eq!((up.key_hits, up.shield_bytes), (1, 0));
         assert!(t.cache_bytes(0) >= 1_000_000);
     }
 

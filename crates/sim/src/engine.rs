@@ -59,6 +59,8 @@ pub fn run(
         .collect();
     let mut upstream = Upstream::default();
     let mut origin_series = vec![0u64; secs];
+    // Viewer requests to edges per class (weighted once, at the end).
+    let mut edge_requests = vec![0u64; pop.classes.len()];
     let chunk = swarms.len().div_ceil(threads).max(1);
     let total = s.duration_s + 1;
     for epoch in 0..total {
@@ -94,12 +96,14 @@ pub fn run(
         let mut edge_bits = vec![0.0f64; tier.edges()];
         let mut origin_bits = 0.0f64;
         for sw in swarms.iter_mut() {
-            let w = pop.weight(sw.plan.class_index);
+            let class = sw.plan.class_index;
+            let w = pop.weight(class);
             for r in sw.requests.drain(..) {
                 let bits = r.bytes as f64 * 8.0 * w;
                 if r.edge == ORIGIN {
                     origin_bits += bits;
                 } else {
+                    edge_requests[class] += 1;
                     edge_bits[r.edge] += bits;
                     demand
                         .entry((r.edge, r.rendition, r.seg))
@@ -110,13 +114,19 @@ pub fn run(
         let up = tier.serve(until, &demand);
         upstream.origin_bytes += up.origin_bytes;
         upstream.shield_bytes += up.shield_bytes;
-        upstream.hits += up.hits;
+        upstream.key_hits += up.key_hits;
         upstream.misses += up.misses;
         upstream.transcoded_ms += up.transcoded_ms;
         origin_series[epoch as usize] += up.origin_bytes;
         tier.set_load(&edge_bits, origin_bits);
         progress(epoch + 1, total);
     }
+    upstream.requests = edge_requests
+        .iter()
+        .enumerate()
+        .map(|(c, n)| *n as f64 * pop.weight(c))
+        .sum::<f64>()
+        .round() as u64;
     let mut tally = Tally::new(secs, pop.classes.len());
     for t in &tallies {
         tally.merge(t);

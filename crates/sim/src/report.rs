@@ -58,7 +58,12 @@ pub struct Cost {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CacheFigures {
+    /// Viewer HTTP requests to edges.
+    pub requests: u64,
+    /// Requests that caused no upstream fetch (`requests - misses`; requests that
+    /// waited on another's fetch count here, as with coalescing).
     pub hits: u64,
+    /// Upstream fetches (one per edge, rendition and segment per second at most).
     pub misses: u64,
     pub hit_ratio: f64,
 }
@@ -169,7 +174,7 @@ impl Report {
         let live = s.mode == Mode::Live;
         let series = build_series(t, &w, origin_series, edges);
         let peak = series.rows.iter().map(|r| r.viewers).fold(0.0, f64::max);
-        let lookups = up.hits + up.misses;
+        let hits = up.requests.saturating_sub(up.misses);
         let report = Report {
             scenario: s.name.clone(),
             preset: s.preset.name().into(),
@@ -206,9 +211,10 @@ impl Report {
                 0.0
             },
             edge_cache: CacheFigures {
-                hits: up.hits,
+                requests: up.requests,
+                hits,
                 misses: up.misses,
-                hit_ratio: round(ratio(up.hits as f64, lookups as f64), 6),
+                hit_ratio: round(ratio(hits as f64, up.requests as f64), 6),
             },
             peer_requests: requests.round() as u64,
             peer_timeouts: timeouts.round() as u64,

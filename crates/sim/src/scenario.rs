@@ -292,12 +292,16 @@ pub enum FailureKind {
 }
 
 /// Knobs of the simulator itself.
+/// Default of [`SimKnobs::max_detailed_viewers`].
+pub const DEFAULT_MAX_DETAILED: u64 = 50_000;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimKnobs {
     /// At most this many viewers are simulated one by one; above it whole swarms are
     /// sampled (the same share in every region × rendition) and their figures scaled.
-    /// 0 = no limit.
+    /// 0 = no limit. The default, 50 000, keeps a 1 M-viewer run near 30 s on two
+    /// cores with population figures within 1 % of simulating everyone (README).
     pub max_detailed_viewers: u64,
     /// Worker threads; 0 = the machine's cores. The result does not depend on it.
     pub threads: u32,
@@ -309,7 +313,7 @@ pub struct SimKnobs {
 impl Default for SimKnobs {
     fn default() -> Self {
         SimKnobs {
-            max_detailed_viewers: 0,
+            max_detailed_viewers: DEFAULT_MAX_DETAILED,
             threads: 0,
             keep_behind_ms: 10_000,
         }

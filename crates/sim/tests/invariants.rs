@@ -219,6 +219,18 @@ fn sampling_scales_totals() {
         ) < 0.15
     );
     assert!(rel(s.peak_concurrent_viewers, f.peak_concurrent_viewers) < 0.15);
+    // Edge requests are per viewer, so they scale; misses are per object and do not.
+    assert!(
+        rel(s.edge_cache.requests, f.edge_cache.requests) < 0.15,
+        "{:?} vs {:?}",
+        s.edge_cache,
+        f.edge_cache
+    );
+    for r in [&f, &s] {
+        let c = &r.edge_cache;
+        assert!(c.requests > c.misses && c.misses > 0, "{c:?}");
+        assert_eq!(c.hits, c.requests - c.misses);
+    }
 }
 
 #[test]
