@@ -26,6 +26,7 @@ pub fn page(runs: &[(Report, Series)]) -> String {
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}svg{{margin:8px 0}}</style></head><body>\n<h1>{t}</h1>\n",
         t = esc(&title)
     );
+    out.push_str(&sampling_note(runs));
     out.push_str(&legend(runs));
     out.push_str(&table(runs));
     type Pick = fn(&Row) -> f64;
@@ -59,6 +60,21 @@ pub fn page(runs: &[(Report, Series)]) -> String {
     }
     out.push_str("</body></html>\n");
     out
+}
+
+/// Says when the figures are estimated from a sample of swarms (`--max-detailed`).
+fn sampling_note(runs: &[(Report, Series)]) -> String {
+    match runs.first() {
+        Some((r, _)) if r.sample_fraction < 1.0 => format!(
+            "<p>Estimated: {} of {} viewers simulated one by one ({:.1} % of the swarms, \
+             evenly in every region and rendition) and scaled up; CDN load from all \
+             viewers. <code>--max-detailed 0</code> simulates everyone.</p>\n",
+            r.simulated_viewers,
+            r.viewers,
+            r.sample_fraction * 100.0
+        ),
+        _ => String::new(),
+    }
 }
 
 fn legend(runs: &[(Report, Series)]) -> String {

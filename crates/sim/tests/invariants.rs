@@ -207,8 +207,12 @@ fn sampling_scales_totals() {
     full.duration_s = 60;
     let mut sampled = full.clone();
     sampled.sim.max_detailed_viewers = 500;
-    let f = go(&full, false).report;
-    let s = go(&sampled, false).report;
+    let (fo, so) = (go(&full, false), go(&sampled, false));
+    // The page says when its figures are estimates from a sample.
+    let page = |o: &Outcome| sim::html::page(&[(o.report.clone(), o.series.clone())]);
+    assert!(page(&so).contains("Estimated:"));
+    assert!(!page(&fo).contains("Estimated:"));
+    let (f, s) = (fo.report, so.report);
     assert_eq!(f.simulated_viewers, 2_000);
     assert!(s.simulated_viewers < 800, "{}", s.simulated_viewers);
     let rel = |a: u64, b: u64| (a as f64 - b as f64).abs() / b as f64;
