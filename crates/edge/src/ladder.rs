@@ -482,14 +482,20 @@ mod tests {
         );
     }
 
+    /// An executable shell script standing in for ffmpeg.
+    fn script(dir: &tempfile::TempDir, name: &str, body: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}")).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path.display().to_string()
+    }
+
     #[tokio::test]
     async fn a_hanging_program_is_killed_at_the_time_out() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let script = dir.path().join("hang.sh");
-        std::fs::write(&script, "#!/bin/sh\nexec sleep 600\n").expect("write");
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let t = transcoder(&script.display().to_string(), Duration::from_millis(300));
+        let script = script(&dir, "hang.sh", "exec sleep 600\n");
+        let t = transcoder(&script, Duration::from_millis(300));
         let e = run(&t).await.expect_err("time-out");
         assert!(
             matches!(&e, LadderFailure::Transcode(m) if m.contains("killed")),
@@ -499,12 +505,9 @@ mod tests {
 
     #[tokio::test]
     async fn output_that_is_not_fmp4_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let script = dir.path().join("garbage.sh");
-        std::fs::write(&script, "#!/bin/sh\ncat >/dev/null\necho garbage-out\n").expect("write");
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let t = transcoder(&script.display().to_string(), Duration::from_secs(10));
+        let script = script(&dir, "garbage.sh", "cat >/dev/null\necho garbage-out\n");
+        let t = transcoder(&script, Duration::from_secs(10));
         let e = run(&t).await.expect_err("not fMP4");
         assert!(
             matches!(&e, LadderFailure::Transcode(m) if m.contains("fMP4")),

@@ -639,16 +639,11 @@ impl Swarm {
     /// decisions as delivering every one, at a fraction of the cost (a swarm of 12
     /// delivers each segment's announcement about ten times per viewer).
     fn announce(&mut self, v: u16, now: u64, cfg: &SwarmConfig, view: &EdgeView, t: &mut Tally) {
-        let Some(l) = self
-            .viewers
-            .get_mut(v as usize)
-            .and_then(|x| x.live.as_deref_mut())
-        else {
+        let Some(l) = self.live_mut(v) else {
             return;
         };
         l.announce_pending = false;
         let neighbors = l.neighbors;
-        let key = self.viewers[v as usize].key;
         self.snaps[v as usize] = self.holdings(v);
         let bit = 1u64 << v;
         for u in 0..self.viewers.len() as u16 {
@@ -658,26 +653,20 @@ impl Swarm {
             let quiet = self
                 .live(u)
                 .is_some_and(|ul| ul.wake_at > now && !ul.sched.has_missing());
-            if quiet {
-                self.held[u as usize] |= bit;
-                continue;
+            self.held[u as usize] |= bit;
+            if !quiet {
+                self.flush(u, now);
+                self.after(u, now, cfg, view, t);
             }
-            self.held[u as usize] &= !bit;
-            self.flush(u, now);
-            if let Some(ul) = self.viewers[u as usize].live.as_deref_mut() {
-                ul.sched.peer_holdings(now, key, &self.snaps[v as usize]);
-            }
-            self.after(u, now, cfg, view, t);
         }
     }
 
     /// Hands `u`'s scheduler the announcements held back for it (see
     /// [`Swarm::announce`]); called before every other call to that scheduler.
     fn flush(&mut self, u: u16, now: u64) {
-        let Some(bits) = self.held.get_mut(u as usize).map(std::mem::take) else {
+        let Some(mut bits) = self.held.get_mut(u as usize).map(std::mem::take) else {
             return;
         };
-        let mut bits = bits;
         while bits != 0 {
             let b = bits.trailing_zeros() as usize;
             bits &= bits - 1;

@@ -22,6 +22,18 @@ fn small(preset: Preset) -> Scenario {
     s
 }
 
+/// `share` of the viewers present leave at once at `at_s`.
+fn peers_leave(at_s: u64, share: f64) -> Failure {
+    Failure {
+        at_s,
+        duration_s: None,
+        kind: FailureKind::PeersLeave,
+        region: None,
+        edge: None,
+        share: Some(share),
+    }
+}
+
 fn go(s: &Scenario, audit: bool) -> Outcome {
     run(s, RunOptions { audit }, &mut |_, _| {}).expect("valid scenario")
 }
@@ -121,14 +133,7 @@ fn peers_never_upload_beyond_their_uplink() {
 #[test]
 fn same_seed_same_report_whatever_the_threads() {
     let mut a = small(Preset::Hybrid);
-    a.failures.push(Failure {
-        at_s: 60,
-        duration_s: None,
-        kind: FailureKind::PeersLeave,
-        region: None,
-        edge: None,
-        share: Some(0.3),
-    });
+    a.failures.push(peers_leave(60, 0.3));
     let mut b = a.clone();
     b.sim.threads = 1;
     let ja = go(&a, false).report.to_json();
@@ -276,14 +281,7 @@ fn hybrid_rides_out_30_percent_of_peers_leaving_at_once() {
     calm.viewers = 600;
     calm.audience.leave_early_share = 0.0;
     let mut hit = calm.clone();
-    hit.failures.push(Failure {
-        at_s: 60,
-        duration_s: None,
-        kind: FailureKind::PeersLeave,
-        region: None,
-        edge: None,
-        share: Some(0.3),
-    });
+    hit.failures.push(peers_leave(60, 0.3));
     let a = go(&calm, false);
     let b = go(&hit, false);
     let window = |o: &Outcome, from: u64, to: u64| {

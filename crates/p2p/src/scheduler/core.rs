@@ -407,11 +407,7 @@ impl Scheduler {
     /// a caller that delivers many announcements (the simulator) may hold them back
     /// and hand over only each peer's latest before its next call to this scheduler.
     pub fn has_missing(&self) -> bool {
-        self.missing > 0
-            && self
-                .segs
-                .values()
-                .any(|s| s.state == State::Missing && self.wants(s))
+        self.missing > 0 && self.wanted_missing().next().is_some()
     }
 
     /// Whether the peer is banned for sending bad data.
@@ -508,6 +504,13 @@ impl Scheduler {
         }
     }
 
+    /// Missing segments inside the look-ahead window: what a plan may start fetching.
+    fn wanted_missing(&self) -> impl Iterator<Item = &Seg> + '_ {
+        self.segs
+            .values()
+            .filter(|s| s.state == State::Missing && self.wants(s))
+    }
+
     /// Whether the segment is still to be played and inside the look-ahead window.
     fn wants(&self, seg: &Seg) -> bool {
         let end = seg.info.start_ms + seg.info.duration_ms;
@@ -578,12 +581,7 @@ impl Scheduler {
         if self.missing == 0 {
             return;
         }
-        let ids: Vec<SegmentId> = self
-            .segs
-            .values()
-            .filter(|s| s.state == State::Missing && self.wants(s))
-            .map(|s| s.info.id)
-            .collect();
+        let ids: Vec<SegmentId> = self.wanted_missing().map(|s| s.info.id).collect();
         for id in ids {
             let Some(seg) = self.segs.get(&id) else {
                 continue;
