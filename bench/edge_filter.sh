@@ -91,7 +91,8 @@ EOF
 EDGES=()
 start_edge() { # name port extra-args...
   local name=$1 port=$2; shift 2
-  RUST_LOG=warn "$MEDIAMESH" edge --http "127.0.0.1:$port" --origin "http://127.0.0.1:$ORIGIN" "$@" \
+  RUST_LOG=warn "$MEDIAMESH" edge --http "127.0.0.1:$port" --origin "http://127.0.0.1:$ORIGIN" \
+    --max-connections-per-ip 100000 "$@" \
     >"$TMP/$name.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")

@@ -1,11 +1,16 @@
 //! Fuzz the edge's cache keys and Cache-Control parser with arbitrary UTF-8. They
-//! must never panic; a key is bounded, idempotent (a key fed back as path and query
-//! gives itself), ignores parameter order, never keeps a dropped name, and always
-//! keeps `_HLS_msn`. Freshness is computed on the same text as body and headers.
+//! must never panic. The property that matters: the key and the upstream path agree
+//! — whatever request a key maps to is exactly what is fetched: the upstream
+//! path-and-query is the key, and fed back as a request (path and query) it maps to
+//! itself, with the canonical path unchanged. A key is also bounded, ignores
+//! parameter order, never keeps a dropped name, always keeps `_HLS_msn`, and on a
+//! media path keeps nothing but `_HLS_*` and the operator's kept names. Freshness is
+//! computed on the same text as body and headers.
 #![no_main]
 
-use edge::cache::key::{cache_key, MAX_KEY_LEN};
+use edge::cache::key::{is_media_path, target, MAX_KEY_LEN};
 use edge::cache::policy::{freshness, parse_cache_control, MediaDefaults};
+use edge::canonical::canonical_path;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(s <= 1 << 31);
     }
 
-    let (path, query) = match text.split_once('?') {
+    let (raw_path, query) = match text.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (text, None),
     };
@@ -26,17 +31,34 @@ fuzz_target!(|data: &[u8]| {
         "__token__".to_string(),
         "_HLS_msn".to_string(),
     ];
-    if let Some(key) = cache_key(path, query, &dropped) {
+    let kept = vec!["size".to_string(), "CMCD".to_string()];
+    // As the edge does: canonical path first, then the target of path and query.
+    let Ok(path) = canonical_path(raw_path) else {
+        return;
+    };
+    if let Some(t) = target(&path, query, &dropped, &kept) {
+        let key = t.key();
         assert!(key.len() <= MAX_KEY_LEN);
+        // The key and the upstream path agree.
+        assert_eq!(t.upstream(), key);
         let (kp, kq) = match key.split_once('?') {
             Some((p, q)) => (p, Some(q)),
-            None => (key.as_str(), None),
+            None => (key, None),
         };
-        assert_eq!(cache_key(kp, kq, &dropped).as_deref(), Some(key.as_str()));
+        assert_eq!(kp, t.path());
+        assert_eq!(kq.unwrap_or(""), t.query());
+        // Fetching the upstream path through an edge gives the same key: a shield
+        // parent caches what its child asked for under the same name.
+        assert_eq!(canonical_path(kp).as_deref(), Ok(kp));
+        let again = target(kp, kq, &dropped, &kept);
+        assert_eq!(again.as_ref().map(|a| a.key()), Some(key));
         if let Some(q) = kq {
             for kv in q.split('&') {
                 let name = kv.split_once('=').map_or(kv, |(n, _)| n);
                 assert!(name != "CMCD" && name != "__token__");
+                if is_media_path(kp) {
+                    assert!(name.starts_with("_HLS_") || name == "size", "{key:?}");
+                }
             }
         }
         // Reversing whole parameters changes nothing unless a name repeats.
@@ -50,13 +72,13 @@ fuzz_target!(|data: &[u8]| {
             let unique = names.windows(2).all(|w| w[0] != w[1]) && !q.contains('%');
             if unique {
                 let reversed: Vec<&str> = params.iter().rev().copied().collect();
-                let again = cache_key(path, Some(&reversed.join("&")), &dropped);
-                assert_eq!(again.as_deref(), Some(key.as_str()));
+                let again = target(&path, Some(&reversed.join("&")), &dropped, &kept);
+                assert_eq!(again.as_ref().map(|a| a.key()), Some(key));
             }
         }
     }
-    if let Some(key) = cache_key("/i.m3u8", Some("_HLS_msn=7&CMCD=x"), &dropped) {
-        assert_eq!(key, "/i.m3u8?_HLS_msn=7");
+    if let Some(t) = target("/i.m3u8", Some("_HLS_msn=7&CMCD=x&junk=1"), &dropped, &kept) {
+        assert_eq!(t.upstream(), "/i.m3u8?_HLS_msn=7");
     }
 
     let headers = vec![

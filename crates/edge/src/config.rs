@@ -22,8 +22,16 @@ pub struct EdgeConfig {
     pub token_key: Option<Vec<u8>>,
     /// Query parameter, cookie and header name of the token.
     pub token_name: String,
-    /// Query parameters left out of cache keys.
+    /// Query parameters left out of cache keys and upstream requests.
     pub dropped_params: Vec<String>,
+    /// Query parameters kept in the keys and upstream requests of media objects and
+    /// playlists (whose other parameters, bar LL-HLS's `_HLS_*`, are dropped); empty
+    /// by default.
+    pub kept_params: Vec<String>,
+    /// Most CMCD session ids tracked for the `edge_cmcd_sessions` gauge (100,000).
+    pub cmcd_max_sessions: usize,
+    /// Answer `/metrics` on the viewers' port (off when an admin listener serves it).
+    pub public_metrics: bool,
     /// Largest object the edge buffers and caches.
     pub max_object_bytes: usize,
     pub media_defaults: MediaDefaults,
@@ -48,7 +56,13 @@ pub struct EdgeLimits {
     /// Time a client has to send its request head (slowloris).
     pub header_read_timeout: Duration,
     /// Requests per second per client address (burst = 2 s worth); `None` = unlimited.
+    /// IPv6 addresses count per /64.
     pub per_ip_rps: Option<u32>,
+    /// Addresses the rate limiter keeps before it sweeps out idle ones (100,000); a
+    /// spray of addresses never locks a newcomer out, it only costs a sweep.
+    pub per_ip_max_tracked: usize,
+    /// Time to the first byte, idle time, connections per client address.
+    pub conn: service::ConnLimits,
 }
 
 impl Default for EdgeLimits {
@@ -58,6 +72,8 @@ impl Default for EdgeLimits {
             max_header_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(10),
             per_ip_rps: None,
+            per_ip_max_tracked: 100_000,
+            conn: service::ConnLimits::default(),
         }
     }
 }
@@ -77,6 +93,9 @@ impl EdgeConfig {
             token_key: None,
             token_name: "__token__".to_string(),
             dropped_params: vec!["CMCD".to_string(), "__token__".to_string()],
+            kept_params: Vec::new(),
+            cmcd_max_sessions: 100_000,
+            public_metrics: true,
             max_object_bytes: 64 * 1024 * 1024,
             media_defaults: MediaDefaults::default(),
             limits: EdgeLimits::default(),
@@ -90,5 +109,58 @@ impl EdgeConfig {
             },
             ladder: None,
         }
+    }
+}
+
+/// A setting outside what the edge can run with.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    /// The setting, named as its flag (`max-connections`).
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+impl EdgeConfig {
+    /// Checks the settings before anything starts; the first problem found, named by
+    /// its flag.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |setting, problem: &str| ConfigError {
+            setting,
+            problem: problem.to_string(),
+        };
+        if self.upstream.origins.is_empty() {
+            return Err(bad("origin", "an edge needs at least one origin URL"));
+        }
+        for url in self.upstream.origins.iter().chain(&self.upstream.parents) {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError {
+                    setting: "origin",
+                    problem: format!("{url:?} is not an http:// or https:// URL"),
+                });
+            }
+        }
+        for (setting, v) in [
+            ("max-connections", self.limits.max_connections),
+            ("max-header-bytes", self.limits.max_header_bytes),
+            ("max-object-bytes", self.max_object_bytes),
+        ] {
+            if v == 0 {
+                return Err(bad(setting, "must be at least 1"));
+            }
+        }
+        if self.limits.header_read_timeout.is_zero() {
+            return Err(bad("header-timeout", "must be more than 0 seconds"));
+        }
+        if self.limits.per_ip_rps == Some(0) {
+            return Err(bad("rate-limit", "must be at least 1 request per second"));
+        }
+        if self.cache_dir.is_some() && self.cache_disk_bytes == 0 {
+            return Err(bad(
+                "cache-disk",
+                "must be more than 0 bytes with --cache-dir",
+            ));
+        }
+        Ok(())
     }
 }

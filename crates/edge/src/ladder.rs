@@ -11,7 +11,10 @@
 //!   one flight, whose leader (this module) fetches the source init and segment
 //!   through the cache (so the origin sees each source object once), runs one ffmpeg
 //!   under a semaphore (`--ladder-jobs`), and stores the result like any object. A
-//!   failed transcode answers 502 and is not cached.
+//!   failed transcode answers 502 and is not cached. At most `max_queue` transcodes
+//!   wait for a job slot; past that the edge answers 503 (not cached) rather than
+//!   queueing without bound. Junk query parameters cannot multiply transcodes: the
+//!   cache key of a rung segment keeps none (see `cache::key`).
 //! - ffmpeg runs as a subprocess with its stdin/stdout piped, killed when dropped or
 //!   after a time-out; the command line is `compute::media::ladder::ffmpeg_args`.
 //!
@@ -22,6 +25,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +37,7 @@ use hyper::{Response, StatusCode};
 use media::hls::MediaPlaylist;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::coalesce::{Flight, FlightError, Head};
 use crate::proxy::{Body, Edge};
@@ -48,6 +52,8 @@ pub struct LadderConfig {
     pub ffmpeg: PathBuf,
     /// Longest one transcode may take before ffmpeg is killed.
     pub timeout: Duration,
+    /// Transcodes that may wait for a job slot (16); more answer 503.
+    pub max_queue: usize,
 }
 
 impl LadderConfig {
@@ -57,6 +63,7 @@ impl LadderConfig {
             jobs: cores(),
             ffmpeg: PathBuf::from("ffmpeg"),
             timeout: Duration::from_secs(30),
+            max_queue: 16,
         }
     }
 }
@@ -73,6 +80,8 @@ const MAX_STDERR: usize = 4096;
 pub struct Transcoder {
     pub config: LadderConfig,
     jobs: Semaphore,
+    /// Transcodes waiting for a job slot now.
+    waiting: AtomicUsize,
     /// `avcC` of the first encode per (stream, rung, source init): later encodes are
     /// checked against it, so a segment that would not fit the rung's init is noticed.
     avcc: Mutex<HashMap<String, Bytes>>,
@@ -90,6 +99,29 @@ pub enum LadderFailure {
     /// ffmpeg failed, timed out or wrote something unusable (502).
     #[error("transcode: {0}")]
     Transcode(String),
+    /// Every job slot is busy and `max_queue` transcodes already wait (503).
+    #[error("the transcode queue is full ({0} waiting)")]
+    Busy(usize),
+}
+
+/// Counts one waiting transcode while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(counter: &'a AtomicUsize, max: usize) -> Result<Self, LadderFailure> {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map(|_| Waiting(counter))
+            .map_err(LadderFailure::Busy)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Transcoder {
@@ -103,6 +135,7 @@ impl Transcoder {
         tracing::info!(rungs = %rungs.join(" "), jobs = config.jobs, "edge ABR ladder on");
         Self {
             jobs: Semaphore::new(config.jobs.max(1)),
+            waiting: AtomicUsize::new(0),
             config,
             avcc: Mutex::new(HashMap::new()),
         }
@@ -147,11 +180,15 @@ impl Transcoder {
         input: Vec<Bytes>,
         max_bytes: usize,
     ) -> Result<(Bytes, Bytes), LadderFailure> {
-        let _permit = self
-            .jobs
-            .acquire()
-            .await
-            .map_err(|_| LadderFailure::Transcode("the job queue is closed".into()))?;
+        let closed = |_| LadderFailure::Transcode("the job queue is closed".into());
+        let _permit = match self.jobs.try_acquire() {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => return Err(closed(())),
+            Err(TryAcquireError::NoPermits) => {
+                let _waiting = Waiting::enter(&self.waiting, self.config.max_queue)?;
+                self.jobs.acquire().await.map_err(|_| closed(()))?
+            }
+        };
         let started = Instant::now();
         let threads = u32::try_from(cores()).unwrap_or(1);
         let mut child = self.spawn(rung, size, threads).await.map_err(|e| {
@@ -342,6 +379,26 @@ pub async fn fetch(edge: &Arc<Edge>, key: &str, path: &str, flight: &Flight) -> 
             flight.push(body);
             flight.finish();
         }
+        Err(LadderFailure::Busy(n)) => {
+            ::metrics::counter!("edge_ladder_errors_total", "reason" => "busy").increment(1);
+            tracing::warn!(
+                path,
+                waiting = n,
+                "rung object refused: the transcode queue is full"
+            );
+            let body = Bytes::from("the transcode queue is full; retry shortly\n");
+            flight.set_head(Head {
+                status: 503,
+                headers: vec![
+                    ("content-type".into(), "text/plain; charset=utf-8".into()),
+                    ("content-length".into(), body.len().to_string()),
+                    ("cache-control".into(), "no-store".into()),
+                    ("retry-after".into(), "1".into()),
+                ],
+            });
+            flight.push(body);
+            flight.finish();
+        }
         Err(e) => {
             let reason = match e {
                 LadderFailure::Source(_) => "source",
@@ -447,6 +504,7 @@ mod tests {
             ffmpeg: PathBuf::from(ffmpeg),
             timeout,
             jobs: 1,
+            max_queue: 16,
             ladder,
         })
     }
@@ -513,6 +571,25 @@ mod tests {
             matches!(&e, LadderFailure::Transcode(m) if m.contains("fMP4")),
             "{e}"
         );
+    }
+
+    /// Finding 6: the transcode queue was unbounded. With one job slot and room for
+    /// one waiter, a third transcode is refused at once (503) instead of queueing.
+    #[tokio::test]
+    async fn the_transcode_queue_is_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = script(&dir, "slow.sh", "exec sleep 600\n");
+        let mut t = transcoder(&script, Duration::from_millis(500));
+        t.config.max_queue = 1;
+        let (a, b, c) = tokio::join!(run(&t), run(&t), run(&t));
+        assert!(matches!(&c, Err(LadderFailure::Busy(1))), "{c:?}");
+        for r in [a, b] {
+            assert!(
+                matches!(&r, Err(LadderFailure::Transcode(m)) if m.contains("killed")),
+                "{r:?}"
+            );
+        }
+        assert_eq!(t.waiting.load(Ordering::Acquire), 0);
     }
 
     #[test]

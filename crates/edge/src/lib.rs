@@ -14,14 +14,17 @@
 //! this, and hyper is what the origin already runs on, so both roles share one accept
 //! loop (`service`) and one metrics recorder.
 //!
-//! Layout: `proxy` decides per request; `coalesce` shares in-flight fetches; `cache`
+//! Layout: `canonical` makes the one request path everything else uses; `proxy`
+//! decides per request; `coalesce` shares in-flight fetches; `cache`
 //! holds objects (memory S3-FIFO tier, disk tier, freshness policy, keys); `upstream`
-//! picks and calls origins and parents; `token` and `cmcd` parse what clients send;
+//! picks and calls origins and parents; `token` and `cmcd` parse what clients send
+//! (`sessions` and `limit` are the bounded tables keyed by client input);
 //! `filter` runs the Proxy-Wasm filters of crate `compute` on the request path;
 //! `media` applies the per-viewer media functions (A/B watermark, ads, renditions);
 //! `ladder` makes the lower renditions of the edge ABR ladder by transcoding.
 
 pub mod cache;
+pub mod canonical;
 pub mod cmcd;
 pub mod coalesce;
 pub mod config;
@@ -32,6 +35,7 @@ pub mod media;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
+pub mod sessions;
 pub mod token;
 pub mod upstream;
 

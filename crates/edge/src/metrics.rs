@@ -2,22 +2,14 @@
 //! scrape time (cache bytes per tier, hit ratio, upstream health, CMCD sessions) and
 //! renders the process-wide Prometheus page.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-
-use parking_lot::Mutex;
 
 use crate::cmcd::Cmcd;
 use crate::proxy::{CacheStatus, Edge};
+use crate::sessions::Sessions;
 
 static HITS: AtomicU64 = AtomicU64::new(0);
 static LOOKUPS: AtomicU64 = AtomicU64::new(0);
-
-/// CMCD session ids seen recently (bounded).
-static SESSIONS: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
-const SESSION_WINDOW: Duration = Duration::from_secs(30);
-const MAX_SESSIONS: usize = 100_000;
 
 /// Status codes with a counter handle made once; others are looked up per request.
 const COMMON_STATUS: [u16; 12] = [200, 206, 304, 400, 403, 404, 405, 416, 429, 500, 502, 504];
@@ -74,8 +66,8 @@ pub fn record_response(status: u16, cache: CacheStatus) {
     }
 }
 
-/// Aggregates what players report in CMCD.
-pub fn record_cmcd(c: &Cmcd) {
+/// Aggregates what players report in CMCD (session ids into `sessions`).
+pub fn record_cmcd(c: &Cmcd, sessions: &Sessions) {
     if c.bs {
         ::metrics::counter!("edge_cmcd_buffer_starvation_total").increment(1);
     }
@@ -86,15 +78,7 @@ pub fn record_cmcd(c: &Cmcd) {
         ::metrics::histogram!("edge_cmcd_buffer_length_ms").record(bl as f64);
     }
     if let Some(sid) = &c.sid {
-        let mut guard = SESSIONS.lock();
-        let map = guard.get_or_insert_with(HashMap::new);
-        if map.len() >= MAX_SESSIONS && !map.contains_key(sid) {
-            let now = Instant::now();
-            map.retain(|_, t| now.duration_since(*t) < SESSION_WINDOW);
-        }
-        if map.len() < MAX_SESSIONS {
-            map.insert(sid.chars().take(64).collect(), Instant::now());
-        }
+        sessions.record(sid);
     }
 }
 
@@ -108,15 +92,7 @@ pub fn render(edge: &Edge) -> String {
         ::metrics::gauge!("edge_hit_ratio")
             .set(HITS.load(Ordering::Relaxed) as f64 / lookups as f64);
     }
-    let sessions = {
-        let now = Instant::now();
-        SESSIONS.lock().as_ref().map_or(0, |m| {
-            m.values()
-                .filter(|t| now.duration_since(**t) < SESSION_WINDOW)
-                .count()
-        })
-    };
-    ::metrics::gauge!("edge_cmcd_sessions").set(sessions as f64);
+    ::metrics::gauge!("edge_cmcd_sessions").set(edge.sessions.count() as f64);
     for s in edge.upstreams.status() {
         ::metrics::gauge!("edge_upstream_healthy", "upstream" => s.base.clone())
             .set(if s.healthy == Some(true) { 1.0 } else { 0.0 });

@@ -1,4 +1,6 @@
-//! The edge's request path: token check, cache lookup (memory, then disk), coalesced
+//! The edge's request path: the canonical path (`canonical`, computed once, then the
+//! only path used: token check, filters, watermark, ladder, cache key and upstream
+//! request), token check, cache lookup (memory, then disk), coalesced
 //! upstream fetch streamed to every waiter, storing by the freshness policy, stale
 //! serving (while revalidating, or when every upstream fails), and the answer itself
 //! (HEAD, conditional requests, single byte ranges, CMSD headers, access log line).
@@ -18,7 +20,7 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::cache::disk::DiskCache;
-use crate::cache::key::cache_key;
+use crate::cache::key::target;
 use crate::cache::memory::MemoryCache;
 use crate::cache::policy::freshness;
 use crate::cache::CachedObject;
@@ -94,6 +96,8 @@ pub struct Edge {
     pub upstreams: Arc<Upstreams>,
     flights: Flights,
     limiter: Option<RateLimiter>,
+    /// CMCD session ids seen recently (bounded, for the `edge_cmcd_sessions` gauge).
+    pub(crate) sessions: crate::sessions::Sessions,
     /// Proxy-Wasm filters; `None` when none is configured.
     pub filters: Option<Arc<compute::Filters>>,
     /// The edge ABR ladder; `None` when no rung is configured.
@@ -120,11 +124,11 @@ fn now_ms() -> u64 {
 /// What one cache miss needs to fetch and store its object.
 #[derive(Clone, Debug)]
 struct Miss {
+    /// The cache key, which is also the path and query sent upstream.
     key: String,
+    /// Path and kept query (what the key is made of).
     path: String,
     query: String,
-    /// Path and query as sent upstream.
-    upstream_path: String,
     peer: SocketAddr,
 }
 
@@ -156,7 +160,11 @@ impl Edge {
             disk,
             upstreams,
             flights: Flights::default(),
-            limiter: config.limits.per_ip_rps.map(RateLimiter::new),
+            limiter: config
+                .limits
+                .per_ip_rps
+                .map(|rps| RateLimiter::new(rps, config.limits.per_ip_max_tracked)),
+            sessions: crate::sessions::Sessions::new(config.cmcd_max_sessions),
             via: HeaderValue::from_str(&format!("1.1 {}", config.server_id))
                 .unwrap_or(HeaderValue::from_static("1.1 mediamesh-edge")),
             cmsd_dynamic: HeaderValue::from_str(&cmcd::cmsd_dynamic(&config.server_id, None, None))
@@ -184,23 +192,48 @@ impl Edge {
         let (parts, incoming) = req.into_parts();
         let mut req = Request::from_parts(parts, ());
         let method = req.method().clone();
-        let mut path = req.uri().path().to_string();
+        // The one path used from here on (see `canonical`); a path that is not
+        // canonical is refused before anything else sees it.
+        let (mut path, refused) = match crate::canonical::canonical_path(req.uri().path()) {
+            Ok(p) => (p, None),
+            Err(e) => (req.uri().path().to_string(), Some(e)),
+        };
         let mut query = req.uri().query().map(str::to_string);
         let mut run = match &self.filters {
-            Some(f) if !crate::filter::exempt(&path) => f.begin(&path),
+            Some(f) if refused.is_none() && !crate::filter::exempt(&path) => f.begin(&path),
             _ => None,
         };
-        let answered = match run.as_mut() {
-            Some(r) => {
+        let answered = match (&refused, run.as_mut()) {
+            (Some(e), _) => {
+                ::metrics::counter!("edge_bad_path_total").increment(1);
+                Some(text(StatusCode::BAD_REQUEST, &format!("bad path: {e}")))
+            }
+            (None, Some(r)) => {
                 let client = crate::filter::Client {
                     addr: peer,
                     tls: self.config.tls.is_some(),
                     max_body: self.config.max_object_bytes,
                 };
-                crate::filter::on_request(r, &mut req, incoming, &mut path, &mut query, client)
-                    .await
+                let before = path.clone();
+                let a =
+                    crate::filter::on_request(r, &mut req, incoming, &mut path, &mut query, client)
+                        .await;
+                // A path a filter set is held to the same rules.
+                match a {
+                    None if path != before => match crate::canonical::canonical_path(&path) {
+                        Ok(p) => {
+                            path = p;
+                            None
+                        }
+                        Err(e) => Some(text(
+                            StatusCode::BAD_REQUEST,
+                            &format!("bad path from a filter: {e}"),
+                        )),
+                    },
+                    other => other,
+                }
             }
-            None => None,
+            (None, None) => None,
         };
         let answered = match answered {
             Some(a) => Some(a),
@@ -243,7 +276,7 @@ impl Edge {
             )
         });
         if let Some(c) = &cmcd {
-            crate::metrics::record_cmcd(c);
+            crate::metrics::record_cmcd(c, &self.sessions);
         }
         let media = &self.config.media;
         let personalise = media.ad_pod.is_some()
@@ -308,7 +341,7 @@ impl Edge {
         let local = |s: StatusCode, m: &str| (text(s, m), CacheStatus::Pass);
         match path {
             "/healthz" => return local(StatusCode::OK, "ok"),
-            "/metrics" => {
+            "/metrics" if self.config.public_metrics => {
                 let body = crate::metrics::render(self);
                 let mut r = Response::new(full(Bytes::from(body)));
                 r.headers_mut().insert(
@@ -359,12 +392,15 @@ impl Edge {
                 return (res, CacheStatus::Pass);
             }
         }
-        let Some(key) = cache_key(path, query, &self.config.dropped_params) else {
+        // The key and the upstream request are one string, so what is cached is what
+        // was fetched; parameters that do not change the object are in neither.
+        let Some(t) = target(
+            path,
+            query,
+            &self.config.dropped_params,
+            &self.config.kept_params,
+        ) else {
             return local(StatusCode::URI_TOO_LONG, "request target too long");
-        };
-        let upstream_path = match query {
-            Some(q) => format!("{path}?{q}"),
-            None => path.to_string(),
         };
         // RFC 9111 §5.2.1.7: answer from the cache or not at all.
         let only_if_cached = req
@@ -374,10 +410,9 @@ impl Edge {
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.to_ascii_lowercase().contains("only-if-cached"));
         let miss = Miss {
-            key,
-            path: path.to_string(),
-            query: query.unwrap_or("").to_string(),
-            upstream_path,
+            path: t.path().to_string(),
+            query: t.query().to_string(),
+            key: t.into_key(),
             peer,
         };
         let answer = if only_if_cached {
@@ -434,13 +469,12 @@ impl Edge {
     /// the cache and the coalesced miss path, so it counts and is stored like a
     /// viewer's request. `Err((status, message))` unless the answer is a 200.
     pub(crate) async fn get_internal(self: &Arc<Self>, path: &str) -> Result<Bytes, (u16, String)> {
-        let key = cache_key(path, None, &self.config.dropped_params)
+        let t = target(path, None, &self.config.dropped_params, &[])
             .ok_or_else(|| (414, format!("{path}: path too long")))?;
         let miss = Miss {
-            key,
-            path: path.to_string(),
+            path: t.path().to_string(),
             query: String::new(),
-            upstream_path: path.to_string(),
+            key: t.into_key(),
             peer: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         match self.lookup_or_fetch(&miss).await {
@@ -541,7 +575,6 @@ impl Edge {
             key,
             path,
             query,
-            upstream_path,
             peer,
         } = miss;
         let mut headers = HeaderMap::new();
@@ -549,11 +582,7 @@ impl Edge {
             headers.insert(HeaderName::from_static("x-forwarded-for"), v);
         }
         ::metrics::counter!("edge_upstream_requests_total").increment(1);
-        let fetched = match self
-            .upstreams
-            .fetch(key, &Method::GET, upstream_path, &headers)
-            .await
-        {
+        let fetched = match self.upstreams.fetch(key, &Method::GET, key, &headers).await {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(path, error = %e, "no upstream answered");

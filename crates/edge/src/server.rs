@@ -92,6 +92,7 @@ impl EdgeServer {
             max_connections: config.limits.max_connections,
             max_header_bytes: config.limits.max_header_bytes,
             header_read_timeout: config.limits.header_read_timeout,
+            conn: config.limits.conn.clone(),
         };
         let edge = Edge::new(config)?;
         let listener = TcpListener::bind(addr)

@@ -33,9 +33,11 @@
 //! A token is valid for `st <= now < exp`: `exp` is the first second at which
 //! the token no longer works.
 //!
-//! Paths are matched as the edge receives them (still percent-encoded); no
-//! normalisation (`..`, `//`) happens here, so callers should match the same
-//! form the cache keys on.
+//! No normalisation (`..`, `//`, escapes) happens here: the edge hands [`verify`]
+//! its canonical path (`crate::canonical`: unreserved escapes decoded, `//` merged,
+//! dot-segments and encoded slashes refused before any check), the same path the
+//! cache key and the upstream request are made from, so an ACL cannot be escaped
+//! by a form the origin reads differently.
 
 use std::borrow::Cow;
 use std::net::IpAddr;

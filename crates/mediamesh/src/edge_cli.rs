@@ -1,39 +1,48 @@
-//! Flags and config file of `mediamesh edge` and `mediamesh token`. Like the origin's,
-//! every flag has a TOML key of the same name (`-` as `_`); flags win over the file.
+//! `mediamesh edge` and `mediamesh token`: their settings (flags = TOML keys =
+//! `MEDIAMESH_*` variables, see `layers`) and how they turn into the edge's config.
+//!
+//! Not here: what the edge does with them (crate `edge`), fleet membership.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use edge::config::EdgeConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// Flags of `edge`.
-#[derive(Args, Debug, Default)]
+use crate::layers::seconds;
+
+/// The library's defaults, which the flags show and fall back to.
+fn defaults() -> EdgeConfig {
+    EdgeConfig::new(Vec::new())
+}
+
+/// Settings of `edge`.
+#[derive(Args, Debug, Serialize, Deserialize)]
 pub struct EdgeArgs {
-    /// TOML file with any of these settings.
+    /// TOML file with any of these settings (keys named like the flags, `-` as `_`).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Listen address [default: 127.0.0.1:8081].
-    #[arg(long)]
-    pub http: Option<SocketAddr>,
+    /// Listen address.
+    #[arg(long, default_value_t = defaults().http)]
+    pub http: SocketAddr,
     /// Origin base URL; repeat for failover order (first is primary).
     #[arg(long = "origin", value_name = "URL")]
     pub origins: Vec<String>,
     /// Parent (shield) edge base URL; repeat. Objects are spread over parents by rendezvous hashing.
     #[arg(long = "parent", value_name = "URL")]
     pub parents: Vec<String>,
-    /// Memory tier size in bytes [default: 536870912].
-    #[arg(long)]
-    pub cache_mem: Option<usize>,
+    /// Memory tier size in bytes.
+    #[arg(long, default_value_t = defaults().cache_mem_bytes)]
+    pub cache_mem: usize,
     /// Disk tier folder (survives restarts).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
-    /// Disk tier size in bytes [default: 10737418240].
-    #[arg(long)]
-    pub cache_disk: Option<u64>,
+    /// Disk tier size in bytes.
+    #[arg(long, default_value_t = defaults().cache_disk_bytes)]
+    pub cache_disk: u64,
     /// Require EdgeAuth tokens signed with this hex key.
     #[arg(long)]
     pub token_key: Option<String>,
@@ -43,31 +52,49 @@ pub struct EdgeArgs {
     /// TLS private key (PEM).
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
-    /// Query parameter left out of cache keys (repeat) [default: CMCD, __token__].
-    #[arg(long = "drop-param", value_name = "NAME")]
+    /// Query parameter left out of cache keys (repeat).
+    #[arg(long = "drop-param", value_name = "NAME", default_values_t = defaults().dropped_params)]
     pub drop_params: Vec<String>,
-    /// Largest object cached, bytes [default: 67108864].
-    #[arg(long)]
-    pub max_object_bytes: Option<usize>,
-    /// Concurrent client connections [default: 20000].
-    #[arg(long)]
-    pub max_connections: Option<usize>,
-    /// Largest request head in bytes [default: 16384].
-    #[arg(long)]
-    pub max_header_bytes: Option<usize>,
-    /// Seconds a client has to send its request head [default: 10].
-    #[arg(long)]
-    pub header_timeout: Option<f64>,
+    /// Query parameter kept on media objects and playlists (repeat): those keep only
+    /// the LL-HLS `_HLS_*` parameters and these; every other parameter is left out of
+    /// the cache key and of the request to the origin.
+    #[arg(long = "keep-param", value_name = "NAME", value_delimiter = ',')]
+    pub keep_params: Vec<String>,
+    /// CMCD sessions tracked at once (oldest forgotten first).
+    #[arg(long, default_value_t = defaults().cmcd_max_sessions)]
+    pub cmcd_max_sessions: usize,
+    /// Client addresses (IPv6 by /64) the --rate-limit tracks before idle ones are swept.
+    #[arg(long, default_value_t = defaults().limits.per_ip_max_tracked)]
+    pub rate_limit_tracked: usize,
+    /// Connections at once to one origin or parent (host:port).
+    #[arg(long, default_value_t = defaults().upstream.max_connections_per_upstream)]
+    pub max_upstream_connections: usize,
+    /// Base URL an upstream's redirect may also lead to (repeat), besides the
+    /// configured origins and parents.
+    #[arg(long = "redirect-allow", value_name = "URL")]
+    pub redirect_allow: Vec<String>,
+    /// Largest object cached, bytes.
+    #[arg(long, default_value_t = defaults().max_object_bytes)]
+    pub max_object_bytes: usize,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = defaults().limits.max_connections)]
+    pub max_connections: usize,
+    /// Largest request head in bytes.
+    #[arg(long, default_value_t = defaults().limits.max_header_bytes)]
+    pub max_header_bytes: usize,
+    /// Seconds a client has to send its request head.
+    #[arg(long, default_value_t = defaults().limits.header_read_timeout.as_secs_f64())]
+    pub header_timeout: f64,
     /// Requests per second per client address (default: unlimited).
     #[arg(long)]
     pub rate_limit: Option<u32>,
-    /// Name used in Via, CMSD and logs [default: mediamesh-edge].
-    #[arg(long)]
-    pub server_id: Option<String>,
+    /// Name used in Via, CMSD and logs.
+    #[arg(long, default_value_t = defaults().server_id)]
+    pub server_id: String,
     /// Proxy-Wasm filter (ABI 0.2.1, .wasm or .wat) run on every request; repeat for a
     /// chain. The config file's [[filter]] tables add path scoping and plugin configuration.
     #[arg(long = "filter", value_name = "FILE.wasm")]
-    pub filters: Vec<PathBuf>,
+    pub filters: Vec<FilterEntry>,
     /// Linear memory cap per filter instance, bytes [default: 67108864].
     #[arg(long)]
     pub filter_memory: Option<usize>,
@@ -99,8 +126,9 @@ pub struct EdgeArgs {
     /// Edge ABR ladder rung NAME=WIDTHxHEIGHT@KBPS (repeat), e.g. 480p=854x480@1200:
     /// advertised in live multivariant playlists and transcoded here from the `src`
     /// rendition the first time a segment is asked for (never taller than the source).
+    /// In the file also `[[ladder]]` tables of name, width, height, kbps.
     #[arg(long = "ladder", value_name = "NAME=WxH@KBPS")]
-    pub ladder: Vec<String>,
+    pub ladder: Vec<LadderEntry>,
     /// Ladder transcodes running at once [default: number of cores].
     #[arg(long)]
     pub ladder_jobs: Option<usize>,
@@ -110,21 +138,39 @@ pub struct EdgeArgs {
     /// Seconds one ladder transcode may take before ffmpeg is killed [default: 30].
     #[arg(long)]
     pub ladder_timeout: Option<f64>,
+    /// Ladder transcodes that may wait for a free job; past that the edge answers 503.
+    #[arg(long, default_value_t = 16)]
+    pub ladder_queue: usize,
     #[command(flatten)]
+    #[serde(flatten)]
+    pub conn: crate::listen_cli::ConnArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub admin: crate::listen_cli::AdminArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub fleet: crate::fleet_cli::FleetArgs,
 }
 
-/// A `[[filter]]` table of the config file (or just a file name in `filter = [...]`).
-#[derive(Deserialize, Debug)]
+/// A filter: a file name (`--filter`, or `filter = [...]` in the file) or a
+/// `[[filter]]` table of the file.
+#[derive(Serialize, Deserialize, Debug, Clone)]
 #[serde(untagged)]
-enum FilterEntry {
+pub enum FilterEntry {
     File(PathBuf),
     Table(Box<FilterTable>),
 }
 
-#[derive(Deserialize, Debug)]
+impl std::str::FromStr for FilterEntry {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::File(PathBuf::from(s)))
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
-struct FilterTable {
+pub struct FilterTable {
     file: PathBuf,
     name: Option<String>,
     /// Only paths starting with this run the filter.
@@ -146,10 +192,10 @@ struct FilterTable {
     upstreams: std::collections::HashMap<String, String>,
 }
 
-/// A `[[ladder]]` table of the config file (or `ladder = ["480p=854x480@1200"]`).
-#[derive(Deserialize, Debug)]
+/// A ladder rung: `NAME=WxH@KBPS` (flag or file string) or a `[[ladder]]` table.
+#[derive(Serialize, Deserialize, Debug, Clone)]
 #[serde(untagged)]
-enum LadderEntry {
+pub enum LadderEntry {
     Text(String),
     Table {
         name: String,
@@ -159,134 +205,48 @@ enum LadderEntry {
     },
 }
 
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-struct EdgeFile {
-    http: Option<SocketAddr>,
-    #[serde(default)]
-    origin: Vec<String>,
-    #[serde(default)]
-    parent: Vec<String>,
-    cache_mem: Option<usize>,
-    cache_dir: Option<PathBuf>,
-    cache_disk: Option<u64>,
-    token_key: Option<String>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    #[serde(default)]
-    drop_param: Vec<String>,
-    max_object_bytes: Option<usize>,
-    max_connections: Option<usize>,
-    max_header_bytes: Option<usize>,
-    header_timeout: Option<f64>,
-    rate_limit: Option<u32>,
-    server_id: Option<String>,
-    #[serde(default)]
-    filter: Vec<FilterEntry>,
-    filter_memory: Option<usize>,
-    filter_deadline_ms: Option<u64>,
-    filter_instances: Option<usize>,
-    filter_fail_open: Option<bool>,
-    watermark_key: Option<String>,
-    ad_playlist: Option<PathBuf>,
-    ad_base_url: Option<String>,
-    #[serde(default)]
-    device_rule: Vec<String>,
-    no_cmcd_renditions: Option<bool>,
-    #[serde(default)]
-    ladder: Vec<LadderEntry>,
-    ladder_jobs: Option<usize>,
-    ladder_ffmpeg: Option<PathBuf>,
-    ladder_timeout: Option<f64>,
-    // Fleet keys, read by `fleet_cli::settings`; listed so the file may hold them.
-    #[allow(dead_code)]
-    registry: Option<String>,
-    #[allow(dead_code)]
-    region: Option<String>,
-    #[allow(dead_code)]
-    public_url: Option<String>,
+impl std::str::FromStr for LadderEntry {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::Text(s.to_string()))
+    }
 }
 
-fn load(path: Option<&Path>) -> Result<EdgeFile> {
-    let Some(path) = path else {
-        return Ok(EdgeFile::default());
-    };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
-}
-
-/// Merges flags, file and defaults.
+/// The edge configuration these settings describe, validated.
 pub fn edge_config(args: &EdgeArgs) -> Result<EdgeConfig> {
-    let file = load(args.config.as_deref())?;
-    let origins = if args.origins.is_empty() {
-        file.origin
-    } else {
-        args.origins.clone()
-    };
-    if origins.is_empty() {
+    if args.origins.is_empty() {
         bail!("an edge needs at least one --origin URL (e.g. --origin http://127.0.0.1:8080)");
     }
-    let mut c = EdgeConfig::new(origins);
-    c.upstream.parents = if args.parents.is_empty() {
-        file.parent
-    } else {
-        args.parents.clone()
-    };
-    if let Some(a) = args.http.or(file.http) {
-        c.http = a;
-    }
-    if let Some(v) = args.cache_mem.or(file.cache_mem) {
-        c.cache_mem_bytes = v;
-    }
-    c.cache_dir = args.cache_dir.clone().or(file.cache_dir);
-    if let Some(v) = args.cache_disk.or(file.cache_disk) {
-        c.cache_disk_bytes = v;
-    }
-    if let Some(k) = args.token_key.clone().or(file.token_key) {
+    let mut c = EdgeConfig::new(args.origins.clone());
+    c.upstream.parents = args.parents.clone();
+    c.http = args.http;
+    c.cache_mem_bytes = args.cache_mem;
+    c.cache_dir = args.cache_dir.clone();
+    c.cache_disk_bytes = args.cache_disk;
+    if let Some(k) = &args.token_key {
         c.token_key = Some(
-            edge::token::parse_key(&k)
+            edge::token::parse_key(k)
                 .map_err(|e| anyhow::anyhow!("--token-key must be a hex key: {e}"))?,
         );
     }
-    c.tls = match (
-        args.tls_cert.clone().or(file.tls_cert),
-        args.tls_key.clone().or(file.tls_key),
-    ) {
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (None, None) => None,
-        _ => bail!("--tls-cert and --tls-key go together"),
-    };
-    let drop = if args.drop_params.is_empty() {
-        file.drop_param
-    } else {
-        args.drop_params.clone()
-    };
-    if !drop.is_empty() {
-        c.dropped_params = drop;
-    }
-    if let Some(v) = args.max_object_bytes.or(file.max_object_bytes) {
-        c.max_object_bytes = v;
-    }
-    if let Some(v) = args.max_connections.or(file.max_connections) {
-        c.limits.max_connections = v;
-    }
-    if let Some(v) = args.max_header_bytes.or(file.max_header_bytes) {
-        c.limits.max_header_bytes = v;
-    }
-    if let Some(v) = args.header_timeout.or(file.header_timeout) {
-        if !(v.is_finite() && v > 0.0 && v <= 600.0) {
-            bail!("--header-timeout must be between 0 and 600 seconds");
-        }
-        c.limits.header_read_timeout = Duration::from_secs_f64(v);
-    }
-    c.limits.per_ip_rps = args.rate_limit.or(file.rate_limit);
-    if let Some(v) = args.server_id.clone().or(file.server_id) {
-        c.server_id = v;
-    }
-    if let Some(k) = args.watermark_key.clone().or(file.watermark_key) {
+    c.tls = crate::layers::tls_pair(args.tls_cert.clone(), args.tls_key.clone())?;
+    c.dropped_params = args.drop_params.clone();
+    c.kept_params = args.keep_params.clone();
+    c.cmcd_max_sessions = args.cmcd_max_sessions;
+    c.limits.per_ip_max_tracked = args.rate_limit_tracked;
+    c.upstream.max_connections_per_upstream = args.max_upstream_connections;
+    c.upstream.redirect_allow = args.redirect_allow.clone();
+    c.max_object_bytes = args.max_object_bytes;
+    c.limits.max_connections = args.max_connections;
+    c.limits.max_header_bytes = args.max_header_bytes;
+    c.limits.header_read_timeout = seconds("header-timeout", args.header_timeout, 0.001, 600.0)?;
+    c.limits.per_ip_rps = args.rate_limit;
+    c.limits.conn = args.conn.limits()?;
+    c.public_metrics = args.admin.admin.is_none();
+    c.server_id = args.server_id.clone();
+    if let Some(k) = &args.watermark_key {
         c.media.watermark_key = Some(
-            edge::token::parse_key(&k)
+            edge::token::parse_key(k)
                 .map_err(|e| anyhow::anyhow!("--watermark-key must be a hex key: {e}"))?,
         );
         let p = c.media.watermark_param.clone();
@@ -294,26 +254,17 @@ pub fn edge_config(args: &EdgeArgs) -> Result<EdgeConfig> {
             c.dropped_params.push(p);
         }
     }
-    if let Some(p) = args.ad_playlist.clone().or(file.ad_playlist) {
-        let text = std::fs::read_to_string(&p)
+    if let Some(p) = &args.ad_playlist {
+        let text = std::fs::read_to_string(p)
             .with_context(|| format!("cannot read --ad-playlist {}", p.display()))?;
-        let base = args
-            .ad_base_url
-            .clone()
-            .or(file.ad_base_url)
-            .unwrap_or_default();
+        let base = args.ad_base_url.clone().unwrap_or_default();
         let pod = edge::compute::media::ssai::AdPod::from_playlist(&text, &base);
         if pod.segments.is_empty() {
             bail!("--ad-playlist {} lists no segments", p.display());
         }
         c.media.ad_pod = Some(pod);
     }
-    let rules = if args.device_rules.is_empty() {
-        file.device_rule
-    } else {
-        args.device_rules.clone()
-    };
-    for r in rules {
+    for r in &args.device_rules {
         let Some((ua, h)) = r.split_once('=') else {
             bail!("--device-rule wants UA=HEIGHT, got {r}");
         };
@@ -328,24 +279,20 @@ pub fn edge_config(args: &EdgeArgs) -> Result<EdgeConfig> {
                 max_height,
             });
     }
-    c.media.cmcd_renditions =
-        !(args.no_cmcd_renditions || file.no_cmcd_renditions.unwrap_or(false));
-    let rungs = if args.ladder.is_empty() {
-        file.ladder
-            .into_iter()
-            .map(|e| match e {
-                LadderEntry::Text(t) => t,
-                LadderEntry::Table {
-                    name,
-                    width,
-                    height,
-                    kbps,
-                } => format!("{name}={width}x{height}@{kbps}"),
-            })
-            .collect()
-    } else {
-        args.ladder.clone()
-    };
+    c.media.cmcd_renditions = !args.no_cmcd_renditions;
+    let rungs: Vec<String> = args
+        .ladder
+        .iter()
+        .map(|e| match e {
+            LadderEntry::Text(t) => t.clone(),
+            LadderEntry::Table {
+                name,
+                width,
+                height,
+                kbps,
+            } => format!("{name}={width}x{height}@{kbps}"),
+        })
+        .collect();
     if !rungs.is_empty() {
         let rungs = rungs
             .iter()
@@ -353,77 +300,48 @@ pub fn edge_config(args: &EdgeArgs) -> Result<EdgeConfig> {
             .collect::<Result<Vec<_>, _>>()?;
         let ladder = edge::compute::media::ladder::Ladder::new(rungs, "src")?;
         let mut lc = edge::ladder::LadderConfig::new(ladder);
-        if let Some(j) = args.ladder_jobs.or(file.ladder_jobs) {
+        if let Some(j) = args.ladder_jobs {
             if j == 0 {
                 bail!("--ladder-jobs must be at least 1");
             }
             lc.jobs = j;
         }
-        if let Some(f) = args.ladder_ffmpeg.clone().or(file.ladder_ffmpeg) {
-            lc.ffmpeg = f;
+        if let Some(f) = &args.ladder_ffmpeg {
+            lc.ffmpeg = f.clone();
         }
-        if let Some(t) = args.ladder_timeout.or(file.ladder_timeout) {
-            if !(t > 0.0 && t <= 3600.0) {
-                bail!("--ladder-timeout must be between 0 and 3600 seconds");
-            }
-            lc.timeout = Duration::from_secs_f64(t);
+        lc.max_queue = args.ladder_queue;
+        if let Some(t) = args.ladder_timeout {
+            lc.timeout = seconds("ladder-timeout", t, 0.001, 3600.0)?;
         }
         c.ladder = Some(lc);
     }
-    c.filters = filter_specs(
-        args,
-        file.filter,
-        &FilterDefaults {
-            memory: args.filter_memory.or(file.filter_memory),
-            deadline_ms: args.filter_deadline_ms.or(file.filter_deadline_ms),
-            instances: args.filter_instances.or(file.filter_instances),
-            fail_open: args.filter_fail_open || file.filter_fail_open.unwrap_or(false),
-        },
-    )?;
+    c.filters = filter_specs(args)?;
+    c.validate()?;
     Ok(c)
 }
 
-struct FilterDefaults {
-    memory: Option<usize>,
-    deadline_ms: Option<u64>,
-    instances: Option<usize>,
-    fail_open: bool,
-}
-
-/// Filters from `--filter` (which win) or the file's `filter` entries.
-fn filter_specs(
-    args: &EdgeArgs,
-    file: Vec<FilterEntry>,
-    d: &FilterDefaults,
-) -> Result<Vec<edge::compute::FilterSpec>> {
-    let entries: Vec<FilterEntry> = if args.filters.is_empty() {
-        file
-    } else {
-        args.filters
-            .iter()
-            .cloned()
-            .map(FilterEntry::File)
-            .collect()
-    };
+/// The filter chain: `--filter` files and `[[filter]]` tables, the `--filter-*`
+/// settings as defaults that a table may override.
+fn filter_specs(args: &EdgeArgs) -> Result<Vec<edge::compute::FilterSpec>> {
     let base = |file: PathBuf| -> Result<edge::compute::FilterSpec> {
         let mut s = edge::compute::FilterSpec::new(file);
-        s.fail_open = d.fail_open;
-        if let Some(m) = d.memory {
+        s.fail_open = args.filter_fail_open;
+        if let Some(m) = args.filter_memory {
             s.limits.memory_bytes = m;
         }
-        if let Some(ms) = d.deadline_ms {
+        if let Some(ms) = args.filter_deadline_ms {
             if ms == 0 || ms > 60_000 {
                 bail!("--filter-deadline-ms must be between 1 and 60000");
             }
             s.limits.callback_deadline = Duration::from_millis(ms);
         }
-        if let Some(n) = d.instances {
+        if let Some(n) = args.filter_instances {
             s.limits.max_instances = n.max(1);
         }
         Ok(s)
     };
     let mut out: Vec<edge::compute::FilterSpec> = Vec::new();
-    for e in entries {
+    for e in args.filters.iter().cloned() {
         let spec = match e {
             FilterEntry::File(f) => base(f)?,
             FilterEntry::Table(t) => {
@@ -481,6 +399,30 @@ fn filter_specs(
         out.push(spec);
     }
     Ok(out)
+}
+
+/// Runs `mediamesh edge`.
+pub async fn run(args: EdgeArgs) -> Result<()> {
+    let config = edge_config(&args)?;
+    let edge = edge::server::EdgeServer::start(config).await?;
+    let _fleet = crate::fleet_cli::join_edge(&args.fleet, &edge)?;
+    let shown = edge.edge.clone();
+    let _admin = crate::listen_cli::start_admin(
+        &args.admin,
+        std::sync::Arc::new(move || edge::metrics::render(&shown)),
+    )
+    .await?;
+    crate::ready::listening(
+        "edge",
+        edge.addr,
+        None,
+        crate::listen_cli::admin_addr(&_admin),
+    );
+    tracing::info!("edge serving on http://{}", edge.addr);
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutting down");
+    drop(edge);
+    Ok(())
 }
 
 /// Flags of `token`.

@@ -2,22 +2,23 @@
 //! `serve`, `origin`, `edge` and `tracker` (join a registry and heartbeat), and the
 //! `mediamesh router` command. Like every other flag these have TOML keys named like
 //! the flag (`registry`, `region`, `public_url`; for the router also `edge`,
-//! `region_map`, `region_fallback`, `geoip`, `steering_ttl`).
+//! `region_map`, `region_fallback`, `geoip`, `steering_ttl`) and `MEDIAMESH_*`
+//! variables (see `layers`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use fleet::registry::load::{prometheus_value, LoadSampler};
 use fleet::registry::membership::{Membership, MembershipConfig, RecordFn};
 use fleet::registry::{NodeKind, NodeRecord, Store};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Flags shared by every node that can join a fleet.
-#[derive(Args, Debug, Default, Clone)]
+#[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
 pub struct FleetArgs {
     /// Node registry to join: `memory` (this process only) or `redis://HOST:PORT`.
     #[arg(long)]
@@ -30,14 +31,6 @@ pub struct FleetArgs {
     pub public_url: Option<String>,
 }
 
-/// The fleet keys of any config file (other keys are the role's business).
-#[derive(Deserialize, Debug, Default)]
-struct FleetFile {
-    registry: Option<String>,
-    region: Option<String>,
-    public_url: Option<String>,
-}
-
 /// Merged fleet settings of a node.
 #[derive(Debug, Clone)]
 pub struct FleetSettings {
@@ -46,32 +39,21 @@ pub struct FleetSettings {
     pub public_url: String,
 }
 
-fn read_file<T: for<'de> Deserialize<'de> + Default>(path: Option<&Path>) -> Result<T> {
-    let Some(path) = path else {
-        return Ok(T::default());
-    };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
-}
-
-/// Flags, then file; `None` when no registry is named and `default_registry` is `None`.
+/// The fleet settings of a node; `None` when no registry is named and
+/// `default_registry` is `None`.
 pub fn settings(
-    config: Option<&Path>,
     args: &FleetArgs,
     http: SocketAddr,
     default_registry: Option<&str>,
 ) -> Result<Option<FleetSettings>> {
-    let file: FleetFile = read_file(config)?;
     let Some(registry) = args
         .registry
         .clone()
-        .or(file.registry)
         .or(default_registry.map(str::to_string))
     else {
         return Ok(None);
     };
-    let public_url = match args.public_url.clone().or(file.public_url) {
+    let public_url = match args.public_url.clone() {
         Some(u) => {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
                 bail!("--public-url must start with http:// or https://, got {u:?}");
@@ -83,11 +65,7 @@ pub fn settings(
         ),
         None => format!("http://{http}"),
     };
-    let region = args
-        .region
-        .clone()
-        .or(file.region)
-        .unwrap_or_else(|| "default".to_string());
+    let region = args.region.clone().unwrap_or_else(|| "default".to_string());
     if region.is_empty() || region.contains(char::is_whitespace) {
         bail!("--region must be a non-empty name without spaces, got {region:?}");
     }
@@ -220,11 +198,8 @@ fn join_as_origin(store: Arc<dyn Store>, s: &FleetSettings, o: &origin::Origin) 
 
 /// `origin --registry …`: registers the origin with its live streams (the stream
 /// directory).
-pub fn join_origin(
-    args: &crate::cli::OriginArgs,
-    o: &origin::Origin,
-) -> Result<Option<Membership>> {
-    let Some(s) = settings(args.config.as_deref(), &args.fleet, o.http_addr, None)? else {
+pub fn join_origin(args: &FleetArgs, o: &origin::Origin) -> Result<Option<Membership>> {
+    let Some(s) = settings(args, o.http_addr, None)? else {
         return Ok(None);
     };
     let store = open_store(&s)?;
@@ -232,11 +207,8 @@ pub fn join_origin(
 }
 
 /// `edge --registry …`: registers the edge so routers send viewers to it.
-pub fn join_edge(
-    args: &crate::edge_cli::EdgeArgs,
-    e: &edge::server::EdgeServer,
-) -> Result<Option<Membership>> {
-    let Some(s) = settings(args.config.as_deref(), &args.fleet, e.addr, None)? else {
+pub fn join_edge(args: &FleetArgs, e: &edge::server::EdgeServer) -> Result<Option<Membership>> {
+    let Some(s) = settings(args, e.addr, None)? else {
         return Ok(None);
     };
     let store = open_store(&s)?;
@@ -257,7 +229,7 @@ pub fn join_tracker(
     http: SocketAddr,
     tracker: &p2p::tracker::ws::TrackerService,
 ) -> Result<Option<(Membership, Option<fleet::tracker_relay::RedisRelay>)>> {
-    let Some(s) = settings(None, fleet, http, None)? else {
+    let Some(s) = settings(fleet, http, None)? else {
         return Ok(None);
     };
     let store = open_store(&s)?;
@@ -279,11 +251,11 @@ pub fn join_tracker(
 /// `serve`: the origin (on its private port) and the viewers' edge join the registry,
 /// the in-memory one unless `--registry` names another.
 pub fn join_serve(
-    args: &crate::cli::OriginArgs,
+    args: &FleetArgs,
     o: &origin::Origin,
     e: &edge::server::EdgeServer,
 ) -> Result<Vec<Membership>> {
-    let Some(s) = settings(args.config.as_deref(), &args.fleet, e.addr, Some("memory"))? else {
+    let Some(s) = settings(args, e.addr, Some("memory"))? else {
         return Ok(Vec::new());
     };
     let store = open_store(&s)?;
@@ -304,15 +276,15 @@ pub fn join_serve(
     ])
 }
 
-/// Flags of `router`.
-#[derive(Args, Debug, Default)]
+/// Settings of `router`.
+#[derive(Args, Debug, Serialize, Deserialize)]
 pub struct RouterArgs {
-    /// TOML file with any of these settings.
+    /// TOML file with any of these settings (keys named like the flags, `-` as `_`).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Listen address [default: 127.0.0.1:8084].
-    #[arg(long)]
-    pub http: Option<SocketAddr>,
+    /// Listen address.
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], 8084)))]
+    pub http: SocketAddr,
     /// Registry the edges join: `redis://HOST:PORT` (or `memory`, useful only in tests).
     #[arg(long, conflicts_with = "edges")]
     pub registry: Option<String>,
@@ -328,52 +300,30 @@ pub struct RouterArgs {
     /// MaxMind-format database (GeoLite2/GeoIP2 Country or City, or your own with a `region` field).
     #[arg(long)]
     pub geoip: Option<PathBuf>,
-    /// TTL of Content Steering manifests in seconds [default: 5].
-    #[arg(long)]
-    pub steering_ttl: Option<u64>,
+    /// TTL of Content Steering manifests in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub steering_ttl: u64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub conn: crate::listen_cli::ConnArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub admin: crate::listen_cli::AdminArgs,
 }
 
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-struct RouterFile {
-    http: Option<SocketAddr>,
-    registry: Option<String>,
-    #[serde(default)]
-    edge: Vec<String>,
-    #[serde(default)]
-    region_map: Vec<String>,
-    #[serde(default)]
-    region_fallback: Vec<String>,
-    geoip: Option<PathBuf>,
-    steering_ttl: Option<u64>,
-}
-
-fn or_file(flag: &[String], file: Vec<String>) -> Vec<String> {
-    if flag.is_empty() {
-        file
-    } else {
-        flag.to_vec()
-    }
-}
-
-/// Merges flags, file and defaults.
+/// The router configuration these settings describe.
 pub fn router_config(args: &RouterArgs) -> Result<fleet::router::RouterConfig> {
     use fleet::router::server::EdgeSource;
-    let file: RouterFile = read_file(args.config.as_deref())?;
-    let http = args
-        .http
-        .or(file.http)
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8084)));
-    let edges = or_file(&args.edges, file.edge);
-    let registry = args.registry.clone().or(file.registry);
-    let source = match (registry, edges.is_empty()) {
+    let http = args.http;
+    let edges = &args.edges;
+    let source = match (args.registry.clone(), edges.is_empty()) {
         (Some(_), false) => bail!("give the router either --registry or --edge, not both"),
         (Some(r), true) => EdgeSource::Registry(
             fleet::registry::open(&r).map_err(|e| anyhow::anyhow!("--registry: {e}"))?,
         ),
         (None, false) => {
             let mut nodes = Vec::new();
-            for e in &edges {
+            for e in edges {
                 let (region, url) = match e.split_once('=') {
                     Some((r, u)) if !r.contains("://") => (r, u),
                     _ => ("default", e.as_str()),
@@ -389,15 +339,14 @@ pub fn router_config(args: &RouterArgs) -> Result<fleet::router::RouterConfig> {
             "the router needs edges: --registry redis://HOST:PORT (edges started with the same --registry) or --edge URL"
         ),
     };
-    let mut locator =
-        fleet::router::region::Locator::from_map(&or_file(&args.region_map, file.region_map))?;
-    if let Some(db) = args.geoip.clone().or(file.geoip) {
-        locator = locator.with_geoip(&db)?;
+    let mut locator = fleet::router::region::Locator::from_map(&args.region_map)?;
+    if let Some(db) = &args.geoip {
+        locator = locator.with_geoip(db)?;
     }
     let mut c = fleet::router::RouterConfig::new(http, source);
     c.locator = locator;
     let mut fallback = HashMap::new();
-    for f in or_file(&args.region_fallback, file.region_fallback) {
+    for f in &args.region_fallback {
         let Some((r, list)) = f.split_once('=') else {
             bail!("--region-fallback wants REGION=A,B, got {f:?}");
         };
@@ -410,12 +359,13 @@ pub fn router_config(args: &RouterArgs) -> Result<fleet::router::RouterConfig> {
         );
     }
     c.policy.fallback = fallback;
-    if let Some(t) = args.steering_ttl.or(file.steering_ttl) {
-        if !(1..=3600).contains(&t) {
-            bail!("--steering-ttl must be 1 to 3600 seconds, got {t}");
-        }
-        c.steering_ttl = t;
+    let t = args.steering_ttl;
+    if !(1..=3600).contains(&t) {
+        bail!("--steering-ttl must be 1 to 3600 seconds, got {t}");
     }
+    c.steering_ttl = t;
+    c.limits.conn = args.conn.limits()?;
+    c.public_metrics = args.admin.admin.is_none();
     Ok(c)
 }
 
@@ -423,10 +373,19 @@ pub fn router_config(args: &RouterArgs) -> Result<fleet::router::RouterConfig> {
 pub async fn run_router(args: RouterArgs) -> Result<()> {
     let config = router_config(&args)?;
     let router = fleet::router::RouterServer::start(config).await?;
+    let _admin =
+        crate::listen_cli::start_admin(&args.admin, std::sync::Arc::new(service::metrics::render))
+            .await?;
     tracing::info!(
         "router on http://{}: viewers open http://{}/live/NAME/index.m3u8",
         router.addr,
         router.addr
+    );
+    crate::ready::listening(
+        "router",
+        router.addr,
+        None,
+        crate::listen_cli::admin_addr(&_admin),
     );
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");
@@ -438,20 +397,26 @@ pub async fn run_router(args: RouterArgs) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn role<T>(_name: &str, argv: &[&str]) -> Result<T>
+    where
+        T: clap::Args + clap::FromArgMatches + Serialize + serde::de::DeserializeOwned,
+    {
+        crate::layers::read(argv, crate::origin_cli::ALIASES)
+    }
+
     #[test]
     fn public_url_defaults_to_the_http_address() {
         let args = FleetArgs {
             registry: Some("memory".into()),
             ..FleetArgs::default()
         };
-        let s = settings(None, &args, "127.0.0.1:9000".parse().expect("addr"), None)
+        let s = settings(&args, "127.0.0.1:9000".parse().expect("addr"), None)
             .expect("ok")
             .expect("some");
         assert_eq!(s.public_url, "http://127.0.0.1:9000");
         assert_eq!(s.region, "default");
-        assert!(settings(None, &args, "0.0.0.0:9000".parse().expect("addr"), None).is_err());
+        assert!(settings(&args, "0.0.0.0:9000".parse().expect("addr"), None).is_err());
         let none = settings(
-            None,
             &FleetArgs::default(),
             "127.0.0.1:1".parse().expect("addr"),
             None,
@@ -469,45 +434,37 @@ mod tests {
             "registry = \"redis://127.0.0.1:1\"\nregion = \"eu\"\npublic_url = \"http://e.example:80\"\nhttp = \"127.0.0.1:1\"\n",
         )
         .expect("write");
-        let args = FleetArgs {
-            region: Some("us".into()),
-            ..FleetArgs::default()
-        };
-        let s = settings(
-            Some(&path),
-            &args,
-            "127.0.0.1:1".parse().expect("addr"),
-            None,
-        )
-        .expect("ok")
-        .expect("some");
+        let p = path.to_str().expect("utf-8");
+        let args: crate::origin_cli::OriginArgs =
+            role("origin", &["--config", p, "--region", "us"]).expect("layers");
+        let s = settings(&args.fleet, "127.0.0.1:1".parse().expect("addr"), None)
+            .expect("ok")
+            .expect("some");
         assert_eq!(s.region, "us");
         assert_eq!(s.public_url, "http://e.example:80");
         assert_eq!(s.registry, "redis://127.0.0.1:1");
     }
 
+    fn router(argv: &[&str]) -> Result<fleet::router::RouterConfig> {
+        router_config(&role::<RouterArgs>("router", argv)?)
+    }
+
     #[test]
     fn router_flags_are_checked() {
-        let bad = RouterArgs::default();
-        assert!(router_config(&bad).is_err());
-        let args = RouterArgs {
-            edges: vec!["eu=http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
-            region_map: vec!["127.0.0.0/8=eu".into()],
-            region_fallback: vec!["eu=us".into()],
-            ..RouterArgs::default()
-        };
-        let c = router_config(&args).expect("config");
+        assert!(router(&[]).is_err());
+        let c = router(&[
+            "--edge",
+            "eu=http://127.0.0.1:1",
+            "--edge",
+            "http://127.0.0.1:2",
+            "--region-map",
+            "127.0.0.0/8=eu",
+            "--region-fallback",
+            "eu=us",
+        ])
+        .expect("config");
         assert_eq!(c.policy.fallback.get("eu").map(Vec::len), Some(1));
-        let args = RouterArgs {
-            edges: vec!["ftp://x".into()],
-            ..RouterArgs::default()
-        };
-        assert!(router_config(&args).is_err());
-        let args = RouterArgs {
-            edges: vec!["http://x".into()],
-            region_map: vec!["nonsense".into()],
-            ..RouterArgs::default()
-        };
-        assert!(router_config(&args).is_err());
+        assert!(router(&["--edge", "ftp://x"]).is_err());
+        assert!(router(&["--edge", "http://x", "--region-map", "nonsense"]).is_err());
     }
 }

@@ -1,18 +1,28 @@
 //! The `mediamesh` binary: parses the command line and the optional TOML config file,
 //! sets up logging, and starts the role asked for. All behaviour lives in the library
-//! crates; this file is the edge where `anyhow` errors become exit codes.
+//! crates; this crate is where `anyhow` errors become exit codes.
+//!
+//! Modules: `cli` (the subcommands) imports the role modules (`origin_cli` for serve
+//! and origin, `edge_cli`, `tracker_cli`, `peer_cli`, `fleet_cli` for fleet membership
+//! and the router, `sim_cli`); they share `layers` (flags = file = environment) and
+//! none imports `cli` back.
 
 mod cli;
 mod edge_cli;
 mod fleet_cli;
+mod layers;
+mod listen_cli;
+mod origin_cli;
 mod peer_cli;
+mod ready;
 mod sim_cli;
+mod tracker_cli;
 
 use anyhow::Result;
-use clap::Parser;
 
 fn main() -> Result<()> {
-    let args = cli::Cli::parse();
+    let cmd = cli::command();
+    let matches = cmd.clone().get_matches();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -22,8 +32,9 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let command = cli::layered(&cmd, &matches)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(cli::run(args))
+    runtime.block_on(cli::run(command))
 }

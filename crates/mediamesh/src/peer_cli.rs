@@ -1,5 +1,5 @@
 //! Flags and config file of `mediamesh peer`: headless viewers that share a swarm.
-//! Every flag has a TOML key of the same name (`-` as `_`); flags win over the file.
+//! Settings as flags = TOML keys = `MEDIAMESH_*` variables (see `layers`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,22 +9,27 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use p2p::peer::{MeshFactory, PeerOptions, RenditionChoice};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// Flags of `peer`.
-#[derive(Args, Debug, Default)]
+/// The library's defaults, which the flags show and fall back to.
+fn defaults() -> PeerOptions {
+    PeerOptions::default()
+}
+
+/// Settings of `peer`.
+#[derive(Args, Debug, Serialize, Deserialize)]
 pub struct PeerArgs {
     /// Multivariant (or media) playlist URL, e.g. http://127.0.0.1:8080/live/demo/index.m3u8.
     pub url: Option<String>,
-    /// TOML file with any of these settings.
+    /// TOML file with any of these settings (keys named like the flags, `-` as `_`).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Viewers in this process [default: 1].
-    #[arg(long)]
-    pub count: Option<usize>,
-    /// Seconds to run [default: 60].
-    #[arg(long)]
-    pub duration: Option<f64>,
+    /// Viewers in this process.
+    #[arg(long, default_value_t = defaults().count)]
+    pub count: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = defaults().duration.as_secs_f64())]
+    pub duration: f64,
     /// Fetch everything over HTTP, like a plain player.
     #[arg(long)]
     pub no_p2p: bool,
@@ -37,24 +42,24 @@ pub struct PeerArgs {
     /// Write JSON stats here at the end.
     #[arg(long)]
     pub stats: Option<PathBuf>,
-    /// Rendition: highest, lowest or an index into the multivariant playlist [default: highest].
-    #[arg(long)]
-    pub rendition: Option<String>,
+    /// Rendition: highest, lowest or an index into the multivariant playlist.
+    #[arg(long, default_value = "highest")]
+    pub rendition: String,
     /// Seconds behind the live edge to play [default: 3 target durations].
     #[arg(long)]
     pub live_offset: Option<f64>,
-    /// Segments whose playback is this close (seconds) always come over HTTP [default: 1.5].
-    #[arg(long)]
-    pub urgent: Option<f64>,
-    /// Uploads at once per viewer [default: 4].
-    #[arg(long)]
-    pub upload_slots: Option<usize>,
-    /// Upload cap per viewer in bytes/s, 0 = none [default: 0].
-    #[arg(long)]
-    pub upload_rate: Option<u64>,
-    /// Peers per viewer [default: 20].
-    #[arg(long)]
-    pub max_peers: Option<usize>,
+    /// Segments whose playback is this close (seconds) always come over HTTP.
+    #[arg(long, default_value_t = defaults().sched.urgent_ms as f64 / 1000.0)]
+    pub urgent: f64,
+    /// Uploads at once per viewer.
+    #[arg(long, default_value_t = defaults().upload_slots)]
+    pub upload_slots: usize,
+    /// Upload cap per viewer in bytes/s, 0 = none.
+    #[arg(long, default_value_t = defaults().upload_rate)]
+    pub upload_rate: u64,
+    /// Peers per viewer.
+    #[arg(long, default_value_t = defaults().max_peers)]
+    pub max_peers: usize,
     /// Churn: viewer k leaves after CHURN × (1 + k mod count) seconds and a new one joins.
     #[arg(long)]
     pub churn: Option<f64>,
@@ -69,94 +74,54 @@ pub struct PeerArgs {
     pub corrupt_uploads: usize,
 }
 
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    url: Option<String>,
-    count: Option<usize>,
-    duration: Option<f64>,
-    no_p2p: Option<bool>,
-    tracker: Option<String>,
-    tracker_ca: Option<PathBuf>,
-    stats: Option<PathBuf>,
-    rendition: Option<String>,
-    live_offset: Option<f64>,
-    urgent: Option<f64>,
-    upload_slots: Option<usize>,
-    upload_rate: Option<u64>,
-    max_peers: Option<usize>,
-    churn: Option<f64>,
-    origin_key: Option<String>,
-    metrics: Option<std::net::SocketAddr>,
-}
-
 fn secs(name: &str, v: f64, max: f64) -> Result<Duration> {
-    if !(v.is_finite() && v >= 0.0 && v <= max) {
-        bail!("--{name} must be between 0 and {max} seconds, got {v}");
-    }
-    Ok(Duration::from_secs_f64(v))
+    crate::layers::seconds(name, v, 0.0, max)
 }
 
-/// Merges flags, file and defaults: the viewers' options, the stats file and the
-/// metrics address.
+/// The viewers' options, the stats file and the metrics address these settings
+/// describe.
 pub fn peer_options(args: &PeerArgs) -> Result<(PeerOptions, Option<PathBuf>, Option<SocketAddr>)> {
-    let f: FileConfig = crate::cli::load_file(args.config.as_deref())?;
-    let Some(url) = args.url.clone().or(f.url) else {
+    let Some(url) = args.url.clone() else {
         bail!("peer needs a playlist URL");
     };
     let mut o = PeerOptions {
         url,
         ..PeerOptions::default()
     };
-    if let Some(n) = args.count.or(f.count) {
-        if !(1..=10_000).contains(&n) {
-            bail!("--count must be between 1 and 10000");
-        }
-        o.count = n;
+    if !(1..=10_000).contains(&args.count) {
+        bail!("--count must be between 1 and 10000");
     }
-    if let Some(d) = args.duration.or(f.duration) {
-        o.duration = secs("duration", d, 7.0 * 86_400.0)?;
+    o.count = args.count;
+    o.duration = secs("duration", args.duration, 7.0 * 86_400.0)?;
+    o.sched.p2p = !args.no_p2p;
+    o.tracker = args.tracker.clone();
+    if let Some(ca) = &args.tracker_ca {
+        o.tracker_tls = Some(p2p::signal::tls::client_config(Some(ca))?);
     }
-    o.sched.p2p = !(args.no_p2p || f.no_p2p.unwrap_or(false));
-    o.tracker = args.tracker.clone().or(f.tracker);
-    if let Some(ca) = args.tracker_ca.clone().or(f.tracker_ca) {
-        o.tracker_tls = Some(p2p::signal::tls::client_config(Some(&ca))?);
-    }
-    if let Some(r) = args.rendition.clone().or(f.rendition) {
-        o.choice = r.parse::<RenditionChoice>().map_err(anyhow::Error::msg)?;
-    }
-    if let Some(v) = args.live_offset.or(f.live_offset) {
+    o.choice = args
+        .rendition
+        .parse::<RenditionChoice>()
+        .map_err(anyhow::Error::msg)?;
+    if let Some(v) = args.live_offset {
         o.live_offset = Some(secs("live-offset", v, 3_600.0)?);
     }
-    if let Some(v) = args.urgent.or(f.urgent) {
-        o.sched.urgent_ms = secs("urgent", v, 60.0)?.as_millis() as u64;
-    }
-    if let Some(v) = args.upload_slots.or(f.upload_slots) {
-        o.upload_slots = v;
-    }
-    if let Some(v) = args.upload_rate.or(f.upload_rate) {
-        o.upload_rate = v;
-    }
-    if let Some(v) = args.max_peers.or(f.max_peers) {
-        o.max_peers = v;
-    }
-    if let Some(v) = args.churn.or(f.churn) {
+    o.sched.urgent_ms = secs("urgent", args.urgent, 60.0)?.as_millis() as u64;
+    o.upload_slots = args.upload_slots;
+    o.upload_rate = args.upload_rate;
+    o.max_peers = args.max_peers;
+    if let Some(v) = args.churn {
         o.churn = Some(secs("churn", v, 86_400.0)?);
     }
-    if let Some(hex_key) = args.origin_key.clone().or(f.origin_key) {
+    if let Some(hex_key) = &args.origin_key {
         let mut k = [0u8; 32];
-        hex_decode(&hex_key, &mut k).context("--origin-key wants 64 hex characters")?;
+        hex_decode(hex_key, &mut k).context("--origin-key wants 64 hex characters")?;
         o.origin_key = Some(
             ed25519_dalek::VerifyingKey::from_bytes(&k)
                 .context("--origin-key is not a valid Ed25519 key")?,
         );
     }
     o.corrupt_uploads = args.corrupt_uploads;
-    Ok((
-        o,
-        args.stats.clone().or(f.stats),
-        args.metrics.or(f.metrics),
-    ))
+    Ok((o, args.stats.clone(), args.metrics))
 }
 
 fn hex_decode(s: &str, out: &mut [u8; 32]) -> Result<()> {

@@ -205,7 +205,13 @@ fn integrity_check_of_the_page_passes_its_node_tests() {
 }
 
 /// Runs `mediamesh peer` (one native viewer) and returns its stats file.
-fn native_viewer(server: &Server, live_offset: &str, secs: &str, name: &str) -> serde_json::Value {
+fn native_viewer(
+    server: &Server,
+    live_offset: &str,
+    urgent: &str,
+    secs: &str,
+    name: &str,
+) -> serde_json::Value {
     let stats = server.dir.path().join(name);
     let out = run(
         Command::new(env!("CARGO_BIN_EXE_mediamesh"))
@@ -218,6 +224,8 @@ fn native_viewer(server: &Server, live_offset: &str, secs: &str, name: &str) -> 
                 secs,
                 "--live-offset",
                 live_offset,
+                "--urgent",
+                urgent,
             ])
             .arg("--stats")
             .arg(&stats),
@@ -260,13 +268,14 @@ fn browser_and_native_peers_share_one_swarm_both_ways() {
     std::thread::sleep(Duration::from_secs(15));
     // Browser → native: a native viewer further behind live than the browsers finds
     // the segments it needs at the browsers (it is the only native peer).
-    let behind = native_viewer(&server, "26", "25", "behind.json");
+    let behind = native_viewer(&server, "26", "1.5", "25", "behind.json");
     // Native → browser: a native viewer closer to live than the browsers has the
-    // segments first; the browsers are the only peers that can ask it for them. The
-    // browsers also fetch the newest segments early and the native often takes them
-    // from the browsers instead (in one CI run of 25 s the browsers took nothing from
-    // it), so it watches for 40 s, all of it while the browsers still play.
-    let ahead = native_viewer(&server, "4", "40", "ahead.json");
+    // segments first; the browsers are the only peers that can ask it for them. Its
+    // whole 4 s buffer counts as urgent, so it loads every segment over HTTP as soon
+    // as it is listed instead of waiting for a browser to fetch it (which made it
+    // take the newest segments from the browsers and upload nothing in some runs);
+    // the browsers, 16 s behind, then find each new segment at it first.
+    let ahead = native_viewer(&server, "4", "4", "40", "ahead.json");
     let _ = browsers.wait_exit(Duration::from_secs(60));
     eprintln!(
         "native behind: {}\nnative ahead: {}",

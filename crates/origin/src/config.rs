@@ -26,6 +26,8 @@ pub struct OriginConfig {
     pub publish_keys: HashMap<String, String>,
     /// Refuse publishes for streams without an entry in `publish_keys`.
     pub require_keys: bool,
+    /// Answer `/metrics` on the HTTP port (off when an admin listener serves it).
+    pub public_metrics: bool,
 }
 
 /// How live streams are cut and kept.
@@ -60,6 +62,30 @@ pub struct Limits {
     pub max_streams: usize,
     /// Largest moov box of a VOD file we parse.
     pub max_vod_moov_bytes: u64,
+    /// Bytes of media (video and audio) a pending LL-HLS part may collect before the
+    /// packager closes it early; a part needs no keyframe, so this cut is always safe.
+    /// `None`: [`Limits::part_bytes`] derives it from `max_rendition_bytes`.
+    pub max_part_bytes: Option<usize>,
+    /// Bytes of media the open segment may reach while no keyframe arrives to cut it;
+    /// past it the publisher is dropped (a segment cut without a keyframe would not
+    /// start with an IDR, which players cannot start from). `None`:
+    /// [`Limits::open_segment_bytes`] derives it from `max_rendition_bytes`.
+    pub max_open_segment_bytes: Option<usize>,
+    /// Media time a segment may run without a keyframe before the publisher is dropped.
+    /// `None`: [`Limits::keyframe_interval`] derives it from the segment target.
+    pub max_keyframe_interval: Option<Duration>,
+    /// Consecutive video frames whose timestamp does not advance before the publisher
+    /// is dropped (such frames are also capped in bytes by the part limit).
+    pub max_frozen_frames: usize,
+    /// An RTMP connection must have a publish accepted within this time from accept
+    /// (handshake, `connect`, `createStream`, `publish`); a connection that publishes
+    /// nothing (never, or no more) is closed once it has been open this long.
+    pub rtmp_publish_deadline: Duration,
+    /// A publishing RTMP connection that delivers no audio or video frame for this long
+    /// is closed (bytes that never complete a frame do not count).
+    pub rtmp_idle_timeout: Duration,
+    /// HTTP: time to the first byte, idle time, connections per client address.
+    pub conn: service::ConnLimits,
 }
 
 impl Default for PackagingConfig {
@@ -84,7 +110,40 @@ impl Default for Limits {
             max_http_header_bytes: 16 * 1024,
             max_streams: 1_000,
             max_vod_moov_bytes: 64 * 1024 * 1024,
+            max_part_bytes: None,
+            max_open_segment_bytes: None,
+            max_keyframe_interval: None,
+            max_frozen_frames: 300,
+            rtmp_publish_deadline: Duration::from_secs(10),
+            rtmp_idle_timeout: Duration::from_secs(15),
+            conn: service::ConnLimits::default(),
         }
+    }
+}
+
+/// Floor of the derived per-publisher byte caps: one large keyframe must always fit.
+const MIN_DERIVED_CAP: usize = 1024 * 1024;
+
+impl Limits {
+    /// Effective `max_open_segment_bytes`: by default a quarter of
+    /// `max_rendition_bytes`, at least 1 MiB.
+    pub fn open_segment_bytes(&self) -> usize {
+        self.max_open_segment_bytes
+            .unwrap_or_else(|| (self.max_rendition_bytes / 4).max(MIN_DERIVED_CAP))
+    }
+
+    /// Effective `max_part_bytes`: by default a sixteenth of `max_rendition_bytes`, at
+    /// least 1 MiB, and never more than the open segment may hold.
+    pub fn part_bytes(&self) -> usize {
+        self.max_part_bytes
+            .unwrap_or_else(|| (self.max_rendition_bytes / 16).max(MIN_DERIVED_CAP))
+            .min(self.open_segment_bytes())
+    }
+
+    /// Effective `max_keyframe_interval`: by default 4 segment targets, at least 20 s.
+    pub fn keyframe_interval(&self, segment_target: Duration) -> Duration {
+        self.max_keyframe_interval
+            .unwrap_or_else(|| (segment_target * 4).max(Duration::from_secs(20)))
     }
 }
 
@@ -101,6 +160,96 @@ impl OriginConfig {
             limits: Limits::default(),
             publish_keys: HashMap::new(),
             require_keys: false,
+            public_metrics: true,
         }
+    }
+}
+
+/// A setting outside what the origin can run with.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    /// The setting, named as its flag (`part-target`).
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn within(
+    setting: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError {
+            setting,
+            problem: format!(
+                "must be between {} and {} seconds, got {}",
+                min.as_secs_f64(),
+                max.as_secs_f64(),
+                value.as_secs_f64()
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl OriginConfig {
+    /// Checks that the settings make sense together; the first problem found, named by
+    /// its flag.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let p = &self.packaging;
+        let s = Duration::from_secs_f64;
+        within("segment-target", p.segment_target, s(0.5), s(30.0))?;
+        within("part-target", p.part_target, s(0.2), s(5.0))?;
+        if p.part_target > p.segment_target {
+            return Err(ConfigError {
+                setting: "part-target",
+                problem: "must not exceed segment-target".into(),
+            });
+        }
+        within("dvr-window", p.dvr_window, s(6.0), s(86_400.0))?;
+        within("reconnect-grace", p.reconnect_grace, s(0.0), s(3_600.0))?;
+        within("ingest-batch", p.ingest_read_batch, s(0.0), s(0.2))?;
+        let l = &self.limits;
+        for (setting, v) in [
+            ("max-rendition-bytes", l.max_rendition_bytes),
+            ("max-http-connections", l.max_http_connections),
+            ("max-rtmp-connections", l.max_rtmp_connections),
+            ("max-http-header-bytes", l.max_http_header_bytes),
+            ("max-streams", l.max_streams),
+        ] {
+            if v == 0 {
+                return Err(ConfigError {
+                    setting,
+                    problem: "must be at least 1".into(),
+                });
+            }
+        }
+        for (setting, v) in [
+            ("max-part-bytes", l.max_part_bytes),
+            ("max-open-segment-bytes", l.max_open_segment_bytes),
+            ("max-frozen-frames", Some(l.max_frozen_frames)),
+        ] {
+            if v == Some(0) {
+                return Err(ConfigError {
+                    setting,
+                    problem: "must be at least 1".into(),
+                });
+            }
+        }
+        if let Some(k) = l.max_keyframe_interval {
+            // A segment is cut at the first keyframe past its target: allowing less
+            // would drop every publisher.
+            within("max-keyframe-interval", k, p.segment_target, s(3_600.0))?;
+        }
+        within(
+            "rtmp-publish-deadline",
+            l.rtmp_publish_deadline,
+            s(1.0),
+            s(3_600.0),
+        )?;
+        within("rtmp-idle-timeout", l.rtmp_idle_timeout, s(1.0), s(3_600.0))?;
+        Ok(())
     }
 }

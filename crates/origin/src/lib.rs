@@ -10,7 +10,6 @@
 pub mod config;
 pub mod http;
 pub mod ingest;
-pub mod integrity;
 pub mod live;
 pub mod metrics;
 pub mod server;

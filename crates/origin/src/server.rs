@@ -12,9 +12,9 @@ use tokio::task::JoinHandle;
 use crate::config::OriginConfig;
 use crate::http::{self, AppState};
 use crate::ingest;
-use crate::integrity::{KeyError, Signer};
 use crate::live::Streams;
 use crate::vod::Library;
+use integrity::{KeyError, Signer};
 
 /// Why the origin could not start.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +104,7 @@ impl Origin {
             addr: config.http,
             source,
         })?;
-        let app = http::router(state.clone());
+        let app = http::router(state.clone(), config.public_metrics);
         let limits = config.limits.clone();
         tasks.push(tokio::spawn(async move {
             http::serve(listener, app, &limits).await;
@@ -135,11 +135,15 @@ impl Origin {
         };
         let (stop_ingest, stopped) = tokio::sync::oneshot::channel::<()>();
         let s = streams.clone();
-        let max = config.limits.max_rtmp_connections;
-        let batch = config.packaging.ingest_read_batch;
+        let settings = ingest::rtmp::Settings {
+            max_connections: config.limits.max_rtmp_connections,
+            read_batch: config.packaging.ingest_read_batch,
+            publish_deadline: config.limits.rtmp_publish_deadline,
+            idle_timeout: config.limits.rtmp_idle_timeout,
+        };
         std::thread::Builder::new()
             .name("ingest".into())
-            .spawn(move || ingest_loop(s, rtmp_listener.map(|(l, _)| l), max, clip, batch, stopped))
+            .spawn(move || ingest_loop(s, rtmp_listener.map(|(l, _)| l), settings, clip, stopped))
             .map_err(|source| StartError::Rtmp {
                 addr: config.rtmp.unwrap_or(config.http),
                 source,
@@ -168,9 +172,8 @@ impl Origin {
 fn ingest_loop(
     streams: Arc<Streams>,
     listener: Option<std::net::TcpListener>,
-    max_connections: usize,
+    settings: ingest::rtmp::Settings,
     clip: Option<ingest::demo::Clip>,
-    read_batch: Duration,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -195,7 +198,7 @@ fn ingest_loop(
         if let Some(listener) = listener {
             match TcpListener::from_std(listener) {
                 Ok(l) => {
-                    tokio::spawn(ingest::rtmp::serve(l, streams, max_connections, read_batch));
+                    tokio::spawn(ingest::rtmp::serve(l, streams, settings));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot use the RTMP listener"),
             }

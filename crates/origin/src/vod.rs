@@ -21,8 +21,8 @@ use media::fmp4::{self, Sample, Track, TrackRun};
 use media::mp4::{self, Mp4Track, SampleEntry, TrackKind};
 use parking_lot::Mutex;
 
-use crate::integrity::sha256_hex;
 use crate::live::stream::valid_name;
+use integrity::sha256_hex;
 
 /// What can go wrong serving a VOD file.
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +255,9 @@ impl Library {
         })
     }
 
-    /// Names of the MP4 files (without extension).
+    /// Names of the MP4 files (without extension) that can be served: those that
+    /// [`resolve`](Self::resolve) accepts, so a symlink out of the folder, a dangling
+    /// one or a folder named `x.mp4` is not listed.
     pub fn list(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Ok(rd) = std::fs::read_dir(&self.dir) {
@@ -263,7 +265,7 @@ impl Library {
                 let p = e.path();
                 if p.extension().and_then(|x| x.to_str()) == Some("mp4") {
                     if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
-                        if valid_name(stem) {
+                        if valid_name(stem) && self.resolve(stem).is_ok() {
                             out.push(stem.to_string());
                         }
                     }
@@ -460,4 +462,33 @@ fn usable(t: Mp4Track, id: u32) -> Result<Option<AssetTrack>, VodError> {
         codec,
         samples: t.samples,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_names_only_what_can_be_served() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let media = root.path().join("media");
+        std::fs::create_dir(&media).expect("media folder");
+        std::fs::write(media.join("plain.mp4"), b"x").expect("file");
+        std::fs::write(root.path().join("secret.mp4"), b"x").expect("file outside");
+        std::fs::create_dir(media.join("folder.mp4")).expect("folder");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::symlink;
+            symlink(root.path().join("secret.mp4"), media.join("outside.mp4")).expect("link");
+            symlink(media.join("gone.mp4"), media.join("dangling.mp4")).expect("link");
+            symlink(media.join("plain.mp4"), media.join("inside.mp4")).expect("link");
+        }
+        let lib = Library::new(&media, Duration::from_secs(2), 1 << 20).expect("library");
+        let listed = lib.list();
+        for name in &listed {
+            assert!(lib.resolve(name).is_ok(), "{name} is listed but not served");
+        }
+        #[cfg(unix)]
+        assert_eq!(listed, vec!["inside".to_string(), "plain".to_string()]);
+    }
 }

@@ -117,6 +117,16 @@ impl ChunkDecoder {
         }
     }
 
+    /// Replaces the limits; they apply to the headers and payload read from now
+    /// on (a message in progress that is over the new limits fails).
+    pub fn set_limits(&mut self, limits: DecoderLimits) {
+        self.limits = limits;
+    }
+
+    pub fn limits(&self) -> DecoderLimits {
+        self.limits
+    }
+
     /// Current incoming chunk size.
     pub fn chunk_size(&self) -> u32 {
         self.chunk_size

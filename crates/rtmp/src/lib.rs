@@ -60,6 +60,11 @@ pub struct ServerConfig {
     pub max_pending_input: usize,
     /// Maximum number of message streams (`createStream`) open at once.
     pub max_streams: usize,
+    /// Until a stream has a publish requested (and again when none has), the
+    /// message size and the bytes held in incomplete messages are capped at
+    /// this instead (commands are small): a connection that never publishes
+    /// cannot make the session hold `max_pending_input`.
+    pub max_pending_before_publish: usize,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +77,7 @@ impl Default for ServerConfig {
             window_ack_size: 2_500_000,
             max_pending_input: 16 * 1024 * 1024,
             max_streams: 8,
+            max_pending_before_publish: 64 * 1024,
         }
     }
 }

@@ -65,16 +65,14 @@ pub struct ServerSession {
     /// Window we announced (acks are sent only after announcing it).
     ack_window: Option<u32>,
     failed: bool,
+    /// The decoder runs with the full limits (a publish is requested or running)
+    /// rather than `max_pending_before_publish`.
+    wide_limits: bool,
 }
 
 impl ServerSession {
     pub fn new(config: ServerConfig) -> Self {
-        let decoder = ChunkDecoder::new(DecoderLimits {
-            max_chunk_size: config.max_chunk_size,
-            max_message_size: config.max_message_size,
-            max_chunk_streams: config.max_chunk_streams,
-            max_buffered: config.max_pending_input,
-        });
+        let decoder = ChunkDecoder::new(decoder_limits(&config, false));
         ServerSession {
             config,
             handshake: Handshake::new(),
@@ -90,6 +88,20 @@ impl ServerSession {
             bytes_acked: 0,
             ack_window: None,
             failed: false,
+            wide_limits: false,
+        }
+    }
+
+    /// Widens the decoder's limits while a publish is requested or running, and
+    /// narrows them again when none is.
+    fn sync_limits(&mut self) {
+        let wide = self
+            .streams
+            .values()
+            .any(|s| matches!(s.state, PublishState::Pending | PublishState::Publishing));
+        if wide != self.wide_limits {
+            self.wide_limits = wide;
+            self.decoder.set_limits(decoder_limits(&self.config, wide));
         }
     }
 
@@ -170,7 +182,11 @@ impl ServerSession {
                 return Ok(());
             }
         }
-        while let Some(msg) = self.decoder.poll(&mut self.input)? {
+        loop {
+            self.sync_limits();
+            let Some(msg) = self.decoder.poll(&mut self.input)? else {
+                break;
+            };
             self.on_message(msg)?;
         }
         self.maybe_acknowledge();
@@ -523,6 +539,28 @@ fn split_query(raw: &str) -> (&str, Option<&str>) {
         Some((name, q)) if !q.is_empty() => (name, Some(q)),
         Some((name, _)) => (name, None),
         None => (raw, None),
+    }
+}
+
+/// The chunk decoder's limits: the configured ones while a publish is requested or
+/// running (`wide`), else capped at `max_pending_before_publish`.
+fn decoder_limits(config: &ServerConfig, wide: bool) -> DecoderLimits {
+    let (message, buffered) = if wide {
+        (config.max_message_size, config.max_pending_input)
+    } else {
+        let cap = config.max_pending_before_publish;
+        (
+            config
+                .max_message_size
+                .min(u32::try_from(cap).unwrap_or(u32::MAX)),
+            config.max_pending_input.min(cap),
+        )
+    };
+    DecoderLimits {
+        max_chunk_size: config.max_chunk_size,
+        max_message_size: message,
+        max_chunk_streams: config.max_chunk_streams,
+        max_buffered: buffered,
     }
 }
 

@@ -1,13 +1,17 @@
-//! What every mediamesh HTTP service (origin, edge, later tracker and router) shares:
-//! the accept loop with its explicit bounds (connections, request-head bytes, header
-//! read time) serving HTTP/1.1 and HTTP/2 (h2c, or TLS with ALPN), and the one
-//! process-wide Prometheus recorder behind every `/metrics`.
+//! What every mediamesh HTTP service (origin, edge, tracker and router) shares: the
+//! accept loop with its explicit bounds (connections in all and per client address,
+//! request-head bytes, time to the first byte and to a request head, idle time
+//! between requests; upgraded WebSockets keep their connection slot) serving
+//! HTTP/1.1 and HTTP/2 (h2c, or TLS with ALPN), and the one process-wide Prometheus
+//! recorder behind every `/metrics`.
 //!
 //! It knows nothing about media; handlers are plain async functions.
 
+mod conn;
 pub mod metrics;
 mod serve;
 mod tls;
 
-pub use serve::{serve, ServeLimits};
+pub use conn::{ConnLimits, IpKey};
+pub use serve::{serve, serve_with, ServeLimits};
 pub use tls::{load_tls, TlsError};

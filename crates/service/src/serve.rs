@@ -1,6 +1,18 @@
 //! The accept loop: bounded connections, HTTP/1.1 and HTTP/2 on one port (h2c by
 //! preface, or TLS with ALPN), a cap on request-head bytes and on the time to send it.
 //! HTTP/1.1 upgrades (WebSocket, for the tracker) are passed to the handler.
+//!
+//! No connection is held for free: a socket must send its first byte within
+//! [`ConnLimits::first_byte_timeout`] and complete a request head soon after; a
+//! connection with no request in flight is closed after [`ConnLimits::idle_timeout`]
+//! (h2 connections are also PINGed); each client address (IPv6 by /64) holds at most
+//! [`ConnLimits::max_connections_per_ip`] connections; and the connection's slots
+//! travel with the socket, so an upgraded WebSocket keeps them until it closes.
+//!
+//! Metrics: `mediamesh_http_connections_refused_total` (listener full),
+//! `mediamesh_http_connections_refused_per_ip_total`,
+//! `mediamesh_http_connections_closed_total{reason}` (`first_byte`, `tls_handshake`,
+//! `no_request`, `idle`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,19 +25,28 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
 
-/// Bounds of one listener.
+use crate::conn::{Activity, ConnGuard, ConnLimits, GuardedIo, PerIp, TrackedBody};
+
+/// Bounds of one listener. The per-connection timeouts and the per-IP cap are in
+/// [`ConnLimits`] (see [`serve_with`]); [`serve`] uses their defaults.
 #[derive(Clone, Debug)]
 pub struct ServeLimits {
     pub max_connections: usize,
     /// Largest request head (request line and headers) in bytes; more gets 431.
     pub max_header_bytes: usize,
-    /// Time a client has to send a request head (slowloris).
+    /// Time a client has to send a request head (slowloris), and to finish a TLS
+    /// handshake.
     pub header_read_timeout: Duration,
+    /// Per-connection bounds: time to the first byte, idle time, connections per
+    /// client address.
+    pub conn: ConnLimits,
 }
 
 impl Default for ServeLimits {
@@ -34,11 +55,16 @@ impl Default for ServeLimits {
             max_connections: 10_000,
             max_header_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            conn: ConnLimits::default(),
         }
     }
 }
 
+/// How long a connection that was told to close (idle) may take to finish.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// Serves `handler` on `listener` until the future is dropped. `tls` = HTTPS.
+/// Per-connection bounds are [`ConnLimits::default`].
 pub async fn serve<F, Fut, B>(
     listener: TcpListener,
     limits: ServeLimits,
@@ -50,8 +76,27 @@ pub async fn serve<F, Fut, B>(
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let conn = limits.conn.clone();
+    serve_with(listener, limits, conn, tls, handler).await;
+}
+
+/// [`serve`] with per-connection bounds other than `limits.conn`.
+pub async fn serve_with<F, Fut, B>(
+    listener: TcpListener,
+    limits: ServeLimits,
+    conn: ConnLimits,
+    tls: Option<Arc<ServerConfig>>,
+    handler: F,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let max_head = limits.max_header_bytes.max(8192);
+    let per_ip = PerIp::new(conn.max_connections_per_ip);
+    let conn = Arc::new(conn);
+    let limits = Arc::new(limits);
     let tls = tls.map(TlsAcceptor::from);
     loop {
         let (socket, peer) = match listener.accept().await {
@@ -67,52 +112,135 @@ pub async fn serve<F, Fut, B>(
             drop(socket);
             continue;
         };
+        let Some(ip_slot) = per_ip.acquire(peer.ip()) else {
+            ::metrics::counter!("mediamesh_http_connections_refused_per_ip_total").increment(1);
+            tracing::debug!(%peer, "connection refused: per-IP cap reached");
+            drop(socket);
+            continue;
+        };
+        let guard = ConnGuard {
+            _permit: permit,
+            _ip: ip_slot,
+        };
         let _ = socket.set_nodelay(true);
-        let handler = handler.clone();
-        let tls = tls.clone();
-        let header_timeout = limits.header_read_timeout;
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let fut = handler(req, peer);
-                async move { Ok::<_, Infallible>(fut.await) }
-            });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(max_head)
-                .keep_alive(true);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_header_list_size(u32::try_from(max_head).unwrap_or(u32::MAX))
-                .max_concurrent_streams(256);
-            let result = match tls {
-                Some(acceptor) => {
-                    match tokio::time::timeout(header_timeout, acceptor.accept(socket)).await {
-                        Ok(Ok(stream)) => {
-                            builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                                .await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    }
+        let span = tracing::info_span!("conn", %peer);
+        tokio::spawn(
+            connection(
+                socket,
+                peer,
+                guard,
+                limits.clone(),
+                conn.clone(),
+                tls.clone(),
+                handler.clone(),
+            )
+            .instrument(span),
+        );
+    }
+}
+
+fn closed(reason: &'static str) {
+    ::metrics::counter!("mediamesh_http_connections_closed_total", "reason" => reason).increment(1);
+    tracing::debug!(reason, "connection closed by the server");
+}
+
+/// One connection, from the first byte to its end.
+async fn connection<F, Fut, B>(
+    socket: TcpStream,
+    peer: SocketAddr,
+    guard: ConnGuard,
+    limits: Arc<ServeLimits>,
+    conn: Arc<ConnLimits>,
+    tls: Option<TlsAcceptor>,
+    handler: F,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let activity = Activity::new();
+    // hyper's header timer starts only once bytes arrive (and the h2c sniff before
+    // it waits forever), so the first byte has its own deadline.
+    let mut probe = [0u8; 1];
+    match tokio::time::timeout(conn.first_byte_timeout, socket.peek(&mut probe)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        Ok(_) => return, // closed or failed before sending anything
+        Err(_) => return closed("first_byte"),
+    }
+    let io = GuardedIo::new(socket, guard);
+    // Boxed: a connection waiting for its first byte stays a small task; the HTTP
+    // state is allocated once the client has spoken.
+    match tls {
+        Some(acceptor) => {
+            let handshake = Box::pin(acceptor.accept(io));
+            match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                Ok(Ok(stream)) => {
+                    Box::pin(http(stream, peer, activity, &limits, &conn, handler)).await;
                 }
-                None => {
-                    builder
-                        .serve_connection_with_upgrades(TokioIo::new(socket), service)
-                        .await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => closed("tls_handshake"),
             }
-        });
+        }
+        None => Box::pin(http(io, peer, activity, &limits, &conn, handler)).await,
+    }
+}
+
+/// HTTP/1.1 or h2 over `io`, closed by the watchdog when it stays silent.
+async fn http<I, F, Fut, B>(
+    io: I,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+    limits: &ServeLimits,
+    conn: &ConnLimits,
+    handler: F,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let max_head = limits.max_header_bytes.max(8192);
+    let a = activity.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let in_flight = a.begin();
+        let fut = handler(req, peer);
+        async move {
+            let resp = fut.await;
+            Ok::<_, Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))
+        }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(max_head)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(max_head).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(conn.h2_ping_interval))
+        .keep_alive_timeout(conn.h2_ping_timeout);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    // The first request head must follow the first byte within the header timeout.
+    let no_request = conn.first_byte_timeout + limits.header_read_timeout;
+    let result = tokio::select! {
+        r = connection.as_mut() => r,
+        why = activity.expired(no_request, conn.idle_timeout) => {
+            closed(why.label());
+            connection.as_mut().graceful_shutdown();
+            match tokio::time::timeout(CLOSE_GRACE, connection.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "http connection ended with an error");
     }
 }

@@ -1,15 +1,24 @@
 //! Cache keys: the path plus the query parameters that matter, sorted by name so that
-//! parameter order does not split the cache. LL-HLS's `_HLS_msn`, `_HLS_part` and
-//! `_HLS_skip` are always kept (a blocking reload for the next part is a different
-//! object from the plain playlist); configured names (CMCD, tokens, tracking) are
-//! dropped, all others kept.
+//! parameter order does not split the cache. The key is also exactly the path and
+//! query sent upstream ([`Target::upstream`]), so an answer is never cached under a
+//! key that differs from what was fetched.
+//!
+//! Which parameters matter:
+//! - media objects and playlists ([`is_media_path`]: `.m3u8`, `.mpd`, `.m4s`, `.mp4`,
+//!   `.ts`, …): only LL-HLS's `_HLS_msn`, `_HLS_part` and `_HLS_skip` (a blocking
+//!   reload for the next part is a different object from the plain playlist) and the
+//!   names an operator lists in `kept` (minus `dropped`); everything else (junk,
+//!   cache busters, CMCD, tokens) is dropped, so it can neither split the cache nor
+//!   multiply origin fetches and ladder transcodes;
+//! - other paths: every parameter except the `dropped` names (LL-HLS ones are always
+//!   kept).
 //!
 //! Normalization is only what RFC 3986 §6.2.2 calls equivalent: `%xx` escapes get
 //! upper-case hex, and escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are
 //! decoded; a bare `%` (not starting an escape) is taken literally and written
-//! `%25`. Nothing else is decoded (`%2F` stays, so `/a%2Fb` and `/a/b` differ), dot
-//! segments and `//` are left alone (the origin may see them differently), and
-//! nothing is rejected except length. Keys are opaque strings, not URLs to re-parse.
+//! `%25`. The path is expected to be canonical already (`crate::canonical`, which
+//! refuses dot-segments and encoded slashes); the key does not refuse anything but
+//! length. Keys are opaque strings, not URLs to re-parse.
 
 /// Longest key accepted.
 pub const MAX_KEY_LEN: usize = 8 * 1024;
@@ -19,14 +28,72 @@ const MAX_INPUT_LEN: usize = 4 * MAX_KEY_LEN;
 
 const ALWAYS_KEPT: [&str; 3] = ["_HLS_msn", "_HLS_part", "_HLS_skip"];
 
-/// The cache key of `path?query` minus the `dropped` parameter names (compared
-/// exactly, after normalizing their escapes), or `None` when it would be longer than
-/// [`MAX_KEY_LEN`].
-pub fn cache_key(path: &str, query: Option<&str>, dropped: &[String]) -> Option<String> {
+/// File extensions of media objects and playlists, whose keys keep only protocol and
+/// operator-listed parameters.
+const MEDIA_EXTENSIONS: [&str; 22] = [
+    "m3u8", "m3u", "mpd", "m4s", "mp4", "m4a", "m4v", "m4f", "fmp4", "cmfv", "cmfa", "cmft",
+    "cmfm", "ts", "aac", "ac3", "ec3", "mp3", "vtt", "webvtt", "ttml", "mov",
+];
+
+/// Whether `path` names a media object or playlist (by its extension, any case).
+pub fn is_media_path(path: &str) -> bool {
+    let last = path.rsplit('/').next().unwrap_or(path);
+    match last.rsplit_once('.') {
+        Some((_, ext)) => MEDIA_EXTENSIONS.iter().any(|m| m.eq_ignore_ascii_case(ext)),
+        None => false,
+    }
+}
+
+/// What one request maps to: the key it is cached under, which is also the exact
+/// path and query fetched upstream for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    key: String,
+    path_len: usize,
+}
+
+impl Target {
+    /// The cache key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The path and query sent upstream: the key itself.
+    pub fn upstream(&self) -> &str {
+        &self.key
+    }
+
+    /// The path part (normalized).
+    pub fn path(&self) -> &str {
+        &self.key[..self.path_len]
+    }
+
+    /// The kept query (normalized, sorted), without `?`; empty when none is kept.
+    pub fn query(&self) -> &str {
+        self.key
+            .get(self.path_len..)
+            .and_then(|q| q.strip_prefix('?'))
+            .unwrap_or("")
+    }
+
+    pub fn into_key(self) -> String {
+        self.key
+    }
+}
+
+/// The [`Target`] of `path?query` by the rules of the module doc, or `None` when the
+/// key would be longer than [`MAX_KEY_LEN`].
+pub fn target(
+    path: &str,
+    query: Option<&str>,
+    dropped: &[String],
+    kept: &[String],
+) -> Option<Target> {
     let query = query.unwrap_or("");
     if path.len().saturating_add(query.len()) > MAX_INPUT_LEN {
         return None;
     }
+    let media = is_media_path(path);
     let mut params: Vec<(String, String)> = query
         .split('&')
         .filter(|kv| !kv.is_empty())
@@ -40,12 +107,15 @@ pub fn cache_key(path: &str, query: Option<&str>, dropped: &[String]) -> Option<
             (name, rest)
         })
         .filter(|(name, _)| {
-            ALWAYS_KEPT.contains(&name.as_str()) || !dropped.iter().any(|d| d == name)
+            ALWAYS_KEPT.contains(&name.as_str())
+                || (!dropped.iter().any(|d| d == name)
+                    && (!media || kept.iter().any(|k| k == name)))
         })
         .collect();
     // Stable: repeated names keep their order (`a=1&a=2` is not `a=2&a=1`).
     params.sort_by(|a, b| a.0.cmp(&b.0));
     let mut key = normalize(path, true);
+    let path_len = key.len();
     for (i, (name, rest)) in params.iter().enumerate() {
         key.push(if i == 0 { '?' } else { '&' });
         key.push_str(name);
@@ -54,7 +124,14 @@ pub fn cache_key(path: &str, query: Option<&str>, dropped: &[String]) -> Option<
             return None;
         }
     }
-    (key.len() <= MAX_KEY_LEN).then_some(key)
+    (key.len() <= MAX_KEY_LEN).then_some(Target { key, path_len })
+}
+
+/// The cache key of `path?query` minus the `dropped` parameter names (compared
+/// exactly, after normalizing their escapes), with no operator-kept names for media
+/// paths; `None` when it would be longer than [`MAX_KEY_LEN`]. See [`target`].
+pub fn cache_key(path: &str, query: Option<&str>, dropped: &[String]) -> Option<String> {
+    target(path, query, dropped, &[]).map(Target::into_key)
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -221,6 +298,41 @@ mod tests {
             };
             assert_eq!(key(kp, kq).as_deref(), Some(k.as_str()), "{s:?}");
         }
+    }
+
+    #[test]
+    fn junk_params_on_media_paths_do_not_split_the_key_or_reach_upstream() {
+        // Findings 6 and 7: `?x=1…12` made 13 objects (13 transcodes, 13 holds).
+        let d = dropped();
+        let plain = target("/live/s/240p/seg7.m4s", None, &d, &[]);
+        for i in 1..=12 {
+            let q = format!("x={i}");
+            assert_eq!(target("/live/s/240p/seg7.m4s", Some(&q), &d, &[]), plain);
+        }
+        let t = target(
+            "/live/x/index.m3u8",
+            Some("_HLS_msn=5&junk=7&_HLS_part=1&CMCD=sid%3D1"),
+            &d,
+            &[],
+        )
+        .expect("short");
+        assert_eq!(t.key(), "/live/x/index.m3u8?_HLS_msn=5&_HLS_part=1");
+        assert_eq!(t.upstream(), t.key());
+        assert_eq!(t.path(), "/live/x/index.m3u8");
+        assert_eq!(t.query(), "_HLS_msn=5&_HLS_part=1");
+        // Operator-kept names stay, unless also dropped; extension case does not matter.
+        let kept = vec!["size".to_string(), "CMCD".to_string()];
+        let t = target("/obj/a.M4S", Some("size=10&b=2&CMCD=x"), &d, &kept).expect("short");
+        assert_eq!(t.upstream(), "/obj/a.M4S?size=10");
+        assert_eq!(t.query(), "size=10");
+        // Other paths keep every parameter that is not dropped.
+        let t = target("/api/x", Some("b=2&a=1&CMCD=x"), &d, &[]).expect("short");
+        assert_eq!(t.upstream(), "/api/x?a=1&b=2");
+        assert_eq!(
+            target("/a", None, &d, &[]).map(|t| t.query().len()),
+            Some(0)
+        );
+        assert!(is_media_path("/a/b.mpd") && is_media_path("/x.ts") && !is_media_path("/a.b/c"));
     }
 
     #[test]

@@ -31,14 +31,17 @@ const POOL_IDLE: Duration = Duration::from_secs(30);
 /// The pooled client used for every upstream (requests carry no body).
 pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
-/// Builds the keep-alive pooled HTTP/1.1 client with TCP_NODELAY and a connect timeout.
-pub fn build_client(connect_timeout: Duration) -> HttpClient {
+/// Builds the keep-alive pooled HTTP/1.1 client with TCP_NODELAY and a connect timeout,
+/// keeping at most `max_idle_per_host` idle connections per upstream (the cap on open
+/// ones is the per-upstream semaphore in `mod.rs`).
+pub fn build_client(connect_timeout: Duration, max_idle_per_host: usize) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(connect_timeout));
     connector.enforce_http(true);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
+        .pool_max_idle_per_host(max_idle_per_host)
         .build(connector)
 }
 

@@ -15,7 +15,16 @@
 //! redirect (`302` marked `Mediamesh-Redirect: directory`, see the origin's
 //! `http/elsewhere.rs`) to the origin that does: `fetch` follows it itself (at most
 //! [`MAX_DIRECTORY_HOPS`], sending `Mediamesh-Hops`), so the viewer stays on the edge
-//! and the object is cached under the path it asked for.
+//! and the object is cached under the path it asked for. Only redirects to a
+//! configured origin or parent, or to a base listed in `redirect_allow` (same scheme,
+//! host and port), are followed: any other target is a failure (502 when nothing else
+//! answers) with a warning in the log, so an upstream cannot make the edge fetch, and
+//! cache under a viewer's path, from anywhere.
+//!
+//! Connections per upstream host:port are capped (`max_connections_per_upstream`): a
+//! request holds a permit from sending until its body is read (the permit lives in
+//! [`Fetched`]), waits for one at most the first-byte timeout, and idle connections
+//! are reused from hyper's pool.
 //!
 //! Not here: caching, request coalescing, LL-HLS holds or deciding what to answer the
 //! viewer when everything failed (the caller answers 502/504 or serves stale). An
@@ -35,6 +44,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, Method};
 use http_body_util::{BodyExt, Limited};
 use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use client::VIA;
 pub use health::{Admission, Breaker, BreakerState};
@@ -63,6 +73,11 @@ pub struct UpstreamConfig {
     pub breaker_failures: u32,
     /// How long an open breaker skips its target before one trial (5 s).
     pub breaker_cooldown: Duration,
+    /// Connections open at once to one upstream host:port (256); more requests wait.
+    pub max_connections_per_upstream: usize,
+    /// Base URLs besides the origins and parents that stream-directory redirects may
+    /// lead to (e.g. the fleet's other origins); empty by default.
+    pub redirect_allow: Vec<String>,
 }
 
 impl Default for UpstreamConfig {
@@ -76,6 +91,8 @@ impl Default for UpstreamConfig {
             health_interval: Duration::from_secs(1),
             breaker_failures: 3,
             breaker_cooldown: Duration::from_secs(5),
+            max_connections_per_upstream: 256,
+            redirect_allow: Vec::new(),
         }
     }
 }
@@ -136,6 +153,8 @@ pub struct Fetched {
     pub target: Target,
     /// From sending the request to having the response head.
     pub elapsed_first_byte: Duration,
+    /// The connection slot this response holds until it is dropped.
+    _permit: OwnedSemaphorePermit,
 }
 
 /// Upstream errors.
@@ -174,6 +193,14 @@ struct SlotState {
 struct Slot {
     target: Target,
     state: Mutex<SlotState>,
+    conns: Arc<Semaphore>,
+}
+
+/// (host, port) of a normalized `http://` base URL.
+fn host_port(base: &str) -> Option<(String, u16)> {
+    let uri: http::Uri = base.parse().ok()?;
+    let host = uri.host()?.to_ascii_lowercase();
+    Some((host, uri.port_u16().unwrap_or(80)))
 }
 
 /// The upstream set of one edge: targets, their breakers, and the HTTP client pool.
@@ -184,6 +211,8 @@ pub struct Upstreams {
     parent_ids: Vec<String>,
     origins: Vec<Slot>,
     client: client::HttpClient,
+    /// Connection caps per upstream (host, port): every target and redirect target.
+    conns: Vec<((String, u16), Arc<Semaphore>)>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -232,6 +261,26 @@ impl Upstreams {
         let mut config = config;
         config.parents = normalize_all(&config.parents, "parent")?;
         config.origins = normalize_all(&config.origins, "origin")?;
+        config.redirect_allow = normalize_all(&config.redirect_allow, "redirect target")?;
+        let cap = config.max_connections_per_upstream.max(1);
+        let mut conns: Vec<((String, u16), Arc<Semaphore>)> = Vec::new();
+        for base in config
+            .parents
+            .iter()
+            .chain(&config.origins)
+            .chain(&config.redirect_allow)
+        {
+            let hp = host_port(base)
+                .ok_or_else(|| UpstreamError::InvalidUrl(format!("{base:?}: no host")))?;
+            if !conns.iter().any(|(k, _)| *k == hp) {
+                conns.push((hp, Arc::new(Semaphore::new(cap))));
+            }
+        }
+        let conns_of = |base: &str| {
+            host_port(base)
+                .and_then(|hp| conns.iter().find(|(k, _)| *k == hp))
+                .map_or_else(|| Arc::new(Semaphore::new(cap)), |(_, s)| s.clone())
+        };
 
         let slots = |bases: &[String], kind: Kind| -> Vec<Slot> {
             bases
@@ -248,6 +297,7 @@ impl Upstreams {
                         healthy: None,
                         last_error: None,
                     }),
+                    conns: conns_of(base),
                 })
                 .collect()
         };
@@ -257,7 +307,8 @@ impl Upstreams {
             parent_ids: config.parents.clone(),
             parents,
             origins,
-            client: client::build_client(config.connect_timeout),
+            client: client::build_client(config.connect_timeout, cap),
+            conns,
             config,
         }))
     }
@@ -411,6 +462,19 @@ impl Upstreams {
             }
             let (base, path) = split_location(&location)
                 .ok_or_else(|| fail(format!("unusable directory redirect to {location:?}")))?;
+            let Some(conns) = self.redirect_conns(&base) else {
+                tracing::warn!(
+                    from = %fetched.target.base,
+                    to = %base,
+                    "refused a stream-directory redirect to an upstream that is not configured"
+                );
+                metrics::counter!("edge_upstream_redirects_refused_total").increment(1);
+                return Err(fail(format!(
+                    "{}: directory redirect to {base}, which is not a configured upstream",
+                    fetched.target.base
+                )));
+            };
+            let permit = acquire(conns, self.config.first_byte_timeout, &base).await?;
             let mut h = headers.clone();
             h.insert(HOPS_HEADER, http::HeaderValue::from(hops));
             let req =
@@ -434,6 +498,7 @@ impl Upstreams {
                 response,
                 target: fetched.target,
                 elapsed_first_byte: fetched.elapsed_first_byte + started.elapsed(),
+                _permit: permit,
             };
         }
         Ok(fetched)
@@ -460,6 +525,14 @@ impl Upstreams {
             slot,
             armed: admission == Admission::Trial,
         };
+        // A full connection cap is not the target's failure: no breaker record (the
+        // guard gives a half-open trial back).
+        let permit = acquire(
+            slot.conns.clone(),
+            self.config.first_byte_timeout,
+            &target.base,
+        )
+        .await?;
         let started = Instant::now();
         let result = client::send(&self.client, req, self.config.first_byte_timeout).await;
         guard.armed = false;
@@ -476,6 +549,7 @@ impl Upstreams {
                     response,
                     target: target.clone(),
                     elapsed_first_byte: elapsed,
+                    _permit: permit,
                 })
             }
             Ok(response) => {
@@ -573,6 +647,16 @@ impl Upstreams {
         }
     }
 
+    /// The connection cap of a redirect target, `None` unless it is a configured
+    /// origin, parent or `redirect_allow` base (same host and port; all are http).
+    fn redirect_conns(&self, base: &str) -> Option<Arc<Semaphore>> {
+        let hp = host_port(base)?;
+        self.conns
+            .iter()
+            .find(|(k, _)| *k == hp)
+            .map(|(_, s)| s.clone())
+    }
+
     // --- used by the health checker ---
 
     fn all_targets(&self) -> Vec<Target> {
@@ -621,6 +705,28 @@ impl Upstreams {
         match result {
             Ok(()) => self.record(slot, true, None),
             Err(e) => self.record(slot, false, Some(&format!("{}: {e}", target.base))),
+        }
+    }
+}
+
+/// Waits at most `timeout` for one of `base`'s connection slots.
+async fn acquire(
+    conns: Arc<Semaphore>,
+    timeout: Duration,
+    base: &str,
+) -> Result<OwnedSemaphorePermit, Failure> {
+    match tokio::time::timeout(timeout, conns.acquire_owned()).await {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(_)) => Err(Failure {
+            message: format!("{base}: connection cap closed"),
+            timeout: false,
+        }),
+        Err(_) => {
+            metrics::counter!("edge_upstream_connection_cap_waits_total").increment(1);
+            Err(Failure {
+                message: format!("{base}: every connection slot stayed busy"),
+                timeout: true,
+            })
         }
     }
 }

@@ -658,7 +658,9 @@ async fn redirector(
 async fn directory_redirects_are_followed_with_a_hop_count() {
     let b = TestServer::start("b").await;
     let (a, seen, task) = redirector(Some(b.url()), true).await;
-    let up = build(config(vec![a], vec![]));
+    let mut c = config(vec![a], vec![]);
+    c.redirect_allow = vec![b.url()];
+    let up = build(c);
     let f = ok(get(&up, "/live/cam/src/index.m3u8").await);
     assert_eq!(f.response.status(), StatusCode::OK);
     let body = f.response.into_body().collect().await.map(|c| c.to_bytes());
@@ -708,4 +710,40 @@ fn only_absolute_http_locations_are_followed() {
     ] {
         assert_eq!(split_location(bad), None, "{bad}");
     }
+}
+
+/// Finding 10: a directory redirect to an upstream that is not configured was
+/// followed, and its answer cached under the viewer's path. Now it is refused (the
+/// fetch fails: 502 for the viewer) and the stranger sees no request.
+#[tokio::test]
+async fn directory_redirects_to_unconfigured_upstreams_are_refused() {
+    let stranger = TestServer::start("stranger").await;
+    let (a, seen, task) = redirector(Some(stranger.url()), true).await;
+    let up = build(config(vec![a], vec![]));
+    let r = get(&up, "/live/cam/index.m3u8").await;
+    assert!(
+        matches!(&r, Err(UpstreamError::AllFailed { last, .. }) if last.contains("not a configured upstream")),
+        "{r:?}"
+    );
+    assert_eq!(seen.lock().len(), 1);
+    assert!(stranger.state.last_headers.lock().is_none());
+    task.abort();
+}
+
+/// Connections to one upstream are capped: with a cap of 1, a second request waits
+/// for the first response (and its body) to be dropped.
+#[tokio::test]
+async fn connections_per_upstream_are_capped() {
+    let o = TestServer::start("o").await;
+    let mut c = config(vec![o.url()], vec![]);
+    c.max_connections_per_upstream = 1;
+    c.first_byte_timeout = Duration::from_millis(300);
+    let up = build(c);
+    let first = ok(get(&up, "/a").await);
+    // The only slot is held by `first`: the next request gives up waiting.
+    let r = get(&up, "/b").await;
+    assert!(matches!(r, Err(UpstreamError::Timeout)), "{r:?}");
+    drop(first);
+    let again = ok(get(&up, "/c").await);
+    assert_eq!(again.response.status(), StatusCode::OK);
 }

@@ -44,6 +44,8 @@ pub struct RouterConfig {
     /// Time limit on fetching a playlist or MPD from an edge.
     pub fetch_timeout: Duration,
     pub limits: service::ServeLimits,
+    /// Answer `/metrics` on the viewers' port (off when an admin listener serves it).
+    pub public_metrics: bool,
 }
 
 impl RouterConfig {
@@ -59,6 +61,7 @@ impl RouterConfig {
             max_pathways: 8,
             fetch_timeout: Duration::from_secs(4),
             limits: service::ServeLimits::default(),
+            public_metrics: true,
         }
     }
 }
@@ -83,6 +86,7 @@ struct State {
     client: reqwest::Client,
     steering_ttl: u64,
     max_pathways: usize,
+    public_metrics: bool,
 }
 
 /// A running router; dropping it stops it.
@@ -146,6 +150,7 @@ impl RouterServer {
             client,
             steering_ttl: config.steering_ttl,
             max_pathways: config.max_pathways.max(1),
+            public_metrics: config.public_metrics,
         });
         let limits = config.limits;
         tasks.push(tokio::spawn(async move {
@@ -289,7 +294,9 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
     }
     match path.as_str() {
         "/healthz" => return text(StatusCode::OK, "ok\n"),
-        "/metrics" => return text(StatusCode::OK, service::metrics::render()),
+        "/metrics" if state.public_metrics => {
+            return text(StatusCode::OK, service::metrics::render())
+        }
         "/api/v1/nodes" => return nodes_json(state),
         "/steering/hls" | "/steering/dash" => {
             return steering_manifest(state, path.ends_with("dash"), &query, peer.ip())

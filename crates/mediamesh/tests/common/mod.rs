@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago: only for programs that cannot bind port 0 and
+/// report it (redis-server). `mediamesh` roles get `127.0.0.1:0` and tell their port
+/// (see [`Server`]).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -32,6 +34,18 @@ pub fn require(tool: &str) {
         ok,
         "{tool} is not installed: run `bash .ci/run` (installs ffmpeg and chromium) or `apt-get install {tool}`"
     );
+}
+
+/// The ports of a role's `listening role=… http=ADDR [rtmp=ADDR]` log line.
+pub fn listening(log: &str) -> Option<(u16, Option<u16>)> {
+    let line = log.lines().find(|l| l.contains(" listening role="))?;
+    let port = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.port())
+    };
+    Some((port("http=")?, port("rtmp=")))
 }
 
 /// A child process killed when dropped.
@@ -75,48 +89,51 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `mediamesh {role} --http … --rtmp … --data … {extra}` and waits for /healthz.
+    /// Starts `mediamesh {role} --http 127.0.0.1:0 --rtmp 127.0.0.1:0 --data … {extra}`
+    /// and waits for /healthz.
     pub fn start(role: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let rtmp = free_port();
         let mut args: Vec<String> = vec![
             "--rtmp".into(),
-            format!("127.0.0.1:{rtmp}"),
+            "127.0.0.1:0".into(),
             "--data".into(),
             dir.path().join("data").display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Self::spawn(role, dir, free_port(), rtmp, &args)
+        Self::spawn(role, dir, 0, &args)
     }
 
-    /// Starts `mediamesh edge --http … {extra}`.
+    /// Starts `mediamesh edge --http 127.0.0.1:0 {extra}`.
     pub fn start_edge(extra: &[&str]) -> Server {
-        Self::start_edge_on(free_port(), tempfile::tempdir().expect("tempdir"), extra)
+        Self::start_edge_on(0, tempfile::tempdir().expect("tempdir"), extra)
     }
 
     /// Starts `mediamesh {role} --http 127.0.0.1:{free} {extra}` (a router, a tracker,
     /// an origin whose flags say the rest) and waits until it serves.
     pub fn start_role(role: &str, extra: &[&str]) -> Server {
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        Self::spawn(
-            role,
-            tempfile::tempdir().expect("tempdir"),
-            free_port(),
-            0,
-            &args,
-        )
+        Self::spawn(role, tempfile::tempdir().expect("tempdir"), 0, &args)
     }
 
-    /// Starts an edge on a given port with a given folder (to restart one in place).
+    /// Starts an edge on a given port (0: any) with a given folder (to restart one in
+    /// place).
     pub fn start_edge_on(http: u16, dir: tempfile::TempDir, extra: &[&str]) -> Server {
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        Self::spawn("edge", dir, http, 0, &args)
+        Self::spawn("edge", dir, http, &args)
     }
 
-    fn spawn(role: &str, dir: tempfile::TempDir, http: u16, rtmp: u16, args: &[String]) -> Server {
-        let log = dir.path().join(format!("{role}-{http}.log"));
+    fn spawn(role: &str, dir: tempfile::TempDir, http: u16, args: &[String]) -> Server {
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = dir.path().join(format!("{role}-{n}.log"));
         let logf = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_mediamesh"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediamesh"));
+        if role == "edge" {
+            // The test origin's knobs are query parameters of media paths, which an
+            // edge keeps only when told (as an operator would for their origin).
+            cmd.env("MEDIAMESH_KEEP_PARAM", test_origin::KNOBS);
+        }
+        let child = cmd
             .arg(role)
             .args(["--http", &format!("127.0.0.1:{http}")])
             .args(args)
@@ -125,17 +142,31 @@ impl Server {
             .stderr(logf)
             .spawn()
             .expect("start mediamesh");
-        let server = Server {
+        let mut server = Server {
             proc: Proc {
                 child,
                 name: "mediamesh".into(),
             },
             http,
-            rtmp,
+            rtmp: 0,
             dir,
             log,
         };
         let until = Instant::now() + Duration::from_secs(20);
+        // The role says where it listens once it does (port 0 = the kernel's pick).
+        let (http, rtmp) = loop {
+            if let Some(found) = listening(&server.log_text()) {
+                break found;
+            }
+            assert!(
+                server.alive() && Instant::now() < until,
+                "mediamesh did not say where it listens:\n{}",
+                server.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        server.http = http;
+        server.rtmp = rtmp.unwrap_or(0);
         let tls = args.iter().any(|a| a == "--tls-cert");
         loop {
             // A TLS server is up once it accepts; others must answer /healthz.
@@ -155,6 +186,10 @@ impl Server {
             std::thread::sleep(Duration::from_millis(100));
         }
         server
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.http)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -369,8 +404,8 @@ pub fn verified_digests(server: &Server, path: &str) -> std::collections::BTreeM
     let pk = ed25519_dalek::VerifyingKey::from_bytes(&pk).expect("key");
     let (status, body) = get_text(&server.url(path));
     assert_eq!(status, 200, "{path}: {body}");
-    let signed: origin::integrity::SignedList = serde_json::from_str(&body).expect("json");
-    origin::integrity::verify(&pk, &signed)
+    let signed: integrity::SignedList = serde_json::from_str(&body).expect("json");
+    integrity::verify(&pk, &signed)
         .expect("signature verifies")
         .objects
 }

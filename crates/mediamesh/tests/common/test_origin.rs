@@ -16,6 +16,10 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// The query parameters the test origin reads on media paths (`--keep-param` of an
+/// edge in front of it).
+pub const KNOBS: &str = "size,delay_ms,cc";
+
 /// The deterministic body of `/obj/{name}` with `size` bytes.
 pub fn object_bytes(name: &str, size: usize) -> Vec<u8> {
     let seed = name

@@ -16,11 +16,11 @@ use axum::response::Response;
 use bytes::Bytes;
 
 use super::{elsewhere, error, media_response, AppState};
-use crate::integrity::DigestList;
 use crate::live::manifest;
 use crate::live::packager::{AUDIO_TRACK, VIDEO_TIMESCALE, VIDEO_TRACK};
 use crate::live::store::{unix_ms, Part};
 use crate::live::{LiveStream, Rendition, StreamState};
+use integrity::DigestList;
 use media::codec::TrackCodec;
 use media::fmp4::{self, Track};
 use media::split;
@@ -487,7 +487,7 @@ fn digests(state: &AppState, s: &LiveStream, r: &Rendition) -> Response {
     {
         let t = r.store.read();
         if let Some(init) = &t.init {
-            let digest = crate::integrity::sha256_hex(init);
+            let digest = integrity::sha256_hex(init);
             objects.insert(manifest::init_uri(t.init_version), digest.clone());
             objects.insert("init.mp4".to_string(), digest);
         }

@@ -25,9 +25,9 @@ use service::ServeLimits;
 use tokio::net::TcpListener;
 
 use crate::config::Limits;
-use crate::integrity::Signer;
 use crate::live::Streams;
 use crate::vod::Library;
+use integrity::Signer;
 
 /// What every handler can reach.
 #[derive(Clone, Debug)]
@@ -37,9 +37,10 @@ pub struct AppState {
     pub signer: Arc<Signer>,
 }
 
-/// All origin routes. `extra` is merged in (the binary adds the web pages there).
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// All origin routes; `/metrics` only when `public_metrics` (otherwise an admin
+/// listener serves it).
+pub fn router(state: AppState, public_metrics: bool) -> Router {
+    let routes = Router::new()
         .route("/live/{stream}/{file}", get(live::stream_file))
         .route(
             "/live/{stream}/{rendition}/{file}",
@@ -49,8 +50,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/streams", get(api::streams))
         .route("/api/v1/keys", get(api::keys))
         .route("/api/v1/time", get(api::time))
-        .route("/metrics", get(api::metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(|| async { "ok\n" }));
+    let routes = if public_metrics {
+        routes.route("/metrics", get(api::metrics))
+    } else {
+        routes
+    };
+    routes
         .merge(crate::web::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path") })
         .layer(middleware::from_fn(count_requests))
@@ -83,6 +89,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: &Limits) {
         max_connections: limits.max_http_connections,
         max_header_bytes: limits.max_http_header_bytes,
         header_read_timeout: Duration::from_secs(10),
+        conn: limits.conn.clone(),
     };
     service::serve(
         listener,

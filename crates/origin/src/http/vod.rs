@@ -12,9 +12,9 @@ use media::hls::{MediaPlaylist, MediaSegment, MultivariantPlaylist, PlaylistType
 
 use super::live::{parse_object, Object};
 use super::{error, media_response, AppState};
-use crate::integrity::DigestList;
 use crate::live::store::unix_ms;
 use crate::vod::{Asset, VodError};
+use integrity::DigestList;
 use media::codec::TrackCodec;
 
 const CACHE: &str = "public, max-age=3600";

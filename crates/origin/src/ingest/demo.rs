@@ -24,6 +24,8 @@ pub enum DemoError {
     Clip(String),
     #[error("cannot publish the demo channel: {0}")]
     Publish(#[from] crate::live::PublishError),
+    #[error("the demo channel's media was refused: {0}")]
+    Media(#[from] crate::live::packager::PackagerError),
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +110,18 @@ impl Clip {
         Duration::from_millis(self.duration_ms)
     }
 
+    /// The clip's AVCDecoderConfigurationRecord (for tests that build their own frames).
+    #[cfg(test)]
+    pub(crate) fn avcc(&self) -> Bytes {
+        self.avcc.clone()
+    }
+
+    /// The clip's AudioSpecificConfig, if it has audio (for tests).
+    #[cfg(test)]
+    pub(crate) fn asc(&self) -> Option<Bytes> {
+        self.asc.clone()
+    }
+
     /// Hands the clip's codec configurations to `publisher`.
     pub fn configure(&self, publisher: &mut Publisher) -> Result<(), DemoError> {
         publisher
@@ -122,19 +136,21 @@ impl Clip {
     }
 
     /// Feeds one pass of the clip at once (no pacing), timestamps shifted by `offset_ms`.
-    pub fn feed_all(&self, publisher: &mut Publisher, offset_ms: u64) {
+    pub fn feed_all(&self, publisher: &mut Publisher, offset_ms: u64) -> Result<(), DemoError> {
         for f in &self.frames {
-            feed(publisher, f, offset_ms + f.at_ms);
+            feed(publisher, f, offset_ms + f.at_ms)?;
         }
+        Ok(())
     }
 }
 
-fn feed(publisher: &mut Publisher, f: &Frame, ts: u64) {
+fn feed(publisher: &mut Publisher, f: &Frame, ts: u64) -> Result<(), DemoError> {
     if f.video {
-        publisher.video(ts, f.cts_ms, f.keyframe, f.data.clone());
+        publisher.video(ts, f.cts_ms, f.keyframe, f.data.clone())?;
     } else {
-        publisher.audio(ts, f.data.clone());
+        publisher.audio(ts, f.data.clone())?;
     }
+    Ok(())
 }
 
 fn find_moov(file: &[u8]) -> Option<&[u8]> {
@@ -168,7 +184,7 @@ pub async fn run(streams: Arc<Streams>, name: &str, clip: Clip) -> Result<(), De
         for f in &clip.frames {
             let ts = loop_offset + f.at_ms;
             tokio::time::sleep_until(start + Duration::from_millis(ts)).await;
-            feed(&mut publisher, f, ts);
+            feed(&mut publisher, f, ts)?;
         }
         loop_offset += clip.duration_ms;
     }

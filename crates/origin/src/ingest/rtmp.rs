@@ -2,6 +2,11 @@
 //! It accepts connections (bounded), decides publishes (name, key, duplicates), turns
 //! FLV tag bodies into frames for the stream's `Publisher`, and ends only the
 //! offending connection on any protocol or media error.
+//!
+//! No connection holds a slot for free: one that has no publish accepted within the
+//! publish deadline of its accept (handshake, `connect`, `publish`), or that stops
+//! publishing and lingers past it, is closed; so is a publisher that delivers no frame
+//! for the idle timeout, and one whose media breaks the packager's bounds.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,8 +22,19 @@ use tokio::sync::Semaphore;
 use super::TimestampUnwrap;
 use crate::live::{PublishError, Publisher, Streams};
 
-/// A connection that sends nothing for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// What the RTMP shell needs from the origin's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Concurrent connections.
+    pub max_connections: usize,
+    /// Longest merged-read wait of a publishing connection (see [`serve`]).
+    pub read_batch: Duration,
+    /// From accept to an accepted publish; also how long a connection may stay open
+    /// while publishing nothing.
+    pub publish_deadline: Duration,
+    /// A publishing connection with no audio or video frame for this long is closed.
+    pub idle_timeout: Duration,
+}
 
 /// Accepts RTMP connections forever.
 ///
@@ -27,13 +43,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// wake-ups, not bytes, are what ingest costs. The wait ends shortly before the frame
 /// that completes the current part is due, so parts are not delayed; zero reads as
 /// soon as data arrives.
-pub async fn serve(
-    listener: TcpListener,
-    streams: Arc<Streams>,
-    max_connections: usize,
-    read_batch: Duration,
-) {
-    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+pub async fn serve(listener: TcpListener, streams: Arc<Streams>, settings: Settings) {
+    let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -52,7 +63,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             metrics::counter!("mediamesh_rtmp_connections_total").increment(1);
-            match connection(socket, peer, &streams, read_batch).await {
+            match connection(socket, peer, &streams, settings).await {
                 Ok(()) => tracing::debug!(%peer, "rtmp connection closed"),
                 Err(e) => {
                     metrics::counter!("mediamesh_rtmp_errors_total").increment(1);
@@ -70,8 +81,15 @@ pub enum ConnectionError {
     Io(#[from] std::io::Error),
     #[error("protocol: {0}")]
     Protocol(#[from] rtmp::RtmpError),
-    #[error("no data for {0:?}")]
+    #[error("no audio or video frame for {0:?} while publishing (idle timeout)")]
     Idle(Duration),
+    #[error("no publish within {0:?} of connecting (publish deadline)")]
+    NoPublish(Duration),
+    #[error("publisher of stream {stream:?} dropped: {reason}")]
+    Dropped {
+        stream: String,
+        reason: crate::live::packager::PackagerError,
+    },
 }
 
 struct Publishing {
@@ -79,43 +97,84 @@ struct Publishing {
     clock: TimestampUnwrap,
 }
 
+/// When a connection is to be closed for holding its slot without use: the rules of
+/// the module docs, as a pure function of what the connection did when.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    accepted: tokio::time::Instant,
+    /// Last audio or video frame of a publishing stream.
+    last_frame: tokio::time::Instant,
+    publish_deadline: Duration,
+    idle_timeout: Duration,
+}
+
+impl Deadlines {
+    fn new(now: tokio::time::Instant, settings: &Settings) -> Self {
+        Self {
+            accepted: now,
+            last_frame: now,
+            publish_deadline: settings.publish_deadline,
+            idle_timeout: settings.idle_timeout,
+        }
+    }
+
+    /// Why the connection must close at `now`, if it must.
+    fn check(&self, now: tokio::time::Instant, publishing: bool) -> Option<ConnectionError> {
+        if !publishing {
+            return (now.duration_since(self.accepted) >= self.publish_deadline)
+                .then_some(ConnectionError::NoPublish(self.publish_deadline));
+        }
+        // A publisher's idle time counts from its publish or its last frame.
+        (now.duration_since(self.last_frame) >= self.idle_timeout)
+            .then_some(ConnectionError::Idle(self.idle_timeout))
+    }
+}
+
 async fn connection(
     mut socket: TcpStream,
     peer: SocketAddr,
     streams: &Streams,
-    read_batch: Duration,
+    settings: Settings,
 ) -> Result<(), ConnectionError> {
     let _ = socket.set_nodelay(true);
     let mut session = ServerSession::new(ServerConfig::default());
     let mut publishing: HashMap<u32, Publishing> = HashMap::new();
     let mut buf = vec![0u8; 64 * 1024];
-    // One coarse tick checks for idleness: cheaper than a timer per read.
-    let mut tick = tokio::time::interval(IDLE_TIMEOUT / 4);
-    let mut last = tokio::time::Instant::now();
+    let mut deadlines = Deadlines::new(tokio::time::Instant::now(), &settings);
+    // One coarse tick checks the deadlines: cheaper than a timer per read.
+    let period =
+        (settings.publish_deadline.min(settings.idle_timeout) / 4).max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval(period);
     loop {
         let n = tokio::select! {
             r = socket.read(&mut buf) => r?,
             _ = tick.tick() => {
-                if last.elapsed() >= IDLE_TIMEOUT {
-                    return Err(ConnectionError::Idle(IDLE_TIMEOUT));
+                let now = tokio::time::Instant::now();
+                if let Some(e) = deadlines.check(now, !publishing.is_empty()) {
+                    return Err(e);
                 }
                 continue;
             }
         };
-        last = tokio::time::Instant::now();
         if n == 0 {
             return Ok(());
         }
         session.handle_input(&buf[..n])?;
+        let was_publishing = !publishing.is_empty();
+        let mut frames = false;
         while let Some(event) = session.poll_event() {
-            handle_event(&mut session, event, peer, streams, &mut publishing);
+            frames |= matches!(event, ServerEvent::Video { .. } | ServerEvent::Audio { .. });
+            handle_event(&mut session, event, peer, streams, &mut publishing)?;
+        }
+        if frames || (!was_publishing && !publishing.is_empty()) {
+            deadlines.last_frame = tokio::time::Instant::now();
         }
         let out = session.take_output();
         if !out.is_empty() {
             socket.write_all(&out).await?;
         }
         if !publishing.is_empty() && n < buf.len() {
-            let wait = merged_read_wait(&publishing, read_batch);
+            let wait = merged_read_wait(&publishing, settings.read_batch);
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
@@ -148,7 +207,7 @@ fn handle_event(
     peer: SocketAddr,
     streams: &Streams,
     publishing: &mut HashMap<u32, Publishing>,
-) {
+) -> Result<(), ConnectionError> {
     match event {
         ServerEvent::Connect { app, .. } => {
             tracing::debug!(%peer, app, "rtmp connect");
@@ -176,7 +235,7 @@ fn handle_event(
                     PublishRejection::Denied,
                     "publish to rtmp://HOST:PORT/live/STREAM",
                 );
-                return;
+                return Ok(());
             }
             match streams.publish(&name, key.as_deref()) {
                 Ok(publisher) => {
@@ -212,7 +271,7 @@ fn handle_event(
             data,
         } => {
             let Some(p) = publishing.get_mut(&stream_id) else {
-                return;
+                return Ok(());
             };
             match flv::parse_video(data) {
                 Ok(VideoPacket::SequenceHeader(record)) => {
@@ -226,7 +285,10 @@ fn handle_event(
                     data,
                 }) => {
                     let ts = p.clock.unwrap(timestamp);
-                    p.publisher.video(ts, composition_time_ms, keyframe, data);
+                    let fed = p.publisher.video(ts, composition_time_ms, keyframe, data);
+                    if let Err(reason) = fed {
+                        return Err(drop_publisher(peer, stream_id, publishing, reason));
+                    }
                 }
                 Ok(VideoPacket::EndOfSequence) => {}
                 Err(e) => {
@@ -241,7 +303,7 @@ fn handle_event(
             data,
         } => {
             let Some(p) = publishing.get_mut(&stream_id) else {
-                return;
+                return Ok(());
             };
             match flv::parse_audio(data) {
                 Ok(AudioPacket::SequenceHeader(asc)) => {
@@ -251,7 +313,9 @@ fn handle_event(
                 }
                 Ok(AudioPacket::Raw(frame)) => {
                     let ts = p.clock.unwrap(timestamp);
-                    p.publisher.audio(ts, frame);
+                    if let Err(reason) = p.publisher.audio(ts, frame) {
+                        return Err(drop_publisher(peer, stream_id, publishing, reason));
+                    }
                 }
                 Err(e) => {
                     metrics::counter!("mediamesh_ingest_rejected_frames_total").increment(1);
@@ -264,5 +328,95 @@ fn handle_event(
                 tracing::info!(%peer, stream = %p.publisher.stream().name, "publish stopped");
             }
         }
+    }
+    Ok(())
+}
+
+/// Ends a publish whose media broke a bound, with a log line naming the cause and
+/// the limit; the connection is closed by the caller.
+fn drop_publisher(
+    peer: SocketAddr,
+    stream_id: u32,
+    publishing: &mut HashMap<u32, Publishing>,
+    reason: crate::live::packager::PackagerError,
+) -> ConnectionError {
+    let stream = publishing
+        .remove(&stream_id)
+        .map(|p| p.publisher.stream().name.clone())
+        .unwrap_or_default();
+    metrics::counter!("mediamesh_publishers_dropped_total").increment(1);
+    tracing::warn!(%peer, stream = %stream, error = %reason, "publisher dropped");
+    ConnectionError::Dropped { stream, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Limits, PackagingConfig};
+
+    fn settings(publish_deadline: Duration, idle_timeout: Duration) -> Settings {
+        Settings {
+            max_connections: 4,
+            read_batch: Duration::ZERO,
+            publish_deadline,
+            idle_timeout,
+        }
+    }
+
+    #[test]
+    fn connections_that_publish_nothing_or_stop_sending_frames_are_closed() {
+        let t0 = tokio::time::Instant::now();
+        let s = Duration::from_secs;
+        let mut d = Deadlines::new(t0, &settings(s(10), s(15)));
+        // Before a publish: the deadline counts from accept, whatever bytes arrive.
+        assert!(d.check(t0 + Duration::from_millis(9_999), false).is_none());
+        assert!(matches!(
+            d.check(t0 + s(10), false),
+            Some(ConnectionError::NoPublish(_))
+        ));
+        // Publishing: idle counts from the last frame.
+        d.last_frame = t0 + s(5);
+        assert!(d.check(t0 + s(19), true).is_none());
+        assert!(matches!(
+            d.check(t0 + s(20), true),
+            Some(ConnectionError::Idle(_))
+        ));
+        // Done publishing but still connected: past the deadline, closed.
+        assert!(d.check(t0 + s(19), false).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_client_dribbling_handshake_bytes_is_closed_at_the_publish_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let streams = Arc::new(Streams::new(
+            PackagingConfig::default(),
+            Limits::default(),
+            HashMap::new(),
+            false,
+        ));
+        let server = tokio::spawn(serve(
+            listener,
+            streams,
+            settings(Duration::from_millis(300), Duration::from_secs(30)),
+        ));
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        // One handshake byte every 50 ms: never idle, never done. The old shell only
+        // closed a connection after 30 s without a byte, so this one stayed forever.
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buf = [0u8; 64];
+            loop {
+                if s.write_all(&[3]).await.is_err() {
+                    return true;
+                }
+                match tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return true,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        server.abort();
+        assert_eq!(closed, Ok(true), "the server did not close the connection");
     }
 }

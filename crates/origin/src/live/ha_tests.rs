@@ -49,7 +49,8 @@ fn feed(s: &Streams, clip: &Clip, from: u64, to: u64) -> super::Publisher {
     let mut p = s.publish("cam", None).expect("publish");
     clip.configure(&mut p).expect("configure");
     for i in from..to {
-        clip.feed_all(&mut p, i * clip.duration().as_millis() as u64);
+        clip.feed_all(&mut p, i * clip.duration().as_millis() as u64)
+            .expect("feed");
     }
     p
 }

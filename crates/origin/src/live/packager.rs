@@ -12,6 +12,13 @@
 //! from timestamp 0), so two origins packaging the same publish produce the same
 //! segments even when one started later. It does not store anything or know about
 //! HTTP: the caller moves its output into a `RenditionStore`.
+//!
+//! What one publisher can make it hold is bounded ([`Bounds`]): a part that reaches
+//! its byte cap is closed early (a part needs no keyframe); a segment that runs past
+//! its byte or time cap with no keyframe to cut it, video timestamps that stop
+//! advancing, and audio that piles up with no video are errors, after which the
+//! packager closes what it has and refuses further input (the caller drops the
+//! publisher). A segment is never cut without a keyframe: players cannot start one.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -67,13 +74,69 @@ pub enum Output {
     SegmentEnd,
 }
 
-/// Why a frame was refused.
+/// Why a frame was refused. All but the configuration errors stop the packager: the
+/// publisher is to be dropped.
 #[derive(Debug, thiserror::Error)]
 pub enum PackagerError {
     #[error("bad H.264 configuration: {0}")]
     Video(media::codec::CodecError),
     #[error("bad AAC configuration: {0}")]
     Audio(media::codec::CodecError),
+    #[error(
+        "video timestamps stopped advancing at {at_ms} ms: {frames} frames without a newer \
+         timestamp, {bytes} bytes held waiting for time to move (limits: {max_frames} \
+         frames, {max_bytes} bytes); fix the encoder's clock"
+    )]
+    FrozenTimestamps {
+        at_ms: u64,
+        frames: usize,
+        bytes: usize,
+        max_frames: usize,
+        max_bytes: usize,
+    },
+    #[error(
+        "no keyframe to cut the segment at after {seconds:.1} s and {bytes} bytes of media \
+         (limits: {max_seconds:.1} s, {max_bytes} bytes); set the encoder's keyframe \
+         interval (GOP) to the segment target or less"
+    )]
+    NoKeyframe {
+        seconds: f64,
+        bytes: usize,
+        max_seconds: f64,
+        max_bytes: usize,
+    },
+    #[error(
+        "{bytes} bytes of audio arrived without a video frame (limit {max_bytes} bytes); \
+         the encoder's video stopped"
+    )]
+    AudioWithoutVideo { bytes: usize, max_bytes: usize },
+    #[error("the packager stopped after an earlier error; publish again")]
+    Stopped,
+}
+
+/// What one publisher may make the packager hold (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Media bytes (video and audio) of the pending part at which it is closed early.
+    pub max_part_bytes: usize,
+    /// Media bytes a segment may reach without a keyframe to cut it at.
+    pub max_segment_bytes: usize,
+    /// Media time a segment may reach without a keyframe to cut it at.
+    pub max_keyframe_interval: Duration,
+    /// Consecutive video frames whose timestamp is not newer than the newest one.
+    pub max_frozen_frames: usize,
+}
+
+impl Default for Bounds {
+    /// The values `Limits::default()` yields.
+    fn default() -> Self {
+        Self {
+            max_part_bytes: 16 * 1024 * 1024,
+            max_segment_bytes: 64 * 1024 * 1024,
+            max_keyframe_interval: Duration::from_secs(20),
+            max_frozen_frames: 300,
+        }
+    }
 }
 
 /// Stream facts the API and manifests need.
@@ -128,6 +191,19 @@ pub struct Packager {
     last_video_dts: Option<u64>,
     grid: Option<Grid>,
     out: VecDeque<Output>,
+    bounds: Bounds,
+    /// `bounds.max_keyframe_interval` in 90 kHz ticks.
+    max_keyframe_ticks: u64,
+    /// Media bytes (video and audio) in `video` and `audio`.
+    pending_bytes: usize,
+    /// Media bytes since the current segment started.
+    segment_bytes: usize,
+    /// Newest video decode time seen, and the run of frames since that were not newer.
+    newest_dts: Option<u64>,
+    frozen_frames: usize,
+    frozen_bytes: usize,
+    /// An error stopped the packager: all further input is refused.
+    failed: bool,
 }
 
 const DELTA_WINDOW: usize = 30;
@@ -163,7 +239,27 @@ impl Packager {
             last_video_dts: None,
             grid: None,
             out: VecDeque::new(),
+            bounds: Bounds::default(),
+            max_keyframe_ticks: ticks(Bounds::default().max_keyframe_interval),
+            pending_bytes: 0,
+            segment_bytes: 0,
+            newest_dts: None,
+            frozen_frames: 0,
+            frozen_bytes: 0,
+            failed: false,
         }
+    }
+
+    /// Replaces the default [`Bounds`].
+    pub fn with_bounds(mut self, bounds: Bounds) -> Self {
+        self.bounds = bounds;
+        self.max_keyframe_ticks = ticks(bounds.max_keyframe_interval);
+        self
+    }
+
+    /// Media bytes held in the pending part (for tests and metrics).
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
     }
 
     /// Media milliseconds from the last video frame to the frame expected to complete
@@ -199,7 +295,12 @@ impl Packager {
         self.out.pop_front()
     }
 
+    /// Takes one input. An error other than a bad configuration stops the packager:
+    /// it has closed its segment, and later input gets [`PackagerError::Stopped`].
     pub fn handle(&mut self, input: Input) -> Result<(), PackagerError> {
+        if self.failed {
+            return Err(PackagerError::Stopped);
+        }
         match input {
             Input::VideoConfig(raw) => {
                 let cfg = AvcConfig::parse(raw).map_err(PackagerError::Video)?;
@@ -229,10 +330,30 @@ impl Packager {
                 cts_ms,
                 keyframe,
                 data,
-            } => self.video_frame(dts_ms * 90, cts_ms.saturating_mul(90), keyframe, data),
-            Input::Audio { dts_ms, data } => self.audio_frame(dts_ms, data),
+            } => self.video_frame(
+                dts_ms.saturating_mul(90),
+                cts_ms.saturating_mul(90),
+                keyframe,
+                data,
+            )?,
+            Input::Audio { dts_ms, data } => self.audio_frame(dts_ms, data)?,
         }
         Ok(())
+    }
+
+    /// Stops on `error`: what is pending is discarded (it broke a bound), the segment
+    /// is closed (it started on a keyframe, so it plays), and input is refused from now.
+    fn fail(&mut self, error: PackagerError) -> PackagerError {
+        self.video.clear();
+        self.audio.clear();
+        self.audio_base = None;
+        self.pending_bytes = 0;
+        if self.started {
+            self.out.push_back(Output::SegmentEnd);
+            self.started = false;
+        }
+        self.failed = true;
+        error
     }
 
     /// The publisher is gone: emit what is buffered and close the segment.
@@ -268,14 +389,40 @@ impl Packager {
         self.segment_start = dts;
         self.part_start = dts;
         self.audio.clear();
+        self.audio_base = None;
+        self.pending_bytes = 0;
+        self.segment_bytes = 0;
     }
 
-    fn video_frame(&mut self, dts: u64, cts: i32, keyframe: bool, data: Bytes) {
+    fn video_frame(
+        &mut self,
+        dts: u64,
+        cts: i32,
+        keyframe: bool,
+        data: Bytes,
+    ) -> Result<(), PackagerError> {
         if !self.started {
             if !keyframe || self.info.video.is_none() {
-                return;
+                return Ok(());
             }
             self.start(dts);
+        }
+        let len = data.len();
+        match self.newest_dts {
+            Some(newest) if dts <= newest => {
+                self.frozen_frames += 1;
+                self.frozen_bytes = self.frozen_bytes.saturating_add(len);
+                if self.frozen_frames > self.bounds.max_frozen_frames
+                    || self.frozen_bytes > self.bounds.max_part_bytes
+                {
+                    return Err(self.frozen(newest, self.frozen_bytes));
+                }
+            }
+            _ => {
+                self.newest_dts = Some(dts);
+                self.frozen_frames = 0;
+                self.frozen_bytes = 0;
+            }
         }
         if let Some(prev) = self.last_video_dts {
             let delta = dts.saturating_sub(prev);
@@ -300,6 +447,17 @@ impl Packager {
             self.out.push_back(Output::SegmentEnd);
             self.segment_start = dts;
             self.part_start = dts;
+            self.segment_bytes = 0;
+        } else if elapsed > self.max_keyframe_ticks
+            || self.segment_bytes.saturating_add(len) > self.bounds.max_segment_bytes
+        {
+            let e = PackagerError::NoKeyframe {
+                seconds: elapsed as f64 / f64::from(VIDEO_TIMESCALE),
+                bytes: self.segment_bytes.saturating_add(len),
+                max_seconds: self.bounds.max_keyframe_interval.as_secs_f64(),
+                max_bytes: self.bounds.max_segment_bytes,
+            };
+            return Err(self.fail(e));
         }
         if self.video.is_empty() {
             self.part_start = dts;
@@ -310,21 +468,57 @@ impl Packager {
             keyframe,
             data,
         });
+        self.pending_bytes = self.pending_bytes.saturating_add(len);
+        self.segment_bytes = self.segment_bytes.saturating_add(len);
         let part_end = dts + self.frame_duration;
         let elapsed = part_end.saturating_sub(self.part_start);
         if elapsed + self.frame_duration > self.part_target + self.frame_duration / 4 {
             self.flush_part();
+        } else if self.pending_bytes >= self.bounds.max_part_bytes {
+            // A part cut on size: it needs no keyframe, players play it like any other.
+            // Frames stuck on one timestamp would make it a part of no duration.
+            if self.frozen_frames > 0 {
+                return Err(self.frozen(dts, self.pending_bytes));
+            }
+            self.flush_part();
         }
+        Ok(())
     }
 
-    fn audio_frame(&mut self, dts_ms: u64, data: Bytes) {
+    /// Stops on frozen timestamps at `at` (90 kHz) with `bytes` held because of them.
+    fn frozen(&mut self, at: u64, bytes: usize) -> PackagerError {
+        let e = PackagerError::FrozenTimestamps {
+            at_ms: at / 90,
+            frames: self.frozen_frames,
+            bytes,
+            max_frames: self.bounds.max_frozen_frames,
+            max_bytes: self.bounds.max_part_bytes,
+        };
+        self.fail(e)
+    }
+
+    fn audio_frame(&mut self, dts_ms: u64, data: Bytes) -> Result<(), PackagerError> {
         let Some(rate) = self.info.audio.as_ref().map(|a| u64::from(a.sample_rate)) else {
-            return;
+            return Ok(());
         };
         if !self.started || rate == 0 {
-            return;
+            return Ok(());
         }
-        let at = dts_ms * rate / 1000;
+        let len = data.len();
+        if self.segment_bytes.saturating_add(len) > self.bounds.max_segment_bytes {
+            let elapsed = self
+                .newest_dts
+                .unwrap_or(self.segment_start)
+                .saturating_sub(self.segment_start);
+            let e = PackagerError::NoKeyframe {
+                seconds: elapsed as f64 / f64::from(VIDEO_TIMESCALE),
+                bytes: self.segment_bytes.saturating_add(len),
+                max_seconds: self.bounds.max_keyframe_interval.as_secs_f64(),
+                max_bytes: self.bounds.max_segment_bytes,
+            };
+            return Err(self.fail(e));
+        }
+        let at = dts_ms.saturating_mul(rate) / 1000;
         let next = match self.audio_next {
             // Keep the clean 1024-sample cadence while the timestamps stay within half a
             // frame of it: then `next` is also the whole frame nearest to them, which
@@ -344,6 +538,23 @@ impl Packager {
             data,
         });
         self.audio_next = Some(next + u64::from(AAC_FRAME));
+        self.pending_bytes = self.pending_bytes.saturating_add(len);
+        self.segment_bytes = self.segment_bytes.saturating_add(len);
+        if self.pending_bytes >= self.bounds.max_part_bytes {
+            if self.video.is_empty() {
+                let e = PackagerError::AudioWithoutVideo {
+                    bytes: self.pending_bytes,
+                    max_bytes: self.bounds.max_part_bytes,
+                };
+                return Err(self.fail(e));
+            }
+            if self.frozen_frames > 0 {
+                let at = self.newest_dts.unwrap_or(0);
+                return Err(self.frozen(at, self.pending_bytes));
+            }
+            self.flush_part();
+        }
+        Ok(())
     }
 
     fn flush_part(&mut self) {
@@ -391,6 +602,7 @@ impl Packager {
         self.video.clear();
         self.audio.clear();
         self.audio_base = None;
+        self.pending_bytes = 0;
     }
 }
 
@@ -400,7 +612,217 @@ fn ticks(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::frame_rate;
+    use super::*;
+    use crate::ingest::demo::{Clip, DEMO_CLIP};
+
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * 1024;
+
+    fn bounds(part: usize, segment: usize) -> Bounds {
+        Bounds {
+            max_part_bytes: part,
+            max_segment_bytes: segment,
+            max_keyframe_interval: Duration::from_secs(20),
+            max_frozen_frames: 300,
+        }
+    }
+
+    /// A packager configured with the demo clip's codecs.
+    fn packager(bounds: Bounds) -> Packager {
+        let clip = Clip::parse(DEMO_CLIP).expect("demo clip");
+        let mut p =
+            Packager::new(Duration::from_secs(2), Duration::from_millis(500)).with_bounds(bounds);
+        p.handle(Input::VideoConfig(clip.avcc()))
+            .expect("video config");
+        if let Some(asc) = clip.asc() {
+            p.handle(Input::AudioConfig(asc)).expect("audio config");
+        }
+        p
+    }
+
+    fn video(dts_ms: u64, keyframe: bool, size: usize) -> Input {
+        Input::Video {
+            dts_ms,
+            cts_ms: 0,
+            keyframe,
+            data: Bytes::from(vec![0x11; size]),
+        }
+    }
+
+    fn outputs(p: &mut Packager) -> Vec<Output> {
+        std::iter::from_fn(|| p.poll_output()).collect()
+    }
+
+    /// Feeds `next(i)` until the packager refuses a frame, at most `max` frames; checks
+    /// that it never holds more than `cap` bytes of pending part. Returns the error
+    /// and how many frames went in before it.
+    fn feed_until_error(
+        p: &mut Packager,
+        max: usize,
+        cap: usize,
+        mut next: impl FnMut(usize) -> Input,
+    ) -> (Option<PackagerError>, usize) {
+        for i in 0..max {
+            if let Err(e) = p.handle(next(i)) {
+                return (Some(e), i);
+            }
+            assert!(
+                p.pending_bytes() <= cap,
+                "pending part {} bytes",
+                p.pending_bytes()
+            );
+        }
+        (None, max)
+    }
+
+    #[test]
+    fn frozen_timestamps_stop_the_packager_within_the_part_cap() {
+        let mut p = packager(bounds(MIB, 4 * MIB));
+        p.handle(video(5_000, true, 256 * KIB)).expect("keyframe");
+        // The old packager took all of it (2.5 GiB) into one part that never closed.
+        let (err, fed) = feed_until_error(&mut p, 10_000, MIB + 256 * KIB, |_| {
+            video(5_000, false, 256 * KIB)
+        });
+        assert!(
+            matches!(
+                err,
+                Some(PackagerError::FrozenTimestamps { at_ms: 5_000, .. })
+            ),
+            "{err:?} after {fed} frames"
+        );
+        assert!(fed <= 4, "stopped after {fed} frozen frames");
+        let out = outputs(&mut p);
+        assert!(
+            out.iter()
+                .all(|o| !matches!(o, Output::Part { duration, .. } if *duration <= 0.0)),
+            "no part of zero duration is published"
+        );
+        assert_eq!(
+            out.last(),
+            Some(&Output::SegmentEnd),
+            "the segment is closed"
+        );
+        assert!(matches!(
+            p.handle(video(6_000, true, 10)),
+            Err(PackagerError::Stopped)
+        ));
+        assert_eq!(p.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn frozen_timestamps_are_counted_in_frames_too() {
+        let mut p = packager(bounds(16 * MIB, 64 * MIB));
+        p.handle(video(0, true, 100)).expect("keyframe");
+        let (err, fed) = feed_until_error(&mut p, 10_000, 16 * MIB, |_| video(0, false, 100));
+        assert!(
+            matches!(
+                err,
+                Some(PackagerError::FrozenTimestamps { frames: 301, .. })
+            ),
+            "{err:?}"
+        );
+        assert_eq!(fed, 300);
+        // Timestamps that go back count as frozen too, without resetting the count.
+        let mut p = packager(bounds(16 * MIB, 64 * MIB));
+        p.handle(video(1_000, true, 100)).expect("keyframe");
+        let (err, _) = feed_until_error(&mut p, 10_000, 16 * MIB, |i| {
+            video(if i % 2 == 0 { 0 } else { 1_000 }, false, 100)
+        });
+        assert!(
+            matches!(err, Some(PackagerError::FrozenTimestamps { .. })),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_segment_without_keyframes_is_stopped_at_its_byte_cap() {
+        let mut p = packager(bounds(MIB, 4 * MIB));
+        p.handle(video(0, true, 256 * KIB)).expect("keyframe");
+        let (err, fed) = feed_until_error(&mut p, 10_000, MIB + 256 * KIB, |i| {
+            video(33 * (i as u64 + 1), false, 256 * KIB)
+        });
+        assert!(
+            matches!(err, Some(PackagerError::NoKeyframe { max_bytes, .. }) if max_bytes == 4 * MIB),
+            "{err:?} after {fed} frames"
+        );
+        // Everything published since the keyframe fits the segment cap.
+        let out = outputs(&mut p);
+        let published: usize = out
+            .iter()
+            .map(|o| match o {
+                Output::Part { bytes, .. } => bytes.len(),
+                _ => 0,
+            })
+            .sum();
+        assert!(
+            published <= 4 * MIB + 64 * KIB,
+            "{published} bytes in the segment"
+        );
+        assert_eq!(out.last(), Some(&Output::SegmentEnd));
+    }
+
+    #[test]
+    fn a_segment_without_keyframes_is_stopped_at_its_time_cap() {
+        let mut p = packager(bounds(16 * MIB, 64 * MIB));
+        p.handle(video(0, true, 1000)).expect("keyframe");
+        let (err, fed) = feed_until_error(&mut p, 100_000, 16 * MIB, |i| {
+            video(40 * (i as u64 + 1), false, 1000)
+        });
+        match err {
+            Some(PackagerError::NoKeyframe {
+                seconds,
+                max_seconds,
+                ..
+            }) => assert!(seconds > 20.0 && seconds < 20.1 && max_seconds == 20.0),
+            other => panic!("{other:?} after {fed} frames"),
+        }
+    }
+
+    #[test]
+    fn parts_are_cut_on_size_and_regular_streams_never_trip_a_bound() {
+        // 400 KiB frames at 30 fps: a 500 ms part would hold 6 MiB; the cap cuts at 1 MiB.
+        let mut p = packager(bounds(MIB, 64 * MIB));
+        let (err, _) = feed_until_error(&mut p, 30 * 120, MIB + 400 * KIB, |i| {
+            video(i as u64 * 1000 / 30, i % 60 == 0, 400 * KIB)
+        });
+        assert!(err.is_none(), "{err:?}");
+        let out = outputs(&mut p);
+        let parts: Vec<(usize, bool)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Part {
+                    bytes, independent, ..
+                } => Some((bytes.len(), *independent)),
+                _ => None,
+            })
+            .collect();
+        assert!(parts.len() >= 30 * 120 / 3, "{} parts", parts.len());
+        assert!(parts
+            .iter()
+            .all(|(len, _)| *len <= MIB + 400 * KIB + 4 * KIB));
+        // Segments still start on keyframes: one segment per 2 s GOP.
+        let segments = out.iter().filter(|o| **o == Output::SegmentEnd).count();
+        assert_eq!(segments, 59);
+    }
+
+    #[test]
+    fn audio_without_video_is_stopped_at_the_part_cap() {
+        let mut p = packager(bounds(64 * KIB, 4 * MIB));
+        p.handle(video(0, true, 1000)).expect("keyframe");
+        p.handle(video(33, false, 1000)).expect("frame");
+        p.handle(video(66, false, 1000)).expect("frame");
+        let _ = outputs(&mut p);
+        // Audio alone from here: the first cap cuts the part with the video above, the
+        // next one finds no video to cut a part with.
+        let (err, fed) = feed_until_error(&mut p, 100_000, 64 * KIB + 4 * KIB, |i| Input::Audio {
+            dts_ms: 100 + 21 * i as u64,
+            data: Bytes::from(vec![0x22; 1024]),
+        });
+        assert!(
+            matches!(err, Some(PackagerError::AudioWithoutVideo { .. })),
+            "{err:?} after {fed} frames"
+        );
+    }
 
     #[test]
     fn frame_rates_snap_to_the_nearest_common_rate() {

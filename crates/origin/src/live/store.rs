@@ -326,6 +326,7 @@ impl RenditionStore {
         if let Some(open) = t.open.take() {
             close_segment(&mut t, open);
         }
+        self.evict(&mut t);
         drop(t);
         self.bump();
     }

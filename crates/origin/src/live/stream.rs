@@ -16,7 +16,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::directory::{Directory, History};
 use super::numbering::{self, SharedTimeline, Timing};
-use super::packager::{Input, Output, Packager, PackagerError, StreamInfo};
+use super::packager::{Bounds, Input, Output, Packager, PackagerError, StreamInfo};
 use super::store::{unix_ms, RenditionStore, StoreConfig};
 use crate::config::{Limits, PackagingConfig};
 
@@ -265,7 +265,8 @@ impl Streams {
         Ok(Publisher {
             stream,
             session,
-            packager: Packager::new(self.packaging.segment_target, self.packaging.part_target),
+            packager: Packager::new(self.packaging.segment_target, self.packaging.part_target)
+                .with_bounds(self.bounds()),
             directory: self.directory(),
             history: self.history.clone(),
             target_ms: (self.packaging.segment_target.as_millis() as u64).max(1),
@@ -273,6 +274,16 @@ impl Streams {
             last_ts: 0,
             meters: Meters::new(),
         })
+    }
+
+    /// What one publisher may make its packager hold, from the limits.
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            max_part_bytes: self.limits.part_bytes(),
+            max_segment_bytes: self.limits.open_segment_bytes(),
+            max_keyframe_interval: self.limits.keyframe_interval(self.packaging.segment_target),
+            max_frozen_frames: self.limits.max_frozen_frames,
+        }
     }
 
     fn store_config(&self) -> StoreConfig {
@@ -386,24 +397,33 @@ impl Publisher {
         self.feed(Input::AudioConfig(asc))
     }
 
-    pub fn video(&mut self, ts_ms: u64, cts_ms: i32, keyframe: bool, data: Bytes) {
+    /// Feeds one video frame. An error means the publisher broke a bound (see
+    /// [`Bounds`]): its segment is closed and the caller should drop it.
+    pub fn video(
+        &mut self,
+        ts_ms: u64,
+        cts_ms: i32,
+        keyframe: bool,
+        data: Bytes,
+    ) -> Result<(), PackagerError> {
         self.count(data.len());
         let dts_ms = self.restamp(ts_ms);
         if keyframe && self.packager.waiting_for_keyframe() {
             self.place(dts_ms);
         }
-        let _ = self.feed(Input::Video {
+        self.feed(Input::Video {
             dts_ms,
             cts_ms,
             keyframe,
             data,
-        });
+        })
     }
 
-    pub fn audio(&mut self, ts_ms: u64, data: Bytes) {
+    /// Feeds one AAC frame; errors as for [`video`](Self::video).
+    pub fn audio(&mut self, ts_ms: u64, data: Bytes) -> Result<(), PackagerError> {
         self.count(data.len());
         let dts_ms = self.restamp(ts_ms);
-        let _ = self.feed(Input::Audio { dts_ms, data });
+        self.feed(Input::Audio { dts_ms, data })
     }
 
     /// Before the keyframe at `dts_ms` starts packaging: decides the stream's
@@ -460,9 +480,10 @@ impl Publisher {
 
     fn feed(&mut self, input: Input) -> Result<(), PackagerError> {
         let arrived = Instant::now();
-        self.packager.handle(input)?;
+        let r = self.packager.handle(input);
+        // A stopped packager has closed its segment: move that out too.
         self.drain(arrived);
-        Ok(())
+        r
     }
 
     /// Moves packager output into the store. `arrived` is when the frame that caused

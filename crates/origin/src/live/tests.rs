@@ -31,7 +31,8 @@ fn publish_demo(part_target_ms: u64, loops: u64) -> (Streams, super::Publisher) 
     let mut p = s.publish("demo", None).expect("publish");
     clip.configure(&mut p).expect("configure");
     for i in 0..loops {
-        clip.feed_all(&mut p, i * clip.duration().as_millis() as u64);
+        clip.feed_all(&mut p, i * clip.duration().as_millis() as u64)
+            .expect("feed");
     }
     (s, p)
 }
@@ -154,12 +155,12 @@ fn reconnect_continues_with_a_discontinuity() {
     let clip = Clip::parse(DEMO_CLIP).expect("demo clip");
     let mut p = s.publish("demo", None).expect("publish");
     clip.configure(&mut p).expect("configure");
-    clip.feed_all(&mut p, 0);
+    clip.feed_all(&mut p, 0).expect("feed");
     drop(p);
     // The new publisher starts its timestamps at 0 again.
     let mut p = s.publish("demo", None).expect("resume");
     clip.configure(&mut p).expect("configure");
-    clip.feed_all(&mut p, 0);
+    clip.feed_all(&mut p, 0).expect("feed");
     let stream = s.get("demo").expect("stream");
     let r = &stream.renditions[0];
     let pl = manifest::media_playlist(&stream, r, false);
@@ -201,7 +202,57 @@ fn the_packager_knows_when_the_next_part_is_due() {
         "nothing before the first keyframe"
     );
     clip.configure(&mut p).expect("configure");
-    clip.feed_all(&mut p, 0);
+    clip.feed_all(&mut p, 0).expect("feed");
     let until = p.until_part_complete_ms().expect("packaging");
     assert!(until <= 500, "due within one part target, got {until} ms");
+}
+
+/// Issue 18: a publisher that sends one keyframe and then 256 KiB frames without
+/// another keyframe is dropped at the open-segment cap derived from
+/// `max_rendition_bytes`, and the store never holds more than the rendition bytes.
+#[test]
+fn a_publisher_without_keyframes_is_stopped_and_the_store_stays_bounded() {
+    let rendition_bytes = 16 * 1024 * 1024;
+    let s = Streams::new(
+        PackagingConfig::default(),
+        Limits {
+            max_rendition_bytes: rendition_bytes,
+            ..Limits::default()
+        },
+        Default::default(),
+        false,
+    );
+    assert_eq!(s.bounds().max_segment_bytes, rendition_bytes / 4);
+    assert_eq!(s.bounds().max_part_bytes, 1024 * 1024);
+    let clip = Clip::parse(DEMO_CLIP).expect("demo clip");
+    let mut p = s.publish("hostile", None).expect("publish");
+    clip.configure(&mut p).expect("configure");
+    let frame = bytes::Bytes::from(vec![0x41; 256 * 1024]);
+    p.video(0, 0, true, frame.clone()).expect("keyframe");
+    let stream = s.get("hostile").expect("stream");
+    let store = stream.renditions[0].store.clone();
+    let mut stopped = None;
+    // 400 frames = 100 MiB: the old origin kept all of it in one open segment.
+    for i in 1..400u64 {
+        if let Err(e) = p.video(i * 33, 0, false, frame.clone()) {
+            stopped = Some((i, e));
+            break;
+        }
+        // The cap counts media bytes; moof boxes add a little.
+        let held = store.bytes();
+        assert!(held <= rendition_bytes / 4 + 16 * 1024, "{held} bytes");
+    }
+    let (at, e) = stopped.expect("the publisher was never stopped");
+    assert!(
+        matches!(e, super::packager::PackagerError::NoKeyframe { .. }),
+        "{e}"
+    );
+    assert!(at <= 17, "stopped after {at} frames");
+    // What was published stays playable: closed, and starting on the keyframe.
+    let t = store.read();
+    assert!(t.open.is_none());
+    assert!(t.segments.iter().all(|seg| seg.parts[0].independent));
+    drop(t);
+    drop(p);
+    assert!(matches!(stream.state(), super::StreamState::Interrupted(_)));
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use ed25519_dalek::VerifyingKey;
-use origin::integrity::{self, SignedList};
+use integrity::SignedList;
 use reqwest::{Client, Url};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -169,7 +169,7 @@ pub fn kid_of(key: &VerifyingKey) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use origin::integrity::{DigestList, Signer};
+    use integrity::{DigestList, Signer};
 
     #[test]
     fn kid_matches_the_origin() {

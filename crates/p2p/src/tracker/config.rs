@@ -36,6 +36,15 @@ pub struct TrackerConfig {
     pub send_timeout: Duration,
     /// How often the shell calls [`crate::tracker::Tracker::tick`].
     pub tick_every: Duration,
+    /// How often the shell PINGs a WebSocket (browsers answer by themselves).
+    pub ping_every: Duration,
+    /// A WebSocket that sends nothing (no message, no PONG) for this long is closed.
+    /// At least twice `ping_every` is used, so a live client always has time to answer.
+    pub idle_timeout: Duration,
+    /// Initial read buffer of a WebSocket, bytes. It grows up to `max_message_bytes`
+    /// for a large message; small keeps thousands of idle sockets cheap (the
+    /// tungstenite default, 128 KiB, cost ~130 KiB per socket).
+    pub ws_read_buffer: usize,
     /// Swarms where the operator turned P2P off: announces get a failure reason.
     pub disabled_swarms: HashSet<Id20>,
     /// Client address blocks → regions; peers only meet peers of their region.
@@ -57,6 +66,9 @@ impl Default for TrackerConfig {
             outgoing_queue: 256,
             send_timeout: Duration::from_secs(10),
             tick_every: Duration::from_secs(15),
+            ping_every: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            ws_read_buffer: 4 * 1024,
             disabled_swarms: HashSet::new(),
             regions: RegionMap::default(),
         }
@@ -67,5 +79,10 @@ impl TrackerConfig {
     /// Idle time after which a peer is expired: twice the announce interval.
     pub fn peer_ttl(&self) -> Duration {
         self.interval.saturating_mul(2)
+    }
+
+    /// The WebSocket idle timeout actually applied: at least twice the ping period.
+    pub fn ws_idle_timeout(&self) -> Duration {
+        self.idle_timeout.max(self.ping_every.saturating_mul(2))
     }
 }

@@ -16,6 +16,8 @@ pub mod ws;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod ws_tests;
 
 pub use self::config::TrackerConfig;
 pub use self::core::{ConnId, Handled, Outgoing, Tracker};

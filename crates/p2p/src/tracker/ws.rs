@@ -2,9 +2,19 @@
 //! connection with a bounded outgoing queue, a periodic expiry tick, metrics and
 //! logs. Protocol decisions are all in [`super::core`]; nothing here parses JSON.
 //!
+//! No socket is held for free: each WebSocket is PINGed every
+//! [`TrackerConfig::ping_every`] and closed after [`TrackerConfig::ws_idle_timeout`]
+//! without a frame from the client; its read buffer starts small (4 KiB instead of
+//! tungstenite's 128 KiB, which made an idle socket cost ~130 KiB). The write side
+//! keeps tungstenite's defaults: capping the write backlog near one message made
+//! bursts of relayed offers fail the send and drop browser peers. Served through
+//! `service::serve` (as `mediamesh tracker` and `serve` do), the upgraded socket also
+//! keeps its connection slot until it closes.
+//!
 //! Metrics: `tracker_peers`, `tracker_swarms`, `tracker_connections` (gauges),
 //! `tracker_announces_total`, `tracker_offers_relayed_total`,
-//! `tracker_answers_relayed_total`, `tracker_rejected_total{reason}` (counters).
+//! `tracker_answers_relayed_total`, `tracker_rejected_total{reason}` (counters;
+//! `reason="idle"` counts WebSockets closed for silence).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -160,6 +170,22 @@ impl TrackerService {
         g.gauges();
     }
 
+    /// One event of a connection's socket; false when the connection ends.
+    fn on_message(&self, conn: ConnId, msg: Option<Result<Message, axum::Error>>) -> bool {
+        match msg {
+            Some(Ok(Message::Text(t))) => self.on_frame(conn, t.as_bytes()),
+            Some(Ok(Message::Binary(b))) => self.on_frame(conn, &b),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(_))) | None => return false,
+            Some(Err(e)) => {
+                debug!(conn = conn.0, error = %e, "tracker: websocket error");
+                metrics::counter!("tracker_rejected_total", "reason" => "ws_error").increment(1);
+                return false;
+            }
+        }
+        true
+    }
+
     fn disconnect(&self, conn: ConnId) {
         let mut g = self.shared.lock();
         g.links.remove(&conn);
@@ -253,9 +279,14 @@ async fn upgrade(
 ) -> Response {
     match ws {
         Ok(ws) => {
-            let max = svc.shared.lock().tracker.config().max_message_bytes;
+            let (max, read_buffer) = {
+                let g = svc.shared.lock();
+                let c = g.tracker.config();
+                (c.max_message_bytes, c.ws_read_buffer)
+            };
             ws.max_message_size(max)
                 .max_frame_size(max)
+                .read_buffer_size(read_buffer.clamp(256, max.max(256)))
                 .on_upgrade(move |socket| run_connection(svc, socket, client))
         }
         Err(
@@ -275,10 +306,15 @@ async fn upgrade(
 }
 
 async fn run_connection(svc: TrackerService, mut socket: WebSocket, client: Option<SocketAddr>) {
-    let (queue, send_timeout) = {
+    let (queue, send_timeout, ping_every, idle_timeout) = {
         let g = svc.shared.lock();
         let c = g.tracker.config();
-        (c.outgoing_queue.max(1), c.send_timeout)
+        (
+            c.outgoing_queue.max(1),
+            c.send_timeout,
+            c.ping_every.max(std::time::Duration::from_millis(10)),
+            c.ws_idle_timeout(),
+        )
     };
     let (tx, mut rx) = mpsc::channel::<String>(queue);
     let kick = Arc::new(Notify::new());
@@ -294,9 +330,26 @@ async fn run_connection(svc: TrackerService, mut socket: WebSocket, client: Opti
         conn
     };
     debug!(conn = conn.0, "tracker: connection opened");
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
     loop {
         tokio::select! {
             _ = kick.notified() => break,
+            () = &mut idle => {
+                debug!(conn = conn.0, "tracker: silent for too long, closing");
+                metrics::counter!("tracker_rejected_total", "reason" => "idle").increment(1);
+                let _ = tokio::time::timeout(send_timeout, socket.send(Message::Close(None))).await;
+                break;
+            }
+            _ = ping.tick() => {
+                let sent = tokio::time::timeout(send_timeout, socket.send(Message::Ping(Default::default()))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    debug!(conn = conn.0, "tracker: ping failed or timed out, disconnecting");
+                    break;
+                }
+            }
             out = rx.recv() => {
                 let Some(text) = out else { break };
                 let sent = tokio::time::timeout(send_timeout, socket.send(Message::Text(text.into()))).await;
@@ -305,17 +358,14 @@ async fn run_connection(svc: TrackerService, mut socket: WebSocket, client: Opti
                     break;
                 }
             }
-            msg = socket.recv() => match msg {
-                Some(Ok(Message::Text(t))) => svc.on_frame(conn, t.as_bytes()),
-                Some(Ok(Message::Binary(b))) => svc.on_frame(conn, &b),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | None => break,
-                Some(Err(e)) => {
-                    debug!(conn = conn.0, error = %e, "tracker: websocket error");
-                    metrics::counter!("tracker_rejected_total", "reason" => "ws_error").increment(1);
+            msg = socket.recv() => {
+                if matches!(msg, Some(Ok(_))) {
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                }
+                if !svc.on_message(conn, msg) {
                     break;
                 }
-            },
+            }
         }
     }
     svc.disconnect(conn);
@@ -331,7 +381,10 @@ pub fn router() -> Router {
     svc.router()
 }
 
-/// Serves the tracker on `listener` until `shutdown` resolves.
+/// Serves the tracker on `listener` until `shutdown` resolves (axum's own accept
+/// loop, no connection bounds: for tests and embedding). The binary's listeners
+/// (`mediamesh tracker`, `serve`) go through `service::serve`, which bounds
+/// connections, per-IP shares and silence, and keeps an upgraded WebSocket's slot.
 pub async fn serve(
     listener: TcpListener,
     cfg: TrackerConfig,

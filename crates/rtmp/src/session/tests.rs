@@ -726,3 +726,58 @@ fn split_query_forms() {
     assert_eq!(split_query("cam"), ("cam", None));
     assert_eq!(split_query("a?b?c"), ("a", Some("b?c")));
 }
+
+/// Issue 18: before a publish is requested, a connection cannot make the session
+/// hold more than `max_pending_before_publish`; from the publish on, the full
+/// limits apply, and they narrow again when the publish ends.
+#[test]
+fn limits_are_narrow_until_a_publish_is_requested() {
+    let mut c = Client::connected(ServerConfig {
+        max_pending_before_publish: 4096,
+        ..ServerConfig::default()
+    });
+    // A large message declared before any publish: refused at its header.
+    let b = chunk(0, 6, &t0(0, 100_000, 9, 1), None, b"");
+    assert_eq!(
+        c.send(&b),
+        Err(RtmpError::Chunk(ChunkError::MessageTooLarge {
+            len: 100_000,
+            limit: 4096
+        }))
+    );
+
+    // Partial messages across chunk streams: capped at the same small limit.
+    let mut c = Client::connected(ServerConfig {
+        max_pending_before_publish: 4096,
+        ..ServerConfig::default()
+    });
+    let mut wire = Vec::new();
+    for csid in 10..60 {
+        wire.extend(chunk(0, csid, &t0(0, 4000, 9, 1), None, &[0u8; 128]));
+    }
+    assert!(matches!(
+        c.send(&wire),
+        Err(RtmpError::Chunk(ChunkError::TooMuchBuffered {
+            limit: 4096
+        }))
+    ));
+
+    // A publishing session takes large frames (the default cap is 64 KiB).
+    let mut c = Client::publishing();
+    let frame = pattern(300_000, 7);
+    let mut b = BytesMut::new();
+    c.enc.encode(&mut b, 6, 40, message::VIDEO, 1, &frame);
+    c.send(&b).unwrap();
+    assert!(c
+        .events()
+        .iter()
+        .any(|e| matches!(e, ServerEvent::Video { data, .. } if data.len() == 300_000)));
+    // Once the publish ends, a large message is refused again.
+    c.command(1, "closeStream", Value::Null, vec![]);
+    c.events();
+    let b = chunk(0, 7, &t0(0, 300_000, 9, 1), None, b"");
+    assert!(matches!(
+        c.send(&b),
+        Err(RtmpError::Chunk(ChunkError::MessageTooLarge { .. }))
+    ));
+}

@@ -7,7 +7,11 @@
 //! Ed25519 signature of the UTF-8 bytes of `payload`, and `payload` is itself JSON:
 //! `{"version":1,"stream":…,"rendition":…,"generated_ms":…,"objects":{NAME: SHA256_HEX}}`
 //! with NAME the object's file name (`init.mp4`, `seg12.m4s`, `part12.3.m4s`). The public
-//! key is at `/api/v1/keys`. This module does no HTTP.
+//! key is at `/api/v1/keys`.
+//!
+//! A crate of its own, below both `origin` (which signs) and `p2p` (which verifies), so
+//! a viewer does not compile the origin to check a segment. Not here: HTTP, and where
+//! the lists are served (crate `origin`).
 
 use std::collections::BTreeMap;
 use std::path::Path;

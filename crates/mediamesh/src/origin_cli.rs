@@ -1,0 +1,369 @@
+//! `mediamesh serve` and `mediamesh origin`: their settings (flags = TOML keys =
+//! `MEDIAMESH_*` variables, see `layers`) and how each role starts.
+//!
+//! Not here: what the settings do (crates `origin`, `edge`, `p2p`); fleet membership
+//! (`fleet_cli`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use origin::{Origin, OriginConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::layers::seconds;
+
+/// The library's defaults, which the flags show and fall back to.
+fn defaults() -> OriginConfig {
+    OriginConfig::new(PathBuf::from("mediamesh-data"))
+}
+
+fn default_rtmp() -> SocketAddr {
+    defaults()
+        .rtmp
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 1935)))
+}
+
+fn secs_default(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Settings of `serve` and `origin` (the `serve`-only ones say so).
+#[derive(Args, Debug, Serialize, Deserialize)]
+pub struct OriginArgs {
+    /// TOML file with any of these settings (keys named like the flags, `-` as `_`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address.
+    #[arg(long, default_value_t = defaults().http)]
+    pub http: SocketAddr,
+    /// RTMP listen address.
+    #[arg(long, default_value_t = default_rtmp())]
+    pub rtmp: SocketAddr,
+    /// Data folder (signing key).
+    #[arg(long, default_value_os_t = defaults().data_dir)]
+    pub data: PathBuf,
+    /// Folder of MP4 files to serve as VOD under /vod/{name}/.
+    #[arg(long)]
+    pub media: Option<PathBuf>,
+    /// Publish the built-in looping live channel `demo`.
+    #[arg(long)]
+    pub demo: bool,
+    /// Segment target duration in seconds.
+    #[arg(long, default_value_t = secs_default(defaults().packaging.segment_target))]
+    pub segment_target: f64,
+    /// LL-HLS part target in seconds, 0.2 or more.
+    #[arg(long, default_value_t = secs_default(defaults().packaging.part_target))]
+    pub part_target: f64,
+    /// DVR window in seconds.
+    #[arg(long, default_value_t = secs_default(defaults().packaging.dvr_window))]
+    pub dvr_window: f64,
+    /// Seconds a dropped publisher has to come back.
+    #[arg(long, default_value_t = secs_default(defaults().packaging.reconnect_grace))]
+    pub reconnect_grace: f64,
+    /// Longest merged-read wait of RTMP publishers in seconds: fewer wake-ups per
+    /// stream; waits end before a part is due; 0 reads at once.
+    #[arg(long, default_value_t = secs_default(defaults().packaging.ingest_read_batch))]
+    pub ingest_batch: f64,
+    /// Publish key for a stream, NAME=KEY (repeatable). Publish with `rtmp://…/live/NAME?key=KEY`
+    /// or with KEY as the stream key. In the file: a `[publish_keys]` table of NAME = "KEY".
+    #[arg(long = "publish-key", value_name = "NAME=KEY")]
+    #[serde(deserialize_with = "list_or_table")]
+    pub publish_keys: Vec<String>,
+    /// Refuse streams that have no publish key.
+    #[arg(long)]
+    pub require_keys: bool,
+    /// Bytes of media kept per rendition.
+    #[arg(long, default_value_t = defaults().limits.max_rendition_bytes)]
+    pub max_rendition_bytes: usize,
+    /// Bytes one LL-HLS part may hold before it is cut early [default: a sixteenth of
+    /// --max-rendition-bytes, at least 1 MiB].
+    #[arg(long)]
+    pub max_part_bytes: Option<usize>,
+    /// Bytes a segment may grow to while no keyframe comes to cut it; past that the
+    /// publisher is dropped [default: a quarter of --max-rendition-bytes, at least 1 MiB].
+    #[arg(long)]
+    pub max_open_segment_bytes: Option<usize>,
+    /// Seconds a publisher may go without a keyframe before it is dropped [default: 4
+    /// segment targets, at least 20].
+    #[arg(long)]
+    pub max_keyframe_interval: Option<f64>,
+    /// Video frames in a row whose timestamp does not advance before the publisher is
+    /// dropped.
+    #[arg(long, default_value_t = defaults().limits.max_frozen_frames)]
+    pub max_frozen_frames: usize,
+    /// Seconds an RTMP connection has from accept to a successful publish (or play).
+    #[arg(long, default_value_t = secs_default(defaults().limits.rtmp_publish_deadline))]
+    pub rtmp_publish_deadline: f64,
+    /// Seconds a publishing RTMP connection may send no audio or video frame.
+    #[arg(long, default_value_t = secs_default(defaults().limits.rtmp_idle_timeout))]
+    pub rtmp_idle_timeout: f64,
+    /// Concurrent HTTP connections (for `serve`: on the viewers' port).
+    #[arg(long, default_value_t = defaults().limits.max_http_connections)]
+    pub max_http_connections: usize,
+    /// Concurrent RTMP connections.
+    #[arg(long, default_value_t = defaults().limits.max_rtmp_connections)]
+    pub max_rtmp_connections: usize,
+    /// Largest HTTP request head in bytes (for `serve`: on the viewers' port).
+    #[arg(long, default_value_t = defaults().limits.max_http_header_bytes)]
+    pub max_http_header_bytes: usize,
+    /// Live streams at once.
+    #[arg(long, default_value_t = defaults().limits.max_streams)]
+    pub max_streams: usize,
+    /// `serve`: partition P2P swarms by region; clients in CIDR only meet peers of
+    /// REGION (repeatable).
+    #[arg(long = "p2p-region", value_name = "CIDR=REGION")]
+    pub p2p_region: Vec<String>,
+    /// `serve`: turn P2P off for live stream NAME (the tracker refuses its swarms;
+    /// repeatable).
+    #[arg(long = "p2p-off", value_name = "NAME")]
+    pub p2p_off: Vec<String>,
+    /// `serve`: STUN/TURN server for browser viewers, e.g. stun:stun.example.org:3478 or
+    /// turn:USER:PASS@turn.example.org:3478 (repeatable; the page reads /api/v1/p2p).
+    #[arg(long = "ice-server", value_name = "URL")]
+    pub ice_server: Vec<String>,
+    /// `serve`: announce interval the tracker tells clients, in seconds.
+    #[arg(long, default_value_t = secs_default(crate::tracker_cli::defaults().interval))]
+    pub tracker_interval: f64,
+    /// `serve`: TLS certificate chain (PEM); with --tls-key serves HTTPS and wss:// on --http.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// `serve`: private key (PEM) of --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub conn: crate::listen_cli::ConnArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub admin: crate::listen_cli::AdminArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub fleet: crate::fleet_cli::FleetArgs,
+}
+
+/// `publish_keys` in the file: a table `NAME = "KEY"` (as before) or a list of
+/// `"NAME=KEY"` strings (as the flag).
+fn list_or_table<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Keys {
+        List(Vec<String>),
+        Table(HashMap<String, String>),
+    }
+    Ok(match Keys::deserialize(d)? {
+        Keys::List(l) => l,
+        Keys::Table(t) => {
+            let mut l: Vec<String> = t.into_iter().map(|(n, k)| format!("{n}={k}")).collect();
+            l.sort();
+            l
+        }
+    })
+}
+
+/// Older file keys still read.
+pub const ALIASES: &[(&str, &str)] = &[("publish_keys", "publish_key")];
+
+/// The origin configuration these settings describe, validated.
+pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
+    let mut c = OriginConfig::new(args.data.clone());
+    c.http = args.http;
+    c.rtmp = Some(args.rtmp);
+    c.media_dir = args.media.clone();
+    c.demo = args.demo;
+    let p = &mut c.packaging;
+    p.segment_target = seconds("segment-target", args.segment_target, 0.0, 86_400.0)?;
+    p.part_target = seconds("part-target", args.part_target, 0.0, 86_400.0)?;
+    p.dvr_window = seconds("dvr-window", args.dvr_window, 0.0, 86_400.0 * 365.0)?;
+    p.reconnect_grace = seconds("reconnect-grace", args.reconnect_grace, 0.0, 86_400.0)?;
+    p.ingest_read_batch = seconds("ingest-batch", args.ingest_batch, 0.0, 86_400.0)?;
+    for kv in &args.publish_keys {
+        let Some((name, key)) = kv.split_once('=') else {
+            bail!("--publish-key wants NAME=KEY, got {kv:?}");
+        };
+        c.publish_keys.insert(name.to_string(), key.to_string());
+    }
+    c.require_keys = args.require_keys;
+    c.public_metrics = args.admin.admin.is_none();
+    let l = &mut c.limits;
+    l.max_rendition_bytes = args.max_rendition_bytes;
+    l.max_http_connections = args.max_http_connections;
+    l.max_rtmp_connections = args.max_rtmp_connections;
+    l.max_http_header_bytes = args.max_http_header_bytes;
+    l.max_streams = args.max_streams;
+    l.max_part_bytes = args.max_part_bytes;
+    l.max_open_segment_bytes = args.max_open_segment_bytes;
+    l.max_keyframe_interval = args
+        .max_keyframe_interval
+        .map(|v| seconds("max-keyframe-interval", v, 0.0, 86_400.0))
+        .transpose()?;
+    l.max_frozen_frames = args.max_frozen_frames;
+    l.conn = args.conn.limits()?;
+    l.rtmp_publish_deadline = seconds(
+        "rtmp-publish-deadline",
+        args.rtmp_publish_deadline,
+        0.0,
+        86_400.0,
+    )?;
+    l.rtmp_idle_timeout = seconds("rtmp-idle-timeout", args.rtmp_idle_timeout, 0.0, 86_400.0)?;
+    c.validate()?;
+    Ok(c)
+}
+
+/// Runs `mediamesh origin`.
+pub async fn run_origin(args: OriginArgs) -> Result<()> {
+    let config = origin_config(&args)?;
+    let origin = Origin::start(config).await?;
+    let _fleet = crate::fleet_cli::join_origin(&args.fleet, &origin)?;
+    let _admin =
+        crate::listen_cli::start_admin(&args.admin, std::sync::Arc::new(service::metrics::render))
+            .await?;
+    crate::ready::listening(
+        "origin",
+        origin.http_addr,
+        origin.rtmp_addr,
+        crate::listen_cli::admin_addr(&_admin),
+    );
+    tracing::info!(
+        "streams at http://{}/live/NAME/index.m3u8",
+        origin.http_addr
+    );
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutting down");
+    drop(origin);
+    Ok(())
+}
+
+/// Runs `mediamesh serve`: the origin listens on a private loopback port; an edge
+/// faces viewers on --http (with every viewer-side limit) and caches, coalesces and
+/// holds LL-HLS requests in front of it; the tracker answers on the same port.
+pub async fn run_serve(args: OriginArgs) -> Result<()> {
+    let mut config = origin_config(&args)?;
+    // P2P settings are checked before anything starts listening.
+    let tracker_config =
+        crate::tracker_cli::tracker_config(&args.p2p_region, args.tracker_interval)?;
+    let ice = p2p::signal::ice::parse_all(args.ice_server.iter().map(String::as_str))?;
+    let tls = crate::layers::tls_pair(args.tls_cert.clone(), args.tls_key.clone())?;
+    let public = config.http;
+    config.http = SocketAddr::from(([127, 0, 0, 1], 0));
+    let origin = Origin::start(config).await?;
+    let mut edge_config =
+        edge::config::EdgeConfig::new(vec![format!("http://{}", origin.http_addr)]);
+    edge_config.http = public;
+    edge_config.cache_mem_bytes = 256 * 1024 * 1024;
+    edge_config.tls = tls;
+    // The viewers meet the edge, so the viewer-side limits are the edge's.
+    edge_config.limits.max_connections = args.max_http_connections;
+    edge_config.limits.max_header_bytes = args.max_http_header_bytes;
+    edge_config.limits.conn = args.conn.limits()?;
+    edge_config.public_metrics = args.admin.admin.is_none();
+    edge_config.validate()?;
+    let tracker = p2p::tracker::ws::TrackerService::new(tracker_config);
+    let ticker = tracker.spawn_ticker();
+    let refuser = (!args.p2p_off.is_empty()).then(|| {
+        tokio::spawn(p2p::peer::refuse_streams(
+            tracker.clone(),
+            format!("http://{}", origin.http_addr),
+            args.p2p_off.clone(),
+        ))
+    });
+    // The player page reads its ICE servers (STUN/TURN) here.
+    let page_p2p = p2p::signal::ice::page_config(&ice).to_string();
+    let local = edge::server::LocalRoutes {
+        prefixes: vec!["/tracker".to_string(), "/api/v1/p2p".to_string()],
+        router: tracker.router().route(
+            "/api/v1/p2p",
+            axum::routing::get(move || {
+                let body = page_p2p.clone();
+                async move {
+                    (
+                        [
+                            (axum::http::header::CONTENT_TYPE, "application/json"),
+                            (axum::http::header::CACHE_CONTROL, "no-cache"),
+                        ],
+                        body,
+                    )
+                }
+            }),
+        ),
+    };
+    let edge = edge::server::EdgeServer::start_with(edge_config, Some(local)).await?;
+    let _fleet = crate::fleet_cli::join_serve(&args.fleet, &origin, &edge)?;
+    let shown = edge.edge.clone();
+    let _admin = crate::listen_cli::start_admin(
+        &args.admin,
+        std::sync::Arc::new(move || edge::metrics::render(&shown)),
+    )
+    .await?;
+    crate::ready::listening(
+        "serve",
+        edge.addr,
+        origin.rtmp_addr,
+        crate::listen_cli::admin_addr(&_admin),
+    );
+    tracing::info!(
+        "open http://{}/ to watch; streams at http://{}/live/NAME/index.m3u8",
+        edge.addr,
+        edge.addr
+    );
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutting down");
+    ticker.abort();
+    if let Some(r) = refuser {
+        r.abort();
+    }
+    drop(edge);
+    drop(origin);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(argv: &[&str]) -> Result<OriginConfig> {
+        let args: OriginArgs = crate::layers::read(argv, ALIASES)?;
+        origin_config(&args)
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "http = \"127.0.0.1:9000\"\npart_target = 0.25\ndemo = true\ndvr_window = 120\n[publish_keys]\ncam = \"s\"\n",
+        )
+        .expect("write");
+        let p = path.to_str().expect("utf-8");
+        let c = origin(&["--config", p, "--http", "127.0.0.1:9100"]).expect("config");
+        assert_eq!(c.http.port(), 9100);
+        assert_eq!(c.packaging.part_target, Duration::from_millis(250));
+        assert_eq!(c.packaging.dvr_window, Duration::from_secs(120));
+        assert!(c.demo);
+        assert_eq!(c.publish_keys.get("cam").map(String::as_str), Some("s"));
+        // Defaults come from the library.
+        let c = origin(&[]).expect("defaults");
+        let d = defaults();
+        assert_eq!(c.packaging.segment_target, d.packaging.segment_target);
+        assert_eq!(c.limits.max_streams, d.limits.max_streams);
+        assert_eq!(c.http, d.http);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        let e = origin(&["--part-target", "0.1"]).expect_err("too small");
+        assert!(e.to_string().contains("part"), "{e}");
+        let e = origin(&["--part-target", "3"]).expect_err("longer than a segment");
+        assert!(e.to_string().contains("part"), "{e}");
+        let e = origin(&["--dvr-window=-1"]).expect_err("negative");
+        assert!(e.to_string().contains("dvr-window"), "{e}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, "no_such_key = 1\n").expect("write");
+        assert!(origin(&["--config", path.to_str().expect("utf-8")]).is_err());
+    }
+}

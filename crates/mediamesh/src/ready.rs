@@ -1,0 +1,21 @@
+//! The one log line each role writes once it listens: `listening role=… http=ADDR
+//! [rtmp=ADDR] [admin=ADDR]`, with the addresses actually bound, so `--http 127.0.0.1:0` works
+//! for tests and supervisors that read the port from the log.
+//!
+//! Not here: the listeners themselves.
+
+use std::net::SocketAddr;
+
+/// Logs where `role` listens.
+pub fn listening(
+    role: &str,
+    http: SocketAddr,
+    rtmp: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+) {
+    let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    match (rtmp, admin) {
+        (None, None) => tracing::info!(role, %http, "listening"),
+        _ => tracing::info!(role, %http, rtmp = %show(rtmp), admin = %show(admin), "listening"),
+    }
+}

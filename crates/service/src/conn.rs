@@ -1,0 +1,394 @@
+//! What one accepted connection holds and how long it may hold it: the guard that
+//! owns its slots (the listener's connection permit and its address's share of the
+//! per-IP cap), the IO wrapper that carries that guard for as long as the socket
+//! lives (through an HTTP/1.1 upgrade too, so a WebSocket keeps its slot), and the
+//! watchdog that closes a connection which never sends a request or sits idle
+//! between requests.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+
+/// Per-connection bounds of one listener: how long a connection may stay silent, and
+/// how many connections one address may hold. Complements [`crate::ServeLimits`].
+#[derive(Clone, Debug)]
+pub struct ConnLimits {
+    /// Time from accept to the first byte (the TLS ClientHello or the request line).
+    /// A socket that sends nothing is closed after this.
+    pub first_byte_timeout: Duration,
+    /// Time a connection may sit with no request in flight (HTTP/1.1 keep-alive
+    /// between requests, an HTTP/2 connection with no open stream) before it is
+    /// closed (h2: GOAWAY).
+    pub idle_timeout: Duration,
+    /// Connections one client address may hold at once; IPv6 addresses count by
+    /// their /64. Loopback is not exempt. Upgraded connections (WebSockets) count
+    /// for as long as they are open.
+    pub max_connections_per_ip: usize,
+    /// HTTP/2: how often to PING a connection that sent nothing.
+    pub h2_ping_interval: Duration,
+    /// HTTP/2: how long to wait for the PING's answer before closing.
+    pub h2_ping_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    /// 10 s to the first byte, 60 s idle, 1024 connections per address (high enough
+    /// for the many-viewers-from-loopback benchmarks and tests; lower it where
+    /// clients are known to be spread out), h2 PING every 30 s with 20 s to answer.
+    fn default() -> Self {
+        Self {
+            first_byte_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections_per_ip: 1024,
+            h2_ping_interval: Duration::from_secs(30),
+            h2_ping_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl ConnLimits {
+    /// Sets [`ConnLimits::first_byte_timeout`].
+    pub fn first_byte_timeout(mut self, d: Duration) -> Self {
+        self.first_byte_timeout = d;
+        self
+    }
+
+    /// Sets [`ConnLimits::idle_timeout`].
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Sets [`ConnLimits::max_connections_per_ip`].
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.max_connections_per_ip = n;
+        self
+    }
+}
+
+/// The part of a client address that the per-IP cap counts by: the whole IPv4
+/// address (also when it arrives IPv4-mapped), the /64 of an IPv6 address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IpKey {
+    V4(u32),
+    V6Prefix64(u64),
+}
+
+impl IpKey {
+    pub fn of(ip: IpAddr) -> IpKey {
+        match ip {
+            IpAddr::V4(v4) => IpKey::V4(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpKey::V4(u32::from(v4)),
+                None => IpKey::V6Prefix64((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// Open connections per [`IpKey`]. Entries are removed at zero, so the table never
+/// holds more keys than the listener holds connections.
+#[derive(Debug)]
+pub(crate) struct PerIp {
+    max: usize,
+    counts: Mutex<HashMap<IpKey, usize>>,
+}
+
+impl PerIp {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(PerIp {
+            max: max.max(1),
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Takes one slot for `ip`, or `None` when its share is used up.
+    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let key = IpKey::of(ip);
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = counts.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: self.clone(),
+            key,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> usize {
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// One address's slot; given back on drop.
+#[derive(Debug)]
+pub(crate) struct IpSlot {
+    table: Arc<PerIp>,
+    key: IpKey,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .table
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Everything a connection holds against the listener's bounds; dropping it gives
+/// the slots back.
+#[derive(Debug)]
+pub(crate) struct ConnGuard {
+    pub(crate) _permit: OwnedSemaphorePermit,
+    pub(crate) _ip: IpSlot,
+}
+
+/// The socket with its [`ConnGuard`]. hyper moves the IO into the `Upgraded` value on
+/// an HTTP/1.1 upgrade, so the guard lives exactly as long as the socket, WebSocket
+/// or not.
+pub(crate) struct GuardedIo<S> {
+    io: S,
+    _guard: ConnGuard,
+}
+
+impl<S> GuardedIo<S> {
+    pub(crate) fn new(io: S, guard: ConnGuard) -> Self {
+        GuardedIo { io, _guard: guard }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Why the watchdog closed a connection (the `reason` label of
+/// `mediamesh_http_connections_closed_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expired {
+    /// Accepted (and past the first byte) but no request head completed in time.
+    NoRequest,
+    /// No request in flight for the idle timeout.
+    Idle,
+}
+
+impl Expired {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Expired::NoRequest => "no_request",
+            Expired::Idle => "idle",
+        }
+    }
+}
+
+/// Requests in flight on one connection and when the last one ended.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    start: Instant,
+    started: AtomicBool,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `start` when the last request ended.
+    last_done_ms: AtomicU64,
+    done: Notify,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            start: Instant::now(),
+            started: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+            done: Notify::new(),
+        })
+    }
+
+    /// A request head arrived; the returned token ends it when dropped (with the
+    /// response body, so a long download is not idle).
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.started.store(true, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// Resolves when the connection has been silent too long: no request by
+    /// `no_request` after accept, or no request in flight for `idle`.
+    pub(crate) async fn expired(&self, no_request: Duration, idle: Duration) -> Expired {
+        loop {
+            // Registered before the state is read, so an end in between is not lost.
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if !self.started.load(Ordering::Relaxed) {
+                let deadline = self.start + no_request;
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline.into()) => {
+                        if !self.started.load(Ordering::Relaxed) {
+                            return Expired::NoRequest;
+                        }
+                    }
+                    () = &mut done => {}
+                }
+                continue;
+            }
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                done.await;
+                continue;
+            }
+            let last = Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed));
+            let deadline = self.start + last + idle;
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    let now_last = self.last_done_ms.load(Ordering::Relaxed);
+                    if self.in_flight.load(Ordering::Acquire) == 0
+                        && Duration::from_millis(now_last) == last
+                    {
+                        return Expired::Idle;
+                    }
+                }
+                () = &mut done => {}
+            }
+        }
+    }
+}
+
+/// One request in flight; ends on drop.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.0;
+        let ms = u64::try_from(a.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        a.last_done_ms.store(ms, Ordering::Relaxed);
+        a.in_flight.fetch_sub(1, Ordering::AcqRel);
+        // Wakes the watchdog (it re-reads the state), also when it was not waiting.
+        a.done.notify_waiters();
+    }
+}
+
+/// A response body that keeps its request in flight until it is sent or dropped.
+pub(crate) struct TrackedBody<B> {
+    inner: Pin<Box<B>>,
+    _in_flight: InFlight,
+}
+
+impl<B> TrackedBody<B> {
+    pub(crate) fn new(inner: B, in_flight: InFlight) -> Self {
+        TrackedBody {
+            inner: Box::pin(inner),
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl<B: http_body::Body<Data = Bytes>> http_body::Body for TrackedBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
+        self.inner.as_mut().poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_keys_group_ipv6_by_64_and_unmap_ipv4() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(IpKey::of(a), IpKey::of(b));
+        assert_ne!(IpKey::of(a), IpKey::of(c));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(IpKey::of(v4), IpKey::of(mapped));
+    }
+
+    #[test]
+    fn per_ip_slots_are_capped_and_entries_removed_at_zero() {
+        let t = PerIp::new(2);
+        let ip: IpAddr = "2001:db8::1".parse().unwrap();
+        let same64: IpAddr = "2001:db8::2".parse().unwrap();
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        let s1 = t.acquire(ip).unwrap();
+        let s2 = t.acquire(same64).unwrap();
+        assert!(t.acquire(ip).is_none(), "third from the same /64");
+        let s3 = t.acquire(other).unwrap();
+        assert_eq!(t.tracked(), 2);
+        drop(s1);
+        let s4 = t.acquire(ip).unwrap();
+        drop((s2, s3, s4));
+        assert_eq!(t.tracked(), 0, "no entry left at zero");
+    }
+}
