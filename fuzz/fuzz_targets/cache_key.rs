@@ -8,8 +8,8 @@
 //! computed on the same text as body and headers.
 #![no_main]
 
-use edge::cache::key::{is_media_path, target, MAX_KEY_LEN};
-use edge::cache::policy::{freshness, parse_cache_control, MediaDefaults};
+use cache::key::{is_media_path, target, MAX_KEY_LEN};
+use cache::policy::{freshness, parse_cache_control, MediaDefaults};
 use edge::canonical::canonical_path;
 use libfuzzer_sys::fuzz_target;
 

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cache::policy::MediaDefaults;
 use crate::upstream::UpstreamConfig;
+use cache::policy::MediaDefaults;
 
 /// Everything an edge needs.
 #[derive(Clone, Debug)]

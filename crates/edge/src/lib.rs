@@ -15,7 +15,7 @@
 //! loop (`service`) and one metrics recorder.
 //!
 //! Layout: `canonical` makes the one request path everything else uses; `proxy`
-//! decides per request; `coalesce` shares in-flight fetches; `cache`
+//! decides per request; `coalesce` shares in-flight fetches; crate `cache`
 //! holds objects (memory S3-FIFO tier, disk tier, freshness policy, keys); `upstream`
 //! picks and calls origins and parents; `token` and `cmcd` parse what clients send
 //! (`sessions` and `limit` are the bounded tables keyed by client input);
@@ -23,7 +23,6 @@
 //! `media` applies the per-viewer media functions (A/B watermark, ads, renditions);
 //! `ladder` makes the lower renditions of the edge ABR ladder by transcoding.
 
-pub mod cache;
 pub mod canonical;
 pub mod cmcd;
 pub mod coalesce;

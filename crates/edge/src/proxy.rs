@@ -19,17 +19,17 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use crate::cache::disk::DiskCache;
-use crate::cache::key::target;
-use crate::cache::memory::MemoryCache;
-use crate::cache::policy::freshness;
-use crate::cache::CachedObject;
 use crate::cmcd;
 use crate::coalesce::{Flight, FlightError, Flights, Head, Joined};
 use crate::config::EdgeConfig;
 use crate::limit::RateLimiter;
 use crate::token;
 use crate::upstream::{UpstreamError, Upstreams};
+use cache::disk::DiskCache;
+use cache::key::target;
+use cache::memory::MemoryCache;
+use cache::policy::freshness;
+use cache::CachedObject;
 
 /// Response body type of the edge.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;

@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use edge::cache::memory::MemoryCache;
-use edge::cache::policy::{freshness, MediaDefaults};
-use edge::cache::CachedObject;
+use cache::memory::MemoryCache;
+use cache::policy::{freshness, MediaDefaults};
+use cache::CachedObject;
 
 use crate::net::segment_bytes;
 use crate::scenario::{Preset, Scenario};

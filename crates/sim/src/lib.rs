@@ -5,7 +5,7 @@
 //! simulated viewer runs the segment scheduler, player clock and upload gate of
 //! `mediamesh peer` (`p2p::scheduler`), and every simulated edge keeps segments in the
 //! edge's S3-FIFO memory tier with lifetimes from the edge's freshness policy
-//! (`edge::cache`). What is modelled here is only the world around them: arrivals and
+//! (crate `cache`). What is modelled here is only the world around them: arrivals and
 //! departures, links, round trips, capacities, prices and failures.
 //!
 //! Layout: [`scenario`] (TOML input and presets), [`population`] (who watches, swarms,

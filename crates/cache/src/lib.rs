@@ -1,9 +1,11 @@
-//! What the edge keeps: the cached object type, the memory tier (S3-FIFO, bounded in
-//! bytes), the disk tier (bounded in bytes, survives restarts), the freshness policy
-//! that says how long an upstream answer may be kept, and cache keys.
+//! The cache core of mediamesh: the cached object type, the memory tier (S3-FIFO,
+//! bounded in bytes), the disk tier (bounded in bytes, survives restarts), the
+//! freshness policy that says how long an upstream answer may be kept, and cache keys.
 //!
-//! Not here: HTTP, upstream calls, request coalescing, clocks. `proxy` drives these
-//! pieces and decides what to store and when to serve stale.
+//! A crate of its own so the simulator runs the same cache as the edge without
+//! compiling HTTP or the Wasm host. Not here: HTTP, upstream calls, request
+//! coalescing, clocks (time is an argument). The edge's `proxy` drives these pieces
+//! and decides what to store and when to serve stale.
 
 pub mod disk;
 pub mod key;

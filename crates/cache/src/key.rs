@@ -16,7 +16,7 @@
 //! Normalization is only what RFC 3986 §6.2.2 calls equivalent: `%xx` escapes get
 //! upper-case hex, and escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are
 //! decoded; a bare `%` (not starting an escape) is taken literally and written
-//! `%25`. The path is expected to be canonical already (`crate::canonical`, which
+//! `%25`. The path is expected to be canonical already (the edge's `canonical`, which
 //! refuses dot-segments and encoded slashes); the key does not refuse anything but
 //! length. Keys are opaque strings, not URLs to re-parse.
 
