@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use media::flv::{self, AudioPacket, VideoPacket};
 use rtmp::{PublishRejection, ServerConfig, ServerEvent, ServerSession};
@@ -60,17 +61,22 @@ pub async fn serve(listener: TcpListener, streams: Arc<Streams>, settings: Setti
             continue;
         };
         let streams = streams.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            metrics::counter!("mediamesh_rtmp_connections_total").increment(1);
-            match connection(socket, peer, &streams, settings).await {
-                Ok(()) => tracing::debug!(%peer, "rtmp connection closed"),
-                Err(e) => {
-                    metrics::counter!("mediamesh_rtmp_errors_total").increment(1);
-                    tracing::info!(%peer, error = %e, "rtmp connection ended");
+        // One span per connection: every line it logs (publish, drops) names the peer.
+        let span = tracing::info_span!("rtmp", %peer);
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                metrics::counter!("mediamesh_rtmp_connections_total").increment(1);
+                match connection(socket, peer, &streams, settings).await {
+                    Ok(()) => tracing::debug!("rtmp connection closed"),
+                    Err(e) => {
+                        metrics::counter!("mediamesh_rtmp_errors_total").increment(1);
+                        tracing::info!(error = %e, "rtmp connection ended");
+                    }
                 }
             }
-        });
+            .instrument(span),
+        );
     }
 }
 
