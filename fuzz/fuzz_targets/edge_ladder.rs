@@ -5,7 +5,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use edge::compute::media::ladder::{self, Ladder, Rung};
+use edge::media::ladder::{self, Ladder, Rung};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -32,6 +32,7 @@ fn check_round_trip(c: &PeerCommand) {
         1 << 20,
         CommandLimits {
             max_announced: 1 << 20,
+            max_announced_parts: 1 << 20,
         },
     );
     let mut back = None;
@@ -46,14 +47,17 @@ fn check_round_trip(c: &PeerCommand) {
             PeerCommand::SegmentsAnnouncement {
                 loaded,
                 http_loading,
+                extensions,
             },
             PeerCommand::SegmentsAnnouncement {
                 loaded: l2,
                 http_loading: p2,
+                extensions: x2,
             },
         ) => {
             assert_eq!(sorted(loaded.clone()), sorted(l2));
             assert_eq!(sorted(http_loading.clone()), sorted(p2));
+            assert_eq!(*extensions, x2);
         }
         (a, b) => {
             // `b: Some(0)` is written as no `b` at all, like the JS.
@@ -83,6 +87,7 @@ fuzz_target!(|data: &[u8]| {
         LIMITS.max_command_size,
         CommandLimits {
             max_announced: LIMITS.max_announced,
+            ..CommandLimits::default()
         },
     );
     let Ok(mut session) = Session::new(LIMITS) else {

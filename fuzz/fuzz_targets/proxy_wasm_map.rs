@@ -3,7 +3,7 @@
 //! never panics, and whatever decodes re-encodes to the same bytes.
 #![no_main]
 
-use edge::compute::abi::{decode_map, encode_map};
+use compute::abi::{decode_map, encode_map};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,5 +11,5 @@ fuzz_target!(|data: &[u8]| {
         let again = encode_map(&pairs);
         assert_eq!(decode_map(&again).expect("re-encoded map decodes"), pairs);
     }
-    let _ = edge::compute::abi::property_path(data);
+    let _ = compute::abi::property_path(data);
 });

@@ -7,10 +7,14 @@
 //! coalescing, clocks (time is an argument). The edge's `proxy` drives these pieces
 //! and decides what to store and when to serve stale.
 
+pub mod decide;
 pub mod disk;
 pub mod key;
 pub mod memory;
 pub mod policy;
+pub mod status;
+
+pub use status::CacheStatus;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

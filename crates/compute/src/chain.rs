@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::abi::Action;
-use crate::callout::Caller;
+use crate::callout::CalloutClient;
 use crate::plugin::{Lease, Plugin};
 use crate::state::{CallResponse, Headers, LocalResponse, RequestFacts};
 use crate::vm::FilterFault;
@@ -63,7 +63,7 @@ struct Stage {
 /// The filters running for one request.
 pub struct RequestRun {
     stages: Vec<Stage>,
-    caller: Caller,
+    callouts: Arc<dyn CalloutClient>,
     /// Time spent inside the filters (wasm and host calls, not call-outs).
     pub spent: Duration,
 }
@@ -79,7 +79,7 @@ fn failed(plugin: &Plugin, why: &str) -> Verdict {
 }
 
 impl RequestRun {
-    pub(crate) fn new(plugins: Vec<Arc<Plugin>>, caller: Caller) -> Self {
+    pub(crate) fn new(plugins: Vec<Arc<Plugin>>, callouts: Arc<dyn CalloutClient>) -> Self {
         Self {
             stages: plugins
                 .into_iter()
@@ -89,7 +89,7 @@ impl RequestRun {
                     context: 0,
                 })
                 .collect(),
-            caller,
+            callouts,
             spent: Duration::ZERO,
         }
     }
@@ -240,7 +240,8 @@ impl RequestRun {
             }
             let upstreams = stage.plugin.info.upstreams.clone();
             for call in calls {
-                let response = self.caller.call(&upstreams, &call).await;
+                let response =
+                    crate::callout::call(self.callouts.as_ref(), &upstreams, &call).await;
                 let stage = &mut self.stages[i];
                 let ctx = stage.context;
                 let plugin = stage.plugin.clone();

@@ -12,10 +12,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use wasmtime::{Caller, Extern, Linker, Memory, TypedFunc};
+use wasmtime::{Caller, Extern, Linker};
 
 use crate::abi::{self, BufferType, MapType, Status};
-use crate::state::{HostState, LocalResponse, PendingCall};
+use crate::state::{GuestExports, HostState, LocalResponse, PendingCall};
 
 /// Why a host call stopped the filter.
 #[derive(Debug, thiserror::Error)]
@@ -32,13 +32,6 @@ pub enum Fault {
     Exit(i32),
     #[error("filter handed the host {0} bytes, more than allowed")]
     TooLarge(usize),
-}
-
-/// Exports the host calls use, looked up once per instance.
-#[derive(Clone)]
-pub struct GuestExports {
-    pub memory: Memory,
-    pub alloc: Option<TypedFunc<i32, i32>>,
 }
 
 type Ctx<'a> = Caller<'a, HostState>;

@@ -12,15 +12,16 @@
 //! Layout: `abi` (wire formats, pure), `state` (what a filter can see), `hostcalls`
 //! (the imports), `vm` (one instance, deadlines, faults), `plugin` (pool, crashes,
 //! reload, tick), `chain` (one request through the filters), `callout`
-//! (`proxy_http_call`). The edge uses `Filters`.
+//! (`proxy_http_call`, over a [`CalloutClient`] the embedder supplies). The edge uses
+//! `Filters`.
 //!
-//! Not here: HTTP serving and caching (crate `edge`).
+//! Not here: HTTP serving, caching, an HTTP client, and the built-in media functions
+//! (all in crate `edge`).
 
 pub mod abi;
 pub mod callout;
 pub mod chain;
 pub mod hostcalls;
-pub mod media;
 pub mod plugin;
 pub mod state;
 pub mod vm;
@@ -28,36 +29,41 @@ pub mod vm;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use callout::{
+    CalloutClient, CalloutError, CalloutFuture, CalloutRequest, CalloutResponse, NoCallouts,
+};
 pub use chain::{Buffered, RequestInput, RequestRun, Verdict};
 pub use plugin::{FilterSpec, LoadError, Plugin, SandboxLimits};
 pub use state::{Headers, LocalResponse};
 
 /// The filters of one edge, in configuration order.
-#[derive(Debug)]
 pub struct Filters {
     pub plugins: Vec<Arc<Plugin>>,
-    caller: callout::Caller,
+    callouts: Arc<dyn CalloutClient>,
 }
 
-impl std::fmt::Debug for callout::Caller {
+impl std::fmt::Debug for Filters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Caller")
+        f.debug_struct("Filters")
+            .field("plugins", &self.plugins)
+            .finish_non_exhaustive()
     }
 }
 
 impl Filters {
-    /// Loads and starts every filter; the first that fails stops the load.
-    pub fn load(specs: Vec<FilterSpec>) -> Result<Arc<Self>, LoadError> {
+    /// Loads and starts every filter; the first that fails stops the load. Call-outs
+    /// (`proxy_http_call`) go through `callouts`.
+    pub fn load(
+        specs: Vec<FilterSpec>,
+        callouts: Arc<dyn CalloutClient>,
+    ) -> Result<Arc<Self>, LoadError> {
         let mut plugins = Vec::with_capacity(specs.len());
         for spec in specs {
             let p = Plugin::load(spec)?;
             tracing::info!(filter = %p.spec.name, file = %p.spec.file.display(), prefix = ?p.spec.path_prefix, "filter loaded");
             plugins.push(p);
         }
-        Ok(Arc::new(Self {
-            plugins,
-            caller: callout::Caller::default(),
-        }))
+        Ok(Arc::new(Self { plugins, callouts }))
     }
 
     /// The filters for a request path, or `None` when none applies.
@@ -68,7 +74,7 @@ impl Filters {
             .filter(|p| p.applies_to(path))
             .cloned()
             .collect();
-        (!chosen.is_empty()).then(|| RequestRun::new(chosen, self.caller.clone()))
+        (!chosen.is_empty()).then(|| RequestRun::new(chosen, self.callouts.clone()))
     }
 
     /// Background work: hot-reload polling and ticks. Abort the handles to stop.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use wasmtime::StoreLimits;
+use wasmtime::{Memory, StoreLimits, TypedFunc};
 
 /// Header pairs in order, names lowercase for HTTP headers (pseudo-headers start with `:`).
 pub type Headers = Vec<(String, String)>;
@@ -90,6 +90,14 @@ pub struct CallResponse {
     pub body: Vec<u8>,
 }
 
+/// Exports of the guest the host calls use (its memory and allocator), looked up
+/// once per instance by `hostcalls`.
+#[derive(Clone)]
+pub struct GuestExports {
+    pub memory: Memory,
+    pub alloc: Option<TypedFunc<i32, i32>>,
+}
+
 /// Facts about the request exposed as properties.
 #[derive(Debug, Clone)]
 pub struct RequestFacts {
@@ -135,7 +143,7 @@ pub struct HostState {
     /// Largest buffer or map a filter may hand the host, in bytes.
     pub max_host_bytes: usize,
     /// Memory and allocator exports, found on first use.
-    pub guest: Option<crate::hostcalls::GuestExports>,
+    pub guest: Option<GuestExports>,
     /// Names given to `proxy_define_metric`, id = index + 1.
     pub metric_names: Vec<String>,
 }

@@ -6,7 +6,56 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use compute::{Buffered, FilterSpec, Filters, RequestInput, Verdict};
+use std::sync::Arc;
+
+use compute::{
+    Buffered, CalloutClient, CalloutError, CalloutFuture, CalloutRequest, CalloutResponse,
+    FilterSpec, Filters, LoadError, RequestInput, Verdict,
+};
+
+/// A plain HTTP/1.1 call-out client for these tests (the edge brings its own, over
+/// its upstreams): one connection per call, `connection: close`, status line only.
+struct TestCallouts;
+
+impl CalloutClient for TestCallouts {
+    fn call<'a>(&'a self, r: CalloutRequest<'a>) -> CalloutFuture<'a> {
+        Box::pin(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let fail = |e: std::io::Error| CalloutError::Failed(e.to_string());
+            let authority = r.base.trim_start_matches("http://").trim_end_matches('/');
+            let mut s = tokio::net::TcpStream::connect(authority)
+                .await
+                .map_err(fail)?;
+            let mut head = format!("{} {} HTTP/1.1\r\nhost: {authority}\r\n", r.method, r.path);
+            for (n, v) in r.headers {
+                head.push_str(&format!("{n}: {v}\r\n"));
+            }
+            head.push_str(&format!(
+                "content-length: {}\r\nconnection: close\r\n\r\n",
+                r.body.len()
+            ));
+            s.write_all(head.as_bytes()).await.map_err(fail)?;
+            s.write_all(r.body).await.map_err(fail)?;
+            let mut answer = Vec::new();
+            s.read_to_end(&mut answer).await.map_err(fail)?;
+            let text = String::from_utf8_lossy(&answer);
+            let status = text
+                .split(' ')
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| CalloutError::Failed("no status line".into()))?;
+            Ok(CalloutResponse {
+                status,
+                headers: Vec::new(),
+                body: Vec::new(),
+            })
+        })
+    }
+}
+
+fn load(specs: Vec<FilterSpec>) -> Result<Arc<Filters>, LoadError> {
+    Filters::load(specs, Arc::new(TestCallouts))
+}
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -67,7 +116,7 @@ fn get<'a>(h: &'a [(String, String)], n: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn sdk_filter_blocks_checks_tokens_and_rewrites_headers() {
-    let filters = Filters::load(vec![token_spec(CONFIG)]).expect("load");
+    let filters = load(vec![token_spec(CONFIG)]).expect("load");
     // Blocked path: a local 403 from the filter.
     let (v, ..) = run(&filters, input("/private/a.m4s", &[])).await;
     match v {
@@ -152,7 +201,7 @@ async fn sdk_filter_http_call_out() {
     let (addr, server) = auth_server().await;
     let mut spec = token_spec(CONFIG);
     spec.upstreams = HashMap::from([("auth".to_string(), format!("http://{addr}"))]);
-    let filters = Filters::load(vec![spec]).expect("load");
+    let filters = load(vec![spec]).expect("load");
     let (v, ..) = run(&filters, input("/live/a.m4s", &[("x-auth", "alice")])).await;
     assert_eq!(v, Verdict::Continue, "auth said 200");
     let (v, ..) = run(&filters, input("/live/a.m4s", &[("x-auth", "mallory")])).await;
@@ -162,7 +211,7 @@ async fn sdk_filter_http_call_out() {
     );
     server.abort();
     // Upstream not configured for the filter: the call is refused, filter answers 503.
-    let filters = Filters::load(vec![token_spec(CONFIG)]).expect("load");
+    let filters = load(vec![token_spec(CONFIG)]).expect("load");
     let (v, ..) = run(&filters, input("/live/a.m4s", &[("x-auth", "alice")])).await;
     assert!(
         matches!(v, Verdict::Respond(ref r) if r.status == 503),
@@ -182,7 +231,7 @@ fn hostile(name: &str, prefix: &str, fail_open: bool) -> FilterSpec {
 
 #[tokio::test]
 async fn hostile_filters_fail_only_their_own_requests() {
-    let filters = Filters::load(vec![
+    let filters = load(vec![
         hostile("loop", "/loop/", false),
         hostile("grow", "/grow/", false),
         hostile("badptr", "/bad/", false),
@@ -217,12 +266,12 @@ async fn hostile_filters_fail_only_their_own_requests() {
     assert_eq!(get(&rh, "x-hostile"), Some("yes"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn crash_loop_quarantines_then_recovers() {
     let mut spec = hostile("trap", "/", false);
     spec.limits.crash_threshold = 3;
     spec.limits.crash_window = Duration::from_secs(30);
-    let filters = Filters::load(vec![spec]).expect("load");
+    let filters = load(vec![spec]).expect("load");
     for _ in 0..3 {
         let (v, ..) = run(&filters, input("/x", &[])).await;
         assert!(
@@ -237,8 +286,15 @@ async fn crash_loop_quarantines_then_recovers() {
         ),
         other => panic!("{other:?}"),
     }
-    // After the 1 s back-off the filter is tried again (and traps again).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // After the 1 s back-off (on tokio's paused clock) the filter is tried again (and
+    // traps again).
+    tokio::time::advance(Duration::from_millis(999)).await;
+    let (v, ..) = run(&filters, input("/x", &[])).await;
+    assert!(
+        matches!(v, Verdict::Respond(ref r) if String::from_utf8_lossy(&r.body).contains("quarantined")),
+        "{v:?}"
+    );
+    tokio::time::advance(Duration::from_millis(2)).await;
     let (v, ..) = run(&filters, input("/x", &[])).await;
     assert!(
         matches!(v, Verdict::Respond(ref r) if String::from_utf8_lossy(&r.body).contains("trapped")),
@@ -253,7 +309,7 @@ async fn hot_reload_swaps_generations_and_keeps_old_on_bad_file() {
     std::fs::copy(fixture("pass.wat"), &path).expect("copy");
     let mut spec = FilterSpec::new(path.clone());
     spec.reload_poll = None;
-    let filters = Filters::load(vec![spec]).expect("load");
+    let filters = load(vec![spec]).expect("load");
     let p = filters.plugins[0].clone();
     // A request holds an instance across the reload.
     let req = input("/a", &[]);
@@ -299,7 +355,7 @@ async fn response_body_rewrite_when_enabled() {
     // The pass filter never touches bodies: body stays as is, callbacks run.
     let mut spec = hostile("pass", "/", false);
     spec.body = true;
-    let filters = Filters::load(vec![spec]).expect("load");
+    let filters = load(vec![spec]).expect("load");
     let req = input("/a", &[]);
     let mut run = filters.begin("/a").expect("run");
     let mut h = compute::chain::pseudo_and(&req);
@@ -329,7 +385,7 @@ fn pairs(h: &[(&str, &str)]) -> Vec<(String, String)> {
 async fn beacon(body_spec: bool, msg: Buffered) -> Verdict {
     let mut spec = token_spec(r#"{"beacon":"/beacon"}"#);
     spec.body = body_spec;
-    let filters = Filters::load(vec![spec]).expect("load");
+    let filters = load(vec![spec]).expect("load");
     let mut req = input("/beacon", &[("content-type", "application/json")]);
     req.method = "POST".into();
     req.has_body = true;
@@ -384,7 +440,7 @@ async fn sdk_filter_reads_request_bodies_and_trailers() {
 async fn sdk_filter_adds_response_trailers() {
     let mut spec = token_spec(r#"{"trailer_tag":"seen"}"#);
     spec.body = true;
-    let filters = Filters::load(vec![spec]).expect("load");
+    let filters = load(vec![spec]).expect("load");
     let req = input("/vod/a.mp4", &[]);
     let mut run = filters.begin(&req.path).expect("run");
     let mut h = compute::chain::pseudo_and(&req);
@@ -422,9 +478,8 @@ fn non_proxy_wasm_modules_are_refused_with_a_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("plain.wat");
     std::fs::write(&path, "(module (func (export \"f\")))").expect("write");
-    let err = Filters::load(vec![FilterSpec::new(path)]).expect_err("refused");
+    let err = load(vec![FilterSpec::new(path)]).expect_err("refused");
     assert!(err.to_string().contains("proxy_on_context_create"), "{err}");
-    let err =
-        Filters::load(vec![FilterSpec::new(dir.path().join("missing.wasm"))]).expect_err("refused");
+    let err = load(vec![FilterSpec::new(dir.path().join("missing.wasm"))]).expect_err("refused");
     assert!(err.to_string().contains("cannot read"), "{err}");
 }

@@ -31,10 +31,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut spec = edge::compute::FilterSpec::new(PathBuf::from(&file));
+    let mut spec = compute::FilterSpec::new(PathBuf::from(&file));
     spec.configuration = configuration.into_bytes();
     spec.reload_poll = None;
-    let filters = match edge::compute::Filters::load(vec![spec]) {
+    let filters = match compute::Filters::load(vec![spec], std::sync::Arc::new(compute::NoCallouts))
+    {
         Ok(f) => f,
         Err(e) => {
             eprintln!("{e}");

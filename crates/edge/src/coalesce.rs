@@ -21,16 +21,43 @@ pub struct Head {
 }
 
 /// How a flight ended badly.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum FlightError {
+    /// Every upstream failed (not a time-out).
     #[error("no upstream answered: {0}")]
-    Upstream(String),
+    Upstream(crate::upstream::FetchError),
+    /// The hook that led the fill (the ladder) could not make the object.
+    #[error("no upstream answered: {0}")]
+    Made(Arc<dyn std::error::Error + Send + Sync>),
+    /// The leader went away without an outcome.
+    #[error("no upstream answered: fetch abandoned")]
+    Abandoned,
     #[error("upstream timed out")]
     Timeout,
+    /// The upstream body broke off after the head.
     #[error("the upstream body broke off: {0}")]
-    Body(String),
+    Body(Arc<dyn std::error::Error + Send + Sync>),
     #[error("object larger than the limit of {0} bytes")]
     TooLarge(usize),
+}
+
+impl FlightError {
+    /// The status a waiter without a head answers with: 504 for a time-out, else 502.
+    pub fn status(&self) -> u16 {
+        match self {
+            FlightError::Timeout => 504,
+            _ => 502,
+        }
+    }
+
+    /// Whether asking again may succeed (all but an object over the size limit).
+    pub fn retryable(&self) -> bool {
+        match self {
+            FlightError::TooLarge(_) => false,
+            FlightError::Upstream(e) => e.retryable(),
+            _ => true,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -136,7 +163,7 @@ impl Flight {
                 }
             }
             if rx.changed().await.is_err() {
-                return Err(FlightError::Upstream("fetch abandoned".into()));
+                return Err(FlightError::Abandoned);
             }
         }
     }
@@ -155,7 +182,7 @@ impl Flight {
                 }
             }
             if rx.changed().await.is_err() {
-                return Err(FlightError::Upstream("fetch abandoned".into()));
+                return Err(FlightError::Abandoned);
             }
         }
     }
@@ -177,7 +204,7 @@ impl Flight {
                 }
             }
             if rx.changed().await.is_err() {
-                return Some(Err(FlightError::Upstream("fetch abandoned".into())));
+                return Some(Err(FlightError::Abandoned));
             }
         }
     }
@@ -273,7 +300,10 @@ mod tests {
         let f2 = f.clone();
         let r = tokio::spawn(async move { f2.head().await });
         f.fail(FlightError::Timeout);
-        assert_eq!(r.await.expect("join").err(), Some(FlightError::Timeout));
+        assert!(matches!(
+            r.await.expect("join").err(),
+            Some(FlightError::Timeout)
+        ));
         assert!(f.body().is_none());
     }
 

@@ -14,18 +14,23 @@
 //! (the cache keeps bodies, not trailers), and filters' trailers are sent on, which
 //! HTTP/1.1 clients receive when they asked with `TE: trailers`.
 //!
+//! The filters plug into the request path as a hook ([`FilterHook`], see `phase`):
+//! request phase first, then the last response phase, then logging.
+//!
 //! Not here: the filter host itself (crate `compute`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use compute::{Buffered, LocalResponse, RequestInput, RequestRun, Verdict};
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Empty, Full, Limited, StreamBody};
 use hyper::body::Frame;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use crate::proxy::Body;
+use crate::phase::{Hook, HookFuture, Session};
+use crate::response::{text, Body};
 
 /// Paths the edge answers itself, never filtered.
 pub fn exempt(path: &str) -> bool {
@@ -205,4 +210,91 @@ fn too_large_or_broken(what: &str, why: &str) -> Response<Body> {
         headers: vec![],
         body: format!("{what} body could not be read for the filters: {why}\n").into_bytes(),
     })
+}
+
+/// The filters as a hook of the request path (see `phase`). Their per-request state
+/// lives in `Session::filters`.
+#[derive(Debug)]
+pub struct FilterHook {
+    pub filters: Arc<compute::Filters>,
+    /// The edge serves TLS (the filters see `https`).
+    pub tls: bool,
+    /// Most body bytes buffered for the filters.
+    pub max_body: usize,
+}
+
+impl Hook for FilterHook {
+    fn request<'a>(&'a self, s: &'a mut Session) -> HookFuture<'a, Option<Response<Body>>> {
+        Box::pin(async move {
+            if exempt(&s.path) {
+                return None;
+            }
+            let mut run = self.filters.begin(&s.path)?;
+            let client = Client {
+                addr: s.peer,
+                tls: self.tls,
+                max_body: self.max_body,
+            };
+            let before = s.path.clone();
+            let answer = match s.body.take() {
+                Some(body) => {
+                    on_request(
+                        &mut run,
+                        &mut s.req,
+                        body,
+                        &mut s.path,
+                        &mut s.query,
+                        client,
+                    )
+                    .await
+                }
+                None => {
+                    let body = Empty::<Bytes>::new();
+                    on_request(
+                        &mut run,
+                        &mut s.req,
+                        body,
+                        &mut s.path,
+                        &mut s.query,
+                        client,
+                    )
+                    .await
+                }
+            };
+            s.filters = Some(run);
+            // A path a filter set is held to the same rules.
+            match answer {
+                None if s.path != before => match crate::canonical::canonical_path(&s.path) {
+                    Ok(p) => {
+                        s.path = p;
+                        None
+                    }
+                    Err(e) => Some(text(
+                        StatusCode::BAD_REQUEST,
+                        &format!("bad path from a filter: {e}"),
+                    )),
+                },
+                other => other,
+            }
+        })
+    }
+
+    fn response_filter<'a>(
+        &'a self,
+        s: &'a mut Session,
+        res: Response<Body>,
+    ) -> HookFuture<'a, Response<Body>> {
+        Box::pin(async move {
+            match s.filters.as_mut() {
+                Some(run) => on_response(run, res, self.max_body).await,
+                None => res,
+            }
+        })
+    }
+
+    fn logging(&self, s: &mut Session) {
+        if let Some(run) = s.filters.take() {
+            run.finish();
+        }
+    }
 }

@@ -16,9 +16,12 @@
 //!   queueing without bound. Junk query parameters cannot multiply transcodes: the
 //!   cache key of a rung segment keeps none (see `cache::key`).
 //! - ffmpeg runs as a subprocess with its stdin/stdout piped, killed when dropped or
-//!   after a time-out; the command line is `compute::media::ladder::ffmpeg_args`.
+//!   after a time-out; the command line is `crate::media::ladder::ffmpeg_args`.
 //!
-//! Not here: the playlist rewriting and naming rules (`compute::media::ladder`), P2P
+//! It plugs into the request path as a hook (`phase::Hook`: route and fill phases)
+//! and reaches source objects through `phase::ObjectSource`, not the edge itself.
+//!
+//! Not here: the playlist rewriting and naming rules (`crate::media::ladder`), P2P
 //! digests (rungs have none: they exist only at this edge, the origin cannot sign
 //! them, so P2P viewers of a rung fetch over HTTP).
 
@@ -26,12 +29,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::media::ladder::{self as logic, Ladder, Rung, RungObject, RungPath};
 use bytes::Bytes;
-use compute::media::ladder::{self as logic, Ladder, Rung, RungObject, RungPath};
-use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use media::hls::MediaPlaylist;
@@ -40,7 +41,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::coalesce::{Flight, FlightError, Head};
-use crate::proxy::{Body, Edge};
+use crate::phase::{Hook, HookFuture, ObjectSource, Session, SourceError};
+use crate::response::{full, Body};
 
 /// Settings of the ladder.
 #[derive(Debug, Clone)]
@@ -280,21 +282,21 @@ fn source_dir(ladder: &Ladder, stream: &str) -> String {
     format!("/live/{stream}/{}", ladder.source)
 }
 
-fn failure_status(e: (u16, String)) -> LadderFailure {
-    if e.0 == 404 || e.0 == 410 {
-        LadderFailure::NotFound(e.1)
+fn failure_status(e: SourceError) -> LadderFailure {
+    if matches!(e.status(), 404 | 410) {
+        LadderFailure::NotFound(e.to_string())
     } else {
-        LadderFailure::Source(e.1)
+        LadderFailure::Source(e.to_string())
     }
 }
 
 /// Answers the ladder's playlists; `None` for every other path.
-pub async fn route(edge: &Arc<Edge>, t: &Transcoder, path: &str) -> Option<Response<Body>> {
+pub async fn route(edge: &dyn ObjectSource, t: &Transcoder, path: &str) -> Option<Response<Body>> {
     let ladder = &t.config.ladder;
     if ladder.multivariant_path(path).is_some() {
-        let text = match edge.get_internal(path).await {
+        let text = match edge.get(path).await {
             Ok(b) => b,
-            Err((status, msg)) => return Some(error(status, &msg)),
+            Err(e) => return Some(error(e.status(), &e.to_string())),
         };
         let rewritten = std::str::from_utf8(&text)
             .ok()
@@ -307,10 +309,10 @@ pub async fn route(edge: &Arc<Edge>, t: &Transcoder, path: &str) -> Option<Respo
     }
     let multivariant = format!("/live/{}/index.m3u8", rp.stream);
     let src = format!("{}/index.m3u8", source_dir(ladder, rp.stream));
-    let (multi, media) = tokio::join!(edge.get_internal(&multivariant), edge.get_internal(&src));
+    let (multi, media) = tokio::join!(edge.get(&multivariant), edge.get(&src));
     let (multi, media) = match (multi, media) {
         (Ok(m), Ok(s)) => (m, s),
-        (Err((status, msg)), _) | (_, Err((status, msg))) => return Some(error(status, &msg)),
+        (Err(e), _) | (_, Err(e)) => return Some(error(e.status(), &e.to_string())),
     };
     let offered = std::str::from_utf8(&multi)
         .ok()
@@ -336,10 +338,13 @@ pub async fn route(edge: &Arc<Edge>, t: &Transcoder, path: &str) -> Option<Respo
 
 /// Leads the flight of a rung init or segment; `false` when `path` is not one (the
 /// caller then fetches from upstream as usual).
-pub async fn fetch(edge: &Arc<Edge>, key: &str, path: &str, flight: &Flight) -> bool {
-    let Some(t) = &edge.ladder else {
-        return false;
-    };
+pub async fn fetch(
+    edge: &dyn ObjectSource,
+    t: &Transcoder,
+    key: &str,
+    path: &str,
+    flight: &Flight,
+) -> bool {
     let Some(rp) = t.config.ladder.rung_path(path) else {
         return false;
     };
@@ -364,7 +369,7 @@ pub async fn fetch(edge: &Arc<Edge>, key: &str, path: &str, flight: &Flight) -> 
             flight.set_head(head.clone());
             flight.push(body.clone());
             flight.finish();
-            edge.store(key, path, "", head, body);
+            edge.store(key, path, head, body);
         }
         Err(LadderFailure::NotFound(msg)) => {
             let body = Bytes::from(format!("{msg}\n"));
@@ -406,18 +411,22 @@ pub async fn fetch(edge: &Arc<Edge>, key: &str, path: &str, flight: &Flight) -> 
             };
             ::metrics::counter!("edge_ladder_errors_total", "reason" => reason).increment(1);
             tracing::warn!(path, error = %e, "rung object not made");
-            flight.fail(FlightError::Upstream(e.to_string()));
+            flight.fail(FlightError::Made(std::sync::Arc::new(e)));
         }
     }
     true
 }
 
 /// Makes one rung init or media segment.
-async fn make(edge: &Arc<Edge>, t: &Transcoder, rp: &RungPath<'_>) -> Result<Bytes, LadderFailure> {
+async fn make(
+    edge: &dyn ObjectSource,
+    t: &Transcoder,
+    rp: &RungPath<'_>,
+) -> Result<Bytes, LadderFailure> {
     let ladder = &t.config.ladder;
     let dir = source_dir(ladder, rp.stream);
     let src_playlist = edge
-        .get_internal(&format!("{dir}/index.m3u8"))
+        .get(&format!("{dir}/index.m3u8"))
         .await
         .map_err(failure_status)?;
     let pl = std::str::from_utf8(&src_playlist)
@@ -441,7 +450,7 @@ async fn make(edge: &Arc<Edge>, t: &Transcoder, rp: &RungPath<'_>) -> Result<Byt
         RungObject::Playlist => return Err(LadderFailure::NotFound("not a media object".into())),
     };
     let (init_path, seg_path) = (format!("{dir}/{init_name}"), format!("{dir}/seg{msn}.m4s"));
-    let (init, seg) = tokio::join!(edge.get_internal(&init_path), edge.get_internal(&seg_path));
+    let (init, seg) = tokio::join!(edge.get(&init_path), edge.get(&seg_path));
     let (init, seg) = (init.map_err(failure_status)?, seg.map_err(failure_status)?);
     let source = logic::video_size(&init).map_err(|e| LadderFailure::Source(e.to_string()))?;
     let size = rp.rung.output_size(source).ok_or_else(|| {
@@ -451,7 +460,7 @@ async fn make(edge: &Arc<Edge>, t: &Transcoder, rp: &RungPath<'_>) -> Result<Byt
         ))
     })?;
     let (out_init, out_media) = t
-        .transcode(rp.rung, size, vec![init, seg], edge.config.max_object_bytes)
+        .transcode(rp.rung, size, vec![init, seg], edge.max_object_bytes())
         .await?;
     let check = format!("{}/{}/{init_name}", rp.stream, rp.rung.name);
     if !t.same_avcc(check, &out_init) {
@@ -466,6 +475,28 @@ async fn make(edge: &Arc<Edge>, t: &Transcoder, rp: &RungPath<'_>) -> Result<Byt
         RungObject::Init(_) => out_init,
         _ => out_media,
     })
+}
+
+/// The ladder as a hook of the request path (see `phase`): it answers its playlists
+/// at the route phase and makes rung objects at the miss phase.
+impl Hook for Transcoder {
+    fn route<'a>(
+        &'a self,
+        src: &'a dyn ObjectSource,
+        s: &'a Session,
+    ) -> HookFuture<'a, Option<Response<Body>>> {
+        Box::pin(route(src, self, &s.path))
+    }
+
+    fn fill<'a>(
+        &'a self,
+        src: &'a dyn ObjectSource,
+        key: &'a str,
+        path: &'a str,
+        flight: &'a Flight,
+    ) -> HookFuture<'a, bool> {
+        Box::pin(fetch(src, self, key, path, flight))
+    }
 }
 
 fn playlist(body: Bytes) -> Response<Body> {
@@ -487,10 +518,6 @@ fn error(status: u16, msg: &str) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
-}
-
-fn full(b: Bytes) -> Body {
-    Full::new(b).map_err(|never| match never {}).boxed_unsync()
 }
 
 #[cfg(test)]

@@ -14,13 +14,17 @@
 //! this, and hyper is what the origin already runs on, so both roles share one accept
 //! loop (`service`) and one metrics recorder.
 //!
-//! Layout: `canonical` makes the one request path everything else uses; `proxy`
-//! decides per request; `coalesce` shares in-flight fetches; crate `cache`
-//! holds objects (memory S3-FIFO tier, disk tier, freshness policy, keys); `upstream`
-//! picks and calls origins and parents; `token` and `cmcd` parse what clients send
-//! (`sessions` and `limit` are the bounded tables keyed by client input);
-//! `filter` runs the Proxy-Wasm filters of crate `compute` on the request path;
-//! `media` applies the per-viewer media functions (A/B watermark, ads, renditions);
+//! Layout: `canonical` makes the one request path everything else uses; `node` is
+//! one edge and what it holds; `phase` names the request path's phases and the
+//! `Hook`s that plug into them, and `proxy` runs them (sans-IO cache decisions in
+//! crate `cache`, `decide`); `response` makes the HTTP answers; `coalesce` shares
+//! in-flight fetches; crate `cache` holds objects (memory S3-FIFO tier, disk tier,
+//! freshness policy, keys); `upstream` picks and calls origins and parents, and sends
+//! filter call-outs (`upstream::Callouts`, the client crate `compute` is given);
+//! `token` and `cmcd` parse what clients send (`sessions` and `limit` are the bounded
+//! tables keyed by client input). The hooks: `filter` runs the Proxy-Wasm filters of
+//! crate `compute`; `media` holds the built-in media functions (A/B watermark, ads,
+//! renditions, the ladder's playlists and MP4 walking) and applies them per viewer;
 //! `ladder` makes the lower renditions of the edge ABR ladder by transcoding.
 
 pub mod canonical;
@@ -32,11 +36,11 @@ pub mod ladder;
 pub mod limit;
 pub mod media;
 pub mod metrics;
+pub mod node;
+pub mod phase;
 pub mod proxy;
+pub mod response;
 pub mod server;
 pub mod sessions;
 pub mod token;
 pub mod upstream;
-
-/// The Proxy-Wasm host the edge runs filters with (re-exported for the binary).
-pub use compute;

@@ -13,9 +13,9 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::Quota;
@@ -34,7 +34,9 @@ const SWEEP_EVERY_MS: u64 = 1000;
 pub struct RateLimiter<C: Clock = DefaultClock> {
     cells: Keyed<C>,
     max_tracked: usize,
-    started: Instant,
+    /// On the limiter's own clock, as the sweep throttle below (so a test's fake
+    /// clock moves both).
+    started: C::Instant,
     /// Milliseconds since `started` of the last sweep, plus one (0 = never).
     last_sweep: AtomicU64,
 }
@@ -79,10 +81,11 @@ impl RateLimiter {
 
 impl<C: Clock> RateLimiter<C> {
     fn with_clock(rps: u32, max_tracked: usize, clock: C) -> Self {
+        let started = clock.now();
         Self {
             cells: governor::RateLimiter::dashmap_with_clock(quota(rps), clock),
             max_tracked: max_tracked.max(1),
-            started: Instant::now(),
+            started,
             last_sweep: AtomicU64::new(0),
         }
     }
@@ -102,7 +105,8 @@ impl<C: Clock> RateLimiter<C> {
     }
 
     fn sweep(&self) {
-        let now = self.started.elapsed().as_millis() as u64 + 1;
+        let elapsed: Duration = self.cells.clock().now().duration_since(self.started).into();
+        let now = elapsed.as_millis() as u64 + 1;
         let last = self.last_sweep.load(Ordering::Relaxed);
         if last != 0 && now.saturating_sub(last) < SWEEP_EVERY_MS {
             return;
@@ -188,8 +192,8 @@ mod tests {
             l.allow(IpAddr::from(i.to_be_bytes()));
         }
         // All cells refill within a few ms of fake time; the next insert sweeps them.
+        // The sweep throttle runs on the same fake clock: no sleeping.
         clock.advance(Duration::from_secs(5));
-        std::thread::sleep(Duration::from_millis(1100));
         l.allow(IpAddr::from([9, 9, 9, 9]));
         l.allow(IpAddr::from([9, 9, 9, 10]));
         assert!(l.tracked() <= 11, "{}", l.tracked());

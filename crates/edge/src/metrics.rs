@@ -5,8 +5,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cmcd::Cmcd;
-use crate::proxy::{CacheStatus, Edge};
+use crate::node::Edge;
 use crate::sessions::Sessions;
+use cache::CacheStatus;
 
 static HITS: AtomicU64 = AtomicU64::new(0);
 static LOOKUPS: AtomicU64 = AtomicU64::new(0);

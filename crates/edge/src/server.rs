@@ -13,8 +13,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 use crate::config::EdgeConfig;
-use crate::proxy::Body;
-use crate::proxy::{Edge, EdgeError};
+use crate::node::{Edge, EdgeError};
+use crate::response::Body;
 
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]

@@ -258,7 +258,7 @@ pub fn edge_config(args: &EdgeArgs) -> Result<EdgeConfig> {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("cannot read --ad-playlist {}", p.display()))?;
         let base = args.ad_base_url.clone().unwrap_or_default();
-        let pod = edge::compute::media::ssai::AdPod::from_playlist(&text, &base);
+        let pod = edge::media::ssai::AdPod::from_playlist(&text, &base);
         if pod.segments.is_empty() {
             bail!("--ad-playlist {} lists no segments", p.display());
         }
@@ -274,7 +274,7 @@ pub fn edge_config(args: &EdgeArgs) -> Result<EdgeConfig> {
             .with_context(|| format!("--device-rule {r}: height must be a number"))?;
         c.media
             .device_rules
-            .push(edge::compute::media::renditions::DeviceRule {
+            .push(edge::media::renditions::DeviceRule {
                 user_agent_contains: ua.trim().to_string(),
                 max_height,
             });
@@ -298,7 +298,7 @@ pub fn edge_config(args: &EdgeArgs) -> Result<EdgeConfig> {
             .iter()
             .map(|r| r.parse())
             .collect::<Result<Vec<_>, _>>()?;
-        let ladder = edge::compute::media::ladder::Ladder::new(rungs, "src")?;
+        let ladder = edge::media::ladder::Ladder::new(rungs, "src")?;
         let mut lc = edge::ladder::LadderConfig::new(ladder);
         if let Some(j) = args.ladder_jobs {
             if j == 0 {
@@ -322,9 +322,9 @@ pub fn edge_config(args: &EdgeArgs) -> Result<EdgeConfig> {
 
 /// The filter chain: `--filter` files and `[[filter]]` tables, the `--filter-*`
 /// settings as defaults that a table may override.
-fn filter_specs(args: &EdgeArgs) -> Result<Vec<edge::compute::FilterSpec>> {
-    let base = |file: PathBuf| -> Result<edge::compute::FilterSpec> {
-        let mut s = edge::compute::FilterSpec::new(file);
+fn filter_specs(args: &EdgeArgs) -> Result<Vec<compute::FilterSpec>> {
+    let base = |file: PathBuf| -> Result<compute::FilterSpec> {
+        let mut s = compute::FilterSpec::new(file);
         s.fail_open = args.filter_fail_open;
         if let Some(m) = args.filter_memory {
             s.limits.memory_bytes = m;
@@ -340,7 +340,7 @@ fn filter_specs(args: &EdgeArgs) -> Result<Vec<edge::compute::FilterSpec>> {
         }
         Ok(s)
     };
-    let mut out: Vec<edge::compute::FilterSpec> = Vec::new();
+    let mut out: Vec<compute::FilterSpec> = Vec::new();
     for e in args.filters.iter().cloned() {
         let spec = match e {
             FilterEntry::File(f) => base(f)?,

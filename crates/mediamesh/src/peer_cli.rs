@@ -69,9 +69,14 @@ pub struct PeerArgs {
     /// Serve Prometheus counters at http://ADDR/metrics while running.
     #[arg(long)]
     pub metrics: Option<std::net::SocketAddr>,
-    /// Testing: the first N viewers corrupt every segment they upload.
+    /// Testing: the first N viewers corrupt every segment (and part) they upload.
     #[arg(long, hide = true, default_value_t = 0)]
     pub corrupt_uploads: usize,
+    /// Latency target: low (LL-HLS part hold-back, parts shared between peers),
+    /// balanced (one target duration more, parts shared), max-offload (three target
+    /// durations back, whole segments only).
+    #[arg(long, default_value = "max-offload", value_parser = ["low", "balanced", "max-offload"])]
+    pub latency: String,
 }
 
 fn secs(name: &str, v: f64, max: f64) -> Result<Duration> {
@@ -121,6 +126,10 @@ pub fn peer_options(args: &PeerArgs) -> Result<(PeerOptions, Option<PathBuf>, Op
         );
     }
     o.corrupt_uploads = args.corrupt_uploads;
+    o.latency = args
+        .latency
+        .parse::<p2p::peer::Latency>()
+        .map_err(anyhow::Error::msg)?;
     Ok((o, args.stats.clone(), args.metrics))
 }
 
@@ -155,6 +164,10 @@ pub async fn run(args: PeerArgs, mesh: Option<Arc<dyn MeshFactory>>) -> Result<(
         stall_seconds = format!("{:.2}", t.stall_seconds),
         startup_p50 = ?t.startup_seconds_p50,
         rejected = t.rejected_segments,
+        latency_p50 = ?t.latency_to_live_p50_seconds,
+        latency_p95 = ?t.latency_to_live_p95_seconds,
+        p2p_part_bytes = t.p2p_part_bytes,
+        rejected_parts = t.rejected_parts,
         errors = t.errors,
         "done"
     );

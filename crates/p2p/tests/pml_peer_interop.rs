@@ -232,3 +232,52 @@ fn native_session_and_real_js_peer_exchange_segments() {
     let rest: Vec<String> = js.reports.try_iter().collect();
     assert!(rest.is_empty(), "unexpected reports: {rest:?}");
 }
+
+/// The part extension (PROTOCOL.md §5) is invisible to a stock peer: the real JS
+/// `Peer` takes our announcement with `x`, ignores part commands (even a request,
+/// which a stock peer is never sent in practice), and keeps serving whole segments.
+#[test]
+fn the_real_js_peer_ignores_the_part_extension() {
+    use p2p::proto::{PeerCommand, WirePart, EXT_PARTS};
+    let mut js = JsPeer::start();
+    let mut s = Session::new(SessionLimits::default())
+        .expect("session")
+        .with_extensions(EXT_PARTS);
+    js.until(&mut s, |e| matches!(e, SessionEvent::Announced { .. }));
+    assert!(!s.remote_speaks_parts(), "a stock peer has no `x`");
+    js.send(&s.announce(&[1, 2], &[]).expect("announce"));
+    let part = WirePart {
+        segment: 10,
+        index: 1,
+    };
+    for c in [
+        PeerCommand::PartsAnnouncement { parts: vec![part] },
+        PeerCommand::PartRequest {
+            part,
+            request_id: 5,
+        },
+        PeerCommand::CancelPartRequest {
+            part,
+            request_id: 5,
+        },
+    ] {
+        js.send(&c.encode(65_535).expect("encode"));
+    }
+    // Still a working peer for whole segments.
+    let (rid, m) = s.request_segment(10, 0).expect("request");
+    js.send(&m);
+    let got = js.until(&mut s, |e| {
+        matches!(e, SessionEvent::SegmentReceived { .. })
+    });
+    let SessionEvent::SegmentReceived {
+        segment,
+        request_id,
+        bytes,
+        ..
+    } = got
+    else {
+        unreachable!()
+    };
+    assert_eq!((segment, request_id), (10, rid));
+    assert_eq!(bytes, segment_data(10, 150_000));
+}

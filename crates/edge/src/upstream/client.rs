@@ -20,7 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::UpstreamError;
+use super::{ConfigError, FetchError};
 
 /// The value of the `Via` header added to every upstream request.
 pub const VIA: &str = "1.1 mediamesh-edge";
@@ -47,8 +47,8 @@ pub fn build_client(connect_timeout: Duration, max_idle_per_host: usize) -> Http
 
 /// Checks a configured base URL and returns it normalized: `http://authority` plus an
 /// optional path prefix without a trailing slash.
-pub fn normalize_base(raw: &str) -> Result<String, UpstreamError> {
-    let bad = |why: &str| UpstreamError::InvalidUrl(format!("{raw:?}: {why}"));
+pub fn normalize_base(raw: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| ConfigError::InvalidUrl(format!("{raw:?}: {why}"));
     let uri: Uri = raw.trim().parse().map_err(|_| bad("not a URL"))?;
     match uri.scheme_str() {
         Some("http") => {}
@@ -101,22 +101,22 @@ pub fn build_request(
     method: &Method,
     path_and_query: &str,
     headers: &HeaderMap,
-) -> Result<Request<Empty<Bytes>>, UpstreamError> {
+) -> Result<Request<Empty<Bytes>>, FetchError> {
     if *method != Method::GET && *method != Method::HEAD {
-        return Err(UpstreamError::InvalidRequest(format!(
+        return Err(FetchError::InvalidRequest(format!(
             "method {method} is not sent upstream (GET and HEAD only)"
         )));
     }
     if !path_and_query.starts_with('/') {
-        return Err(UpstreamError::InvalidRequest(format!(
+        return Err(FetchError::InvalidRequest(format!(
             "path {path_and_query:?} must start with '/'"
         )));
     }
     PathAndQuery::try_from(path_and_query)
-        .map_err(|e| UpstreamError::InvalidRequest(format!("path {path_and_query:?}: {e}")))?;
+        .map_err(|e| FetchError::InvalidRequest(format!("path {path_and_query:?}: {e}")))?;
     let uri: Uri = format!("{base}{path_and_query}")
         .parse()
-        .map_err(|e| UpstreamError::InvalidRequest(format!("uri: {e}")))?;
+        .map_err(|e| FetchError::InvalidRequest(format!("uri: {e}")))?;
 
     let named_by_connection: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -224,7 +224,7 @@ mod tests {
             "http://",
         ] {
             assert!(
-                matches!(normalize_base(bad), Err(UpstreamError::InvalidUrl(_))),
+                matches!(normalize_base(bad), Err(ConfigError::InvalidUrl(_))),
                 "{bad:?} accepted"
             );
         }
@@ -293,7 +293,7 @@ mod tests {
                 continue;
             }
             assert!(
-                matches!(r, Err(UpstreamError::InvalidRequest(_))),
+                matches!(r, Err(FetchError::InvalidRequest(_))),
                 "{m} {p} accepted"
             );
         }

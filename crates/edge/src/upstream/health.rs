@@ -17,7 +17,11 @@
 //! Not here: choosing targets or sending real requests (see `mod.rs`).
 
 use std::sync::Weak;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock (the system clock unless a test pauses it), so tests move time
+// with `tokio::time::advance` instead of sleeping.
+use tokio::time::Instant;
 
 use tokio::task::JoinSet;
 

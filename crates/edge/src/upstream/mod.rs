@@ -32,6 +32,7 @@
 //! `tokio::time::timeout` (dropping it mid-attempt is safe). `https://` upstreams are
 //! refused until a rustls connector is added.
 
+mod callout;
 mod client;
 mod health;
 mod rendezvous;
@@ -39,13 +40,16 @@ mod rendezvous;
 mod tests;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use http::{HeaderMap, Method};
 use http_body_util::{BodyExt, Limited};
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use callout::Callouts;
 pub use client::VIA;
 pub use health::{Admission, Breaker, BreakerState};
 pub use rendezvous::{
@@ -104,6 +108,8 @@ pub enum Kind {
     Parent,
     /// An origin.
     Origin,
+    /// A filter call-out base that is neither (see `callout`).
+    Callout,
 }
 
 impl Kind {
@@ -112,6 +118,7 @@ impl Kind {
         match self {
             Kind::Parent => "parent",
             Kind::Origin => "origin",
+            Kind::Callout => "callout",
         }
     }
 }
@@ -157,9 +164,20 @@ pub struct Fetched {
     _permit: OwnedSemaphorePermit,
 }
 
-/// Upstream errors.
+/// Why an upstream configuration is refused (at start, never per request).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UpstreamError {
+pub enum ConfigError {
+    /// A configured base URL is not usable.
+    #[error("invalid upstream URL {0}")]
+    InvalidUrl(String),
+    /// The configuration is unusable otherwise (no origins, duplicates, zero timeouts).
+    #[error("invalid upstream config: {0}")]
+    InvalidConfig(String),
+}
+
+/// Why a fetch got no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
     /// Every target tried failed (5xx, connect error, or a mix with timeouts): answer
     /// 502 or serve stale.
     #[error("all {tried} upstreams failed; last: {last}")]
@@ -173,15 +191,26 @@ pub enum UpstreamError {
     /// 504 or serve stale.
     #[error("upstreams timed out")]
     Timeout,
-    /// A configured base URL is not usable.
-    #[error("invalid upstream URL {0}")]
-    InvalidUrl(String),
-    /// The configuration is unusable otherwise (no origins, duplicates, zero timeouts).
-    #[error("invalid upstream config: {0}")]
-    InvalidConfig(String),
     /// The request cannot be sent upstream (method, path).
     #[error("invalid upstream request: {0}")]
     InvalidRequest(String),
+}
+
+impl FetchError {
+    /// The status a viewer gets when nothing stale can stand in.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            FetchError::AllFailed { .. } => http::StatusCode::BAD_GATEWAY,
+            FetchError::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
+            // The edge could not form the upstream request: still the gateway's side.
+            FetchError::InvalidRequest(_) => http::StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Whether the same request may succeed later (the upstreams may recover).
+    pub fn retryable(&self) -> bool {
+        !matches!(self, FetchError::InvalidRequest(_))
+    }
 }
 
 struct SlotState {
@@ -241,19 +270,19 @@ impl Upstreams {
     /// Validates `config` (http URLs only, at least one origin, no duplicates, non-zero
     /// timeouts, health path starting with `/`) and builds the client pool. Needs no
     /// runtime; [`fetch`](Self::fetch) and the health checker need tokio.
-    pub fn new(config: UpstreamConfig) -> Result<Arc<Self>, UpstreamError> {
+    pub fn new(config: UpstreamConfig) -> Result<Arc<Self>, ConfigError> {
         if config.origins.is_empty() {
-            return Err(UpstreamError::InvalidConfig("no origins".into()));
+            return Err(ConfigError::InvalidConfig("no origins".into()));
         }
         if config.connect_timeout.is_zero() || config.first_byte_timeout.is_zero() {
-            return Err(UpstreamError::InvalidConfig(
+            return Err(ConfigError::InvalidConfig(
                 "connect and first-byte timeouts must be > 0".into(),
             ));
         }
         if !config.health_path.starts_with('/')
             || http::uri::PathAndQuery::try_from(config.health_path.as_str()).is_err()
         {
-            return Err(UpstreamError::InvalidConfig(format!(
+            return Err(ConfigError::InvalidConfig(format!(
                 "health path {:?} must be an absolute path",
                 config.health_path
             )));
@@ -271,7 +300,7 @@ impl Upstreams {
             .chain(&config.redirect_allow)
         {
             let hp = host_port(base)
-                .ok_or_else(|| UpstreamError::InvalidUrl(format!("{base:?}: no host")))?;
+                .ok_or_else(|| ConfigError::InvalidUrl(format!("{base:?}: no host")))?;
             if !conns.iter().any(|(k, _)| *k == hp) {
                 conns.push((hp, Arc::new(Semaphore::new(cap))));
             }
@@ -369,7 +398,7 @@ impl Upstreams {
     /// `Host` dropped, `Via: 1.1 mediamesh-edge` appended) to the targets of
     /// [`plan`](Self::plan)`(key)` in turn until one answers below 500. Failures feed the
     /// breakers; an answer closes its target's breaker (report body failures with
-    /// [`report`](Self::report)). Errors: `InvalidRequest` before sending anything;
+    /// [`report`](Self::report)). Errors ([`FetchError`]): `InvalidRequest` before sending anything;
     /// `Timeout` when every attempt timed out; `AllFailed` otherwise.
     pub async fn fetch(
         &self,
@@ -377,7 +406,7 @@ impl Upstreams {
         method: &Method,
         path_and_query: &str,
         headers: &HeaderMap,
-    ) -> Result<Fetched, UpstreamError> {
+    ) -> Result<Fetched, FetchError> {
         // Validate once, before touching any breaker.
         let first_base = self
             .origins
@@ -607,6 +636,7 @@ impl Upstreams {
         let list = match target.kind {
             Kind::Parent => &self.parents,
             Kind::Origin => &self.origins,
+            Kind::Callout => return None,
         };
         list.get(target.index)
             .filter(|s| s.target.base == target.base)
@@ -770,12 +800,12 @@ fn split_location(location: &str) -> Option<(String, String)> {
     path.starts_with('/').then_some((base, path))
 }
 
-fn normalize_all(raw: &[String], what: &str) -> Result<Vec<String>, UpstreamError> {
+fn normalize_all(raw: &[String], what: &str) -> Result<Vec<String>, ConfigError> {
     let mut out: Vec<String> = Vec::with_capacity(raw.len());
     for r in raw {
         let n = client::normalize_base(r)?;
         if out.contains(&n) {
-            return Err(UpstreamError::InvalidConfig(format!(
+            return Err(ConfigError::InvalidConfig(format!(
                 "{what} {n} listed twice"
             )));
         }
@@ -819,11 +849,11 @@ impl Failures {
         self.last = f.message;
     }
 
-    fn into_error(self) -> UpstreamError {
+    fn into_error(self) -> FetchError {
         if self.tried > 0 && self.timeouts == self.tried {
-            UpstreamError::Timeout
+            FetchError::Timeout
         } else {
-            UpstreamError::AllFailed {
+            FetchError::AllFailed {
                 tried: self.tried,
                 last: self.last,
             }

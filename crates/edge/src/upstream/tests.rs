@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -145,11 +147,11 @@ fn build(cfg: UpstreamConfig) -> Arc<Upstreams> {
     }
 }
 
-async fn get(up: &Upstreams, path: &str) -> Result<Fetched, UpstreamError> {
+async fn get(up: &Upstreams, path: &str) -> Result<Fetched, FetchError> {
     get_with(up, path, &HeaderMap::new()).await
 }
 
-async fn get_with(up: &Upstreams, path: &str, h: &HeaderMap) -> Result<Fetched, UpstreamError> {
+async fn get_with(up: &Upstreams, path: &str, h: &HeaderMap) -> Result<Fetched, FetchError> {
     match tokio::time::timeout(WAIT * 2, up.fetch(path, &Method::GET, path, h)).await {
         Ok(r) => r,
         Err(_) => panic!("fetch of {path} did not finish in time"),
@@ -164,7 +166,7 @@ async fn body(f: Fetched) -> String {
     }
 }
 
-fn ok(r: Result<Fetched, UpstreamError>) -> Fetched {
+fn ok(r: Result<Fetched, FetchError>) -> Fetched {
     match r {
         Ok(f) => f,
         Err(e) => panic!("fetch failed: {e}"),
@@ -213,7 +215,7 @@ async fn first_origin_down_is_served_by_the_second() {
 async fn both_down_is_all_failed() {
     let up = build(config(vec![dead_url().await, dead_url().await], vec![]));
     match get(&up, "/x").await {
-        Err(UpstreamError::AllFailed { tried, .. }) => assert_eq!(tried, 2),
+        Err(FetchError::AllFailed { tried, .. }) => assert_eq!(tried, 2),
         other => panic!("expected AllFailed, got {other:?}"),
     }
     let o1 = TestServer::start("o1").await;
@@ -222,7 +224,7 @@ async fn both_down_is_all_failed() {
     o2.set_status(502);
     let up = build(config(vec![o1.url(), o2.url()], vec![]));
     match get(&up, "/x").await {
-        Err(UpstreamError::AllFailed { tried, last }) => {
+        Err(FetchError::AllFailed { tried, last }) => {
             assert_eq!(tried, 2);
             assert!(last.contains("502"), "{last}");
         }
@@ -325,8 +327,13 @@ async fn half_open_trial_by_a_real_request_closes_the_breaker() {
     ok(get(&up, "/a").await);
     assert_eq!(origin_status(&up, 0).breaker, BreakerState::Open);
     o1.set_status(200);
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The cooldown passes on tokio's clock, not the wall clock (then real I/O again).
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_millis(99)).await;
+    assert_eq!(origin_status(&up, 0).breaker, BreakerState::Open);
+    tokio::time::advance(Duration::from_millis(1)).await;
     assert_eq!(origin_status(&up, 0).breaker, BreakerState::HalfOpen);
+    tokio::time::resume();
     let f = ok(get(&up, "/b").await);
     assert_eq!(f.target.index, 0);
     assert_eq!(origin_status(&up, 0).breaker, BreakerState::Closed);
@@ -341,7 +348,9 @@ async fn a_dropped_trial_is_released() {
     cfg.breaker_cooldown = Duration::from_millis(1);
     let up = build(cfg);
     up.report(&up.plan("/x")[0], false);
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_millis(5)).await;
+    tokio::time::resume();
     let r = tokio::time::timeout(
         Duration::from_millis(200),
         up.fetch("/x", &Method::GET, "/x", &HeaderMap::new()),
@@ -373,7 +382,7 @@ async fn slow_first_byte_times_out_and_fails_over() {
     let up = build(cfg);
     let started = Instant::now();
     match get(&up, "/p.m3u8").await {
-        Err(UpstreamError::Timeout) => {}
+        Err(FetchError::Timeout) => {}
         other => panic!("expected Timeout, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -413,14 +422,14 @@ async fn head_requests_and_bad_requests() {
     assert_eq!(f.response.status(), StatusCode::OK);
     drop(f);
     match up.fetch("/k", &Method::POST, "/k", &HeaderMap::new()).await {
-        Err(UpstreamError::InvalidRequest(_)) => {}
+        Err(FetchError::InvalidRequest(_)) => {}
         other => panic!("expected InvalidRequest, got {other:?}"),
     }
     match up
         .fetch("k", &Method::GET, "no-slash", &HeaderMap::new())
         .await
     {
-        Err(UpstreamError::InvalidRequest(_)) => {}
+        Err(FetchError::InvalidRequest(_)) => {}
         other => panic!("expected InvalidRequest, got {other:?}"),
     }
     assert_eq!(o1.requests(), 1);
@@ -573,29 +582,29 @@ fn config_is_validated() {
     let bad = |cfg: UpstreamConfig| Upstreams::new(cfg).err();
     assert!(matches!(
         bad(config(vec![], vec![])),
-        Some(UpstreamError::InvalidConfig(_))
+        Some(ConfigError::InvalidConfig(_))
     ));
     assert!(matches!(
         bad(config(vec!["https://o:443".into()], vec![])),
-        Some(UpstreamError::InvalidUrl(_))
+        Some(ConfigError::InvalidUrl(_))
     ));
     assert!(matches!(
         bad(config(vec!["http://o:1".into()], vec!["nope".into()])),
-        Some(UpstreamError::InvalidUrl(_))
+        Some(ConfigError::InvalidUrl(_))
     ));
     assert!(matches!(
         bad(config(
             vec!["http://o:1".into(), "http://O:1/".into()],
             vec![]
         )),
-        Some(UpstreamError::InvalidConfig(_))
+        Some(ConfigError::InvalidConfig(_))
     ));
     let mut c = config(vec!["http://o:1".into()], vec![]);
     c.first_byte_timeout = Duration::ZERO;
-    assert!(matches!(bad(c), Some(UpstreamError::InvalidConfig(_))));
+    assert!(matches!(bad(c), Some(ConfigError::InvalidConfig(_))));
     let mut c = config(vec!["http://o:1".into()], vec![]);
     c.health_path = "healthz".into();
-    assert!(matches!(bad(c), Some(UpstreamError::InvalidConfig(_))));
+    assert!(matches!(bad(c), Some(ConfigError::InvalidConfig(_))));
     let d = UpstreamConfig::default();
     assert_eq!(d.first_byte_timeout, Duration::from_secs(15));
     assert_eq!(d.breaker_failures, 3);
@@ -722,7 +731,7 @@ async fn directory_redirects_to_unconfigured_upstreams_are_refused() {
     let up = build(config(vec![a], vec![]));
     let r = get(&up, "/live/cam/index.m3u8").await;
     assert!(
-        matches!(&r, Err(UpstreamError::AllFailed { last, .. }) if last.contains("not a configured upstream")),
+        matches!(&r, Err(FetchError::AllFailed { last, .. }) if last.contains("not a configured upstream")),
         "{r:?}"
     );
     assert_eq!(seen.lock().len(), 1);
@@ -742,8 +751,74 @@ async fn connections_per_upstream_are_capped() {
     let first = ok(get(&up, "/a").await);
     // The only slot is held by `first`: the next request gives up waiting.
     let r = get(&up, "/b").await;
-    assert!(matches!(r, Err(UpstreamError::Timeout)), "{r:?}");
+    assert!(matches!(r, Err(FetchError::Timeout)), "{r:?}");
     drop(first);
     let again = ok(get(&up, "/c").await);
     assert_eq!(again.response.status(), StatusCode::OK);
+}
+
+fn callout<'a>(base: &'a str, method: &'a str, path: &'a str) -> compute::CalloutRequest<'a> {
+    compute::CalloutRequest {
+        upstream: "svc",
+        base,
+        method,
+        path,
+        headers: &[],
+        body: b"{}",
+    }
+}
+
+#[tokio::test]
+async fn callouts_to_an_origin_fail_over_and_feed_its_breaker() {
+    use compute::CalloutClient;
+    let o1 = TestServer::start("o1").await;
+    let o2 = TestServer::start("o2").await;
+    o1.set_status(500);
+    let mut cfg = config(vec![o1.url(), o2.url()], vec![]);
+    cfg.breaker_failures = 1;
+    let up = build(cfg);
+    let base = o1.url();
+    let callouts = Callouts::new(up.clone(), [base.as_str()]);
+    let r = callouts.call(callout(&base, "POST", "/check")).await;
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"o2"[..]));
+    assert_eq!((o1.requests(), o2.requests()), (1, 1));
+    assert_eq!(origin_status(&up, 0).breaker, BreakerState::Open);
+    // The origin's breaker is open: the next call goes straight to o2.
+    assert!(callouts.call(callout(&base, "GET", "/check")).await.is_ok());
+    assert_eq!((o1.requests(), o2.requests()), (1, 2));
+}
+
+#[tokio::test]
+async fn callouts_to_other_hosts_have_their_own_breaker() {
+    use compute::{CalloutClient, CalloutError};
+    let origin = TestServer::start("origin").await;
+    let svc = TestServer::start("svc").await;
+    svc.set_status(503);
+    let mut cfg = config(vec![origin.url()], vec![]);
+    cfg.breaker_failures = 2;
+    let up = build(cfg);
+    let base = svc.url();
+    let callouts = Callouts::new(up.clone(), [base.as_str()]);
+    // A 5xx is still the answer the filter sees, and a failure for the breaker.
+    for _ in 0..2 {
+        match callouts.call(callout(&base, "GET", "/auth")).await {
+            Ok(r) => assert_eq!(r.status, 503),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // Open: refused without a request; the origins are not asked instead.
+    let r = callouts.call(callout(&base, "GET", "/auth")).await;
+    assert!(
+        matches!(r, Err(CalloutError::Failed(ref m)) if m.contains("breaker open")),
+        "{r:?}"
+    );
+    assert_eq!(svc.requests(), 2);
+    assert_eq!(origin.requests(), 0);
+    // A request that cannot be made is the filter's error, not the upstream's.
+    let r = callouts.call(callout(&base, "BAD METHOD", "/auth")).await;
+    assert!(matches!(r, Err(CalloutError::BadRequest(_))), "{r:?}");
 }

@@ -54,6 +54,7 @@ pub struct Digests {
     pinned: bool,
     objects: HashMap<String, [u8; 32]>,
     refreshed: Option<Instant>,
+    fetched_bytes: u64,
 }
 
 impl Digests {
@@ -81,6 +82,7 @@ impl Digests {
             pinned: pinned.is_some(),
             objects: HashMap::new(),
             refreshed: None,
+            fetched_bytes: 0,
         })
     }
 
@@ -92,6 +94,11 @@ impl Digests {
             }
         }
         self.check_known(name, bytes)
+    }
+
+    /// Bytes of digest lists fetched so far (the price of verifying fresh objects).
+    pub fn fetched_bytes(&self) -> u64 {
+        self.fetched_bytes
     }
 
     /// Checks against what is already loaded, without I/O.
@@ -110,6 +117,7 @@ impl Digests {
         }
         self.refreshed = Some(Instant::now());
         let raw = get_bytes(&self.client, &self.list_url, MAX_LIST_BYTES).await?;
+        self.fetched_bytes += raw.len() as u64;
         let signed: SignedList =
             serde_json::from_slice(&raw).map_err(|_| self.invalid("not a signed list"))?;
         if !self.keys.contains_key(&signed.kid) && !self.pinned {

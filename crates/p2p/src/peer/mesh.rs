@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::PeerError;
-use crate::scheduler::{PeerKey, SegmentId};
+use crate::scheduler::{PartKey, PeerKey, SegmentId};
 
 /// From the swarm to the viewer.
 #[derive(Debug)]
@@ -42,6 +42,27 @@ pub enum MeshEvent {
         peer: PeerKey,
         segment: SegmentId,
     },
+    /// Part extension: the parts the peer holds (replaces its last part announcement).
+    PartsAnnounced {
+        peer: PeerKey,
+        parts: Vec<PartKey>,
+    },
+    /// The peer asks us for a part.
+    PartRequested {
+        peer: PeerKey,
+        part: PartKey,
+    },
+    /// All bytes of a part we asked for (not verified yet).
+    PartReceived {
+        peer: PeerKey,
+        part: PartKey,
+        bytes: Bytes,
+    },
+    /// The peer does not have the part, or the request could not be made.
+    PartFailed {
+        peer: PeerKey,
+        part: PartKey,
+    },
 }
 
 /// From the viewer to the swarm.
@@ -72,6 +93,23 @@ pub enum MeshCommand {
     },
     /// Close the link and refuse the peer for the rest of the session.
     Ban(PeerKey),
+    /// Part extension: announce the parts we hold to every peer that speaks it.
+    AnnounceParts(Vec<PartKey>),
+    RequestPart {
+        peer: PeerKey,
+        part: PartKey,
+    },
+    /// Answer a part request with its bytes.
+    SendPart {
+        peer: PeerKey,
+        part: PartKey,
+        bytes: Bytes,
+    },
+    /// Answer a part request with "absent".
+    PartAbsent {
+        peer: PeerKey,
+        part: PartKey,
+    },
 }
 
 /// Both ends of a viewer's mesh.
@@ -98,6 +136,8 @@ pub struct SwarmSpec {
     pub max_peers: usize,
     /// Whom to trust for a `wss://` tracker (`None`: the system's roots).
     pub tracker_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Speak the part extension (`PROTOCOL.md` §5); off = the stock protocol.
+    pub parts: bool,
 }
 
 /// Makes a mesh for each viewer.

@@ -4,6 +4,12 @@
 //! the [`crate::scheduler`] decides. Used as a load generator, for the offload
 //! benchmark, and as an always-on "super peer".
 //!
+//! `--latency` picks the granularity: `max-offload` (default) plays three target
+//! durations back and shares whole segments (`viewer.rs`); `low` and `balanced`
+//! play at the LL-HLS part hold-back (plus a target duration for `balanced`) and
+//! share parts through the protocol's part extension (`viewer_parts.rs`). Both
+//! sample latency to live from the player clock against EXT-X-PROGRAM-DATE-TIME.
+//!
 //! Not a decoder: playback is modelled by [`crate::scheduler::Playhead`] (real-time
 //! clock, stalls when the buffer is dry); bytes are verified, not decoded.
 
@@ -13,6 +19,7 @@ pub mod mesh;
 pub mod rtc_mesh;
 pub mod stats;
 mod viewer;
+mod viewer_parts;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +46,49 @@ pub enum PeerError {
     Mesh(String),
     #[error("invalid option: {0}")]
     Options(String),
+}
+
+/// The latency target of `--latency`: how close to live a viewer plays, and so at
+/// what granularity it shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Latency {
+    /// At the playlist's PART-HOLD-BACK (three parts), sharing LL-HLS parts.
+    Low,
+    /// One target duration further back than `low`, sharing parts: more time for
+    /// peers, more offload.
+    Balanced,
+    /// Three target durations back, whole segments only (the stock protocol).
+    #[default]
+    MaxOffload,
+}
+
+impl Latency {
+    /// Whether this target shares parts (speaks the part extension).
+    pub fn parts(self) -> bool {
+        self != Latency::MaxOffload
+    }
+}
+
+impl std::str::FromStr for Latency {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "low" => Ok(Latency::Low),
+            "balanced" => Ok(Latency::Balanced),
+            "max-offload" => Ok(Latency::MaxOffload),
+            other => Err(format!("want low, balanced or max-offload, got {other:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Latency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Latency::Low => "low",
+            Latency::Balanced => "balanced",
+            Latency::MaxOffload => "max-offload",
+        })
+    }
 }
 
 /// Settings of a `mediamesh peer` run.
@@ -73,8 +123,10 @@ pub struct PeerOptions {
     /// The origin's public key, if pinned; else taken from the CDN on first use.
     pub origin_key: Option<VerifyingKey>,
     /// The first this-many viewers corrupt every segment they upload (to test that
-    /// the others reject and ban them).
+    /// the others reject and ban them). Applies to parts as well.
     pub corrupt_uploads: usize,
+    /// Latency target; `Low`/`Balanced` share LL-HLS parts.
+    pub latency: Latency,
 }
 
 impl Default for PeerOptions {
@@ -95,6 +147,7 @@ impl Default for PeerOptions {
             stagger: Duration::from_millis(200),
             origin_key: None,
             corrupt_uploads: 0,
+            latency: Latency::default(),
         }
     }
 }
@@ -139,6 +192,7 @@ pub async fn run(
             .unwrap_or_else(|| default_tracker(&url)),
         max_peers: opts.max_peers,
         tracker_tls: opts.tracker_tls.clone(),
+        parts: opts.latency.parts(),
     };
     let end = Instant::now() + opts.duration;
     let base = ViewerParams {
@@ -154,6 +208,7 @@ pub async fn run(
         mesh: mesh.map(|m| (m, spec)),
         start_buffer_ms: 1_000,
         corrupt_uploads: false,
+        latency: opts.latency,
     };
     let mut next_index = 0usize;
     let mut reports = Vec::new();
@@ -171,6 +226,14 @@ pub async fn run(
         "Segments from peers that failed their signed digest"
     );
     metrics::describe_counter!("peer_stalls_total", "Playback stalls of headless viewers");
+    metrics::describe_counter!(
+        "peer_p2p_part_bytes_total",
+        "Verified LL-HLS part bytes received from peers"
+    );
+    metrics::describe_counter!(
+        "peer_rejected_parts_total",
+        "Parts from peers that failed their signed digest"
+    );
     let mut tasks_slots: tokio::task::JoinSet<(usize, ViewerStats)> = tokio::task::JoinSet::new();
     for slot in 0..opts.count {
         spawn_viewer(

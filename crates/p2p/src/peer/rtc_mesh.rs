@@ -18,9 +18,11 @@ use tokio::task::JoinHandle;
 
 use super::mesh::{MeshCommand, MeshEvent, MeshFactory, MeshLink, SwarmSpec};
 use super::PeerError;
-use crate::proto::{self, RequestId, Session, SessionEvent, SessionLimits, StreamKind};
+use crate::proto::{
+    self, RequestId, Session, SessionEvent, SessionLimits, StreamKind, WirePart, EXT_PARTS,
+};
 use crate::rtc::{LinkConfig, LinkEvent, LinkSender, PeerLink};
-use crate::scheduler::{PeerKey, SegmentId};
+use crate::scheduler::{PartKey, PeerKey, SegmentId};
 use crate::signal::{SignalConfig, Swarm, SwarmConfig};
 use crate::tracker::Id20;
 
@@ -52,7 +54,7 @@ impl MeshFactory for RtcMeshFactory {
         );
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::channel(256);
-        tokio::spawn(run(swarm, cmd_rx, ev_tx));
+        tokio::spawn(run(swarm, cmd_rx, ev_tx, spec.parts));
         Ok(MeshLink {
             me,
             commands: cmd_tx,
@@ -68,6 +70,10 @@ struct Conn {
     writer_task: JoinHandle<()>,
     /// The remote's open request: segment → request id.
     asked: HashMap<i64, RequestId>,
+    /// The remote's open part request.
+    asked_part: Option<(WirePart, RequestId)>,
+    /// Whether we sent our part announcement since the remote said it speaks parts.
+    parts_sent: bool,
 }
 
 impl Drop for Conn {
@@ -97,12 +103,17 @@ struct Mesh {
     link_events: mpsc::Sender<(PeerKey, LinkEvent)>,
     /// Our last announcement (protocol segment ids), for newcomers.
     last_announce: (Vec<i64>, Vec<i64>),
+    /// Our last part announcement, for peers that start speaking parts.
+    last_parts: Vec<WirePart>,
+    /// Whether we speak the part extension.
+    parts: bool,
 }
 
 async fn run(
     mut swarm: Swarm,
     mut commands: mpsc::Receiver<MeshCommand>,
     events: mpsc::Sender<MeshEvent>,
+    parts: bool,
 ) {
     let (link_tx, mut link_rx) = mpsc::channel::<(PeerKey, LinkEvent)>(1024);
     let mut mesh = Mesh {
@@ -111,6 +122,8 @@ async fn run(
         events,
         link_events: link_tx,
         last_announce: (Vec::new(), Vec::new()),
+        last_parts: Vec::new(),
+        parts,
     };
     loop {
         tokio::select! {
@@ -143,6 +156,11 @@ impl Mesh {
         let Ok(session) = Session::new(SessionLimits::default()) else {
             return;
         };
+        let session = if self.parts {
+            session.with_extensions(EXT_PARTS)
+        } else {
+            session
+        };
         let sender = link.sender();
         let (wtx, wrx) = mpsc::channel(WRITE_QUEUE);
         let writer_task = tokio::spawn(write_loop(sender, wrx));
@@ -162,6 +180,8 @@ impl Mesh {
             reader,
             writer_task,
             asked: HashMap::new(),
+            asked_part: None,
+            parts_sent: false,
         };
         // Tell the newcomer what we hold right away.
         if let Ok(m) = conn
@@ -196,7 +216,16 @@ impl Mesh {
                 };
                 let out = match conn.session.handle_message(&msg) {
                     Ok(None) => None,
-                    Ok(Some(ev)) => session_event(key, conn, ev),
+                    Ok(Some(ev)) => {
+                        // A peer that just said it speaks parts learns ours.
+                        if self.parts && !conn.parts_sent && conn.session.remote_speaks_parts() {
+                            conn.parts_sent = true;
+                            if let Ok(m) = conn.session.announce_parts(&self.last_parts) {
+                                conn.send(m);
+                            }
+                        }
+                        session_event(key, conn, ev)
+                    }
                     Err(e) => {
                         tracing::info!(peer = key.0, error = %e, "peer broke the protocol; dropped");
                         metrics::counter!("peer_protocol_errors_total").increment(1);
@@ -268,6 +297,57 @@ impl Mesh {
                 }
             }
             MeshCommand::Ban(peer) => self.drop_peer(peer, true).await,
+            MeshCommand::AnnounceParts(parts) => {
+                let parts: Vec<WirePart> = parts.into_iter().filter_map(to_wire).collect();
+                for conn in self.conns.values_mut() {
+                    if conn.session.remote_speaks_parts() {
+                        conn.parts_sent = true;
+                        if let Ok(m) = conn.session.announce_parts(&parts) {
+                            conn.send(m);
+                        }
+                    }
+                }
+                self.last_parts = parts;
+            }
+            MeshCommand::RequestPart { peer, part } => {
+                let result = match (self.conns.get_mut(&peer), to_wire(part)) {
+                    (Some(c), Some(w)) => c.session.request_part(w).map(|(_, m)| c.send(m)).ok(),
+                    _ => None,
+                };
+                if result.is_none() {
+                    self.emit(MeshEvent::PartFailed { peer, part }).await;
+                }
+            }
+            MeshCommand::SendPart { peer, part, bytes } => {
+                if let Some(c) = self.conns.get_mut(&peer) {
+                    let Some((w, rid)) = c.asked_part.take() else {
+                        return;
+                    };
+                    if to_wire(part) != Some(w) {
+                        c.asked_part = Some((w, rid));
+                        return;
+                    }
+                    if c.session.send_part(rid, bytes).is_ok() {
+                        let mut msgs = Vec::new();
+                        while let Some(m) = c.session.next_upload_message() {
+                            msgs.push(m);
+                        }
+                        c.send(msgs);
+                    }
+                }
+            }
+            MeshCommand::PartAbsent { peer, part } => {
+                if let Some(c) = self.conns.get_mut(&peer) {
+                    if let Some((w, rid)) = c.asked_part {
+                        if to_wire(part) == Some(w) {
+                            c.asked_part = None;
+                            if let Ok(m) = c.session.part_absent(rid) {
+                                c.send(m);
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -294,6 +374,7 @@ fn session_event(key: PeerKey, conn: &mut Conn, ev: SessionEvent) -> Option<Mesh
         } => {
             // A new request supersedes the remote's earlier one.
             conn.asked.clear();
+            conn.asked_part = None;
             conn.asked.insert(segment, request_id);
             Some(MeshEvent::Requested {
                 peer: key,
@@ -316,7 +397,47 @@ fn session_event(key: PeerKey, conn: &mut Conn, ev: SessionEvent) -> Option<Mesh
             peer: key,
             segment: seg(segment),
         }),
+        SessionEvent::PartsAnnounced { .. } => Some(MeshEvent::PartsAnnounced {
+            peer: key,
+            parts: conn.session.remote_parts().map(from_wire).collect(),
+        }),
+        SessionEvent::PartRequested { part, request_id } => {
+            // A new request (of either kind) supersedes the remote's earlier one.
+            conn.asked.clear();
+            conn.asked_part = Some((part, request_id));
+            Some(MeshEvent::PartRequested {
+                peer: key,
+                part: from_wire(part),
+            })
+        }
+        SessionEvent::PartRequestCancelled { .. } => {
+            conn.asked_part = None;
+            None
+        }
+        SessionEvent::PartReceived { part, bytes, .. } => Some(MeshEvent::PartReceived {
+            peer: key,
+            part: from_wire(part),
+            bytes,
+        }),
+        SessionEvent::PartAbsent { part, .. } => Some(MeshEvent::PartFailed {
+            peer: key,
+            part: from_wire(part),
+        }),
         SessionEvent::ResponseStarted { .. } | SessionEvent::BytesReceived { .. } => None,
+    }
+}
+
+fn to_wire(p: PartKey) -> Option<WirePart> {
+    Some(WirePart {
+        segment: i64::try_from(p.segment).ok()?,
+        index: p.index,
+    })
+}
+
+fn from_wire(p: WirePart) -> PartKey {
+    PartKey {
+        segment: p.segment.max(0) as u64,
+        index: p.index,
     }
 }
 

@@ -19,17 +19,19 @@ use super::digests::{Digests, Verdict};
 use super::hls::{get_bytes, Follower, RenditionChoice};
 use super::mesh::{MeshCommand, MeshEvent, MeshFactory, SwarmSpec};
 use super::stats::ViewerStats;
+use super::Latency;
 use super::PeerError;
 use crate::scheduler::{
-    Action, PeerFailure, PeerKey, Playhead, Scheduler, SchedulerConfig, SegmentId, UploadGate,
+    Action, PeerFailure, PeerKey, PlayState, Playhead, Scheduler, SchedulerConfig, SegmentId,
+    UploadGate,
 };
 
 /// Largest segment accepted over HTTP.
-const MAX_SEGMENT_BYTES: usize = 64 << 20;
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const MAX_SEGMENT_BYTES: usize = 64 << 20;
+pub(super) const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// First playlist load: attempts and the pause between them.
-const OPEN_ATTEMPTS: u32 = 5;
-const OPEN_RETRY: Duration = Duration::from_secs(1);
+pub(super) const OPEN_ATTEMPTS: u32 = 5;
+pub(super) const OPEN_RETRY: Duration = Duration::from_secs(1);
 /// Segments kept for sharing this long after they played.
 const KEEP_BEHIND_MS: u64 = 30_000;
 
@@ -49,8 +51,47 @@ pub(crate) struct ViewerParams {
     pub mesh: Option<(Arc<dyn MeshFactory>, SwarmSpec)>,
     /// Media buffered before playback starts (and resumes after a stall).
     pub start_buffer_ms: u64,
-    /// Test double of a malicious peer: flips a byte in every segment it uploads.
+    /// Test double of a malicious peer: flips a byte in every segment (and part)
+    /// it uploads.
     pub corrupt_uploads: bool,
+    pub latency: Latency,
+}
+
+/// Wall clock, unix ms.
+pub(super) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One latency-to-live sample while playing: now minus the capture time of the
+/// media at the playhead.
+pub(super) fn sample_latency(
+    head: &Playhead,
+    follower: &super::hls::Follower,
+    stats: &mut ViewerStats,
+) {
+    if head.state() != PlayState::Playing {
+        return;
+    }
+    if let Some(wall) = follower.wall_ms_at(head.position_ms()) {
+        let lag = unix_ms().saturating_sub(wall) as f64 / 1000.0;
+        // Bounded: a sample every 100 ms for a week is 6 M floats; keep 100 k.
+        if stats.latency_samples.len() < 100_000 {
+            stats.latency_samples.push(lag);
+        }
+    }
+}
+
+/// Flips a byte in the middle (the `--corrupt-uploads` test double).
+pub(super) fn corrupt(bytes: Bytes) -> Bytes {
+    if bytes.is_empty() {
+        return bytes;
+    }
+    let mut v = bytes.to_vec();
+    let mid = v.len() / 2;
+    v[mid] ^= 0xff;
+    Bytes::from(v)
 }
 
 /// Runs a session to its end and reports what happened, errors included.
@@ -60,7 +101,13 @@ pub(crate) async fn run_viewer(client: Client, p: ViewerParams) -> ViewerStats {
         corrupting: p.corrupt_uploads,
         ..ViewerStats::default()
     };
-    if let Err(e) = play(&client, &p, &mut stats).await {
+    let r = if p.latency.parts() {
+        super::viewer_parts::play(&client, &p, &mut stats).await
+    } else {
+        play(&client, &p, &mut stats).await
+    };
+    stats.finish_latency();
+    if let Err(e) = r {
         tracing::warn!(viewer = p.index, error = %e, "viewer failed");
         stats.error = Some(e.to_string());
     }
@@ -173,6 +220,13 @@ impl Session<'_> {
                 self.sched
                     .peer_failed(now, peer, segment, PeerFailure::Absent)
             }
+            // Whole-segment mode holds no parts (and never asks for any).
+            MeshEvent::PartRequested { peer, part } => {
+                self.send(MeshCommand::PartAbsent { peer, part })
+            }
+            MeshEvent::PartsAnnounced { .. }
+            | MeshEvent::PartReceived { .. }
+            | MeshEvent::PartFailed { .. } => {}
         }
     }
 
@@ -185,11 +239,8 @@ impl Session<'_> {
             self.send(MeshCommand::Absent { peer, segment });
             return;
         }
-        if self.corrupt && !bytes.is_empty() {
-            let mut v = bytes.to_vec();
-            let mid = v.len() / 2;
-            v[mid] ^= 0xff;
-            bytes = Bytes::from(v);
+        if self.corrupt {
+            bytes = corrupt(bytes);
         }
         let wait = self.gate.take(self.now(), bytes.len() as u64);
         self.gate.finish();
@@ -266,6 +317,7 @@ impl Session<'_> {
         }
         self.sched.set_position(now, pos);
         self.sched.tick(now);
+        sample_latency(&self.head, &self.follower, stats);
         // Count segments played through.
         let from = self
             .played_through
@@ -427,5 +479,6 @@ async fn play(client: &Client, p: &ViewerParams, stats: &mut ViewerStats) -> Res
     stats.rejected_segments = st.rejected_segments;
     stats.banned_peers = st.banned_peers;
     stats.peer_timeouts = st.peer_timeouts;
+    stats.digest_bytes = s.digests.fetched_bytes();
     Ok(())
 }

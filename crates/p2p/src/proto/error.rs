@@ -63,4 +63,10 @@ pub enum UsageError {
     NoSuchRequest(i64),
     #[error("segment of {size} bytes exceeds the limit of {limit}")]
     SegmentTooLarge { size: u64, limit: u64 },
+    #[error(
+        "part {index} of segment {segment} cannot be put on the wire (msn < 2^45, index < 256)"
+    )]
+    PartOutOfRange { segment: i64, index: u32 },
+    #[error("the peer does not speak the part extension")]
+    NoPartExtension,
 }

@@ -40,10 +40,12 @@ fn command_from_js(v: &Value) -> PeerCommand {
                 ints(v, "l")
             },
             http_loading: ints(v, "p"),
+            extensions: 0,
         },
         None if v.get("gen").is_some() => PeerCommand::SegmentsAnnouncement {
             loaded: big(),
             http_loading: vec![],
+            extensions: 0,
         },
         Some(1) => PeerCommand::SegmentRequest {
             segment: i,
@@ -78,6 +80,7 @@ fn js_json(c: &PeerCommand) -> String {
         PeerCommand::SegmentsAnnouncement {
             loaded,
             http_loading,
+            ..
         } => {
             let mut s = String::from("{\"c\":0");
             if !loaded.is_empty() {
@@ -121,6 +124,7 @@ fn js_json(c: &PeerCommand) -> String {
         } => {
             format!("{{\"c\":5,\"i\":{segment},\"r\":{request_id}}}")
         }
+        other => panic!("the golden vectors hold no {}", other.name()),
     }
 }
 
@@ -128,6 +132,7 @@ fn decode_all(messages: &[Vec<u8>]) -> PeerCommand {
     let mut d = Decoder::new(1 << 20);
     let limits = CommandLimits {
         max_announced: 100_000,
+        ..CommandLimits::default()
     };
     for m in messages {
         if let Frame::Command(body) = d.push(m).expect("frame") {

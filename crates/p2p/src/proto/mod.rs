@@ -14,7 +14,12 @@
 //!   chunks ≤ max message size), SendingCompleted / SegmentAbsent /
 //!   CancelSegmentRequest `{i, r}`. `i` is the segment's external id (media sequence
 //!   number for live HLS, playlist position for VOD), `r` a request id.
-//! - [`session`]: one connection's state (one download and one upload at a time).
+//! - Part extension (`PROTOCOL.md` §5): a SegmentsAnnouncement field `x` = 1 says a
+//!   peer speaks it; commands 64..=69 announce, request and carry LL-HLS parts
+//!   `(msn, index)`, sent only to such peers (stock p2p-media-loader ignores unknown
+//!   fields and command types). Codes 70..=255 are reserved and ignored.
+//! - [`session`]: one connection's state (one download and one upload at a time,
+//!   segment or part).
 //! - [`ids`]: stream swarm id `v2-{swarmId}-{main|secondary}-{index}`, the 20-char
 //!   base64 `info_hash`, `-PM0203-` peer ids and the 2.3 stream short id.
 //!
@@ -27,7 +32,9 @@ pub mod ids;
 pub mod serial;
 pub mod session;
 
-pub use command::{CommandDecoder, CommandLimits, Incoming, PeerCommand, RequestId, SegmentId};
+pub use command::{
+    CommandDecoder, CommandLimits, Incoming, PeerCommand, RequestId, SegmentId, WirePart, EXT_PARTS,
+};
 pub use error::{ProtoError, UsageError};
 pub use ids::{info_hash, stream_short_id, stream_swarm_id, StreamKind, StreamProps};
 pub use session::{SegmentStatus, Session, SessionEvent, SessionLimits};

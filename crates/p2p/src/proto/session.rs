@@ -17,7 +17,9 @@ use std::collections::{HashSet, VecDeque};
 
 use bytes::Bytes;
 
-use super::command::{CommandDecoder, CommandLimits, Incoming, PeerCommand, RequestId, SegmentId};
+use super::command::{
+    CommandDecoder, CommandLimits, Incoming, PeerCommand, RequestId, SegmentId, WirePart, EXT_PARTS,
+};
 use super::error::{ProtoError, UsageError};
 use super::framing::{self, DEFAULT_MAX_MESSAGE_SIZE};
 
@@ -90,11 +92,47 @@ pub enum SessionEvent {
         segment: SegmentId,
         request_id: RequestId,
     },
+    /// Part extension: the remote replaced its part announcement; query
+    /// [`Session::remote_parts`].
+    PartsAnnounced { parts: usize },
+    /// The remote wants a part: answer with [`Session::send_part`] or
+    /// [`Session::part_absent`]. Any earlier request of the remote is void.
+    PartRequested {
+        part: WirePart,
+        request_id: RequestId,
+    },
+    /// The remote cancelled its part request; the upload (if any) has stopped.
+    PartRequestCancelled {
+        part: WirePart,
+        request_id: RequestId,
+    },
+    /// Our part request completed with exactly the announced bytes. Not verified.
+    PartReceived {
+        part: WirePart,
+        request_id: RequestId,
+        bytes: Bytes,
+    },
+    /// The remote does not have the part we asked for.
+    PartAbsent {
+        part: WirePart,
+        request_id: RequestId,
+    },
+}
+
+/// What a request is for: a whole segment, or one part of it (`Some(index)`).
+type Obj = (SegmentId, Option<u32>);
+
+fn wire(obj: Obj) -> Option<WirePart> {
+    obj.1.map(|index| WirePart {
+        segment: obj.0,
+        index,
+    })
 }
 
 #[derive(Debug)]
 struct Download {
     segment: SegmentId,
+    part: Option<u32>,
     request_id: RequestId,
     byte_from: u64,
     expected: Option<u64>,
@@ -110,6 +148,7 @@ enum UploadStage {
 #[derive(Debug)]
 struct Upload {
     segment: SegmentId,
+    part: Option<u32>,
     request_id: RequestId,
     data: Bytes,
     stage: UploadStage,
@@ -127,12 +166,17 @@ pub struct Session {
     remote_loading: HashSet<SegmentId>,
     download: Option<Download>,
     next_request_id: RequestId,
-    cancelled: VecDeque<(SegmentId, RequestId)>,
+    cancelled: VecDeque<(Obj, RequestId)>,
     /// Bytes of data we still tolerate without a current response header.
     stray_allowance: u64,
     /// The remote's request waiting for our answer.
-    asked: Option<(SegmentId, RequestId, u64)>,
+    asked: Option<(Obj, RequestId, u64)>,
     upload: Option<Upload>,
+    /// Extension bits we put in our announcements (field `x`).
+    extensions: i64,
+    /// Extension bits of the remote's last announcement.
+    remote_extensions: i64,
+    remote_parts: HashSet<WirePart>,
 }
 
 impl Session {
@@ -146,6 +190,7 @@ impl Session {
                 limits.max_command_size,
                 CommandLimits {
                     max_announced: limits.max_announced,
+                    ..CommandLimits::default()
                 },
             ),
             remote_loaded: HashSet::new(),
@@ -156,7 +201,27 @@ impl Session {
             stray_allowance: 0,
             asked: None,
             upload: None,
+            extensions: 0,
+            remote_extensions: 0,
+            remote_parts: HashSet::new(),
         })
+    }
+
+    /// Advertises our extension bits (e.g. [`EXT_PARTS`]) in every announcement.
+    /// Without it the session is byte-for-byte the stock protocol.
+    pub fn with_extensions(mut self, bits: i64) -> Self {
+        self.extensions = bits;
+        self
+    }
+
+    /// Whether the remote's last announcement said it speaks the part extension.
+    pub fn remote_speaks_parts(&self) -> bool {
+        self.remote_extensions & EXT_PARTS != 0
+    }
+
+    /// Parts the remote announced (verified on its side; we verify again).
+    pub fn remote_parts(&self) -> impl Iterator<Item = WirePart> + '_ {
+        self.remote_parts.iter().copied()
     }
 
     /// Starts request ids at `first` (the JS uses random ids; any value works).
@@ -185,9 +250,16 @@ impl Session {
         self.remote_loaded.iter().copied()
     }
 
-    /// Our outstanding request, if any.
+    /// Our outstanding request, if any (segment or part).
     pub fn downloading(&self) -> Option<(SegmentId, RequestId)> {
         self.download.as_ref().map(|d| (d.segment, d.request_id))
+    }
+
+    /// Our outstanding part request, if any.
+    pub fn downloading_part(&self) -> Option<WirePart> {
+        self.download
+            .as_ref()
+            .and_then(|d| wire((d.segment, d.part)))
     }
 
     /// Whether an upload still has messages to send.
@@ -229,9 +301,9 @@ impl Session {
         }
     }
 
-    fn forget_cancelled(&mut self, segment: SegmentId, request_id: RequestId) -> bool {
+    fn forget_cancelled(&mut self, obj: Obj, request_id: RequestId) -> bool {
         let before = self.cancelled.len();
-        self.cancelled.retain(|c| *c != (segment, request_id));
+        self.cancelled.retain(|c| *c != (obj, request_id));
         let found = self.cancelled.len() != before;
         if found && self.cancelled.is_empty() {
             self.stray_allowance = 0;
@@ -244,12 +316,20 @@ impl Session {
             PeerCommand::SegmentsAnnouncement {
                 loaded,
                 http_loading,
+                extensions,
             } => {
                 self.remote_loaded = loaded.into_iter().collect();
                 self.remote_loading = http_loading.into_iter().collect();
+                self.remote_extensions = extensions;
                 Ok(Some(SessionEvent::Announced {
                     loaded: self.remote_loaded.len(),
                     http_loading: self.remote_loading.len(),
+                }))
+            }
+            PeerCommand::PartsAnnouncement { parts } => {
+                self.remote_parts = parts.into_iter().collect();
+                Ok(Some(SessionEvent::PartsAnnounced {
+                    parts: self.remote_parts.len(),
                 }))
             }
             PeerCommand::SegmentRequest {
@@ -264,123 +344,180 @@ impl Session {
                 })?;
                 // Like the JS: a new request stops the upload in progress.
                 self.upload = None;
-                self.asked = Some((segment, request_id, byte_from));
+                self.asked = Some(((segment, None), request_id, byte_from));
                 Ok(Some(SessionEvent::SegmentRequested {
                     segment,
                     request_id,
                     byte_from,
                 }))
             }
+            PeerCommand::PartRequest { part, request_id } => {
+                self.upload = None;
+                self.asked = Some(((part.segment, Some(part.index)), request_id, 0));
+                Ok(Some(SessionEvent::PartRequested { part, request_id }))
+            }
             PeerCommand::CancelSegmentRequest {
                 segment,
                 request_id,
-            } => {
-                // The JS matches the request id only.
-                let asked = self.asked.is_some_and(|a| a.1 == request_id);
-                let uploading = self
-                    .upload
-                    .as_ref()
-                    .is_some_and(|u| u.request_id == request_id);
-                if asked || uploading {
-                    self.asked = None;
-                    self.upload = None;
-                    Ok(Some(SessionEvent::RequestCancelled {
-                        segment,
-                        request_id,
-                    }))
-                } else {
-                    Ok(None)
-                }
-            }
+            } => Ok(self
+                .on_cancel(request_id)
+                .then_some(SessionEvent::RequestCancelled {
+                    segment,
+                    request_id,
+                })),
+            PeerCommand::CancelPartRequest { part, request_id } => Ok(self
+                .on_cancel(request_id)
+                .then_some(SessionEvent::PartRequestCancelled { part, request_id })),
             PeerCommand::SegmentData {
                 segment,
                 request_id,
                 size,
-            } => {
-                let Some(d) = self.download.as_mut() else {
-                    return Ok(None);
-                };
-                if d.segment != segment || d.request_id != request_id || d.expected.is_some() {
-                    // The JS ignores it; a cancelled request's header is expected.
-                    return Ok(None);
-                }
-                let size = u64::try_from(size).map_err(|_| ProtoError::BadValue {
-                    field: "size",
-                    value: size,
-                })?;
-                if size > self.limits.max_segment_bytes {
-                    return Err(ProtoError::SegmentTooLarge {
-                        size,
-                        limit: self.limits.max_segment_bytes,
-                    });
-                }
-                d.expected = Some(size);
-                d.buf = Vec::with_capacity(size.min(1 << 20) as usize);
-                // Data of cancelled requests came before this header; their
-                // SendingCompleted may still follow (the JS sends it a microtask
-                // later, after it has already started the next upload).
-                self.stray_allowance = 0;
-                Ok(Some(SessionEvent::ResponseStarted {
-                    segment,
-                    request_id,
-                    size,
-                }))
-            }
+            } => self.on_header((segment, None), request_id, size),
+            PeerCommand::PartData {
+                part,
+                request_id,
+                size,
+            } => self.on_header((part.segment, Some(part.index)), request_id, size),
             PeerCommand::SendingCompleted {
                 segment,
                 request_id,
-            } => {
-                if self.forget_cancelled(segment, request_id) {
-                    return Ok(None);
-                }
-                let Some(d) = self.download.as_ref() else {
-                    return Ok(None);
-                };
-                let Some(expected) = d.expected else {
-                    // The JS ignores a completion before the header.
-                    return Ok(None);
-                };
-                if d.segment != segment || d.request_id != request_id {
-                    return Err(ProtoError::WrongCompletion {
-                        segment,
-                        request_id,
-                    });
-                }
-                let received = d.buf.len() as u64;
-                if received != expected {
-                    return Err(ProtoError::LengthMismatch { received, expected });
-                }
-                let Some(d) = self.download.take() else {
-                    return Ok(None);
-                };
-                Ok(Some(SessionEvent::SegmentReceived {
-                    segment,
-                    request_id,
-                    byte_from: d.byte_from,
-                    bytes: Bytes::from(d.buf),
-                }))
+            } => self.on_completed((segment, None), request_id),
+            PeerCommand::PartSendingCompleted { part, request_id } => {
+                self.on_completed((part.segment, Some(part.index)), request_id)
             }
             PeerCommand::SegmentAbsent {
                 segment,
                 request_id,
-            } => {
-                if self.forget_cancelled(segment, request_id) {
-                    return Ok(None);
-                }
-                match &self.download {
-                    Some(d) if d.segment == segment && d.request_id == request_id => {
-                        // Bytes already sent for it (if any) are the remote's problem:
-                        // a header followed by absent leaves no tail we accept.
-                        self.download = None;
-                        self.remote_loaded.remove(&segment);
-                        Ok(Some(SessionEvent::SegmentAbsent {
-                            segment,
-                            request_id,
-                        }))
-                    }
-                    _ => Ok(None),
-                }
+            } => self.on_absent((segment, None), request_id),
+            PeerCommand::PartAbsent { part, request_id } => {
+                self.on_absent((part.segment, Some(part.index)), request_id)
             }
+            PeerCommand::Extension { .. } => Ok(None),
+        }
+    }
+
+    /// The remote cancels its request `request_id` (the JS matches the id only).
+    fn on_cancel(&mut self, request_id: RequestId) -> bool {
+        let asked = self.asked.is_some_and(|a| a.1 == request_id);
+        let uploading = self
+            .upload
+            .as_ref()
+            .is_some_and(|u| u.request_id == request_id);
+        if asked || uploading {
+            self.asked = None;
+            self.upload = None;
+        }
+        asked || uploading
+    }
+
+    fn on_header(
+        &mut self,
+        obj: Obj,
+        request_id: RequestId,
+        size: i64,
+    ) -> Result<Option<SessionEvent>, ProtoError> {
+        let Some(d) = self.download.as_mut() else {
+            return Ok(None);
+        };
+        if (d.segment, d.part) != obj || d.request_id != request_id || d.expected.is_some() {
+            // The JS ignores it; a cancelled request's header is expected.
+            return Ok(None);
+        }
+        let size = u64::try_from(size).map_err(|_| ProtoError::BadValue {
+            field: "size",
+            value: size,
+        })?;
+        if size > self.limits.max_segment_bytes {
+            return Err(ProtoError::SegmentTooLarge {
+                size,
+                limit: self.limits.max_segment_bytes,
+            });
+        }
+        d.expected = Some(size);
+        d.buf = Vec::with_capacity(size.min(1 << 20) as usize);
+        // Data of cancelled requests came before this header; their
+        // SendingCompleted may still follow (the JS sends it a microtask
+        // later, after it has already started the next upload).
+        self.stray_allowance = 0;
+        Ok(Some(SessionEvent::ResponseStarted {
+            segment: obj.0,
+            request_id,
+            size,
+        }))
+    }
+
+    fn on_completed(
+        &mut self,
+        obj: Obj,
+        request_id: RequestId,
+    ) -> Result<Option<SessionEvent>, ProtoError> {
+        if self.forget_cancelled(obj, request_id) {
+            return Ok(None);
+        }
+        let Some(d) = self.download.as_ref() else {
+            return Ok(None);
+        };
+        let Some(expected) = d.expected else {
+            // The JS ignores a completion before the header.
+            return Ok(None);
+        };
+        if (d.segment, d.part) != obj || d.request_id != request_id {
+            return Err(ProtoError::WrongCompletion {
+                segment: obj.0,
+                request_id,
+            });
+        }
+        let received = d.buf.len() as u64;
+        if received != expected {
+            return Err(ProtoError::LengthMismatch { received, expected });
+        }
+        let Some(d) = self.download.take() else {
+            return Ok(None);
+        };
+        let bytes = Bytes::from(d.buf);
+        Ok(Some(match wire(obj) {
+            Some(part) => SessionEvent::PartReceived {
+                part,
+                request_id,
+                bytes,
+            },
+            None => SessionEvent::SegmentReceived {
+                segment: obj.0,
+                request_id,
+                byte_from: d.byte_from,
+                bytes,
+            },
+        }))
+    }
+
+    fn on_absent(
+        &mut self,
+        obj: Obj,
+        request_id: RequestId,
+    ) -> Result<Option<SessionEvent>, ProtoError> {
+        if self.forget_cancelled(obj, request_id) {
+            return Ok(None);
+        }
+        match &self.download {
+            Some(d) if (d.segment, d.part) == obj && d.request_id == request_id => {
+                // Bytes already sent for it (if any) are the remote's problem:
+                // a header followed by absent leaves no tail we accept.
+                self.download = None;
+                Ok(Some(match wire(obj) {
+                    Some(part) => {
+                        self.remote_parts.remove(&part);
+                        SessionEvent::PartAbsent { part, request_id }
+                    }
+                    None => {
+                        self.remote_loaded.remove(&obj.0);
+                        SessionEvent::SegmentAbsent {
+                            segment: obj.0,
+                            request_id,
+                        }
+                    }
+                }))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -405,7 +542,45 @@ impl Session {
         self.encode(&PeerCommand::SegmentsAnnouncement {
             loaded: loaded.to_vec(),
             http_loading: http_loading.to_vec(),
+            extensions: self.extensions,
         })
+    }
+
+    /// Messages announcing the parts we hold (replaces our previous part
+    /// announcement). Only for a remote that speaks the extension: anything else
+    /// would not understand it (an older native peer would even drop us).
+    pub fn announce_parts(&self, parts: &[WirePart]) -> Result<Vec<Vec<u8>>, UsageError> {
+        if !self.remote_speaks_parts() {
+            return Err(UsageError::NoPartExtension);
+        }
+        self.encode(&PeerCommand::PartsAnnouncement {
+            parts: parts.to_vec(),
+        })
+    }
+
+    /// Asks the remote for a part. Shares the one-download slot with segments.
+    pub fn request_part(
+        &mut self,
+        part: WirePart,
+    ) -> Result<(RequestId, Vec<Vec<u8>>), UsageError> {
+        if !self.remote_speaks_parts() {
+            return Err(UsageError::NoPartExtension);
+        }
+        if self.download.is_some() {
+            return Err(UsageError::Busy);
+        }
+        let request_id = self.next_request_id;
+        let messages = self.encode(&PeerCommand::PartRequest { part, request_id })?;
+        self.next_request_id = self.next_request_id.wrapping_add(1);
+        self.download = Some(Download {
+            segment: part.segment,
+            part: Some(part.index),
+            request_id,
+            byte_from: 0,
+            expected: None,
+            buf: Vec::new(),
+        });
+        Ok((request_id, messages))
     }
 
     /// Asks the remote for `segment` (from `byte_from`). One request at a time.
@@ -426,6 +601,7 @@ impl Session {
         self.next_request_id = self.next_request_id.wrapping_add(1);
         self.download = Some(Download {
             segment,
+            part: None,
             request_id,
             byte_from,
             expected: None,
@@ -447,24 +623,69 @@ impl Session {
         if self.cancelled.len() == CANCELLED_MEMORY {
             self.cancelled.pop_front();
         }
-        self.cancelled.push_back((d.segment, d.request_id));
+        self.cancelled
+            .push_back(((d.segment, d.part), d.request_id));
         self.stray_allowance = self
             .stray_allowance
             .saturating_add(tail)
             .min(self.limits.max_segment_bytes.saturating_mul(2));
-        self.encode(&PeerCommand::CancelSegmentRequest {
-            segment: d.segment,
-            request_id: d.request_id,
-        })
+        match wire((d.segment, d.part)) {
+            Some(part) => self.encode(&PeerCommand::CancelPartRequest {
+                part,
+                request_id: d.request_id,
+            }),
+            None => self.encode(&PeerCommand::CancelSegmentRequest {
+                segment: d.segment,
+                request_id: d.request_id,
+            }),
+        }
     }
 
-    fn take_asked(&mut self, request_id: RequestId) -> Result<(SegmentId, u64), UsageError> {
+    fn take_asked(&mut self, request_id: RequestId) -> Result<(Obj, u64), UsageError> {
         match self.asked {
-            Some((segment, id, byte_from)) if id == request_id => {
+            Some((obj, id, byte_from)) if id == request_id => {
                 self.asked = None;
-                Ok((segment, byte_from))
+                Ok((obj, byte_from))
             }
             _ => Err(UsageError::NoSuchRequest(request_id)),
+        }
+    }
+
+    /// Answers the remote's part request `request_id` with the part's bytes; then
+    /// drain [`Session::next_upload_message`].
+    pub fn send_part(&mut self, request_id: RequestId, data: Bytes) -> Result<(), UsageError> {
+        let size = data.len() as u64;
+        if size > self.limits.max_segment_bytes {
+            return Err(UsageError::SegmentTooLarge {
+                size,
+                limit: self.limits.max_segment_bytes,
+            });
+        }
+        match self.asked {
+            Some(((_, Some(_)), id, _)) if id == request_id => {}
+            _ => return Err(UsageError::NoSuchRequest(request_id)),
+        }
+        let ((segment, part), _) = self.take_asked(request_id)?;
+        self.upload = Some(Upload {
+            segment,
+            part,
+            request_id,
+            data,
+            stage: UploadStage::Header,
+        });
+        Ok(())
+    }
+
+    /// Answers the remote's part request with `PartAbsent`.
+    pub fn part_absent(&mut self, request_id: RequestId) -> Result<Vec<Vec<u8>>, UsageError> {
+        match self.asked {
+            Some(((_, Some(_)), id, _)) if id == request_id => {}
+            _ => return Err(UsageError::NoSuchRequest(request_id)),
+        }
+        let (obj, _) = self.take_asked(request_id)?;
+        match wire(obj) {
+            Some(part) => self.encode(&PeerCommand::PartAbsent { part, request_id }),
+            None => Err(UsageError::NoSuchRequest(request_id)),
         }
     }
 
@@ -479,12 +700,17 @@ impl Session {
                 limit: self.limits.max_segment_bytes,
             });
         }
-        let (segment, byte_from) = self.take_asked(request_id)?;
+        match self.asked {
+            Some(((_, None), id, _)) if id == request_id => {}
+            _ => return Err(UsageError::NoSuchRequest(request_id)),
+        }
+        let ((segment, _), byte_from) = self.take_asked(request_id)?;
         let from = usize::try_from(byte_from)
             .unwrap_or(usize::MAX)
             .min(data.len());
         self.upload = Some(Upload {
             segment,
+            part: None,
             request_id,
             data: data.slice(from..),
             stage: UploadStage::Header,
@@ -500,10 +726,18 @@ impl Session {
         match u.stage {
             UploadStage::Header => {
                 u.stage = UploadStage::Chunks;
-                let header = PeerCommand::SegmentData {
-                    segment: u.segment,
-                    request_id: u.request_id,
-                    size: u.data.len() as i64,
+                let size = u.data.len() as i64;
+                let header = match wire((u.segment, u.part)) {
+                    Some(part) => PeerCommand::PartData {
+                        part,
+                        request_id: u.request_id,
+                        size,
+                    },
+                    None => PeerCommand::SegmentData {
+                        segment: u.segment,
+                        request_id: u.request_id,
+                        size,
+                    },
                 };
                 // A 3-int command always fits one message of MIN_MESSAGE_SIZE.
                 header.encode(max).ok().and_then(|m| m.into_iter().next())
@@ -514,9 +748,15 @@ impl Session {
                 Some(chunk.to_vec())
             }
             UploadStage::Chunks => {
-                let done = PeerCommand::SendingCompleted {
-                    segment: u.segment,
-                    request_id: u.request_id,
+                let done = match wire((u.segment, u.part)) {
+                    Some(part) => PeerCommand::PartSendingCompleted {
+                        part,
+                        request_id: u.request_id,
+                    },
+                    None => PeerCommand::SendingCompleted {
+                        segment: u.segment,
+                        request_id: u.request_id,
+                    },
                 };
                 self.upload = None;
                 done.encode(max).ok().and_then(|m| m.into_iter().next())
@@ -526,7 +766,11 @@ impl Session {
 
     /// Answers the remote's request with `SegmentAbsent`.
     pub fn segment_absent(&mut self, request_id: RequestId) -> Result<Vec<Vec<u8>>, UsageError> {
-        let (segment, _) = self.take_asked(request_id)?;
+        match self.asked {
+            Some(((_, None), id, _)) if id == request_id => {}
+            _ => return Err(UsageError::NoSuchRequest(request_id)),
+        }
+        let ((segment, _), _) = self.take_asked(request_id)?;
         self.encode(&PeerCommand::SegmentAbsent {
             segment,
             request_id,

@@ -674,7 +674,7 @@ fn remove_id(ids: &mut Vec<SegmentId>, id: SegmentId) -> bool {
 }
 
 /// Rendezvous score of a peer for a segment (higher seeds first).
-fn rendezvous(peer: PeerKey, id: SegmentId) -> u64 {
+pub(crate) fn rendezvous(peer: PeerKey, id: SegmentId) -> u64 {
     let mut x = peer.0 ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     x ^= x >> 30;
     x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);

@@ -14,6 +14,9 @@
 //! in as method calls and [`Action`]s come out of [`Scheduler::poll_action`]. The same
 //! code drives `mediamesh peer` (real sockets) and `mediamesh sim` (simulated time).
 //!
+//! At `--latency low|balanced` the same rules apply per LL-HLS part instead
+//! ([`PartScheduler`], `parts.rs`: a pull mesh, its doc says why).
+//!
 //! Not here: transport, the wire protocol ([`crate::proto`]), integrity (the caller
 //! checks a peer's bytes against the origin's signed digests *before* reporting
 //! [`Scheduler::peer_done`], and reports a mismatch as [`PeerFailure::Corrupt`]), and
@@ -22,6 +25,7 @@
 mod config;
 mod core;
 mod holdings;
+mod parts;
 mod playhead;
 mod tables;
 mod upload;
@@ -34,5 +38,6 @@ pub use self::core::{
     Action, PeerFailure, PeerKey, Scheduler, SchedulerStats, SegmentId, SegmentInfo, Source,
 };
 pub use self::holdings::Holdings;
+pub use self::parts::{PartAction, PartConfig, PartInfo, PartKey, PartScheduler, PartStats};
 pub use self::playhead::{PlayState, Playhead};
 pub use self::upload::UploadGate;

@@ -375,3 +375,165 @@ fn completion_of_cancelled_request_after_the_next_header() {
         })
     );
 }
+
+fn part_pair() -> (Session, Session) {
+    let (a, b) = pair();
+    let (mut a, mut b) = (a.with_extensions(EXT_PARTS), b.with_extensions(EXT_PARTS));
+    deliver(&mut b, &a.announce(&[], &[]).unwrap());
+    deliver(&mut a, &b.announce(&[], &[]).unwrap());
+    (a, b)
+}
+
+const P: WirePart = WirePart {
+    segment: 40,
+    index: 2,
+};
+
+#[test]
+fn parts_only_go_to_peers_that_speak_the_extension() {
+    let (mut a, mut b) = pair();
+    let a_ext = Session::new(SessionLimits::default())
+        .unwrap()
+        .with_extensions(EXT_PARTS);
+    // A stock announcement carries no `x`: no part commands for that peer.
+    deliver(&mut a, &b.announce(&[1], &[]).unwrap());
+    assert!(!a.remote_speaks_parts());
+    assert_eq!(a.announce_parts(&[P]), Err(UsageError::NoPartExtension));
+    assert!(matches!(
+        a.request_part(P),
+        Err(UsageError::NoPartExtension)
+    ));
+    // Without extensions our announcement is byte-for-byte the stock one.
+    assert_eq!(
+        a.announce(&[1], &[]).unwrap(),
+        vec![b"cstr\x00l\x10\x01\x01\x01\x01cend".to_vec()]
+    );
+    // With them it only adds the `x` field.
+    let with_x = a_ext.announce(&[1], &[]).unwrap();
+    assert_eq!(
+        with_x,
+        vec![b"cstr\x00l\x10\x01\x01\x01\x01x\x01\x01cend".to_vec()]
+    );
+    deliver(&mut b, &with_x);
+    assert!(b.remote_speaks_parts());
+    assert_eq!(b.remote_status(1), Some(SegmentStatus::Loaded));
+}
+
+#[test]
+fn part_announce_request_send_receive() {
+    let (mut a, mut b) = part_pair();
+    let ev = deliver(&mut b, &a.announce_parts(&[P]).unwrap());
+    assert_eq!(ev, vec![SessionEvent::PartsAnnounced { parts: 1 }]);
+    assert_eq!(b.remote_parts().collect::<Vec<_>>(), vec![P]);
+    let (rid, msgs) = b.request_part(P).unwrap();
+    assert_eq!(b.downloading_part(), Some(P));
+    // One download at a time, parts and segments together.
+    assert_eq!(b.request_segment(1, 0), Err(UsageError::Busy));
+    let ev = deliver(&mut a, &msgs);
+    assert_eq!(
+        ev,
+        vec![SessionEvent::PartRequested {
+            part: P,
+            request_id: rid
+        }]
+    );
+    // A part request cannot be answered as a segment and vice versa.
+    assert_eq!(
+        a.send_segment(rid, segment(10)),
+        Err(UsageError::NoSuchRequest(rid))
+    );
+    let data = segment(150_000);
+    a.send_part(rid, data.clone()).unwrap();
+    let ev = deliver(&mut b, &drain_upload(&mut a));
+    assert!(ev.contains(&SessionEvent::PartReceived {
+        part: P,
+        request_id: rid,
+        bytes: data
+    }));
+    assert_eq!(b.downloading(), None);
+}
+
+#[test]
+fn part_absent_and_cancel() {
+    let (mut a, mut b) = part_pair();
+    let (rid, msgs) = b.request_part(P).unwrap();
+    deliver(&mut a, &msgs);
+    let ev = deliver(&mut b, &a.part_absent(rid).unwrap());
+    assert_eq!(
+        ev,
+        vec![SessionEvent::PartAbsent {
+            part: P,
+            request_id: rid
+        }]
+    );
+    // Cancel while the upload runs: the tail is tolerated, the completion ignored.
+    let (rid, msgs) = b.request_part(P).unwrap();
+    deliver(&mut a, &msgs);
+    a.send_part(rid, segment(200_000)).unwrap();
+    let upload = drain_upload(&mut a);
+    let cancel = b.cancel_request().unwrap();
+    let ev = deliver(&mut a, &cancel);
+    assert!(ev.is_empty(), "upload already drained: {ev:?}");
+    assert!(deliver(&mut b, &upload)
+        .iter()
+        .all(|e| !matches!(e, SessionEvent::PartReceived { .. })));
+}
+
+#[test]
+fn hostile_part_responses() {
+    // Completion of a part while a segment is in progress is a violation.
+    let (mut a, mut b) = part_pair();
+    let (rid, msgs) = b.request_segment(7, 0).unwrap();
+    deliver(&mut a, &msgs);
+    a.send_segment(rid, segment(100)).unwrap();
+    let mut upload = drain_upload(&mut a);
+    upload.pop(); // SendingCompleted
+    deliver(&mut b, &upload);
+    let wrong = PeerCommand::PartSendingCompleted {
+        part: WirePart {
+            segment: 7,
+            index: 0,
+        },
+        request_id: rid,
+    }
+    .encode(1000)
+    .unwrap();
+    assert!(matches!(
+        b.handle_message(&wrong[0]),
+        Err(ProtoError::WrongCompletion { .. })
+    ));
+    // Part data bigger than announced.
+    let (mut a, mut b) = part_pair();
+    let (rid, msgs) = b.request_part(P).unwrap();
+    deliver(&mut a, &msgs);
+    let header = PeerCommand::PartData {
+        part: P,
+        request_id: rid,
+        size: 4,
+    }
+    .encode(1000)
+    .unwrap();
+    deliver(&mut b, &header);
+    assert!(matches!(
+        b.handle_message(b"12345"),
+        Err(ProtoError::Overflow { .. })
+    ));
+    // A part header for a part we did not ask for is ignored (like a stale
+    // segment header), and its bytes are then a violation.
+    let (_, mut b) = part_pair();
+    let other = PeerCommand::PartData {
+        part: P,
+        request_id: 1,
+        size: 4,
+    }
+    .encode(1000)
+    .unwrap();
+    assert!(deliver(&mut b, &other).is_empty());
+    assert!(matches!(
+        b.handle_message(b"1234"),
+        Err(ProtoError::UnexpectedData { .. })
+    ));
+    // Extension commands beyond ours are ignored.
+    let (_, mut b) = part_pair();
+    assert_eq!(b.handle_message(b"cstr\xc8cend"), Ok(None));
+}

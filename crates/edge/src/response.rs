@@ -1,0 +1,206 @@
+//! The edge's answers as HTTP: the response body type ([`Body`]) and the helpers that
+//! make responses from text, from a whole cached object (304 for a matching
+//! `If-None-Match`, 206/416 for a single byte range, HEAD without body) and from an
+//! in-flight fetch streamed as it arrives.
+//!
+//! Not here: deciding what to answer (`proxy`), or any clock (the caller passes the
+//! time).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cache::CachedObject;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+
+use crate::coalesce::{Flight, Head};
+
+/// Response body type of the edge.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A whole body.
+pub fn full(b: Bytes) -> Body {
+    Full::new(b)
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+/// A plain-text answer of `status` (the message and a newline).
+pub fn text(status: StatusCode, message: &str) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::from(format!("{message}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Appends stored headers (`skip_length`: not `content-length`); unusable ones are
+/// skipped.
+pub fn apply_headers(res: &mut Response<Body>, headers: &[(String, String)], skip_length: bool) {
+    let h = res.headers_mut();
+    for (n, v) in headers {
+        if skip_length && n == "content-length" {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.append(n, v);
+        }
+    }
+}
+
+/// Streams a flight to one client as its bytes arrive.
+pub fn stream_response(flight: Arc<Flight>, head: &Head, head_only: bool) -> Response<Body> {
+    let body = if head_only {
+        empty()
+    } else {
+        let stream = futures_util::stream::unfold((flight, 0usize), |(f, i)| async move {
+            match f.chunk(i).await {
+                Some(Ok(c)) => {
+                    ::metrics::counter!("edge_egress_bytes_total").increment(c.len() as u64);
+                    Some((Ok(Frame::data(c)), (f, i + 1)))
+                }
+                Some(Err(e)) => Some((Err(std::io::Error::other(e.to_string())), (f, usize::MAX))),
+                None => None,
+            }
+        });
+        BodyExt::boxed_unsync(StreamBody::new(stream))
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    apply_headers(&mut res, &head.headers, false);
+    res
+}
+
+/// Answers from a whole object: 304 for a matching If-None-Match, 206/416 for a
+/// single byte range, HEAD without body. `now_ms` (Unix ms) gives the `Age`.
+pub fn object_response(
+    obj: &CachedObject,
+    req: &HeaderMap,
+    head_only: bool,
+    now_ms: u64,
+) -> Response<Body> {
+    let age = now_ms.saturating_sub(obj.stored_ms) / 1000;
+    let etag = obj
+        .headers
+        .iter()
+        .find(|(n, _)| n == "etag")
+        .map(|(_, v)| v.as_str());
+    if let (Some(inm), Some(etag)) = (
+        req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()),
+        etag,
+    ) {
+        if inm.split(',').any(|t| t.trim() == etag || t.trim() == "*") {
+            let mut r = Response::new(empty());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            if let Ok(v) = HeaderValue::from_str(etag) {
+                r.headers_mut().insert(header::ETAG, v);
+            }
+            return r;
+        }
+    }
+    let len = obj.body.len();
+    let range = if obj.status == 200 {
+        req.get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| parse_range(v, len))
+    } else {
+        None
+    };
+    let (status, body, content_range) = match range {
+        Some(Some((start, end))) => (
+            StatusCode::PARTIAL_CONTENT,
+            obj.body.slice(start..=end),
+            Some(format!("bytes {start}-{end}/{len}")),
+        ),
+        Some(None) => {
+            let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+        None => (
+            StatusCode::from_u16(obj.status).unwrap_or(StatusCode::OK),
+            obj.body.clone(),
+            None,
+        ),
+    };
+    let body_len = body.len();
+    if !head_only {
+        ::metrics::counter!("edge_egress_bytes_total").increment(body_len as u64);
+    }
+    let mut res = Response::new(if head_only { empty() } else { full(body) });
+    *res.status_mut() = status;
+    apply_headers(&mut res, &obj.headers, true);
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::AGE, HeaderValue::from(age));
+    if let Some(cr) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert(header::CONTENT_RANGE, cr);
+    }
+    res
+}
+
+/// One `bytes=` range against a body of `len` bytes: inclusive (start, end), or
+/// `None` when unsatisfiable. Multiple ranges are answered with the first only.
+pub fn parse_range(value: &str, len: usize) -> Option<(usize, usize)> {
+    let spec = value
+        .trim()
+        .strip_prefix("bytes=")?
+        .split(',')
+        .next()?
+        .trim();
+    let (a, b) = spec.split_once('-')?;
+    if len == 0 {
+        return None;
+    }
+    let (start, end) = if a.is_empty() {
+        let n: usize = b.parse().ok()?;
+        if n == 0 {
+            return None;
+        }
+        (len.saturating_sub(n), len - 1)
+    } else {
+        let start: usize = a.parse().ok()?;
+        let end = if b.is_empty() {
+            len - 1
+        } else {
+            b.parse::<usize>().ok()?.min(len - 1)
+        };
+        (start, end)
+    };
+    (start <= end && start < len).then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 99)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=9-1", 100), None);
+        assert_eq!(parse_range("bytes=-0", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=a-b", 100), None);
+        assert_eq!(parse_range("bytes=0-0", 0), None);
+    }
+}

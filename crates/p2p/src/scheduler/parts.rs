@@ -1,0 +1,629 @@
+//! Part-level scheduling for low latency (`--latency low|balanced`): which LL-HLS
+//! part to take from HTTP (the CDN) and which from a peer.
+//!
+//! A **pull mesh**: every peer announces the parts it holds (verified) to its
+//! neighbours, and a peer that wants a part asks one of the holders. The elected
+//! fetcher of a new part (rendezvous hash over the peers a viewer sees, the same
+//! election as for whole segments) takes it from the CDN at once — for the part the
+//! playlist's preload hint names, that is a blocking GET that returns when the part
+//! is complete — and the others wait for its announcement, then pull it. The next in
+//! rank steps in after [`PartConfig::seed_stagger_ms`] if nobody announced it, and a
+//! part whose playback is less than [`PartConfig::urgent_ms`] away always comes over
+//! HTTP, so a slow or lying peer costs bandwidth, never a stall.
+//!
+//! Why pull and not push: a pushed part saves one round trip (the request) per hop,
+//! a few ms on the links a swarm of neighbours has, against a part duration of
+//! hundreds of ms and a hold-back of three parts. Pull keeps the one-transfer-per-
+//! connection rule of the p2p-media-loader protocol (raw chunks carry no request
+//! id), needs no subscription state or tree repair on churn, and never sends bytes
+//! nobody asked for. Push is the step to take when measurements show the request
+//! round trip matters (large swarms, long chains of peers).
+//!
+//! Sans-IO and deterministic like [`super::Scheduler`]: time in ms as input,
+//! [`PartAction`]s out. Not here: playlists, transport, verification (the caller
+//! checks every part against the signed digest list *before* [`PartScheduler::peer_done`]
+//! and reports a mismatch as [`PeerFailure::Corrupt`]), the player clock.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use super::core::{rendezvous, PeerFailure, PeerKey, SegmentId};
+
+/// Largest gap between two parts still taken as contiguous (rounding).
+const SEAM_MS: u64 = 5;
+
+/// One LL-HLS part: media sequence number of its segment and index in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartKey {
+    pub segment: u64,
+    pub index: u32,
+}
+
+impl PartKey {
+    fn hash_id(self) -> SegmentId {
+        SegmentId(
+            self.segment
+                .wrapping_mul(256)
+                .wrapping_add(u64::from(self.index)),
+        )
+    }
+}
+
+/// A part on the media timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartInfo {
+    pub key: PartKey,
+    pub start_ms: u64,
+    pub duration_ms: u64,
+}
+
+/// Tunables; all durations in ms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartConfig {
+    pub p2p: bool,
+    /// A part whose playback starts within this much media time comes over HTTP.
+    pub urgent_ms: u64,
+    /// Parts further ahead than this are not fetched yet.
+    pub ahead_ms: u64,
+    /// Longest wait for one peer request.
+    pub peer_timeout_ms: u64,
+    /// Least time left before urgency for a peer request to be worth making.
+    pub min_peer_window_ms: u64,
+    /// Delay between the HTTP fetches of the first, second, … ranked peers when
+    /// nobody announced a complete part.
+    pub seed_stagger_ms: u64,
+    pub max_http: usize,
+    pub max_peer_downloads: usize,
+    /// Failed requests after which a peer is no longer asked.
+    pub max_peer_failures: u32,
+    /// Parts this far behind the playhead are forgotten.
+    pub keep_behind_ms: u64,
+}
+
+impl Default for PartConfig {
+    fn default() -> Self {
+        PartConfig {
+            p2p: true,
+            urgent_ms: 300,
+            ahead_ms: 10_000,
+            peer_timeout_ms: 1_500,
+            min_peer_window_ms: 100,
+            seed_stagger_ms: 250,
+            max_http: 3,
+            max_peer_downloads: 4,
+            max_peer_failures: 4,
+            keep_behind_ms: 20_000,
+        }
+    }
+}
+
+/// What the caller must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartAction {
+    /// GET the part (the preload hint's URL if it is not complete yet).
+    FetchHttp(PartKey),
+    RequestPeer {
+        peer: PeerKey,
+        part: PartKey,
+    },
+    CancelPeer {
+        peer: PeerKey,
+        part: PartKey,
+    },
+    /// Our set of held parts changed: announce it.
+    Announce,
+    /// Drop and refuse the peer (it sent a part that fails its digest).
+    Disconnect(PeerKey),
+}
+
+/// Counters for the stats file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartStats {
+    pub http_bytes: u64,
+    pub p2p_bytes: u64,
+    pub rejected_parts: u64,
+    pub banned_peers: u64,
+    pub peer_timeouts: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Missing,
+    Http,
+    Peer { peer: PeerKey, deadline: u64 },
+    Have,
+}
+
+#[derive(Debug)]
+struct Part {
+    info: PartInfo,
+    /// When the playlist listed it as complete (`None`: only preload-hinted).
+    complete_at: Option<u64>,
+    state: State,
+}
+
+#[derive(Debug, Default)]
+struct Peer {
+    parts: HashSet<PartKey>,
+    busy: bool,
+    failures: u32,
+}
+
+/// The part scheduler of one viewer.
+#[derive(Debug)]
+pub struct PartScheduler {
+    cfg: PartConfig,
+    me: PeerKey,
+    now: u64,
+    pos: u64,
+    parts: BTreeMap<PartKey, Part>,
+    peers: HashMap<PeerKey, Peer>,
+    banned: HashSet<PeerKey>,
+    actions: VecDeque<PartAction>,
+    stats: PartStats,
+}
+
+impl PartScheduler {
+    pub fn new(cfg: PartConfig, me: PeerKey) -> Self {
+        PartScheduler {
+            cfg,
+            me,
+            now: 0,
+            pos: 0,
+            parts: BTreeMap::new(),
+            peers: HashMap::new(),
+            banned: HashSet::new(),
+            actions: VecDeque::new(),
+            stats: PartStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> PartStats {
+        self.stats
+    }
+
+    /// The playlist lists a part: `complete` when it is a finished part, not only
+    /// the preload hint. Idempotent; a hinted part listed again as complete starts
+    /// the seeding clock of the ranked fetchers.
+    pub fn part_listed(&mut self, now: u64, info: PartInfo, complete: bool) {
+        self.now = now;
+        let p = self.parts.entry(info.key).or_insert(Part {
+            info,
+            complete_at: None,
+            state: State::Missing,
+        });
+        p.info = info;
+        if complete && p.complete_at.is_none() {
+            p.complete_at = Some(now);
+        }
+        self.plan();
+    }
+
+    pub fn set_position(&mut self, now: u64, position_ms: u64) {
+        self.now = now;
+        self.pos = position_ms;
+    }
+
+    /// Time passes: time-outs, forgetting, new fetches.
+    pub fn tick(&mut self, now: u64) {
+        self.now = now;
+        let expired: Vec<(PartKey, PeerKey)> = self
+            .parts
+            .iter()
+            .filter_map(|(k, p)| match p.state {
+                State::Peer { peer, deadline } if deadline <= now => Some((*k, peer)),
+                _ => None,
+            })
+            .collect();
+        for (key, peer) in expired {
+            self.stats.peer_timeouts += 1;
+            self.actions
+                .push_back(PartAction::CancelPeer { peer, part: key });
+            self.fail(peer, key, PeerFailure::Timeout);
+        }
+        let keep = self.pos.saturating_sub(self.cfg.keep_behind_ms);
+        self.parts
+            .retain(|_, p| p.info.start_ms + p.info.duration_ms >= keep || p.state == State::Http);
+        self.plan();
+    }
+
+    pub fn poll_action(&mut self) -> Option<PartAction> {
+        self.actions.pop_front()
+    }
+
+    /// The earliest time a seeding turn comes up (the caller also ticks regularly).
+    pub fn next_wakeup(&self) -> Option<u64> {
+        let mut t: Option<u64> = None;
+        for p in self.parts.values() {
+            let at = match p.state {
+                State::Peer { deadline, .. } => Some(deadline),
+                State::Missing => p
+                    .complete_at
+                    .map(|c| c + self.seed_rank(p.info.key) as u64 * self.cfg.seed_stagger_ms),
+                _ => None,
+            };
+            if let Some(at) = at.filter(|a| *a > self.now) {
+                t = Some(t.map_or(at, |x| x.min(at)));
+            }
+        }
+        t
+    }
+
+    pub fn peer_joined(&mut self, now: u64, peer: PeerKey) {
+        self.now = now;
+        if !self.banned.contains(&peer) {
+            self.peers.entry(peer).or_default();
+        }
+    }
+
+    pub fn peer_left(&mut self, now: u64, peer: PeerKey) {
+        self.now = now;
+        self.peers.remove(&peer);
+        self.release(peer);
+        self.plan();
+    }
+
+    /// The peer's part announcement (replaces the previous one).
+    pub fn peer_announced(&mut self, now: u64, peer: PeerKey, parts: Vec<PartKey>) {
+        self.now = now;
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.parts = parts.into_iter().collect();
+            self.plan();
+        }
+    }
+
+    pub fn http_done(&mut self, now: u64, key: PartKey, bytes: u64) {
+        self.now = now;
+        self.stats.http_bytes += bytes;
+        self.got(key);
+    }
+
+    pub fn http_failed(&mut self, now: u64, key: PartKey) {
+        self.now = now;
+        if let Some(p) = self.parts.get_mut(&key) {
+            if p.state == State::Http {
+                p.state = State::Missing;
+            }
+        }
+        self.plan();
+    }
+
+    /// A part from `peer` passed its digest check.
+    pub fn peer_done(&mut self, now: u64, peer: PeerKey, key: PartKey, bytes: u64) {
+        self.now = now;
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.busy = false;
+            p.failures = 0;
+        }
+        if self.parts.get(&key).is_some_and(|p| p.state != State::Have) {
+            self.stats.p2p_bytes += bytes;
+        }
+        self.got(key);
+    }
+
+    pub fn peer_failed(&mut self, now: u64, peer: PeerKey, key: PartKey, why: PeerFailure) {
+        self.now = now;
+        self.fail(peer, key, why);
+        self.plan();
+    }
+
+    /// Parts not held yet (to [`PartScheduler::forget`] the ones no longer listed).
+    pub fn unheld(&self) -> Vec<PartKey> {
+        self.parts
+            .iter()
+            .filter(|(_, p)| p.state != State::Have)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// The playlist no longer lists the part (a preload hint that named another
+    /// part): it must not hold up playback.
+    pub fn forget(&mut self, key: PartKey) {
+        if let Some(p) = self.parts.get(&key) {
+            if p.state != State::Have {
+                if let State::Peer { peer, .. } = p.state {
+                    self.actions
+                        .push_back(PartAction::CancelPeer { peer, part: key });
+                    if let Some(x) = self.peers.get_mut(&peer) {
+                        x.busy = false;
+                    }
+                }
+                self.parts.remove(&key);
+            }
+        }
+    }
+
+    pub fn has(&self, key: PartKey) -> bool {
+        self.parts.get(&key).is_some_and(|p| p.state == State::Have)
+    }
+
+    /// Parts held, newest last.
+    pub fn held(&self) -> impl Iterator<Item = PartKey> + '_ {
+        self.parts
+            .iter()
+            .filter(|(_, p)| p.state == State::Have)
+            .map(|(k, _)| *k)
+    }
+
+    /// End of the media held without a gap from `from_ms`.
+    pub fn contiguous_end(&self, from_ms: u64) -> u64 {
+        let mut end = from_ms;
+        for p in self.parts.values() {
+            let (s, e) = (p.info.start_ms, p.info.start_ms + p.info.duration_ms);
+            if e <= end {
+                continue;
+            }
+            // Part durations are rounded to ms: allow that much of a seam.
+            if s > end + SEAM_MS || p.state != State::Have {
+                break;
+            }
+            end = e;
+        }
+        end
+    }
+
+    pub fn is_banned(&self, peer: PeerKey) -> bool {
+        self.banned.contains(&peer)
+    }
+
+    fn got(&mut self, key: PartKey) {
+        if let Some(p) = self.parts.get_mut(&key) {
+            if let State::Peer { peer, .. } = p.state {
+                // HTTP won the race: the peer request is moot.
+                self.actions
+                    .push_back(PartAction::CancelPeer { peer, part: key });
+                if let Some(x) = self.peers.get_mut(&peer) {
+                    x.busy = false;
+                }
+            }
+            if p.state != State::Have {
+                p.state = State::Have;
+                self.actions.push_back(PartAction::Announce);
+            }
+        }
+        self.plan();
+    }
+
+    fn fail(&mut self, peer: PeerKey, key: PartKey, why: PeerFailure) {
+        if let Some(p) = self.parts.get_mut(&key) {
+            if matches!(p.state, State::Peer { peer: q, .. } if q == peer) {
+                p.state = State::Missing;
+            }
+        }
+        if why == PeerFailure::Corrupt {
+            self.stats.rejected_parts += 1;
+            if self.banned.insert(peer) {
+                self.stats.banned_peers += 1;
+            }
+            self.peers.remove(&peer);
+            self.release(peer);
+            self.actions.push_back(PartAction::Disconnect(peer));
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.busy = false;
+            p.failures += 1;
+            p.parts.remove(&key);
+        }
+    }
+
+    /// Parts being fetched from a departed peer go back to missing.
+    fn release(&mut self, peer: PeerKey) {
+        for p in self.parts.values_mut() {
+            if matches!(p.state, State::Peer { peer: q, .. } if q == peer) {
+                p.state = State::Missing;
+            }
+        }
+    }
+
+    fn seed_rank(&self, key: PartKey) -> usize {
+        let id = key.hash_id();
+        let mine = rendezvous(self.me, id);
+        self.peers
+            .keys()
+            .filter(|p| rendezvous(**p, id) > mine)
+            .count()
+    }
+
+    fn plan(&mut self) {
+        let mut http = self
+            .parts
+            .values()
+            .filter(|p| p.state == State::Http)
+            .count();
+        let mut peer_dl = self
+            .parts
+            .values()
+            .filter(|p| matches!(p.state, State::Peer { .. }))
+            .count();
+        let (now, pos, cfg) = (self.now, self.pos, self.cfg.clone());
+        let keys: Vec<PartKey> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| {
+                p.state == State::Missing
+                    && p.info.start_ms + p.info.duration_ms > pos
+                    && p.info.start_ms < pos + cfg.ahead_ms
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            let Some(p) = self.parts.get(&key) else {
+                continue;
+            };
+            let start = p.info.start_ms;
+            let complete_at = p.complete_at;
+            let urgent = !cfg.p2p || self.peers.is_empty() || start <= pos + cfg.urgent_ms;
+            let mut go_http = urgent;
+            if !urgent {
+                let window = (start - pos - cfg.urgent_ms).min(cfg.peer_timeout_ms);
+                let holder = (peer_dl < cfg.max_peer_downloads && window >= cfg.min_peer_window_ms)
+                    .then(|| {
+                        self.peers
+                            .iter()
+                            .filter(|(_, x)| {
+                                !x.busy
+                                    && x.failures < cfg.max_peer_failures
+                                    && x.parts.contains(&key)
+                            })
+                            .map(|(k, _)| *k)
+                            .min_by_key(|k| u64::MAX - rendezvous(*k, key.hash_id()))
+                    })
+                    .flatten();
+                if let Some(peer) = holder {
+                    if let Some(x) = self.peers.get_mut(&peer) {
+                        x.busy = true;
+                    }
+                    if let Some(p) = self.parts.get_mut(&key) {
+                        p.state = State::Peer {
+                            peer,
+                            deadline: now + window,
+                        };
+                    }
+                    peer_dl += 1;
+                    self.actions
+                        .push_back(PartAction::RequestPeer { peer, part: key });
+                    continue;
+                }
+                let rank = self.seed_rank(key) as u64;
+                let someone_has = self.peers.values().any(|x| x.parts.contains(&key));
+                go_http = rank == 0
+                    || (!someone_has
+                        && complete_at.is_some_and(|c| now >= c + rank * cfg.seed_stagger_ms));
+            }
+            if go_http && http < cfg.max_http {
+                http += 1;
+                if let Some(p) = self.parts.get_mut(&key) {
+                    p.state = State::Http;
+                }
+                self.actions.push_back(PartAction::FetchHttp(key));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(segment: u64, index: u32) -> PartInfo {
+        PartInfo {
+            key: PartKey { segment, index },
+            start_ms: segment * 2_000 + u64::from(index) * 500,
+            duration_ms: 500,
+        }
+    }
+
+    fn drain(s: &mut PartScheduler) -> Vec<PartAction> {
+        std::iter::from_fn(|| s.poll_action()).collect()
+    }
+
+    /// Two peers that see each other elect exactly one fetcher of a new part; the
+    /// other pulls it after the announcement, and falls back to HTTP when urgent.
+    #[test]
+    fn one_fetcher_then_pull() {
+        let (a, b) = (PeerKey(1), PeerKey(2));
+        let mut sa = PartScheduler::new(PartConfig::default(), a);
+        let mut sb = PartScheduler::new(PartConfig::default(), b);
+        sa.peer_joined(0, b);
+        sb.peer_joined(0, a);
+        for s in [&mut sa, &mut sb] {
+            s.set_position(0, 8_500);
+        }
+        let part = info(5, 0); // starts at 10 000: 1.5 s ahead
+        sa.part_listed(0, part, false);
+        sb.part_listed(0, part, false);
+        let (fa, fb) = (drain(&mut sa), drain(&mut sb));
+        let fetchers = [&fa, &fb]
+            .iter()
+            .filter(|v| v.contains(&PartAction::FetchHttp(part.key)))
+            .count();
+        assert_eq!(fetchers, 1, "{fa:?} {fb:?}");
+        let (fetcher, other, other_key, fetcher_key) = if fa.is_empty() {
+            (&mut sb, &mut sa, a, b)
+        } else {
+            (&mut sa, &mut sb, b, a)
+        };
+        fetcher.http_done(100, part.key, 1000);
+        assert!(drain(fetcher).contains(&PartAction::Announce));
+        other.part_listed(100, part, true);
+        other.peer_announced(110, fetcher_key, vec![part.key]);
+        assert_eq!(
+            drain(other),
+            vec![PartAction::RequestPeer {
+                peer: fetcher_key,
+                part: part.key
+            }]
+        );
+        other.peer_done(150, fetcher_key, part.key, 1000);
+        assert!(other.has(part.key));
+        assert_eq!(other.stats().p2p_bytes, 1000);
+        assert_eq!(other.contiguous_end(8_500), 8_500, "gap before the part");
+        let _ = other_key;
+    }
+
+    #[test]
+    fn urgent_parts_come_over_http_and_liars_are_banned() {
+        let (me, liar) = (PeerKey(1), PeerKey(2));
+        let mut s = PartScheduler::new(PartConfig::default(), me);
+        s.peer_joined(0, liar);
+        s.set_position(0, 9_000);
+        let far = info(5, 1); // 10 500: 1.5 s ahead
+        s.part_listed(0, far, true);
+        s.peer_announced(0, liar, vec![far.key]);
+        let acts = drain(&mut s);
+        assert!(acts.contains(&PartAction::RequestPeer {
+            peer: liar,
+            part: far.key
+        }));
+        s.peer_failed(10, liar, far.key, PeerFailure::Corrupt);
+        let acts = drain(&mut s);
+        assert!(acts.contains(&PartAction::Disconnect(liar)));
+        assert!(s.is_banned(liar));
+        assert_eq!(s.stats().rejected_parts, 1);
+        // No peers left: HTTP.
+        assert!(acts.contains(&PartAction::FetchHttp(far.key)));
+        // A part inside the urgent window goes to HTTP even with a holder.
+        let mut s = PartScheduler::new(PartConfig::default(), me);
+        s.peer_joined(0, PeerKey(3));
+        s.set_position(0, 9_900);
+        s.peer_announced(0, PeerKey(3), vec![info(5, 0).key]);
+        s.part_listed(0, info(5, 0), true);
+        assert_eq!(drain(&mut s), vec![PartAction::FetchHttp(info(5, 0).key)]);
+    }
+
+    #[test]
+    fn slow_peers_time_out_before_urgency() {
+        let (me, slow) = (PeerKey(1), PeerKey(2));
+        let mut s = PartScheduler::new(PartConfig::default(), me);
+        s.peer_joined(0, slow);
+        s.set_position(0, 9_000);
+        let p = info(5, 1);
+        s.part_listed(0, p, true);
+        s.peer_announced(0, slow, vec![p.key]);
+        drain(&mut s);
+        let deadline = s.next_wakeup().expect("deadline");
+        assert!(deadline <= 10_500 - 9_000 - 300);
+        s.set_position(deadline, 9_000 + deadline);
+        s.tick(deadline);
+        let acts = drain(&mut s);
+        assert!(acts.contains(&PartAction::CancelPeer {
+            peer: slow,
+            part: p.key
+        }));
+        assert!(acts.contains(&PartAction::FetchHttp(p.key)));
+        assert_eq!(s.stats().peer_timeouts, 1);
+    }
+
+    #[test]
+    fn contiguous_end_walks_held_parts() {
+        let mut s = PartScheduler::new(PartConfig::default(), PeerKey(1));
+        for i in 0..4 {
+            s.part_listed(0, info(5, i), true);
+        }
+        s.http_done(0, info(5, 0).key, 1);
+        s.http_done(0, info(5, 1).key, 1);
+        s.http_done(0, info(5, 3).key, 1);
+        assert_eq!(s.contiguous_end(10_000), 11_000);
+        assert_eq!(s.held().count(), 3);
+    }
+}
