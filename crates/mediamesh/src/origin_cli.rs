@@ -107,6 +107,9 @@ pub struct OriginArgs {
     /// Concurrent RTMP connections.
     #[arg(long, default_value_t = defaults().limits.max_rtmp_connections)]
     pub max_rtmp_connections: usize,
+    /// Concurrent RTMP connections from one client address (IPv6 by /64).
+    #[arg(long, default_value_t = defaults().limits.max_rtmp_connections_per_ip)]
+    pub max_rtmp_connections_per_ip: usize,
     /// Largest HTTP request head in bytes (for `serve`: on the viewers' port).
     #[arg(long, default_value_t = defaults().limits.max_http_header_bytes)]
     pub max_http_header_bytes: usize,
@@ -192,6 +195,7 @@ pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
     l.max_rendition_bytes = args.max_rendition_bytes;
     l.max_http_connections = args.max_http_connections;
     l.max_rtmp_connections = args.max_rtmp_connections;
+    l.max_rtmp_connections_per_ip = args.max_rtmp_connections_per_ip;
     l.max_http_header_bytes = args.max_http_header_bytes;
     l.max_streams = args.max_streams;
     l.max_part_bytes = args.max_part_bytes;

@@ -54,6 +54,8 @@ pub struct Limits {
     pub max_rendition_bytes: usize,
     /// Concurrent RTMP connections.
     pub max_rtmp_connections: usize,
+    /// Concurrent RTMP connections from one client address (IPv6 by /64).
+    pub max_rtmp_connections_per_ip: usize,
     /// Concurrent HTTP connections.
     pub max_http_connections: usize,
     /// Largest HTTP request head (request line + headers) in bytes.
@@ -106,6 +108,7 @@ impl Default for Limits {
         Self {
             max_rendition_bytes: 256 * 1024 * 1024,
             max_rtmp_connections: 256,
+            max_rtmp_connections_per_ip: 16,
             max_http_connections: 10_000,
             max_http_header_bytes: 16 * 1024,
             max_streams: 1_000,
@@ -216,6 +219,7 @@ impl OriginConfig {
             ("max-rendition-bytes", l.max_rendition_bytes),
             ("max-http-connections", l.max_http_connections),
             ("max-rtmp-connections", l.max_rtmp_connections),
+            ("max-rtmp-connections-per-ip", l.max_rtmp_connections_per_ip),
             ("max-http-header-bytes", l.max_http_header_bytes),
             ("max-streams", l.max_streams),
         ] {

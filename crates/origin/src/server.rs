@@ -137,6 +137,7 @@ impl Origin {
         let s = streams.clone();
         let settings = ingest::rtmp::Settings {
             max_connections: config.limits.max_rtmp_connections,
+            max_connections_per_ip: config.limits.max_rtmp_connections_per_ip,
             read_batch: config.packaging.ingest_read_batch,
             publish_deadline: config.limits.rtmp_publish_deadline,
             idle_timeout: config.limits.rtmp_idle_timeout,

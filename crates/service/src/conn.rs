@@ -95,15 +95,17 @@ impl IpKey {
 }
 
 /// Open connections per [`IpKey`]. Entries are removed at zero, so the table never
-/// holds more keys than the listener holds connections.
+/// holds more keys than the listener holds connections. The HTTP accept loop uses it;
+/// other listeners (RTMP) may too.
 #[derive(Debug)]
-pub(crate) struct PerIp {
+pub struct PerIp {
     max: usize,
     counts: Mutex<HashMap<IpKey, usize>>,
 }
 
 impl PerIp {
-    pub(crate) fn new(max: usize) -> Arc<Self> {
+    /// A table allowing `max` connections per address (at least 1).
+    pub fn new(max: usize) -> Arc<Self> {
         Arc::new(PerIp {
             max: max.max(1),
             counts: Mutex::new(HashMap::new()),
@@ -111,7 +113,7 @@ impl PerIp {
     }
 
     /// Takes one slot for `ip`, or `None` when its share is used up.
-    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
         let key = IpKey::of(ip);
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let n = counts.entry(key).or_insert(0);
@@ -136,7 +138,7 @@ impl PerIp {
 
 /// One address's slot; given back on drop.
 #[derive(Debug)]
-pub(crate) struct IpSlot {
+pub struct IpSlot {
     table: Arc<PerIp>,
     key: IpKey,
 }

@@ -12,6 +12,6 @@ pub mod metrics;
 mod serve;
 mod tls;
 
-pub use conn::{ConnLimits, IpKey};
+pub use conn::{ConnLimits, IpKey, IpSlot, PerIp};
 pub use serve::{serve, serve_with, ServeLimits};
 pub use tls::{load_tls, TlsError};

@@ -28,6 +28,8 @@ use crate::live::{PublishError, Publisher, Streams};
 pub struct Settings {
     /// Concurrent connections.
     pub max_connections: usize,
+    /// Concurrent connections from one client address (IPv6 by /64).
+    pub max_connections_per_ip: usize,
     /// Longest merged-read wait of a publishing connection (see [`serve`]).
     pub read_batch: Duration,
     /// From accept to an accepted publish; also how long a connection may stay open
@@ -46,6 +48,7 @@ pub struct Settings {
 /// soon as data arrives.
 pub async fn serve(listener: TcpListener, streams: Arc<Streams>, settings: Settings) {
     let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let per_ip = service::PerIp::new(settings.max_connections_per_ip);
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -60,12 +63,18 @@ pub async fn serve(listener: TcpListener, streams: Arc<Streams>, settings: Setti
             metrics::counter!("mediamesh_rtmp_connections_refused_total").increment(1);
             continue;
         };
+        let Some(slot) = per_ip.acquire(peer.ip()) else {
+            tracing::warn!(%peer, "rtmp connection refused: too many connections from this address");
+            metrics::counter!("mediamesh_rtmp_connections_refused_per_ip_total").increment(1);
+            continue;
+        };
         let streams = streams.clone();
         // One span per connection: every line it logs (publish, drops) names the peer.
         let span = tracing::info_span!("rtmp", %peer);
         tokio::spawn(
             async move {
                 let _permit = permit;
+                let _slot = slot;
                 metrics::counter!("mediamesh_rtmp_connections_total").increment(1);
                 match connection(socket, peer, &streams, settings).await {
                     Ok(()) => tracing::debug!("rtmp connection closed"),
@@ -363,6 +372,7 @@ mod tests {
     fn settings(publish_deadline: Duration, idle_timeout: Duration) -> Settings {
         Settings {
             max_connections: 4,
+            max_connections_per_ip: 4,
             read_batch: Duration::ZERO,
             publish_deadline,
             idle_timeout,
