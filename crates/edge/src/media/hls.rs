@@ -1,41 +1,15 @@
 //! The little HLS syntax the media functions need: attribute lists
-//! (`KEY=VALUE,KEY="quoted, with commas"`) and the segment blocks of a media
-//! playlist. Tolerant: what it does not understand it passes through untouched.
+//! (`KEY=VALUE,KEY="quoted, with commas"`, through crate `media`'s parser) and the
+//! segment blocks of a media playlist. Tolerant: what it does not understand it passes through untouched.
 //!
 //! Not here: a full playlist model (crate `media` has the writer of our origin).
 
-/// Attributes of a tag such as `#EXT-X-STREAM-INF:BANDWIDTH=…,CODECS="…"`, in order.
+/// Attributes of a tag such as `#EXT-X-STREAM-INF:BANDWIDTH=…,CODECS="…"`, in order,
+/// read by the one HLS attribute-list parser of the workspace
+/// (`media::hls::attribute_list`); a list it refuses (malformed, or more attributes
+/// than it accepts) reads as no attributes, and the tag passes through untouched.
 pub fn attributes(list: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = list;
-    while !rest.is_empty() {
-        let Some(eq) = rest.find('=') else { break };
-        let key = rest[..eq].trim().to_string();
-        rest = &rest[eq + 1..];
-        let value;
-        if let Some(r) = rest.strip_prefix('"') {
-            match r.find('"') {
-                Some(end) => {
-                    value = r[..end].to_string();
-                    rest = &r[end + 1..];
-                }
-                None => {
-                    value = r.to_string();
-                    rest = "";
-                }
-            }
-            rest = rest.trim_start_matches(|c| c != ',');
-        } else {
-            let end = rest.find(',').unwrap_or(rest.len());
-            value = rest[..end].trim().to_string();
-            rest = &rest[end..];
-        }
-        rest = rest.strip_prefix(',').unwrap_or(rest);
-        if !key.is_empty() {
-            out.push((key, value));
-        }
-    }
-    out
+    media::hls::attribute_list(list.trim()).unwrap_or_default()
 }
 
 /// The value of one attribute.
@@ -80,10 +54,8 @@ mod tests {
         assert_eq!(a.len(), 3);
         assert_eq!(a[1].1, "avc1.64001f,mp4a.40.2");
         assert_eq!(attribute("A=1,B=2", "B").as_deref(), Some("2"));
-        assert_eq!(
-            attributes(r#"X="unterminated"#),
-            vec![("X".into(), "unterminated".into())]
-        );
+        // A malformed list reads as no attributes (the tag passes through as it came).
+        assert!(attributes(r#"X="unterminated"#).is_empty());
         assert!(attributes("garbage").is_empty());
         assert!(attributes("").is_empty());
     }

@@ -163,17 +163,25 @@ impl Mesh {
         };
         let sender = link.sender();
         let (wtx, wrx) = mpsc::channel(WRITE_QUEUE);
-        let writer_task = tokio::spawn(write_loop(sender, wrx));
+        // One span per peer connection, on both of its tasks.
+        let span = tracing::info_span!("peer", peer = %hex::encode(&id.0[..6]));
+        let writer_task = tokio::spawn(tracing::Instrument::instrument(
+            write_loop(sender, wrx),
+            span.clone(),
+        ));
         let tx = self.link_events.clone();
-        let reader = tokio::spawn(async move {
-            while let Some(ev) = link.recv().await {
-                let closed = matches!(ev, LinkEvent::Closed(_));
-                if tx.send((key, ev)).await.is_err() || closed {
-                    return;
+        let reader = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                while let Some(ev) = link.recv().await {
+                    let closed = matches!(ev, LinkEvent::Closed(_));
+                    if tx.send((key, ev)).await.is_err() || closed {
+                        return;
+                    }
                 }
-            }
-            let _ = tx.send((key, LinkEvent::Closed("ended".into()))).await;
-        });
+                let _ = tx.send((key, LinkEvent::Closed("ended".into()))).await;
+            },
+            span,
+        ));
         let conn = Conn {
             session,
             writer: wtx,

@@ -287,7 +287,11 @@ async fn upgrade(
             ws.max_message_size(max)
                 .max_frame_size(max)
                 .read_buffer_size(read_buffer.clamp(256, max.max(256)))
-                .on_upgrade(move |socket| run_connection(svc, socket, client))
+                .on_upgrade(move |socket| {
+                    // One span per WebSocket: every line it logs names the client.
+                    let span = tracing::info_span!("ws", client = ?client);
+                    tracing::Instrument::instrument(run_connection(svc, socket, client), span)
+                })
         }
         Err(
             WebSocketUpgradeRejection::InvalidConnectionHeader(_)
