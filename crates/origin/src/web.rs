@@ -17,8 +17,6 @@ use axum::routing::get;
 use axum::Router;
 use sha2::{Digest, Sha256};
 
-use crate::http::AppState;
-
 const JS: &str = "text/javascript; charset=utf-8";
 const PAGE_CACHE: &str = "public, max-age=300";
 const VENDOR_CACHE: &str = "public, max-age=86400";
@@ -121,8 +119,9 @@ const FILES: [(&str, &Asset); 10] = [
     ("/index.html", &INDEX),
 ];
 
-/// Routes for `/`, `/static/*` and `/vendor/*`.
-pub fn routes() -> Router<AppState> {
+/// Routes for `/`, `/static/*` and `/vendor/*`, for a router of any state (the pages
+/// need none, so this module needs nothing of `http`).
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     assets()
 }
 

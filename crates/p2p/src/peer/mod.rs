@@ -17,6 +17,7 @@ pub mod digests;
 pub mod hls;
 pub mod mesh;
 pub mod rtc_mesh;
+mod run;
 pub mod stats;
 mod viewer;
 mod viewer_parts;
@@ -29,8 +30,9 @@ use reqwest::{Client, Url};
 
 pub use self::hls::RenditionChoice;
 pub use self::mesh::{MeshCommand, MeshEvent, MeshFactory, MeshLink, SwarmSpec};
+use self::run::run_viewer;
 pub use self::stats::{Report, Totals, ViewerStats};
-use self::viewer::{run_viewer, ViewerParams};
+use self::viewer::ViewerParams;
 use crate::scheduler::SchedulerConfig;
 
 /// Why a viewer could not play.

@@ -94,26 +94,6 @@ pub(super) fn corrupt(bytes: Bytes) -> Bytes {
     Bytes::from(v)
 }
 
-/// Runs a session to its end and reports what happened, errors included.
-pub(crate) async fn run_viewer(client: Client, p: ViewerParams) -> ViewerStats {
-    let mut stats = ViewerStats {
-        viewer: p.index,
-        corrupting: p.corrupt_uploads,
-        ..ViewerStats::default()
-    };
-    let r = if p.latency.parts() {
-        super::viewer_parts::play(&client, &p, &mut stats).await
-    } else {
-        play(&client, &p, &mut stats).await
-    };
-    stats.finish_latency();
-    if let Err(e) = r {
-        tracing::warn!(viewer = p.index, error = %e, "viewer failed");
-        stats.error = Some(e.to_string());
-    }
-    stats
-}
-
 struct Session<'a> {
     started: Instant,
     follower: Follower,
@@ -343,7 +323,11 @@ impl Session<'_> {
     }
 }
 
-async fn play(client: &Client, p: &ViewerParams, stats: &mut ViewerStats) -> Result<(), PeerError> {
+pub(super) async fn play(
+    client: &Client,
+    p: &ViewerParams,
+    stats: &mut ViewerStats,
+) -> Result<(), PeerError> {
     let started = Instant::now();
     let deadline = started + p.lifetime;
     // Like a player, retry the first load a few times: a stream that is just

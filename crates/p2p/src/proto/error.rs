@@ -7,6 +7,9 @@
 
 use thiserror::Error;
 
+/// Smallest max message size the framing accepts (see `framing`).
+pub const MIN_MESSAGE_SIZE: usize = 64;
+
 /// The remote peer broke the protocol; drop the connection.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ProtoError {
@@ -55,7 +58,7 @@ pub enum UsageError {
     StringTooLong(usize),
     #[error("command of {size} bytes exceeds the limit of {limit}")]
     CommandTooLarge { size: usize, limit: usize },
-    #[error("max message size {0} is below the minimum of {min}", min = super::framing::MIN_MESSAGE_SIZE)]
+    #[error("max message size {0} is below the minimum of {min}", min = MIN_MESSAGE_SIZE)]
     MessageSizeTooSmall(usize),
     #[error("a request to this peer is already outstanding")]
     Busy,

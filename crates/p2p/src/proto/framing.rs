@@ -20,8 +20,9 @@ const FRAME_LEN: usize = 8;
 /// p2p-media-loader's default `webRtcMaxMessageSize` (64 KiB − 1).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 - 1;
 /// Smallest max message size we accept; the JS splitting arithmetic breaks down
-/// for tiny sizes (it may emit messages larger than the limit).
-pub const MIN_MESSAGE_SIZE: usize = 64;
+/// for tiny sizes (it may emit messages larger than the limit). Defined beside the
+/// error that names it, so the error module needs nothing of this one.
+pub use super::error::MIN_MESSAGE_SIZE;
 
 /// Whether p2p-media-loader reads `message` as a command chunk.
 pub fn is_command_chunk(message: &[u8]) -> bool {

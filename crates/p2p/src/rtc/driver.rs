@@ -17,7 +17,16 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::link::LinkEvent;
+/// What a link reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// The data channel is open: sends go through now.
+    Open,
+    /// One binary (or text) message from the peer.
+    Message(Bytes),
+    /// The link is gone (reason for logs); no more events follow.
+    Closed(String),
+}
 
 /// Largest datagram we read; WebRTC keeps them under the path MTU.
 const DATAGRAM_MAX: usize = 2048;

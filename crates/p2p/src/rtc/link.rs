@@ -67,16 +67,7 @@ impl Default for LinkConfig {
     }
 }
 
-/// What a link reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkEvent {
-    /// The data channel is open: sends go through now.
-    Open,
-    /// One binary (or text) message from the peer.
-    Message(Bytes),
-    /// The link is gone (reason for logs); no more events follow.
-    Closed(String),
-}
+pub use super::driver::LinkEvent;
 
 /// An offer we made, waiting for the remote answer.
 pub struct PendingOffer {

@@ -7,9 +7,7 @@ use super::config::SchedulerConfig;
 use super::holdings::Holdings;
 use super::tables::SortedDeque;
 
-/// A segment of the rendition being played: its media sequence number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SegmentId(pub u64);
+pub use super::ids::SegmentId;
 
 /// A peer of the swarm as the scheduler knows it: a stable 64-bit key that every peer
 /// derives the same way from the peer id ([`PeerKey::from_peer_id`]), so that the

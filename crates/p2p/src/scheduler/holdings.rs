@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use super::core::SegmentId;
+use super::ids::SegmentId;
 
 /// One announcement. Cheap to clone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -25,6 +25,7 @@
 mod config;
 mod core;
 mod holdings;
+mod ids;
 mod parts;
 mod playhead;
 mod tables;
