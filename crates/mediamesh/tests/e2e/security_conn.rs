@@ -6,33 +6,13 @@
 //! viewer from another address is still served while one address holds its cap.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 
 /// Default per-IP connection cap of every HTTP listener (`service::ConnLimits`).
 const PER_IP: usize = 1024;
-
-/// A TCP connection to `127.0.0.1:port` from the loopback address `src`.
-fn connect_from(src: Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let stream = rt.block_on(async {
-        let sock = tokio::net::TcpSocket::new_v4()?;
-        sock.bind(SocketAddr::new(IpAddr::V4(src), 0))?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        match tokio::time::timeout(Duration::from_secs(10), sock.connect(addr)).await {
-            Ok(r) => r?.into_std(),
-            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
-        }
-    })?;
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    Ok(stream)
-}
 
 /// One plain `GET path` on a fresh connection from `src`: the status, 0 = no answer
 /// (refused, reset or closed without a response).
@@ -62,27 +42,6 @@ fn ws_from(src: Ipv4Addr, port: u16) -> Result<Ws, String> {
     tungstenite::client(url.as_str(), s)
         .map(|(ws, _)| ws)
         .map_err(|e| e.to_string())
-}
-
-/// True when the server closes `s` (EOF or reset) within `limit`.
-fn closed_within(s: &TcpStream, limit: Duration) -> bool {
-    let mut r = s;
-    let until = Instant::now() + limit;
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut buf = [0u8; 64];
-    while Instant::now() < until {
-        match r.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return true,
-        }
-    }
-    false
 }
 
 /// Finding 4: `--max-http-connections 40` filled by sockets that never send a byte.

@@ -408,26 +408,6 @@ fn the_stream_list_names_only_vod_files_that_can_be_served() {
     assert_eq!(get(&server.url("/vod/clip/index.m3u8")).0, 200);
 }
 
-/// Whether the server closed `s` (EOF or reset) within `limit`, reading nothing else.
-fn closed_soon(s: &mut TcpStream, limit: Duration) -> bool {
-    let until = Instant::now() + limit;
-    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut buf = [0u8; 64];
-    while Instant::now() < until {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return true,
-        }
-    }
-    false
-}
-
 /// Finding 4 (RTMP slots): one address holds at most `--max-rtmp-connections-per-ip`
 /// connections, so it cannot fill every slot even within the publish deadline; other
 /// addresses still get in.
@@ -445,21 +425,21 @@ fn one_address_cannot_hold_every_rtmp_slot() {
     let held: Vec<TcpStream> = (0..2).map(|_| connect(server.rtmp)).collect();
     // Give the accept loop time to take both before the third arrives.
     std::thread::sleep(Duration::from_millis(300));
-    let mut third = connect(server.rtmp);
+    let third = connect(server.rtmp);
     assert!(
-        closed_soon(&mut third, Duration::from_secs(5)),
+        closed_within(&third, Duration::from_secs(5)),
         "a third connection from one address kept a slot"
     );
     // Another address is still served: its handshake completes and it stays open.
-    let mut other = handshake_from([127, 0, 0, 2], server.rtmp).expect("another address");
-    assert!(!closed_soon(&mut other, Duration::from_millis(500)));
+    let other = handshake_from([127, 0, 0, 2], server.rtmp).expect("another address");
+    assert!(!closed_within(&other, Duration::from_millis(500)));
     // The address gets its slots back once its connections close.
     drop(held);
     let started = Instant::now();
     let mut back = false;
     while !back && started.elapsed() < Duration::from_secs(10) {
         back = handshake_from([127, 0, 0, 1], server.rtmp)
-            .is_some_and(|mut s| !closed_soon(&mut s, Duration::from_millis(500)));
+            .is_some_and(|s| !closed_within(&s, Duration::from_millis(500)));
     }
     assert!(back, "the address did not get its slots back");
 }
@@ -467,23 +447,7 @@ fn one_address_cannot_hold_every_rtmp_slot() {
 /// A connection from the loopback address `src` that has completed the RTMP handshake,
 /// or `None` when the server refused it.
 fn handshake_from(src: [u8; 4], port: u16) -> Option<TcpStream> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let mut s = rt
-        .block_on(async {
-            let sock = tokio::net::TcpSocket::new_v4()?;
-            sock.bind(std::net::SocketAddr::from((src, 0)))?;
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            match tokio::time::timeout(Duration::from_secs(10), sock.connect(addr)).await {
-                Ok(r) => r?.into_std(),
-                Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
-            }
-        })
-        .ok()?;
-    s.set_nonblocking(false).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut s = connect_from(std::net::Ipv4Addr::from(src), port).ok()?;
     let mut c0c1 = vec![3u8];
     c0c1.extend((0..1536u32).map(|i| (i * 7 % 251) as u8));
     s.write_all(&c0c1).ok()?;

@@ -83,6 +83,19 @@ pub(super) fn sample_latency(
     }
 }
 
+/// One segment or part over HTTP, bounded in bytes ([`MAX_SEGMENT_BYTES`]) and time
+/// ([`HTTP_TIMEOUT`]).
+pub(super) async fn fetch(client: &Client, url: &Url) -> Result<Bytes, PeerError> {
+    tokio::time::timeout(HTTP_TIMEOUT, get_bytes(client, url, MAX_SEGMENT_BYTES))
+        .await
+        .unwrap_or_else(|_| {
+            Err(PeerError::Http {
+                url: url.to_string(),
+                reason: "timed out".into(),
+            })
+        })
+}
+
 /// Flips a byte in the middle (the `--corrupt-uploads` test double).
 pub(super) fn corrupt(bytes: Bytes) -> Bytes {
     if bytes.is_empty() {
@@ -134,20 +147,8 @@ impl Session<'_> {
                     };
                     let url = seg.url.clone();
                     let client = self.client.clone();
-                    self.http.spawn(async move {
-                        let r = tokio::time::timeout(
-                            HTTP_TIMEOUT,
-                            get_bytes(&client, &url, MAX_SEGMENT_BYTES),
-                        )
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(PeerError::Http {
-                                url: url.to_string(),
-                                reason: "timed out".into(),
-                            })
-                        });
-                        (id, r)
-                    });
+                    self.http
+                        .spawn(async move { (id, fetch(&client, &url).await) });
                 }
                 Action::RequestPeer { peer, segment } => {
                     self.send(MeshCommand::Request { peer, segment })

@@ -23,7 +23,7 @@ use super::hls::{get_bytes, get_text, Follower};
 use super::mesh::{MeshCommand, MeshEvent};
 use super::stats::ViewerStats;
 use super::viewer::{
-    corrupt, sample_latency, ViewerParams, HTTP_TIMEOUT, MAX_SEGMENT_BYTES, OPEN_ATTEMPTS,
+    corrupt, fetch, sample_latency, ViewerParams, HTTP_TIMEOUT, MAX_SEGMENT_BYTES, OPEN_ATTEMPTS,
     OPEN_RETRY,
 };
 use super::{Latency, PeerError};
@@ -114,20 +114,8 @@ impl Session<'_> {
                     };
                     let url = part.url.clone();
                     let client = self.client.clone();
-                    self.http.spawn(async move {
-                        let r = tokio::time::timeout(
-                            HTTP_TIMEOUT,
-                            get_bytes(&client, &url, MAX_SEGMENT_BYTES),
-                        )
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(PeerError::Http {
-                                url: url.to_string(),
-                                reason: "timed out".into(),
-                            })
-                        });
-                        (key, r)
-                    });
+                    self.http
+                        .spawn(async move { (key, fetch(&client, &url).await) });
                 }
                 PartAction::RequestPeer { peer, part } => {
                     self.send(MeshCommand::RequestPart { peer, part })

@@ -7,7 +7,8 @@
 pub mod redis;
 pub mod test_origin;
 
-use std::net::TcpListener;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -458,4 +459,45 @@ pub fn browser_ready() -> std::path::PathBuf {
         "Chromium is missing: run `bash .ci/run` or `apt-get install chromium`"
     );
     web
+}
+
+/// A TCP connection to `127.0.0.1:port` from the loopback address `src`.
+pub fn connect_from(src: Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stream = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.bind(SocketAddr::new(IpAddr::V4(src), 0))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        match tokio::time::timeout(Duration::from_secs(10), sock.connect(addr)).await {
+            Ok(r) => r?.into_std(),
+            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        }
+    })?;
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    Ok(stream)
+}
+
+/// True when the server closes `s` (EOF or reset) within `limit`.
+pub fn closed_within(s: &TcpStream, limit: Duration) -> bool {
+    let mut r = s;
+    let until = Instant::now() + limit;
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 64];
+    while Instant::now() < until {
+        match r.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
 }
