@@ -78,20 +78,11 @@ pub async fn start_admin(args: &AdminArgs, render: Render) -> Result<Option<Admi
                 async move { render() }
             }),
         );
-    let task = tokio::spawn(service::serve(
+    let task = tokio::spawn(serve_app(
         listener,
         service::ServeLimits::default(),
         None,
-        move |req: hyper::Request<hyper::body::Incoming>, _peer| {
-            let mut app = app.clone();
-            async move {
-                let req = req.map(axum::body::Body::new);
-                match tower::Service::call(&mut app, req).await {
-                    Ok(r) => r,
-                    Err(never) => match never {},
-                }
-            }
-        },
+        app,
     ));
     tracing::info!(addr = %bound, "admin listening: /metrics");
     Ok(Some(AdminServer { addr: bound, task }))
@@ -112,4 +103,32 @@ impl Drop for AdminServer {
 /// The admin address of a running admin listener, if any.
 pub fn admin_addr(a: &Option<AdminServer>) -> Option<std::net::SocketAddr> {
     a.as_ref().map(|a| a.addr)
+}
+
+/// Serves an axum `app` through the shared accept loop (`service::serve`), with the
+/// client's address as axum's `ConnectInfo`.
+pub async fn serve_app(
+    listener: tokio::net::TcpListener,
+    limits: service::ServeLimits,
+    tls: Option<std::sync::Arc<service::TlsConfig>>,
+    app: axum::Router,
+) {
+    service::serve(
+        listener,
+        limits,
+        tls,
+        move |req: hyper::Request<hyper::body::Incoming>, peer| {
+            let mut app = app.clone();
+            async move {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                match tower::Service::call(&mut app, req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                }
+            }
+        },
+    )
+    .await;
 }

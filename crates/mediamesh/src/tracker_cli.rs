@@ -95,25 +95,14 @@ pub async fn run(args: TrackerArgs) -> Result<()> {
         None,
         crate::listen_cli::admin_addr(&_admin),
     );
-    let serve = service::serve(
+    let serve = crate::listen_cli::serve_app(
         listener,
         service::ServeLimits {
             conn: args.conn.limits()?,
             ..service::ServeLimits::default()
         },
         tls,
-        move |req: hyper::Request<hyper::body::Incoming>, peer| {
-            let mut app = app.clone();
-            async move {
-                let mut req = req.map(axum::body::Body::new);
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                match tower::Service::call(&mut app, req).await {
-                    Ok(r) => r,
-                    Err(never) => match never {},
-                }
-            }
-        },
+        app,
     );
     tokio::select! {
         () = serve => {}
