@@ -328,10 +328,10 @@ async fn half_open_trial_by_a_real_request_closes_the_breaker() {
     assert_eq!(origin_status(&up, 0).breaker, BreakerState::Open);
     o1.set_status(200);
     // The cooldown passes on tokio's clock, not the wall clock (then real I/O again).
+    // (No check just short of the cooldown here: the breaker opened an unknown bit of
+    // real time before the clock was paused; the boundary is tested in `health`.)
     tokio::time::pause();
-    tokio::time::advance(Duration::from_millis(99)).await;
-    assert_eq!(origin_status(&up, 0).breaker, BreakerState::Open);
-    tokio::time::advance(Duration::from_millis(1)).await;
+    tokio::time::advance(Duration::from_millis(100)).await;
     assert_eq!(origin_status(&up, 0).breaker, BreakerState::HalfOpen);
     tokio::time::resume();
     let f = ok(get(&up, "/b").await);
