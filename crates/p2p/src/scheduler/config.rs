@@ -28,6 +28,11 @@ pub struct SchedulerConfig {
     pub max_peer_failures: u32,
     /// Segments this far behind the playhead are forgotten.
     pub keep_behind_ms: u64,
+    /// After start, how long a viewer that sees no peer yet waits for one before it
+    /// loads non-urgent segments over HTTP: the time to announce to the tracker and
+    /// open the first connections. Without it a joining viewer fills its whole
+    /// look-ahead from the CDN before its first peer could answer.
+    pub join_grace_ms: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -44,6 +49,7 @@ impl Default for SchedulerConfig {
             max_per_peer: 1,
             max_peer_failures: 4,
             keep_behind_ms: 30_000,
+            join_grace_ms: 3_000,
         }
     }
 }

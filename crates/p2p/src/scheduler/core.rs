@@ -124,6 +124,8 @@ pub struct Scheduler {
     cfg: SchedulerConfig,
     me: PeerKey,
     now: u64,
+    /// The first instant this scheduler was told (start of the join grace).
+    started: Option<u64>,
     position_ms: u64,
     segs: SortedDeque<SegmentId, Seg>,
     peers: SortedDeque<PeerKey, Peer>,
@@ -143,6 +145,7 @@ impl Scheduler {
             cfg,
             me,
             now: 0,
+            started: None,
             position_ms: 0,
             segs: SortedDeque::default(),
             peers: SortedDeque::default(),
@@ -165,7 +168,7 @@ impl Scheduler {
 
     /// A segment appeared in the playlist. Listing it again is a no-op.
     pub fn segment_listed(&mut self, now: u64, info: SegmentInfo) {
-        self.now = self.now.max(now);
+        self.clock(now);
         let mut added = false;
         self.segs.get_or_insert_with(info.id, || {
             added = true;
@@ -182,7 +185,7 @@ impl Scheduler {
 
     /// The player's position on the media timeline.
     pub fn set_position(&mut self, now: u64, position_ms: u64) {
-        self.now = self.now.max(now);
+        self.clock(now);
         self.position_ms = position_ms;
         self.forget_old();
         self.plan();
@@ -190,7 +193,7 @@ impl Scheduler {
 
     /// Time passes: expires peer requests and re-plans.
     pub fn tick(&mut self, now: u64) {
-        self.now = self.now.max(now);
+        self.clock(now);
         self.expire();
         self.plan();
     }
@@ -198,6 +201,20 @@ impl Scheduler {
     /// The next action to carry out, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
+    }
+
+    fn clock(&mut self, now: u64) {
+        self.now = self.now.max(now);
+        self.started.get_or_insert(now);
+    }
+
+    /// `Some(end)` during the join grace ([`SchedulerConfig::join_grace_ms`]): a
+    /// viewer that just started takes non-urgent segments from peers that announce
+    /// them and seeds nothing over HTTP, since its peers' announcements are still on
+    /// their way.
+    fn join_grace_end(&self) -> Option<u64> {
+        let end = self.started.unwrap_or(self.now) + self.cfg.join_grace_ms;
+        (self.now < end).then_some(end)
     }
 
     /// The earliest time at which `tick` has something to do.
@@ -226,7 +243,7 @@ impl Scheduler {
     }
 
     pub fn peer_joined(&mut self, now: u64, peer: PeerKey) {
-        self.now = self.now.max(now);
+        self.clock(now);
         if peer == self.me || self.banned.contains(&peer) {
             return;
         }
@@ -235,7 +252,7 @@ impl Scheduler {
     }
 
     pub fn peer_left(&mut self, now: u64, peer: PeerKey) {
-        self.now = self.now.max(now);
+        self.clock(now);
         self.peers.remove(&peer);
         let mut lost = Vec::new();
         for seg in self.segs.values_mut() {
@@ -266,7 +283,7 @@ impl Scheduler {
     /// [`Scheduler::peer_announced`] with the announcement already built (shared
     /// between every neighbour it goes to).
     pub fn peer_holdings(&mut self, now: u64, peer: PeerKey, holdings: &Holdings) {
-        self.now = self.now.max(now);
+        self.clock(now);
         if peer == self.me || self.banned.contains(&peer) {
             return;
         }
@@ -277,7 +294,7 @@ impl Scheduler {
     }
 
     pub fn http_done(&mut self, now: u64, id: SegmentId, bytes: u64) {
-        self.now = self.now.max(now);
+        self.clock(now);
         if remove_id(&mut self.http, id) {
             self.stats.http_bytes += bytes;
             self.stats.http_segments += 1;
@@ -298,7 +315,7 @@ impl Scheduler {
     }
 
     pub fn http_failed(&mut self, now: u64, id: SegmentId) {
-        self.now = self.now.max(now);
+        self.clock(now);
         remove_id(&mut self.http, id);
         if let Some(seg) = self.segs.get_mut(&id) {
             if seg.state == State::Http {
@@ -312,7 +329,7 @@ impl Scheduler {
     /// deliveries (after a time-out, or while HTTP fetches it too) are kept as well:
     /// verified bytes are good bytes.
     pub fn peer_done(&mut self, now: u64, peer: PeerKey, id: SegmentId, bytes: u64) {
-        self.now = self.now.max(now);
+        self.clock(now);
         let Some(seg) = self.segs.get_mut(&id) else {
             return;
         };
@@ -344,7 +361,7 @@ impl Scheduler {
 
     /// A peer request ended without a usable segment.
     pub fn peer_failed(&mut self, now: u64, peer: PeerKey, id: SegmentId, why: PeerFailure) {
-        self.now = self.now.max(now);
+        self.clock(now);
         self.fail_request(peer, id, why);
         self.plan();
     }
@@ -537,11 +554,16 @@ impl Scheduler {
 
     /// Wall time at which this peer fetches a segment nobody announced over HTTP.
     fn seed_at(&self, seg: &Seg) -> Option<u64> {
-        if !self.cfg.p2p || self.peers.is_empty() {
+        if !self.cfg.p2p {
             return Some(self.now);
         }
+        let grace = self.join_grace_end();
+        if self.peers.is_empty() {
+            return Some(grace.unwrap_or(self.now));
+        }
         let rank = self.seed_rank(seg.info.id) as u64;
-        Some(seg.listed_at + rank * self.cfg.seed_stagger_ms)
+        let elected = seg.listed_at + rank * self.cfg.seed_stagger_ms;
+        Some(grace.map_or(elected, |end| elected.max(end)))
     }
 
     fn someone_has(&self, id: SegmentId) -> bool {
@@ -589,9 +611,11 @@ impl Scheduler {
             }
             let slack = self.slack(seg);
             let urgent = slack <= self.cfg.urgent_ms;
-            let use_http = if urgent || !self.cfg.p2p || self.peers.is_empty() {
+            let use_http = if urgent || !self.cfg.p2p {
                 true
-            } else if self.someone_has(id) {
+            } else if self.peers.is_empty() {
+                self.join_grace_end().is_none()
+            } else if self.someone_has(id) || self.join_grace_end().is_some() {
                 false
             } else {
                 self.seed_at(seg).is_some_and(|t| t <= self.now)

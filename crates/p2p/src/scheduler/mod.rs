@@ -8,7 +8,9 @@
 //! them (chosen by rendezvous hash over the swarm, so all agree without talking)
 //! fetches it over HTTP at once, the others wait for its announcement and take it
 //! from a peer; the next in rank steps in after [`SchedulerConfig::seed_stagger_ms`]
-//! if nobody announced it.
+//! if nobody announced it. A viewer that just started waits
+//! [`SchedulerConfig::join_grace_ms`] for its peers' announcements before it seeds
+//! anything, so that joining does not mean loading the whole buffer from the CDN.
 //!
 //! Sans-IO and deterministic: time is milliseconds passed in by the caller, events go
 //! in as method calls and [`Action`]s come out of [`Scheduler::poll_action`]. The same

@@ -306,3 +306,70 @@ fn playhead_counts_startup_and_stalls() {
     assert_eq!(h.state(), PlayState::Playing);
     assert_eq!(h.stall_ms(), 1_500);
 }
+
+fn listed(s: &mut Scheduler, now: u64, ids: std::ops::Range<u64>) {
+    for i in ids {
+        s.segment_listed(
+            now,
+            SegmentInfo {
+                id: SegmentId(i),
+                start_ms: i * SEG_MS,
+                duration_ms: SEG_MS,
+            },
+        );
+    }
+}
+
+#[test]
+fn a_joining_viewer_waits_for_its_first_peer_before_filling_its_buffer_over_http() {
+    let cfg = SchedulerConfig::default();
+    let grace = cfg.join_grace_ms;
+    let mut s = Scheduler::new(cfg, PeerKey(1));
+    s.set_position(0, 0);
+    listed(&mut s, 0, 0..5);
+    // Alone at start: only what is urgent comes over HTTP.
+    let http: Vec<Action> = std::iter::from_fn(|| s.poll_action())
+        .filter(|a| matches!(a, Action::FetchHttp(_)))
+        .collect();
+    assert_eq!(http, vec![Action::FetchHttp(SegmentId(0))]);
+    s.http_done(100, SegmentId(0), 1);
+    // A peer that holds the rest connects within the grace: it is asked for them.
+    s.peer_joined(grace / 2, PeerKey(2));
+    s.peer_announced(grace / 2, PeerKey(2), (1..5).map(SegmentId), []);
+    let actions: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::RequestPeer {
+            peer: PeerKey(2),
+            ..
+        }
+    )));
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::FetchHttp(_))),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_viewer_still_alone_after_the_grace_loads_its_buffer_over_http() {
+    let cfg = SchedulerConfig::default();
+    let grace = cfg.join_grace_ms;
+    let mut s = Scheduler::new(cfg, PeerKey(1));
+    s.set_position(0, 0);
+    listed(&mut s, 0, 0..5);
+    while s.poll_action().is_some() {}
+    s.http_done(100, SegmentId(0), 1);
+    // The grace's end is a wake-up (segment 1 turns urgent before it, at 0.6 s).
+    let mut now = 100;
+    while let Some(t) = s.next_wakeup().filter(|t| *t <= grace) {
+        now = t;
+        s.tick(t);
+        if s.poll_action().is_some() {
+            break;
+        }
+    }
+    assert!(now <= grace);
+    s.tick(grace);
+    let actions: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(actions.contains(&Action::FetchHttp(SegmentId(1))));
+}
