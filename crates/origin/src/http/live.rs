@@ -218,8 +218,8 @@ async fn rendition_answer(
         }
         "digests.json" => digests(state, &s, &r),
         f => match parse_object(f) {
-            Some(Object::Segment(msn)) => segment(&r, msn).await,
-            Some(Object::Part(msn, index)) => part(&r, msn, index).await,
+            Some(Object::Segment(msn)) => signed(state, &s, &r, f, segment(&r, msn).await),
+            Some(Object::Part(msn, index)) => signed(state, &s, &r, f, part(&r, msn, index).await),
             None => error(StatusCode::NOT_FOUND, "no such object"),
         },
     }
@@ -453,6 +453,35 @@ async fn wait_if_next(r: &Rendition, msn: u64, part: Option<u64>) {
     if soon {
         r.store.wait_for(msn, part, hold_limit(r)).await;
     }
+}
+
+/// Adds the object's signature ([`integrity::SIGNATURE_HEADER`]) to a 200 answer for
+/// segment or part `name`, so that a viewer can pass it on to peers with the bytes.
+fn signed(
+    state: &AppState,
+    s: &LiveStream,
+    r: &Rendition,
+    name: &str,
+    mut resp: Response,
+) -> Response {
+    if resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let digest = {
+        let t = r.store.read();
+        match parse_object(name) {
+            Some(Object::Segment(msn)) => t.segment(msn).map(|seg| seg.sha256()),
+            Some(Object::Part(msn, index)) => t.part(msn, index).map(|p| p.sha256()),
+            None => None,
+        }
+    };
+    if let Some(digest) = digest {
+        let value = state.signer.sign_object(&s.name, &r.name, name, &digest);
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(integrity::SIGNATURE_HEADER, v);
+        }
+    }
+    resp
 }
 
 async fn segment(r: &Rendition, msn: u64) -> Response {

@@ -2,8 +2,13 @@
 //! list (`digests.json` beside the media playlist, key from `/api/v1/keys`), fetched
 //! over HTTP from the CDN and refreshed when a segment is not listed yet.
 //!
+//! A part from a peer usually comes with the origin's own signature of it (the
+//! `mediamesh-signature` header the first viewer got over HTTP, passed along in
+//! `PartData`): that is checked first ([`Digests::check_signed`]) and costs no HTTP
+//! request; the list is the fallback.
+//!
 //! Not trust in peers: bytes from a peer are only used when their digest is in a list
-//! whose signature verifies. The key is taken from the CDN on first use unless the
+//! whose signature verifies, or carry an object signature that verifies. The key is taken from the CDN on first use unless the
 //! operator pins it (`--origin-key`).
 
 use std::collections::HashMap;
@@ -55,6 +60,9 @@ pub struct Digests {
     objects: HashMap<String, [u8; 32]>,
     refreshed: Option<Instant>,
     fetched_bytes: u64,
+    /// Stream and rendition as the origin names them (from `/…/{stream}/{rendition}/`
+    /// of the media playlist URL): what object signatures are bound to.
+    place: Option<(String, String)>,
 }
 
 impl Digests {
@@ -69,6 +77,15 @@ impl Digests {
             reason: "cannot derive digests.json and /api/v1/keys URLs".into(),
         };
         let list_url = media_url.join("digests.json").map_err(bad)?;
+        let place = media_url.path_segments().and_then(|segs| {
+            let segs: Vec<&str> = segs.collect();
+            match segs.as_slice() {
+                [.., stream, rendition, _file] if !stream.is_empty() && !rendition.is_empty() => {
+                    Some((stream.to_string(), rendition.to_string()))
+                }
+                _ => None,
+            }
+        });
         let keys_url = media_url.join("/api/v1/keys").map_err(bad)?;
         let mut keys = HashMap::new();
         if let Some(k) = pinned {
@@ -83,6 +100,7 @@ impl Digests {
             objects: HashMap::new(),
             refreshed: None,
             fetched_bytes: 0,
+            place,
         })
     }
 
@@ -94,6 +112,35 @@ impl Digests {
             }
         }
         self.check_known(name, bytes)
+    }
+
+    /// Checks `bytes` as the object `name` with the object signature a peer sent
+    /// (`KID:BASE64`), falling back to the list ([`Digests::check`]) when there is
+    /// none or its key is not the origin's. A signature that is well formed, by the
+    /// origin's key, and does not match the bytes is a [`Verdict::Mismatch`]: the
+    /// sender changed the bytes or forged the signature.
+    pub async fn check_signed(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        signature: Option<&str>,
+    ) -> Verdict {
+        let Some(sig) = signature.and_then(|g| integrity::ObjectSignature::parse(g).ok()) else {
+            return self.check(name, bytes).await;
+        };
+        if !self.keys.contains_key(&sig.kid) && !self.pinned {
+            if let Err(e) = self.load_keys().await {
+                tracing::debug!(error = %e, "key list fetch failed");
+            }
+        }
+        let (Some(key), Some((stream, rendition))) = (self.keys.get(&sig.kid), &self.place) else {
+            return self.check(name, bytes).await;
+        };
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        match sig.verify(key, stream, rendition, name, &digest) {
+            Ok(()) => Verdict::Match,
+            Err(_) => Verdict::Mismatch,
+        }
     }
 
     /// Bytes of digest lists fetched so far (the price of verifying fresh objects).
@@ -214,5 +261,47 @@ mod tests {
         assert_eq!(d.check_known("seg2.m4s", good), Verdict::Unknown);
         assert_eq!(d.list_url.path(), "/live/s/src/digests.json");
         assert_eq!(d.keys_url.path(), "/api/v1/keys");
+    }
+
+    #[tokio::test]
+    async fn object_signatures_verify_without_a_list() {
+        let signer = Signer::ephemeral();
+        let good = b"part bytes";
+        let sha: [u8; 32] = Sha256::digest(good).into();
+        let sig = signer.sign_object("s", "src", "part3.1.m4s", &sha);
+        // Port 1: any fetch of the list or keys fails, so a Match proves none was needed.
+        let url = Url::parse("http://127.0.0.1:1/live/s/src/index.m3u8").expect("url");
+        let mut d = Digests::new(Client::new(), &url, Some(signer.public_key())).expect("new");
+        assert_eq!(
+            d.check_signed("part3.1.m4s", good, Some(&sig)).await,
+            Verdict::Match
+        );
+        assert_eq!(d.fetched_bytes(), 0);
+        // Changed bytes, or the signature of another part: the sender lied.
+        assert_eq!(
+            d.check_signed("part3.1.m4s", b"part bytez", Some(&sig))
+                .await,
+            Verdict::Mismatch
+        );
+        assert_eq!(
+            d.check_signed("part3.2.m4s", good, Some(&sig)).await,
+            Verdict::Mismatch
+        );
+        // Another stream's viewer cannot use it either.
+        let other = Url::parse("http://127.0.0.1:1/live/t/src/index.m3u8").expect("url");
+        let mut e = Digests::new(Client::new(), &other, Some(signer.public_key())).expect("new");
+        assert_eq!(
+            e.check_signed("part3.1.m4s", good, Some(&sig)).await,
+            Verdict::Mismatch
+        );
+        // No signature, garbage, or a stranger's key: the list decides (unreachable
+        // here, so nothing is known and nobody is blamed).
+        let stranger = Signer::ephemeral().sign_object("s", "src", "part3.1.m4s", &sha);
+        for g in [None, Some("garbage"), Some(stranger.as_str())] {
+            assert_eq!(
+                d.check_signed("part3.1.m4s", good, g).await,
+                Verdict::Unknown
+            );
+        }
     }
 }

@@ -110,6 +110,16 @@ pub(crate) async fn get_bytes(
     url: &Url,
     limit: usize,
 ) -> Result<bytes::Bytes, PeerError> {
+    get_object(client, url, limit).await.map(|(body, _)| body)
+}
+
+/// GETs a media object (at most `limit` bytes) with the origin's object signature
+/// (`mediamesh-signature` header, not checked here) if the answer carried one.
+pub(crate) async fn get_object(
+    client: &Client,
+    url: &Url,
+    limit: usize,
+) -> Result<(bytes::Bytes, Option<String>), PeerError> {
     let http = |e: reqwest::Error| PeerError::Http {
         url: url.to_string(),
         reason: e.to_string(),
@@ -121,6 +131,12 @@ pub(crate) async fn get_bytes(
             reason: format!("status {}", resp.status()),
         });
     }
+    let signature = resp
+        .headers()
+        .get(integrity::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= crate::proto::MAX_PART_SIGNATURE)
+        .map(str::to_string);
     let mut body = bytes::BytesMut::new();
     while let Some(chunk) = resp.chunk().await.map_err(http)? {
         if body.len() + chunk.len() > limit {
@@ -131,7 +147,7 @@ pub(crate) async fn get_bytes(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    Ok((body.freeze(), signature))
 }
 
 impl Follower {

@@ -52,11 +52,13 @@ pub enum MeshEvent {
         peer: PeerKey,
         part: PartKey,
     },
-    /// All bytes of a part we asked for (not verified yet).
+    /// All bytes of a part we asked for (not verified yet), with the object
+    /// signature the peer sent, if any.
     PartReceived {
         peer: PeerKey,
         part: PartKey,
         bytes: Bytes,
+        signature: Option<String>,
     },
     /// The peer does not have the part, or the request could not be made.
     PartFailed {
@@ -99,11 +101,12 @@ pub enum MeshCommand {
         peer: PeerKey,
         part: PartKey,
     },
-    /// Answer a part request with its bytes.
+    /// Answer a part request with its bytes (and the origin's signature of them).
     SendPart {
         peer: PeerKey,
         part: PartKey,
         bytes: Bytes,
+        signature: Option<String>,
     },
     /// Answer a part request with "absent".
     PartAbsent {

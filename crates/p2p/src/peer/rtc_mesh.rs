@@ -326,7 +326,12 @@ impl Mesh {
                     self.emit(MeshEvent::PartFailed { peer, part }).await;
                 }
             }
-            MeshCommand::SendPart { peer, part, bytes } => {
+            MeshCommand::SendPart {
+                peer,
+                part,
+                bytes,
+                signature,
+            } => {
                 if let Some(c) = self.conns.get_mut(&peer) {
                     let Some((w, rid)) = c.asked_part.take() else {
                         return;
@@ -335,7 +340,7 @@ impl Mesh {
                         c.asked_part = Some((w, rid));
                         return;
                     }
-                    if c.session.send_part(rid, bytes).is_ok() {
+                    if c.session.send_part(rid, bytes, signature).is_ok() {
                         let mut msgs = Vec::new();
                         while let Some(m) = c.session.next_upload_message() {
                             msgs.push(m);
@@ -422,10 +427,16 @@ fn session_event(key: PeerKey, conn: &mut Conn, ev: SessionEvent) -> Option<Mesh
             conn.asked_part = None;
             None
         }
-        SessionEvent::PartReceived { part, bytes, .. } => Some(MeshEvent::PartReceived {
+        SessionEvent::PartReceived {
+            part,
+            bytes,
+            signature,
+            ..
+        } => Some(MeshEvent::PartReceived {
             peer: key,
             part: from_wire(part),
             bytes,
+            signature,
         }),
         SessionEvent::PartAbsent { part, .. } => Some(MeshEvent::PartFailed {
             peer: key,

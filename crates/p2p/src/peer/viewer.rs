@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::sleep_until;
 
 use super::digests::{Digests, Verdict};
-use super::hls::{get_bytes, Follower, RenditionChoice};
+use super::hls::{get_bytes, get_object, Follower, RenditionChoice};
 use super::mesh::{MeshCommand, MeshEvent, MeshFactory, SwarmSpec};
 use super::stats::ViewerStats;
 use super::Latency;
@@ -86,7 +86,15 @@ pub(super) fn sample_latency(
 /// One segment or part over HTTP, bounded in bytes ([`MAX_SEGMENT_BYTES`]) and time
 /// ([`HTTP_TIMEOUT`]).
 pub(super) async fn fetch(client: &Client, url: &Url) -> Result<Bytes, PeerError> {
-    tokio::time::timeout(HTTP_TIMEOUT, get_bytes(client, url, MAX_SEGMENT_BYTES))
+    fetch_signed(client, url).await.map(|(body, _)| body)
+}
+
+/// [`fetch`], with the origin's object signature if the answer carried one.
+pub(super) async fn fetch_signed(
+    client: &Client,
+    url: &Url,
+) -> Result<(Bytes, Option<String>), PeerError> {
+    tokio::time::timeout(HTTP_TIMEOUT, get_object(client, url, MAX_SEGMENT_BYTES))
         .await
         .unwrap_or_else(|_| {
             Err(PeerError::Http {

@@ -1,9 +1,11 @@
 //! One headless viewer at low latency (`--latency low|balanced`): plays LL-HLS at
 //! part granularity close to the live edge and shares parts with peers that speak
 //! the part extension (`PROTOCOL.md` §5), as the [`PartScheduler`] decides (a pull
-//! mesh; its module doc says why). Every part from a peer is checked against the
-//! origin's signed digest list (`part{msn}.{i}.m4s`) before it is played or passed
-//! on; a mismatch bans the sender, as for segments. Parts of a finished segment are
+//! mesh; its module doc says why). Every part from a peer is checked before it is
+//! played or passed on: against the origin's object signature that came with it
+//! (the `mediamesh-signature` header, relayed hop by hop in `PartData`), else against
+//! the origin's signed digest list (`part{msn}.{i}.m4s`); a mismatch bans the sender,
+//! as for segments. Parts of a finished segment are
 //! joined into the segment (a CMAF segment is its parts back to back), which is
 //! then served to whole-segment peers (browsers with stock p2p-media-loader).
 //!
@@ -23,8 +25,8 @@ use super::hls::{get_bytes, get_text, Follower};
 use super::mesh::{MeshCommand, MeshEvent};
 use super::stats::ViewerStats;
 use super::viewer::{
-    corrupt, fetch, sample_latency, ViewerParams, HTTP_TIMEOUT, MAX_SEGMENT_BYTES, OPEN_ATTEMPTS,
-    OPEN_RETRY,
+    corrupt, fetch_signed, sample_latency, ViewerParams, HTTP_TIMEOUT, MAX_SEGMENT_BYTES,
+    OPEN_ATTEMPTS, OPEN_RETRY,
 };
 use super::{Latency, PeerError};
 use crate::scheduler::{
@@ -39,7 +41,9 @@ const TICK: Duration = Duration::from_millis(50);
 /// Playback resumes / starts with this much media buffered.
 const START_BUFFER_MS: u64 = 500;
 
-type HttpResult = (PartKey, Result<Bytes, PeerError>);
+/// A part's bytes and the origin's signature of them (`KID:BASE64`), if known.
+type Signed = (Bytes, Option<String>);
+type HttpResult = (PartKey, Result<Signed, PeerError>);
 
 struct Session<'a> {
     started: Instant,
@@ -48,7 +52,7 @@ struct Session<'a> {
     sched: PartScheduler,
     head: Playhead,
     gate: UploadGate,
-    parts: BTreeMap<PartKey, Bytes>,
+    parts: BTreeMap<PartKey, Signed>,
     /// Whole segments joined from verified parts, for whole-segment peers.
     segments: BTreeMap<SegmentId, Bytes>,
     http: JoinSet<HttpResult>,
@@ -115,7 +119,7 @@ impl Session<'_> {
                     let url = part.url.clone();
                     let client = self.client.clone();
                     self.http
-                        .spawn(async move { (key, fetch(&client, &url).await) });
+                        .spawn(async move { (key, fetch_signed(&client, &url).await) });
                 }
                 PartAction::RequestPeer { peer, part } => {
                     self.send(MeshCommand::RequestPart { peer, part })
@@ -134,8 +138,8 @@ impl Session<'_> {
     }
 
     /// Stores a verified part; joins its segment when all its parts are here.
-    fn keep(&mut self, key: PartKey, bytes: Bytes) {
-        self.parts.insert(key, bytes);
+    fn keep(&mut self, key: PartKey, part: Signed) {
+        self.parts.insert(key, part);
         let id = SegmentId(key.segment);
         let Some(count) = self.follower.segment(id).map(|s| s.parts) else {
             return;
@@ -149,7 +153,7 @@ impl Session<'_> {
                 segment: key.segment,
                 index,
             }) {
-                Some(b) => joined.extend_from_slice(b),
+                Some((b, _)) => joined.extend_from_slice(b),
                 None => return,
             }
         }
@@ -175,9 +179,9 @@ impl Session<'_> {
                 self.sched.peer_announced(now, peer, parts)
             }
             MeshEvent::PartRequested { peer, part } => {
-                let bytes = self.parts.get(&part).cloned();
-                match bytes {
-                    Some(mut b) if self.gate.try_start() => {
+                let held = self.parts.get(&part).cloned();
+                match held {
+                    Some((mut b, signature)) if self.gate.try_start() => {
                         if self.corrupt {
                             b = corrupt(b);
                         }
@@ -188,6 +192,7 @@ impl Session<'_> {
                             peer,
                             part,
                             bytes: b,
+                            signature,
                         };
                         if wait == 0 {
                             self.send(cmd);
@@ -201,7 +206,12 @@ impl Session<'_> {
                     _ => self.send(MeshCommand::PartAbsent { peer, part }),
                 }
             }
-            MeshEvent::PartReceived { peer, part, bytes } => self.on_part(peer, part, bytes).await,
+            MeshEvent::PartReceived {
+                peer,
+                part,
+                bytes,
+                signature,
+            } => self.on_part(peer, part, (bytes, signature)).await,
             MeshEvent::PartFailed { peer, part } => {
                 self.sched.peer_failed(now, peer, part, PeerFailure::Absent)
             }
@@ -231,13 +241,16 @@ impl Session<'_> {
         }
     }
 
-    async fn on_part(&mut self, peer: PeerKey, part: PartKey, bytes: Bytes) {
+    async fn on_part(&mut self, peer: PeerKey, part: PartKey, (bytes, signature): Signed) {
         let name = match self.follower.part(part) {
             Some(p) => p.name.clone(),
             // Named as the origin names parts; the signed list decides.
             None => format!("part{}.{}.m4s", part.segment, part.index),
         };
-        let verdict = self.digests.check(&name, &bytes).await;
+        let verdict = self
+            .digests
+            .check_signed(&name, &bytes, signature.as_deref())
+            .await;
         let now = self.now();
         match verdict {
             Verdict::Match => {
@@ -245,7 +258,7 @@ impl Session<'_> {
                 metrics::counter!("peer_p2p_bytes_total").increment(len);
                 metrics::counter!("peer_p2p_part_bytes_total").increment(len);
                 if !self.sched.has(part) {
-                    self.keep(part, bytes);
+                    self.keep(part, (bytes, signature));
                 }
                 self.sched.peer_done(now, peer, part, len);
             }
@@ -263,14 +276,14 @@ impl Session<'_> {
         }
     }
 
-    fn on_http(&mut self, key: PartKey, r: Result<Bytes, PeerError>) {
+    fn on_http(&mut self, key: PartKey, r: Result<Signed, PeerError>) {
         let now = self.now();
         match r {
-            Ok(bytes) => {
-                let len = bytes.len() as u64;
+            Ok(part) => {
+                let len = part.0.len() as u64;
                 metrics::counter!("peer_http_bytes_total").increment(len);
                 if !self.sched.has(key) {
-                    self.keep(key, bytes);
+                    self.keep(key, part);
                 }
                 self.sched.http_done(now, key, len);
             }

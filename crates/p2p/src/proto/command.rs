@@ -42,6 +42,9 @@ pub const MAX_PART_INDEX: u32 = 255;
 /// Highest media sequence number a packed part can carry and stay below 2^53 (what
 /// a JavaScript number holds exactly).
 pub const MAX_PART_MSN: i64 = (1 << 45) - 1;
+/// Longest part signature (`g` of PartData) accepted or sent: the origin's are
+/// about 105 ASCII characters.
+pub const MAX_PART_SIGNATURE: usize = 256;
 
 /// One LL-HLS part on the wire: media sequence number and index in its segment
 /// (`part{msn}.{index}.m4s`).
@@ -141,11 +144,14 @@ pub enum PeerCommand {
         part: WirePart,
         request_id: RequestId,
     },
-    /// `c=66`: header before the raw chunks of a part: `s` bytes follow.
+    /// `c=66`: header before the raw chunks of a part: `s` bytes follow. `g`
+    /// (optional String): the origin's object signature of the part, the
+    /// `mediamesh-signature` header value the sender got with it.
     PartData {
         part: WirePart,
         request_id: RequestId,
         size: i64,
+        signature: Option<String>,
     },
     /// `c=67`: all bytes of the part were sent.
     PartSendingCompleted {
@@ -242,6 +248,7 @@ impl PeerCommand {
                 part,
                 request_id,
                 size,
+                signature,
             } => {
                 part.pack()?;
                 out.push(code::PART_DATA);
@@ -249,6 +256,13 @@ impl PeerCommand {
                 int(&mut out, b'n', i64::from(part.index));
                 int(&mut out, b's', *size);
                 int(&mut out, b'r', *request_id);
+                if let Some(g) = signature {
+                    if g.len() > MAX_PART_SIGNATURE {
+                        return Err(UsageError::StringTooLong(g.len()));
+                    }
+                    out.push(b'g');
+                    serial::put_string(&mut out, g)?;
+                }
             }
             Self::Extension { code } => out.push(*code),
             Self::SegmentRequest {
@@ -323,6 +337,7 @@ impl PeerCommand {
         let mut loaded = None;
         let mut loading = None;
         let mut parts = None;
+        let mut signature = None;
         while let Some((&name, item)) = rest.split_first() {
             let item_type = item.first().ok_or(ProtoError::Truncated("field"))? >> 4;
             let used = match item_type {
@@ -369,7 +384,16 @@ impl PeerCommand {
                     used
                 }
                 ITEM_STRING => {
-                    let (_, used) = serial::get_string(item)?;
+                    let (text, used) = serial::get_string(item)?;
+                    if name == b'g' && command == code::PART_DATA {
+                        if text.len() > MAX_PART_SIGNATURE {
+                            return Err(ProtoError::BadValue {
+                                field: "part signature length",
+                                value: text.len() as i64,
+                            });
+                        }
+                        signature = Some(text);
+                    }
                     // Our own fields (`x`, `n`, `q`) as strings are skipped like
                     // unknown ones: older senders may have used those names.
                     if matches!(name, b'i' | b'r' | b's' | b'b' | b'l' | b'p') {
@@ -429,6 +453,7 @@ impl PeerCommand {
                 part: part("PartData")?,
                 request_id: need(r, 'r', "PartData")?,
                 size: need(s, 's', "PartData")?,
+                signature,
             },
             code::PART_SENDING_COMPLETED => Self::PartSendingCompleted {
                 part: part("PartSendingCompleted")?,
@@ -680,6 +705,13 @@ mod tests {
             part,
             request_id: 9,
             size: 70_000,
+            signature: None,
+        });
+        round_trip(PeerCommand::PartData {
+            part,
+            request_id: 9,
+            size: 70_000,
+            signature: Some(format!("0123456789abcdef:{}", "A".repeat(86) + "==")),
         });
         round_trip(PeerCommand::PartSendingCompleted {
             part,
@@ -723,6 +755,36 @@ mod tests {
             }],
         };
         assert!(matches!(c.body(), Err(UsageError::PartOutOfRange { .. })));
+    }
+
+    #[test]
+    fn part_signatures_are_bounded_both_ways() {
+        let part = WirePart {
+            segment: 1,
+            index: 0,
+        };
+        let long = PeerCommand::PartData {
+            part,
+            request_id: 1,
+            size: 10,
+            signature: Some("a".repeat(MAX_PART_SIGNATURE + 1)),
+        };
+        assert!(matches!(long.body(), Err(UsageError::StringTooLong(_))));
+        // Received: a 300-byte `g` on PartData is refused; on other commands skipped.
+        let mut body = vec![
+            66, b'i', 0x01, 1, b'n', 0x01, 0, b's', 0x01, 10, b'r', 0x01, 1,
+        ];
+        body.extend_from_slice(&[b'g', 0x21, 0x2c]);
+        body.extend(std::iter::repeat_n(b'a', 300));
+        assert!(matches!(
+            decode(&body),
+            Err(ProtoError::BadValue {
+                field: "part signature length",
+                ..
+            })
+        ));
+        body[0] = 67;
+        assert!(decode(&body).is_ok());
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub mod serial;
 pub mod session;
 
 pub use command::{
-    CommandDecoder, CommandLimits, Incoming, PeerCommand, RequestId, SegmentId, WirePart, EXT_PARTS,
+    CommandDecoder, CommandLimits, Incoming, PeerCommand, RequestId, SegmentId, WirePart,
+    EXT_PARTS, MAX_PART_SIGNATURE,
 };
 pub use error::{ProtoError, UsageError};
 pub use ids::{info_hash, stream_short_id, stream_swarm_id, StreamKind, StreamProps};

@@ -18,7 +18,8 @@ use std::collections::{HashSet, VecDeque};
 use bytes::Bytes;
 
 use super::command::{
-    CommandDecoder, CommandLimits, Incoming, PeerCommand, RequestId, SegmentId, WirePart, EXT_PARTS,
+    CommandDecoder, CommandLimits, Incoming, PeerCommand, RequestId, SegmentId, WirePart,
+    EXT_PARTS, MAX_PART_SIGNATURE,
 };
 use super::error::{ProtoError, UsageError};
 use super::framing::{self, DEFAULT_MAX_MESSAGE_SIZE};
@@ -106,11 +107,13 @@ pub enum SessionEvent {
         part: WirePart,
         request_id: RequestId,
     },
-    /// Our part request completed with exactly the announced bytes. Not verified.
+    /// Our part request completed with exactly the announced bytes. Not verified:
+    /// `signature` is what the sender claims the origin signed.
     PartReceived {
         part: WirePart,
         request_id: RequestId,
         bytes: Bytes,
+        signature: Option<String>,
     },
     /// The remote does not have the part we asked for.
     PartAbsent {
@@ -137,6 +140,8 @@ struct Download {
     byte_from: u64,
     expected: Option<u64>,
     buf: Vec<u8>,
+    /// The part's object signature from its header, if the sender gave one.
+    signature: Option<String>,
 }
 
 #[derive(Debug)]
@@ -152,6 +157,11 @@ struct Upload {
     request_id: RequestId,
     data: Bytes,
     stage: UploadStage,
+    /// A part's object signature, sent in its header.
+    signature: Option<String>,
+    /// Header messages still to send (a header with a signature may need more than
+    /// one message of the smallest size).
+    queued: VecDeque<Vec<u8>>,
 }
 
 /// Requests we cancelled whose tail may still arrive; this many are remembered.
@@ -377,7 +387,16 @@ impl Session {
                 part,
                 request_id,
                 size,
-            } => self.on_header((part.segment, Some(part.index)), request_id, size),
+                signature,
+            } => {
+                let started = self.on_header((part.segment, Some(part.index)), request_id, size)?;
+                if started.is_some() {
+                    if let Some(d) = self.download.as_mut() {
+                        d.signature = signature;
+                    }
+                }
+                Ok(started)
+            }
             PeerCommand::SendingCompleted {
                 segment,
                 request_id,
@@ -480,6 +499,7 @@ impl Session {
                 part,
                 request_id,
                 bytes,
+                signature: d.signature,
             },
             None => SessionEvent::SegmentReceived {
                 segment: obj.0,
@@ -579,6 +599,7 @@ impl Session {
             byte_from: 0,
             expected: None,
             buf: Vec::new(),
+            signature: None,
         });
         Ok((request_id, messages))
     }
@@ -606,6 +627,7 @@ impl Session {
             byte_from,
             expected: None,
             buf: Vec::new(),
+            signature: None,
         });
         Ok((request_id, messages))
     }
@@ -653,7 +675,19 @@ impl Session {
 
     /// Answers the remote's part request `request_id` with the part's bytes; then
     /// drain [`Session::next_upload_message`].
-    pub fn send_part(&mut self, request_id: RequestId, data: Bytes) -> Result<(), UsageError> {
+    /// `signature` (the origin's object signature of the part) goes in the header.
+    pub fn send_part(
+        &mut self,
+        request_id: RequestId,
+        data: Bytes,
+        signature: Option<String>,
+    ) -> Result<(), UsageError> {
+        if signature
+            .as_ref()
+            .is_some_and(|g| g.len() > MAX_PART_SIGNATURE)
+        {
+            return Err(UsageError::StringTooLong(signature.map_or(0, |g| g.len())));
+        }
         let size = data.len() as u64;
         if size > self.limits.max_segment_bytes {
             return Err(UsageError::SegmentTooLarge {
@@ -672,6 +706,8 @@ impl Session {
             request_id,
             data,
             stage: UploadStage::Header,
+            signature,
+            queued: VecDeque::new(),
         });
         Ok(())
     }
@@ -714,6 +750,8 @@ impl Session {
             request_id,
             data: data.slice(from..),
             stage: UploadStage::Header,
+            signature: None,
+            queued: VecDeque::new(),
         });
         Ok(())
     }
@@ -732,6 +770,7 @@ impl Session {
                         part,
                         request_id: u.request_id,
                         size,
+                        signature: u.signature.take(),
                     },
                     None => PeerCommand::SegmentData {
                         segment: u.segment,
@@ -739,9 +778,14 @@ impl Session {
                         size,
                     },
                 };
-                // A 3-int command always fits one message of MIN_MESSAGE_SIZE.
-                header.encode(max).ok().and_then(|m| m.into_iter().next())
+                // A 3-int command fits one message of MIN_MESSAGE_SIZE; with a
+                // signature it may take a few.
+                let mut messages = header.encode(max).ok()?.into_iter();
+                let first = messages.next();
+                u.queued.extend(messages);
+                first
             }
+            UploadStage::Chunks if !u.queued.is_empty() => u.queued.pop_front(),
             UploadStage::Chunks if !u.data.is_empty() => {
                 let n = framing::data_chunk_len(&u.data, max);
                 let chunk = u.data.split_to(n);

@@ -377,7 +377,12 @@ fn completion_of_cancelled_request_after_the_next_header() {
 }
 
 fn part_pair() -> (Session, Session) {
-    let (a, b) = pair();
+    part_pair_with(SessionLimits::default())
+}
+
+fn part_pair_with(limits: SessionLimits) -> (Session, Session) {
+    let a = Session::new(limits).unwrap();
+    let b = Session::new(limits).unwrap().with_first_request_id(500);
     let (mut a, mut b) = (a.with_extensions(EXT_PARTS), b.with_extensions(EXT_PARTS));
     deliver(&mut b, &a.announce(&[], &[]).unwrap());
     deliver(&mut a, &b.announce(&[], &[]).unwrap());
@@ -443,14 +448,44 @@ fn part_announce_request_send_receive() {
         Err(UsageError::NoSuchRequest(rid))
     );
     let data = segment(150_000);
-    a.send_part(rid, data.clone()).unwrap();
+    a.send_part(rid, data.clone(), None).unwrap();
     let ev = deliver(&mut b, &drain_upload(&mut a));
     assert!(ev.contains(&SessionEvent::PartReceived {
         part: P,
         request_id: rid,
-        bytes: data
+        bytes: data,
+        signature: None,
     }));
     assert_eq!(b.downloading(), None);
+}
+
+#[test]
+fn a_part_signature_travels_with_the_part_even_in_the_smallest_messages() {
+    let (mut a, mut b) = part_pair_with(SessionLimits {
+        max_message_size: framing::MIN_MESSAGE_SIZE,
+        ..SessionLimits::default()
+    });
+    let (rid, msgs) = b.request_part(P).unwrap();
+    deliver(&mut a, &msgs);
+    let sig = format!("0123456789abcdef:{}==", "Q".repeat(86));
+    let data = segment(1_000);
+    a.send_part(rid, data.clone(), Some(sig.clone())).unwrap();
+    let upload = drain_upload(&mut a);
+    let ev = deliver(&mut b, &upload);
+    assert!(ev.contains(&SessionEvent::PartReceived {
+        part: P,
+        request_id: rid,
+        bytes: data,
+        signature: Some(sig),
+    }));
+    // Too long to send: refused before anything goes out.
+    let (mut a, mut b) = part_pair();
+    let (rid, msgs) = b.request_part(P).unwrap();
+    deliver(&mut a, &msgs);
+    assert!(matches!(
+        a.send_part(rid, segment(10), Some("a".repeat(MAX_PART_SIGNATURE + 1))),
+        Err(UsageError::StringTooLong(_))
+    ));
 }
 
 #[test]
@@ -469,7 +504,7 @@ fn part_absent_and_cancel() {
     // Cancel while the upload runs: the tail is tolerated, the completion ignored.
     let (rid, msgs) = b.request_part(P).unwrap();
     deliver(&mut a, &msgs);
-    a.send_part(rid, segment(200_000)).unwrap();
+    a.send_part(rid, segment(200_000), None).unwrap();
     let upload = drain_upload(&mut a);
     let cancel = b.cancel_request().unwrap();
     let ev = deliver(&mut a, &cancel);
@@ -510,6 +545,7 @@ fn hostile_part_responses() {
         part: P,
         request_id: rid,
         size: 4,
+        signature: None,
     }
     .encode(1000)
     .unwrap();
@@ -525,6 +561,7 @@ fn hostile_part_responses() {
         part: P,
         request_id: 1,
         size: 4,
+        signature: None,
     }
     .encode(1000)
     .unwrap();
