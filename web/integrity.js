@@ -12,6 +12,14 @@
 // with `objects[name]`. The list of a live rendition grows; a name it does not hold yet
 // makes us fetch it again (one fetch at a time per rendition).
 //
+// Parts and objects with a signature (`verifyObject`, used by the part extension at
+// `?latency=low`): the origin signs every init/segment/part it serves in the response
+// header `mediamesh-signature: {kid}:{base64 Ed25519 signature}` over the UTF-8 bytes of
+// `mediamesh-object/1\n{stream}\n{rendition}\n{name}\n{sha256 hex of the body}` for the
+// object `/live/{stream}/{rendition}/{name}`; peers relay that value with the part
+// (PartData field `g`). A signature with a known kid decides; a missing or malformed
+// one, or one whose kid /api/v1/keys does not know, falls back to digests.json.
+//
 // Works in the page (sets `window.MediameshIntegrity`) and in node ≥ 20 (module.exports),
 // where web/tests/integrity.test.mjs tests it with real Ed25519 keys.
 (function (root, factory) {
@@ -148,34 +156,111 @@
       return false;
     }
 
+    // '' when `data` is the object `url` names per digests.json, else the reason.
+    async function digestCheck(url, byteRange, data) {
+      try {
+        // Digests cover whole objects; our playlists never use byte ranges.
+        if (byteRange) return 'byte-range';
+        const { folder, name } = splitUrl(url, base);
+        let want;
+        try {
+          want = await digestOf(folder, name);
+        } catch (e) {
+          return 'no-digests';
+        }
+        if (!want) return 'not-listed';
+        const got = hex(await subtle.digest('SHA-256', data));
+        if (got !== want.toLowerCase()) return 'digest-mismatch';
+        return '';
+      } catch (e) {
+        return 'error';
+      }
+    }
+
     /**
      * p2p-media-loader 2.3 `validateP2PSegment(url, byteRange, data) → Promise<boolean>`.
      * Never throws: every doubt is a rejection (p2p-media-loader then drops the peer and
      * loads the segment over HTTP).
      */
     async function validate(url, byteRange, data) {
+      const why = await digestCheck(url, byteRange, data);
+      if (why) return reject(url, why);
+      stats.verified++;
+      return true;
+    }
+
+    // Keys are fetched again for an unknown kid at most this often (a peer can name
+    // any kid; it must not make us hammer /api/v1/keys).
+    const KEY_REFRESH_MS = 10000;
+    let keysFetchedAt = 0;
+    async function keyOf(kid) {
+      let key = (await loadKeys(false)).get(kid);
+      if (!key && Date.now() - keysFetchedAt > KEY_REFRESH_MS) {
+        keysFetchedAt = Date.now();
+        key = (await loadKeys(true)).get(kid);
+      }
+      return key;
+    }
+
+    /**
+     * Checks an object (a part, a segment) against its `mediamesh-signature` value when
+     * there is one with a known kid, else against digests.json. Resolves
+     * `{ ok, reason, via, signature }`: `via` is 'signature' or 'digests'; `signature`
+     * is the value worth passing on with the object (it verified), else null. Never
+     * throws.
+     */
+    async function verifyObject(url, data, signature) {
       try {
-        // Digests cover whole objects; our playlists never use byte ranges.
-        if (byteRange) return reject(url, 'byte-range');
-        const { folder, name } = splitUrl(url, base);
-        let want;
-        try {
-          want = await digestOf(folder, name);
-        } catch (e) {
-          return reject(url, 'no-digests');
+        const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
+        // A malformed value counts as none (PROTOCOL.md §5): digests.json decides.
+        const sig = typeof signature === 'string' ? parseSignature(signature) : null;
+        if (sig) {
+          let key = null;
+          try { key = await keyOf(sig.kid); } catch (e) { key = null; }
+          if (key) {
+            const id = objectOf(url, base);
+            if (!id) return { ok: reject(url, 'not-an-object-url'), reason: 'not-an-object-url', via: 'signature', signature: null };
+            const sum = hex(await subtle.digest('SHA-256', bytes));
+            const msg = new TextEncoder().encode(`mediamesh-object/1\n${id.stream}\n${id.rendition}\n${id.name}\n${sum}`);
+            const good = sig.bytes.length === 64 && (await subtle.verify({ name: 'Ed25519' }, key, sig.bytes, msg));
+            if (!good) return { ok: reject(url, 'bad-signature'), reason: 'bad-signature', via: 'signature', signature: null };
+            stats.verified++;
+            stats.bySignature = (stats.bySignature || 0) + 1;
+            return { ok: true, reason: '', via: 'signature', signature };
+          }
         }
-        if (!want) return reject(url, 'not-listed');
-        const got = hex(await subtle.digest('SHA-256', data));
-        if (got !== want.toLowerCase()) return reject(url, 'digest-mismatch');
+        const why = await digestCheck(url, undefined, bytes);
+        if (why) return { ok: reject(url, why), reason: why, via: 'digests', signature: null };
         stats.verified++;
-        return true;
+        return { ok: true, reason: '', via: 'digests', signature: null };
       } catch (e) {
-        return reject(url, 'error');
+        return { ok: reject(url, 'error'), reason: 'error', via: 'digests', signature: null };
       }
     }
 
-    return { validate, stats };
+    return { validate, verifyObject, stats };
   }
 
-  return { createVerifier, splitUrl };
+  // "kid:base64" → { kid, bytes }, or null when it is not of that shape.
+  function parseSignature(v) {
+    const at = v.indexOf(':');
+    if (at <= 0 || v.length > 256) return null;
+    try {
+      const bytes = b64(v.slice(at + 1));
+      return bytes.length === 64 ? { kid: v.slice(0, at), bytes } : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // "…/live/demo/src/part1.2.m4s?x" → { stream, rendition, name }, or null.
+  function objectOf(url, base) {
+    const u = new URL(url, base);
+    const segs = u.pathname.split('/');
+    if (segs.length < 5 || segs[segs.length - 4] !== 'live') return null;
+    const [stream, rendition, name] = segs.slice(-3).map(decodeURIComponent);
+    return stream && rendition && name ? { stream, rendition, name } : null;
+  }
+
+  return { createVerifier, splitUrl, objectOf };
 });

@@ -2,23 +2,32 @@
 // hls.js; with P2P on (the default where the browser can) segments also move between
 // viewers through p2p-media-loader, announced to our tracker, and every segment from a
 // peer is checked against the origin's signed digests (integrity.js) first. With P2P
-// off it plays LL-HLS (parts); with P2P on, whole segments further behind live.
+// off it plays LL-HLS (parts); with P2P on, whole segments further behind live, or, at
+// `?latency=low`, LL-HLS near the part hold-back with parts shared between peers too
+// (our part extension of p2p-media-loader: p2pml.parts, web/src/parts/).
 // Not a general player: no DRM, no subtitles UI, no DASH.
 //
 // Query knobs (web/P2P.md): ?stream=NAME or ?url=URL picks what plays first; ?p2p=0
 // turns P2P off; ?tracker=WS_URL replaces the tracker (default ws(s)://HOST/tracker);
 // ?ice=stun:HOST:PORT,… sets ICE servers (default: the operator's, from /api/v1/p2p
 // (`serve --ice-server`); none there means host candidates only);
-// ?latency=S (default 16) and ?urgent=S (default 6) tune live P2P (web/P2P.md).
-// Stats are on `window.mediamesh` (`.p2p` for the P2P counters) for tests.
+// ?latency=low|balanced plays LL-HLS and shares parts; ?latency=S (seconds, default 16)
+// and ?urgent=S (default 6) tune whole-segment P2P (web/P2P.md).
+// Stats are on `window.mediamesh` (`.p2p` for the P2P counters, `.p2p.parts` for parts,
+// `.playback` for latency to live and stalls) for tests.
 (function () {
   'use strict';
   const video = document.getElementById('video');
   const list = document.getElementById('streams');
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
-  const state = { hls: null, url: null, httpBytes: 0, p2p: null };
+  const state = { hls: null, url: null, httpBytes: 0, p2p: null, playback: null };
   window.mediamesh = state;
+
+  // `?latency=low|balanced`: LL-HLS with parts from peers; anything else (absent, or
+  // seconds) is today's whole-segment mode.
+  const latencyKnob = params.get('latency') || '';
+  const partMode = latencyKnob === 'low' || latencyKnob === 'balanced' ? latencyKnob : '';
 
   const p2pWanted = params.get('p2p') !== '0';
   const trackers = params.get('tracker')
@@ -70,12 +79,59 @@
       peers: 0, peerIds: [], offload: 0, rejected: 0, verified: 0,
       httpSegments: 0, p2pSegments: 0, errors: [], trackerErrors: [],
       bans: 0, banned: null, segmentsFromBanned: 0, iceServers: [],
+      mode: partMode || 'stock', parts: null,
     };
+  }
+
+  // Latency to live and stalls, whatever the mode: latency from the player's clock
+  // against the program date time of what plays (hls.js `playingDate`), and hls.js's
+  // own estimate against the playlist edge (`latency`).
+  function newPlayback() {
+    return {
+      latency: null, latencyPdt: null, latencyP50: null, latencyP95: null, samples: 0,
+      stalls: 0, stallSeconds: 0, playing: false, started: null,
+    };
+  }
+  const latencySamples = [];
+  let stallSince = null;
+  video.addEventListener('playing', () => {
+    const pb = state.playback;
+    if (!pb) return;
+    if (!pb.playing) pb.started = performance.now();
+    pb.playing = true;
+    if (stallSince !== null) {
+      pb.stallSeconds += (performance.now() - stallSince) / 1000;
+      stallSince = null;
+    }
+  });
+  video.addEventListener('waiting', () => {
+    const pb = state.playback;
+    if (!pb || !pb.playing || stallSince !== null) return;
+    pb.stalls++;
+    stallSince = performance.now();
+  });
+  function sampleLatency() {
+    const pb = state.playback;
+    const h = state.hls;
+    if (!pb || !h || !pb.playing || video.paused) return;
+    if (h.latency !== undefined && isFinite(h.latency)) pb.latency = h.latency;
+    const d = h.playingDate;
+    if (d && isFinite(d.getTime())) {
+      pb.latencyPdt = (Date.now() - d.getTime()) / 1000;
+      latencySamples.push(pb.latencyPdt);
+      if (latencySamples.length > 1200) latencySamples.shift();
+      const sorted = latencySamples.slice().sort((a, b) => a - b);
+      const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+      pb.latencyP50 = at(0.5);
+      pb.latencyP95 = at(0.95);
+      pb.samples = sorted.length;
+    }
   }
 
   function p2pReason() {
     if (!p2pWanted) return 'off (?p2p=0)';
     if (!window.p2pml || !window.p2pml.HlsJsP2PEngine) return 'p2p-media-loader not loaded';
+    if (partMode && !window.p2pml.parts) return 'the part extension is not loaded';
     if (!window.RTCPeerConnection) return 'no WebRTC in this browser';
     if (!window.crypto || !window.crypto.subtle) return 'no WebCrypto (page not in a secure context)';
     if (!window.MediameshIntegrity) return 'integrity.js not loaded';
@@ -127,6 +183,31 @@
     };
   }
 
+  // The part extension for `?latency=low|balanced`: parts from peers are verified with
+  // their `mediamesh-signature` (PartData field `g`) or else digests.json before hls.js
+  // sees them; a peer whose part fails, or that breaks the part protocol, is banned for
+  // the session like one whose segment failed. Returns the parts engine.
+  function startPartMode(stats, ban, update, p2pEngine) {
+    const partVerifier = MediameshIntegrity.createVerifier({});
+    const parts = p2pml.parts.createPartsEngine({
+      video,
+      swarmId: stats.swarmId,
+      p2pCore: p2pEngine.core, // p2p-media-loader internal (pinned 2.3.1): joins the swarm
+      verify: partVerifier.verifyObject,
+      onBan: (peerId, reason) => {
+        if (ban.list.ban(peerId, reason)) console.warn('mediamesh: banned peer', peerId, 'for the session:', reason);
+        ban.closePeer(peerId);
+        update();
+      },
+    });
+    stats.parts = parts.stats;
+    stats.parts.integrity = partVerifier.stats;
+    const timer = setInterval(update, 500); // parts move without p2p-media-loader events
+    const destroy = parts.destroy;
+    parts.destroy = () => { clearInterval(timer); destroy(); };
+    return parts;
+  }
+
   function makeHls(url) {
     const stats = newP2PStats(url);
     state.p2p = stats;
@@ -157,12 +238,14 @@
     const update = () => {
       stats.peers = peers.size;
       stats.peerIds = [...peers];
-      const all = stats.httpBytes + stats.p2pBytes;
-      stats.offload = all ? stats.p2pBytes / all : 0;
+      const pt = stats.parts;
+      const p2p = stats.p2pBytes + (pt ? pt.p2pPartBytes : 0);
+      const http = stats.httpBytes + (pt ? pt.httpPartBytes : 0);
+      stats.offload = p2p + http ? p2p / (p2p + http) : 0;
       stats.verified = verifier.stats.verified;
       stats.rejected = verifier.stats.rejected;
       stats.bans = ban.list.stats.bans;
-      state.httpBytes = stats.httpBytes;
+      state.httpBytes = http;
     };
     // p2p-media-loader moves whole segments only, and loads every segment that is due
     // within `highDemandTimeWindow` over HTTP at once. A viewer at the LL-HLS live edge
@@ -171,7 +254,13 @@
     // long before it is due, one viewer (chosen at random by p2p-media-loader) fetches it
     // over HTTP and the others get it from peers; the last `urgent` seconds before the
     // playhead are loaded over HTTP if no peer delivered. See web/P2P.md.
-    const latency = Number(params.get('latency')) || 16;
+    //
+    // At `?latency=low` the player plays LL-HLS near the part hold-back instead, and the
+    // part extension (p2pml.parts) shares the parts: see startPartMode below. Whole
+    // segments still go through p2p-media-loader; `highDemandTimeWindow` (`?keep=`,
+    // default 20 s) is then mainly how long p2p-media-loader keeps the segments we
+    // joined from parts, for whole-segment peers further behind live.
+    const latency = Number(latencyKnob) || 16;
     const urgent = Number(params.get('urgent')) || 6;
     const engine = new p2pml.HlsJsP2PEngine({
       core: {
@@ -179,20 +268,34 @@
         announceTrackers: trackers,
         rtcConfig: { iceServers },
         validateP2PSegment: verifier.validate,
-        highDemandTimeWindow: urgent,
+        highDemandTimeWindow: partMode ? Number(params.get('keep')) || 20 : urgent,
       },
     });
     const loaders = engine.getConfigForHlsJs();
-    const hls = new Hls({
-      lowLatencyMode: false,
-      backBufferLength: 30,
-      liveSyncDuration: latency,
-      liveMaxLatencyDuration: latency * 2,
-      fLoader: copyingFragmentLoader(loaders.fLoader),
-      pLoader: withoutDeliveryDirectives(loaders.pLoader),
-    });
+    const parts = partMode ? startPartMode(stats, ban, update, engine) : null;
+    const hls = new Hls(parts
+      ? {
+        lowLatencyMode: true,
+        backBufferLength: 30,
+        // Catch up (up to 10 % faster) when a slow part left us behind the target.
+        maxLiveSyncPlaybackRate: 1.1,
+        // low: PART-HOLD-BACK from the playlist; balanced: one target duration more.
+        ...(partMode === 'balanced' ? { liveSyncDuration: Number(params.get('sync')) || 3.5 } : {}),
+        fLoader: parts.fragmentLoader(loaders.fLoader),
+        pLoader: withoutDeliveryDirectives(loaders.pLoader),
+      }
+      : {
+        lowLatencyMode: false,
+        backBufferLength: 30,
+        liveSyncDuration: latency,
+        liveMaxLatencyDuration: latency * 2,
+        fLoader: copyingFragmentLoader(loaders.fLoader),
+        pLoader: withoutDeliveryDirectives(loaders.pLoader),
+      });
+    if (parts) parts.bindHls(hls);
     engine.bindHls(hls);
     hls.p2pEngine = engine;
+    hls.partsEngine = parts;
     const e = engine;
     e.addEventListener('onChunkDownloaded', (n, source) => {
       if (source === 'http') stats.httpBytes += n;
@@ -242,7 +345,14 @@
   }
 
   function play(url, name) {
-    if (state.hls) { state.hls.destroy(); state.hls = null; }
+    if (state.hls) {
+      if (state.hls.partsEngine) state.hls.partsEngine.destroy();
+      state.hls.destroy();
+      state.hls = null;
+    }
+    state.playback = newPlayback();
+    latencySamples.length = 0;
+    stallSince = null;
     state.url = url;
     state.httpBytes = 0;
     $('s-name').textContent = name || url;
@@ -300,8 +410,11 @@
 
   const kb = (n) => (n / 1024).toLocaleString(undefined, { maximumFractionDigits: 0 }) + ' KiB';
   setInterval(() => {
-    const h = state.hls;
-    if (h && h.latency !== undefined && isFinite(h.latency)) $('s-latency').textContent = h.latency.toFixed(2) + ' s';
+    sampleLatency();
+    const pb = state.playback;
+    if (pb && pb.latencyPdt !== null) $('s-latency').textContent = pb.latencyPdt.toFixed(2) + ' s';
+    else if (pb && pb.latency !== null) $('s-latency').textContent = pb.latency.toFixed(2) + ' s';
+    if (pb && $('s-stalls')) $('s-stalls').textContent = `${pb.stalls} (${pb.stallSeconds.toFixed(1)} s)`;
     const b = video.buffered;
     if (b.length) $('s-buffer').textContent = (b.end(b.length - 1) - video.currentTime).toFixed(2) + ' s';
     $('s-http').textContent = kb(state.httpBytes);
@@ -314,6 +427,12 @@
     $('s-offload').textContent = (p.offload * 100).toFixed(1) + ' %';
     $('s-rejected').textContent = String(p.rejected);
     $('s-banned').textContent = String(p.bans || 0);
+    const pt = p.parts;
+    if (pt && $('s-parts')) {
+      $('s-parts').textContent = `${kb(pt.p2pPartBytes)} from peers · ${kb(pt.httpPartBytes)} over HTTP · ` +
+        `${kb(pt.uploadedPartBytes)} uploaded · ${pt.partPeers} part peers`;
+      $('s-rejected-parts').textContent = String(pt.rejectedParts);
+    }
   }, 500);
 
   (async () => {

@@ -6,7 +6,9 @@
 #   vendor/hls.min.js               hls.js, as its package ships it
 #   vendor/p2p-media-loader.min.js  p2p-media-loader-hlsjs + -core as one IIFE script
 #                                   (global `p2pml`), bundled by esbuild from
-#                                   src/p2pml-entry.js; core comes from its own
+#                                   src/p2pml-entry.js (src/build.mjs, which also adds
+#                                   the hooks of our part extension src/parts/, see
+#                                   P2P.md); core comes from its own
 #                                   pre-bundled dist (condition p2pml:core-as-bundle),
 #                                   which already holds bittorrent-tracker & co.
 #   vendor/*.LICENSE                the licenses of everything in those files
@@ -28,11 +30,7 @@ for p in "p2p-media-loader-core@$core" "p2p-media-loader-hlsjs@$hlsjs"; do
   have=$(node -p "require('./node_modules/${p%@*}/package.json').version" 2>/dev/null || echo none)
   [ "$have" = "${p#*@}" ] || { echo "node_modules has ${p%@*} $have, want ${p#*@}: run npm ci" >&2; exit 1; }
 done
-node_modules/.bin/esbuild src/p2pml-entry.js --bundle --format=iife --global-name=p2pml \
-  --minify --target=es2020 --conditions=p2pml:core-as-bundle --legal-comments=none \
-  --define:P2PML_VERSION="\"$core\"" \
-  --banner:js="/*! p2p-media-loader-core $core + p2p-media-loader-hlsjs $hlsjs (Apache-2.0, Novage) with bundled MIT/ISC/Apache-2.0 dependencies: see p2p-media-loader.LICENSE */" \
-  --log-level=warning --outfile=vendor/p2p-media-loader.min.js
+node src/build.mjs "$core" "$hlsjs"
 
 # Licenses: p2p-media-loader itself, then every npm package its core bundle holds
 # (read from the bundle's source map) as installed next to it.

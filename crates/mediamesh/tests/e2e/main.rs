@@ -14,6 +14,7 @@ mod common;
 
 mod browser;
 mod browser_p2p;
+mod browser_parts;
 mod compute;
 mod compute_media;
 mod edge;

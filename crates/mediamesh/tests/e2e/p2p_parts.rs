@@ -76,6 +76,13 @@ fn parts_and_segments_carry_the_origins_signature_through_the_edge() {
         for _ in 0..2 {
             let resp = client.get(&url).send().expect("GET");
             assert_eq!(resp.status(), 200, "{url}");
+            assert_eq!(
+                resp.headers()
+                    .get("access-control-expose-headers")
+                    .and_then(|v| v.to_str().ok()),
+                Some(integrity::SIGNATURE_HEADER),
+                "{url}: cross-origin pages could not read the signature"
+            );
             let header = resp
                 .headers()
                 .get(integrity::SIGNATURE_HEADER)

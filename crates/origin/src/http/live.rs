@@ -478,7 +478,13 @@ fn signed(
     if let Some(digest) = digest {
         let value = state.signer.sign_object(&s.name, &r.name, name, &digest);
         if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
-            resp.headers_mut().insert(integrity::SIGNATURE_HEADER, v);
+            let headers = resp.headers_mut();
+            headers.insert(integrity::SIGNATURE_HEADER, v);
+            // Pages on another origin read it with fetch() only when exposed.
+            headers.insert(
+                axum::http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                axum::http::HeaderValue::from_static(integrity::SIGNATURE_HEADER),
+            );
         }
     }
     resp
