@@ -73,9 +73,7 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Origin(args) => crate::origin_cli::run_origin(args).await,
         Command::Edge(args) => crate::edge_cli::run(args).await,
         Command::Tracker(args) => crate::tracker_cli::run(args).await,
-        Command::Peer(args) => {
-            crate::peer_cli::run(args, Some(p2p::peer::rtc_mesh::factory())).await
-        }
+        Command::Peer(args) => crate::peer_cli::run(args).await,
         Command::Router(args) => crate::fleet_cli::run_router(args).await,
         Command::Sim(args) => {
             tokio::task::spawn_blocking(move || crate::sim_cli::run(args)).await?

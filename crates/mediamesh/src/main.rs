@@ -23,10 +23,12 @@ use anyhow::Result;
 fn main() -> Result<()> {
     let cmd = cli::command();
     let matches = cmd.clone().get_matches();
+    // turn-client-proto (the native peer's TURN client) logs every poll at INFO.
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,turn_client_proto=warn")
+            }),
         )
         .with_target(false)
         .with_writer(std::io::stderr)

@@ -77,6 +77,12 @@ pub struct PeerArgs {
     /// durations back, whole segments only).
     #[arg(long, default_value = "max-offload", value_parser = ["low", "balanced", "max-offload"])]
     pub latency: String,
+    /// STUN/TURN server for NAT traversal, the same syntax as `serve --ice-server`:
+    /// stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT][?transport=udp] (repeatable;
+    /// UDP only). Each viewer gathers server-reflexive and relayed candidates before
+    /// it joins the swarm.
+    #[arg(long = "ice-server", value_name = "URL")]
+    pub ice_server: Vec<String>,
 }
 
 fn secs(name: &str, v: f64, max: f64) -> Result<Duration> {
@@ -126,6 +132,10 @@ pub fn peer_options(args: &PeerArgs) -> Result<(PeerOptions, Option<PathBuf>, Op
         );
     }
     o.corrupt_uploads = args.corrupt_uploads;
+    o.ice_servers = p2p::signal::ice::parse_all(args.ice_server.iter().map(String::as_str))?
+        .iter()
+        .map(p2p::signal::ice::IceServer::native)
+        .collect::<Result<_, _>>()?;
     o.latency = args
         .latency
         .parse::<p2p::peer::Latency>()
@@ -143,9 +153,21 @@ fn hex_decode(s: &str, out: &mut [u8; 32]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `mediamesh peer`.
-pub async fn run(args: PeerArgs, mesh: Option<Arc<dyn MeshFactory>>) -> Result<()> {
+/// Runs `mediamesh peer` with the WebRTC mesh (and its `--ice-server`s).
+pub async fn run(args: PeerArgs) -> Result<()> {
     let (opts, stats_path, metrics_addr) = peer_options(&args)?;
+    let mesh = Some(p2p::peer::rtc_mesh::factory_with_ice(
+        opts.ice_servers.clone(),
+    ));
+    run_with(opts, stats_path, metrics_addr, mesh).await
+}
+
+async fn run_with(
+    opts: PeerOptions,
+    stats_path: Option<PathBuf>,
+    metrics_addr: Option<SocketAddr>,
+    mesh: Option<Arc<dyn MeshFactory>>,
+) -> Result<()> {
     let _metrics = match metrics_addr {
         Some(addr) => Some(serve_metrics(addr).await?),
         None => None,
@@ -201,5 +223,48 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer_args(extra: &[&str]) -> PeerArgs {
+        let cmd = crate::cli::command();
+        let mut argv = vec!["mediamesh", "peer", "http://127.0.0.1:1/live/a/index.m3u8"];
+        argv.extend(extra);
+        let m = cmd.clone().try_get_matches_from(argv).expect("parses");
+        match crate::cli::layered(&cmd, &m).expect("layers") {
+            crate::cli::Command::Peer(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn ice_servers_become_native_stun_and_turn_servers() {
+        let args = peer_args(&[
+            "--ice-server",
+            "stun:198.51.100.1",
+            "--ice-server",
+            "turn:u:p@198.51.100.1:3479?transport=udp",
+        ]);
+        let (o, _, _) = peer_options(&args).expect("options");
+        assert_eq!(o.ice_servers.len(), 2);
+        assert_eq!(o.ice_servers[0].port, 3478);
+        assert!(o.ice_servers[0].turn.is_none());
+        assert_eq!(o.ice_servers[1].port, 3479);
+        assert!(o.ice_servers[1].turn.is_some());
+        for refused in ["turns:u:p@t.example.org", "stun:", "turn:t.example.org"] {
+            let e = peer_options(&peer_args(&["--ice-server", refused]))
+                .err()
+                .map(|e| e.to_string());
+            assert!(e.is_some(), "{refused} was accepted");
+        }
+        let e = peer_options(&peer_args(&["--ice-server", "turns:u:p@t.example.org"]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("UDP only") && !e.contains(":p@"), "{e}");
     }
 }

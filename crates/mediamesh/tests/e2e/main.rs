@@ -26,6 +26,7 @@ mod fleet_steering;
 mod fleet_trackers;
 mod hostile;
 mod live_rtmp;
+mod nat;
 mod p2p_parts;
 mod peer;
 mod peer_wss;

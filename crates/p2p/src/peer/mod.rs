@@ -129,6 +129,10 @@ pub struct PeerOptions {
     pub corrupt_uploads: usize,
     /// Latency target; `Low`/`Balanced` share LL-HLS parts.
     pub latency: Latency,
+    /// STUN/TURN servers (`--ice-server`) for server-reflexive and relayed
+    /// candidates; empty: host candidates only. Used by
+    /// [`rtc_mesh::RtcMeshFactory`].
+    pub ice_servers: Vec<crate::signal::ice::NativeIceServer>,
 }
 
 impl Default for PeerOptions {
@@ -150,6 +154,7 @@ impl Default for PeerOptions {
             origin_key: None,
             corrupt_uploads: 0,
             latency: Latency::default(),
+            ice_servers: Vec::new(),
         }
     }
 }

@@ -21,18 +21,25 @@ use super::PeerError;
 use crate::proto::{
     self, RequestId, Session, SessionEvent, SessionLimits, StreamKind, WirePart, EXT_PARTS,
 };
-use crate::rtc::{LinkConfig, LinkEvent, LinkSender, PeerLink};
+use crate::rtc::{IceHub, LinkConfig, LinkEvent, LinkSender, PeerLink};
 use crate::scheduler::{PartKey, PeerKey, SegmentId};
+use crate::signal::ice::NativeIceServer;
 use crate::signal::{SignalConfig, Swarm, SwarmConfig};
 use crate::tracker::Id20;
 
 /// Messages (or whole uploads) queued per link before more are dropped.
 const WRITE_QUEUE: usize = 32;
 
+/// Bound on gathering server-reflexive and relayed candidates before joining.
+const GATHER_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Makes WebRTC meshes.
 #[derive(Debug, Clone, Default)]
 pub struct RtcMeshFactory {
     pub link: LinkConfig,
+    /// With servers, each viewer first gathers its candidates through one shared
+    /// socket ([`IceHub`]) and then joins the swarm with them.
+    pub ice_servers: Vec<NativeIceServer>,
 }
 
 impl MeshFactory for RtcMeshFactory {
@@ -44,17 +51,33 @@ impl MeshFactory for RtcMeshFactory {
         tracing::debug!(viewer, stream, "joining swarm");
         let mut signal = SignalConfig::new(Id20(info_hash), Id20(peer_id));
         signal.max_peers = spec.max_peers.max(1);
-        let swarm = Swarm::join_with_tls(
-            SwarmConfig {
-                tracker_url: spec.tracker.clone(),
-                signal,
-                link: self.link.clone(),
-            },
-            spec.tracker_tls.clone(),
-        );
+        let swarm_cfg = SwarmConfig {
+            tracker_url: spec.tracker.clone(),
+            signal,
+            link: self.link.clone(),
+        };
+        let tls = spec.tracker_tls.clone();
+        let servers = self.ice_servers.clone();
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::channel(256);
-        tokio::spawn(run(swarm, cmd_rx, ev_tx, spec.parts));
+        let parts = spec.parts;
+        let span = tracing::info_span!("mesh", viewer);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let mut swarm_cfg = swarm_cfg;
+                if !servers.is_empty() {
+                    match IceHub::gather(&servers, GATHER_LIMIT).await {
+                        Ok(hub) => swarm_cfg.link.ice = Some(hub),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no STUN/TURN candidates: host candidates only")
+                        }
+                    }
+                }
+                let swarm = Swarm::join_with_tls(swarm_cfg, tls);
+                run(swarm, cmd_rx, ev_tx, parts).await
+            },
+            span,
+        ));
         Ok(MeshLink {
             me,
             commands: cmd_tx,
@@ -473,4 +496,12 @@ async fn write_loop(sender: LinkSender, mut rx: mpsc::Receiver<Vec<Bytes>>) {
 /// A shared factory for `mediamesh peer`.
 pub fn factory() -> Arc<dyn MeshFactory> {
     Arc::new(RtcMeshFactory::default())
+}
+
+/// The WebRTC mesh with NAT traversal through `servers` (none: as [`factory`]).
+pub fn factory_with_ice(servers: Vec<NativeIceServer>) -> Arc<dyn MeshFactory> {
+    Arc::new(RtcMeshFactory {
+        ice_servers: servers,
+        ..RtcMeshFactory::default()
+    })
 }

@@ -29,16 +29,54 @@ pub enum LinkEvent {
 }
 
 /// Largest datagram we read; WebRTC keeps them under the path MTU.
-const DATAGRAM_MAX: usize = 2048;
+const DATAGRAM_MAX: usize = super::stun::MAX_DATAGRAM;
 /// Let str0m's SCTP queue drain below this before we hear about it.
 const LOW_WATER: usize = 64 * 1024;
 /// How long a closing link keeps running to finish the channel close handshake.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
-struct Datagram {
-    local: SocketAddr,
-    source: SocketAddr,
-    data: Vec<u8>,
+/// One received datagram: the local address it arrived on (for relayed traffic, the
+/// relayed address), who sent it, and its bytes.
+pub(super) struct Datagram {
+    pub local: SocketAddr,
+    pub source: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// Where a link's datagrams go: its own sockets (host candidates only), or the
+/// viewer's shared [`IceHub`](super::IceHub) socket (host, srflx and relayed).
+pub(super) enum Net {
+    Own {
+        socks: Vec<Arc<UdpSocket>>,
+        readers: Vec<JoinHandle<()>>,
+    },
+    Hub(super::hub::HubLink),
+}
+
+impl Net {
+    /// Own sockets, with one reader task each feeding the returned receiver.
+    pub fn own(socks: Vec<Arc<UdpSocket>>) -> (Net, mpsc::Receiver<Datagram>) {
+        let (tx, rx) = mpsc::channel::<Datagram>(256);
+        let readers = spawn_readers(&socks, tx);
+        (Net::Own { socks, readers }, rx)
+    }
+
+    async fn send(&self, source: SocketAddr, dest: SocketAddr, data: &[u8]) {
+        match self {
+            Net::Own { socks, .. } => send_datagram(socks, source, dest, data).await,
+            Net::Hub(h) => h.hub.send(h.id, source, dest, data),
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if let Net::Own { readers, .. } = self {
+            for r in readers {
+                r.abort();
+            }
+        }
+    }
 }
 
 fn spawn_readers(socks: &[Arc<UdpSocket>], tx: mpsc::Sender<Datagram>) -> Vec<JoinHandle<()>> {
@@ -72,16 +110,16 @@ fn spawn_readers(socks: &[Arc<UdpSocket>], tx: mpsc::Sender<Datagram>) -> Vec<Jo
 }
 
 /// Runs the link until it closes; `_guard` is held so owners can count live links.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     mut rtc: Rtc,
-    socks: Vec<Arc<UdpSocket>>,
+    socks: Net,
+    mut dg_rx: mpsc::Receiver<Datagram>,
     mut out_rx: mpsc::Receiver<Bytes>,
     ev_tx: mpsc::Sender<LinkEvent>,
     deadline: tokio::time::Instant,
     _guard: Option<Arc<()>>,
 ) {
-    let (dg_tx, mut dg_rx) = mpsc::channel::<Datagram>(256);
-    let readers = spawn_readers(&socks, dg_tx);
     let mut chan = None;
     let reason = drive(
         &mut rtc,
@@ -104,29 +142,20 @@ pub(super) async fn run(
     }
     rtc.disconnect();
     while let Ok(Output::Transmit(t)) = rtc.poll_output() {
-        send_datagram(&socks, t.source, t.destination, &t.contents).await;
+        socks.send(t.source, t.destination, &t.contents).await;
     }
-    for r in readers {
-        r.abort();
-    }
+    drop(socks);
     tracing::debug!(%reason, "peer link closed");
     let _ = ev_tx.send(LinkEvent::Closed(reason)).await;
 }
 
 /// Runs the stack until our channel's close completes (caller bounds the time).
-async fn linger(
-    rtc: &mut Rtc,
-    socks: &[Arc<UdpSocket>],
-    dg_rx: &mut mpsc::Receiver<Datagram>,
-    id: ChannelId,
-) {
+async fn linger(rtc: &mut Rtc, socks: &Net, dg_rx: &mut mpsc::Receiver<Datagram>, id: ChannelId) {
     loop {
         let wake = loop {
             match rtc.poll_output() {
                 Ok(Output::Timeout(t)) => break t,
-                Ok(Output::Transmit(t)) => {
-                    send_datagram(socks, t.source, t.destination, &t.contents).await
-                }
+                Ok(Output::Transmit(t)) => socks.send(t.source, t.destination, &t.contents).await,
                 Ok(Output::Event(Event::ChannelClose(c))) if c == id => return,
                 Ok(Output::Event(_)) => {}
                 Err(_) => return,
@@ -174,7 +203,7 @@ async fn send_datagram(
 
 async fn drive(
     rtc: &mut Rtc,
-    socks: &[Arc<UdpSocket>],
+    socks: &Net,
     out_rx: &mut mpsc::Receiver<Bytes>,
     dg_rx: &mut mpsc::Receiver<Datagram>,
     ev_tx: &mpsc::Sender<LinkEvent>,
@@ -192,9 +221,7 @@ async fn drive(
             };
             match out {
                 Output::Timeout(t) => break t,
-                Output::Transmit(t) => {
-                    send_datagram(socks, t.source, t.destination, &t.contents).await
-                }
+                Output::Transmit(t) => socks.send(t.source, t.destination, &t.contents).await,
                 Output::Event(ev) => match ev {
                     Event::ChannelOpen(id, _label) if chan.is_none() => {
                         *chan = Some(id);

@@ -15,7 +15,8 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::{Candidate, Rtc, RtcConfig};
 use tokio::sync::mpsc;
 
-use super::driver;
+use super::driver::{self, Datagram, Net};
+use super::hub::{HubLink, IceHub};
 use super::sdp::{sanitize_remote, SdpReject};
 
 /// Largest message [`PeerLink::send`] accepts. Chromium accepts 256 KiB; str0m
@@ -34,6 +35,8 @@ pub enum RtcError {
     Stack(#[from] str0m::RtcError),
     #[error("no usable local address to bind")]
     NoAddress,
+    #[error("local ICE candidate refused: {0}")]
+    Candidate(String),
     #[error("udp: {0}")]
     Io(#[from] std::io::Error),
     #[error("message of {0} bytes is larger than {MAX_MESSAGE}")]
@@ -54,6 +57,10 @@ pub struct LinkConfig {
     pub send_queue: usize,
     /// Received events buffered before the link stops reading the network.
     pub event_queue: usize,
+    /// NAT traversal: with a hub (gathered from `--ice-server`), links share its one
+    /// socket and offer its host, server-reflexive and relayed candidates instead
+    /// of binding `bind`.
+    pub ice: Option<Arc<IceHub>>,
 }
 
 impl Default for LinkConfig {
@@ -63,17 +70,25 @@ impl Default for LinkConfig {
             connect_timeout: Duration::from_secs(20),
             send_queue: 4,
             event_queue: 64,
+            ice: None,
         }
     }
 }
 
 pub use super::driver::LinkEvent;
 
+/// A new link's network: sockets of its own, or its registration with the hub
+/// (whose datagrams queue from the moment the SDP exists).
+enum Sockets {
+    Own(Vec<UdpSocket>),
+    Hub(HubLink, mpsc::Receiver<Datagram>),
+}
+
 /// An offer we made, waiting for the remote answer.
 pub struct PendingOffer {
     rtc: Rtc,
     pending: SdpPendingOffer,
-    sockets: Vec<UdpSocket>,
+    sockets: Sockets,
     cfg: LinkConfig,
 }
 
@@ -83,10 +98,29 @@ impl std::fmt::Debug for PendingOffer {
     }
 }
 
-fn new_rtc(cfg: &LinkConfig) -> Result<(Rtc, Vec<UdpSocket>), RtcError> {
+fn candidate_error(e: impl std::fmt::Display) -> RtcError {
+    RtcError::Candidate(e.to_string())
+}
+
+fn new_rtc(cfg: &LinkConfig) -> Result<(Rtc, Sockets), RtcError> {
     let mut rtc = RtcConfig::new()
         .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
         .build(Instant::now());
+    if let Some(hub) = &cfg.ice {
+        let host = hub.host();
+        rtc.add_local_candidate(Candidate::host(host, "udp").map_err(candidate_error)?);
+        for srflx in hub.server_reflexive() {
+            let c = Candidate::server_reflexive(srflx, host, "udp").map_err(candidate_error)?;
+            rtc.add_local_candidate(c);
+        }
+        if let Some(relayed) = hub.relayed() {
+            let c = Candidate::relayed(relayed, host, "udp").map_err(candidate_error)?;
+            rtc.add_local_candidate(c);
+        }
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let (reg, rx) = hub.register(ufrag);
+        return Ok((rtc, Sockets::Hub(reg, rx)));
+    }
     let mut sockets = Vec::new();
     for ip in &cfg.bind {
         let sock = UdpSocket::bind(SocketAddr::new(*ip, 0))?;
@@ -99,7 +133,7 @@ fn new_rtc(cfg: &LinkConfig) -> Result<(Rtc, Vec<UdpSocket>), RtcError> {
     if sockets.is_empty() {
         return Err(RtcError::NoAddress);
     }
-    Ok((rtc, sockets))
+    Ok((rtc, Sockets::Own(sockets)))
 }
 
 /// simple-peer labels its channel with 20 random bytes in hex.
@@ -206,18 +240,24 @@ impl PeerLink {
 
     fn spawn(
         rtc: Rtc,
-        sockets: Vec<UdpSocket>,
+        sockets: Sockets,
         cfg: &LinkConfig,
         guard: Option<Arc<()>>,
     ) -> Result<PeerLink, RtcError> {
-        let mut socks = Vec::with_capacity(sockets.len());
-        for s in sockets {
-            socks.push(Arc::new(tokio::net::UdpSocket::from_std(s)?));
-        }
+        let (net, dg_rx) = match sockets {
+            Sockets::Own(sockets) => {
+                let mut socks = Vec::with_capacity(sockets.len());
+                for s in sockets {
+                    socks.push(Arc::new(tokio::net::UdpSocket::from_std(s)?));
+                }
+                Net::own(socks)
+            }
+            Sockets::Hub(reg, rx) => (Net::Hub(reg), rx),
+        };
         let (out_tx, out_rx) = mpsc::channel(cfg.send_queue.max(1));
         let (ev_tx, ev_rx) = mpsc::channel(cfg.event_queue.max(1));
         let deadline = tokio::time::Instant::now() + cfg.connect_timeout;
-        tokio::spawn(driver::run(rtc, socks, out_rx, ev_tx, deadline, guard));
+        tokio::spawn(driver::run(rtc, net, dg_rx, out_rx, ev_tx, deadline, guard));
         Ok(PeerLink {
             sender: LinkSender { tx: out_tx },
             events: ev_rx,

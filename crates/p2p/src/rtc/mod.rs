@@ -1,7 +1,9 @@
 //! Native WebRTC data channels: one [`PeerLink`] is what a browser's
 //! `RTCPeerConnection` + one `RTCDataChannel` is to simple-peer (`trickle: false`).
 //!
-//! Not signalling (see [`crate::signal`]), not media tracks, not TURN.
+//! Not signalling (see [`crate::signal`]), not media tracks. NAT traversal (srflx
+//! candidates from STUN, relayed ones from TURN, one shared socket per viewer) is
+//! [`hub`], switched on by [`LinkConfig::ice`].
 //!
 //! # Stack: str0m, not webrtc-rs
 //!
@@ -19,7 +21,10 @@
 //! checks reveal its real address). See `crates/p2p/RTC.md`.
 
 mod driver;
+pub mod hub;
 mod link;
 pub mod sdp;
+pub mod stun;
 
+pub use hub::{GatherError, HubStats, IceHub};
 pub use link::{LinkConfig, LinkEvent, LinkSender, PeerLink, PendingOffer, RtcError, MAX_MESSAGE};

@@ -3,8 +3,11 @@
 //! written as `turn:USER:PASS@HOST:PORT`) and the JSON the player page reads from
 //! `/api/v1/p2p` into p2p-media-loader's `rtcConfig.iceServers`.
 //!
-//! Not a STUN or TURN client: the native peer (str0m) gathers host candidates only, see
-//! `crates/p2p/RTC.md`. Static TURN credentials given here are sent to every viewer
+//! The same URLs configure the native peer (`mediamesh peer --ice-server`):
+//! [`IceServer::native`] turns one into the [`NativeIceServer`] that
+//! [`crate::rtc::IceHub`] gathers server-reflexive and relayed candidates from (UDP
+//! only: `stuns:`/`turns:` and `?transport=tcp` are refused there). Not a STUN or
+//! TURN client itself. Static TURN credentials given here are sent to every viewer
 //! that loads the page (that is how browsers get them); they are never logged.
 
 use std::fmt;
@@ -52,6 +55,48 @@ pub enum IceError {
     BadCredentials(String),
     #[error("ICE server URL {0:?}: turn:/turns: need USER:PASS@ (browsers refuse TURN without credentials)")]
     TurnWithoutCredentials(String),
+    #[error("ICE server URL {0:?}: native peers speak STUN/TURN over UDP only (not stuns:, turns: or ?transport=tcp)")]
+    NativeUnsupported(String),
+}
+
+/// Default port of `stun:`/`turn:` (RFC 7064, RFC 7065).
+pub const DEFAULT_PORT: u16 = 3478;
+
+/// TURN long-term credentials of a [`NativeIceServer`] (never printed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TurnCredentials {
+    pub username: String,
+    pub credential: String,
+}
+
+impl fmt::Debug for TurnCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TurnCredentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An ICE server as the native peer uses it: a UDP STUN server, or a UDP TURN
+/// server (which answers Binding requests too) with its credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeIceServer {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// `Some` for `turn:`.
+    pub turn: Option<TurnCredentials>,
+}
+
+impl fmt::Display for NativeIceServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.turn.is_some() { "turn" } else { "stun" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}:[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}:{}:{}", self.host, self.port)
+        }
+    }
 }
 
 impl IceServer {
@@ -120,6 +165,46 @@ impl IceServer {
             url,
             username,
             credential,
+        })
+    }
+
+    /// The server as the native peer's STUN/TURN client uses it.
+    pub fn native(&self) -> Result<NativeIceServer, IceError> {
+        let (scheme, rest) = self
+            .url
+            .split_once(':')
+            .ok_or_else(|| IceError::Scheme(self.url.clone()))?;
+        let (hostport, query) = match rest.split_once('?') {
+            Some((h, q)) => (h, Some(q)),
+            None => (rest, None),
+        };
+        let turn = match (scheme, query) {
+            ("stun", None) => None,
+            ("turn", None | Some("transport=udp")) => match (&self.username, &self.credential) {
+                (Some(u), Some(c)) => Some(TurnCredentials {
+                    username: u.clone(),
+                    credential: c.clone(),
+                }),
+                _ => return Err(IceError::TurnWithoutCredentials(self.url.clone())),
+            },
+            _ => return Err(IceError::NativeUnsupported(self.url.clone())),
+        };
+        let host = host_of(hostport).ok_or_else(|| IceError::NoHost(self.url.clone()))?;
+        let port = match &hostport[host.len()..] {
+            "" => DEFAULT_PORT,
+            p => p
+                .strip_prefix(':')
+                .and_then(|p| p.parse::<u16>().ok())
+                .filter(|p| *p != 0)
+                .ok_or_else(|| IceError::BadPort(self.url.clone()))?,
+        };
+        Ok(NativeIceServer {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+            turn,
         })
     }
 
@@ -230,6 +315,40 @@ mod tests {
             IceServer::parse(&format!("stun:{}", "a".repeat(600))),
             Err(IceError::TooLong)
         );
+    }
+
+    #[test]
+    fn native_servers_are_udp_stun_and_turn() {
+        let s = IceServer::parse("stun:10.0.0.1").unwrap().native().unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.turn.is_none()),
+            ("10.0.0.1", 3478, true)
+        );
+        let t = IceServer::parse("turn:u:p@turn.example.org:3479?transport=udp")
+            .unwrap()
+            .native()
+            .unwrap();
+        assert_eq!(t.host, "turn.example.org");
+        assert_eq!(t.port, 3479);
+        assert_eq!(t.turn.as_ref().map(|c| c.credential.as_str()), Some("p"));
+        assert!(!format!("{t:?}").contains("\"p\""));
+        assert_eq!(t.to_string(), "turn:turn.example.org:3479");
+        let v6 = IceServer::parse("stun:[::1]:5000")
+            .unwrap()
+            .native()
+            .unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 5000));
+        for refused in [
+            "stuns:stun.example.org",
+            "turns:u:p@turn.example.org",
+            "turn:u:p@turn.example.org?transport=tcp",
+        ] {
+            let e = IceServer::parse(refused).unwrap().native().unwrap_err();
+            assert!(
+                matches!(e, IceError::NativeUnsupported(_)),
+                "{refused}: {e}"
+            );
+        }
     }
 
     #[test]
