@@ -15,6 +15,8 @@
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::bmff::{BitError, BitReader, BoxError, Reader};
+
 /// Errors produced while parsing decoder configurations.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CodecError {
@@ -87,28 +89,28 @@ impl AvcConfig {
     /// extension fields after the PPS list are not checked, so records from
     /// sloppy encoders still parse.
     pub fn parse(record: Bytes) -> Result<Self, CodecError> {
-        let mut r = ByteReader::new(&record);
-        let version = r.u8("configurationVersion")?;
+        let mut r = Reader::new(&record, "AVCDecoderConfigurationRecord");
+        let version = r.what("configurationVersion").u8()?;
         if version != 1 {
             return Err(CodecError::UnsupportedAvcConfigVersion(version));
         }
-        let profile = r.u8("AVCProfileIndication")?;
-        let compatibility = r.u8("profile_compatibility")?;
-        let level = r.u8("AVCLevelIndication")?;
-        let nal_length_size = (r.u8("lengthSizeMinusOne")? & 0x03) + 1;
+        let profile = r.what("AVCProfileIndication").u8()?;
+        let compatibility = r.what("profile_compatibility").u8()?;
+        let level = r.what("AVCLevelIndication").u8()?;
+        let nal_length_size = (r.what("lengthSizeMinusOne").u8()? & 0x03) + 1;
 
-        let num_sps = r.u8("numOfSequenceParameterSets")? & 0x1f;
+        let num_sps = r.what("numOfSequenceParameterSets").u8()? & 0x1f;
         let mut sps = Vec::with_capacity(usize::from(num_sps));
         for _ in 0..num_sps {
-            let len = usize::from(r.u16("sequenceParameterSetLength")?);
-            let (start, end) = r.span(len, "sequenceParameterSetNALUnit")?;
+            let len = usize::from(r.what("sequenceParameterSetLength").u16()?);
+            let (start, end) = span(&mut r, len, "sequenceParameterSetNALUnit")?;
             sps.push(nal_unit(&record, start, end, 7)?);
         }
-        let num_pps = r.u8("numOfPictureParameterSets")?;
+        let num_pps = r.what("numOfPictureParameterSets").u8()?;
         let mut pps = Vec::with_capacity(usize::from(num_pps));
         for _ in 0..num_pps {
-            let len = usize::from(r.u16("pictureParameterSetLength")?);
-            let (start, end) = r.span(len, "pictureParameterSetNALUnit")?;
+            let len = usize::from(r.what("pictureParameterSetLength").u16()?);
+            let (start, end) = span(&mut r, len, "pictureParameterSetNALUnit")?;
             pps.push(nal_unit(&record, start, end, 8)?);
         }
         let first_sps = sps.first().ok_or(CodecError::NoSps)?;
@@ -257,96 +259,20 @@ fn aac_sample_rate(r: &mut BitReader<'_>) -> Result<u32, CodecError> {
         .ok_or(CodecError::InvalidAsc("reserved samplingFrequencyIndex"))
 }
 
-/// Byte-aligned cursor over the configuration record.
-struct ByteReader<'a> {
-    data: &'a [u8],
-    pos: usize,
+/// Skips `len` bytes of the record and returns their `[start, end)` range.
+fn span(r: &mut Reader<'_>, len: usize, what: &'static str) -> Result<(usize, usize), CodecError> {
+    let start = r.position();
+    r.what(what).skip(len)?;
+    Ok((start, r.position()))
 }
 
-impl<'a> ByteReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        ByteReader { data, pos: 0 }
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, CodecError> {
-        let v = *self.data.get(self.pos).ok_or(CodecError::Truncated(what))?;
-        self.pos += 1;
-        Ok(v)
-    }
-
-    fn u16(&mut self, what: &'static str) -> Result<u16, CodecError> {
-        let hi = self.u8(what)?;
-        let lo = self.u8(what)?;
-        Ok(u16::from_be_bytes([hi, lo]))
-    }
-
-    /// Skips `len` bytes and returns their `[start, end)` range.
-    fn span(&mut self, len: usize, what: &'static str) -> Result<(usize, usize), CodecError> {
-        let start = self.pos;
-        let end = start
-            .checked_add(len)
-            .filter(|&e| e <= self.data.len())
-            .ok_or(CodecError::Truncated(what))?;
-        self.pos = end;
-        Ok((start, end))
-    }
-}
-
-/// Marker error for running off the end of a bit string.
-#[derive(Debug)]
-struct OutOfBits;
-
-/// MSB-first bit reader with Exp-Golomb support (H.264 §9.1).
-struct BitReader<'a> {
-    data: &'a [u8],
-    /// Position in bits.
-    pos: usize,
-}
-
-impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        BitReader { data, pos: 0 }
-    }
-
-    fn bit(&mut self) -> Result<u32, OutOfBits> {
-        let byte = *self.data.get(self.pos / 8).ok_or(OutOfBits)?;
-        let bit = (byte >> (7 - (self.pos % 8))) & 1;
-        self.pos += 1;
-        Ok(u32::from(bit))
-    }
-
-    fn flag(&mut self) -> Result<bool, OutOfBits> {
-        Ok(self.bit()? == 1)
-    }
-
-    /// Reads `n <= 32` bits.
-    fn bits(&mut self, n: u32) -> Result<u32, OutOfBits> {
-        let mut v: u64 = 0;
-        for _ in 0..n {
-            v = (v << 1) | u64::from(self.bit()?);
+/// Record reads only fail by running off the end.
+impl From<BoxError> for CodecError {
+    fn from(e: BoxError) -> Self {
+        match e {
+            BoxError::Truncated(what) => CodecError::Truncated(what),
+            _ => CodecError::Truncated("AVCDecoderConfigurationRecord"),
         }
-        // n <= 32 at every call site, so this never truncates.
-        Ok(v as u32)
-    }
-
-    /// Unsigned Exp-Golomb `ue(v)`; values up to 2^32 - 2.
-    fn ue(&mut self) -> Result<u32, SpsError> {
-        let mut zeros = 0u32;
-        while self.bit()? == 0 {
-            zeros += 1;
-            if zeros > 31 {
-                return Err(SpsError::Invalid("Exp-Golomb code longer than 32 bits"));
-            }
-        }
-        let suffix = self.bits(zeros)?;
-        // (1 << zeros) - 1 + suffix <= 2^32 - 2 for zeros <= 31.
-        Ok(((1u64 << zeros) - 1 + u64::from(suffix)) as u32)
-    }
-
-    /// Signed Exp-Golomb `se(v)`.
-    fn se(&mut self) -> Result<i64, SpsError> {
-        let k = i64::from(self.ue()?);
-        Ok(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
     }
 }
 
@@ -356,9 +282,13 @@ enum SpsError {
     Invalid(&'static str),
 }
 
-impl From<OutOfBits> for SpsError {
-    fn from(_: OutOfBits) -> Self {
-        SpsError::Truncated
+impl From<BitError> for SpsError {
+    fn from(e: BitError) -> Self {
+        match e {
+            BitError::End => SpsError::Truncated,
+            BitError::ExpGolombTooLong => SpsError::Invalid("Exp-Golomb code longer than 32 bits"),
+            BitError::TooWide(_) => SpsError::Invalid("field wider than 32 bits"),
+        }
     }
 }
 

@@ -18,8 +18,9 @@
 //! itself switches to a 64-bit `largesize` when needed). Live CMAF chunks are
 //! many orders of magnitude below these limits.
 
+use crate::bmff::{self, header_len_for, tfhd, trun, Writer};
 use crate::codec::{AacConfig, AvcConfig, TrackCodec};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 /// One track of the presentation.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,11 +61,13 @@ pub struct TrackRun<'a> {
 const FLAGS_SYNC: u32 = 0x0200_0000;
 /// `sample_flags` of a non-sync sample: sample_depends_on = 1, is_non_sync.
 const FLAGS_NON_SYNC: u32 = 0x0101_0000;
-/// `tfhd` flag: default-base-is-moof.
-const TFHD_DEFAULT_BASE_IS_MOOF: u32 = 0x02_0000;
 /// `trun` flags: data-offset, sample-duration, sample-size, sample-flags and
 /// sample-composition-time-offset present.
-const TRUN_FLAGS: u32 = 0x00_0001 | 0x00_0100 | 0x00_0200 | 0x00_0400 | 0x00_0800;
+const TRUN_FLAGS: u32 = trun::DATA_OFFSET
+    | trun::SAMPLE_DURATION
+    | trun::SAMPLE_SIZE
+    | trun::SAMPLE_FLAGS
+    | trun::SAMPLE_CTS;
 /// Identity transformation matrix used by `mvhd` and `tkhd`.
 const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
 /// ISO-639-2/T "und" packed as three 5-bit letters.
@@ -80,7 +83,7 @@ const LANGUAGE_UND: u16 = 0x55c4;
 /// structural brand), `isom`, `mp41`. Durations are 0 (unknown, live).
 /// Video dimensions come from the parsed SPS and are clamped to 65535.
 pub fn init_segment(tracks: &[Track]) -> Bytes {
-    let mut w = BoxWriter::with_capacity(
+    let mut w = Writer::with_capacity(
         1024 + tracks
             .iter()
             .map(|t| match &t.codec {
@@ -90,10 +93,10 @@ pub fn init_segment(tracks: &[Track]) -> Bytes {
             .sum::<usize>(),
     );
     w.plain(b"ftyp", |w| {
-        w.buf.put_slice(b"iso6");
-        w.buf.put_u32(0);
+        w.bytes(b"iso6");
+        w.u32(0);
         for brand in [b"iso6", b"cmfc", b"isom", b"mp41"] {
-            w.buf.put_slice(brand);
+            w.bytes(brand);
         }
     });
     w.plain(b"moov", |w| {
@@ -110,11 +113,11 @@ pub fn init_segment(tracks: &[Track]) -> Bytes {
         w.plain(b"mvex", |w| {
             for track in tracks {
                 w.full(b"trex", 0, 0, |w| {
-                    w.buf.put_u32(track.id);
-                    w.buf.put_u32(1); // default_sample_description_index
-                    w.buf.put_u32(0); // default_sample_duration
-                    w.buf.put_u32(0); // default_sample_size
-                    w.buf.put_u32(0); // default_sample_flags
+                    w.u32(track.id);
+                    w.u32(1); // default_sample_description_index
+                    w.u32(0); // default_sample_duration
+                    w.u32(0); // default_sample_size
+                    w.u32(0); // default_sample_flags
                 });
             }
         });
@@ -137,39 +140,35 @@ pub fn fragment(sequence_number: u32, runs: &[TrackRun]) -> Bytes {
         .map(|s| s.data.len() as u64)
         .sum();
     let sample_count: usize = runs.iter().map(|r| r.samples.len()).sum();
-    let mdat_header_len: u64 = if payload_len + 8 > u64::from(u32::MAX) {
-        16
-    } else {
-        8
-    };
+    let mdat_header_len = header_len_for(payload_len) as u64;
 
-    let mut w = BoxWriter::with_capacity(
+    let mut w = Writer::with_capacity(
         (64 + runs.len() * 64 + sample_count * 16)
             .saturating_add(usize::try_from(payload_len + mdat_header_len).unwrap_or(0)),
     );
     // Positions of each trun's data_offset field, patched once the moof size is known.
     let mut data_offset_fields = Vec::with_capacity(runs.len());
     w.plain(b"moof", |w| {
-        w.full(b"mfhd", 0, 0, |w| w.buf.put_u32(sequence_number));
+        w.full(b"mfhd", 0, 0, |w| w.u32(sequence_number));
         for run in &runs {
             w.plain(b"traf", |w| {
-                w.full(b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF, |w| {
-                    w.buf.put_u32(run.track_id);
+                w.full(b"tfhd", 0, tfhd::DEFAULT_BASE_IS_MOOF, |w| {
+                    w.u32(run.track_id);
                 });
-                w.full(b"tfdt", 1, 0, |w| w.buf.put_u64(run.base_decode_time));
+                w.full(b"tfdt", 1, 0, |w| w.u64(run.base_decode_time));
                 w.full(b"trun", 1, TRUN_FLAGS, |w| {
-                    w.buf.put_u32(clamp_u32(run.samples.len()));
-                    data_offset_fields.push(w.buf.len());
-                    w.buf.put_i32(0); // data_offset, patched below
+                    w.u32(clamp_u32(run.samples.len()));
+                    data_offset_fields.push(w.len());
+                    w.i32(0); // data_offset, patched below
                     for s in run.samples {
-                        w.buf.put_u32(s.duration);
-                        w.buf.put_u32(clamp_u32(s.data.len()));
-                        w.buf.put_u32(if s.keyframe {
+                        w.u32(s.duration);
+                        w.u32(clamp_u32(s.data.len()));
+                        w.u32(if s.keyframe {
                             FLAGS_SYNC
                         } else {
                             FLAGS_NON_SYNC
                         });
-                        w.buf.put_i32(s.cts_offset);
+                        w.i32(s.cts_offset);
                     }
                 });
             });
@@ -178,24 +177,16 @@ pub fn fragment(sequence_number: u32, runs: &[TrackRun]) -> Bytes {
 
     // data_offset is relative to the first byte of the moof (default-base-is-moof),
     // which is the first byte of the output.
-    let mut offset = w.buf.len() as u64 + mdat_header_len;
+    let mut offset = w.len() as u64 + mdat_header_len;
     for (field, run) in data_offset_fields.into_iter().zip(&runs) {
         let value = i32::try_from(offset).unwrap_or(i32::MAX);
         w.patch_u32(field, value as u32);
         offset += run.samples.iter().map(|s| s.data.len() as u64).sum::<u64>();
     }
 
-    if mdat_header_len == 16 {
-        w.buf.put_u32(1);
-        w.buf.put_slice(b"mdat");
-        w.buf.put_u64(payload_len + 16);
-    } else {
-        // Checked above: fits in 32 bits.
-        w.buf.put_u32((payload_len + 8) as u32);
-        w.buf.put_slice(b"mdat");
-    }
+    w.header(b"mdat", payload_len);
     for s in runs.iter().flat_map(|r| r.samples.iter()) {
-        w.buf.put_slice(&s.data);
+        w.bytes(&s.data);
     }
     w.finish()
 }
@@ -208,24 +199,24 @@ fn clamp_u16(n: u32) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
 }
 
-fn write_mvhd(w: &mut BoxWriter, next_track_id: u32) {
+fn write_mvhd(w: &mut Writer, next_track_id: u32) {
     w.full(b"mvhd", 0, 0, |w| {
-        w.buf.put_u32(0); // creation_time
-        w.buf.put_u32(0); // modification_time
-        w.buf.put_u32(1000); // timescale (movie-level, unused by fragments)
-        w.buf.put_u32(0); // duration: unknown
-        w.buf.put_u32(0x0001_0000); // rate 1.0
-        w.buf.put_u16(0x0100); // volume 1.0
-        w.buf.put_bytes(0, 10); // reserved
+        w.u32(0); // creation_time
+        w.u32(0); // modification_time
+        w.u32(1000); // timescale (movie-level, unused by fragments)
+        w.u32(0); // duration: unknown
+        w.u32(0x0001_0000); // rate 1.0
+        w.u16(0x0100); // volume 1.0
+        w.zeros(10); // reserved
         for m in MATRIX {
-            w.buf.put_u32(m);
+            w.u32(m);
         }
-        w.buf.put_bytes(0, 24); // pre_defined
-        w.buf.put_u32(next_track_id);
+        w.zeros(24); // pre_defined
+        w.u32(next_track_id);
     });
 }
 
-fn write_trak(w: &mut BoxWriter, track: &Track) {
+fn write_trak(w: &mut Writer, track: &Track) {
     let (is_video, width, height) = match &track.codec {
         TrackCodec::Avc(c) => (true, clamp_u16(c.width), clamp_u16(c.height)),
         TrackCodec::Aac(_) => (false, 0, 0),
@@ -233,36 +224,36 @@ fn write_trak(w: &mut BoxWriter, track: &Track) {
     w.plain(b"trak", |w| {
         // flags: track_enabled | track_in_movie
         w.full(b"tkhd", 0, 0x3, |w| {
-            w.buf.put_u32(0); // creation_time
-            w.buf.put_u32(0); // modification_time
-            w.buf.put_u32(track.id);
-            w.buf.put_u32(0); // reserved
-            w.buf.put_u32(0); // duration
-            w.buf.put_bytes(0, 8); // reserved
-            w.buf.put_u16(0); // layer
-            w.buf.put_u16(0); // alternate_group
-            w.buf.put_u16(if is_video { 0 } else { 0x0100 }); // volume
-            w.buf.put_u16(0); // reserved
+            w.u32(0); // creation_time
+            w.u32(0); // modification_time
+            w.u32(track.id);
+            w.u32(0); // reserved
+            w.u32(0); // duration
+            w.zeros(8); // reserved
+            w.u16(0); // layer
+            w.u16(0); // alternate_group
+            w.u16(if is_video { 0 } else { 0x0100 }); // volume
+            w.u16(0); // reserved
             for m in MATRIX {
-                w.buf.put_u32(m);
+                w.u32(m);
             }
-            w.buf.put_u32(u32::from(width) << 16);
-            w.buf.put_u32(u32::from(height) << 16);
+            w.u32(u32::from(width) << 16);
+            w.u32(u32::from(height) << 16);
         });
         w.plain(b"mdia", |w| {
             w.full(b"mdhd", 0, 0, |w| {
-                w.buf.put_u32(0); // creation_time
-                w.buf.put_u32(0); // modification_time
-                w.buf.put_u32(track.timescale);
-                w.buf.put_u32(0); // duration
-                w.buf.put_u16(LANGUAGE_UND);
-                w.buf.put_u16(0); // pre_defined
+                w.u32(0); // creation_time
+                w.u32(0); // modification_time
+                w.u32(track.timescale);
+                w.u32(0); // duration
+                w.u16(LANGUAGE_UND);
+                w.u16(0); // pre_defined
             });
             w.full(b"hdlr", 0, 0, |w| {
-                w.buf.put_u32(0); // pre_defined
-                w.buf.put_slice(if is_video { b"vide" } else { b"soun" });
-                w.buf.put_bytes(0, 12); // reserved
-                w.buf.put_slice(if is_video {
+                w.u32(0); // pre_defined
+                w.bytes(if is_video { b"vide" } else { b"soun" });
+                w.zeros(12); // reserved
+                w.bytes(if is_video {
                     b"VideoHandler\0"
                 } else {
                     b"SoundHandler\0"
@@ -271,35 +262,35 @@ fn write_trak(w: &mut BoxWriter, track: &Track) {
             w.plain(b"minf", |w| {
                 if is_video {
                     w.full(b"vmhd", 0, 1, |w| {
-                        w.buf.put_u16(0); // graphicsmode
-                        w.buf.put_bytes(0, 6); // opcolor
+                        w.u16(0); // graphicsmode
+                        w.zeros(6); // opcolor
                     });
                 } else {
                     w.full(b"smhd", 0, 0, |w| {
-                        w.buf.put_u16(0); // balance
-                        w.buf.put_u16(0); // reserved
+                        w.u16(0); // balance
+                        w.u16(0); // reserved
                     });
                 }
                 w.plain(b"dinf", |w| {
                     w.full(b"dref", 0, 0, |w| {
-                        w.buf.put_u32(1); // entry_count
+                        w.u32(1); // entry_count
                         w.full(b"url ", 0, 1, |_| {}); // self-contained
                     });
                 });
                 w.plain(b"stbl", |w| {
                     w.full(b"stsd", 0, 0, |w| {
-                        w.buf.put_u32(1); // entry_count
+                        w.u32(1); // entry_count
                         match &track.codec {
                             TrackCodec::Avc(c) => write_avc1(w, c, width, height),
                             TrackCodec::Aac(c) => write_mp4a(w, c),
                         }
                     });
                     for empty in [b"stts", b"stsc", b"stco"] {
-                        w.full(empty, 0, 0, |w| w.buf.put_u32(0)); // entry_count
+                        w.full(empty, 0, 0, |w| w.u32(0)); // entry_count
                     }
                     w.full(b"stsz", 0, 0, |w| {
-                        w.buf.put_u32(0); // sample_size
-                        w.buf.put_u32(0); // sample_count
+                        w.u32(0); // sample_size
+                        w.u32(0); // sample_count
                     });
                 });
             });
@@ -307,141 +298,70 @@ fn write_trak(w: &mut BoxWriter, track: &Track) {
     });
 }
 
-fn write_sample_entry_header(w: &mut BoxWriter) {
-    w.buf.put_bytes(0, 6); // reserved
-    w.buf.put_u16(1); // data_reference_index
+fn write_sample_entry_header(w: &mut Writer) {
+    w.zeros(6); // reserved
+    w.u16(1); // data_reference_index
 }
 
-fn write_avc1(w: &mut BoxWriter, c: &AvcConfig, width: u16, height: u16) {
+fn write_avc1(w: &mut Writer, c: &AvcConfig, width: u16, height: u16) {
     w.plain(b"avc1", |w| {
         write_sample_entry_header(w);
-        w.buf.put_u16(0); // pre_defined
-        w.buf.put_u16(0); // reserved
-        w.buf.put_bytes(0, 12); // pre_defined
-        w.buf.put_u16(width);
-        w.buf.put_u16(height);
-        w.buf.put_u32(0x0048_0000); // horizresolution 72 dpi
-        w.buf.put_u32(0x0048_0000); // vertresolution 72 dpi
-        w.buf.put_u32(0); // reserved
-        w.buf.put_u16(1); // frame_count
-        w.buf.put_bytes(0, 32); // compressorname (empty Pascal string)
-        w.buf.put_u16(0x0018); // depth
-        w.buf.put_i16(-1); // pre_defined
-        w.plain(b"avcC", |w| w.buf.put_slice(&c.raw));
+        w.u16(0); // pre_defined
+        w.u16(0); // reserved
+        w.zeros(12); // pre_defined
+        w.u16(width);
+        w.u16(height);
+        w.u32(0x0048_0000); // horizresolution 72 dpi
+        w.u32(0x0048_0000); // vertresolution 72 dpi
+        w.u32(0); // reserved
+        w.u16(1); // frame_count
+        w.zeros(32); // compressorname (empty Pascal string)
+        w.u16(0x0018); // depth
+        w.i16(-1); // pre_defined
+        w.plain(b"avcC", |w| w.bytes(&c.raw));
     });
 }
 
-fn write_mp4a(w: &mut BoxWriter, c: &AacConfig) {
+fn write_mp4a(w: &mut Writer, c: &AacConfig) {
     w.plain(b"mp4a", |w| {
         write_sample_entry_header(w);
-        w.buf.put_bytes(0, 8); // reserved
-        w.buf.put_u16(u16::from(c.channels));
-        w.buf.put_u16(16); // samplesize
-        w.buf.put_u16(0); // pre_defined
-        w.buf.put_u16(0); // reserved
-                          // 16.16 fixed point; rates above 65535 Hz do not fit and are written
-                          // as 0 (the decoder takes the real rate from the ASC).
-        w.buf
-            .put_u32(u16::try_from(c.sample_rate).map_or(0, |r| u32::from(r) << 16));
-        w.full(b"esds", 0, 0, |w| write_es_descriptor(&mut w.buf, &c.raw));
+        w.zeros(8); // reserved
+        w.u16(u16::from(c.channels));
+        w.u16(16); // samplesize
+        w.u16(0); // pre_defined
+        w.u16(0); // reserved
+                  // 16.16 fixed point; rates above 65535 Hz do not fit and are written
+                  // as 0 (the decoder takes the real rate from the ASC).
+        w.u32(u16::try_from(c.sample_rate).map_or(0, |r| u32::from(r) << 16));
+        w.full(b"esds", 0, 0, |w| write_es_descriptor(w, &c.raw));
     });
 }
 
 /// ES_Descriptor > DecoderConfigDescriptor > DecSpecificInfo, SLConfigDescriptor
 /// (ISO/IEC 14496-1 §7.2.6).
-fn write_es_descriptor(buf: &mut BytesMut, asc: &[u8]) {
-    let dsi_len = descriptor_len(asc.len());
+fn write_es_descriptor(w: &mut Writer, asc: &[u8]) {
+    let dsi_len = bmff::descriptor_len(asc.len());
     let dcd_body = 13 + dsi_len;
-    let dcd_len = descriptor_len(dcd_body);
-    let sl_len = descriptor_len(1);
+    let dcd_len = bmff::descriptor_len(dcd_body);
+    let sl_len = bmff::descriptor_len(1);
     let es_body = 3 + dcd_len + sl_len;
 
-    write_descriptor_header(buf, 0x03, es_body); // ES_DescrTag
-    buf.put_u16(0); // ES_ID: 0 in files (ISO/IEC 14496-14 §3.1.2)
-    buf.put_u8(0); // no dependence, URL or OCR; priority 0
+    w.descriptor_header(0x03, es_body); // ES_DescrTag
+    w.u16(0); // ES_ID: 0 in files (ISO/IEC 14496-14 §3.1.2)
+    w.u8(0); // no dependence, URL or OCR; priority 0
 
-    write_descriptor_header(buf, 0x04, dcd_body); // DecoderConfigDescrTag
-    buf.put_u8(0x40); // objectTypeIndication: MPEG-4 Audio
-    buf.put_u8((0x05 << 2) | 1); // streamType audio, upStream 0, reserved 1
-    buf.put_bytes(0, 3); // bufferSizeDB: unknown
-    buf.put_u32(0); // maxBitrate: unknown
-    buf.put_u32(0); // avgBitrate: unknown (variable)
+    w.descriptor_header(0x04, dcd_body); // DecoderConfigDescrTag
+    w.u8(0x40); // objectTypeIndication: MPEG-4 Audio
+    w.u8((0x05 << 2) | 1); // streamType audio, upStream 0, reserved 1
+    w.zeros(3); // bufferSizeDB: unknown
+    w.u32(0); // maxBitrate: unknown
+    w.u32(0); // avgBitrate: unknown (variable)
 
-    write_descriptor_header(buf, 0x05, asc.len()); // DecSpecificInfoTag
-    buf.put_slice(asc);
+    w.descriptor_header(0x05, asc.len()); // DecSpecificInfoTag
+    w.bytes(asc);
 
-    write_descriptor_header(buf, 0x06, 1); // SLConfigDescrTag
-    buf.put_u8(0x02); // predefined: reserved for MP4 files
-}
-
-/// Bytes needed for the size field of a descriptor with `body` bytes.
-fn size_field_len(body: usize) -> usize {
-    match body {
-        0..=0x7f => 1,
-        0x80..=0x3fff => 2,
-        0x4000..=0x1f_ffff => 3,
-        _ => 4,
-    }
-}
-
-/// Total length (tag + size field + body) of a descriptor.
-fn descriptor_len(body: usize) -> usize {
-    1 + size_field_len(body) + body
-}
-
-/// Writes a descriptor tag and its expandable size (7 bits per byte, MSB =
-/// continuation). Sizes beyond 2^28 - 1 are saturated; an ASC is never that big.
-fn write_descriptor_header(buf: &mut BytesMut, tag: u8, body: usize) {
-    buf.put_u8(tag);
-    let body = body.min(0x0fff_ffff);
-    let n = size_field_len(body);
-    for i in (0..n).rev() {
-        let seven = ((body >> (7 * i)) & 0x7f) as u8;
-        buf.put_u8(if i == 0 { seven } else { seven | 0x80 });
-    }
-}
-
-/// Appends nested boxes to one buffer, back-patching their sizes.
-struct BoxWriter {
-    buf: BytesMut,
-}
-
-impl BoxWriter {
-    fn with_capacity(n: usize) -> Self {
-        BoxWriter {
-            buf: BytesMut::with_capacity(n),
-        }
-    }
-
-    /// Writes a box whose body is produced by `body`.
-    fn plain(&mut self, fourcc: &[u8; 4], body: impl FnOnce(&mut Self)) {
-        let start = self.buf.len();
-        self.buf.put_u32(0);
-        self.buf.put_slice(fourcc);
-        body(self);
-        let size = clamp_u32(self.buf.len() - start);
-        self.patch_u32(start, size);
-    }
-
-    /// Writes a full box (version + 24-bit flags) whose body is produced by `body`.
-    fn full(&mut self, fourcc: &[u8; 4], version: u8, flags: u32, body: impl FnOnce(&mut Self)) {
-        self.plain(fourcc, |w| {
-            w.buf
-                .put_u32((u32::from(version) << 24) | (flags & 0x00ff_ffff));
-            body(w);
-        });
-    }
-
-    /// Overwrites four already-written bytes at `at`.
-    fn patch_u32(&mut self, at: usize, value: u32) {
-        if let Some(slot) = self.buf.get_mut(at..at + 4) {
-            slot.copy_from_slice(&value.to_be_bytes());
-        }
-    }
-
-    fn finish(self) -> Bytes {
-        self.buf.freeze()
-    }
+    w.descriptor_header(0x06, 1); // SLConfigDescrTag
+    w.u8(0x02); // predefined: reserved for MP4 files
 }
 
 #[cfg(test)]

@@ -9,9 +9,10 @@
 //! flag. [`parse_moov`] produces exactly that; the caller reads the `mdat`
 //! bytes itself. [`read_box_header`] lets the caller walk the top-level boxes
 //! of a file (to locate `moov` and `mdat`) without loading the whole file.
+//! Boxes, fields and bits are read with [`crate::bmff`].
 //!
-//! What it is not: it does no I/O, it is not a general ISO-BMFF object model,
-//! and it does not write anything. It does not read fragmented MP4 (`moof`),
+//! What it is not: it does no I/O, it is not a general ISO-BMFF object model
+//! (box walking lives in [`crate::bmff`]), and it does not write anything. It does not read fragmented MP4 (`moof`),
 //! returning [`Mp4Error::Fragmented`] for a `moov` with `mvex` and no samples.
 //! Edit lists (`edts`/`elst`) are skipped, not applied: `dts` starts at 0 for
 //! every track. Only the first sample description of a track is decoded
@@ -28,6 +29,8 @@
 use std::cell::Cell;
 
 use bytes::Bytes;
+
+use crate::bmff::{u16_at, u32_at, u64_at, BitReader, BoxError, BoxRef, Boxes, Budget, Reader};
 
 /// Errors from the MP4 reader. Every malformed or hostile input maps to one of
 /// these; the parser never panics.
@@ -91,56 +94,15 @@ impl Default for Limits {
     }
 }
 
-/// A parsed box header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BoxHeader {
-    /// The four-character box type.
-    pub kind: [u8; 4],
-    /// Header length: 8, or 16 when a 64-bit `largesize` follows the type.
-    pub header_len: u8,
-    /// Total size including the header; `None` when the size field is 0,
-    /// meaning the box extends to the end of the file (or enclosing box).
-    pub size: Option<u64>,
-}
+pub use crate::bmff::BoxHeader;
 
-/// Parse a box header at the start of `buf` (needs up to 16 bytes).
-/// `Ok(None)` if `buf` is too short to tell. A declared size smaller than the
-/// header itself is an error. `uuid` boxes are not special-cased: their 16-byte
-/// user type is left at the start of the payload.
+/// Parse a box header at the start of `buf` (needs up to 16 bytes): the
+/// [`crate::bmff`] header with this reader's error type. `Ok(None)` if `buf` is
+/// too short to tell. A declared size smaller than the header itself is an
+/// error. `uuid` boxes are not special-cased: their 16-byte user type is left at
+/// the start of the payload.
 pub fn read_box_header(buf: &[u8]) -> Result<Option<BoxHeader>> {
-    let (Some(size32), Some(kind)) = (array::<4>(buf, 0), array::<4>(buf, 4)) else {
-        return Ok(None);
-    };
-    match u32::from_be_bytes(size32) {
-        0 => Ok(Some(BoxHeader {
-            kind,
-            header_len: 8,
-            size: None,
-        })),
-        1 => {
-            let Some(large) = array::<8>(buf, 8) else {
-                return Ok(None);
-            };
-            let size = u64::from_be_bytes(large);
-            if size < 16 {
-                return Err(Mp4Error::InvalidBoxSize { kind, size });
-            }
-            Ok(Some(BoxHeader {
-                kind,
-                header_len: 16,
-                size: Some(size),
-            }))
-        }
-        s if s < 8 => Err(Mp4Error::InvalidBoxSize {
-            kind,
-            size: u64::from(s),
-        }),
-        s => Ok(Some(BoxHeader {
-            kind,
-            header_len: 8,
-            size: Some(u64::from(s)),
-        })),
-    }
+    Ok(BoxHeader::parse(buf)?)
 }
 
 /// The codec configuration of a track (its first `stsd` entry).
@@ -230,30 +192,31 @@ pub fn parse_moov(moov: &[u8]) -> Result<Mp4File> {
 pub fn parse_moov_with_limits(moov: &[u8], limits: &Limits) -> Result<Mp4File> {
     let ctx = Ctx {
         limits: *limits,
-        boxes: Cell::new(0),
+        boxes: Budget::new(limits.max_boxes),
         samples: Cell::new(0),
     };
     let header = read_box_header(moov)?.ok_or(Mp4Error::Truncated("moov box header"))?;
     if header.kind != *b"moov" {
         return Err(Mp4Error::NotMoov(header.kind));
     }
-    let (_, payload) = ctx
-        .children(moov)
+    let moov = Boxes::new(moov)
+        .budget(&ctx.boxes)
+        .allow_padding()
         .next()
         .ok_or(Mp4Error::Truncated("moov box header"))??;
 
     let mut mvhd = None;
     let mut has_mvex = false;
     let mut tracks = Vec::new();
-    for child in ctx.children(payload) {
-        let (kind, body) = child?;
-        match &kind {
-            b"mvhd" if mvhd.is_none() => mvhd = Some(parse_mvhd(body)?),
+    for child in ctx.children(&moov) {
+        let child = child?;
+        match &child.kind {
+            b"mvhd" if mvhd.is_none() => mvhd = Some(parse_mvhd(child.payload())?),
             b"trak" => {
                 if tracks.len() >= ctx.limits.max_tracks {
                     return Err(Mp4Error::LimitExceeded("tracks"));
                 }
-                tracks.push(parse_trak(body, &ctx)?);
+                tracks.push(parse_trak(&child, &ctx)?);
             }
             b"mvex" => has_mvex = true,
             _ => {}
@@ -271,99 +234,49 @@ pub fn parse_moov_with_limits(moov: &[u8], limits: &Limits) -> Result<Mp4File> {
 }
 
 // ---------------------------------------------------------------------------
-// Low-level reading helpers.
+// Walking the boxes.
 
-/// `N` bytes at `at`, or `None` if out of range.
-fn array<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {
-    buf.get(at..at.checked_add(N)?)?.try_into().ok()
-}
-
-/// A bounds-checked big-endian cursor over one box payload.
-struct Reader<'a> {
-    buf: &'a [u8],
-    what: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], what: &'static str) -> Self {
-        Reader { buf, what }
-    }
-
-    fn remaining(&self) -> usize {
-        self.buf.len()
-    }
-
-    fn rest(&self) -> &'a [u8] {
-        self.buf
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if n > self.buf.len() {
-            return Err(Mp4Error::Truncated(self.what));
+impl From<BoxError> for Mp4Error {
+    fn from(e: BoxError) -> Self {
+        match e {
+            BoxError::Truncated(what) => Mp4Error::Truncated(what),
+            BoxError::TruncatedHeader => Mp4Error::Truncated("box header"),
+            BoxError::InvalidSize { kind, size } => Mp4Error::InvalidBoxSize { kind, size },
+            BoxError::Overrun {
+                kind,
+                size,
+                available,
+            } => Mp4Error::BoxOverrun {
+                kind,
+                size,
+                available,
+            },
+            BoxError::TooManyBoxes(_) => Mp4Error::LimitExceeded("boxes"),
+            BoxError::TooDeep(_) => Mp4Error::LimitExceeded("nesting levels"),
+            BoxError::Invalid(what) => Mp4Error::Invalid(what),
+            BoxError::TooLarge(_) => Mp4Error::Invalid("box larger than 4 GiB"),
         }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-
-    fn skip(&mut self, n: usize) -> Result<()> {
-        self.take(n).map(|_| ())
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let what = self.what;
-        self.take(N)?
-            .try_into()
-            .map_err(|_| Mp4Error::Truncated(what))
-    }
-
-    fn u8(&mut self) -> Result<u8> {
-        Ok(u8::from_be_bytes(self.array()?))
-    }
-
-    fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_be_bytes(self.array()?))
-    }
-
-    fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_be_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_be_bytes(self.array()?))
-    }
-
-    /// FullBox version and flags.
-    fn full_header(&mut self) -> Result<(u8, u32)> {
-        let v = self.u32()?;
-        Ok(((v >> 24) as u8, v & 0x00ff_ffff))
-    }
-
-    /// Read a u32 entry count and return the table of `count * entry_size`
-    /// bytes that must follow, checking it is present before anyone allocates.
-    fn table(&mut self, entry_size: usize) -> Result<(usize, &'a [u8])> {
-        let count = self.u32()?;
-        let count = usize::try_from(count).map_err(|_| Mp4Error::Truncated(self.what))?;
-        let len = count
-            .checked_mul(entry_size)
-            .ok_or(Mp4Error::Truncated(self.what))?;
-        Ok((count, self.take(len)?))
     }
 }
 
 /// Per-parse state: limits and running totals.
 struct Ctx {
     limits: Limits,
-    boxes: Cell<u64>,
+    boxes: Budget,
     samples: Cell<u64>,
 }
 
 impl Ctx {
-    fn children<'a, 'c>(&'c self, payload: &'a [u8]) -> Children<'a, 'c> {
-        Children {
-            rest: payload,
-            ctx: self,
-        }
+    /// The child boxes of `b`, counted against the box budget. Fewer than 8
+    /// trailing bytes are ignored (some muxers pad containers with a 32-bit
+    /// zero terminator).
+    fn children<'a>(&self, b: &BoxRef<'a>) -> Boxes<'a, '_> {
+        b.children().budget(&self.boxes).allow_padding()
+    }
+
+    /// [`Ctx::children`] after the first `skip` payload bytes.
+    fn children_after<'a>(&self, b: &BoxRef<'a>, skip: usize) -> Result<Boxes<'a, '_>> {
+        Ok(b.children_after(skip)?.budget(&self.boxes).allow_padding())
     }
 
     fn reserve_samples(&self, n: u64) -> Result<()> {
@@ -374,79 +287,6 @@ impl Ctx {
         self.samples.set(total);
         Ok(())
     }
-}
-
-/// Iterates the child boxes in a container payload, yielding (type, payload).
-/// Fewer than 8 trailing bytes are ignored (some muxers pad containers with a
-/// 32-bit zero terminator). Stops after the first error.
-struct Children<'a, 'c> {
-    rest: &'a [u8],
-    ctx: &'c Ctx,
-}
-
-impl<'a> Children<'a, '_> {
-    fn next_box(&mut self) -> Result<([u8; 4], &'a [u8])> {
-        let seen = self.ctx.boxes.get().saturating_add(1);
-        if seen > self.ctx.limits.max_boxes {
-            return Err(Mp4Error::LimitExceeded("boxes"));
-        }
-        self.ctx.boxes.set(seen);
-
-        let h = read_box_header(self.rest)?.ok_or(Mp4Error::Truncated("box header"))?;
-        let available = self.rest.len();
-        let total = match h.size {
-            None => available,
-            Some(size) => match usize::try_from(size) {
-                Ok(s) if s <= available => s,
-                _ => {
-                    return Err(Mp4Error::BoxOverrun {
-                        kind: h.kind,
-                        size,
-                        available: available as u64,
-                    })
-                }
-            },
-        };
-        let (whole, tail) = self.rest.split_at(total);
-        let payload = whole
-            .get(usize::from(h.header_len)..)
-            .ok_or(Mp4Error::Truncated("box header"))?;
-        self.rest = tail;
-        Ok((h.kind, payload))
-    }
-}
-
-impl<'a> Iterator for Children<'a, '_> {
-    type Item = Result<([u8; 4], &'a [u8])>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.len() < 8 {
-            return None;
-        }
-        let r = self.next_box();
-        if r.is_err() {
-            self.rest = &[];
-        }
-        Some(r)
-    }
-}
-
-/// Collect the first child box of each listed type in one pass.
-fn collect_children<'a, const N: usize>(
-    ctx: &Ctx,
-    payload: &'a [u8],
-    kinds: [&[u8; 4]; N],
-) -> Result<[Option<&'a [u8]>; N]> {
-    let mut found = [None; N];
-    for child in ctx.children(payload) {
-        let (kind, body) = child?;
-        for (slot, k) in found.iter_mut().zip(kinds.iter()) {
-            if slot.is_none() && kind == **k {
-                *slot = Some(body);
-            }
-        }
-    }
-    Ok(found)
 }
 
 // ---------------------------------------------------------------------------
@@ -490,7 +330,7 @@ fn parse_tkhd(body: &[u8]) -> Result<u32> {
             })
         }
     }
-    r.u32()
+    Ok(r.u32()?)
 }
 
 fn parse_hdlr(body: &[u8]) -> Result<TrackKind> {
@@ -504,22 +344,22 @@ fn parse_hdlr(body: &[u8]) -> Result<TrackKind> {
     })
 }
 
-fn parse_trak(body: &[u8], ctx: &Ctx) -> Result<Mp4Track> {
+fn parse_trak(trak: &BoxRef<'_>, ctx: &Ctx) -> Result<Mp4Track> {
     // edts/elst and anything else is deliberately skipped.
-    let [tkhd, mdia] = collect_children(ctx, body, [b"tkhd", b"mdia"])?;
-    let id = parse_tkhd(tkhd.ok_or(Mp4Error::MissingBox("tkhd box"))?)?;
+    let [tkhd, mdia] = ctx.children(trak).find_all([b"tkhd", b"mdia"])?;
+    let id = parse_tkhd(tkhd.ok_or(Mp4Error::MissingBox("tkhd box"))?.payload())?;
     let mdia = mdia.ok_or(Mp4Error::MissingBox("mdia box"))?;
 
-    let [mdhd, hdlr, minf] = collect_children(ctx, mdia, [b"mdhd", b"hdlr", b"minf"])?;
+    let [mdhd, hdlr, minf] = ctx.children(&mdia).find_all([b"mdhd", b"hdlr", b"minf"])?;
     let (timescale, duration) = parse_time_header(
-        mdhd.ok_or(Mp4Error::MissingBox("mdhd box"))?,
+        mdhd.ok_or(Mp4Error::MissingBox("mdhd box"))?.payload(),
         *b"mdhd",
         "mdhd box",
     )?;
-    let kind = parse_hdlr(hdlr.ok_or(Mp4Error::MissingBox("hdlr box"))?)?;
+    let kind = parse_hdlr(hdlr.ok_or(Mp4Error::MissingBox("hdlr box"))?.payload())?;
     let minf = minf.ok_or(Mp4Error::MissingBox("minf box"))?;
-    let [stbl] = collect_children(ctx, minf, [b"stbl"])?;
-    let (entry, samples) = parse_stbl(stbl.ok_or(Mp4Error::MissingBox("stbl box"))?, ctx)?;
+    let [stbl] = ctx.children(&minf).find_all([b"stbl"])?;
+    let (entry, samples) = parse_stbl(&stbl.ok_or(Mp4Error::MissingBox("stbl box"))?, ctx)?;
     Ok(Mp4Track {
         id,
         kind,
@@ -533,40 +373,42 @@ fn parse_trak(body: &[u8], ctx: &Ctx) -> Result<Mp4Track> {
 // ---------------------------------------------------------------------------
 // Sample descriptions.
 
-fn parse_stsd(body: &[u8], ctx: &Ctx) -> Result<SampleEntry> {
-    let mut r = Reader::new(body, "stsd box");
+fn parse_stsd(stsd: &BoxRef<'_>, ctx: &Ctx) -> Result<SampleEntry> {
+    let mut r = stsd.reader("stsd box");
     r.full_header()?;
     if r.u32()? == 0 {
         return Err(Mp4Error::MissingBox("stsd sample entry"));
     }
-    let (kind, entry) = ctx
-        .children(r.rest())
+    let entry = ctx
+        .children_after(stsd, r.position())?
         .next()
         .ok_or(Mp4Error::MissingBox("stsd sample entry"))??;
-    match &kind {
-        b"avc1" | b"avc3" => parse_avc_entry(entry, ctx),
-        b"mp4a" => parse_mp4a_entry(entry, ctx),
-        _ => Ok(SampleEntry::Unsupported(kind)),
+    match &entry.kind {
+        b"avc1" | b"avc3" => parse_avc_entry(&entry, ctx),
+        b"mp4a" => parse_mp4a_entry(&entry, ctx),
+        _ => Ok(SampleEntry::Unsupported(entry.kind)),
     }
 }
 
-fn parse_avc_entry(body: &[u8], ctx: &Ctx) -> Result<SampleEntry> {
-    let mut r = Reader::new(body, "visual sample entry");
+fn parse_avc_entry(entry: &BoxRef<'_>, ctx: &Ctx) -> Result<SampleEntry> {
+    let mut r = entry.reader("visual sample entry");
     r.skip(8 + 16)?; // SampleEntry reserved + data_reference_index; pre_defined/reserved
     let width = r.u16()?;
     let height = r.u16()?;
     r.skip(50)?; // resolutions, reserved, frame_count, compressorname, depth, pre_defined
-    let [avcc] = collect_children(ctx, r.rest(), [b"avcC"])?;
+    let [avcc] = ctx
+        .children_after(entry, r.position())?
+        .find_all([b"avcC"])?;
     let avcc = avcc.ok_or(Mp4Error::MissingBox("avcC box"))?;
     Ok(SampleEntry::Avc {
-        avcc: Bytes::copy_from_slice(avcc),
+        avcc: Bytes::copy_from_slice(avcc.payload()),
         width,
         height,
     })
 }
 
-fn parse_mp4a_entry(body: &[u8], ctx: &Ctx) -> Result<SampleEntry> {
-    let mut r = Reader::new(body, "audio sample entry");
+fn parse_mp4a_entry(entry: &BoxRef<'_>, ctx: &Ctx) -> Result<SampleEntry> {
+    let mut r = entry.reader("audio sample entry");
     r.skip(8)?; // SampleEntry reserved + data_reference_index
     let version = r.u16()?; // QuickTime sound description version; 0 in ISO files
     r.skip(6)?;
@@ -585,16 +427,18 @@ fn parse_mp4a_entry(body: &[u8], ctx: &Ctx) -> Result<SampleEntry> {
         }
         _ => return Err(Mp4Error::Invalid("unknown audio sample entry version")),
     }
-    let [esds, wave] = collect_children(ctx, r.rest(), [b"esds", b"wave"])?;
+    let [esds, wave] = ctx
+        .children_after(entry, r.position())?
+        .find_all([b"esds", b"wave"])?;
     let esds = match (esds, wave) {
         (Some(e), _) => e,
         (None, Some(wave)) => {
-            let [inner] = collect_children(ctx, wave, [b"esds"])?;
+            let [inner] = ctx.children(&wave).find_all([b"esds"])?;
             inner.ok_or(Mp4Error::MissingBox("esds box"))?
         }
         (None, None) => return Err(Mp4Error::MissingBox("esds box")),
     };
-    let Some(asc) = parse_esds(esds)? else {
+    let Some(asc) = parse_esds(esds.payload())? else {
         return Ok(SampleEntry::Unsupported(*b"mp4a"));
     };
     // The entry's channelcount is often the ISO template value 2 (ffmpeg
@@ -615,31 +459,11 @@ fn parse_mp4a_entry(body: &[u8], ctx: &Ctx) -> Result<SampleEntry> {
     })
 }
 
-/// Read one MPEG-4 descriptor: tag, 1-4 byte length (7 bits per byte, 0x80 =
-/// more follows), body.
-fn read_descriptor<'a>(r: &mut Reader<'a>) -> Result<(u8, &'a [u8])> {
-    let tag = r.u8()?;
-    let mut len: usize = 0;
-    let mut done = false;
-    for _ in 0..4 {
-        let b = r.u8()?;
-        len = (len << 7) | usize::from(b & 0x7f);
-        if b & 0x80 == 0 {
-            done = true;
-            break;
-        }
-    }
-    if !done {
-        return Err(Mp4Error::Invalid("descriptor length longer than 4 bytes"));
-    }
-    Ok((tag, r.take(len)?))
-}
-
 /// Find the first descriptor with `tag` among the descriptors in `buf`.
 fn find_descriptor(buf: &[u8], tag: u8) -> Result<Option<&[u8]>> {
     let mut r = Reader::new(buf, "esds descriptor");
     while r.remaining() > 0 {
-        let (t, body) = read_descriptor(&mut r)?;
+        let (t, body) = r.descriptor()?;
         if t == tag {
             return Ok(Some(body));
         }
@@ -658,7 +482,7 @@ fn parse_esds(body: &[u8]) -> Result<Option<&[u8]>> {
             version,
         });
     }
-    let (tag, es) = read_descriptor(&mut r)?;
+    let (tag, es) = r.descriptor()?;
     if tag != 0x03 {
         return Err(Mp4Error::MissingBox("ES_Descriptor"));
     }
@@ -695,38 +519,19 @@ fn asc_rate_channels(asc: &[u8]) -> (u32, u16) {
     const RATES: [u32; 13] = [
         96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
     ];
-    let mut bits = Bits { buf: asc, pos: 0 };
-    let read = |bits: &mut Bits| -> Option<(u32, u16)> {
-        if bits.read(5)? == 31 {
-            bits.read(6)?;
+    let mut bits = BitReader::new(asc);
+    let read = |bits: &mut BitReader| -> Option<(u32, u16)> {
+        if bits.bits(5).ok()? == 31 {
+            bits.bits(6).ok()?;
         }
-        let rate = match bits.read(4)? {
-            15 => bits.read(24)?,
+        let rate = match bits.bits(4).ok()? {
+            15 => bits.bits(24).ok()?,
             i => RATES.get(usize::try_from(i).ok()?).copied().unwrap_or(0),
         };
-        let channels = u16::try_from(bits.read(4)?).ok()?;
+        let channels = u16::try_from(bits.bits(4).ok()?).ok()?;
         Some((rate, channels))
     };
     read(&mut bits).unwrap_or((0, 0))
-}
-
-/// Minimal MSB-first bit reader.
-struct Bits<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn read(&mut self, n: u32) -> Option<u32> {
-        let mut v: u32 = 0;
-        for _ in 0..n {
-            let byte = *self.buf.get(self.pos / 8)?;
-            let bit = (byte >> (7 - (self.pos % 8))) & 1;
-            v = (v << 1) | u32::from(bit);
-            self.pos = self.pos.checked_add(1)?;
-        }
-        Some(v)
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -752,14 +557,12 @@ impl Sizes<'_> {
                 Ok(u32::from(if i & 1 == 0 { b >> 4 } else { b & 0x0f }))
             }
             Sizes::Table { data, bits: 8 } => data.get(i).map(|&b| u32::from(b)).ok_or(err),
-            Sizes::Table { data, bits: 16 } => {
-                array::<2>(data, i.checked_mul(2).ok_or(err.clone())?)
-                    .map(|a| u32::from(u16::from_be_bytes(a)))
-                    .ok_or(err)
-            }
-            Sizes::Table { data, .. } => array::<4>(data, i.checked_mul(4).ok_or(err.clone())?)
-                .map(u32::from_be_bytes)
+            Sizes::Table { data, bits: 16 } => u16_at(data, i.checked_mul(2).ok_or(err.clone())?)
+                .map(u32::from)
                 .ok_or(err),
+            Sizes::Table { data, .. } => {
+                u32_at(data, i.checked_mul(4).ok_or(err.clone())?).ok_or(err)
+            }
         }
     }
 }
@@ -826,7 +629,7 @@ impl<'a> Runs<'a> {
 
     /// Total count over all runs, without consuming.
     fn total(&self) -> Result<u64> {
-        let mut r = Reader::new(self.r.rest(), self.r.what);
+        let mut r = self.r.clone();
         let mut total: u64 = 0;
         while r.remaining() > 0 {
             total = total.saturating_add(u64::from(r.u32()?));
@@ -848,15 +651,12 @@ fn full_box_table<'a>(
     Ok((version, count, table))
 }
 
-fn parse_stbl(body: &[u8], ctx: &Ctx) -> Result<(SampleEntry, Vec<SampleInfo>)> {
-    let [stsd, stts, ctts, stsc, stsz, stz2, stco, co64, stss] = collect_children(
-        ctx,
-        body,
-        [
-            b"stsd", b"stts", b"ctts", b"stsc", b"stsz", b"stz2", b"stco", b"co64", b"stss",
-        ],
-    )?;
-    let entry = parse_stsd(stsd.ok_or(Mp4Error::MissingBox("stsd box"))?, ctx)?;
+fn parse_stbl(stbl: &BoxRef<'_>, ctx: &Ctx) -> Result<(SampleEntry, Vec<SampleInfo>)> {
+    let [stsd, tables @ ..] = ctx.children(stbl).find_all([
+        b"stsd", b"stts", b"ctts", b"stsc", b"stsz", b"stz2", b"stco", b"co64", b"stss",
+    ])?;
+    let [stts, ctts, stsc, stsz, stz2, stco, co64, stss] = tables.map(|b| b.map(|b| b.payload()));
+    let entry = parse_stsd(&stsd.ok_or(Mp4Error::MissingBox("stsd box"))?, ctx)?;
 
     let (count, sizes) = match (stsz, stz2) {
         (Some(b), _) => parse_stsz(b)?,
@@ -905,22 +705,17 @@ fn parse_stbl(body: &[u8], ctx: &Ctx) -> Result<(SampleEntry, Vec<SampleInfo>)> 
     let chunk_offset = |i: usize| -> Result<u64> {
         let err = Mp4Error::Truncated("chunk offset table");
         if wide {
-            array::<8>(chunks, i.checked_mul(8).ok_or(err.clone())?)
-                .map(u64::from_be_bytes)
-                .ok_or(err)
+            u64_at(chunks, i.checked_mul(8).ok_or(err.clone())?).ok_or(err)
         } else {
-            array::<4>(chunks, i.checked_mul(4).ok_or(err.clone())?)
-                .map(|a| u64::from(u32::from_be_bytes(a)))
+            u32_at(chunks, i.checked_mul(4).ok_or(err.clone())?)
+                .map(u64::from)
                 .ok_or(err)
         }
     };
     let stsc_entry = |i: usize| -> Result<(u64, u32)> {
         let at = i.checked_mul(12).ok_or(Mp4Error::Truncated("stsc box"))?;
-        match (array::<4>(stsc, at), array::<4>(stsc, at.saturating_add(4))) {
-            (Some(first), Some(per_chunk)) => Ok((
-                u64::from(u32::from_be_bytes(first)),
-                u32::from_be_bytes(per_chunk),
-            )),
+        match (u32_at(stsc, at), u32_at(stsc, at.saturating_add(4))) {
+            (Some(first), Some(per_chunk)) => Ok((u64::from(first), per_chunk)),
             _ => Err(Mp4Error::Truncated("stsc box")),
         }
     };

@@ -3,7 +3,8 @@
 //! playlist that advertises them, a rung's media playlist derived from the source
 //! rendition's, the object names of a rung, the ffmpeg command that makes a rung
 //! segment from a source segment, and the few fMP4 facts the transcoder needs (source
-//! picture size, splitting ffmpeg's output into init and media segment).
+//! picture size, splitting ffmpeg's output into init and media segment), read with
+//! the box layer every MP4 reader shares (`media::bmff`).
 //!
 //! Rungs are **regular HLS**: their playlists have the source's media sequence
 //! numbers, durations, discontinuities, program date times and init version, but no
@@ -12,8 +13,8 @@
 //!
 //! Not here: fetching, caching and running ffmpeg (the edge's `ladder` module does).
 
+use ::media::bmff::{u32_at, BoxError, BoxRef, Boxes};
 use ::media::hls::{MediaPlaylist, MultivariantPlaylist, PlaylistError, Variant};
-use ::media::mp4::read_box_header;
 use bytes::Bytes;
 
 /// Bits per second a rung's variant reserves for the audio, which is copied from
@@ -408,61 +409,50 @@ pub fn ffmpeg_args(rung: &Rung, size: (u32, u32), threads: u32) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
-/// Top-level boxes of `buf`: (type, start, end). Errors on a box that runs past the
-/// end or a box count beyond `max`.
-fn boxes(buf: &[u8], max: usize) -> Result<Vec<([u8; 4], usize, usize)>, LadderError> {
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    while at < buf.len() {
-        let h = read_box_header(&buf[at..])
-            .map_err(|e| LadderError::Mp4(e.to_string()))?
-            .ok_or_else(|| LadderError::Mp4("truncated box header".into()))?;
-        let size = match h.size {
-            Some(s) => usize::try_from(s).map_err(|_| LadderError::Mp4("box too large".into()))?,
-            None => buf.len() - at,
-        };
-        let end = at
-            .checked_add(size)
-            .filter(|e| *e <= buf.len())
-            .ok_or_else(|| LadderError::Mp4("box runs past the end".into()))?;
-        if out.len() >= max {
-            return Err(LadderError::Mp4("too many boxes".into()));
-        }
-        out.push((h.kind, at + usize::from(h.header_len), end));
-        at = end;
+impl From<BoxError> for LadderError {
+    fn from(e: BoxError) -> Self {
+        LadderError::Mp4(e.to_string())
     }
-    Ok(out)
 }
 
-fn child<'a>(buf: &'a [u8], kind: &[u8; 4]) -> Result<Option<&'a [u8]>, LadderError> {
-    Ok(boxes(buf, 256)?
-        .into_iter()
-        .find(|(k, _, _)| k == kind)
-        .map(|(_, s, e)| &buf[s..e]))
+/// Most boxes read at one level of an init segment, and of ffmpeg's whole output.
+const MAX_INIT_BOXES: u64 = 256;
+const MAX_OUTPUT_BOXES: u64 = 4096;
+
+/// The `trak` boxes of an init segment's `moov`; `None` without a `moov`. Both
+/// levels are read whole first: a broken box anywhere is an error.
+fn traks(init: &[u8]) -> Result<Option<Vec<BoxRef<'_>>>, LadderError> {
+    let Some(moov) = Boxes::new(init).limit(MAX_INIT_BOXES).find(b"moov")? else {
+        return Ok(None);
+    };
+    let mut boxes = moov
+        .children()
+        .limit(MAX_INIT_BOXES)
+        .collect::<Result<Vec<_>, _>>()?;
+    boxes.retain(|b| &b.kind == b"trak");
+    Ok(Some(boxes))
 }
 
 /// The picture size (from `tkhd`) of the first video track of an init segment.
 pub fn video_size(init: &[u8]) -> Result<(u32, u32), LadderError> {
-    let moov = child(init, b"moov")?.ok_or_else(|| LadderError::Mp4("no moov".into()))?;
-    for (kind, s, e) in boxes(moov, 256)? {
-        if &kind != b"trak" {
+    let traks = traks(init)?.ok_or_else(|| LadderError::Mp4("no moov".into()))?;
+    for trak in traks {
+        let handler = trak
+            .children()
+            .limit(MAX_INIT_BOXES)
+            .find_path(&[b"mdia", b"hdlr"])?;
+        if handler.and_then(|h| h.payload().get(8..12)) != Some(b"vide") {
             continue;
         }
-        let trak = &moov[s..e];
-        let handler = child(trak, b"mdia")?
-            .map(|m| child(m, b"hdlr"))
-            .transpose()?
-            .flatten();
-        if handler.and_then(|h| h.get(8..12)) != Some(b"vide") {
-            continue;
-        }
-        let tkhd = child(trak, b"tkhd")?.ok_or_else(|| LadderError::Mp4("no tkhd".into()))?;
+        let tkhd = trak
+            .children()
+            .limit(MAX_INIT_BOXES)
+            .find(b"tkhd")?
+            .ok_or_else(|| LadderError::Mp4("no tkhd".into()))?;
+        let tkhd = tkhd.payload();
         // version 1 has 64-bit times: width/height sit 12 bytes later.
         let at = if tkhd.first() == Some(&1) { 88 } else { 76 };
-        let read = |o: usize| {
-            tkhd.get(o..o + 4)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) >> 16)
-        };
+        let read = |o: usize| u32_at(tkhd, o).map(|v| v >> 16);
         return match (read(at), read(at + 4)) {
             (Some(w), Some(h)) if w > 0 && h > 0 => Ok((w, h)),
             _ => Err(LadderError::Mp4("video tkhd without a picture size".into())),
@@ -474,62 +464,56 @@ pub fn video_size(init: &[u8]) -> Result<(u32, u32), LadderError> {
 /// Splits ffmpeg's fragmented MP4 into the init segment (everything before the first
 /// `moof`: `ftyp` + `moov`) and the media segment (the `moof` + `mdat` pairs).
 pub fn split_output(out: &Bytes) -> Result<(Bytes, Bytes), LadderError> {
-    let list = boxes(out, 4096)?;
+    let list = Boxes::new(out)
+        .limit(MAX_OUTPUT_BOXES)
+        .collect::<Result<Vec<_>, _>>()?;
     let first_moof = list
         .iter()
-        .position(|(k, _, _)| k == b"moof")
+        .position(|b| &b.kind == b"moof")
         .ok_or_else(|| LadderError::Mp4("no moof in the transcoder's output".into()))?;
-    if !list[..first_moof].iter().any(|(k, _, _)| k == b"moov") {
+    let (init, media) = list.split_at(first_moof);
+    if !init.iter().any(|b| &b.kind == b"moov") {
         return Err(LadderError::Mp4(
             "no moov in the transcoder's output".into(),
         ));
     }
-    if !list[first_moof..].iter().any(|(k, _, _)| k == b"mdat") {
+    if !media.iter().any(|b| &b.kind == b"mdat") {
         return Err(LadderError::Mp4(
             "no mdat in the transcoder's output".into(),
         ));
     }
-    // Box start = payload start minus its header; recompute from the previous end.
-    let cut = if first_moof == 0 {
-        0
-    } else {
-        list[first_moof - 1].2
-    };
+    let cut = media.first().map_or(out.len(), |b| b.offset());
     Ok((out.slice(..cut), out.slice(cut..)))
 }
 
 /// The `avcC` box payload of the first video track of an init segment (its SPS and
 /// PPS): equal payloads mean one init fits both encodes.
 pub fn avc_config(init: &[u8]) -> Result<Option<Bytes>, LadderError> {
-    let Some(moov) = child(init, b"moov")? else {
+    let Some(traks) = traks(init)? else {
         return Ok(None);
     };
-    for (kind, s, e) in boxes(moov, 256)? {
-        if &kind != b"trak" {
-            continue;
-        }
-        let path: [&[u8; 4]; 4] = [b"mdia", b"minf", b"stbl", b"stsd"];
-        let mut at = Some(&moov[s..e]);
-        for p in path {
-            at = match at {
-                Some(b) => child(b, p)?,
-                None => None,
-            };
-        }
-        // stsd: version/flags (4) + entry count (4), then the sample entry; an
-        // avc1/avc3 visual sample entry has 78 bytes before its child boxes.
-        let Some(entry) = at.and_then(|stsd| stsd.get(8..)) else {
+    for trak in traks {
+        let stsd = trak
+            .children()
+            .limit(MAX_INIT_BOXES)
+            .find_path(&[b"mdia", b"minf", b"stbl", b"stsd"])?;
+        // stsd: version/flags (4) + entry count (4), then the sample entries.
+        let Some(Ok(entries)) = stsd.map(|stsd| stsd.children_after(8)) else {
             continue;
         };
-        let Some((kind, s, e)) = boxes(entry, 4)?.into_iter().next() else {
+        let entries = entries.limit(4).collect::<Result<Vec<_>, _>>()?;
+        let Some(entry) = entries.first() else {
             continue;
         };
-        if &kind != b"avc1" && &kind != b"avc3" {
+        if &entry.kind != b"avc1" && &entry.kind != b"avc3" {
             continue;
         }
-        let children = entry[s..e].get(78..).unwrap_or(&[]);
-        if let Some(avcc) = child(children, b"avcC")? {
-            return Ok(Some(Bytes::copy_from_slice(avcc)));
+        // An avc1/avc3 visual sample entry has 78 bytes before its child boxes.
+        let Ok(children) = entry.children_after(78) else {
+            continue;
+        };
+        if let Some(avcc) = children.limit(MAX_INIT_BOXES).find(b"avcC")? {
+            return Ok(Some(Bytes::copy_from_slice(avcc.payload())));
         }
     }
     Ok(None)

@@ -308,24 +308,6 @@ fn esds_descriptor_chain() {
 }
 
 #[test]
-fn descriptor_size_encoding() {
-    for (n, want) in [
-        (0usize, vec![0u8]),
-        (0x7f, vec![0x7f]),
-        (0x80, vec![0x81, 0x00]),
-        (0x3fff, vec![0xff, 0x7f]),
-        (0x4000, vec![0x81, 0x80, 0x00]),
-        (0x20_0000, vec![0x81, 0x80, 0x80, 0x00]),
-    ] {
-        let mut b = BytesMut::new();
-        write_descriptor_header(&mut b, 9, n);
-        assert_eq!(b[0], 9);
-        assert_eq!(&b[1..], &want[..], "{n:#x}");
-        assert_eq!(descriptor_len(n), 1 + want.len() + n);
-    }
-}
-
-#[test]
 fn init_segment_1080p_and_edge_cases() {
     let init = init_segment(&[video_track(3, AVC_1080P)]);
     let avc1 = &find(&init, "moov/trak/mdia/minf/stbl/stsd/avc1")[0];
@@ -384,7 +366,10 @@ fn check_fragment(frag: &[u8], seq: u32, runs: &[TrackRun]) {
         let kinds: Vec<&str> = kids.iter().map(|b| b.kind.as_str()).collect();
         assert_eq!(kinds, ["tfhd", "tfdt", "trun"]);
         let (tfhd, tfdt, trun) = (&kids[0], &kids[1], &kids[2]);
-        assert_eq!(be32(tfhd.payload, 0), TFHD_DEFAULT_BASE_IS_MOOF);
+        assert_eq!(
+            be32(tfhd.payload, 0),
+            crate::bmff::tfhd::DEFAULT_BASE_IS_MOOF
+        );
         assert_eq!(be32(tfhd.payload, 4), run.track_id);
         assert_eq!(tfdt.payload[0], 1, "tfdt version 1");
         assert_eq!(be64(tfdt.payload, 4), run.base_decode_time);

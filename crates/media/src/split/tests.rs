@@ -1,6 +1,7 @@
 //! Tests of `split`.
 
 use super::*;
+use crate::bmff::{u32_at as be32, u64_at as be64};
 use crate::fmp4::{fragment, Sample, TrackRun};
 
 // ---- a small box walker for checking the output ----
@@ -191,7 +192,7 @@ fn check_split(out: &[u8], parts: &[Part], track: u32) {
         assert_eq!(u32_at(mk[0].payload, 4), *seq);
         let tk = kids(&mk[1]);
         assert_eq!(kinds(&tk), ["tfhd", "tfdt", "trun"]);
-        assert_eq!(u32_at(tk[0].payload, 0), TFHD_DEFAULT_BASE_IS_MOOF);
+        assert_eq!(u32_at(tk[0].payload, 0), tfhd::DEFAULT_BASE_IS_MOOF);
         assert_eq!(u32_at(tk[0].payload, 4), track);
         assert_eq!(tk[1].payload[0], 1);
         assert_eq!(be64(tk[1].payload, 4).unwrap(), *dt);
