@@ -1,7 +1,9 @@
 // Segment integrity in the browser: checks a segment that came from a peer against the
 // origin's signed digest list before hls.js gets it (p2p-media-loader's
-// `validateP2PSegment` hook). Not for HTTP segments (they come from our own servers)
-// and not a parser of anything but the two small JSON documents below.
+// `validateP2PSegment` hook, and `validateHTTPSegment` for a segment whose download
+// started from a peer and was finished over HTTP: p2p-media-loader resumes from the
+// peer's bytes). Not for segments that came from our own servers alone, and not a
+// parser of anything but the two small JSON documents below.
 //
 // Format (README "Segment integrity"): GET /api/v1/keys →
 //   {"keys":[{"kid","alg":"Ed25519","public_key":"<base64 32 bytes>"}]}

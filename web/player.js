@@ -262,12 +262,22 @@
     // joined from parts, for whole-segment peers further behind live.
     const latency = Number(latencyKnob) || 16;
     const urgent = Number(params.get('urgent')) || 6;
+    // p2p-media-loader keeps the bytes a peer sent when that download stops (peer
+    // banned, closed or too slow), resumes the segment over HTTP from there (or
+    // completes it from those bytes alone when they are all there), and checks the
+    // result with `validateHTTPSegment` only. So every segment whose download ever
+    // started from a peer is checked like a P2P one, whatever finishes it; segments
+    // that came from the CDN alone are not.
+    const fromPeers = new Set();
+    const validateAfterPeer = (url, byteRange, data) =>
+      fromPeers.has(url) ? verifier.validate(url, byteRange, data) : Promise.resolve(true);
     const engine = new p2pml.HlsJsP2PEngine({
       core: {
         swarmId: stats.swarmId,
         announceTrackers: trackers,
         rtcConfig: { iceServers },
         validateP2PSegment: verifier.validate,
+        validateHTTPSegment: validateAfterPeer,
         highDemandTimeWindow: partMode ? Number(params.get('keep')) || 20 : urgent,
       },
     });
@@ -304,6 +314,7 @@
     });
     // Bytes from peers count once verified (a rejected segment is loaded again).
     e.addEventListener('onSegmentLoaded', (d) => {
+      fromPeers.delete(d.segmentUrl);
       if (d.downloadSource === 'p2p') {
         stats.p2pBytes += d.bytesLength;
         stats.p2pSegments++;
@@ -320,6 +331,11 @@
       update();
     });
     e.addEventListener('onSegmentStart', (d) => {
+      if (d.downloadSource === 'p2p' && d.segment) {
+        fromPeers.add(d.segment.url);
+        // Bounded: a segment loads within a minute of its start, far fewer than this.
+        if (fromPeers.size > 256) fromPeers.delete(fromPeers.values().next().value);
+      }
       if (d.downloadSource === 'p2p' && ban.list.has(d.peerId)) {
         stats.segmentsFromBanned++;
         ban.closePeer(d.peerId);
