@@ -149,7 +149,8 @@ for m in modes:
             "errors": [p["error"] for p in pg if p.get("error")],
         },
         "offload_all": peer / max(1, peer + http),
-        "corrupting_peer": bad and bad.get("total"),
+        # Its own line (totals leave corrupting viewers out): what it uploaded.
+        "corrupting_peer": bad and (bad.get("peers") or [None])[0],
         "raw": {"native": nat, "pages": pg},
     }
 

@@ -6,14 +6,16 @@
 //!
 //! Layout of `--out`: one preset → `report.json`, `series.csv`, `report.html`; several
 //! presets → `report.json` (`{"presets": {name: report, …}}`), `report.html` comparing
-//! them, and `<preset>/report.json` plus `<preset>/series.csv` for each.
+//! them, and `<preset>/report.json` plus `<preset>/series.csv` for each. `--curve` →
+//! `curve.json` and `curve.md` (latency to live against P2P share, also printed) and
+//! `<point>/report.json` plus `<point>/series.csv` for each point of the curve.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use sim::{Preset, Scenario};
+use sim::{Latency, Preset, Scenario};
 
 /// Flags of `sim`.
 #[derive(Args, Debug, Default)]
@@ -43,6 +45,21 @@ pub struct SimArgs {
     /// Worker threads (0 = all cores); does not change the results.
     #[arg(long)]
     pub threads: Option<u32>,
+    /// Viewers' latency target, as `mediamesh peer --latency`: low (LL-HLS parts at
+    /// the part hold-back, parts shared), balanced (one target duration more, parts
+    /// shared), max-offload (three target durations back, whole segments)
+    /// [default: the scenario's `peers.latency`, max-offload].
+    #[arg(long, value_parser = ["low", "balanced", "max-offload"])]
+    pub latency: Option<String>,
+    /// Seconds behind the live edge viewers join, as `mediamesh peer --live-offset`
+    /// [default: the latency target's].
+    #[arg(long)]
+    pub live_offset: Option<f64>,
+    /// Run the latency-to-live against P2P-share curve of the preset: LL-HLS with
+    /// P2P off, parts at growing hold-backs, `balanced`, whole segments; writes
+    /// curve.json and curve.md and prints the table.
+    #[arg(long)]
+    pub curve: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -72,9 +89,32 @@ pub fn run(args: SimArgs) -> Result<()> {
     if let Some(t) = args.threads {
         base.sim.threads = t;
     }
+    if let Some(l) = &args.latency {
+        base.peers.latency = Latency::parse(l)?;
+    }
+    if let Some(secs) = args.live_offset {
+        anyhow::ensure!(
+            secs.is_finite() && (0.0..=3_600.0).contains(&secs),
+            "--live-offset {secs}: want 0 to 3600 seconds"
+        );
+        base.peers.live_offset_ms = (secs * 1000.0).round() as u64;
+    }
     let presets = presets(&args.preset, base.preset)?;
-    base.validate()?;
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("sim-out"));
+    if args.curve {
+        anyhow::ensure!(
+            presets.len() == 1,
+            "--curve runs one preset at several latency targets; give one --preset"
+        );
+        anyhow::ensure!(
+            args.latency.is_none() && args.live_offset.is_none(),
+            "--curve picks the latency targets and live offsets itself; drop --latency \
+             and --live-offset"
+        );
+        base.preset = presets[0];
+        return run_curve(&base, &out, args.quiet);
+    }
+    base.validate()?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut runs = Vec::new();
     for preset in &presets {
@@ -82,19 +122,7 @@ pub fn run(args: SimArgs) -> Result<()> {
             preset: *preset,
             ..base.clone()
         };
-        let bar = if args.quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(scenario.duration_s + 1)
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>22} [{bar:40}] {pos}/{len} s simulated, {elapsed} elapsed, eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(preset.name());
+        let bar = progress_bar(args.quiet, preset.name(), scenario.duration_s + 1);
         let started = std::time::Instant::now();
         let outcome = sim::run(&scenario, sim::RunOptions::default(), &mut |done, _| {
             bar.set_position(done)
@@ -116,6 +144,73 @@ pub fn run(args: SimArgs) -> Result<()> {
     }
     write_outputs(&out, &runs)?;
     println!("{}", out.join("report.html").display());
+    Ok(())
+}
+
+fn progress_bar(quiet: bool, name: &str, len: u64) -> ProgressBar {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(len)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>22} [{bar:40}] {pos}/{len} s simulated, {elapsed} elapsed, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(name.to_string());
+    bar
+}
+
+/// `--curve`: every point of [`sim::curve::points`] on the same audience, then the
+/// table (stdout and `curve.md`) and `curve.json`.
+fn run_curve(base: &Scenario, out: &std::path::Path, quiet: bool) -> Result<()> {
+    let points = sim::curve::points(base)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let started = std::time::Instant::now();
+    let mut reports = Vec::new();
+    for p in &points {
+        let bar = progress_bar(quiet, &p.label, p.scenario.duration_s + 1);
+        let t0 = std::time::Instant::now();
+        let o = sim::run(&p.scenario, sim::RunOptions::default(), &mut |done, _| {
+            bar.set_position(done)
+        })?;
+        bar.finish();
+        let r = &o.report;
+        tracing::info!(
+            point = p.label.as_str(),
+            latency_p50_s = r.latency_to_live_p50_s,
+            p2p_share = r.p2p_share,
+            stall_ratio = r.stall_ratio,
+            wall_s = t0.elapsed().as_secs_f64(),
+            "simulated"
+        );
+        let dir = out.join(&p.label);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, text) in [
+            ("report.json", o.report.to_json()),
+            ("series.csv", o.series.to_csv()),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        reports.push((p.label.clone(), o.report));
+    }
+    let curve = sim::curve::Curve::new(base, &reports);
+    let table = curve.to_table();
+    for (name, text) in [("curve.json", curve.to_json()), ("curve.md", table.clone())] {
+        let path = out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    tracing::info!(
+        points = points.len(),
+        wall_s = started.elapsed().as_secs_f64(),
+        "curve done"
+    );
+    println!("{table}");
+    println!("{}", out.join("curve.json").display());
     Ok(())
 }
 

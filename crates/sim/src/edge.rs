@@ -6,6 +6,10 @@
 //!
 //! Not here: per-request timing (that is [`crate::swarm`], reading an [`EdgeView`]).
 //!
+//! Objects are the run's units ([`crate::units`]): segments, or LL-HLS parts at
+//! `latency = "low" | "balanced"` (then every part is its own cache object, as the
+//! real edge caches `part{msn}.{i}.m4s`).
+//!
 //! Bodies: a cached segment's body is a slice of one static zero buffer, so the cache
 //! charges each object its real size while the simulator holds no segment bytes.
 
@@ -17,8 +21,8 @@ use cache::memory::MemoryCache;
 use cache::policy::{freshness, MediaDefaults};
 use cache::CachedObject;
 
-use crate::net::segment_bytes;
 use crate::scenario::{Preset, Scenario};
+use crate::units::Units;
 
 /// Largest body the model stores (bigger segments are charged as this much).
 const MAX_BODY: usize = 32 << 20;
@@ -118,7 +122,7 @@ pub struct EdgeTier {
     segment_ttl_ms: u64,
     top: usize,
     top_bps: u64,
-    segment_ms: u64,
+    units: Units,
     view: EdgeView,
 }
 
@@ -135,7 +139,8 @@ impl EdgeTier {
             }
         }
         let n = capacity_bps.len();
-        let segs = s.segments() as usize + 1;
+        let units = Units::new(s);
+        let segs = units.count() as usize + 1;
         let cache_bytes = (s.origin.edge_cache_mb as usize).saturating_mul(1 << 20);
         // Renditions are ranked by bitrate; the top one feeds edge transcoding.
         let top = s
@@ -153,7 +158,7 @@ impl EdgeTier {
             segment_ttl_ms: segment_ttl_ms(),
             top,
             top_bps: s.renditions[top].bitrate_kbps * 1000,
-            segment_ms: s.segment_ms,
+            units,
             view: EdgeView {
                 origin_up: true,
                 edge_up: vec![true; n],
@@ -221,7 +226,7 @@ impl EdgeTier {
             }
             up.misses += 1;
             let fetch_q = if self.preset.edge_transcode() && q != self.top {
-                up.transcoded_ms += self.segment_ms;
+                up.transcoded_ms += self.units.duration_ms(seg);
                 self.top
             } else {
                 q
@@ -232,7 +237,7 @@ impl EdgeTier {
                 let size = if fetch_q == q {
                     d.bytes
                 } else {
-                    segment_bytes(self.top_bps, self.segment_ms, seg)
+                    self.units.bytes(self.top_bps, seg)
                 };
                 if !self.view.origin_up && !self.shield_has(fetch_q, seg, now_ms) {
                     continue;
@@ -241,7 +246,7 @@ impl EdgeTier {
                 if !self.shield_has(fetch_q, seg, now_ms) {
                     up.origin_bytes += size;
                     self.shield
-                        .insert(key(fetch_q, seg), self.object(now_ms, size));
+                        .insert(self.key(fetch_q, seg), self.object(now_ms, size));
                 }
                 self.store(e, fetch_q, seg, now_ms, size);
             }
@@ -252,7 +257,7 @@ impl EdgeTier {
 
     fn lookup(&mut self, e: usize, q: usize, seg: u64, now_ms: u64) -> bool {
         let hit = self.caches[e]
-            .get(&key(q, seg))
+            .get(&self.key(q, seg))
             .is_some_and(|o| o.is_fresh(now_ms));
         self.mark(e, q, seg, hit);
         hit
@@ -260,12 +265,12 @@ impl EdgeTier {
 
     fn shield_has(&self, q: usize, seg: u64, now_ms: u64) -> bool {
         self.shield
-            .get(&key(q, seg))
+            .get(&self.key(q, seg))
             .is_some_and(|o| o.is_fresh(now_ms))
     }
 
     fn store(&mut self, e: usize, q: usize, seg: u64, now_ms: u64, size: u64) {
-        self.caches[e].insert(key(q, seg), self.object(now_ms, size));
+        self.caches[e].insert(self.key(q, seg), self.object(now_ms, size));
         self.mark(e, q, seg, true);
     }
 
@@ -292,6 +297,16 @@ impl EdgeTier {
             stale_while_revalidate_until_ms: 0,
             stale_if_error_until_ms: 0,
         })
+    }
+
+    /// The cache key of unit `u` of rendition `q`.
+    fn key(&self, q: usize, u: u64) -> String {
+        if self.units.parts() {
+            let k = self.units.key(u);
+            format!("/live/r{q}/part{}.{}.m4s", k.segment, k.index)
+        } else {
+            format!("/live/r{q}/seg-{u}.m4s")
+        }
     }
 
     /// Bytes held by edge `e`'s memory tier.
@@ -337,10 +352,6 @@ pub fn playlist_ttl_ms(segment_ms: u64, part_ms: u64) -> u64 {
         &MediaDefaults::default(),
     )
     .map_or(segment_ms / 2, |f| f.ttl_ms)
-}
-
-fn key(q: usize, seg: u64) -> String {
-    format!("/live/r{q}/seg-{seg}.m4s")
 }
 
 #[cfg(test)]

@@ -18,6 +18,10 @@ pub struct Report {
     pub scenario: String,
     pub preset: String,
     pub mode: String,
+    /// `peers.latency`: `max-offload` (whole segments), `low` or `balanced` (parts).
+    pub latency: String,
+    /// How far behind the live edge viewers join (`Scenario::live_offset_ms`).
+    pub live_offset_s: f64,
     pub seed: u64,
     pub duration_s: u64,
     pub viewers: u64,
@@ -44,6 +48,9 @@ pub struct Report {
     pub edge_cache: CacheFigures,
     pub peer_requests: u64,
     pub peer_timeouts: u64,
+    /// HTTP requests for a segment (or part) already inside the scheduler's urgent
+    /// window when asked for: what peers could not bring in time, plus start-up.
+    pub urgent_http_requests: u64,
     pub invariants: Invariants,
 }
 
@@ -134,7 +141,7 @@ impl Report {
         let mut edge_usd = 0.0;
         let mut failed = 0.0;
         let (mut delivered, mut consumed) = (0u64, 0u64);
-        let (mut requests, mut timeouts) = (0.0, 0.0);
+        let (mut requests, mut timeouts, mut urgent) = (0.0, 0.0, 0.0);
         for (c, tot) in t.totals.iter().enumerate().take(classes) {
             http += tot.http_delivered as f64 * w[c];
             p2p += tot.p2p_delivered as f64 * w[c];
@@ -145,6 +152,7 @@ impl Report {
             failed += tot.failed_starts as f64 * w[c];
             requests += tot.peer_requests as f64 * w[c];
             timeouts += tot.peer_timeouts as f64 * w[c];
+            urgent += tot.urgent_http as f64 * w[c];
             if edges {
                 let price = s.regions[pop.classes[c].region].edge_usd_per_gb;
                 edge_usd += tot.http_delivered as f64 * w[c] * price / 1e9;
@@ -179,6 +187,12 @@ impl Report {
             scenario: s.name.clone(),
             preset: s.preset.name().into(),
             mode: if live { "live" } else { "vod" }.into(),
+            latency: s.peers.latency.name().into(),
+            live_offset_s: if live {
+                round(s.live_offset_ms() as f64 / 1000.0, 3)
+            } else {
+                0.0
+            },
             seed: s.seed,
             duration_s: s.duration_s,
             viewers: s.viewers,
@@ -218,6 +232,7 @@ impl Report {
             },
             peer_requests: requests.round() as u64,
             peer_timeouts: timeouts.round() as u64,
+            urgent_http_requests: urgent.round() as u64,
             invariants: Invariants {
                 bytes_delivered: delivered,
                 bytes_consumed: consumed,

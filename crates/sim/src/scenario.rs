@@ -13,6 +13,8 @@ pub enum ScenarioError {
     Toml(#[from] toml::de::Error),
     #[error("unknown preset {0:?} (cdn-only, p2p-only, hybrid, hybrid-edge-transcode)")]
     UnknownPreset(String),
+    #[error("unknown latency target {0:?} (low, balanced, max-offload)")]
+    UnknownLatency(String),
     #[error("invalid scenario: {0}")]
     Invalid(String),
 }
@@ -68,6 +70,46 @@ impl Preset {
 
     pub fn edge_transcode(self) -> bool {
         self == Preset::HybridEdgeTranscode
+    }
+}
+
+/// How close to live viewers play, and so what peers share: `mediamesh peer
+/// --latency` (`p2p::peer::Latency`). `max-offload` is whole segments three target
+/// durations back (the stock protocol); `low` and `balanced` play LL-HLS parts at
+/// the part hold-back (plus one target duration for `balanced`) and share parts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Latency {
+    /// At PART-HOLD-BACK (three part targets), sharing parts.
+    Low,
+    /// One target duration further back than `low`, sharing parts.
+    Balanced,
+    /// Three target durations back, whole segments only.
+    #[default]
+    MaxOffload,
+}
+
+impl Latency {
+    pub const ALL: [Latency; 3] = [Latency::Low, Latency::Balanced, Latency::MaxOffload];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Latency::Low => "low",
+            Latency::Balanced => "balanced",
+            Latency::MaxOffload => "max-offload",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Latency, ScenarioError> {
+        Latency::ALL
+            .into_iter()
+            .find(|l| l.name() == s.trim())
+            .ok_or_else(|| ScenarioError::UnknownLatency(s.to_string()))
+    }
+
+    /// Whether viewers play and share LL-HLS parts (else whole segments).
+    pub fn parts(self) -> bool {
+        self != Latency::MaxOffload
     }
 }
 
@@ -191,7 +233,15 @@ pub struct Peers {
     /// Links a viewer keeps at most (`mediamesh peer --max-peers`: 20).
     pub max_peers: u32,
     /// Media buffered before playback starts and after a stall (`mediamesh peer`: 1 s).
+    /// Whole-segment mode only: at `low`/`balanced` the peer buffers 0.5 s.
     pub start_buffer_ms: u64,
+    /// `mediamesh peer --latency`: `max-offload` (whole segments, the default),
+    /// `low` or `balanced` (LL-HLS parts; need `part_ms` > 0 and a live event).
+    pub latency: Latency,
+    /// `mediamesh peer --live-offset` in ms: how far behind the live edge viewers
+    /// join; 0 = the latency target's own (`low`: 3 part targets, `balanced`: that
+    /// plus a target duration, `max-offload`: 3 segments).
+    pub live_offset_ms: u64,
 }
 
 impl Default for Peers {
@@ -211,6 +261,8 @@ impl Default for Peers {
             announce_interval_s: 120,
             max_peers: 20,
             start_buffer_ms: 1_000,
+            latency: Latency::MaxOffload,
+            live_offset_ms: 0,
         }
     }
 }
@@ -447,6 +499,30 @@ impl Scenario {
             return bad(format!("part_ms {} above segment_ms", self.part_ms));
         }
         let p = &self.peers;
+        if p.latency.parts() {
+            if self.part_ms == 0 {
+                return bad(format!(
+                    "latency {} needs LL-HLS parts: set part_ms (the origin's default \
+                     part target is 500), or use latency max-offload",
+                    p.latency.name()
+                ));
+            }
+            if self.part_ms < 100 {
+                return bad(format!("part_ms {} below 100", self.part_ms));
+            }
+            if self.segment_ms.div_ceil(self.part_ms) > 64 {
+                return bad("more than 64 parts per segment".into());
+            }
+            if self.mode == Mode::Vod {
+                return bad(format!(
+                    "latency {} plays a live edge; a VOD title has no parts (use max-offload)",
+                    p.latency.name()
+                ));
+            }
+        }
+        if p.live_offset_ms > 3_600_000 {
+            return bad("peers.live_offset_ms above 3600000".into());
+        }
         if !(2..=64).contains(&p.swarm_size) {
             return bad("peers.swarm_size not in 2..=64".into());
         }
@@ -531,6 +607,21 @@ impl Scenario {
     pub fn segments(&self) -> u64 {
         (self.duration_s * 1000).div_ceil(self.segment_ms)
     }
+
+    /// How far behind the live edge viewers join, in ms, as `mediamesh peer` picks it:
+    /// `peers.live_offset_ms` if set, else 3 part targets (PART-HOLD-BACK) at `low`,
+    /// that plus the target duration at `balanced`, 3 target durations at
+    /// `max-offload` (the simulator starts at the segment three before the newest it
+    /// sees, as the peer does with whole-second segments).
+    pub fn live_offset_ms(&self) -> u64 {
+        let target = self.segment_ms.div_ceil(1000) * 1000;
+        match (self.peers.live_offset_ms, self.peers.latency) {
+            (0, Latency::Low) => 3 * self.part_ms,
+            (0, Latency::Balanced) => 3 * self.part_ms + target,
+            (0, Latency::MaxOffload) => 3 * self.segment_ms,
+            (ms, _) => ms,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -552,6 +643,26 @@ mod tests {
             assert_eq!(s.preset, p);
         }
         assert!(Preset::parse("p2p").is_err());
+    }
+
+    #[test]
+    fn latency_targets_parse_and_need_parts() {
+        for l in Latency::ALL {
+            assert_eq!(Latency::parse(l.name()).unwrap(), l);
+        }
+        assert!(Latency::parse("lowest").is_err());
+        let s = Scenario::from_toml("part_ms = 500\n[peers]\nlatency = \"low\"").unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.live_offset_ms(), 1_500);
+        let b = Scenario::from_toml("part_ms = 500\n[peers]\nlatency = \"balanced\"").unwrap();
+        assert_eq!(b.live_offset_ms(), 3_500);
+        assert_eq!(Scenario::default().live_offset_ms(), 6_000);
+        // No parts, or VOD: refused with a reason.
+        let s = Scenario::from_toml("[peers]\nlatency = \"low\"").unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("part_ms"));
+        let s = Scenario::from_toml("mode = \"vod\"\npart_ms = 500\n[peers]\nlatency = \"low\"")
+            .unwrap();
+        assert!(s.validate().is_err());
     }
 
     #[test]

@@ -13,17 +13,18 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use p2p::scheduler::{
-    Action, Holdings, PeerFailure, PeerKey, PlayState, Playhead, Scheduler, SchedulerConfig,
-    SegmentId, SegmentInfo, UploadGate,
+    PartConfig, PeerFailure, PeerKey, PlayState, Playhead, SchedulerConfig, UploadGate,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::edge::EdgeView;
-use crate::net::{segment_bytes, transfer_ms};
+use crate::net::transfer_ms;
+use crate::player::{Act, Announcement, Player};
 use crate::population::{substream, SwarmPlan, ViewerSpec};
 use crate::scenario::{Mode, Preset, Scenario};
 use crate::tally::{Field, Tally};
+use crate::units::Units;
 
 /// Where an edge-less HTTP request went (the origin), in [`Request::edge`].
 pub const ORIGIN: usize = usize::MAX;
@@ -33,12 +34,18 @@ const HTTP_FAIL_MS: u64 = 2_000;
 const CROSS_REGION_RTT_MS: u64 = 80;
 /// Edge ← shield ← origin transfer rate of one miss.
 const UPSTREAM_BPS: f64 = 10e9;
+/// Media buffered before playback starts and after a stall at `--latency
+/// low|balanced` (`START_BUFFER_MS` of `mediamesh peer`'s part viewer).
+pub const PART_START_BUFFER_MS: u64 = 500;
+/// Listed parts looked at for the next one to turn urgent (a few segments' worth).
+const URGENCY_SCAN: u64 = 64;
 
 /// One HTTP request, for the engine's caches and load figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request {
     pub edge: usize,
     pub rendition: usize,
+    /// The unit asked for ([`crate::units`]: a segment, or a part in part mode).
     pub seg: u64,
     pub bytes: u64,
 }
@@ -46,7 +53,8 @@ pub struct Request {
 /// A record of what happened, kept only when auditing (tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Audit {
-    /// Viewer `viewer` received `seg` at `at` (from a peer when `from` is set).
+    /// Viewer `viewer` received unit `seg` (a segment, or a part in part mode; see
+    /// [`crate::units`]) at `at` (from a peer when `from` is set).
     Delivered {
         viewer: u16,
         seg: u64,
@@ -93,6 +101,7 @@ enum Ev {
 #[derive(Debug, Clone, Copy)]
 struct Xfer {
     id: u64,
+    /// The unit moved (segment or part).
     seg: u64,
     bytes: u64,
     /// Sender slot for peer transfers.
@@ -104,13 +113,16 @@ struct Xfer {
 /// A viewer that is present.
 #[derive(Debug)]
 struct Live {
-    sched: Scheduler,
+    sched: Player,
     head: Playhead,
     gate: UploadGate,
     up_busy_until: u64,
     upload_busy_ms: u64,
     uploaded: u64,
+    /// Next unit to list (part mode: to list as preload-hinted).
     next_list: u64,
+    /// Part mode: next part to list as complete.
+    next_complete: u64,
     wake_at: u64,
     announce_pending: bool,
     xfers: Vec<Xfer>,
@@ -139,8 +151,14 @@ pub struct SwarmConfig {
     pub mode: Mode,
     pub segment_ms: u64,
     pub segments: u64,
+    /// What viewers fetch and share: segments, or parts at `--latency low|balanced`.
+    pub units: Units,
     pub end_ms: u64,
     pub sched: SchedulerConfig,
+    /// The part scheduler's settings (part mode).
+    pub part_cfg: PartConfig,
+    /// `peers.live_offset_ms` if set, and always in part mode (the target's hold-back).
+    pub live_offset_ms: Option<u64>,
     pub connect_ms: u64,
     pub connect_jitter_ms: u64,
     pub announce_ms: u64,
@@ -164,17 +182,26 @@ impl SwarmConfig {
             .enumerate()
             .max_by_key(|(i, r)| (r.bitrate_kbps, usize::MAX - i))
             .map_or(0, |(i, _)| i);
+        let units = Units::new(s);
         SwarmConfig {
             preset: s.preset,
             mode: s.mode,
             segment_ms: s.segment_ms,
             segments: s.segments(),
+            units,
             end_ms: s.duration_s * 1000,
             sched: SchedulerConfig {
                 p2p: s.preset.p2p(),
                 keep_behind_ms: s.sim.keep_behind_ms,
                 ..SchedulerConfig::default()
             },
+            part_cfg: PartConfig {
+                p2p: s.preset.p2p(),
+                keep_behind_ms: s.sim.keep_behind_ms,
+                ..PartConfig::default()
+            },
+            live_offset_ms: (units.parts() || s.peers.live_offset_ms > 0)
+                .then(|| s.live_offset_ms()),
             connect_ms: s.peers.connect_ms,
             connect_jitter_ms: s.peers.connect_jitter_ms,
             announce_ms: s.peers.announce_ms,
@@ -201,11 +228,32 @@ impl SwarmConfig {
         }
     }
 
-    /// Wall time at which segment `seg` exists (live: when its last frame is made).
+    /// Wall time at which unit `seg` (a segment, or a part in part mode) exists
+    /// (live: when its last frame is made).
     pub fn produced_at(&self, seg: u64) -> u64 {
-        match self.mode {
-            Mode::Live => (seg + 1) * self.segment_ms,
-            Mode::Vod => 0,
+        self.units.produced_at(seg)
+    }
+
+    /// Part mode: how long after a part is made a viewer of `region` sees it listed
+    /// as complete (and the next one preload-hinted). Viewers follow the playlist with
+    /// blocking reloads that the origin answers the moment the part exists, so this
+    /// is the way back: origin → edge → viewer, half of each round trip (origin →
+    /// viewer without a CDN).
+    pub fn part_list_delay_ms(&self, region: usize) -> u64 {
+        let (edge, _, origin, upstream) = self.rtts[region];
+        if self.preset.edges() {
+            edge / 2 + upstream / 2
+        } else {
+            origin / 2
+        }
+    }
+
+    /// The urgent window of the viewers' scheduler (HTTP inside it).
+    pub fn urgent_ms(&self) -> u64 {
+        if self.units.parts() {
+            self.part_cfg.urgent_ms
+        } else {
+            self.sched.urgent_ms
         }
     }
 }
@@ -219,9 +267,10 @@ pub struct Swarm {
     seq: u64,
     xfer_seq: u64,
     rng: ChaCha8Rng,
-    actions: Vec<Action>,
-    /// Per viewer: what it last announced (held, fetching over HTTP).
-    snaps: Vec<Holdings>,
+    actions: Vec<Act>,
+    /// Per viewer: what it last announced (segments held and being fetched over
+    /// HTTP, or the newest parts held).
+    snaps: Vec<Announcement>,
     /// Per viewer: neighbours whose latest announcement is held back (see
     /// [`Swarm::announce`]).
     held: Vec<u64>,
@@ -255,7 +304,7 @@ impl Swarm {
             audit: Vec::new(),
             plan,
         };
-        sw.snaps = vec![Holdings::default(); sw.viewers.len()];
+        sw.snaps = vec![Announcement::default(); sw.viewers.len()];
         sw.held = vec![0; sw.viewers.len()];
         for i in 0..sw.viewers.len() {
             let (j, l) = (sw.viewers[i].spec.join_ms, sw.viewers[i].spec.leave_ms);
@@ -326,10 +375,10 @@ impl Swarm {
                 let Some(x) = self.take_xfer(v, xfer) else {
                     return;
                 };
-                self.flush(v, now);
+                self.prepare(v, now, cfg, t);
                 self.delivered(v, &x, now, cfg, t);
                 if let Some(l) = self.live_mut(v) {
-                    l.sched.http_done(now, SegmentId(x.seg), x.bytes);
+                    l.sched.http_done(now, x.seg, x.bytes);
                 }
                 t.totals[self.class()].http_delivered += x.bytes;
                 t.add(self.class(), Field::HttpBytes, now, x.bytes);
@@ -339,9 +388,9 @@ impl Swarm {
                 let Some(x) = self.take_xfer(v, xfer) else {
                     return;
                 };
-                self.flush(v, now);
+                self.prepare(v, now, cfg, t);
                 if let Some(l) = self.live_mut(v) {
-                    l.sched.http_failed(now, SegmentId(x.seg));
+                    l.sched.http_failed(now, x.seg);
                 }
                 self.service(v, now, cfg, view, t);
             }
@@ -349,13 +398,13 @@ impl Swarm {
                 let Some(x) = self.take_xfer(v, xfer) else {
                     return;
                 };
-                self.flush(v, now);
+                self.prepare(v, now, cfg, t);
                 let from = x.from.unwrap_or(0);
                 self.release(from, x.slot);
                 self.delivered(v, &x, now, cfg, t);
                 let key = self.viewers[from as usize].key;
                 if let Some(l) = self.live_mut(v) {
-                    l.sched.peer_done(now, key, SegmentId(x.seg), x.bytes);
+                    l.sched.peer_done(now, key, x.seg, x.bytes);
                 }
                 t.totals[self.class()].p2p_delivered += x.bytes;
                 t.add(self.class(), Field::P2pBytes, now, x.bytes);
@@ -365,7 +414,7 @@ impl Swarm {
                 let Some(x) = self.take_xfer(v, xfer) else {
                     return;
                 };
-                self.flush(v, now);
+                self.prepare(v, now, cfg, t);
                 let from = x.from.unwrap_or(0);
                 self.release(from, x.slot);
                 let key = self.viewers[from as usize].key;
@@ -376,7 +425,7 @@ impl Swarm {
                     } else {
                         PeerFailure::Absent
                     };
-                    l.sched.peer_failed(now, key, SegmentId(x.seg), why);
+                    l.sched.peer_failed(now, key, x.seg, why);
                 }
                 self.service(v, now, cfg, view, t);
             }
@@ -428,18 +477,63 @@ impl Swarm {
         }
         let spec = viewer.spec;
         let seg = cfg.segment_ms;
-        // Live: start three segments behind the newest one this viewer can see.
-        let start = match cfg.mode {
-            Mode::Live => {
-                let seen = now.saturating_sub(spec.list_delay_ms) / seg;
-                let newest = seen.saturating_sub(1).min(cfg.segments.saturating_sub(1));
-                newest.saturating_sub(2)
-            }
-            Mode::Vod => 0,
+        let units = &cfg.units;
+        // Where playback joins (media ms), the first unit to list, and the player.
+        let (position, start, sched, buffer) = if units.parts() {
+            // Part mode, as `mediamesh peer --latency low|balanced`: the live edge is
+            // the end of the newest part listed as complete; join the offset behind.
+            let delay = cfg.part_list_delay_ms(self.plan.class.region);
+            let edge = match now.checked_sub(delay) {
+                Some(m) if m >= units.end_ms(0) => {
+                    let u = units.unit_at(m);
+                    let last = if units.end_ms(u) <= m { u } else { u - 1 };
+                    units.end_ms(last.min(units.count() - 1))
+                }
+                _ => 0,
+            };
+            let position = edge.saturating_sub(cfg.live_offset_ms.unwrap_or(0));
+            let sched = Player::parts(cfg.part_cfg.clone(), viewer.key, *units);
+            let start = units.unit_at(position);
+            (position, start, sched, PART_START_BUFFER_MS)
+        } else {
+            let sched = Player::segments(cfg.sched.clone(), viewer.key);
+            let (position, start) = match (cfg.mode, cfg.live_offset_ms) {
+                // `--live-offset`: that far behind the end of the newest segment seen.
+                (Mode::Live, Some(offset)) => {
+                    let seen = (now.saturating_sub(spec.list_delay_ms) / seg).min(cfg.segments);
+                    let position = (seen * seg).saturating_sub(offset);
+                    (position, position / seg)
+                }
+                // Live: start three segments behind the newest one this viewer can see.
+                (Mode::Live, None) => {
+                    let seen = now.saturating_sub(spec.list_delay_ms) / seg;
+                    let newest = seen.saturating_sub(1).min(cfg.segments.saturating_sub(1));
+                    let start = newest.saturating_sub(2);
+                    (start * seg, start)
+                }
+                (Mode::Vod, _) => (0, 0),
+            };
+            (position, start, sched, cfg.start_buffer_ms)
         };
+        self.start(v, now, (position, start, sched, buffer), cfg, view, t);
+    }
+
+    /// Starts viewer `v`'s session: `(position, first unit to list, scheduler, start
+    /// buffer)`.
+    fn start(
+        &mut self,
+        v: u16,
+        now: u64,
+        (position, start, sched, buffer): (u64, u64, Player, u64),
+        cfg: &SwarmConfig,
+        view: &EdgeView,
+        t: &mut Tally,
+    ) {
+        let viewer = &self.viewers[v as usize];
+        let spec = viewer.spec;
         let mut live = Box::new(Live {
-            sched: Scheduler::new(cfg.sched.clone(), viewer.key),
-            head: Playhead::new(now, start * seg, cfg.start_buffer_ms, cfg.start_buffer_ms),
+            sched,
+            head: Playhead::new(now, position, buffer, buffer),
             gate: UploadGate::new(
                 if spec.uplink_bps > 0 {
                     cfg.upload_slots
@@ -452,6 +546,7 @@ impl Swarm {
             upload_busy_ms: 0,
             uploaded: 0,
             next_list: start,
+            next_complete: start,
             wake_at: u64::MAX,
             announce_pending: false,
             xfers: Vec::new(),
@@ -463,7 +558,7 @@ impl Swarm {
             latency_sum: 0,
             latency_ms_time: 0,
         });
-        live.sched.set_position(now, start * seg);
+        live.sched.set_position(now, position);
         self.viewers[v as usize].live = Some(live);
         t.mark(self.class(), Field::JoinDiff, now);
         if cfg.preset.p2p() {
@@ -577,7 +672,7 @@ impl Swarm {
             if l.neighbors & (1 << u) == 0 {
                 continue;
             }
-            self.flush(u, now);
+            self.prepare(u, now, cfg, t);
             if let Some(ul) = self.live_mut(u) {
                 ul.neighbors &= !(1u64 << v);
                 ul.xfers.retain(|x| x.from != Some(v));
@@ -604,30 +699,30 @@ impl Swarm {
         if self.live(a).is_none() || self.live(b).is_none() {
             return;
         }
-        self.flush(a, now);
-        self.flush(b, now);
+        self.prepare(a, now, cfg, t);
+        self.prepare(b, now, cfg, t);
         let (ka, kb) = (self.viewers[a as usize].key, self.viewers[b as usize].key);
         let (ha, hb) = (self.holdings(a), self.holdings(b));
         if let Some(l) = self.live_mut(a) {
             l.neighbors |= 1 << b;
             l.sched.peer_joined(now, kb);
-            l.sched.peer_holdings(now, kb, &hb);
+            l.sched.peer_announced(now, kb, &hb);
         }
         if let Some(l) = self.live_mut(b) {
             l.neighbors |= 1 << a;
             l.sched.peer_joined(now, ka);
-            l.sched.peer_holdings(now, ka, &ha);
+            l.sched.peer_announced(now, ka, &ha);
         }
         self.after(a, now, cfg, view, t);
         self.after(b, now, cfg, view, t);
     }
 
     /// What `v` announces: segments held (not older than the scheduler keeps) and
-    /// segments it is fetching over HTTP.
-    fn holdings(&self, v: u16) -> Holdings {
+    /// segments it is fetching over HTTP; in part mode, the newest parts it holds.
+    fn holdings(&self, v: u16) -> Announcement {
         match self.live(v) {
-            Some(l) => Holdings::new(l.sched.loaded(), l.sched.loading()),
-            None => Holdings::default(),
+            Some(l) => l.sched.announcement(),
+            None => Announcement::default(),
         }
     }
 
@@ -644,21 +739,57 @@ impl Swarm {
         };
         l.announce_pending = false;
         let neighbors = l.neighbors;
-        self.snaps[v as usize] = self.holdings(v);
+        let new = self.holdings(v);
+        let old = std::mem::replace(&mut self.snaps[v as usize], new);
         let bit = 1u64 << v;
         for u in 0..self.viewers.len() as u16 {
             if neighbors & (1 << u) == 0 {
                 continue;
             }
-            let quiet = self
-                .live(u)
-                .is_some_and(|ul| ul.wake_at > now && !ul.sched.has_missing());
+            let quiet = self.live(u).is_some_and(|ul| {
+                ul.wake_at > now
+                    && if cfg.units.parts() {
+                        self.parts_unchanged(ul, &old, &self.snaps[v as usize], cfg)
+                    } else {
+                        !ul.sched.has_missing()
+                    }
+            });
             self.held[u as usize] |= bit;
             if !quiet {
-                self.flush(u, now);
+                self.prepare(u, now, cfg, t);
                 self.after(u, now, cfg, view, t);
             }
         }
+    }
+
+    /// Part mode: whether a neighbour's new announcement leaves every part `l` still
+    /// needs and is not already fetching (listed, ahead of the playhead) as it was
+    /// in the previous one: then the part scheduler would only record it (it plans
+    /// only missing parts, from who holds them), so it can be held back like an
+    /// announcement in segment mode (see [`Swarm::announce`]).
+    fn parts_unchanged(
+        &self,
+        l: &Live,
+        old: &Announcement,
+        new: &Announcement,
+        cfg: &SwarmConfig,
+    ) -> bool {
+        let (Announcement::Parts(new), old) = (new, old) else {
+            return false;
+        };
+        let old: &[p2p::scheduler::PartKey] = match old {
+            Announcement::Parts(o) => o,
+            Announcement::Segments(_) => &[],
+        };
+        let units = &cfg.units;
+        let pos = l.head.position_ms();
+        (units.unit_at(pos)..l.next_list).all(|x| {
+            if units.end_ms(x) <= pos || l.sched.has(x) || l.xfers.iter().any(|f| f.seg == x) {
+                return true;
+            }
+            let k = units.key(x);
+            old.contains(&k) == new.contains(&k)
+        })
     }
 
     /// Hands `u`'s scheduler the announcements held back for it (see
@@ -672,15 +803,35 @@ impl Swarm {
             bits &= bits - 1;
             let key = self.viewers[b].key;
             if let Some(ul) = self.viewers[u as usize].live.as_deref_mut() {
-                ul.sched.peer_holdings(now, key, &self.snaps[b]);
+                ul.sched.peer_announced(now, key, &self.snaps[b]);
             }
         }
+    }
+
+    /// Readies `u`'s scheduler for a call at `now`: in part mode its player clock and
+    /// position move to `now` first (`mediamesh peer`'s part viewer steps its clock
+    /// every 50 ms, so its scheduler never plans from a stale position; part windows
+    /// are a few hundred ms); then the held-back announcements are handed over.
+    fn prepare(&mut self, u: u16, now: u64, cfg: &SwarmConfig, t: &mut Tally) {
+        if cfg.units.parts() {
+            if let Some(mut l) = self.viewers.get_mut(u as usize).and_then(|x| x.live.take()) {
+                let before = l.head.position_ms();
+                let end = l.sched.contiguous_end(before);
+                let pos = l.head.advance(now, end);
+                self.track(&mut l, now, t);
+                if pos != before {
+                    l.sched.set_position(now, pos);
+                }
+                self.viewers[u as usize].live = Some(l);
+            }
+        }
+        self.flush(u, now);
     }
 
     /// Moves the player clock, tells the scheduler, carries out its actions and sets
     /// the next wake-up.
     fn service(&mut self, v: u16, now: u64, cfg: &SwarmConfig, view: &EdgeView, t: &mut Tally) {
-        self.flush(v, now);
+        self.prepare(v, now, cfg, t);
         let Some(mut l) = self.viewers.get_mut(v as usize).and_then(|x| x.live.take()) else {
             return;
         };
@@ -727,6 +878,10 @@ impl Swarm {
     }
 
     fn list_due(&self, l: &mut Live, now: u64, delay: u64, cfg: &SwarmConfig) {
+        if cfg.units.parts() {
+            self.list_parts_due(l, now, cfg);
+            return;
+        }
         let seg = cfg.segment_ms;
         while l.next_list < cfg.segments {
             let id = l.next_list;
@@ -737,14 +892,28 @@ impl Swarm {
             if !visible {
                 break;
             }
-            l.sched.segment_listed(
-                now,
-                SegmentInfo {
-                    id: SegmentId(id),
-                    start_ms: id * seg,
-                    duration_ms: seg,
-                },
-            );
+            l.sched.list_segment(now, cfg.units.segment_info(id));
+            l.next_list += 1;
+        }
+    }
+
+    /// Part mode: the blocking playlist reloads of `mediamesh peer`. A part is
+    /// listed complete [`SwarmConfig::part_list_delay_ms`] after it is made, and the
+    /// part after the newest complete one is listed at the same moment as the
+    /// playlist's preload hint (`EXT-X-PRELOAD-HINT`), which its elected fetcher GETs
+    /// at once.
+    fn list_parts_due(&self, l: &mut Live, now: u64, cfg: &SwarmConfig) {
+        let units = &cfg.units;
+        let delay = cfg.part_list_delay_ms(self.plan.class.region);
+        let count = units.count();
+        while l.next_complete < count && units.produced_at(l.next_complete) + delay <= now {
+            l.sched
+                .list_part(now, units.part_info(l.next_complete), true);
+            l.next_complete += 1;
+            l.next_list = l.next_list.max(l.next_complete);
+        }
+        if l.next_list == l.next_complete && l.next_list < count {
+            l.sched.list_part(now, units.part_info(l.next_list), false);
             l.next_list += 1;
         }
     }
@@ -762,18 +931,16 @@ impl Swarm {
         }
         for a in actions.drain(..) {
             match a {
-                Action::FetchHttp(SegmentId(seg)) => self.fetch_http(v, seg, now, cfg, view),
-                Action::RequestPeer { peer, segment } => {
-                    self.request_peer(v, peer, segment.0, now, cfg)
-                }
-                Action::CancelPeer { peer, segment } => {
+                Act::FetchHttp(unit) => self.fetch_http(v, unit, now, cfg, view, t),
+                Act::RequestPeer { peer, unit } => self.request_peer(v, peer, unit, now, cfg),
+                Act::CancelPeer { peer, unit } => {
                     let slot = self.slot_of(peer);
                     let mut freed = None;
                     if let Some(l) = self.live_mut(v) {
                         if let Some(i) = l
                             .xfers
                             .iter()
-                            .position(|x| x.seg == segment.0 && x.from.is_some() && x.from == slot)
+                            .position(|x| x.seg == unit && x.from.is_some() && x.from == slot)
                         {
                             let x = l.xfers.swap_remove(i);
                             freed = x.from.map(|f| (f, x.slot));
@@ -783,7 +950,7 @@ impl Swarm {
                         self.release(f, s);
                     }
                 }
-                Action::Announce => {
+                Act::Announce => {
                     let ms = cfg.announce_ms;
                     let mut send = false;
                     if let Some(l) = self.live_mut(v) {
@@ -796,7 +963,7 @@ impl Swarm {
                         self.push(now + ms, Ev::Announce(v));
                     }
                 }
-                Action::Disconnect(peer) => {
+                Act::Disconnect(peer) => {
                     if let Some(u) = self.slot_of(peer) {
                         if let Some(l) = self.live_mut(v) {
                             l.neighbors &= !(1u64 << u);
@@ -807,7 +974,6 @@ impl Swarm {
         }
         self.actions = actions;
         self.wake(v, now, cfg);
-        let _ = t;
     }
 
     fn slot_of(&self, key: PeerKey) -> Option<u16> {
@@ -827,7 +993,9 @@ impl Swarm {
         if let Some(dry) = l.head.dry_at(end) {
             next = next.min(dry.max(now + 1));
         }
-        if l.next_list < cfg.segments {
+        if cfg.units.parts() {
+            next = next.min(self.part_wake(l, now, cfg));
+        } else if l.next_list < cfg.segments {
             let at = match cfg.mode {
                 Mode::Live => cfg.produced_at(l.next_list) + delay,
                 Mode::Vod => now + cfg.segment_ms,
@@ -847,12 +1015,56 @@ impl Swarm {
         self.push(next, Ev::Wake(v));
     }
 
-    fn fetch_http(&mut self, v: u16, seg: u64, now: u64, cfg: &SwarmConfig, view: &EdgeView) {
+    /// Part mode: when the viewer must next look at its parts besides its
+    /// scheduler's own wake-ups: the next part listed complete (with the following
+    /// preload hint), and the moment the first listed part it lacks turns urgent
+    /// (the part scheduler leaves that to the caller's periodic tick; the real
+    /// viewer ticks every 50 ms, the simulator wakes exactly then).
+    fn part_wake(&self, l: &Live, now: u64, cfg: &SwarmConfig) -> u64 {
+        let units = &cfg.units;
+        let mut next = u64::MAX;
+        if l.next_complete < units.count() {
+            let delay = cfg.part_list_delay_ms(self.plan.class.region);
+            next = next.min((units.produced_at(l.next_complete) + delay).max(now + 1));
+        }
+        if let PlayState::Playing = l.head.state() {
+            let pos = l.head.position_ms();
+            let urgent = cfg.part_cfg.urgent_ms;
+            let first = units.unit_at(pos);
+            let last = l.next_list.min(first + URGENCY_SCAN);
+            if let Some(u) =
+                (first..last).find(|&u| !l.sched.has(u) && units.start_ms(u) > pos + urgent)
+            {
+                next = next.min(now + (units.start_ms(u) - urgent - pos));
+            }
+        }
+        next
+    }
+
+    fn fetch_http(
+        &mut self,
+        v: u16,
+        seg: u64,
+        now: u64,
+        cfg: &SwarmConfig,
+        view: &EdgeView,
+        t: &mut Tally,
+    ) {
         let region = self.plan.class.region;
         let q = self.plan.class.rendition;
         let (edge_rtt, _, origin_rtt, upstream_rtt) = cfg.rtts[region];
-        let bytes = segment_bytes(self.bitrate_bps, cfg.segment_ms, seg);
+        let units = &cfg.units;
+        let bytes = units.bytes(self.bitrate_bps, seg);
         let down = self.viewers[v as usize].spec.downlink_bps as f64;
+        if let Some(l) = self.live(v) {
+            if units.start_ms(seg) <= l.head.position_ms() + cfg.urgent_ms() {
+                t.totals[self.class()].urgent_http += 1;
+            }
+        }
+        // Part mode: the request may be the preload hint's, for a part not made yet;
+        // the origin (and an edge on a miss, coalesced) holds it until the part
+        // exists. `made` is when the part can leave the origin.
+        let made = units.produced_at(seg);
         self.xfer_seq += 1;
         let id = self.xfer_seq;
         let (done, ok) = if cfg.preset.edges() {
@@ -878,7 +1090,19 @@ impl Swarm {
                             bytes,
                         });
                         let rate = down * view.factor[e];
-                        (now + rtt + miss + transfer_ms(bytes, rate), true)
+                        let sent = if units.parts() {
+                            // The edge has the part at the latest of: the request's
+                            // arrival (plus the upstream fetch on a miss), and the
+                            // part's own way from the origin once made (a held
+                            // request is already waiting there).
+                            let extra = miss.saturating_sub(upstream_rtt);
+                            let asked = now + rtt / 2 + miss;
+                            let pushed = made + upstream_rtt / 2 + extra;
+                            asked.max(pushed) + (rtt - rtt / 2)
+                        } else {
+                            now + rtt + miss
+                        };
+                        (sent + transfer_ms(bytes, rate), true)
                     }
                 }
             }
@@ -890,7 +1114,12 @@ impl Swarm {
                 bytes,
             });
             let rate = down * view.origin_factor;
-            (now + origin_rtt + transfer_ms(bytes, rate), true)
+            let sent = if units.parts() {
+                (now + origin_rtt / 2).max(made) + (origin_rtt - origin_rtt / 2)
+            } else {
+                now + origin_rtt
+            };
+            (sent + transfer_ms(bytes, rate), true)
         } else {
             (now + origin_rtt + HTTP_FAIL_MS, false)
         };
@@ -914,7 +1143,7 @@ impl Swarm {
     fn request_peer(&mut self, v: u16, peer: PeerKey, seg: u64, now: u64, cfg: &SwarmConfig) {
         let region = self.plan.class.region;
         let rtt = cfg.rtts[region].1;
-        let bytes = segment_bytes(self.bitrate_bps, cfg.segment_ms, seg);
+        let bytes = cfg.units.bytes(self.bitrate_bps, seg);
         let down = self.viewers[v as usize].spec.downlink_bps;
         self.xfer_seq += 1;
         let id = self.xfer_seq;
@@ -933,7 +1162,7 @@ impl Swarm {
             let uplink = self.viewers[u as usize].spec.uplink_bps;
             let audit = cfg.audit;
             if let Some(s) = self.live_mut(u) {
-                if s.sched.has(SegmentId(seg)) && uplink > 0 && s.gate.try_start() {
+                if s.sched.has(seg) && uplink > 0 && s.gate.try_start() {
                     let start = (now + rtt / 2).max(s.up_busy_until);
                     let dur = transfer_ms(bytes, uplink.min(down) as f64);
                     s.up_busy_until = start + dur;

@@ -38,6 +38,8 @@ pub struct ClassTotals {
     pub viewer_ms: u64,
     pub peer_requests: u64,
     pub peer_timeouts: u64,
+    /// HTTP requests for a unit already inside the scheduler's urgent window.
+    pub urgent_http: u64,
 }
 
 /// One worker's counters.
@@ -103,6 +105,7 @@ impl Tally {
             a.viewer_ms += b.viewer_ms;
             a.peer_requests += b.peer_requests;
             a.peer_timeouts += b.peer_timeouts;
+            a.urgent_http += b.urgent_http;
         }
         self.startup.extend_from_slice(&o.startup);
         self.latency.extend_from_slice(&o.latency);
