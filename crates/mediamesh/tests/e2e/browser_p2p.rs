@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-const IN_NETNS: &str = "MEDIAMESH_TEST_IN_NETNS";
+pub(crate) const IN_NETNS: &str = "MEDIAMESH_TEST_IN_NETNS";
 
 fn web() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web")
@@ -34,9 +34,17 @@ fn require_web() {
 /// Runs the named test of this module again inside a fresh network namespace, one
 /// scenario at a time ([`browser_turn`]).
 fn rerun_in_netns(test: &str) {
+    rerun_in_netns_at(module_path!(), test, Duration::from_secs(170));
+}
+
+/// Runs test `test` of module `module` (its `module_path!()`) again inside a fresh
+/// network namespace that holds `lo` and a veth pair with a default route, one browser
+/// scenario at a time ([`browser_turn`]), within `limit`. The re-run finds
+/// [`IN_NETNS`] set and runs the scenario itself.
+pub(crate) fn rerun_in_netns_at(module: &str, test: &str, limit: Duration) {
     let _turn = browser_turn();
-    // The test's full name in this binary: `browser_p2p::{test}`.
-    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    // The test's full name in this binary: `{module without the crate}::{test}`.
+    let module = module.split_once("::").map_or("", |(_, m)| m);
     let test = format!("{module}::{test}");
     let test = test.as_str();
     let exe = std::env::current_exe().expect("test binary path");
@@ -58,7 +66,7 @@ fn rerun_in_netns(test: &str) {
                 "--include-ignored",
             ])
             .env(IN_NETNS, "1"),
-        Duration::from_secs(170),
+        limit,
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

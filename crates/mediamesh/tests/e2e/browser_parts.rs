@@ -14,49 +14,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::browser_p2p::wait_for_stable_multivariant;
+use crate::browser_p2p::{rerun_in_netns_at, wait_for_stable_multivariant, IN_NETNS};
 use crate::common::*;
 
-const IN_NETNS: &str = "MEDIAMESH_TEST_IN_NETNS";
-
 /// Runs the named test of this module again inside a fresh network namespace (the
-/// set-up of `browser_p2p`), one browser scenario at a time ([`browser_turn`]).
+/// set-up of `browser_p2p`), one browser scenario at a time.
 fn rerun_in_netns(test: &str) {
-    let _turn = browser_turn();
-    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
-    let test = format!("{module}::{test}");
-    let exe = std::env::current_exe().expect("test binary path");
-    let setup = "set -e; ip link set lo up; \
-        ip link add mm0 type veth peer name mm1; \
-        ip addr add 198.51.100.1/24 dev mm0; ip link set mm0 up; ip link set mm1 up; \
-        ip route add default via 198.51.100.2 dev mm0; \
-        exec \"$0\" \"$@\"";
-    let out = run(
-        Command::new("unshare")
-            .args(["--net", "--", "sh", "-c", setup])
-            .arg(&exe)
-            .args([
-                "--exact",
-                test.as_str(),
-                "--nocapture",
-                "--test-threads=1",
-                "--include-ignored",
-            ])
-            .env(IN_NETNS, "1"),
-        Duration::from_secs(200),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}\n{stderr}");
-    assert!(
-        out.status.success(),
-        "the scenario failed inside its network namespace (it needs root for `unshare --net`, \
-         and `ip` from iproute2):\n{stderr}"
-    );
-    assert!(
-        stdout.contains("1 passed"),
-        "the scenario did not run inside the namespace:\n{stdout}"
-    );
+    rerun_in_netns_at(module_path!(), test, Duration::from_secs(200));
 }
 
 /// `serve --demo`, once its LL-HLS playlist is up and its BANDWIDTH holds still (it
