@@ -3,28 +3,12 @@
 //! without errors, and catch and ban a peer that corrupts the parts it uploads.
 //! Outcomes only, no timed assertions.
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
 
 fn run_peers(server: &Server, name: &str, extra: &[&str]) -> serde_json::Value {
-    let stats = server.dir.path().join(name);
-    let playlist = server.url("/live/demo/index.m3u8");
-    wait_for_200(&playlist, Duration::from_secs(20));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediamesh"));
-    cmd.arg("peer")
-        .arg(&playlist)
-        .args(["--stats", &stats.display().to_string()])
-        .args(extra);
-    let out = run(&mut cmd, Duration::from_secs(90));
-    assert!(
-        out.status.success(),
-        "peer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&stats).expect("stats file");
-    serde_json::from_str(&text).expect("stats JSON")
+    crate::peer::run_peers_to(server, name, extra)
 }
 
 /// Every part, segment and init the origin serves carries its object signature, the

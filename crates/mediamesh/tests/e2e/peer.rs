@@ -8,7 +8,13 @@ use std::time::Duration;
 use crate::common::*;
 
 fn run_peers(server: &Server, extra: &[&str]) -> serde_json::Value {
-    let stats = server.dir.path().join("peer-stats.json");
+    run_peers_to(server, "peer-stats.json", extra)
+}
+
+/// Runs `mediamesh peer` on the demo channel with `extra` flags (bounded wait), its
+/// stats written to `name` in the server's folder, and returns them.
+pub(crate) fn run_peers_to(server: &Server, name: &str, extra: &[&str]) -> serde_json::Value {
+    let stats = server.dir.path().join(name);
     let playlist = server.url("/live/demo/index.m3u8");
     wait_for_200(&playlist, Duration::from_secs(20));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediamesh"));
