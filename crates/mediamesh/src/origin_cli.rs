@@ -43,6 +43,25 @@ pub struct OriginArgs {
     /// RTMP listen address.
     #[arg(long, default_value_t = default_rtmp())]
     pub rtmp: SocketAddr,
+    /// SRT listen address (UDP), e.g. 127.0.0.1:9000; off unless given. Publish MPEG-TS
+    /// to `srt://ADDR?streamid=live/NAME` (or `#!::r=live/NAME,m=publish`).
+    #[arg(long, value_name = "ADDR")]
+    pub srt: Option<SocketAddr>,
+    /// SRT publishers must encrypt with this passphrase (10 to 79 characters).
+    #[arg(long)]
+    pub srt_passphrase: Option<String>,
+    /// SRT key length publishers must use: 16, 24 or 32 (0 takes the publisher's).
+    #[arg(long, default_value_t = defaults().srt_settings.pbkeylen)]
+    pub srt_pbkeylen: u16,
+    /// SRT receiver latency in seconds (the larger of this and the publisher's applies).
+    #[arg(long, default_value_t = secs_default(defaults().srt_settings.latency))]
+    pub srt_latency: f64,
+    /// Seconds a publishing SRT connection may send no audio or video frame.
+    #[arg(long, default_value_t = secs_default(defaults().limits.srt_idle_timeout))]
+    pub srt_idle_timeout: f64,
+    /// Concurrent SRT connections.
+    #[arg(long, default_value_t = defaults().limits.max_srt_connections)]
+    pub max_srt_connections: usize,
     /// Data folder (signing key).
     #[arg(long, default_value_os_t = defaults().data_dir)]
     pub data: PathBuf,
@@ -175,6 +194,10 @@ pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
     let mut c = OriginConfig::new(args.data.clone());
     c.http = args.http;
     c.rtmp = Some(args.rtmp);
+    c.srt = args.srt;
+    c.srt_settings.passphrase = args.srt_passphrase.clone();
+    c.srt_settings.pbkeylen = args.srt_pbkeylen;
+    c.srt_settings.latency = seconds("srt-latency", args.srt_latency, 0.0, 86_400.0)?;
     c.media_dir = args.media.clone();
     c.demo = args.demo;
     let p = &mut c.packaging;
@@ -213,6 +236,8 @@ pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
         86_400.0,
     )?;
     l.rtmp_idle_timeout = seconds("rtmp-idle-timeout", args.rtmp_idle_timeout, 0.0, 86_400.0)?;
+    l.srt_idle_timeout = seconds("srt-idle-timeout", args.srt_idle_timeout, 0.0, 86_400.0)?;
+    l.max_srt_connections = args.max_srt_connections;
     c.validate()?;
     Ok(c)
 }
@@ -225,10 +250,11 @@ pub async fn run_origin(args: OriginArgs) -> Result<()> {
     let _admin =
         crate::listen_cli::start_admin(&args.admin, std::sync::Arc::new(service::metrics::render))
             .await?;
-    crate::ready::listening(
+    crate::ready::listening_ingest(
         "origin",
         origin.http_addr,
         origin.rtmp_addr,
+        origin.srt_addr,
         crate::listen_cli::admin_addr(&_admin),
     );
     tracing::info!(
@@ -302,10 +328,11 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
         std::sync::Arc::new(move || edge::metrics::render(&shown)),
     )
     .await?;
-    crate::ready::listening(
+    crate::ready::listening_ingest(
         "serve",
         edge.addr,
         origin.rtmp_addr,
+        origin.srt_addr,
         crate::listen_cli::admin_addr(&_admin),
     );
     tracing::info!(
@@ -369,5 +396,26 @@ mod tests {
         let path = dir.path().join("m.toml");
         std::fs::write(&path, "no_such_key = 1\n").expect("write");
         assert!(origin(&["--config", path.to_str().expect("utf-8")]).is_err());
+    }
+
+    #[test]
+    fn srt_is_off_by_default_and_set_by_flag_or_file() {
+        let c = origin(&[]).expect("defaults");
+        assert_eq!(c.srt, None);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "srt = \"127.0.0.1:9000\"\nsrt_passphrase = \"0123456789ab\"\nsrt_latency = 0.3\n",
+        )
+        .expect("write");
+        let c = origin(&["--config", path.to_str().expect("utf-8")]).expect("file");
+        assert_eq!(c.srt, Some(SocketAddr::from(([127, 0, 0, 1], 9000))));
+        assert_eq!(c.srt_settings.passphrase.as_deref(), Some("0123456789ab"));
+        assert_eq!(c.srt_settings.latency, Duration::from_millis(300));
+        let e = origin(&["--srt", "127.0.0.1:0", "--srt-passphrase", "short"]).expect_err("short");
+        assert!(e.to_string().contains("srt-passphrase"), "{e}");
+        let e = origin(&["--srt-pbkeylen", "20"]).expect_err("bad key length");
+        assert!(e.to_string().contains("srt-pbkeylen"), "{e}");
     }
 }

@@ -13,6 +13,10 @@ pub struct OriginConfig {
     pub http: SocketAddr,
     /// RTMP listen address; `None` disables RTMP ingest.
     pub rtmp: Option<SocketAddr>,
+    /// SRT listen address (UDP); `None` (the default) disables SRT ingest.
+    pub srt: Option<SocketAddr>,
+    /// SRT encryption and latency.
+    pub srt_settings: SrtConfig,
     /// Data folder: keeps the signing key.
     pub data_dir: PathBuf,
     /// Folder of MP4 files served as VOD; `None` disables VOD.
@@ -28,6 +32,28 @@ pub struct OriginConfig {
     pub require_keys: bool,
     /// Answer `/metrics` on the HTTP port (off when an admin listener serves it).
     pub public_metrics: bool,
+}
+
+/// SRT ingest settings (see `ingest::srt`).
+#[derive(Clone, Debug)]
+pub struct SrtConfig {
+    /// SRT publishers must encrypt with this passphrase (10 to 79 characters); `None`
+    /// accepts unencrypted publishers only.
+    pub passphrase: Option<String>,
+    /// Key length publishers must use: 16, 24 or 32 bytes; 0 takes the publisher's.
+    pub pbkeylen: u16,
+    /// Receiver latency (TSBPD buffer); the larger of this and the publisher's applies.
+    pub latency: Duration,
+}
+
+impl Default for SrtConfig {
+    fn default() -> Self {
+        Self {
+            passphrase: None,
+            pbkeylen: 0,
+            latency: Duration::from_millis(120),
+        }
+    }
 }
 
 /// How live streams are cut and kept.
@@ -86,6 +112,11 @@ pub struct Limits {
     /// A publishing RTMP connection that delivers no audio or video frame for this long
     /// is closed (bytes that never complete a frame do not count).
     pub rtmp_idle_timeout: Duration,
+    /// Concurrent SRT connections (handshakes in progress hold no state).
+    pub max_srt_connections: usize,
+    /// A publishing SRT connection that delivers no audio or video frame for this long
+    /// is closed.
+    pub srt_idle_timeout: Duration,
     /// HTTP: time to the first byte, idle time, connections per client address.
     pub conn: service::ConnLimits,
 }
@@ -119,6 +150,8 @@ impl Default for Limits {
             max_frozen_frames: 300,
             rtmp_publish_deadline: Duration::from_secs(10),
             rtmp_idle_timeout: Duration::from_secs(15),
+            max_srt_connections: 256,
+            srt_idle_timeout: Duration::from_secs(15),
             conn: service::ConnLimits::default(),
         }
     }
@@ -156,6 +189,8 @@ impl OriginConfig {
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             rtmp: Some(SocketAddr::from(([127, 0, 0, 1], 1935))),
+            srt: None,
+            srt_settings: SrtConfig::default(),
             data_dir,
             media_dir: None,
             demo: false,
@@ -222,6 +257,7 @@ impl OriginConfig {
             ("max-rtmp-connections-per-ip", l.max_rtmp_connections_per_ip),
             ("max-http-header-bytes", l.max_http_header_bytes),
             ("max-streams", l.max_streams),
+            ("max-srt-connections", l.max_srt_connections),
         ] {
             if v == 0 {
                 return Err(ConfigError {
@@ -254,6 +290,32 @@ impl OriginConfig {
             s(3_600.0),
         )?;
         within("rtmp-idle-timeout", l.rtmp_idle_timeout, s(1.0), s(3_600.0))?;
+        within("srt-idle-timeout", l.srt_idle_timeout, s(1.0), s(3_600.0))?;
+        let srt = &self.srt_settings;
+        within("srt-latency", srt.latency, s(0.02), s(10.0))?;
+        if let Some(pass) = &srt.passphrase {
+            if !(10..=79).contains(&pass.len()) {
+                return Err(ConfigError {
+                    setting: "srt-passphrase",
+                    problem: format!(
+                        "must be 10 to 79 characters (as libsrt requires), got {}",
+                        pass.len()
+                    ),
+                });
+            }
+        }
+        if ![0, 16, 24, 32].contains(&srt.pbkeylen) {
+            return Err(ConfigError {
+                setting: "srt-pbkeylen",
+                problem: format!("must be 0 (any), 16, 24 or 32, got {}", srt.pbkeylen),
+            });
+        }
+        if srt.pbkeylen != 0 && srt.passphrase.is_none() {
+            return Err(ConfigError {
+                setting: "srt-pbkeylen",
+                problem: "needs --srt-passphrase".into(),
+            });
+        }
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
-//! Starts a whole origin from an `OriginConfig`: the HTTP server, the RTMP listener, the
-//! demo loop and the housekeeping tick, and reports the addresses actually bound (so
-//! tests can ask for port 0).
+//! Starts a whole origin from an `OriginConfig`: the HTTP server, the RTMP and SRT
+//! listeners, the demo loop and the housekeeping tick, and reports the addresses
+//! actually bound (so tests can ask for port 0).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +29,11 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen for SRT on {addr}: {source} (pick another port with --srt)")]
+    Srt {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("media folder {path}: {source}")]
     Media {
         path: String,
@@ -45,6 +50,8 @@ pub enum StartError {
 pub struct Origin {
     pub http_addr: SocketAddr,
     pub rtmp_addr: Option<SocketAddr>,
+    /// Bound SRT (UDP) address, when SRT ingest is on.
+    pub srt_addr: Option<SocketAddr>,
     pub state: AppState,
     tasks: Vec<JoinHandle<()>>,
     stop_ingest: Option<tokio::sync::oneshot::Sender<()>>,
@@ -128,6 +135,33 @@ impl Origin {
             None => None,
         };
         let rtmp_addr = rtmp_listener.as_ref().map(|(_, a)| *a);
+        let srt_socket = match config.srt {
+            Some(addr) => {
+                let socket = std::net::UdpSocket::bind(addr)
+                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                    .map_err(|source| StartError::Srt { addr, source })?;
+                let bound = socket
+                    .local_addr()
+                    .map_err(|source| StartError::Srt { addr, source })?;
+                tracing::info!(addr = %bound, "SRT listening: publish to srt://{bound}?streamid=live/STREAM");
+                Some((socket, bound))
+            }
+            None => None,
+        };
+        let srt_addr = srt_socket.as_ref().map(|(_, a)| *a);
+        let srt = srt_socket.map(|(socket, _)| {
+            let s = &config.srt_settings;
+            (
+                socket,
+                ingest::srt::Settings {
+                    passphrase: s.passphrase.clone(),
+                    pbkeylen: s.pbkeylen,
+                    latency: s.latency,
+                    max_connections: config.limits.max_srt_connections,
+                    idle_timeout: config.limits.srt_idle_timeout,
+                },
+            )
+        });
         let clip = if config.demo {
             Some(ingest::demo::Clip::parse(ingest::demo::DEMO_CLIP)?)
         } else {
@@ -144,7 +178,16 @@ impl Origin {
         };
         std::thread::Builder::new()
             .name("ingest".into())
-            .spawn(move || ingest_loop(s, rtmp_listener.map(|(l, _)| l), settings, clip, stopped))
+            .spawn(move || {
+                ingest_loop(
+                    s,
+                    rtmp_listener.map(|(l, _)| l),
+                    settings,
+                    srt,
+                    clip,
+                    stopped,
+                )
+            })
             .map_err(|source| StartError::Rtmp {
                 addr: config.rtmp.unwrap_or(config.http),
                 source,
@@ -162,6 +205,7 @@ impl Origin {
         Ok(Self {
             http_addr,
             rtmp_addr,
+            srt_addr,
             state,
             tasks,
             stop_ingest: Some(stop_ingest),
@@ -169,11 +213,13 @@ impl Origin {
     }
 }
 
-/// The ingest thread: RTMP and the demo loop on a current-thread runtime, until `stop`.
+/// The ingest thread: RTMP, SRT and the demo loop on a current-thread runtime, until
+/// `stop`.
 fn ingest_loop(
     streams: Arc<Streams>,
     listener: Option<std::net::TcpListener>,
     settings: ingest::rtmp::Settings,
+    srt: Option<(std::net::UdpSocket, ingest::srt::Settings)>,
     clip: Option<ingest::demo::Clip>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -195,6 +241,14 @@ fn ingest_loop(
                     tracing::error!(error = %e, "demo channel stopped");
                 }
             });
+        }
+        if let Some((socket, srt_settings)) = srt {
+            match tokio::net::UdpSocket::from_std(socket) {
+                Ok(socket) => {
+                    tokio::spawn(ingest::srt::serve(socket, streams.clone(), srt_settings));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot use the SRT socket"),
+            }
         }
         if let Some(listener) = listener {
             match TcpListener::from_std(listener) {

@@ -33,5 +33,6 @@ mod peer_wss;
 mod security_conn;
 mod security_edge;
 mod security_origin;
+mod srt;
 mod tracker;
 mod vod;

@@ -1,8 +1,10 @@
-//! Ways live media gets into the origin: RTMP publishers (OBS, ffmpeg) and the
-//! built-in demo loop. Both feed a `live::Publisher`; neither packages anything itself.
+//! Ways live media gets into the origin: RTMP publishers (OBS, ffmpeg), SRT publishers
+//! (MPEG-TS) and the built-in demo loop. All feed a `live::Publisher`; none packages
+//! anything itself.
 
 pub mod demo;
 pub mod rtmp;
+pub mod srt;
 
 /// Extends 32-bit millisecond timestamps (RTMP wraps after ~49.7 days) to 64 bits.
 #[derive(Debug, Default, Clone)]

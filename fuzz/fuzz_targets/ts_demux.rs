@@ -1,0 +1,40 @@
+//! Fuzz the MPEG-TS demuxer the SRT ingest feeds: arbitrary bytes, pushed in
+//! input-chosen chunk sizes under small limits, must never panic, and every
+//! configuration it emits must parse as the packager will parse it.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use media::codec::{AacConfig, AvcConfig};
+use media::ts::{Demuxer, Frame, Limits};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&chunk, rest)) = data.split_first() else {
+        return;
+    };
+    let mut d = Demuxer::new(Limits {
+        max_pes_bytes: 64 * 1024,
+        max_programs: 4,
+        max_streams: 4,
+        max_parameter_sets: 2,
+    });
+    for part in rest.chunks(usize::from(chunk).max(1)) {
+        d.push(part);
+        drain(&mut d);
+    }
+    d.finish();
+    drain(&mut d);
+});
+
+fn drain(d: &mut Demuxer) {
+    while let Some(f) = d.poll() {
+        match f {
+            Frame::VideoConfig(record) => {
+                let _ = AvcConfig::parse(record);
+            }
+            Frame::AudioConfig(asc) => {
+                let _ = AacConfig::parse(asc);
+            }
+            _ => {}
+        }
+    }
+}
