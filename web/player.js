@@ -287,8 +287,10 @@
       ? {
         lowLatencyMode: true,
         backBufferLength: 30,
-        // Catch up (up to 10 % faster) when a slow part left us behind the target.
-        maxLiveSyncPlaybackRate: 1.1,
+        // The same live-edge behaviour as hls.js with P2P off (no catch-up playback
+        // rate): P2P must not change where the player sits, so it neither adds latency
+        // nor buys it with stalls. (With `maxLiveSyncPlaybackRate: 1.1` the page sat at
+        // 1.5 s, right on the part hold-back, and stalled more than P2P off.)
         // low: PART-HOLD-BACK from the playlist; balanced: one target duration more.
         ...(partMode === 'balanced' ? { liveSyncDuration: Number(params.get('sync')) || 3.5 } : {}),
         fLoader: parts.fragmentLoader(loaders.fLoader),

@@ -150,14 +150,15 @@ fn listed(playlist: &str) -> (Vec<(u64, String, bool)>, u64) {
 
 /// `tfdt` of the first track fragment in an fMP4 fragment.
 fn first_tfdt(b: &[u8]) -> Option<u64> {
-    let at = b.windows(4).position(|w| w == b"tfdt")?;
-    let version = *b.get(at + 4)?;
-    let v = b.get(at + 8..)?;
-    Some(if version == 1 {
-        u64::from_be_bytes(v.get(..8)?.try_into().ok()?)
-    } else {
-        u64::from(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
-    })
+    use media::bmff::{u32_at, u64_at, Boxes};
+    let tfdt = Boxes::new(b)
+        .find_path(&[b"moof", b"traf", b"tfdt"])
+        .ok()??;
+    let p = tfdt.payload();
+    match p.first()? {
+        1 => u64_at(p, 4),
+        _ => u32_at(p, 4).map(u64::from),
+    }
 }
 
 /// Starts `mediamesh peer` viewers of `url` over HTTP only; returns the process and

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use media::bmff::Boxes;
 use media::mp4::{self, SampleEntry, TrackKind};
 
 use crate::live::{Publisher, Streams};
@@ -154,19 +155,11 @@ fn feed(publisher: &mut Publisher, f: &Frame, ts: u64) -> Result<(), DemoError> 
 }
 
 fn find_moov(file: &[u8]) -> Option<&[u8]> {
-    let mut pos = 0usize;
-    while pos < file.len() {
-        let h = mp4::read_box_header(file.get(pos..)?).ok()??;
-        let size = usize::try_from(h.size.unwrap_or((file.len() - pos) as u64)).ok()?;
-        if size < usize::from(h.header_len) {
-            return None;
-        }
-        if &h.kind == b"moov" {
-            return file.get(pos..pos.checked_add(size)?);
-        }
-        pos = pos.checked_add(size)?;
-    }
-    None
+    Boxes::new(file)
+        .find(b"moov")
+        .ok()
+        .flatten()
+        .map(|b| b.bytes())
 }
 
 /// Publishes `name` from `clip` in real time, forever (until the task is dropped).

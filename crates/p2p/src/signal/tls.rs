@@ -108,18 +108,18 @@ pub fn default_config() -> Option<Arc<ClientConfig>> {
 mod tests {
     use super::*;
 
-    fn temp(name: &str, body: &[u8]) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("mm-tls-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(name);
+    /// Writes `body` to `name` in `dir` (a temporary folder removed when dropped).
+    fn temp(dir: &tempfile::TempDir, name: &str, body: &[u8]) -> std::path::PathBuf {
+        let p = dir.path().join(name);
         std::fs::write(&p, body).unwrap();
         p
     }
 
     #[test]
     fn a_private_ca_file_is_trusted() {
+        let dir = tempfile::tempdir().unwrap();
         let ca = rcgen::generate_simple_self_signed(vec!["test-ca".into()]).unwrap();
-        let p = temp("ca.pem", ca.cert.pem().as_bytes());
+        let p = temp(&dir, "ca.pem", ca.cert.pem().as_bytes());
         assert!(client_config(Some(&p)).is_ok());
         // Without the file: system roots only, still a valid configuration.
         assert!(client_config(None).is_ok());
@@ -127,17 +127,19 @@ mod tests {
 
     #[test]
     fn missing_empty_or_broken_ca_files_are_errors() {
-        let missing = std::env::temp_dir().join("mm-tls-test-does-not-exist.pem");
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("does-not-exist.pem");
         assert!(matches!(
             client_config(Some(&missing)),
             Err(TlsError::Read { .. })
         ));
-        let empty = temp("empty.pem", b"not a certificate\n");
+        let empty = temp(&dir, "empty.pem", b"not a certificate\n");
         assert!(matches!(
             client_config(Some(&empty)),
             Err(TlsError::NoCertificate { .. })
         ));
         let junk = temp(
+            &dir,
             "junk.pem",
             b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
         );
