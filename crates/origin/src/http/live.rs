@@ -457,6 +457,7 @@ async fn wait_if_next(r: &Rendition, msn: u64, part: Option<u64>) {
 
 /// Adds the object's signature ([`integrity::SIGNATURE_HEADER`]) to a 200 answer for
 /// segment or part `name`, so that a viewer can pass it on to peers with the bytes.
+/// Each object is signed once, on its first request (the store keeps the signature).
 fn signed(
     state: &AppState,
     s: &LiveStream,
@@ -467,16 +468,27 @@ fn signed(
     if resp.status() != StatusCode::OK {
         return resp;
     }
-    let digest = {
+    let value = {
         let t = r.store.read();
-        match parse_object(name) {
-            Some(Object::Segment(msn)) => t.segment(msn).map(|seg| seg.sha256()),
-            Some(Object::Part(msn, index)) => t.part(msn, index).map(|p| p.sha256()),
+        // Signed under the object's canonical name (the one playlists list), whatever
+        // spelling was asked for (`seg012.m4s` is segment 12 too): the signature is
+        // kept, so the first request must not choose the name the others get.
+        let object = parse_object(name);
+        let canonical = match object {
+            Some(Object::Segment(msn)) => manifest::segment_uri(msn),
+            Some(Object::Part(msn, index)) => manifest::part_uri(msn, index),
+            None => String::new(),
+        };
+        let sign = |d: &[u8; 32]| state.signer.sign_object(&s.name, &r.name, &canonical, d);
+        match object {
+            Some(Object::Segment(msn)) => t.segment(msn).map(|seg| seg.signature(sign).to_owned()),
+            Some(Object::Part(msn, index)) => {
+                t.part(msn, index).map(|p| p.signature(sign).to_owned())
+            }
             None => None,
         }
     };
-    if let Some(digest) = digest {
-        let value = state.signer.sign_object(&s.name, &r.name, name, &digest);
+    if let Some(value) = value {
         if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
             let headers = resp.headers_mut();
             headers.insert(integrity::SIGNATURE_HEADER, v);

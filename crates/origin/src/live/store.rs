@@ -23,6 +23,8 @@ pub struct Part {
     pub independent: bool,
     /// SHA-256 of `bytes`, computed on first use (most parts are never asked for).
     sha256: OnceLock<[u8; 32]>,
+    /// The origin's signature of the part, made on its first request.
+    signature: OnceLock<String>,
     /// Decode time of the first video sample, 90 kHz.
     pub decode_time: u64,
 }
@@ -33,6 +35,12 @@ impl Part {
         *self
             .sha256
             .get_or_init(|| Sha256::digest(&self.bytes).into())
+    }
+
+    /// The origin's signature of the part: `sign` (given the digest) runs on the first
+    /// call only, so a part requested by many edges and viewers is signed once.
+    pub fn signature(&self, sign: impl FnOnce(&[u8; 32]) -> String) -> &str {
+        self.signature.get_or_init(|| sign(&self.sha256()))
     }
 }
 
@@ -47,6 +55,8 @@ pub struct Segment {
     pub pdt_ms: u64,
     /// SHA-256 of the concatenated parts, computed on first use.
     sha256: Arc<OnceLock<[u8; 32]>>,
+    /// The origin's signature of the segment, made on its first request.
+    signature: Arc<OnceLock<String>>,
     pub size: usize,
 }
 
@@ -60,6 +70,11 @@ impl Segment {
             }
             hasher.finalize().into()
         })
+    }
+
+    /// The origin's signature of the segment (see [`Part::signature`]).
+    pub fn signature(&self, sign: impl FnOnce(&[u8; 32]) -> String) -> &str {
+        self.signature.get_or_init(|| sign(&self.sha256()))
     }
 
     /// Decode time of the first sample, 90 kHz.
@@ -296,6 +311,7 @@ impl RenditionStore {
             duration,
             independent,
             sha256: OnceLock::new(),
+            signature: OnceLock::new(),
             decode_time,
         });
         let mut t = self.timeline.write();
@@ -408,6 +424,7 @@ fn close_segment(t: &mut Timeline, open: OpenSegment) {
         discontinuity: open.discontinuity,
         pdt_ms: open.pdt_ms,
         sha256: Arc::new(OnceLock::new()),
+        signature: Arc::new(OnceLock::new()),
         size,
     });
 }
