@@ -8,8 +8,15 @@
 //! playlist's preload hint names, that is a blocking GET that returns when the part
 //! is complete — and the others wait for its announcement, then pull it. The next in
 //! rank steps in after [`PartConfig::seed_stagger_ms`] if nobody announced it, and a
-//! part whose playback is less than [`PartConfig::urgent_ms`] away always comes over
-//! HTTP, so a slow or lying peer costs bandwidth, never a stall.
+//! part whose playback is less than the urgent window away always comes over HTTP,
+//! so a slow or lying peer costs bandwidth, never a stall.
+//!
+//! The urgent window is [`PartConfig::urgent_ms`] or, when HTTP is slower than that
+//! allows for, twice the time HTTP has lately taken for a complete part (plus
+//! [`PartConfig::urgent_margin_ms`]), up to [`PartConfig::max_urgent_ms`]. A fixed
+//! 300 ms holds on a fast link; on a slow or busy one, a peer request that timed out
+//! at the edge of a fixed window left the HTTP fetch too little time, and the viewer
+//! stalled. The estimate rises at once with a slow fetch and falls slowly.
 //!
 //! Why pull and not push: a pushed part saves one round trip (the request) per hop,
 //! a few ms on the links a swarm of neighbours has, against a part duration of
@@ -60,8 +67,13 @@ pub struct PartInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartConfig {
     pub p2p: bool,
-    /// A part whose playback starts within this much media time comes over HTTP.
+    /// A part whose playback starts within this much media time comes over HTTP (the
+    /// least urgent window; see the module doc).
     pub urgent_ms: u64,
+    /// Added to twice the HTTP fetch time estimate for the adaptive urgent window.
+    pub urgent_margin_ms: u64,
+    /// Largest urgent window, however slow HTTP gets.
+    pub max_urgent_ms: u64,
     /// Parts further ahead than this are not fetched yet.
     pub ahead_ms: u64,
     /// Longest wait for one peer request.
@@ -84,6 +96,8 @@ impl Default for PartConfig {
         PartConfig {
             p2p: true,
             urgent_ms: 300,
+            urgent_margin_ms: 100,
+            max_urgent_ms: 2_000,
             ahead_ms: 10_000,
             peer_timeout_ms: 1_500,
             min_peer_window_ms: 100,
@@ -160,6 +174,11 @@ pub struct PartScheduler {
     banned: HashSet<PeerKey>,
     actions: VecDeque<PartAction>,
     stats: PartStats,
+    /// When each HTTP fetch of an already complete part started (fetches of a
+    /// preload-hinted part wait for the part to be made and are not timed).
+    http_since: HashMap<PartKey, u64>,
+    /// How long HTTP takes for a complete part, ms (rises at once, falls by 1/8).
+    http_ms: Option<u64>,
 }
 
 impl PartScheduler {
@@ -174,7 +193,17 @@ impl PartScheduler {
             banned: HashSet::new(),
             actions: VecDeque::new(),
             stats: PartStats::default(),
+            http_since: HashMap::new(),
+            http_ms: None,
         }
+    }
+
+    /// The urgent window now: parts due sooner come over HTTP (see the module doc).
+    pub fn urgent_ms(&self) -> u64 {
+        let adaptive = self
+            .http_ms
+            .map_or(0, |h| h.saturating_mul(2) + self.cfg.urgent_margin_ms);
+        self.cfg.urgent_ms.max(adaptive.min(self.cfg.max_urgent_ms))
     }
 
     pub fn stats(&self) -> PartStats {
@@ -274,11 +303,19 @@ impl PartScheduler {
     pub fn http_done(&mut self, now: u64, key: PartKey, bytes: u64) {
         self.now = now;
         self.stats.http_bytes += bytes;
+        if let Some(since) = self.http_since.remove(&key) {
+            let took = now.saturating_sub(since);
+            self.http_ms = Some(match self.http_ms {
+                Some(est) if took < est => (est * 7 + took) / 8,
+                _ => took,
+            });
+        }
         self.got(key);
     }
 
     pub fn http_failed(&mut self, now: u64, key: PartKey) {
         self.now = now;
+        self.http_since.remove(&key);
         if let Some(p) = self.parts.get_mut(&key) {
             if p.state == State::Http {
                 p.state = State::Missing;
@@ -328,6 +365,7 @@ impl PartScheduler {
                     }
                 }
                 self.parts.remove(&key);
+                self.http_since.remove(&key);
             }
         }
     }
@@ -436,6 +474,7 @@ impl PartScheduler {
             .filter(|p| matches!(p.state, State::Peer { .. }))
             .count();
         let (now, pos, cfg) = (self.now, self.pos, self.cfg.clone());
+        let urgent_ms = self.urgent_ms();
         let keys: Vec<PartKey> = self
             .parts
             .iter()
@@ -452,10 +491,10 @@ impl PartScheduler {
             };
             let start = p.info.start_ms;
             let complete_at = p.complete_at;
-            let urgent = !cfg.p2p || self.peers.is_empty() || start <= pos + cfg.urgent_ms;
+            let urgent = !cfg.p2p || self.peers.is_empty() || start <= pos + urgent_ms;
             let mut go_http = urgent;
             if !urgent {
-                let window = (start - pos - cfg.urgent_ms).min(cfg.peer_timeout_ms);
+                let window = (start - pos - urgent_ms).min(cfg.peer_timeout_ms);
                 let holder = (peer_dl < cfg.max_peer_downloads && window >= cfg.min_peer_window_ms)
                     .then(|| {
                         self.peers
@@ -494,6 +533,9 @@ impl PartScheduler {
                 http += 1;
                 if let Some(p) = self.parts.get_mut(&key) {
                     p.state = State::Http;
+                }
+                if complete_at.is_some() {
+                    self.http_since.insert(key, now);
                 }
                 self.actions.push_back(PartAction::FetchHttp(key));
             }
@@ -589,6 +631,61 @@ mod tests {
         s.peer_announced(0, PeerKey(3), vec![info(5, 0).key]);
         s.part_listed(0, info(5, 0), true);
         assert_eq!(drain(&mut s), vec![PartAction::FetchHttp(info(5, 0).key)]);
+    }
+
+    /// When HTTP takes 600 ms for a complete part, a part 1 s ahead is urgent: it
+    /// comes over HTTP although a peer holds it (a peer request would leave HTTP too
+    /// little time if it failed). With fast HTTP the same part comes from the peer, and
+    /// the window shrinks back as HTTP speeds up again.
+    #[test]
+    fn the_urgent_window_follows_how_long_http_takes() {
+        let (me, holder) = (PeerKey(1), PeerKey(2));
+        let mut s = PartScheduler::new(PartConfig::default(), me);
+        s.peer_joined(0, holder);
+        assert_eq!(s.urgent_ms(), 300);
+        // A complete part due at once: HTTP, timed.
+        s.set_position(0, 9_000);
+        s.part_listed(0, info(4, 2), true);
+        assert_eq!(drain(&mut s), vec![PartAction::FetchHttp(info(4, 2).key)]);
+        s.http_done(600, info(4, 2).key, 1_000);
+        drain(&mut s);
+        assert_eq!(s.urgent_ms(), 2 * 600 + 100);
+        // 1 s ahead, held by a peer: still HTTP.
+        s.set_position(600, 9_500);
+        s.peer_announced(600, holder, vec![info(5, 1).key]);
+        s.part_listed(600, info(5, 1), true);
+        assert_eq!(drain(&mut s), vec![PartAction::FetchHttp(info(5, 1).key)]);
+        // Fast fetches bring the window down by 1/8 of the gap each, not at once.
+        s.http_done(620, info(5, 1).key, 1_000);
+        drain(&mut s);
+        let after_one = s.urgent_ms();
+        assert!(after_one < 1_300 && after_one > 1_000, "{after_one}");
+        let mut t = 620;
+        for i in 2..4 {
+            let p = info(5, i);
+            s.part_listed(t, p, true);
+            drain(&mut s);
+            t += 10;
+            s.http_done(t, p.key, 1_000);
+            drain(&mut s);
+        }
+        for seg in 6..30 {
+            let p = info(seg, 0);
+            s.set_position(t, p.start_ms);
+            s.part_listed(t, p, true);
+            drain(&mut s);
+            t += 10;
+            s.http_done(t, p.key, 1_000);
+            drain(&mut s);
+        }
+        assert_eq!(s.urgent_ms(), 300, "fast HTTP again: the least window");
+        // Never more than the cap, however slow.
+        let mut slow = PartScheduler::new(PartConfig::default(), me);
+        slow.set_position(0, 9_000);
+        slow.part_listed(0, info(4, 2), true);
+        drain(&mut slow);
+        slow.http_done(10_000, info(4, 2).key, 1_000);
+        assert_eq!(slow.urgent_ms(), 2_000);
     }
 
     #[test]
