@@ -281,7 +281,7 @@ test('signatures: a signed part verifies without digests.json; forged or tampere
 
 // ---- two swarms: the election and the pull ---------------------------------------------
 
-function swarms({ verifyB } = {}) {
+function swarms({ verifyB, config, bufferAhead, fetchDelayMs } = {}) {
   const ca = new FakeConn();
   const cb = new FakeConn();
   ca.other = cb;
@@ -292,6 +292,7 @@ function swarms({ verifyB } = {}) {
   const body = new Uint8Array(3000).map((_, i) => (i * 13) & 0xff);
   const fetch = async (url) => {
     http.push(url);
+    if (fetchDelayMs) await new Promise((r) => setTimeout(r, fetchDelayMs));
     return new Response(body, { status: 200, headers: { 'mediamesh-signature': 'k1:sig' } });
   };
   const mk = (me, remote, conn, verify) => {
@@ -299,7 +300,8 @@ function swarms({ verifyB } = {}) {
       folder: 'http://h/live/demo/src/', position: () => 10, fetch, stats: newPartStats(),
       verify: verify || (async (_u, _d, g) => ({ ok: true, reason: '', signature: g })),
       onBan: (id, reason) => bans.push([me, id, reason]),
-      config: { tickMs: 20 },
+      config: { tickMs: 20, ...(config || {}) },
+      bufferAhead,
     });
     s.me = peerKey(ids[me]);
     const peer = fakePeer(ids[remote], conn);
@@ -368,5 +370,39 @@ test('swarms: a part that fails verification bans the sender and comes over HTTP
   } finally {
     t.a.destroy();
     t.b.destroy();
+  }
+});
+
+test('swarms: a starving player gets what it asks for over HTTP at once; the urgent window follows HTTP', async () => {
+  // b is not the elected fetcher and nobody holds the part: with enough buffered it
+  // waits (its HTTP turn and the demand fallback are a minute away here); with less
+  // than the least urgent window buffered, it fetches at once.
+  for (const starving of [false, true]) {
+    const t = swarms({
+      config: { staggerMs: 60000, demandFallbackMs: 60000 },
+      bufferAhead: () => (starving ? 0.1 : 2),
+      fetchDelayMs: 200,
+    });
+    try {
+      await tick();
+      t.b.me = 0n;
+      t.a.me = 0xffffffffffffffffn;
+      assert.equal(t.b.urgentMs(), 300, 'the least window before any HTTP fetch');
+      t.b.playlist(t.details);
+      const pending = t.b.get('http://h/live/demo/src/part100.0.m4s', null);
+      await tick();
+      assert.equal(t.http.length, starving ? 1 : 0, `starving: ${starving}`);
+      if (starving) {
+        const got = await pending;
+        assert.equal(got.source, 'http');
+        // That fetch of a complete part took at least 200 ms: the window is now at
+        // least twice that plus the margin, and never above the cap.
+        const w = t.b.urgentMs();
+        assert.ok(w >= 2 * 200 + 100 && w <= 2000, `urgent window ${w}`);
+      }
+    } finally {
+      t.a.destroy();
+      t.b.destroy();
+    }
   }
 });

@@ -43,12 +43,22 @@ export function createPartsEngine(o) {
     const v = o.video;
     return v && v.currentTime > 0 && v.readyState >= 2 ? v.currentTime : null;
   };
+  // Seconds of media buffered ahead of the playhead (null before playback).
+  const bufferAhead = () => {
+    const v = o.video;
+    if (!v || !(v.currentTime > 0)) return null;
+    const t = v.currentTime;
+    for (let i = 0; i < v.buffered.length; i++) {
+      if (v.buffered.start(i) <= t + 0.1 && t < v.buffered.end(i)) return v.buffered.end(i) - t;
+    }
+    return 0;
+  };
 
   function swarmFor(folder) {
     let s = swarms.get(folder);
     if (!s) {
       s = new PartSwarm({
-        folder, position, verify: o.verify, fetch: doFetch, stats, config: o.config,
+        folder, position, bufferAhead, verify: o.verify, fetch: doFetch, stats, config: o.config,
         onBan: (id, reason) => {
           stats.bannedPeers++;
           o.onBan(id, reason);

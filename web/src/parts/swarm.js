@@ -22,7 +22,13 @@ import * as wire from './wire.js';
 import { PartLink, peerKey, rendezvous } from './link.js';
 
 const DEFAULTS = {
+  // The least urgent window; it widens to twice what HTTP lately took for a complete
+  // part plus `urgentMarginMs`, up to `maxUrgentMs` (as the native peer does: a peer
+  // request that times out at the edge of a fixed 300 ms left a slow or busy link too
+  // little time for HTTP).
   urgentMs: 300,
+  urgentMarginMs: 100,
+  maxUrgentMs: 2000,
   aheadMs: 6000,
   peerTimeoutMs: 1500,
   minPeerWindowMs: 100,
@@ -56,6 +62,7 @@ export class PartSwarm {
    * @param {object} o
    * @param {string} o.folder        the rendition folder (absolute URL ending in /)
    * @param {Function} o.position    () → playback position in s (hls.js timeline), or null before playback
+   * @param {Function} [o.bufferAhead] () → seconds buffered ahead of the playhead, or null
    * @param {Function} o.verify      (url, bytes, g) → Promise<{ ok, reason, signature }>
    * @param {Function} o.fetch       fetch() to use
    * @param {Function} o.onBan       (peerId, reason) → void
@@ -73,6 +80,7 @@ export class PartSwarm {
     this.loader = null; // p2p-media-loader's P2PLoader of this rendition
     this.hint = null; // { msn, index, url } of the preload hint
     this.announceQueued = false;
+    this.httpMs = null; // how long HTTP takes for a complete part (rises at once, falls by 1/8)
     // Only the rendition hls.js plays fetches ahead; the others just serve what they hold.
     this.active = true;
     this.http = 0;
@@ -246,10 +254,23 @@ export class PartSwarm {
 
   // ---- the plan -------------------------------------------------------------------------
 
+  /** The urgent window now, ms: parts due sooner come over HTTP. */
+  urgentMs() {
+    const adaptive = this.httpMs === null ? 0 : 2 * this.httpMs + this.cfg.urgentMarginMs;
+    return Math.max(this.cfg.urgentMs, Math.min(adaptive, this.cfg.maxUrgentMs));
+  }
+
   plan() {
     if (this.destroyed) return;
     const now = performance.now();
     const pos = this.o.position();
+    const urgentMs = this.urgentMs();
+    this.stats.urgentMs = urgentMs;
+    // The player has less than the least urgent window buffered (about to stall, or
+    // stalled): whatever it asks for is needed now, wherever the part sits on the
+    // timeline, instead of after `demandFallbackMs`.
+    const ahead = this.o.bufferAhead ? this.o.bufferAhead() : null;
+    const starving = ahead !== null && ahead * 1000 <= this.cfg.urgentMs;
     const peers = this.partPeers();
     this.stats.partPeers = peers.length;
     const sorted = [...this.parts.values()].sort((a, b) => a.packed - b.packed);
@@ -265,13 +286,13 @@ export class PartSwarm {
       const leadMs = (p.start - pos) * 1000;
       if (p.start + p.duration <= pos && !demanded) continue; // played already
       if (leadMs > this.cfg.aheadMs) continue;
-      const urgent = !peers.length || leadMs <= this.cfg.urgentMs ||
-        (demanded && now - p.demandedAt > this.cfg.demandFallbackMs);
+      const urgent = !peers.length || leadMs <= urgentMs ||
+        (demanded && (starving || now - p.demandedAt > this.cfg.demandFallbackMs));
       if (urgent) {
         this.fetchHttp(p, true);
         continue;
       }
-      const windowMs = Math.min(leadMs - this.cfg.urgentMs, this.cfg.peerTimeoutMs);
+      const windowMs = Math.min(leadMs - urgentMs, this.cfg.peerTimeoutMs);
       const holders = peers.filter((l) => l.free && l.remoteParts.has(p.packed));
       if (holders.length && windowMs >= this.cfg.minPeerWindowMs) {
         holders.sort((a, b) => (rendezvous(b.key, p.packed) > rendezvous(a.key, p.packed) ? 1 : -1));
@@ -301,6 +322,9 @@ export class PartSwarm {
     p.state = 'http';
     this.http++;
     const started = performance.now();
+    // Only a part that is already complete is timed (a preload hint's GET waits for
+    // the part to be made).
+    const timed = p !== this.hint && p.completeAt > 0;
     (async () => {
       const r = await this.o.fetch(p.url);
       if (!r.ok) throw new Error(`HTTP ${r.status}`);
@@ -311,7 +335,11 @@ export class PartSwarm {
       this.http--;
       this.stats.httpPartBytes += data.length;
       this.stats.httpParts++;
-      this.stats.httpPartMs = performance.now() - started;
+      const took = performance.now() - started;
+      this.stats.httpPartMs = took;
+      if (timed) {
+        this.httpMs = this.httpMs === null || took >= this.httpMs ? took : (this.httpMs * 7 + took) / 8;
+      }
       this.have(p, data, g, 'http', false);
       // Announced and served only once verified.
       this.o.verify(p.url, data, g).then((v) => {
