@@ -95,6 +95,24 @@ pub struct OriginArgs {
     /// Refuse streams that have no publish key.
     #[arg(long)]
     pub require_keys: bool,
+    /// Webhook: URL POSTed (SRS-shaped JSON) before a publish (RTMP, SRT) starts; an
+    /// answer other than 2xx with `0` or `{"code":0}` refuses it. See the README's
+    /// "Webhooks".
+    #[arg(long, value_name = "URL")]
+    pub hook_on_publish: Option<String>,
+    /// Webhook: URL POSTed when a publish ends.
+    #[arg(long, value_name = "URL")]
+    pub hook_on_unpublish: Option<String>,
+    /// Seconds one webhook call may take (connect, request, answer).
+    #[arg(long, default_value_t = secs_default(defaults().hooks.timeout))]
+    pub hook_timeout: f64,
+    /// Further attempts (a second apart) of a notification hook (on_unpublish) that is down.
+    #[arg(long, default_value_t = defaults().hooks.retries)]
+    pub hook_retries: u32,
+    /// Allow publishes while the on_publish hook is down (timeout, 5xx, garbage);
+    /// by default they are refused (fail-closed).
+    #[arg(long)]
+    pub hook_fail_open: bool,
     /// Bytes of media kept per rendition.
     #[arg(long, default_value_t = defaults().limits.max_rendition_bytes)]
     pub max_rendition_bytes: usize,
@@ -213,6 +231,11 @@ pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
         c.publish_keys.insert(name.to_string(), key.to_string());
     }
     c.require_keys = args.require_keys;
+    c.hooks.on_publish = args.hook_on_publish.clone().filter(|u| !u.is_empty());
+    c.hooks.on_unpublish = args.hook_on_unpublish.clone().filter(|u| !u.is_empty());
+    c.hooks.timeout = seconds("hook-timeout", args.hook_timeout, 0.0, 86_400.0)?;
+    c.hooks.retries = args.hook_retries;
+    c.hooks.fail_open = args.hook_fail_open;
     c.public_metrics = args.admin.admin.is_none();
     let l = &mut c.limits;
     l.max_rendition_bytes = args.max_rendition_bytes;
@@ -382,6 +405,33 @@ mod tests {
         assert_eq!(c.packaging.segment_target, d.packaging.segment_target);
         assert_eq!(c.limits.max_streams, d.limits.max_streams);
         assert_eq!(c.http, d.http);
+    }
+
+    #[test]
+    fn hook_settings_from_file_and_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "hook_on_publish = \"http://127.0.0.1:8085/api/v1/streams\"\nhook_timeout = 1.5\nhook_fail_open = true\n",
+        )
+        .expect("write");
+        let p = path.to_str().expect("utf-8");
+        let c = origin(&["--config", p, "--hook-on-unpublish", "http://h/u"]).expect("config");
+        assert_eq!(
+            c.hooks.on_publish.as_deref(),
+            Some("http://127.0.0.1:8085/api/v1/streams")
+        );
+        assert_eq!(c.hooks.on_unpublish.as_deref(), Some("http://h/u"));
+        assert_eq!(c.hooks.timeout, Duration::from_millis(1500));
+        assert!(c.hooks.fail_open);
+        let d = origin(&[]).expect("defaults");
+        assert!(d.hooks.on_publish.is_none() && !d.hooks.fail_open);
+        let e = origin(&["--hook-on-publish", "https://x/"]).expect_err("https");
+        assert!(e.to_string().contains("hook-on-publish"), "{e}");
+        let e = origin(&["--hook-on-publish", "http://x/", "--hook-timeout", "30"])
+            .expect_err("past the publish deadline");
+        assert!(e.to_string().contains("hook-timeout"), "{e}");
     }
 
     #[test]

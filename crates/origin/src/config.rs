@@ -32,6 +32,8 @@ pub struct OriginConfig {
     pub require_keys: bool,
     /// Answer `/metrics` on the HTTP port (off when an admin listener serves it).
     pub public_metrics: bool,
+    /// Webhooks (`on_publish`, `on_unpublish`).
+    pub hooks: crate::hooks::HookConfig,
 }
 
 /// SRT ingest settings (see `ingest::srt`).
@@ -199,6 +201,7 @@ impl OriginConfig {
             publish_keys: HashMap::new(),
             require_keys: false,
             public_metrics: true,
+            hooks: crate::hooks::HookConfig::default(),
         }
     }
 }
@@ -308,6 +311,29 @@ impl OriginConfig {
             return Err(ConfigError {
                 setting: "srt-pbkeylen",
                 problem: format!("must be 0 (any), 16, 24 or 32, got {}", srt.pbkeylen),
+            });
+        }
+        let h = &self.hooks;
+        for (setting, url) in [
+            ("hook-on-publish", &h.on_publish),
+            ("hook-on-unpublish", &h.on_unpublish),
+        ] {
+            if let Some(url) = url {
+                crate::hooks::check_url(url).map_err(|problem| ConfigError { setting, problem })?;
+            }
+        }
+        within("hook-timeout", h.timeout, s(0.1), s(60.0))?;
+        if h.retries > 10 {
+            return Err(ConfigError {
+                setting: "hook-retries",
+                problem: format!("must be 0 to 10, got {}", h.retries),
+            });
+        }
+        // RTMP waits for on_publish inside its publish deadline.
+        if h.on_publish.is_some() && h.timeout >= l.rtmp_publish_deadline {
+            return Err(ConfigError {
+                setting: "hook-timeout",
+                problem: "must be shorter than rtmp-publish-deadline".into(),
             });
         }
         if srt.pbkeylen != 0 && srt.passphrase.is_none() {

@@ -8,6 +8,7 @@
 //! core in `rtmp`; this crate wires them to tokio and axum.
 
 pub mod config;
+pub mod hooks;
 pub mod http;
 pub mod ingest;
 pub mod live;

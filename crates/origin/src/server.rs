@@ -169,6 +169,7 @@ impl Origin {
         };
         let (stop_ingest, stopped) = tokio::sync::oneshot::channel::<()>();
         let s = streams.clone();
+        let hooks = crate::hooks::Hooks::new(config.hooks.clone());
         let settings = ingest::rtmp::Settings {
             max_connections: config.limits.max_rtmp_connections,
             max_connections_per_ip: config.limits.max_rtmp_connections_per_ip,
@@ -185,6 +186,7 @@ impl Origin {
                     settings,
                     srt,
                     clip,
+                    hooks,
                     stopped,
                 )
             })
@@ -221,6 +223,7 @@ fn ingest_loop(
     settings: ingest::rtmp::Settings,
     srt: Option<(std::net::UdpSocket, ingest::srt::Settings)>,
     clip: Option<ingest::demo::Clip>,
+    hooks: crate::hooks::Hooks,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -245,7 +248,12 @@ fn ingest_loop(
         if let Some((socket, srt_settings)) = srt {
             match tokio::net::UdpSocket::from_std(socket) {
                 Ok(socket) => {
-                    tokio::spawn(ingest::srt::serve(socket, streams.clone(), srt_settings));
+                    tokio::spawn(ingest::srt::serve(
+                        socket,
+                        streams.clone(),
+                        srt_settings,
+                        hooks.clone(),
+                    ));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot use the SRT socket"),
             }
@@ -253,7 +261,7 @@ fn ingest_loop(
         if let Some(listener) = listener {
             match TcpListener::from_std(listener) {
                 Ok(l) => {
-                    tokio::spawn(ingest::rtmp::serve(l, streams, settings));
+                    tokio::spawn(ingest::rtmp::serve(l, streams, settings, hooks));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot use the RTMP listener"),
             }

@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::TimestampUnwrap;
+use crate::hooks::{HookRefusal, Hooks, PublishGuard, PublishInfo};
 use crate::live::{PublishError, Publisher, Streams};
 
 /// What the RTMP shell needs from the origin's settings.
@@ -46,7 +47,10 @@ pub struct Settings {
 /// wake-ups, not bytes, are what ingest costs. The wait ends shortly before the frame
 /// that completes the current part is due, so parts are not delayed; zero reads as
 /// soon as data arrives.
-pub async fn serve(listener: TcpListener, streams: Arc<Streams>, settings: Settings) {
+///
+/// Every publish goes through the `on_publish` hook of `hooks` (when configured); the
+/// call runs on the connection's own task, so a slow hook delays only that publish.
+pub async fn serve(listener: TcpListener, streams: Arc<Streams>, settings: Settings, hooks: Hooks) {
     let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     let per_ip = service::PerIp::new(settings.max_connections_per_ip);
     loop {
@@ -69,6 +73,7 @@ pub async fn serve(listener: TcpListener, streams: Arc<Streams>, settings: Setti
             continue;
         };
         let streams = streams.clone();
+        let hooks = hooks.clone();
         // One span per connection: every line it logs (publish, drops) names the peer.
         let span = tracing::info_span!("rtmp", %peer);
         tokio::spawn(
@@ -76,7 +81,7 @@ pub async fn serve(listener: TcpListener, streams: Arc<Streams>, settings: Setti
                 let _permit = permit;
                 let _slot = slot;
                 metrics::counter!("mediamesh_rtmp_connections_total").increment(1);
-                match connection(socket, peer, &streams, settings).await {
+                match connection(socket, peer, &streams, settings, &hooks).await {
                     Ok(()) => tracing::debug!("rtmp connection closed"),
                     Err(e) => {
                         metrics::counter!("mediamesh_rtmp_errors_total").increment(1);
@@ -110,6 +115,16 @@ pub enum ConnectionError {
 struct Publishing {
     publisher: Publisher,
     clock: TimestampUnwrap,
+    /// Sends `on_unpublish` when the publish ends (dropped after the publisher).
+    _hook: Option<PublishGuard>,
+}
+
+/// What a connection knows besides its streams: for the hooks.
+struct ConnInfo<'a> {
+    peer: SocketAddr,
+    client_id: String,
+    tc_url: Option<String>,
+    hooks: &'a Hooks,
 }
 
 /// When a connection is to be closed for holding its slot without use: the rules of
@@ -150,8 +165,15 @@ async fn connection(
     peer: SocketAddr,
     streams: &Streams,
     settings: Settings,
+    hooks: &Hooks,
 ) -> Result<(), ConnectionError> {
     let _ = socket.set_nodelay(true);
+    let mut conn = ConnInfo {
+        peer,
+        client_id: PublishInfo::new_client_id(),
+        tc_url: None,
+        hooks,
+    };
     let mut session = ServerSession::new(ServerConfig::default());
     let mut publishing: HashMap<u32, Publishing> = HashMap::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -179,7 +201,7 @@ async fn connection(
         let mut frames = false;
         while let Some(event) = session.poll_event() {
             frames |= matches!(event, ServerEvent::Video { .. } | ServerEvent::Audio { .. });
-            handle_event(&mut session, event, peer, streams, &mut publishing)?;
+            handle_event(&mut session, event, &mut conn, streams, &mut publishing).await?;
         }
         if frames || (!was_publishing && !publishing.is_empty()) {
             deadlines.last_frame = tokio::time::Instant::now();
@@ -216,16 +238,18 @@ fn merged_read_wait(publishing: &HashMap<u32, Publishing>, cap: Duration) -> Dur
     }
 }
 
-fn handle_event(
+async fn handle_event(
     session: &mut ServerSession,
     event: ServerEvent,
-    peer: SocketAddr,
+    conn: &mut ConnInfo<'_>,
     streams: &Streams,
     publishing: &mut HashMap<u32, Publishing>,
 ) -> Result<(), ConnectionError> {
+    let peer = conn.peer;
     match event {
-        ServerEvent::Connect { app, .. } => {
+        ServerEvent::Connect { app, tc_url } => {
             tracing::debug!(%peer, app, "rtmp connect");
+            conn.tc_url = tc_url;
         }
         ServerEvent::PublishRequest {
             stream_id,
@@ -252,7 +276,30 @@ fn handle_event(
                 );
                 return Ok(());
             }
-            match streams.publish(&name, key.as_deref()) {
+            // Ask the hook only about publishes we would accept, then publish for real
+            // (another publisher of the name may have come meanwhile).
+            let mut hook = None;
+            let checked = streams.check_publish(&name, key.as_deref());
+            if checked.is_ok() && conn.hooks.asks_on_publish() {
+                let info = PublishInfo {
+                    client_id: conn.client_id.clone(),
+                    ip: peer.ip().to_string(),
+                    app: app.clone(),
+                    tc_url: conn.tc_url.clone().unwrap_or_default(),
+                    stream: name.clone(),
+                    param: query
+                        .as_deref()
+                        .map(|q| format!("?{q}"))
+                        .unwrap_or_default(),
+                    protocol: "rtmp",
+                };
+                if let Err(refusal) = conn.hooks.on_publish(&info).await {
+                    refuse_by_hook(session, stream_id, peer, &name, &refusal);
+                    return Ok(());
+                }
+                hook = Some(conn.hooks.published(info));
+            }
+            match checked.and_then(|()| streams.publish(&name, key.as_deref())) {
                 Ok(publisher) => {
                     tracing::info!(%peer, stream = %name, "publish started");
                     session.accept_publish(stream_id);
@@ -261,6 +308,7 @@ fn handle_event(
                         Publishing {
                             publisher,
                             clock: TimestampUnwrap::default(),
+                            _hook: hook,
                         },
                     );
                 }
@@ -347,6 +395,20 @@ fn handle_event(
     Ok(())
 }
 
+/// Refuses a publish that the `on_publish` hook refused (or could not be asked about,
+/// failing closed).
+fn refuse_by_hook(
+    session: &mut ServerSession,
+    stream_id: u32,
+    peer: SocketAddr,
+    name: &str,
+    refusal: &HookRefusal,
+) {
+    tracing::warn!(%peer, stream = %name, error = %refusal, "publish refused");
+    metrics::counter!("mediamesh_publish_refused_total").increment(1);
+    session.reject_publish(stream_id, PublishRejection::Denied, &refusal.to_string());
+}
+
 /// Ends a publish whose media broke a bound, with a log line naming the cause and
 /// the limit; the connection is closed by the caller.
 fn drop_publisher(
@@ -415,6 +477,7 @@ mod tests {
             listener,
             streams,
             settings(Duration::from_millis(300), Duration::from_secs(30)),
+            Hooks::none(),
         ));
         let mut s = TcpStream::connect(addr).await.expect("connect");
         // One handshake byte every 50 ms: never idle, never done. The old shell only

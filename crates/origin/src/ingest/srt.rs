@@ -52,6 +52,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::hooks::{Hooks, PublishGuard, PublishInfo};
 use crate::live::{PublishError, Publisher, Streams};
 
 /// What the SRT shell needs from the origin's settings.
@@ -73,13 +74,21 @@ pub struct Settings {
 const CONNECTION_QUEUE: usize = 1024;
 
 /// Accepts SRT publishers on `socket` forever.
-pub async fn serve(socket: UdpSocket, streams: Arc<Streams>, settings: Settings) {
+///
+/// With an `on_publish` hook, a caller that passes our own checks is connected first
+/// and asked about on its connection's task (the listener never waits for a hook):
+/// until the hook allows, its transport stream is held (bounded), and a refusal
+/// closes the connection (SRT shutdown) before anything was packaged, as SRS does.
+pub async fn serve(socket: UdpSocket, streams: Arc<Streams>, settings: Settings, hooks: Hooks) {
     let socket = Arc::new(socket);
-    let ipv6 = socket.local_addr().map(|a| a.is_ipv6()).unwrap_or(false);
+    let local = socket.local_addr().ok();
+    let ipv6 = local.map(|a| a.is_ipv6()).unwrap_or(false);
     let mut listener = Listener {
         socket: socket.clone(),
         streams,
         settings,
+        hooks,
+        tc_url: local.map(|a| format!("srt://{a}/live")).unwrap_or_default(),
         secret: RandomState::new(),
         conns: HashMap::new(),
     };
@@ -133,6 +142,9 @@ struct Listener {
     socket: Arc<UdpSocket>,
     streams: Arc<Streams>,
     settings: Settings,
+    hooks: Hooks,
+    /// `tcUrl` of hook events.
+    tc_url: String,
     /// Key of our handshake cookies and listener socket ids.
     secret: RandomState,
     conns: HashMap<SocketAddr, Conn>,
@@ -284,7 +296,7 @@ impl Listener {
             }
         };
         let sid = request.stream_id.as_ref().map(|s| s.as_str());
-        let (response, publisher) = match self.decide(sid, crypto) {
+        let (response, publisher) = match self.decide(sid, crypto, from) {
             Ok((publisher, keys)) => (AccessControlResponse::Accepted(keys), Some(publisher)),
             Err((reason, why, stream)) => {
                 metrics::counter!("mediamesh_publish_refused_total").increment(1);
@@ -304,7 +316,7 @@ impl Listener {
                     self.send(&p, to);
                 }
                 let encrypted = connection.settings.cipher.is_some();
-                tracing::info!(%from, stream = %publisher.stream().name, encrypted, "srt publish started");
+                tracing::info!(%from, stream = %publisher.name(), encrypted, "srt publish started");
                 self.open(from, connection, publisher);
             }
             (Ok(ConnectionResult::Reject(Some((mut p, to)), _)), publisher) => {
@@ -313,7 +325,7 @@ impl Listener {
                 if let Some(publisher) = publisher {
                     // Accepted here, refused by the protocol core (crypto it would not
                     // agree to): the publish never started.
-                    tracing::warn!(%from, stream = %publisher.stream().name, "srt publish refused by the protocol core");
+                    tracing::warn!(%from, stream = %publisher.name(), "srt publish refused by the protocol core");
                 }
             }
             (Ok(_), _) => {}
@@ -329,7 +341,8 @@ impl Listener {
         &self,
         sid: Option<&str>,
         crypto: Crypto,
-    ) -> Result<(Publisher, Option<KeySettings>), (RejectReason, String, String)> {
+        from: SocketAddr,
+    ) -> Result<(Admission, Option<KeySettings>), (RejectReason, String, String)> {
         let keys = match crypto {
             Crypto::Plain => None,
             Crypto::Encrypted(k) => Some(k),
@@ -359,8 +372,34 @@ impl Listener {
             (None, Some(mapped)) => (mapped, Some(target.name)),
             (key, _) => (target.name, key),
         };
-        match self.streams.publish(&name, key.as_deref()) {
-            Ok(publisher) => Ok((publisher, keys)),
+        let admitted = if self.hooks.asks_on_publish() {
+            self.streams.check_publish(&name, key.as_deref()).map(|()| {
+                let info = PublishInfo {
+                    client_id: PublishInfo::new_client_id(),
+                    ip: from.ip().to_string(),
+                    app: "live".into(),
+                    tc_url: self.tc_url.clone(),
+                    stream: name.clone(),
+                    param: key
+                        .as_deref()
+                        .map(|k| format!("?key={k}"))
+                        .unwrap_or_default(),
+                    protocol: "srt",
+                };
+                Admission::Ask {
+                    streams: self.streams.clone(),
+                    hooks: self.hooks.clone(),
+                    key: key.clone(),
+                    info,
+                }
+            })
+        } else {
+            self.streams
+                .publish(&name, key.as_deref())
+                .map(Admission::Ready)
+        };
+        match admitted {
+            Ok(admission) => Ok((admission, keys)),
             Err(e) => {
                 let reason = match e {
                     PublishError::AlreadyLive(_) => ServerRejectReason::Conflict,
@@ -373,18 +412,18 @@ impl Listener {
         }
     }
 
-    fn open(&mut self, from: SocketAddr, connection: Connection, publisher: Publisher) {
+    fn open(&mut self, from: SocketAddr, connection: Connection, publisher: Admission) {
         let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
         let remote = connection.settings.remote_sockid;
         // Replaces (and so ends) a previous connection from the same address.
         self.conns.insert(from, Conn { tx, remote });
         let socket = self.socket.clone();
         let idle = self.settings.idle_timeout;
-        let span = tracing::info_span!("srt", peer = %from, stream = %publisher.stream().name);
+        let span = tracing::info_span!("srt", peer = %from, stream = %publisher.name());
         tokio::spawn(
             async move {
                 metrics::counter!("mediamesh_srt_connections_total").increment(1);
-                let name = publisher.stream().name.clone();
+                let name = publisher.name().to_string();
                 match run_connection(connection, rx, socket, from, publisher, idle).await {
                     Ok(()) => tracing::info!(stream = %name, "srt publish stopped"),
                     Err(e) => {
@@ -396,6 +435,69 @@ impl Listener {
             .instrument(span),
         );
     }
+}
+
+/// A caller let in by the listener: publishing at once, or once the `on_publish` hook
+/// allows (asked on the connection's task).
+enum Admission {
+    Ready(Publisher),
+    Ask {
+        streams: Arc<Streams>,
+        hooks: Hooks,
+        key: Option<String>,
+        info: PublishInfo,
+    },
+}
+
+impl Admission {
+    fn name(&self) -> &str {
+        match self {
+            Admission::Ready(p) => &p.stream().name,
+            Admission::Ask { info, .. } => &info.stream,
+        }
+    }
+}
+
+/// The publish of a connection.
+enum Publishing {
+    /// The hook is being asked; transport stream held meanwhile.
+    Asking {
+        answer: tokio::task::JoinHandle<Result<(Publisher, PublishGuard), String>>,
+        held: Vec<Bytes>,
+        held_bytes: usize,
+    },
+    /// Publishing; the guard (dropped after the publisher) sends `on_unpublish`.
+    Live(Publisher, #[allow(dead_code)] Option<PublishGuard>),
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        if let Publishing::Asking { answer, .. } = self {
+            answer.abort();
+        }
+    }
+}
+
+/// Transport stream held per connection while its `on_publish` hook is asked; more is
+/// dropped (the packager starts at the next keyframe anyway).
+const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
+
+/// Asks the hook, then publishes; the error is for the log.
+async fn ask(
+    streams: Arc<Streams>,
+    hooks: Hooks,
+    key: Option<String>,
+    info: PublishInfo,
+) -> Result<(Publisher, PublishGuard), String> {
+    hooks.on_publish(&info).await.map_err(|e| e.to_string())?;
+    // From here the backend knows of the publish: on_unpublish follows, whatever
+    // happens next.
+    let name = info.stream.clone();
+    let guard = hooks.published(info);
+    let publisher = streams
+        .publish(&name, key.as_deref())
+        .map_err(|e| e.to_string())?;
+    Ok((publisher, guard))
 }
 
 /// The cookie of a handshake packet.
@@ -486,6 +588,8 @@ pub enum ConnectionError {
     Idle(Duration),
     #[error("the SRT protocol core failed on this connection")]
     Protocol,
+    #[error("publish refused: {0}")]
+    Refused(String),
     #[error("a new connection from the same address replaced it, or the listener stopped")]
     ListenerGone,
     #[error("publisher of stream {stream:?} dropped: {reason}")]
@@ -502,9 +606,22 @@ async fn run_connection(
     mut rx: mpsc::Receiver<Packet>,
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
-    mut publisher: Publisher,
+    admission: Admission,
     idle_timeout: Duration,
 ) -> Result<(), ConnectionError> {
+    let mut publishing = match admission {
+        Admission::Ready(p) => Publishing::Live(p, None),
+        Admission::Ask {
+            streams,
+            hooks,
+            key,
+            info,
+        } => Publishing::Asking {
+            answer: tokio::spawn(ask(streams, hooks, key, info)),
+            held: Vec::new(),
+            held_bytes: 0,
+        },
+    };
     let mut dc = catch_unwind(AssertUnwindSafe(|| DuplexConnection::new(connection)))
         .map_err(|_| ConnectionError::Protocol)?;
     let mut demux = Demuxer::new(ts::Limits::default());
@@ -536,21 +653,45 @@ async fn run_connection(
             p.serialize(&mut out);
             let _ = socket.send_to(&out, to).await;
         }
-        for d in data {
-            demux.push(&d);
-            if feed(&mut demux, &mut publisher)? {
+        match &mut publishing {
+            Publishing::Live(publisher, _) => {
+                for d in data {
+                    demux.push(&d);
+                    if feed(&mut demux, publisher)? {
+                        last_frame = Instant::now();
+                    }
+                }
+            }
+            Publishing::Asking {
+                held, held_bytes, ..
+            } => {
+                for d in data {
+                    if *held_bytes + d.len() <= MAX_HELD_BYTES {
+                        *held_bytes += d.len();
+                        held.push(d);
+                    }
+                }
+                // Waiting for the hook is not idling.
                 last_frame = Instant::now();
             }
         }
         if !open {
-            demux.finish();
-            feed(&mut demux, &mut publisher)?;
+            if let Publishing::Live(publisher, _) = &mut publishing {
+                demux.finish();
+                feed(&mut demux, publisher)?;
+            }
             return Ok(());
         }
         if last_frame.elapsed() >= idle_timeout {
             return Err(ConnectionError::Idle(idle_timeout));
         }
         let wake = wake.min(Instant::now() + Duration::from_secs(1));
+        let answer = async {
+            match &mut publishing {
+                Publishing::Asking { answer, .. } => answer.await,
+                Publishing::Live(..) => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep_until(wake.into()) => {}
             got = rx.recv_many(&mut inbox, 64) => {
@@ -558,7 +699,52 @@ async fn run_connection(
                     return Err(ConnectionError::ListenerGone);
                 }
             }
+            answer = answer => {
+                let answer = answer.unwrap_or_else(|e| Err(format!("hook task failed: {e}")));
+                let held = match &mut publishing {
+                    Publishing::Asking { held, .. } => std::mem::take(held),
+                    Publishing::Live(..) => Vec::new(),
+                };
+                match answer {
+                    Ok((mut publisher, guard)) => {
+                        tracing::info!(stream = %publisher.stream().name, "srt publish allowed by the on_publish hook");
+                        for d in held {
+                            demux.push(&d);
+                            if feed(&mut demux, &mut publisher)? {
+                                last_frame = Instant::now();
+                            }
+                        }
+                        publishing = Publishing::Live(publisher, Some(guard));
+                    }
+                    Err(why) => {
+                        metrics::counter!("mediamesh_publish_refused_total").increment(1);
+                        metrics::counter!("mediamesh_srt_refused_total").increment(1);
+                        shut_down(&mut dc, &socket, &mut out).await;
+                        return Err(ConnectionError::Refused(why));
+                    }
+                }
+            }
         }
+    }
+}
+
+/// Closes a connection from our side: the protocol core sends its shutdown.
+async fn shut_down(dc: &mut DuplexConnection, socket: &UdpSocket, out: &mut BytesMut) {
+    let now = Instant::now();
+    let packets = catch_unwind(AssertUnwindSafe(|| {
+        // Sends SRT's shutdown and marks the connection closed.
+        dc.on_peer_idle_timeout(now);
+        let mut packets = Vec::new();
+        while let Some(p) = dc.next_packet(now) {
+            packets.push(p);
+        }
+        packets
+    }))
+    .unwrap_or_default();
+    for (p, to) in packets {
+        out.clear();
+        p.serialize(out);
+        let _ = socket.send_to(out, to).await;
     }
 }
 

@@ -212,8 +212,18 @@ impl Streams {
             .map(|(name, _)| name.clone())
     }
 
-    /// Starts (or resumes, within the grace period) publishing `name`.
-    pub fn publish(&self, name: &str, key: Option<&str>) -> Result<Publisher, PublishError> {
+    /// Whether [`publish`](Self::publish) would accept `name` with `key` now (name,
+    /// key, a live publisher of the name); reserves nothing. Ingest asks this before
+    /// the `on_publish` hook, so a publish we would refuse anyway never reaches it.
+    pub fn check_publish(&self, name: &str, key: Option<&str>) -> Result<(), PublishError> {
+        self.check_name_and_key(name, key)?;
+        match self.get(name).map(|s| s.state()) {
+            Some(StreamState::Live) => Err(PublishError::AlreadyLive(name.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_name_and_key(&self, name: &str, key: Option<&str>) -> Result<(), PublishError> {
         if !valid_name(name) {
             return Err(PublishError::BadName(name.to_string()));
         }
@@ -223,6 +233,12 @@ impl Streams {
             (None, _) if self.require_keys => return Err(PublishError::BadKey(name.to_string())),
             (None, _) => {}
         }
+        Ok(())
+    }
+
+    /// Starts (or resumes, within the grace period) publishing `name`.
+    pub fn publish(&self, name: &str, key: Option<&str>) -> Result<Publisher, PublishError> {
+        self.check_name_and_key(name, key)?;
         let mut map = self.map.write();
         let stream = match map.get(name) {
             Some(existing) => {
