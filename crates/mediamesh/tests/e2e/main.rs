@@ -24,6 +24,7 @@ mod fleet_deploy;
 mod fleet_origin_ha;
 mod fleet_steering;
 mod fleet_trackers;
+mod hooks;
 mod hostile;
 mod live_rtmp;
 mod nat;

@@ -13,7 +13,7 @@ use crate::common::*;
 const PASS: &str = "correct horse battery";
 
 /// The SRT port from the role's `listening … srt=ADDR` line.
-fn srt_port(server: &Server) -> u16 {
+pub(crate) fn srt_port(server: &Server) -> u16 {
     let log = server.log_text();
     log.lines()
         .find(|l| l.contains(" listening role="))
@@ -27,7 +27,7 @@ fn srt_port(server: &Server) -> u16 {
 }
 
 /// An srt:// URL of the server with `streamid` and extra options, for ffmpeg.
-fn srt_url(server: &Server, streamid: &str, options: &str) -> String {
+pub(crate) fn srt_url(server: &Server, streamid: &str, options: &str) -> String {
     let mut url = format!("srt://127.0.0.1:{}?streamid={streamid}", srt_port(server));
     if !options.is_empty() {
         url.push('&');
@@ -37,7 +37,7 @@ fn srt_url(server: &Server, streamid: &str, options: &str) -> String {
 }
 
 /// ffmpeg publishing a synthetic picture and a tone as MPEG-TS over SRT for `secs`.
-fn publish_srt(url: &str, secs: u32) -> Proc {
+pub(crate) fn publish_srt(url: &str, secs: u32) -> Proc {
     require("ffmpeg");
     let child = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
