@@ -396,7 +396,7 @@ impl Listener {
         } else {
             self.streams
                 .publish(&name, key.as_deref())
-                .map(Admission::Ready)
+                .map(|p| Admission::Ready(Box::new(p)))
         };
         match admitted {
             Ok(admission) => Ok((admission, keys)),
@@ -440,7 +440,7 @@ impl Listener {
 /// A caller let in by the listener: publishing at once, or once the `on_publish` hook
 /// allows (asked on the connection's task).
 enum Admission {
-    Ready(Publisher),
+    Ready(Box<Publisher>),
     Ask {
         streams: Arc<Streams>,
         hooks: Hooks,
@@ -467,7 +467,7 @@ enum Publishing {
         held_bytes: usize,
     },
     /// Publishing; the guard (dropped after the publisher) sends `on_unpublish`.
-    Live(Publisher, #[allow(dead_code)] Option<PublishGuard>),
+    Live(Box<Publisher>, #[allow(dead_code)] Option<PublishGuard>),
 }
 
 impl Drop for Publishing {
@@ -714,7 +714,7 @@ async fn run_connection(
                                 last_frame = Instant::now();
                             }
                         }
-                        publishing = Publishing::Live(publisher, Some(guard));
+                        publishing = Publishing::Live(Box::new(publisher), Some(guard));
                     }
                     Err(why) => {
                         metrics::counter!("mediamesh_publish_refused_total").increment(1);
