@@ -103,6 +103,16 @@ pub struct OriginArgs {
     /// Webhook: URL POSTed when a publish ends.
     #[arg(long, value_name = "URL")]
     pub hook_on_unpublish: Option<String>,
+    /// Webhook: URL POSTed when a viewer session of a live stream starts (HLS, DASH at
+    /// this origin); a refusal answers the viewer 403.
+    #[arg(long, value_name = "URL")]
+    pub hook_on_play: Option<String>,
+    /// Webhook: URL POSTed when a viewer session ends (idle for --hook-play-idle).
+    #[arg(long, value_name = "URL")]
+    pub hook_on_stop: Option<String>,
+    /// Seconds without a request after which a viewer session has ended (on_stop).
+    #[arg(long, default_value_t = secs_default(defaults().hooks.play_idle))]
+    pub hook_play_idle: f64,
     /// Seconds one webhook call may take (connect, request, answer).
     #[arg(long, default_value_t = secs_default(defaults().hooks.timeout))]
     pub hook_timeout: f64,
@@ -233,6 +243,9 @@ pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
     c.require_keys = args.require_keys;
     c.hooks.on_publish = args.hook_on_publish.clone().filter(|u| !u.is_empty());
     c.hooks.on_unpublish = args.hook_on_unpublish.clone().filter(|u| !u.is_empty());
+    c.hooks.on_play = args.hook_on_play.clone().filter(|u| !u.is_empty());
+    c.hooks.on_stop = args.hook_on_stop.clone().filter(|u| !u.is_empty());
+    c.hooks.play_idle = seconds("hook-play-idle", args.hook_play_idle, 0.0, 86_400.0)?;
     c.hooks.timeout = seconds("hook-timeout", args.hook_timeout, 0.0, 86_400.0)?;
     c.hooks.retries = args.hook_retries;
     c.hooks.fail_open = args.hook_fail_open;

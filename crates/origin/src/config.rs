@@ -317,12 +317,15 @@ impl OriginConfig {
         for (setting, url) in [
             ("hook-on-publish", &h.on_publish),
             ("hook-on-unpublish", &h.on_unpublish),
+            ("hook-on-play", &h.on_play),
+            ("hook-on-stop", &h.on_stop),
         ] {
             if let Some(url) = url {
                 crate::hooks::check_url(url).map_err(|problem| ConfigError { setting, problem })?;
             }
         }
         within("hook-timeout", h.timeout, s(0.1), s(60.0))?;
+        within("hook-play-idle", h.play_idle, s(1.0), s(3_600.0))?;
         if h.retries > 10 {
             return Err(ConfigError {
                 setting: "hook-retries",

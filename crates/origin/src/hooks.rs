@@ -19,7 +19,19 @@
 //! `param` is sent as the publisher gave it (`?key=…`), as SRS does: backends check
 //! keys with it. It is never logged; hook URLs are logged without their query.
 //!
-//! Not here: viewer sessions (`on_play`/`on_stop`) and recording (`on_record_done`).
+//! Viewers: `on_play` is per viewer session, not per request. A request for a live
+//! stream's multivariant playlist (`index.m3u8`) or MPD (`index.mpd`) without a known
+//! `session` query parameter opens a session: `on_play` is asked (a refusal answers
+//! 403), and the viewer gets the session id in its URLs: the multivariant playlist's
+//! variant URIs carry `?session=ID`, and an MPD request is redirected (302) to
+//! `index.mpd?session=ID` (players reload the MPD from there). Every request that
+//! carries the id keeps the session alive; after `--hook-play-idle` seconds without
+//! one, the session ends and `on_stop` is sent. The id is 128 random bits (it is the
+//! viewer's pass past `on_play`), sent to the hooks as `client_id`, never logged.
+//! Sessions are counted at the origin: viewers behind an edge cache share the edge's
+//! playlist fetches, so per-viewer sessions there need the edge (not built yet).
+//!
+//! Not here: recording (`on_record_done`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,8 +55,16 @@ pub struct HookConfig {
     pub timeout: Duration,
     /// Further attempts of a failed notification (`on_unpublish`), a second apart.
     pub retries: u32,
-    /// Allow publishes while the `on_publish` hook is down.
+    /// Allow publishes (and plays) while the `on_publish` (`on_play`) hook is down.
     pub fail_open: bool,
+    /// URL POSTed when a viewer session starts; its answer decides.
+    pub on_play: Option<String>,
+    /// URL POSTed when a viewer session ends.
+    pub on_stop: Option<String>,
+    /// A viewer session without a request for this long has ended.
+    pub play_idle: Duration,
+    /// Viewer sessions at once; more are answered 503.
+    pub max_sessions: usize,
 }
 
 impl Default for HookConfig {
@@ -55,6 +75,10 @@ impl Default for HookConfig {
             timeout: Duration::from_secs(3),
             retries: 2,
             fail_open: false,
+            on_play: None,
+            on_stop: None,
+            play_idle: Duration::from_secs(30),
+            max_sessions: 100_000,
         }
     }
 }
@@ -64,6 +88,8 @@ impl Default for HookConfig {
 pub enum Action {
     OnPublish,
     OnUnpublish,
+    OnPlay,
+    OnStop,
 }
 
 impl Action {
@@ -71,6 +97,8 @@ impl Action {
         match self {
             Action::OnPublish => "on_publish",
             Action::OnUnpublish => "on_unpublish",
+            Action::OnPlay => "on_play",
+            Action::OnStop => "on_stop",
         }
     }
 }
@@ -136,6 +164,131 @@ pub fn body(ids: &ServerIds, action: Action, p: &PublishInfo) -> Value {
         "stream_id": stream_id(ids, &p.stream),
         "protocol": p.protocol,
     })
+}
+
+/// One viewer session as the hooks see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayInfo {
+    /// The session id (32 hex digits).
+    pub client_id: String,
+    /// Viewer's address.
+    pub ip: String,
+    /// `http://HOST/live` (HOST as the viewer asked).
+    pub tc_url: String,
+    pub stream: String,
+    /// Query of the first request, `session` left out (`?token=…`), or empty.
+    pub param: String,
+    /// The `Referer` of the first request, or empty.
+    pub page_url: String,
+    /// `hls` or `dash`.
+    pub protocol: &'static str,
+}
+
+impl PlayInfo {
+    /// A new random session id.
+    pub fn new_session_id() -> String {
+        format!("{:032x}", rand::random::<u128>())
+    }
+}
+
+/// The JSON body of a viewer event (see the README's "Webhooks" for each field).
+pub fn play_body(ids: &ServerIds, action: Action, p: &PlayInfo) -> Value {
+    json!({
+        "server_id": ids.server_id,
+        "service_id": ids.service_id,
+        "action": action.as_str(),
+        "client_id": p.client_id,
+        "ip": p.ip,
+        "vhost": DEFAULT_VHOST,
+        "app": "live",
+        "tcUrl": p.tc_url,
+        "stream": p.stream,
+        "param": p.param,
+        "pageUrl": p.page_url,
+        "stream_url": format!("/live/{}", p.stream),
+        "stream_id": stream_id(ids, &p.stream),
+        "protocol": p.protocol,
+    })
+}
+
+/// Adds `session=ID` to every URI of a multivariant playlist (variant lines and
+/// `URI="…"` attributes).
+pub fn with_session(playlist: &str, id: &str) -> String {
+    let add = |uri: &str| {
+        let sep = if uri.contains('?') { '&' } else { '?' };
+        format!("{uri}{sep}session={id}")
+    };
+    let mut out = String::with_capacity(playlist.len() + 64);
+    for line in playlist.lines() {
+        if line.is_empty() {
+        } else if !line.starts_with('#') {
+            out.push_str(&add(line));
+        } else if let Some(start) = line.find("URI=\"") {
+            let from = start + 5;
+            match line[from..].find('"') {
+                Some(len) => {
+                    out.push_str(&line[..from]);
+                    out.push_str(&add(&line[from..from + len]));
+                    out.push_str(&line[from + len..]);
+                }
+                None => out.push_str(line),
+            }
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Open viewer sessions; time is an input (sans-IO).
+#[derive(Debug, Default)]
+pub struct Sessions {
+    open: std::collections::HashMap<String, (PlayInfo, std::time::Instant)>,
+}
+
+impl Sessions {
+    /// Opens a session; false when `max` are open already.
+    pub fn open(&mut self, info: PlayInfo, now: std::time::Instant, max: usize) -> bool {
+        if self.open.len() >= max {
+            return false;
+        }
+        self.open.insert(info.client_id.clone(), (info, now));
+        true
+    }
+
+    /// Notes a request of session `id` for `stream`; false if no such session.
+    pub fn touch(&mut self, id: &str, stream: &str, now: std::time::Instant) -> bool {
+        match self.open.get_mut(id) {
+            Some((info, last)) if info.stream == stream => {
+                *last = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends the sessions idle for `idle` or longer.
+    pub fn expire(&mut self, now: std::time::Instant, idle: Duration) -> Vec<PlayInfo> {
+        let mut ended = Vec::new();
+        self.open.retain(|_, (info, last)| {
+            if now.duration_since(*last) >= idle {
+                ended.push(info.clone());
+                false
+            } else {
+                true
+            }
+        });
+        ended
+    }
+
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
 }
 
 /// SRS's `stream_id`: an id of the stream on this server, the same in every event of
@@ -213,10 +366,12 @@ pub fn check_url(url: &str) -> Result<(), String> {
 /// Why a publish was refused by its hook.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HookRefusal {
-    #[error("the on_publish hook refused the publish ({0})")]
-    Refused(String),
-    #[error("the on_publish hook is down ({0}) and hooks fail closed")]
-    Down(String),
+    #[error("the {0} hook refused ({1})")]
+    Refused(&'static str, String),
+    #[error("the {0} hook is down ({1}) and hooks fail closed")]
+    Down(&'static str, String),
+    #[error("too many viewer sessions (limit {0})")]
+    TooManySessions(usize),
 }
 
 /// The hook caller. Cheap to clone.
@@ -230,11 +385,15 @@ struct Inner {
     config: HookConfig,
     ids: ServerIds,
     client: Option<reqwest::Client>,
+    sessions: parking_lot::Mutex<Sessions>,
 }
 
 impl Hooks {
     pub fn new(config: HookConfig) -> Self {
-        let any = config.on_publish.is_some() || config.on_unpublish.is_some();
+        let any = config.on_publish.is_some()
+            || config.on_unpublish.is_some()
+            || config.on_play.is_some()
+            || config.on_stop.is_some();
         let client = any
             .then(|| {
                 reqwest::Client::builder()
@@ -258,6 +417,7 @@ impl Hooks {
                 config,
                 ids: ServerIds::random(),
                 client,
+                sessions: parking_lot::Mutex::new(Sessions::default()),
             }),
         }
     }
@@ -278,18 +438,97 @@ impl Hooks {
             return Ok(());
         };
         let body = body(&self.inner.ids, Action::OnPublish, p);
-        match self.call(Action::OnPublish, url, &body).await {
+        self.decide(Action::OnPublish, url, &body, &p.stream).await
+    }
+
+    async fn decide(
+        &self,
+        action: Action,
+        url: &str,
+        body: &Value,
+        stream: &str,
+    ) -> Result<(), HookRefusal> {
+        let event = action.as_str();
+        match self.call(action, url, body).await {
             Verdict::Allow => Ok(()),
-            Verdict::Refuse(why) => Err(HookRefusal::Refused(why)),
+            Verdict::Refuse(why) => Err(HookRefusal::Refused(event, why)),
             Verdict::Down(why) => {
                 if self.inner.config.fail_open {
-                    tracing::warn!(stream = %p.stream, "on_publish hook down: publish allowed (fail-open)");
+                    tracing::warn!(hook = event, stream = %stream, "webhook down: allowed anyway (--hook-fail-open)");
                     Ok(())
                 } else {
-                    Err(HookRefusal::Down(why))
+                    Err(HookRefusal::Down(event, why))
                 }
             }
         }
+    }
+
+    /// Whether viewer sessions are kept (`on_play` or `on_stop` configured).
+    pub fn plays(&self) -> bool {
+        self.inner.config.on_play.is_some() || self.inner.config.on_stop.is_some()
+    }
+
+    /// Notes a request of session `id` for `stream`; false if it is not open.
+    pub fn touch_session(&self, id: &str, stream: &str) -> bool {
+        self.inner
+            .sessions
+            .lock()
+            .touch(id, stream, std::time::Instant::now())
+    }
+
+    /// Asks `on_play` (if configured) about a new viewer session and opens it.
+    pub async fn start_session(&self, p: PlayInfo) -> Result<(), HookRefusal> {
+        let max = self.inner.config.max_sessions;
+        if self.inner.sessions.lock().len() >= max {
+            return Err(HookRefusal::TooManySessions(max));
+        }
+        if let Some(url) = self.inner.config.on_play.as_deref() {
+            let body = play_body(&self.inner.ids, Action::OnPlay, &p);
+            self.decide(Action::OnPlay, url, &body, &p.stream).await?;
+        }
+        let opened = self
+            .inner
+            .sessions
+            .lock()
+            .open(p.clone(), std::time::Instant::now(), max);
+        if !opened {
+            // Allowed by on_play, so the backend hears that it is over.
+            self.on_stop(&p);
+            return Err(HookRefusal::TooManySessions(max));
+        }
+        metrics::gauge!("mediamesh_hook_play_sessions")
+            .set(self.inner.sessions.lock().len() as f64);
+        Ok(())
+    }
+
+    /// Ends idle viewer sessions (`on_stop` for each). Call about once a second.
+    pub fn reap_sessions(&self) {
+        if !self.plays() {
+            return;
+        }
+        let ended = {
+            let mut s = self.inner.sessions.lock();
+            let ended = s.expire(std::time::Instant::now(), self.inner.config.play_idle);
+            metrics::gauge!("mediamesh_hook_play_sessions").set(s.len() as f64);
+            ended
+        };
+        for p in &ended {
+            self.on_stop(p);
+        }
+    }
+
+    fn on_stop(&self, p: &PlayInfo) {
+        let Some(url) = self.inner.config.on_stop.clone() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let body = play_body(&self.inner.ids, Action::OnStop, p);
+        let this = self.clone();
+        rt.spawn(async move {
+            this.notify(Action::OnStop, &url, &body).await;
+        });
     }
 
     /// Tells `on_unpublish` (if configured) that `p` stopped publishing, on a task of
@@ -503,6 +742,69 @@ mod tests {
         assert!(matches!(judge(200, &[0xff, 0xfe]), Verdict::Down(_)));
         assert!(matches!(judge(200, br#"{"code":"0"}"#), Verdict::Down(_)));
         assert!(matches!(judge(200, b"[0]"), Verdict::Down(_)));
+    }
+
+    #[test]
+    fn play_bodies_sessions_and_session_urls() {
+        let ids = ServerIds {
+            server_id: "mediamesh-1".into(),
+            service_id: "abc".into(),
+        };
+        let p = PlayInfo {
+            client_id: "00ff".into(),
+            ip: "10.0.0.9".into(),
+            tc_url: "http://example.org/live".into(),
+            stream: "cam".into(),
+            param: "?token=t".into(),
+            page_url: "https://site/page".into(),
+            protocol: "hls",
+        };
+        let b = play_body(&ids, Action::OnPlay, &p);
+        assert_eq!(
+            b,
+            json!({
+                "server_id": "mediamesh-1",
+                "service_id": "abc",
+                "action": "on_play",
+                "client_id": "00ff",
+                "ip": "10.0.0.9",
+                "vhost": "__defaultVhost__",
+                "app": "live",
+                "tcUrl": "http://example.org/live",
+                "stream": "cam",
+                "param": "?token=t",
+                "pageUrl": "https://site/page",
+                "stream_url": "/live/cam",
+                "stream_id": b["stream_id"].clone(),
+                "protocol": "hls",
+            })
+        );
+        assert_eq!(play_body(&ids, Action::OnStop, &p)["action"], "on_stop");
+
+        let t0 = std::time::Instant::now();
+        let s = Duration::from_secs;
+        let mut sessions = Sessions::default();
+        assert!(sessions.open(p.clone(), t0, 1));
+        assert!(!sessions.open(
+            PlayInfo {
+                client_id: "x".into(),
+                ..p.clone()
+            },
+            t0,
+            1
+        ));
+        assert!(sessions.touch("00ff", "cam", t0 + s(20)));
+        assert!(!sessions.touch("00ff", "other", t0 + s(20)));
+        assert!(!sessions.touch("nope", "cam", t0 + s(20)));
+        assert!(sessions.expire(t0 + s(49), s(30)).is_empty());
+        assert_eq!(sessions.expire(t0 + s(50), s(30)), vec![p]);
+        assert!(sessions.is_empty());
+
+        let mv = "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,URI=\"a/index.m3u8\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\nsrc/index.m3u8\nx.m3u8?a=1\n";
+        assert_eq!(
+            with_session(mv, "42"),
+            "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,URI=\"a/index.m3u8?session=42\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\nsrc/index.m3u8?session=42\nx.m3u8?a=1&session=42\n"
+        );
     }
 
     #[test]

@@ -94,10 +94,12 @@ impl Origin {
             )),
             None => None,
         };
+        let hooks = crate::hooks::Hooks::new(config.hooks.clone());
         let state = AppState {
             streams: streams.clone(),
             vod,
             signer,
+            hooks: hooks.clone(),
         };
         let mut tasks = Vec::new();
 
@@ -169,7 +171,7 @@ impl Origin {
         };
         let (stop_ingest, stopped) = tokio::sync::oneshot::channel::<()>();
         let s = streams.clone();
-        let hooks = crate::hooks::Hooks::new(config.hooks.clone());
+        let ingest_hooks = hooks.clone();
         let settings = ingest::rtmp::Settings {
             max_connections: config.limits.max_rtmp_connections,
             max_connections_per_ip: config.limits.max_rtmp_connections_per_ip,
@@ -186,7 +188,7 @@ impl Origin {
                     settings,
                     srt,
                     clip,
-                    hooks,
+                    ingest_hooks,
                     stopped,
                 )
             })
@@ -201,6 +203,7 @@ impl Origin {
             loop {
                 tick.tick().await;
                 s.reap();
+                hooks.reap_sessions();
             }
         }));
 

@@ -451,3 +451,168 @@ fn hostile_hook_answers_and_a_dead_hook_neither_crash_nor_hang_and_are_counted()
     let mut closed = closed;
     assert!(closed.alive());
 }
+
+/// The session id in a multivariant playlist's variant URI.
+fn session_of(playlist: &str) -> String {
+    playlist
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.split("session=").nth(1))
+        .map(|s| s.split('&').next().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("no session in the playlist:\n{playlist}"))
+}
+
+#[test]
+fn on_play_and_on_stop_follow_hls_and_dash_viewer_sessions() {
+    require("ffmpeg");
+    let hook = Receiver::start(|e| {
+        let good = e["param"]
+            .as_str()
+            .is_some_and(|p| p.contains("token=good"));
+        match e["action"].as_str() {
+            Some("on_play") if !good => Answer::Refuse,
+            _ => Answer::Allow,
+        }
+    });
+    let server = Server::start(
+        "origin",
+        &[
+            "--hook-on-play",
+            &hook.url,
+            "--hook-on-stop",
+            &hook.url,
+            "--hook-play-idle",
+            "2",
+        ],
+    );
+    let _cam = publish(&server.rtmp_url("cam"), 60, "320x180");
+    // The media playlist opens no session: wait on it for a first whole segment.
+    let until = Instant::now() + Duration::from_secs(30);
+    while !get_text(&server.url("/live/cam/src/index.m3u8"))
+        .1
+        .contains("#EXTINF")
+    {
+        assert!(Instant::now() < until, "no segment of cam");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+
+    // A refused viewer: 403, and no session (so no on_stop).
+    let r = client
+        .get(server.url("/live/cam/index.m3u8?token=bad"))
+        .send()
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 403);
+
+    // An allowed viewer: on_play once, the session id in the variant URIs.
+    let r = client
+        .get(server.url("/live/cam/index.m3u8?token=good"))
+        .header("referer", "https://site.example/watch")
+        .send()
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    let playlist = r.text().expect("text");
+    let id = session_of(&playlist);
+    let play = hook
+        .events()
+        .into_iter()
+        .find(|e| e["action"] == "on_play" && e["client_id"] == id.as_str())
+        .expect("on_play of the session");
+    let obj = play.as_object().expect("object");
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "action",
+            "app",
+            "client_id",
+            "ip",
+            "pageUrl",
+            "param",
+            "protocol",
+            "server_id",
+            "service_id",
+            "stream",
+            "stream_id",
+            "stream_url",
+            "tcUrl",
+            "vhost"
+        ]
+    );
+    assert_eq!(play["ip"], "127.0.0.1");
+    assert_eq!(play["vhost"], "__defaultVhost__");
+    assert_eq!(play["app"], "live");
+    assert_eq!(play["stream"], "cam");
+    assert_eq!(play["param"], "?token=good");
+    assert_eq!(play["pageUrl"], "https://site.example/watch");
+    assert_eq!(
+        play["tcUrl"],
+        format!("http://127.0.0.1:{}/live", server.http)
+    );
+    assert_eq!(play["stream_url"], "/live/cam");
+    assert_eq!(play["protocol"], "hls");
+    let plays = |id: &str| {
+        hook.events()
+            .iter()
+            .filter(|e| e["action"] == "on_play" && e["client_id"] == id)
+            .count()
+    };
+    // The session's requests keep it alive and ask nothing more.
+    let variant = playlist
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .expect("variant");
+    for _ in 0..3 {
+        let (s, _) = get(&server.url(&format!("/live/cam/{variant}")));
+        assert_eq!(s, 200);
+        let (s, _) = get(&server.url(&format!("/live/cam/index.m3u8?session={id}")));
+        assert_eq!(s, 200);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(plays(&id), 1, "on_play is per session, not per request");
+    // Left idle, the session ends: on_stop with the same fields.
+    let stop = hook.wait_event("on_stop", "cam", Duration::from_secs(20));
+    let mut expected = play.clone();
+    expected["action"] = "on_stop".into();
+    assert_eq!(stop, expected);
+    assert_eq!(
+        hook.events()
+            .iter()
+            .filter(|e| e["action"] == "on_stop")
+            .count(),
+        1,
+        "only the allowed session stops"
+    );
+
+    // DASH: redirected to the MPD with the session id.
+    let r = client
+        .get(server.url("/live/cam/index.mpd?token=good"))
+        .send()
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 302);
+    let to = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("location")
+        .to_string();
+    assert!(
+        to.starts_with("/live/cam/index.mpd?token=good&session="),
+        "{to}"
+    );
+    let r = client.get(server.url(&to)).send().expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(hook
+        .events()
+        .iter()
+        .any(|e| e["action"] == "on_play" && e["protocol"] == "dash"));
+
+    // A real player follows the session URIs.
+    let codecs = probe_codecs(&server.url("/live/cam/index.m3u8?token=good"));
+    assert!(codecs.iter().any(|c| c == "h264"), "{codecs:?}");
+}

@@ -16,6 +16,7 @@ use axum::response::Response;
 use bytes::Bytes;
 
 use super::{elsewhere, error, media_response, AppState};
+use crate::hooks;
 use crate::live::manifest;
 use crate::live::packager::{AUDIO_TRACK, VIDEO_TIMESCALE, VIDEO_TRACK};
 use crate::live::store::{unix_ms, Part};
@@ -69,6 +70,7 @@ fn is_live(s: &LiveStream) -> bool {
 pub async fn stream_file(
     State(state): State<AppState>,
     Path((stream, file)): Path<(String, String)>,
+    Query(query): Q,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: axum::http::Uri,
     headers: HeaderMap,
@@ -97,11 +99,19 @@ pub async fn stream_file(
                     "stream has not completed its first segment yet; retry shortly",
                 );
             }
-            text(
-                manifest::multivariant(&s).write(),
-                PLAYLIST,
-                "public, max-age=1",
-            )
+            let playlist = manifest::multivariant(&s).write();
+            if !state.hooks.plays() {
+                return text(playlist, PLAYLIST, "public, max-age=1");
+            }
+            match play_session(&state, &stream, &query, &headers, peer, "hls").await {
+                // Per viewer: not for shared caches.
+                Ok((id, _)) => text(
+                    hooks::with_session(&playlist, &id),
+                    PLAYLIST,
+                    "private, no-store",
+                ),
+                Err(refused) => refused,
+            }
         }
         "index.mpd" => {
             s.touch_viewer(peer.ip());
@@ -111,6 +121,15 @@ pub async fn stream_file(
                     "stream has not completed its first segment yet; retry shortly",
                 );
             }
+            if state.hooks.plays() {
+                match play_session(&state, &stream, &query, &headers, peer, "dash").await {
+                    Ok((_, false)) => {}
+                    // A new session: the player reloads the MPD from its own URL.
+                    Ok((id, true)) => return session_redirect(&uri, &id),
+                    Err(refused) => return refused,
+                }
+                return text(manifest::mpd(&s).write(), MPD, "private, no-store");
+            }
             text(manifest::mpd(&s).write(), MPD, "public, max-age=1")
         }
         _ => error(
@@ -118,6 +137,89 @@ pub async fn stream_file(
             "no such file: use index.m3u8 or index.mpd",
         ),
     }
+}
+
+/// The viewer session of a manifest request: the one its `session` parameter names,
+/// or a new one that `on_play` allowed (true). The error is the answer to send.
+async fn play_session(
+    state: &AppState,
+    stream: &str,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    protocol: &'static str,
+) -> Result<(String, bool), Response> {
+    if let Some(id) = query.get("session") {
+        if state.hooks.touch_session(id, stream) {
+            return Ok((id.clone(), false));
+        }
+    }
+    let header = |name: axum::http::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut param: Vec<String> = query
+        .iter()
+        .filter(|(k, _)| k.as_str() != "session")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    param.sort();
+    let info = hooks::PlayInfo {
+        client_id: hooks::PlayInfo::new_session_id(),
+        ip: peer.ip().to_string(),
+        tc_url: format!("http://{}/live", header(axum::http::header::HOST)),
+        stream: stream.to_string(),
+        param: if param.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", param.join("&"))
+        },
+        page_url: header(axum::http::header::REFERER),
+        protocol,
+    };
+    let id = info.client_id.clone();
+    match state.hooks.start_session(info).await {
+        Ok(()) => Ok((id, true)),
+        Err(e) => {
+            tracing::info!(%peer, stream, error = %e, "play refused");
+            metrics::counter!("mediamesh_play_refused_total").increment(1);
+            let status = match e {
+                hooks::HookRefusal::TooManySessions(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::FORBIDDEN,
+            };
+            Err(error(status, &e.to_string()))
+        }
+    }
+}
+
+/// 302 to the same manifest with `session=ID` (other parameters kept).
+fn session_redirect(uri: &axum::http::Uri, id: &str) -> Response {
+    let kept: Vec<&str> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("session="))
+        .collect();
+    let mut to = format!("{}?", uri.path());
+    for kv in kept {
+        to.push_str(kv);
+        to.push('&');
+    }
+    to.push_str("session=");
+    to.push_str(id);
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&to) {
+        r.headers_mut().insert(axum::http::header::LOCATION, v);
+    }
+    r.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("private, no-store"),
+    );
+    r
 }
 
 /// Manifests are served once the first segment is complete: players that do not
@@ -159,6 +261,10 @@ pub async fn rendition_file(
     let Some(s) = state.streams.get(&stream) else {
         return asked.or_elsewhere(no_stream(&stream));
     };
+    // A viewer session's requests keep it alive (see `hooks`).
+    if let Some(id) = query.get("session") {
+        state.hooks.touch_session(id, &stream);
+    }
     if !is_live(&s) {
         // What changes (playlists, the latest init, digests) comes from the origin
         // the stream moved to; objects still held here are served from here.

@@ -35,6 +35,8 @@ pub struct AppState {
     pub streams: Arc<Streams>,
     pub vod: Option<Arc<Library>>,
     pub signer: Arc<Signer>,
+    /// Webhooks: viewer sessions (`on_play`, `on_stop`).
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// All origin routes; `/metrics` only when `public_metrics` (otherwise an admin
