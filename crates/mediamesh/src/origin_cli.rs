@@ -308,6 +308,15 @@ pub async fn run_origin(args: OriginArgs) -> Result<()> {
 /// holds LL-HLS requests in front of it; the tracker answers on the same port.
 pub async fn run_serve(args: OriginArgs) -> Result<()> {
     let mut config = origin_config(&args)?;
+    if config.hooks.on_play.is_some() || config.hooks.on_stop.is_some() {
+        // Viewers meet the edge here, which keeps no viewer sessions (yet): every
+        // playlist fetch would look like a new viewer from 127.0.0.1.
+        bail!(
+            "--hook-on-play and --hook-on-stop work on `mediamesh origin`, whose viewers \
+             reach it directly; in `serve` an edge faces the viewers and does not carry \
+             viewer sessions yet (publish hooks work in both)"
+        );
+    }
     // P2P settings are checked before anything starts listening.
     let tracker_config =
         crate::tracker_cli::tracker_config(&args.p2p_region, args.tracker_interval)?;
