@@ -7,7 +7,7 @@
 //! an answer; [`Hooks`] is the thin async caller around them. A call runs on the task
 //! of the connection it concerns, under a strict timeout, so a hanging hook delays
 //! only its own publish; notifications (`on_unpublish`) run on their own tasks and are
-//! retried.
+//! retried (`on_unpublish`, `on_stop`).
 //!
 //! Answers: a 2xx status whose body is empty, `0`, or a JSON object without `code` or
 //! with `"code": 0` allows; a 2xx with another code, or a 3xx/4xx status, refuses (3xx

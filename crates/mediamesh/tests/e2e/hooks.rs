@@ -2,7 +2,7 @@
 //! 127.0.0.1:0) plays the backend; ffmpeg publishes over RTMP and SRT to a real
 //! `mediamesh origin`. The exact JSON of on_publish/on_unpublish, a refusing hook that
 //! stops that RTMP and that SRT publish and not the others, a hanging hook that delays
-//! only its own publish, hostile answers (garbage, huge, redirects, a dead port) that
+//! only its own publish (RTMP or SRT), hostile answers (garbage, huge, redirects, a dead port) that
 //! neither crash nor hang anything, and the log line and metric of a hook that is down.
 
 use std::io::{Read, Write};
@@ -321,7 +321,7 @@ fn publish_hooks_send_srs_bodies_and_a_refusal_stops_only_that_rtmp_and_srt_publ
 fn a_hanging_hook_delays_only_its_own_publish() {
     require("ffmpeg");
     let hook = Receiver::start(|e| {
-        if stream_of(e) == "slow" {
+        if stream_of(e).starts_with("slow") {
             Answer::Hang
         } else {
             Answer::Allow
@@ -342,8 +342,9 @@ fn a_hanging_hook_delays_only_its_own_publish() {
         ],
     );
     let _slow = publish(&server.rtmp_url("slow"), 60, "320x180");
+    let _slow_srt = publish_srt(&srt_url(&server, "live/slowsrt", ""), 60);
     let until = Instant::now() + Duration::from_secs(20);
-    while hook.hanging() == 0 {
+    while hook.hanging() < 2 {
         assert!(Instant::now() < until, "the slow hook was never called");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -359,12 +360,17 @@ fn a_hanging_hook_delays_only_its_own_publish() {
         Duration::from_secs(20),
     );
     assert_eq!(get(&server.url("/healthz")).0, 200);
-    assert_eq!(hook.hanging(), 1, "the slow hook must still be waiting");
+    assert_eq!(hook.hanging(), 2, "the slow hooks must still be waiting");
     assert_eq!(get(&server.url("/live/slow/index.m3u8")).0, 404);
-    // Released, the slow publish goes live too.
+    assert_eq!(get(&server.url("/live/slowsrt/index.m3u8")).0, 404);
+    // Released, the slow publishes go live too (SRT's held transport stream first).
     hook.release.store(true, Ordering::SeqCst);
     wait_for_200(
         &server.url("/live/slow/index.m3u8"),
+        Duration::from_secs(20),
+    );
+    wait_for_200(
+        &server.url("/live/slowsrt/index.m3u8"),
         Duration::from_secs(20),
     );
 }
