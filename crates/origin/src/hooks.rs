@@ -6,8 +6,8 @@
 //! The decision part is sans-IO: [`body`] builds an event's JSON and [`judge`] reads
 //! an answer; [`Hooks`] is the thin async caller around them. A call runs on the task
 //! of the connection it concerns, under a strict timeout, so a hanging hook delays
-//! only its own publish; notifications (`on_unpublish`) run on their own tasks and are
-//! retried (`on_unpublish`, `on_stop`).
+//! only its own publish or viewer; notifications (`on_unpublish`, `on_stop`) run on
+//! tasks of their own and are retried.
 //!
 //! Answers: a 2xx status whose body is empty, `0`, or a JSON object without `code` or
 //! with `"code": 0` allows; a 2xx with another code, or a 3xx/4xx status, refuses (3xx
