@@ -153,6 +153,11 @@ struct Part {
     /// When the playlist listed it as complete (`None`: only preload-hinted).
     complete_at: Option<u64>,
     state: State,
+    /// Its preload hint's GET failed (the origin answers 404 for a hinted part that
+    /// will not come: the segment ended first). Not asked for again until the
+    /// playlist lists it as complete; before, every failure planned the next GET at
+    /// once, a loop of requests until the next playlist reload forgot the part.
+    hint_failed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -219,10 +224,12 @@ impl PartScheduler {
             info,
             complete_at: None,
             state: State::Missing,
+            hint_failed: false,
         });
         p.info = info;
         if complete && p.complete_at.is_none() {
             p.complete_at = Some(now);
+            p.hint_failed = false;
         }
         self.plan();
     }
@@ -319,6 +326,7 @@ impl PartScheduler {
         if let Some(p) = self.parts.get_mut(&key) {
             if p.state == State::Http {
                 p.state = State::Missing;
+                p.hint_failed = p.complete_at.is_none();
             }
         }
         self.plan();
@@ -480,6 +488,7 @@ impl PartScheduler {
             .iter()
             .filter(|(_, p)| {
                 p.state == State::Missing
+                    && !p.hint_failed
                     && p.info.start_ms + p.info.duration_ms > pos
                     && p.info.start_ms < pos + cfg.ahead_ms
             })
@@ -686,6 +695,27 @@ mod tests {
         drain(&mut slow);
         slow.http_done(10_000, info(4, 2).key, 1_000);
         assert_eq!(slow.urgent_ms(), 2_000);
+    }
+
+    /// A preload hint whose GET failed (404: the segment ended before that part) is
+    /// not asked for again in a loop; once the playlist lists it as complete, it is.
+    #[test]
+    fn a_failed_hint_waits_for_the_playlist() {
+        let mut s = PartScheduler::new(PartConfig::default(), PeerKey(1));
+        s.set_position(0, 9_000);
+        let hint = info(4, 2);
+        s.part_listed(0, hint, false);
+        assert_eq!(drain(&mut s), vec![PartAction::FetchHttp(hint.key)]);
+        s.http_failed(5, hint.key);
+        s.tick(10);
+        assert_eq!(drain(&mut s), vec![], "no GET again for a failed hint");
+        s.part_listed(20, hint, false);
+        assert_eq!(drain(&mut s), vec![], "still only a hint");
+        s.part_listed(30, hint, true);
+        assert_eq!(drain(&mut s), vec![PartAction::FetchHttp(hint.key)]);
+        // A complete part that fails is asked for again (the next plan).
+        s.http_failed(40, hint.key);
+        assert_eq!(drain(&mut s), vec![PartAction::FetchHttp(hint.key)]);
     }
 
     #[test]
