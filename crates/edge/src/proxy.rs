@@ -114,6 +114,16 @@ fn session(req: Request<Incoming>, peer: SocketAddr) -> Session {
     }
 }
 
+/// Paths of the admin side (the write API, the console): an edge never forwards them,
+/// whatever the method or token (the same prefixes as `origin::http::admin::PREFIXES`,
+/// plus the console).
+pub const ADMIN_PREFIXES: &[&str] = &["/api/v1/streams/", "/api/v1/publish-keys", "/console"];
+
+/// Whether a canonical path belongs to the admin side.
+pub fn is_admin_path(path: &str) -> bool {
+    ADMIN_PREFIXES.iter().any(|p| path.starts_with(p))
+}
+
 impl Edge {
     /// Handles one request: the phases of `phase`, in order.
     pub async fn handle(
@@ -167,6 +177,13 @@ impl Edge {
                 return Some(r);
             }
             _ => {}
+        }
+        if is_admin_path(&s.path) {
+            ::metrics::counter!("edge_admin_refused_total").increment(1);
+            return Some(text(
+                StatusCode::NOT_FOUND,
+                "the write API and the console are not served through an edge: use the origin's admin side",
+            ));
         }
         if s.method != Method::GET && s.method != Method::HEAD {
             return Some(text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD"));

@@ -3,10 +3,18 @@
 //! Flattened into each role's settings, so they are flags, file keys and `MEDIAMESH_*`
 //! variables like the rest.
 //!
-//! Not here: the accept loop that applies them (crate `service`).
+//! The admin side lives here too: the `--admin` listener (`/metrics`, and on `serve`
+//! and `origin` the write API) and the admin token (`--admin-token`,
+//! `--admin-token-file`, or one generated into the data folder).
+//!
+//! Not here: the accept loop that applies them (crate `service`); the write API's
+//! routes and token check (`origin::http::admin`).
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use origin::http::admin::AdminToken;
 use serde::{Deserialize, Serialize};
 use service::ConnLimits;
 
@@ -51,10 +59,81 @@ impl ConnArgs {
 /// Where the admin side listens.
 #[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AdminArgs {
-    /// Serve /metrics on this address instead of the public port (the operator
-    /// console and write API will live here too).
+    /// Serve /metrics on this address instead of the public port; on serve and origin
+    /// the write API (/api/v1/…, needs the admin token) moves here too.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<std::net::SocketAddr>,
+}
+
+/// The admin token of the roles with a write API (serve, origin).
+#[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AdminTokenArgs {
+    /// Token the write API wants as `Authorization: Bearer TOKEN` (16 characters or
+    /// more) [default: read from, or generated into, DATA/admin-token].
+    #[arg(long, value_name = "TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// File whose first line is the admin token (instead of --admin-token).
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// Name of the generated token's file in the data folder.
+pub const TOKEN_FILE: &str = "admin-token";
+
+/// The admin token: `--admin-token`, or the first line of `--admin-token-file`, or the
+/// one in `data/admin-token` (generated there, readable by the owner only, when
+/// missing). The log says which, never the token.
+pub fn admin_token(args: &AdminTokenArgs, data: &Path) -> Result<AdminToken> {
+    let weak = |e: origin::http::admin::WeakToken, from: &str| anyhow::anyhow!("{from}: {e}");
+    match (&args.admin_token, &args.admin_token_file) {
+        (Some(_), Some(_)) => bail!("give --admin-token or --admin-token-file, not both"),
+        (Some(t), None) => AdminToken::new(t).map_err(|e| weak(e, "--admin-token")),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read --admin-token-file {}", file.display()))?;
+            let line = text.lines().next().unwrap_or_default().trim();
+            let t = AdminToken::new(line)
+                .map_err(|e| weak(e, &format!("--admin-token-file {}", file.display())))?;
+            tracing::info!(file = %file.display(), "admin token read from --admin-token-file");
+            Ok(t)
+        }
+        (None, None) => {
+            let path = data.join(TOKEN_FILE);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let line = text.lines().next().unwrap_or_default().trim();
+                let t = AdminToken::new(line).map_err(|e| {
+                    weak(
+                        e,
+                        &format!("{} (delete it to have a new one made)", path.display()),
+                    )
+                })?;
+                tracing::info!(file = %path.display(), "admin token: the write API wants `Authorization: Bearer` and the token in this file");
+                return Ok(t);
+            }
+            let token = format!(
+                "{}{}",
+                origin::live::keys::generate_secret(),
+                origin::live::keys::generate_secret()
+            );
+            std::fs::create_dir_all(data)
+                .with_context(|| format!("cannot create data folder {}", data.display()))?;
+            let mut f = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .with_context(|| {
+                        format!("cannot write the admin token to {}", path.display())
+                    })?
+            };
+            std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes())
+                .with_context(|| format!("cannot write the admin token to {}", path.display()))?;
+            tracing::info!(file = %path.display(), "admin token generated (no --admin-token given): the write API wants `Authorization: Bearer` and the token in this file");
+            AdminToken::new(&token).map_err(|e| weak(e, "generated token"))
+        }
+    }
 }
 
 /// What the admin listener shows at `/metrics`.
@@ -62,6 +141,16 @@ pub type Render = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Starts the admin listener when `--admin` is set; dropping the handle stops it.
 pub async fn start_admin(args: &AdminArgs, render: Render) -> Result<Option<AdminServer>> {
+    start_admin_with(args, render, None).await
+}
+
+/// [`start_admin`] that also serves `write_api` (routes that check the token
+/// themselves).
+pub async fn start_admin_with(
+    args: &AdminArgs,
+    render: Render,
+    write_api: Option<axum::Router>,
+) -> Result<Option<AdminServer>> {
     let Some(addr) = args.admin else {
         return Ok(None);
     };
@@ -78,13 +167,22 @@ pub async fn start_admin(args: &AdminArgs, render: Render) -> Result<Option<Admi
                 async move { render() }
             }),
         );
+    let what = if write_api.is_some() {
+        "/metrics and the write API /api/v1/…"
+    } else {
+        "/metrics"
+    };
+    let app = match write_api {
+        Some(w) => app.merge(w),
+        None => app,
+    };
     let task = tokio::spawn(serve_app(
         listener,
         service::ServeLimits::default(),
         None,
         app,
     ));
-    tracing::info!(addr = %bound, "admin listening: /metrics");
+    tracing::info!(addr = %bound, "admin listening: {what}");
     Ok(Some(AdminServer { addr: bound, task }))
 }
 

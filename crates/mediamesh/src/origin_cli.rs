@@ -192,6 +192,9 @@ pub struct OriginArgs {
     pub admin: crate::listen_cli::AdminArgs,
     #[command(flatten)]
     #[serde(flatten)]
+    pub admin_token: crate::listen_cli::AdminTokenArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub fleet: crate::fleet_cli::FleetArgs,
 }
 
@@ -278,14 +281,28 @@ pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
     Ok(c)
 }
 
-/// Runs `mediamesh origin`.
+/// Runs `mediamesh origin`. The write API (kick, publish keys) is on `--admin` when
+/// given, else on the HTTP port; either way behind the admin token. Edges never
+/// forward it: they proxy GET and HEAD only and send no `Authorization` upstream.
 pub async fn run_origin(args: OriginArgs) -> Result<()> {
-    let config = origin_config(&args)?;
+    let mut config = origin_config(&args)?;
+    let token = crate::listen_cli::admin_token(&args.admin_token, &args.data)?;
+    if args.admin.admin.is_none() {
+        config.admin_token = Some(token.expose().to_string());
+    }
     let origin = Origin::start(config).await?;
     let _fleet = crate::fleet_cli::join_origin(&args.fleet, &origin)?;
-    let _admin =
-        crate::listen_cli::start_admin(&args.admin, std::sync::Arc::new(service::metrics::render))
-            .await?;
+    let write_api = args
+        .admin
+        .admin
+        .is_some()
+        .then(|| origin::http::admin::routes(origin.state.clone(), token, Default::default()));
+    let _admin = crate::listen_cli::start_admin_with(
+        &args.admin,
+        std::sync::Arc::new(service::metrics::render),
+        write_api,
+    )
+    .await?;
     crate::ready::listening_ingest(
         "origin",
         origin.http_addr,
@@ -338,18 +355,45 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
     edge_config.validate()?;
     let tracker = p2p::tracker::ws::TrackerService::new(tracker_config);
     let ticker = tracker.spawn_ticker();
-    let refuser = (!args.p2p_off.is_empty()).then(|| {
-        tokio::spawn(p2p::peer::refuse_streams(
-            tracker.clone(),
-            format!("http://{}", origin.http_addr),
-            args.p2p_off.clone(),
-        ))
-    });
+    // P2P off per stream: seeded by --p2p-off, switched at run time by the write API.
+    let streams = origin.state.streams.clone();
+    for name in &args.p2p_off {
+        streams
+            .set_p2p(name, false)
+            .map_err(|e| anyhow::anyhow!("--p2p-off {name}: {e}"))?;
+    }
+    let changed = streams.p2p_changed();
+    let refuser = tokio::spawn(p2p::peer::refuse_streams(
+        tracker.clone(),
+        format!("http://{}", origin.http_addr),
+        move || streams.p2p_off(),
+        changed,
+    ));
+    // The write API: on --admin when given, else on --http (viewers' port) for
+    // requests that carry the token.
+    let write_api = origin::http::admin::routes(
+        origin.state.clone(),
+        crate::listen_cli::admin_token(&args.admin_token, &args.data)?,
+        origin::http::admin::Features { p2p: true },
+    );
+    let (local_write_api, admin_write_api) = match args.admin.admin {
+        Some(_) => (None, Some(write_api)),
+        None => (Some(write_api), None),
+    };
     // The player page reads its ICE servers (STUN/TURN) here.
     let page_p2p = p2p::signal::ice::page_config(&ice).to_string();
+    let mut prefixes = vec!["/tracker".to_string(), "/api/v1/p2p".to_string()];
+    if local_write_api.is_some() {
+        prefixes.extend(origin::http::admin::PREFIXES.iter().map(|p| p.to_string()));
+    }
+    let local_router = tracker.router();
+    let local_router = match local_write_api {
+        Some(w) => local_router.merge(w),
+        None => local_router,
+    };
     let local = edge::server::LocalRoutes {
-        prefixes: vec!["/tracker".to_string(), "/api/v1/p2p".to_string()],
-        router: tracker.router().route(
+        prefixes,
+        router: local_router.route(
             "/api/v1/p2p",
             axum::routing::get(move || {
                 let body = page_p2p.clone();
@@ -368,9 +412,10 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
     let edge = edge::server::EdgeServer::start_with(edge_config, Some(local)).await?;
     let _fleet = crate::fleet_cli::join_serve(&args.fleet, &origin, &edge)?;
     let shown = edge.edge.clone();
-    let _admin = crate::listen_cli::start_admin(
+    let _admin = crate::listen_cli::start_admin_with(
         &args.admin,
         std::sync::Arc::new(move || edge::metrics::render(&shown)),
+        admin_write_api,
     )
     .await?;
     crate::ready::listening_ingest(
@@ -388,9 +433,7 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");
     ticker.abort();
-    if let Some(r) = refuser {
-        r.abort();
-    }
+    refuser.abort();
     drop(edge);
     drop(origin);
     Ok(())

@@ -34,6 +34,9 @@ pub struct OriginConfig {
     pub public_metrics: bool,
     /// Webhooks (`on_publish`, `on_unpublish`).
     pub hooks: crate::hooks::HookConfig,
+    /// Serve the write API on the HTTP port, behind this admin token (at least 16
+    /// characters); `None`: not on the HTTP port (an admin listener may serve it).
+    pub admin_token: Option<String>,
 }
 
 /// SRT ingest settings (see `ingest::srt`).
@@ -202,6 +205,7 @@ impl OriginConfig {
             require_keys: false,
             public_metrics: true,
             hooks: crate::hooks::HookConfig::default(),
+            admin_token: None,
         }
     }
 }

@@ -42,6 +42,8 @@ pub enum StartError {
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error(transparent)]
+    AdminToken(#[from] http::admin::WeakToken),
+    #[error(transparent)]
     Demo(#[from] ingest::demo::DemoError),
 }
 
@@ -113,7 +115,12 @@ impl Origin {
             addr: config.http,
             source,
         })?;
-        let app = http::router(state.clone(), config.public_metrics);
+        let admin = config
+            .admin_token
+            .as_deref()
+            .map(http::admin::AdminToken::new)
+            .transpose()?;
+        let app = http::router(state.clone(), config.public_metrics, admin);
         let limits = config.limits.clone();
         tasks.push(tokio::spawn(async move {
             http::serve(listener, app, &limits).await;

@@ -12,6 +12,8 @@
 
 mod common;
 
+mod admin;
+
 mod browser;
 mod browser_p2p;
 mod browser_parts;

@@ -5,6 +5,7 @@
 //! Handlers only look things up and format answers; packaging and storage live in
 //! `live` and `vod`.
 
+pub mod admin;
 mod api;
 pub mod elsewhere;
 mod live;
@@ -40,8 +41,10 @@ pub struct AppState {
 }
 
 /// All origin routes; `/metrics` only when `public_metrics` (otherwise an admin
-/// listener serves it).
-pub fn router(state: AppState, public_metrics: bool) -> Router {
+/// listener serves it); the write API (behind `admin`'s token) when given.
+pub fn router(state: AppState, public_metrics: bool, admin: Option<admin::AdminToken>) -> Router {
+    let write_api =
+        admin.map(|token| admin::routes(state.clone(), token, admin::Features::default()));
     let routes = Router::new()
         .route("/live/{stream}/{file}", get(live::stream_file))
         .route(
@@ -58,11 +61,14 @@ pub fn router(state: AppState, public_metrics: bool) -> Router {
     } else {
         routes
     };
+    let routes = match write_api {
+        Some(w) => routes.with_state(state).merge(w),
+        None => routes.with_state(state),
+    };
     routes
         .merge(crate::web::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path") })
         .layer(middleware::from_fn(count_requests))
-        .with_state(state)
 }
 
 async fn count_requests(req: Request, next: Next) -> Response {

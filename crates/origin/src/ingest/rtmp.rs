@@ -105,6 +105,8 @@ pub enum ConnectionError {
     Idle(Duration),
     #[error("no publish within {0:?} of connecting (publish deadline)")]
     NoPublish(Duration),
+    #[error("kicked by the operator (stream {0})")]
+    Kicked(String),
     #[error("publisher of stream {stream:?} dropped: {reason}")]
     Dropped {
         stream: String,
@@ -182,9 +184,29 @@ async fn connection(
     let period =
         (settings.publish_deadline.min(settings.idle_timeout) / 4).max(Duration::from_millis(10));
     let mut tick = tokio::time::interval(period);
+    // Woken when an operator kicks one of this connection's publishes.
+    let kick = Arc::new(tokio::sync::Notify::new());
     loop {
         let n = tokio::select! {
             r = socket.read(&mut buf) => r?,
+            () = kick.notified() => {
+                let kicked: Vec<u32> = publishing
+                    .iter()
+                    .filter(|(_, p)| p.publisher.kicked())
+                    .map(|(id, _)| *id)
+                    .collect();
+                if kicked.is_empty() {
+                    continue;
+                }
+                let mut names = Vec::new();
+                for id in kicked {
+                    if let Some(p) = publishing.remove(&id) {
+                        names.push(p.publisher.stream().name.clone());
+                    }
+                }
+                // Dropping the rest ends them as a disconnect would.
+                return Err(ConnectionError::Kicked(names.join(",")));
+            }
             _ = tick.tick() => {
                 let now = tokio::time::Instant::now();
                 if let Some(e) = deadlines.check(now, !publishing.is_empty()) {
@@ -201,7 +223,7 @@ async fn connection(
         let mut frames = false;
         while let Some(event) = session.poll_event() {
             frames |= matches!(event, ServerEvent::Video { .. } | ServerEvent::Audio { .. });
-            handle_event(&mut session, event, &mut conn, streams, &mut publishing).await?;
+            handle_event(&mut session, event, &mut conn, streams, &mut publishing, &kick).await?;
         }
         if frames || (!was_publishing && !publishing.is_empty()) {
             deadlines.last_frame = tokio::time::Instant::now();
@@ -244,6 +266,7 @@ async fn handle_event(
     conn: &mut ConnInfo<'_>,
     streams: &Streams,
     publishing: &mut HashMap<u32, Publishing>,
+    kick: &Arc<tokio::sync::Notify>,
 ) -> Result<(), ConnectionError> {
     let peer = conn.peer;
     match event {
@@ -303,6 +326,7 @@ async fn handle_event(
                 Ok(publisher) => {
                     tracing::info!(%peer, stream = %name, "publish started");
                     session.accept_publish(stream_id);
+                    publisher.on_kick(kick.clone());
                     publishing.insert(
                         stream_id,
                         Publishing {

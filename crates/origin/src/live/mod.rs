@@ -2,6 +2,7 @@
 //! bounded window, and turning the window into LL-HLS and DASH manifests.
 
 pub mod directory;
+pub mod keys;
 pub mod manifest;
 pub mod numbering;
 pub mod packager;
@@ -13,4 +14,4 @@ mod ha_tests;
 #[cfg(test)]
 mod tests;
 
-pub use stream::{LiveStream, PublishError, Publisher, Rendition, StreamState, Streams};
+pub use stream::{KickError, LiveStream, PublishError, Publisher, Rendition, StreamState, Streams};

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use super::directory::{Directory, History};
+use super::keys::PublishKeys;
 use super::numbering::{self, SharedTimeline, Timing};
 use super::packager::{Bounds, Input, Output, Packager, PackagerError, StreamInfo};
 use super::store::{unix_ms, RenditionStore, StoreConfig};
@@ -36,6 +37,17 @@ pub enum PublishError {
     BadName(String),
     #[error("too many live streams (limit {0})")]
     TooMany(usize),
+}
+
+/// Why a kick did nothing.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KickError {
+    #[error("no live stream {0:?}")]
+    NoSuchStream(String),
+    #[error("stream {0:?} has no publisher connected")]
+    NotLive(String),
+    #[error("the publisher of stream {0:?} cannot be kicked (only RTMP publishers can)")]
+    NotKickable(String),
 }
 
 /// Lifecycle of a stream.
@@ -75,6 +87,10 @@ pub struct LiveStream {
     timing: Mutex<Option<Timing>>,
     pub ingest_bytes: AtomicU64,
     viewers: Mutex<HashMap<IpAddr, Instant>>,
+    /// The session whose ingest connection listens for a kick, and how to wake it.
+    kicker: Mutex<Option<(u64, Arc<tokio::sync::Notify>)>>,
+    /// The session an operator kicked (0: none).
+    kicked: AtomicU64,
 }
 
 const VIEWER_WINDOW: Duration = Duration::from_secs(15);
@@ -97,6 +113,8 @@ impl LiveStream {
             timing: Mutex::new(None),
             ingest_bytes: AtomicU64::new(0),
             viewers: Mutex::new(HashMap::new()),
+            kicker: Mutex::new(None),
+            kicked: AtomicU64::new(0),
         }
     }
 
@@ -153,11 +171,13 @@ impl LiveStream {
 pub struct Streams {
     packaging: PackagingConfig,
     limits: Limits,
-    keys: HashMap<String, String>,
-    require_keys: bool,
+    keys: PublishKeys,
     map: RwLock<HashMap<String, Arc<LiveStream>>>,
     directory: RwLock<Option<Arc<dyn Directory>>>,
     history: Arc<History>,
+    /// Streams whose P2P swarms the operator turned off.
+    p2p_off: RwLock<std::collections::BTreeSet<String>>,
+    p2p_changed: Arc<tokio::sync::Notify>,
 }
 
 impl Streams {
@@ -170,12 +190,47 @@ impl Streams {
         Self {
             packaging,
             limits,
-            keys,
-            require_keys,
+            keys: PublishKeys::new(keys, require_keys),
             map: RwLock::new(HashMap::new()),
             directory: RwLock::new(None),
             history: Arc::new(History::default()),
+            p2p_off: RwLock::new(std::collections::BTreeSet::new()),
+            p2p_changed: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Turns P2P off or on for stream `name` (whether or not it is live now).
+    pub fn set_p2p(&self, name: &str, enabled: bool) -> Result<(), PublishError> {
+        if !valid_name(name) {
+            return Err(PublishError::BadName(name.to_string()));
+        }
+        let mut off = self.p2p_off.write();
+        if enabled {
+            off.remove(name);
+        } else {
+            if off.len() >= self.limits.max_streams && !off.contains(name) {
+                return Err(PublishError::TooMany(self.limits.max_streams));
+            }
+            off.insert(name.to_string());
+        }
+        drop(off);
+        self.p2p_changed.notify_one();
+        Ok(())
+    }
+
+    /// Whether P2P is on for stream `name`.
+    pub fn p2p_enabled(&self, name: &str) -> bool {
+        !self.p2p_off.read().contains(name)
+    }
+
+    /// The streams whose P2P is off, sorted.
+    pub fn p2p_off(&self) -> Vec<String> {
+        self.p2p_off.read().iter().cloned().collect()
+    }
+
+    /// Notified (one stored permit) whenever the P2P switch of a stream changes.
+    pub fn p2p_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.p2p_changed.clone()
     }
 
     /// Joins the fleet's stream directory: numbering adopts other origins' timelines
@@ -206,10 +261,33 @@ impl Streams {
     /// The stream whose publish key is `secret`, for encoders configured with the key
     /// alone as the stream key (OBS style).
     pub fn stream_for_key(&self, secret: &str) -> Option<String> {
-        self.keys
-            .iter()
-            .find(|(_, key)| constant_time_eq(key.as_bytes(), secret.as_bytes()))
-            .map(|(name, _)| name.clone())
+        self.keys.stream_for_key(secret)
+    }
+
+    /// The publish keys, changeable at run time.
+    pub fn keys(&self) -> &PublishKeys {
+        &self.keys
+    }
+
+    /// Ends the live publish of `name`: its ingest connection is closed and the stream
+    /// ends (EXT-X-ENDLIST) instead of waiting for the publisher to come back.
+    pub fn kick(&self, name: &str) -> Result<(), KickError> {
+        let stream = self
+            .get(name)
+            .ok_or_else(|| KickError::NoSuchStream(name.to_string()))?;
+        if stream.state() != StreamState::Live {
+            return Err(KickError::NotLive(name.to_string()));
+        }
+        let kicker = stream.kicker.lock();
+        match &*kicker {
+            Some((session, wake)) if *session == stream.session.load(Ordering::SeqCst) => {
+                stream.kicked.store(*session, Ordering::SeqCst);
+                // A stored permit: the connection sees it even if it is busy now.
+                wake.notify_one();
+                Ok(())
+            }
+            _ => Err(KickError::NotKickable(name.to_string())),
+        }
     }
 
     /// Whether [`publish`](Self::publish) would accept `name` with `key` now (name,
@@ -227,11 +305,8 @@ impl Streams {
         if !valid_name(name) {
             return Err(PublishError::BadName(name.to_string()));
         }
-        match (self.keys.get(name), key) {
-            (Some(want), Some(got)) if constant_time_eq(want.as_bytes(), got.as_bytes()) => {}
-            (Some(_), _) => return Err(PublishError::BadKey(name.to_string())),
-            (None, _) if self.require_keys => return Err(PublishError::BadKey(name.to_string())),
-            (None, _) => {}
+        if !self.keys.allows(name, key) {
+            return Err(PublishError::BadKey(name.to_string()));
         }
         Ok(())
     }
@@ -381,6 +456,17 @@ pub struct Publisher {
 impl Publisher {
     pub fn stream(&self) -> &Arc<LiveStream> {
         &self.stream
+    }
+
+    /// Lets an operator kick this publish: `wake` is notified on a kick (see
+    /// [`Streams::kick`]), after which [`kicked`](Self::kicked) is true.
+    pub fn on_kick(&self, wake: Arc<tokio::sync::Notify>) {
+        *self.stream.kicker.lock() = Some((self.session, wake));
+    }
+
+    /// Whether an operator kicked this publish.
+    pub fn kicked(&self) -> bool {
+        self.stream.kicked.load(Ordering::SeqCst) == self.session
     }
 
     /// Maps an input timestamp (ms, already unwrapped by the ingest) onto the stream's
@@ -570,11 +656,26 @@ impl Drop for Publisher {
             t.live = false;
             self.history.put(&self.stream.name, t);
         }
+        {
+            let mut kicker = self.stream.kicker.lock();
+            if kicker.as_ref().is_some_and(|(s, _)| *s == self.session) {
+                *kicker = None;
+            }
+        }
         let mut state = self.stream.state.lock();
         if self.stream.session.load(Ordering::SeqCst) == self.session && *state == StreamState::Live
         {
-            *state = StreamState::Interrupted(Instant::now());
-            tracing::info!(stream = %self.stream.name, "publisher left; waiting for it to return");
+            if self.kicked() {
+                // Kicked: over now, no grace period to come back in.
+                for r in &self.stream.renditions {
+                    r.store.end_stream();
+                }
+                *state = StreamState::Ended(Instant::now());
+                tracing::info!(stream = %self.stream.name, "publisher kicked; stream ended");
+            } else {
+                *state = StreamState::Interrupted(Instant::now());
+                tracing::info!(stream = %self.stream.name, "publisher left; waiting for it to return");
+            }
         }
     }
 }
@@ -647,6 +748,38 @@ mod tests {
     }
 
     #[test]
+    fn a_kicked_publisher_is_woken_and_its_stream_ends_at_once() {
+        let s = streams(&[]);
+        assert_eq!(s.kick("cam"), Err(KickError::NoSuchStream("cam".into())));
+        let p = s.publish("cam", None).expect("publish");
+        // Not listening for kicks (the demo loop): refused.
+        assert_eq!(s.kick("cam"), Err(KickError::NotKickable("cam".into())));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        p.on_kick(wake.clone());
+        assert!(!p.kicked());
+        assert_eq!(s.kick("cam"), Ok(()));
+        assert!(p.kicked());
+        // The permit waits for the connection even though nobody waited yet.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), wake.notified())
+                .await
+                .expect("woken");
+        });
+        drop(p);
+        let cam = s.get("cam").expect("listed");
+        assert!(matches!(cam.state(), StreamState::Ended(_)));
+        assert!(cam.renditions[0].store.read().ended);
+        // The next publish starts afresh and is not kicked.
+        drop(cam);
+        let p = s.publish("cam", None).expect("publish again");
+        assert!(!p.kicked());
+    }
+
+    #[test]
     fn names_are_restricted() {
         let s = streams(&[]);
         for bad in ["", "../etc", "a/b", ".hidden", "x y", &"a".repeat(65)] {
@@ -665,6 +798,7 @@ mod tests {
             s.get("cam").map(|c| c.state()),
             Some(StreamState::Interrupted(_))
         ));
+        assert_eq!(s.kick("cam"), Err(KickError::NotLive("cam".into())));
         std::thread::sleep(Duration::from_millis(60));
         s.reap();
         let cam = s.get("cam");

@@ -298,19 +298,24 @@ fn spawn_viewer(
     tasks.spawn(async move { (slot, run_viewer(client, p).await) });
 }
 
-/// Operator switch: keeps the tracker refusing the swarms of `streams` (P2P off for
-/// them). Every 2 s it reads each stream's multivariant playlist from `origin_base`
-/// (e.g. `http://127.0.0.1:8080`) and computes the info hashes of its renditions'
-/// swarms exactly as browsers and native peers do. Runs until the task is dropped.
-pub async fn refuse_streams(
+/// Operator switch: keeps the tracker refusing the swarms of the streams `off()`
+/// names (P2P off for them), a list the operator may change at run time. Every 2 s,
+/// and at once when `changed` is notified, it reads each such stream's multivariant
+/// playlist from `origin_base` (e.g. `http://127.0.0.1:8080`) and computes the info
+/// hashes of its renditions' swarms exactly as browsers and native peers do. Runs
+/// until the task is dropped.
+pub async fn refuse_streams<F>(
     tracker: crate::tracker::ws::TrackerService,
     origin_base: String,
-    streams: Vec<String>,
-) {
+    off: F,
+    changed: std::sync::Arc<tokio::sync::Notify>,
+) where
+    F: Fn() -> Vec<String> + Send + 'static,
+{
     let client = Client::new();
     loop {
         let mut refused = std::collections::HashSet::new();
-        for name in &streams {
+        for name in off() {
             let Ok(url) = Url::parse(&format!("{origin_base}/live/{name}/index.m3u8")) else {
                 continue;
             };
@@ -326,6 +331,9 @@ pub async fn refuse_streams(
             }
         }
         tracker.set_disabled_swarms(refused);
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = changed.notified() => {}
+        }
     }
 }

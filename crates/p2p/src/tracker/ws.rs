@@ -95,6 +95,7 @@ impl TrackerService {
     /// itself once every clone of this service (and its routers) is dropped.
     /// Replaces the swarms where P2P is off (announces to them get a failure reason).
     pub fn set_disabled_swarms(&self, swarms: std::collections::HashSet<super::Id20>) {
+        metrics::gauge!("tracker_disabled_swarms").set(swarms.len() as f64);
         self.shared.lock().tracker.set_disabled_swarms(swarms);
     }
 
