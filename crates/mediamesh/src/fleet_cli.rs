@@ -309,6 +309,11 @@ pub struct RouterArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub admin: crate::listen_cli::AdminArgs,
+    /// The router's write API (drain an edge) is on --admin only and needs one of
+    /// these (the router has no data folder to keep a generated token in).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub admin_token: crate::listen_cli::AdminTokenArgs,
 }
 
 /// The router configuration these settings describe.
@@ -372,10 +377,39 @@ pub fn router_config(args: &RouterArgs) -> Result<fleet::router::RouterConfig> {
 /// `mediamesh router`.
 pub async fn run_router(args: RouterArgs) -> Result<()> {
     let config = router_config(&args)?;
+    let token_given =
+        args.admin_token.admin_token.is_some() || args.admin_token.admin_token_file.is_some();
+    if token_given && args.admin.admin.is_none() {
+        anyhow::bail!(
+            "--admin-token on the router needs --admin ADDR: the router's write API (drain) lives on the admin listener only"
+        );
+    }
+    let token = if token_given {
+        Some(crate::listen_cli::admin_token(
+            &args.admin_token,
+            std::path::Path::new("."),
+        )?)
+    } else {
+        None
+    };
     let router = fleet::router::RouterServer::start(config).await?;
-    let _admin =
-        crate::listen_cli::start_admin(&args.admin, std::sync::Arc::new(service::metrics::render))
-            .await?;
+    let write_api = match token {
+        Some(t) => Some(drain_api(router.drains.clone(), t)),
+        None => {
+            if args.admin.admin.is_some() {
+                tracing::info!(
+                    "router write API (drain) off: give --admin-token or --admin-token-file"
+                );
+            }
+            None
+        }
+    };
+    let _admin = crate::listen_cli::start_admin_with(
+        &args.admin,
+        std::sync::Arc::new(service::metrics::render),
+        write_api,
+    )
+    .await?;
     tracing::info!(
         "router on http://{}: viewers open http://{}/live/NAME/index.m3u8",
         router.addr,
@@ -391,6 +425,48 @@ pub async fn run_router(args: RouterArgs) -> Result<()> {
     tracing::info!("shutting down");
     drop(router);
     Ok(())
+}
+
+/// Body of `PUT /api/v1/edges/{id}/drain`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetDrain {
+    draining: bool,
+}
+
+/// The router's write API: `GET|PUT /api/v1/edges/{id}/drain` behind the admin token.
+fn drain_api(
+    drains: std::sync::Arc<fleet::router::server::Drains>,
+    token: origin::http::admin::AdminToken,
+) -> axum::Router {
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    use origin::http::admin::{ApiError, Client, StrictJson};
+    let read = drains.clone();
+    let routes = axum::Router::new().route(
+        "/api/v1/edges/{id}/drain",
+        axum::routing::get(move |Path(id): Path<String>| {
+            let d = read.clone();
+            async move { axum::Json(serde_json::json!({"edge": id, "draining": d.draining(&id)})) }
+        })
+        .put(
+            move |Client(who): Client,
+                  Path(id): Path<String>,
+                  StrictJson(body): StrictJson<SetDrain>| {
+                let d = drains.clone();
+                async move {
+                    d.set(&id, body.draining).map_err(|e| {
+                        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
+                    })?;
+                    tracing::info!(client = %who, edge = %id, draining = body.draining, "admin: edge drain switched");
+                    Ok::<_, ApiError>(axum::Json(
+                        serde_json::json!({"edge": id, "draining": body.draining}),
+                    ))
+                }
+            },
+        ),
+    );
+    origin::http::admin::guard(routes, token)
 }
 
 #[cfg(test)]

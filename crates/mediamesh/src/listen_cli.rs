@@ -230,3 +230,60 @@ pub async fn serve_app(
     )
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(token: Option<&str>, file: Option<PathBuf>) -> AdminTokenArgs {
+        AdminTokenArgs {
+            admin_token: token.map(str::to_string),
+            admin_token_file: file,
+        }
+    }
+
+    #[test]
+    fn the_admin_token_comes_from_the_flag_the_file_or_the_data_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let flag = "flag-token-0123456789";
+        let t = admin_token(&args(Some(flag), None), &data).expect("flag");
+        assert_eq!(t.expose(), flag);
+        assert!(!data.exists(), "no file made when a token is given");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "file-token-0123456789\nignored\n").expect("write");
+        let t = admin_token(&args(None, Some(file.clone())), &data).expect("file");
+        assert_eq!(t.expose(), "file-token-0123456789");
+        assert!(admin_token(&args(Some(flag), Some(file)), &data).is_err());
+        assert!(admin_token(&args(Some("short"), None), &data).is_err());
+        // Neither: generated once into the data folder, owner-only, then reused.
+        let made = admin_token(&args(None, None), &data).expect("generated");
+        assert_eq!(made.expose().len(), 64);
+        let again = admin_token(&args(None, None), &data).expect("reused");
+        assert_eq!(made.expose(), again.expose());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join(TOKEN_FILE))
+            .expect("file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0);
+    }
+
+    #[test]
+    fn the_token_is_a_flag_a_file_key_and_a_hidden_variable() {
+        use clap::{Args as _, Command};
+        let cmd = crate::layers::with_env(AdminTokenArgs::augment_args(Command::new("x")));
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some("admin-token"))
+            .expect("flag");
+        assert_eq!(
+            arg.get_env().map(|e| e.to_string_lossy().into_owned()),
+            Some("MEDIAMESH_ADMIN_TOKEN".to_string())
+        );
+        assert!(
+            arg.is_hide_env_values_set(),
+            "--help must not print the token"
+        );
+    }
+}

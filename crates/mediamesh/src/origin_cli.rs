@@ -500,6 +500,24 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_token_is_a_file_key_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "admin_token = \"file-token-0123456789\"\nadmin = \"127.0.0.1:0\"\n",
+        )
+        .expect("write");
+        let p = path.to_str().expect("utf-8");
+        let args: OriginArgs = crate::layers::read(&["--config", p], ALIASES).expect("args");
+        assert_eq!(
+            args.admin_token.admin_token.as_deref(),
+            Some("file-token-0123456789")
+        );
+        assert!(args.admin.admin.is_some());
+    }
+
+    #[test]
     fn bad_values_are_refused_with_a_reason() {
         let e = origin(&["--part-target", "0.1"]).expect_err("too small");
         assert!(e.to_string().contains("part"), "{e}");

@@ -78,7 +78,59 @@ pub enum StartError {
     Client(#[from] reqwest::Error),
 }
 
+/// Edges an operator is draining: the router sends no new viewer to them (redirects
+/// and steering rank only the others), while viewers already there keep playing until
+/// their next steering reload. In this router's memory only.
+#[derive(Debug, Default)]
+pub struct Drains {
+    ids: parking_lot::RwLock<std::collections::BTreeSet<String>>,
+}
+
+/// Most edge ids marked draining at once.
+pub const MAX_DRAINS: usize = 10_000;
+
+/// Why a drain mark was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DrainError {
+    #[error(
+        "edge id {0:?} is not one: use the `id` of /api/v1/nodes (1-128 of A-Z a-z 0-9 . _ -)"
+    )]
+    BadId(String),
+    #[error("too many edges marked draining (limit {MAX_DRAINS})")]
+    TooMany,
+}
+
+impl Drains {
+    /// Marks edge `id` draining or not.
+    pub fn set(&self, id: &str, draining: bool) -> Result<(), DrainError> {
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
+            return Err(DrainError::BadId(id.to_string()));
+        }
+        let mut ids = self.ids.write();
+        if draining {
+            if ids.len() >= MAX_DRAINS && !ids.contains(id) {
+                return Err(DrainError::TooMany);
+            }
+            ids.insert(id.to_string());
+        } else {
+            ids.remove(id);
+        }
+        ::metrics::gauge!("router_draining_edges").set(ids.len() as f64);
+        Ok(())
+    }
+
+    pub fn draining(&self, id: &str) -> bool {
+        self.ids.read().contains(id)
+    }
+}
+
 struct State {
+    drains: Arc<Drains>,
     view: Arc<View>,
     health: Arc<Health>,
     locator: Locator,
@@ -92,6 +144,8 @@ struct State {
 /// A running router; dropping it stops it.
 pub struct RouterServer {
     pub addr: SocketAddr,
+    /// The edges being drained (the binary's write API changes it).
+    pub drains: Arc<Drains>,
     tasks: Vec<JoinHandle<()>>,
     _membership: Option<Membership>,
 }
@@ -142,7 +196,9 @@ impl RouterServer {
                     .collect()
             },
         ))];
+        let drains = Arc::new(Drains::default());
         let state = Arc::new(State {
+            drains: drains.clone(),
             view,
             health,
             locator: config.locator,
@@ -163,6 +219,7 @@ impl RouterServer {
         tracing::info!(%addr, "router listening");
         Ok(RouterServer {
             addr,
+            drains,
             tasks,
             _membership: membership,
         })
@@ -250,7 +307,11 @@ impl State {
         let nodes = self.view.nodes();
         let edges: Vec<&NodeRecord> = nodes
             .iter()
-            .filter(|n| n.kind == NodeKind::Edge && self.health.healthy(&n.public_url))
+            .filter(|n| {
+                n.kind == NodeKind::Edge
+                    && self.health.healthy(&n.public_url)
+                    && !self.drains.draining(&n.id)
+            })
             .collect();
         let ranked = rank(key, region.as_deref(), &edges, &self.policy)
             .into_iter()
@@ -477,6 +538,7 @@ fn nodes_json(state: &State) -> Response<Body> {
             serde_json::json!({
                 "id": n.id, "kind": n.kind, "region": n.region, "public_url": n.public_url,
                 "healthy": state.health.healthy(&n.public_url),
+                "draining": state.drains.draining(&n.id),
                 "utilization": n.utilization(), "load": n.load, "streams": n.streams,
                 "updated_ms": n.updated_ms,
             })
@@ -493,6 +555,18 @@ fn nodes_json(state: &State) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_marks_are_checked_and_bounded() {
+        let d = Drains::default();
+        assert!(d.set("edge-a.1", true).is_ok());
+        assert!(d.draining("edge-a.1"));
+        assert!(d.set("edge-a.1", false).is_ok());
+        assert!(!d.draining("edge-a.1"));
+        for bad in ["", "a/b", "x y", &"a".repeat(129)] {
+            assert!(matches!(d.set(bad, true), Err(DrainError::BadId(_))));
+        }
+    }
 
     #[test]
     fn stream_keys_come_from_the_first_two_segments() {

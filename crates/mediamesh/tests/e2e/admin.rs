@@ -369,3 +369,84 @@ fn serve_generates_a_token_file_when_none_is_given() {
     );
     assert!(!log.contains(token), "the token is never logged");
 }
+
+#[test]
+fn a_draining_edge_gets_no_new_viewers_from_the_router() {
+    let origin = Server::start("origin", &["--admin-token", TOKEN]);
+    let edges = [
+        Server::start_edge(&["--origin", &origin.url("")]),
+        Server::start_edge(&["--origin", &origin.url("")]),
+    ];
+    let router = Server::start_role(
+        "router",
+        &[
+            "--edge",
+            &format!("eu={}", edges[0].url("")),
+            "--edge",
+            &format!("eu={}", edges[1].url("")),
+            "--region-map",
+            "127.0.0.1/32=eu",
+            "--admin",
+            "127.0.0.1:0",
+            "--admin-token",
+            TOKEN,
+        ],
+    );
+    let admin = format!("http://127.0.0.1:{}", admin_port(&router));
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let edge_for = || {
+        let r = client
+            .get(router.url("/live/cam/src/index.m3u8"))
+            .send()
+            .expect("router answers");
+        assert_eq!(r.status().as_u16(), 302);
+        let loc = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        edges
+            .iter()
+            .position(|e| loc.starts_with(&e.url("/")))
+            .unwrap_or_else(|| panic!("redirect to no known edge: {loc}"))
+    };
+    let first = edge_for();
+    let (_, nodes) = get_text(&router.url("/api/v1/nodes"));
+    let nodes: serde_json::Value = serde_json::from_str(&nodes).expect("nodes");
+    let id = nodes["nodes"]
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|n| n["public_url"].as_str() == Some(edges[first].url("").as_str()))
+        })
+        .and_then(|n| n["id"].as_str())
+        .expect("the edge's id")
+        .to_string();
+    let path = format!("/api/v1/edges/{id}/drain");
+    let on = r#"{"draining":true}"#;
+    needs_token(&admin, "PUT", &path, Some(on));
+    // Not on the viewers' port of the router, token or not.
+    let (s, _) = call("PUT", &router.url(&path), Some(TOKEN), Some(on));
+    assert_eq!(s, 405);
+    let (s, v) = call("PUT", &format!("{admin}{path}"), Some(TOKEN), Some(on));
+    assert_eq!((s, &v["draining"]), (200, &serde_json::json!(true)), "{v}");
+    for _ in 0..5 {
+        assert_eq!(edge_for(), 1 - first, "a draining edge got a new viewer");
+    }
+    let (_, nodes) = get_text(&router.url("/api/v1/nodes"));
+    assert!(nodes.contains("\"draining\":true"), "{nodes}");
+    let (s, _) = call(
+        "PUT",
+        &format!("{admin}{path}"),
+        Some(TOKEN),
+        Some(r#"{"draining":false}"#),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(edge_for(), first, "an undrained edge gets its viewers back");
+    assert!(router.log_text().contains("admin: edge drain switched"));
+}
