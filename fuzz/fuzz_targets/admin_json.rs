@@ -24,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(v) = axum::http::HeaderValue::from_bytes(data) {
         if let Ok(token) = AdminToken::new("fuzz-admin-token-0123") {
             let a = access(&token, Some(&v));
-            assert!(a != Access::Granted || data.trim_ascii_end().ends_with(b"fuzz-admin-token-0123"));
+            assert!(
+                a != Access::Granted || data.trim_ascii_end().ends_with(b"fuzz-admin-token-0123")
+            );
         }
     }
 });
