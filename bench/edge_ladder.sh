@@ -10,7 +10,7 @@
 #      cam_240p: the mediamesh origin takes one rendition per RTMP publish), through a
 #      plain edge. The origin->edge bytes are those of the four renditions either way.
 #  In both runs VIEWERS `mediamesh peer --no-p2p` viewers per rendition (4 renditions)
-#  watch for DURATION seconds; origin->edge bytes = the edge's edge_upstream_bytes_total
+#  watch for DURATION seconds; origin->edge bytes = the edge's mediamesh_edge_upstream_bytes_total
 #  over that window. Then, with no viewer left, TTFB_SEGMENTS new segments of each rung
 #  are asked for twice (first = transcode, second = cached hit), timed by curl.
 #
@@ -65,7 +65,7 @@ wait_200() {
   echo "$1 did not come up"; return 1
 }
 upstream_bytes() {
-  curl -sf "$1/metrics" | awk '/^edge_upstream_bytes_total /{s+=$2} END{printf "%d\n", s}'
+  curl -sf "$1/metrics" | awk '/^mediamesh_edge_upstream_bytes_total /{s+=$2} END{printf "%d\n", s}'
 }
 
 # Rungs: name, width, height, video kbit/s. The source is 1280x720 at 3000 kbit/s.
@@ -231,9 +231,9 @@ res = {
         "transcoded_p50_by_rung": {k: pct(v, 50) for k, v in per_rung.items()},
         "failed_first_requests": sum(1 for r in rows if r[2] != "200"),
     },
-    "edge_transcodes": metric("edge_ladder_transcodes_total"),
-    "edge_transcode_seconds_sum": metric("edge_ladder_transcode_seconds_sum"),
-    "edge_transcode_errors": metric("edge_ladder_errors_total"),
+    "edge_transcodes": metric("mediamesh_edge_ladder_transcodes_total"),
+    "edge_transcode_seconds_sum": metric("mediamesh_edge_ladder_transcode_seconds_sum"),
+    "edge_transcode_errors": metric("mediamesh_edge_ladder_errors_total"),
     "viewers": {"edge_ladder": peers("a"), "origin_full_ladder": peers("b")},
     "loadavg_during_viewers": {"edge_ladder": load_a, "origin_full_ladder": load_b},
     "cores": os.cpu_count(),

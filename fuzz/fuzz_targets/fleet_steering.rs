@@ -33,5 +33,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = fleet::router::region::Locator::from_map(&[text.as_ref()]);
     let _ = fleet::registry::load::cpu_ticks(&text);
     let _ = fleet::registry::load::established_on(&text, 8080);
-    let _ = fleet::registry::load::prometheus_value(&text, "edge_egress_bytes_total");
+    let _ = fleet::registry::load::prometheus_value(&text, "mediamesh_edge_egress_bytes_total");
 });

@@ -120,7 +120,7 @@ pub(crate) async fn call(
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {:?}", call.timeout)),
     };
-    ::metrics::counter!("compute_filter_callouts_total", "result" => if out.is_ok() { "ok" } else { "failed" })
+    ::metrics::counter!("mediamesh_compute_filter_callouts_total", "result" => if out.is_ok() { "ok" } else { "failed" })
         .increment(1);
     match out {
         Ok(r) => Some(r),

@@ -364,7 +364,8 @@ impl RequestRun {
             }
         }
         self.spent += started.elapsed();
-        ::metrics::histogram!("compute_filter_request_seconds").record(self.spent.as_secs_f64());
+        ::metrics::histogram!("mediamesh_compute_filter_request_seconds")
+            .record(self.spent.as_secs_f64());
     }
 }
 

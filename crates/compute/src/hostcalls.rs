@@ -578,7 +578,7 @@ fn link_unimplemented(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let s = c.data();
             match s.metric_names.get((id as u32 as usize).wrapping_sub(1)) {
                 Some(n) => {
-                    ::metrics::counter!("compute_filter_metric_total", "filter" => s.plugin.name.clone(), "metric" => n.clone())
+                    ::metrics::counter!("mediamesh_compute_filter_metric_total", "filter" => s.plugin.name.clone(), "metric" => n.clone())
                         .increment(by.max(0) as u64);
                     ok(Status::Ok)
                 }
@@ -593,7 +593,7 @@ fn link_unimplemented(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let s = c.data();
             match s.metric_names.get((id as u32 as usize).wrapping_sub(1)) {
                 Some(n) => {
-                    ::metrics::gauge!("compute_filter_metric", "filter" => s.plugin.name.clone(), "metric" => n.clone())
+                    ::metrics::gauge!("mediamesh_compute_filter_metric", "filter" => s.plugin.name.clone(), "metric" => n.clone())
                         .set(v as f64);
                     ok(Status::Ok)
                 }

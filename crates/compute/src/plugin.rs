@@ -279,7 +279,7 @@ impl Plugin {
         if vm.state().tick_period.is_some() {
             *self.tick.lock() = vm.state().tick_period;
         }
-        ::metrics::counter!("compute_filter_instances_started_total", "filter" => self.spec.name.clone())
+        ::metrics::counter!("mediamesh_compute_filter_instances_started_total", "filter" => self.spec.name.clone())
             .increment(1);
         Ok(vm)
     }
@@ -341,7 +341,7 @@ impl Plugin {
     }
 
     fn record_crash(&self, fault: &FilterFault) {
-        ::metrics::counter!("compute_filter_crashes_total", "filter" => self.spec.name.clone(), "kind" => fault.kind())
+        ::metrics::counter!("mediamesh_compute_filter_crashes_total", "filter" => self.spec.name.clone(), "kind" => fault.kind())
             .increment(1);
         let now = Instant::now();
         let window = self.spec.limits.crash_window;
@@ -362,7 +362,7 @@ impl Plugin {
             h.quarantined_until = Some(now + h.backoff);
             h.last_quarantine = Some(now);
             h.crashes.clear();
-            ::metrics::counter!("compute_filter_quarantines_total", "filter" => self.spec.name.clone())
+            ::metrics::counter!("mediamesh_compute_filter_quarantines_total", "filter" => self.spec.name.clone())
                 .increment(1);
             tracing::error!(filter = %self.spec.name, backoff_ms = h.backoff.as_millis() as u64, "filter crash loop: quarantined");
         }
@@ -431,7 +431,7 @@ impl Plugin {
             idle.push(vm);
         }
         *self.health.lock() = Health::default();
-        ::metrics::counter!("compute_filter_reloads_total", "filter" => self.spec.name.clone())
+        ::metrics::counter!("mediamesh_compute_filter_reloads_total", "filter" => self.spec.name.clone())
             .increment(1);
         tracing::info!(filter = %self.spec.name, generation = number, "filter reloaded");
         Ok(true)

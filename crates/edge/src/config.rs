@@ -28,7 +28,7 @@ pub struct EdgeConfig {
     /// playlists (whose other parameters, bar LL-HLS's `_HLS_*`, are dropped); empty
     /// by default.
     pub kept_params: Vec<String>,
-    /// Most CMCD session ids tracked for the `edge_cmcd_sessions` gauge (100,000).
+    /// Most CMCD session ids tracked for the `mediamesh_edge_cmcd_sessions` gauge (100,000).
     pub cmcd_max_sessions: usize,
     /// Answer `/metrics` on the viewers' port (off when an admin listener serves it).
     pub public_metrics: bool,

@@ -258,8 +258,8 @@ impl Transcoder {
             )));
         }
         let secs = started.elapsed().as_secs_f64();
-        ::metrics::histogram!("edge_ladder_transcode_seconds").record(secs);
-        ::metrics::counter!("edge_ladder_transcodes_total", "rung" => rung.name.clone())
+        ::metrics::histogram!("mediamesh_edge_ladder_transcode_seconds").record(secs);
+        ::metrics::counter!("mediamesh_edge_ladder_transcodes_total", "rung" => rung.name.clone())
             .increment(1);
         logic::split_output(&Bytes::from(out)).map_err(|e| LadderFailure::Transcode(e.to_string()))
     }
@@ -385,7 +385,8 @@ pub async fn fetch(
             flight.finish();
         }
         Err(LadderFailure::Busy(n)) => {
-            ::metrics::counter!("edge_ladder_errors_total", "reason" => "busy").increment(1);
+            ::metrics::counter!("mediamesh_edge_ladder_errors_total", "reason" => "busy")
+                .increment(1);
             tracing::warn!(
                 path,
                 waiting = n,
@@ -409,7 +410,8 @@ pub async fn fetch(
                 LadderFailure::Source(_) => "source",
                 _ => "transcode",
             };
-            ::metrics::counter!("edge_ladder_errors_total", "reason" => reason).increment(1);
+            ::metrics::counter!("mediamesh_edge_ladder_errors_total", "reason" => reason)
+                .increment(1);
             tracing::warn!(path, error = %e, "rung object not made");
             flight.fail(FlightError::Made(std::sync::Arc::new(e)));
         }
@@ -464,7 +466,7 @@ async fn make(
         .await?;
     let check = format!("{}/{}/{init_name}", rp.stream, rp.rung.name);
     if !t.same_avcc(check, &out_init) {
-        ::metrics::counter!("edge_ladder_init_mismatch_total").increment(1);
+        ::metrics::counter!("mediamesh_edge_ladder_init_mismatch_total").increment(1);
         tracing::warn!(
             stream = rp.stream,
             rung = %rp.rung.name,

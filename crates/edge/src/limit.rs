@@ -120,7 +120,7 @@ impl<C: Clock> RateLimiter<C> {
         }
         self.cells.retain_recent();
         self.cells.shrink_to_fit();
-        ::metrics::counter!("edge_rate_limit_sweeps_total").increment(1);
+        ::metrics::counter!("mediamesh_edge_rate_limit_sweeps_total").increment(1);
     }
 }
 

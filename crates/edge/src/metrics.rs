@@ -16,7 +16,7 @@ static LOOKUPS: AtomicU64 = AtomicU64::new(0);
 const COMMON_STATUS: [u16; 12] = [200, 206, 304, 400, 403, 404, 405, 416, 429, 500, 502, 504];
 const CACHE_LABELS: [&str; 5] = ["hit", "miss", "stale", "stale_if_error", "pass"];
 
-/// `edge_requests_total` handles by (cache result, common status): a labelled
+/// `mediamesh_edge_requests_total` handles by (cache result, common status): a labelled
 /// counter lookup allocates and hashes, which showed at 80k requests/s.
 static REQUEST_COUNTERS: std::sync::OnceLock<Vec<::metrics::Counter>> = std::sync::OnceLock::new();
 
@@ -40,7 +40,7 @@ pub fn record_response(status: u16, cache: CacheStatus) {
                     .iter()
                     .flat_map(|c| {
                         COMMON_STATUS.iter().map(move |s| {
-                            ::metrics::counter!("edge_requests_total", "cache" => *c, "status" => s.to_string())
+                            ::metrics::counter!("mediamesh_edge_requests_total", "cache" => *c, "status" => s.to_string())
                         })
                     })
                     .collect()
@@ -50,7 +50,7 @@ pub fn record_response(status: u16, cache: CacheStatus) {
             }
         }
         None => ::metrics::counter!(
-            "edge_requests_total",
+            "mediamesh_edge_requests_total",
             "cache" => CACHE_LABELS[ci],
             "status" => status.to_string()
         )
@@ -70,13 +70,13 @@ pub fn record_response(status: u16, cache: CacheStatus) {
 /// Aggregates what players report in CMCD (session ids into `sessions`).
 pub fn record_cmcd(c: &Cmcd, sessions: &Sessions) {
     if c.bs {
-        ::metrics::counter!("edge_cmcd_buffer_starvation_total").increment(1);
+        ::metrics::counter!("mediamesh_edge_cmcd_buffer_starvation_total").increment(1);
     }
     if let Some(br) = c.br {
-        ::metrics::histogram!("edge_cmcd_requested_bitrate_kbps").record(br as f64);
+        ::metrics::histogram!("mediamesh_edge_cmcd_requested_bitrate_kbps").record(br as f64);
     }
     if let Some(bl) = c.bl {
-        ::metrics::histogram!("edge_cmcd_buffer_length_ms").record(bl as f64);
+        ::metrics::histogram!("mediamesh_edge_cmcd_buffer_length_ms").record(bl as f64);
     }
     if let Some(sid) = &c.sid {
         sessions.record(sid);
@@ -86,16 +86,16 @@ pub fn record_cmcd(c: &Cmcd, sessions: &Sessions) {
 /// The `/metrics` page.
 pub fn render(edge: &Edge) -> String {
     let (mem, disk) = edge.cache_bytes();
-    ::metrics::gauge!("edge_cache_bytes", "tier" => "memory").set(mem as f64);
-    ::metrics::gauge!("edge_cache_bytes", "tier" => "disk").set(disk as f64);
+    ::metrics::gauge!("mediamesh_edge_cache_bytes", "tier" => "memory").set(mem as f64);
+    ::metrics::gauge!("mediamesh_edge_cache_bytes", "tier" => "disk").set(disk as f64);
     let lookups = LOOKUPS.load(Ordering::Relaxed);
     if lookups > 0 {
-        ::metrics::gauge!("edge_hit_ratio")
+        ::metrics::gauge!("mediamesh_edge_hit_ratio")
             .set(HITS.load(Ordering::Relaxed) as f64 / lookups as f64);
     }
-    ::metrics::gauge!("edge_cmcd_sessions").set(edge.sessions.count() as f64);
+    ::metrics::gauge!("mediamesh_edge_cmcd_sessions").set(edge.sessions.count() as f64);
     for s in edge.upstreams.status() {
-        ::metrics::gauge!("edge_upstream_healthy", "upstream" => s.base.clone())
+        ::metrics::gauge!("mediamesh_edge_upstream_healthy", "upstream" => s.base.clone())
             .set(if s.healthy == Some(true) { 1.0 } else { 0.0 });
     }
     service::metrics::render()

@@ -43,7 +43,7 @@ pub struct Edge {
     pub upstreams: Arc<Upstreams>,
     pub(crate) flights: Flights,
     pub(crate) limiter: Option<RateLimiter>,
-    /// CMCD session ids seen recently (bounded, for the `edge_cmcd_sessions` gauge).
+    /// CMCD session ids seen recently (bounded, for the `mediamesh_edge_cmcd_sessions` gauge).
     pub(crate) sessions: crate::sessions::Sessions,
     /// Proxy-Wasm filters; `None` when none is configured (also a hook).
     pub filters: Option<Arc<compute::Filters>>,

@@ -150,7 +150,7 @@ impl Edge {
         match crate::canonical::canonical_path(s.req.uri().path()) {
             Ok(p) => s.path = p,
             Err(e) => {
-                ::metrics::counter!("edge_bad_path_total").increment(1);
+                ::metrics::counter!("mediamesh_edge_bad_path_total").increment(1);
                 return Some(text(StatusCode::BAD_REQUEST, &format!("bad path: {e}")));
             }
         }
@@ -179,7 +179,7 @@ impl Edge {
             _ => {}
         }
         if is_admin_path(&s.path) {
-            ::metrics::counter!("edge_admin_refused_total").increment(1);
+            ::metrics::counter!("mediamesh_edge_admin_refused_total").increment(1);
             return Some(text(
                 StatusCode::NOT_FOUND,
                 "the write API and the console are not served through an edge: use the origin's admin side",
@@ -190,7 +190,7 @@ impl Edge {
         }
         if let Some(limiter) = &self.limiter {
             if !limiter.allow(s.peer.ip()) {
-                ::metrics::counter!("edge_rate_limited_total").increment(1);
+                ::metrics::counter!("mediamesh_edge_rate_limited_total").increment(1);
                 return Some(text(
                     StatusCode::TOO_MANY_REQUESTS,
                     "too many requests from your address",
@@ -205,7 +205,8 @@ impl Edge {
             .and_then(|v| v.to_str().ok());
         let query = s.query.as_deref();
         let Some(tok) = token::extract(&self.config.token_name, query, cookie, hdr) else {
-            ::metrics::counter!("edge_token_rejected_total", "reason" => "missing").increment(1);
+            ::metrics::counter!("mediamesh_edge_token_rejected_total", "reason" => "missing")
+                .increment(1);
             return Some(text(
                 StatusCode::FORBIDDEN,
                 "a token is required (__token__)",
@@ -213,7 +214,8 @@ impl Edge {
         };
         let ip = s.peer.ip().to_string();
         if let Err(e) = token::verify(key, &tok, &s.path, query, Some(&ip), now_ms() / 1000) {
-            ::metrics::counter!("edge_token_rejected_total", "reason" => "invalid").increment(1);
+            ::metrics::counter!("mediamesh_edge_token_rejected_total", "reason" => "invalid")
+                .increment(1);
             tracing::info!(client = %s.peer.ip(), path = %s.path, error = %e, "token refused");
             return Some(text(StatusCode::FORBIDDEN, &format!("token refused: {e}")));
         }
@@ -371,7 +373,7 @@ impl Edge {
             .ok()??;
         let obj = Arc::new(found);
         self.memory.insert(key.to_string(), obj.clone());
-        ::metrics::counter!("edge_disk_hits_total").increment(1);
+        ::metrics::counter!("mediamesh_edge_disk_hits_total").increment(1);
         Some(obj)
     }
 
@@ -387,7 +389,8 @@ impl Edge {
                 if let Joined::Lead(flight) = self.flights.join(key) {
                     self.spawn_fetch(miss, flight);
                 }
-                ::metrics::counter!("edge_stale_served_total", "why" => "revalidate").increment(1);
+                ::metrics::counter!("mediamesh_edge_stale_served_total", "why" => "revalidate")
+                    .increment(1);
                 return Answer::Object(obj, CacheStatus::Stale);
             }
             (_, cached) => cached,
@@ -398,7 +401,7 @@ impl Edge {
                 flight
             }
             Joined::Follow(flight) => {
-                ::metrics::counter!("edge_coalesced_waiters_total").increment(1);
+                ::metrics::counter!("mediamesh_edge_coalesced_waiters_total").increment(1);
                 flight
             }
         };
@@ -414,7 +417,8 @@ impl Edge {
         ) {
             (AfterFetch::ServeStale, Some(obj), _) => {
                 // A stale copy still within stale-if-error beats an upstream 5xx or failure.
-                ::metrics::counter!("edge_stale_served_total", "why" => "error").increment(1);
+                ::metrics::counter!("mediamesh_edge_stale_served_total", "why" => "error")
+                    .increment(1);
                 Answer::Object(obj, CacheStatus::StaleIfError)
             }
             (_, _, Ok(head)) => Answer::Stream(flight, head),
@@ -452,7 +456,7 @@ impl Edge {
         if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
             headers.insert(HeaderName::from_static("x-forwarded-for"), v);
         }
-        ::metrics::counter!("edge_upstream_requests_total").increment(1);
+        ::metrics::counter!("mediamesh_edge_upstream_requests_total").increment(1);
         let fetched = match self.upstreams.fetch(key, &Method::GET, key, &headers).await {
             Ok(f) => f,
             Err(e) => {
@@ -464,7 +468,7 @@ impl Edge {
                 return;
             }
         };
-        ::metrics::histogram!("edge_upstream_first_byte_seconds")
+        ::metrics::histogram!("mediamesh_edge_upstream_first_byte_seconds")
             .record(fetched.elapsed_first_byte.as_secs_f64());
         let (parts, mut body) = fetched.response.into_parts();
         let head = Head {
@@ -477,7 +481,7 @@ impl Edge {
             match body.frame().await {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        ::metrics::counter!("edge_upstream_bytes_total")
+                        ::metrics::counter!("mediamesh_edge_upstream_bytes_total")
                             .increment(data.len() as u64);
                         if flight.len() + data.len() > max {
                             flight.fail(FlightError::TooLarge(max));

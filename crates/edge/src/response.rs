@@ -69,7 +69,8 @@ pub fn stream_response(flight: Arc<Flight>, head: &Head, head_only: bool) -> Res
         let stream = futures_util::stream::unfold((flight, 0usize), |(f, i)| async move {
             match f.chunk(i).await {
                 Some(Ok(c)) => {
-                    ::metrics::counter!("edge_egress_bytes_total").increment(c.len() as u64);
+                    ::metrics::counter!("mediamesh_edge_egress_bytes_total")
+                        .increment(c.len() as u64);
                     Some((Ok(Frame::data(c)), (f, i + 1)))
                 }
                 Some(Err(e)) => Some((Err(std::io::Error::other(e.to_string())), (f, usize::MAX))),
@@ -140,7 +141,7 @@ pub fn object_response(
     };
     let body_len = body.len();
     if !head_only {
-        ::metrics::counter!("edge_egress_bytes_total").increment(body_len as u64);
+        ::metrics::counter!("mediamesh_edge_egress_bytes_total").increment(body_len as u64);
     }
     let mut res = Response::new(if head_only { empty() } else { full(body) });
     *res.status_mut() = status;

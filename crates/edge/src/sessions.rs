@@ -1,5 +1,5 @@
 //! The bounded table of CMCD session ids seen recently, behind the
-//! `edge_cmcd_sessions` gauge.
+//! `mediamesh_edge_cmcd_sessions` gauge.
 //!
 //! Session ids are client input (anyone can send a new `sid` per request), so the
 //! table must cost O(1) per request whatever it holds: it is sharded by a hash of the

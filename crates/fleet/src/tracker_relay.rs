@@ -95,7 +95,7 @@ impl Relay for Queue {
                 .try_send(Out::Publish(node_channel(&m.node), json))
                 .is_err()
             {
-                ::metrics::counter!("tracker_relay_dropped_total").increment(1);
+                ::metrics::counter!("mediamesh_tracker_relay_dropped_total").increment(1);
             }
         }
     }
@@ -148,7 +148,7 @@ async fn publisher(client: redis::Client, mut rx: mpsc::Receiver<Out>) {
             .and_then(Result::ok);
         }
         let Some(c) = conn.as_mut() else {
-            ::metrics::counter!("tracker_relay_dropped_total").increment(1);
+            ::metrics::counter!("mediamesh_tracker_relay_dropped_total").increment(1);
             continue;
         };
         let sent = tokio::time::timeout(
@@ -161,7 +161,7 @@ async fn publisher(client: redis::Client, mut rx: mpsc::Receiver<Out>) {
         .await;
         if !matches!(sent, Ok(Ok(_))) {
             conn = None;
-            ::metrics::counter!("tracker_relay_dropped_total").increment(1);
+            ::metrics::counter!("mediamesh_tracker_relay_dropped_total").increment(1);
         }
     }
 }
@@ -236,15 +236,15 @@ fn announce_all(tracker: &TrackerService, node: &str, tx: &mpsc::Sender<Out>) {
 
 fn handle_direct(tracker: &TrackerService, payload: &str) {
     let Ok(d) = serde_json::from_str::<Direct>(payload) else {
-        ::metrics::counter!("tracker_relay_invalid_total").increment(1);
+        ::metrics::counter!("mediamesh_tracker_relay_invalid_total").increment(1);
         return;
     };
     let (Some(swarm), Some(to)) = (Id20::from_hex(&d.swarm), Id20::from_hex(&d.to_peer)) else {
-        ::metrics::counter!("tracker_relay_invalid_total").increment(1);
+        ::metrics::counter!("mediamesh_tracker_relay_invalid_total").increment(1);
         return;
     };
     if tracker.deliver(swarm, to, d.text) {
-        ::metrics::counter!("tracker_relay_delivered_total").increment(1);
+        ::metrics::counter!("mediamesh_tracker_relay_delivered_total").increment(1);
     }
 }
 
@@ -263,7 +263,7 @@ fn handle_shared(tracker: &TrackerService, node: &str, tx: &mpsc::Sender<Out>, p
         Ok(PeerMsg::Resync { node: from }) if from != node => announce_all(tracker, node, tx),
         Ok(_) => {}
         Err(_) => {
-            ::metrics::counter!("tracker_relay_invalid_total").increment(1);
+            ::metrics::counter!("mediamesh_tracker_relay_invalid_total").increment(1);
         }
     }
 }

@@ -96,7 +96,12 @@ pub fn join(
 ) -> Membership {
     let sampler = Arc::new(LoadSampler::new(
         port,
-        Box::new(|| prometheus_value(&service::metrics::render(), "edge_egress_bytes_total")),
+        Box::new(|| {
+            prometheus_value(
+                &service::metrics::render(),
+                "mediamesh_edge_egress_bytes_total",
+            )
+        }),
     ));
     let base = {
         let mut r = NodeRecord::new(kind, &s.public_url, &s.region);

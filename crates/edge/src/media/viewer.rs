@@ -87,7 +87,7 @@ pub fn watermark_path(
     };
     let pattern = watermark::verify(key, token, now)?;
     let variant = pattern.variant(n);
-    ::metrics::counter!("edge_watermark_segments_total", "variant" => variant.as_str())
+    ::metrics::counter!("mediamesh_edge_watermark_segments_total", "variant" => variant.as_str())
         .increment(1);
     Ok(watermark::variant_path(path, variant))
 }
@@ -128,13 +128,14 @@ pub async fn playlist(
         );
         changed = renditions::filter_multivariant(text, &caps);
         if changed.is_some() {
-            ::metrics::counter!("edge_playlists_personalised_total", "what" => "renditions")
+            ::metrics::counter!("mediamesh_edge_playlists_personalised_total", "what" => "renditions")
                 .increment(1);
         }
     } else if let Some(pod) = &m.ad_pod {
         if text.contains("#EXT-X-CUE-OUT") || text.contains("SCTE35-OUT") {
             changed = Some(ssai::insert_ads(text, pod));
-            ::metrics::counter!("edge_playlists_personalised_total", "what" => "ads").increment(1);
+            ::metrics::counter!("mediamesh_edge_playlists_personalised_total", "what" => "ads")
+                .increment(1);
         }
     }
     let Some(new) = changed else {

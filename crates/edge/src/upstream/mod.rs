@@ -462,7 +462,7 @@ impl Upstreams {
                 }
             }
         }
-        metrics::counter!("edge_upstream_all_failed_total").increment(1);
+        metrics::counter!("mediamesh_edge_upstream_all_failed_total").increment(1);
         Err(failures.into_error())
     }
 
@@ -497,7 +497,7 @@ impl Upstreams {
                     to = %base,
                     "refused a stream-directory redirect to an upstream that is not configured"
                 );
-                metrics::counter!("edge_upstream_redirects_refused_total").increment(1);
+                metrics::counter!("mediamesh_edge_upstream_redirects_refused_total").increment(1);
                 return Err(fail(format!(
                     "{}: directory redirect to {base}, which is not a configured upstream",
                     fetched.target.base
@@ -521,7 +521,7 @@ impl Upstreams {
                     response.status()
                 )));
             }
-            metrics::counter!("edge_upstream_directory_redirects_total").increment(1);
+            metrics::counter!("mediamesh_edge_upstream_directory_redirects_total").increment(1);
             tracing::debug!(from = %fetched.target.base, to = %base, "followed a stream-directory redirect");
             fetched = Fetched {
                 response,
@@ -570,9 +570,9 @@ impl Upstreams {
         match result {
             Ok(response) if response.status().as_u16() < 500 => {
                 self.record(slot, true, None);
-                metrics::counter!("edge_upstream_attempts_total", "kind" => kind, "outcome" => "ok")
+                metrics::counter!("mediamesh_edge_upstream_attempts_total", "kind" => kind, "outcome" => "ok")
                     .increment(1);
-                metrics::histogram!("edge_upstream_first_byte_seconds", "kind" => kind)
+                metrics::histogram!("mediamesh_edge_upstream_first_byte_seconds", "kind" => kind)
                     .record(elapsed.as_secs_f64());
                 Ok(Fetched {
                     response,
@@ -584,7 +584,7 @@ impl Upstreams {
             Ok(response) => {
                 let message = format!("{} answered {}", target.base, response.status());
                 self.record(slot, false, Some(&message));
-                metrics::counter!("edge_upstream_attempts_total", "kind" => kind, "outcome" => "status_5xx")
+                metrics::counter!("mediamesh_edge_upstream_attempts_total", "kind" => kind, "outcome" => "status_5xx")
                     .increment(1);
                 Err(Failure {
                     message,
@@ -596,7 +596,7 @@ impl Upstreams {
                 let message = format!("{}: {e}", target.base);
                 self.record(slot, false, Some(&message));
                 let outcome = if timeout { "timeout" } else { "transport" };
-                metrics::counter!("edge_upstream_attempts_total", "kind" => kind, "outcome" => outcome)
+                metrics::counter!("mediamesh_edge_upstream_attempts_total", "kind" => kind, "outcome" => outcome)
                     .increment(1);
                 Err(Failure { message, timeout })
             }
@@ -752,7 +752,7 @@ async fn acquire(
             timeout: false,
         }),
         Err(_) => {
-            metrics::counter!("edge_upstream_connection_cap_waits_total").increment(1);
+            metrics::counter!("mediamesh_edge_upstream_connection_cap_waits_total").increment(1);
             Err(Failure {
                 message: format!("{base}: every connection slot stayed busy"),
                 timeout: true,

@@ -150,8 +150,11 @@ mod tests {
 
     #[test]
     fn counters_are_read_from_prometheus_text() {
-        let t = "# TYPE edge_egress_bytes_total counter\nedge_egress_bytes_total 1234\nedge_egress_bytes_total_x 9\nx{a=\"1\"} 5\nx{a=\"2\"} 6\n";
-        assert_eq!(prometheus_value(t, "edge_egress_bytes_total"), 1234);
+        let t = "# TYPE mediamesh_edge_egress_bytes_total counter\nmediamesh_edge_egress_bytes_total 1234\nmediamesh_edge_egress_bytes_total_x 9\nx{a=\"1\"} 5\nx{a=\"2\"} 6\n";
+        assert_eq!(
+            prometheus_value(t, "mediamesh_edge_egress_bytes_total"),
+            1234
+        );
         assert_eq!(prometheus_value(t, "x"), 11);
         assert_eq!(prometheus_value(t, "missing"), 0);
     }

@@ -224,9 +224,9 @@ async fn run(
         tick.tick().await;
         let ok = Membership::beat_once(&*store, &config, record.as_ref(), &view).await;
         let was = view.store_up.swap(ok, Ordering::Relaxed);
-        ::metrics::gauge!("fleet_registry_up").set(if ok { 1.0 } else { 0.0 });
+        ::metrics::gauge!("mediamesh_fleet_registry_up").set(if ok { 1.0 } else { 0.0 });
         if !ok {
-            ::metrics::counter!("fleet_registry_errors_total").increment(1);
+            ::metrics::counter!("mediamesh_fleet_registry_errors_total").increment(1);
         }
         match (first, was, ok) {
             (true, _, true) => {

@@ -120,7 +120,7 @@ impl Drains {
         } else {
             ids.remove(id);
         }
-        ::metrics::gauge!("router_draining_edges").set(ids.len() as f64);
+        ::metrics::gauge!("mediamesh_router_draining_edges").set(ids.len() as f64);
         Ok(())
     }
 
@@ -377,7 +377,7 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
     };
     let (region, ranked) = state.ranked(&key, peer.ip());
     if ranked.is_empty() {
-        ::metrics::counter!("router_no_edge_total").increment(1);
+        ::metrics::counter!("mediamesh_router_no_edge_total").increment(1);
         tracing::warn!(%key, region = ?region, "no healthy edge to send a viewer to");
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -388,7 +388,7 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
         || path.ends_with("/index.mpd") && path.matches('/').count() == 3;
     if steerable && req.method() == hyper::Method::GET {
         if let Some(r) = steered(state, &path, &query, &key, &dir, &ranked).await {
-            ::metrics::counter!("router_steered_total").increment(1);
+            ::metrics::counter!("mediamesh_router_steered_total").increment(1);
             return r;
         }
     }
@@ -399,7 +399,7 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
         if query.is_empty() { "" } else { "?" },
         query
     );
-    ::metrics::counter!("router_redirects_total", "region" => region.unwrap_or_else(|| "unknown".into()))
+    ::metrics::counter!("mediamesh_router_redirects_total", "region" => region.unwrap_or_else(|| "unknown".into()))
         .increment(1);
     let mut r = text(StatusCode::FOUND, format!("{target}\n"));
     match HeaderValue::from_str(&target) {
@@ -522,7 +522,7 @@ fn steering_manifest(state: &State, dash: bool, query: &str, client: IpAddr) -> 
         &same_region,
         state.steering_ttl,
     );
-    ::metrics::counter!("router_steering_manifests_total").increment(1);
+    ::metrics::counter!("mediamesh_router_steering_manifests_total").increment(1);
     match serde_json::to_string(&m) {
         Ok(json) => typed(json, "application/json"),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),

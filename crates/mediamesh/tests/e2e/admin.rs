@@ -244,7 +244,7 @@ fn p2p_turned_off_at_run_time_makes_the_tracker_refuse_the_swarm() {
         get_text(&server.url("/metrics"))
             .1
             .lines()
-            .find_map(|l| l.strip_prefix("tracker_disabled_swarms "))
+            .find_map(|l| l.strip_prefix("mediamesh_tracker_disabled_swarms "))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(0.0)
     };
@@ -277,7 +277,7 @@ fn p2p_turned_off_at_run_time_makes_the_tracker_refuse_the_swarm() {
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("tracker_rejected_total") && l.contains("p2p_off")),
+            .any(|l| l.starts_with("mediamesh_tracker_rejected_total") && l.contains("p2p_off")),
         "the tracker did not refuse the swarm: {metrics}"
     );
     // And back on at run time.

@@ -424,7 +424,7 @@ fn a_browser_bans_a_corrupting_peer_for_the_session() {
         let (_, metrics) = get_text(&server.url("/metrics"));
         let announced = metrics
             .lines()
-            .find_map(|l| l.strip_prefix("tracker_announces_total "))
+            .find_map(|l| l.strip_prefix("mediamesh_tracker_announces_total "))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(0.0);
         if announced >= 1.0 {

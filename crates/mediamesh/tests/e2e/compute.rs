@@ -214,7 +214,7 @@ file = "{}"
     assert!(t.join().expect("thread").iter().all(|s| *s == 500));
     let metrics = get_text(&edge.url("/metrics")).1;
     assert!(
-        metrics.contains("compute_filter_crashes_total"),
+        metrics.contains("mediamesh_compute_filter_crashes_total"),
         "crashes counted"
     );
     assert_eq!(get(&edge.url("/healthz")).0, 200);

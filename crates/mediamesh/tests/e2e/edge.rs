@@ -381,7 +381,7 @@ fn serve_puts_the_edge_in_front_of_the_origin_end_to_end() {
     assert_eq!(header(&url, "x-cache").as_deref(), Some("HIT"));
     let (_, metrics) = get_text(&server.url("/metrics"));
     assert!(
-        metrics.contains("edge_requests_total"),
+        metrics.contains("mediamesh_edge_requests_total"),
         "edge metrics on /metrics"
     );
     assert!(

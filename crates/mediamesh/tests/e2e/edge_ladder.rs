@@ -200,7 +200,7 @@ fn edge_ladder_rungs_are_listed_transcoded_and_play_in_ffmpeg() {
     let target = segs144.last().expect("segment").clone();
     let before = metric(
         &get_text(&edge.url("/metrics")).1,
-        "edge_ladder_transcodes_total{rung=\"144p\"}",
+        "mediamesh_edge_ladder_transcodes_total{rung=\"144p\"}",
     );
     let url = edge.url(&format!("/live/demo/144p/{target}"));
     let bodies: Vec<(u16, Vec<u8>)> = std::thread::scope(|s| {
@@ -210,7 +210,7 @@ fn edge_ladder_rungs_are_listed_transcoded_and_play_in_ffmpeg() {
     assert!(bodies.iter().all(|(s, b)| *s == 200 && *b == bodies[0].1));
     let after = metric(
         &get_text(&edge.url("/metrics")).1,
-        "edge_ladder_transcodes_total{rung=\"144p\"}",
+        "mediamesh_edge_ladder_transcodes_total{rung=\"144p\"}",
     );
     assert_eq!(
         after - before,
@@ -250,8 +250,11 @@ fn edge_ladder_rungs_are_listed_transcoded_and_play_in_ffmpeg() {
         "timestamps do not advance"
     );
     let metrics = get_text(&edge.url("/metrics")).1;
-    assert!(metric(&metrics, "edge_ladder_transcode_seconds_count") >= 3.0);
-    assert_eq!(metric(&metrics, "edge_ladder_init_mismatch_total"), 0.0);
+    assert!(metric(&metrics, "mediamesh_edge_ladder_transcode_seconds_count") >= 3.0);
+    assert_eq!(
+        metric(&metrics, "mediamesh_edge_ladder_init_mismatch_total"),
+        0.0
+    );
 }
 
 #[test]
@@ -266,7 +269,10 @@ fn failed_transcodes_answer_502_and_are_not_cached() {
     assert_eq!(s2, 502);
     let metrics = get_text(&edge.url("/metrics")).1;
     assert_eq!(
-        metric(&metrics, "edge_ladder_errors_total{reason=\"transcode\"}"),
+        metric(
+            &metrics,
+            "mediamesh_edge_ladder_errors_total{reason=\"transcode\"}"
+        ),
         2.0,
         "each request tried again (nothing cached)"
     );

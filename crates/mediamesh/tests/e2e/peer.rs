@@ -134,7 +134,7 @@ fn the_operator_can_turn_p2p_off_for_a_stream() {
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("tracker_rejected_total") && l.contains("p2p_off")),
+            .any(|l| l.starts_with("mediamesh_tracker_rejected_total") && l.contains("p2p_off")),
         "the tracker did not refuse the swarm: {metrics}"
     );
 }

@@ -217,7 +217,7 @@ fn metrics_move_to_the_admin_address() {
         .expect("the admin address is logged");
     let (status, body) = get_text(&format!("http://{admin}/metrics"));
     assert_eq!(status, 200);
-    assert!(body.contains("edge_cache_bytes"), "{body}");
+    assert!(body.contains("mediamesh_edge_cache_bytes"), "{body}");
     // Without --admin, /metrics stays where it was.
     let plain = Server::start("serve", &[]);
     assert_eq!(get_from(lo, plain.http, "/metrics"), 200);

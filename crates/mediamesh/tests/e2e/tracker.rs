@@ -38,7 +38,7 @@ fn serve_has_the_tracker_beside_the_edge() {
     assert_eq!(get(&server.url("/api/v1/streams")).0, 200);
     let (_, metrics) = get_text(&server.url("/metrics"));
     assert!(
-        metrics.contains("tracker_announces_total"),
+        metrics.contains("mediamesh_tracker_announces_total"),
         "tracker metrics on /metrics"
     );
 }

@@ -220,25 +220,31 @@ pub async fn run(
     let mut next_index = 0usize;
     let mut reports = Vec::new();
     metrics::describe_counter!(
-        "peer_http_bytes_total",
+        "mediamesh_peer_http_bytes_total",
         "Segment bytes fetched over HTTP by headless viewers"
     );
     metrics::describe_counter!(
-        "peer_p2p_bytes_total",
+        "mediamesh_peer_p2p_bytes_total",
         "Verified segment bytes received from peers"
     );
-    metrics::describe_counter!("peer_uploaded_bytes_total", "Segment bytes sent to peers");
     metrics::describe_counter!(
-        "peer_rejected_segments_total",
+        "mediamesh_peer_uploaded_bytes_total",
+        "Segment bytes sent to peers"
+    );
+    metrics::describe_counter!(
+        "mediamesh_peer_rejected_segments_total",
         "Segments from peers that failed their signed digest"
     );
-    metrics::describe_counter!("peer_stalls_total", "Playback stalls of headless viewers");
     metrics::describe_counter!(
-        "peer_p2p_part_bytes_total",
+        "mediamesh_peer_stalls_total",
+        "Playback stalls of headless viewers"
+    );
+    metrics::describe_counter!(
+        "mediamesh_peer_p2p_part_bytes_total",
         "Verified LL-HLS part bytes received from peers"
     );
     metrics::describe_counter!(
-        "peer_rejected_parts_total",
+        "mediamesh_peer_rejected_parts_total",
         "Parts from peers that failed their signed digest"
     );
     let mut tasks_slots: tokio::task::JoinSet<(usize, ViewerStats)> = tokio::task::JoinSet::new();

@@ -259,7 +259,7 @@ impl Mesh {
                     }
                     Err(e) => {
                         tracing::info!(peer = key.0, error = %e, "peer broke the protocol; dropped");
-                        metrics::counter!("peer_protocol_errors_total").increment(1);
+                        metrics::counter!("mediamesh_peer_protocol_errors_total").increment(1);
                         self.drop_peer(key, true).await;
                         return;
                     }

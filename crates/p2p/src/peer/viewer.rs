@@ -179,7 +179,7 @@ impl Session<'_> {
         let now = self.now();
         match ev {
             MeshEvent::PeerUp(k) => {
-                metrics::gauge!("peer_connections").increment(1.0);
+                metrics::gauge!("mediamesh_peer_connections").increment(1.0);
                 self.peers += 1;
                 stats.peers_max = stats.peers_max.max(self.peers);
                 self.sched.peer_joined(now, k);
@@ -189,7 +189,7 @@ impl Session<'_> {
                 self.send(MeshCommand::Announce { loaded, loading });
             }
             MeshEvent::PeerDown(k) => {
-                metrics::gauge!("peer_connections").decrement(1.0);
+                metrics::gauge!("mediamesh_peer_connections").decrement(1.0);
                 self.peers = self.peers.saturating_sub(1);
                 self.sched.peer_left(now, k);
             }
@@ -233,7 +233,7 @@ impl Session<'_> {
         }
         let wait = self.gate.take(self.now(), bytes.len() as u64);
         self.gate.finish();
-        metrics::counter!("peer_uploaded_bytes_total").increment(bytes.len() as u64);
+        metrics::counter!("mediamesh_peer_uploaded_bytes_total").increment(bytes.len() as u64);
         let cmd = MeshCommand::Send {
             peer,
             segment,
@@ -260,7 +260,7 @@ impl Session<'_> {
         match verdict {
             Verdict::Match => {
                 let len = bytes.len() as u64;
-                metrics::counter!("peer_p2p_bytes_total").increment(len);
+                metrics::counter!("mediamesh_peer_p2p_bytes_total").increment(len);
                 self.store.entry(segment).or_insert(bytes);
                 self.sched.peer_done(now, peer, segment, len);
             }
@@ -269,7 +269,7 @@ impl Session<'_> {
                     segment = segment.0,
                     "peer sent a segment that fails its digest; banned"
                 );
-                metrics::counter!("peer_rejected_segments_total").increment(1);
+                metrics::counter!("mediamesh_peer_rejected_segments_total").increment(1);
                 self.sched
                     .peer_failed(now, peer, segment, PeerFailure::Corrupt)
             }
@@ -284,7 +284,7 @@ impl Session<'_> {
         match r {
             Ok(bytes) => {
                 let len = bytes.len() as u64;
-                metrics::counter!("peer_http_bytes_total").increment(len);
+                metrics::counter!("mediamesh_peer_http_bytes_total").increment(len);
                 self.store.entry(id).or_insert(bytes);
                 self.sched.http_done(now, id, len);
             }
@@ -302,7 +302,7 @@ impl Session<'_> {
         let stalls = self.head.stalls();
         let pos = self.head.advance(now, end);
         if self.head.stalls() > stalls {
-            metrics::counter!("peer_stalls_total").increment(1);
+            metrics::counter!("mediamesh_peer_stalls_total").increment(1);
         }
         self.sched.set_position(now, pos);
         self.sched.tick(now);
@@ -460,7 +460,7 @@ pub(super) async fn play(
             break;
         }
     }
-    metrics::gauge!("peer_connections").decrement(s.peers as f64);
+    metrics::gauge!("mediamesh_peer_connections").decrement(s.peers as f64);
     let st = s.sched.stats();
     stats.http_bytes += st.http_bytes;
     stats.p2p_bytes = st.p2p_bytes;

@@ -164,14 +164,14 @@ impl Session<'_> {
         let now = self.now();
         match ev {
             MeshEvent::PeerUp(k) => {
-                metrics::gauge!("peer_connections").increment(1.0);
+                metrics::gauge!("mediamesh_peer_connections").increment(1.0);
                 self.peers += 1;
                 stats.peers_max = stats.peers_max.max(self.peers);
                 self.sched.peer_joined(now, k);
                 self.announce();
             }
             MeshEvent::PeerDown(k) => {
-                metrics::gauge!("peer_connections").decrement(1.0);
+                metrics::gauge!("mediamesh_peer_connections").decrement(1.0);
                 self.peers = self.peers.saturating_sub(1);
                 self.sched.peer_left(now, k);
             }
@@ -187,7 +187,8 @@ impl Session<'_> {
                         }
                         let wait = self.gate.take(now, b.len() as u64);
                         self.gate.finish();
-                        metrics::counter!("peer_uploaded_bytes_total").increment(b.len() as u64);
+                        metrics::counter!("mediamesh_peer_uploaded_bytes_total")
+                            .increment(b.len() as u64);
                         let cmd = MeshCommand::SendPart {
                             peer,
                             part,
@@ -255,8 +256,8 @@ impl Session<'_> {
         match verdict {
             Verdict::Match => {
                 let len = bytes.len() as u64;
-                metrics::counter!("peer_p2p_bytes_total").increment(len);
-                metrics::counter!("peer_p2p_part_bytes_total").increment(len);
+                metrics::counter!("mediamesh_peer_p2p_bytes_total").increment(len);
+                metrics::counter!("mediamesh_peer_p2p_part_bytes_total").increment(len);
                 if !self.sched.has(part) {
                     self.keep(part, (bytes, signature));
                 }
@@ -268,7 +269,7 @@ impl Session<'_> {
                     part = part.index,
                     "peer sent a part that fails its digest; banned"
                 );
-                metrics::counter!("peer_rejected_parts_total").increment(1);
+                metrics::counter!("mediamesh_peer_rejected_parts_total").increment(1);
                 self.sched
                     .peer_failed(now, peer, part, PeerFailure::Corrupt)
             }
@@ -281,7 +282,7 @@ impl Session<'_> {
         match r {
             Ok(part) => {
                 let len = part.0.len() as u64;
-                metrics::counter!("peer_http_bytes_total").increment(len);
+                metrics::counter!("mediamesh_peer_http_bytes_total").increment(len);
                 if !self.sched.has(key) {
                     self.keep(key, part);
                 }
@@ -300,7 +301,7 @@ impl Session<'_> {
         let stalls = self.head.stalls();
         let pos = self.head.advance(now, end);
         if self.head.stalls() > stalls {
-            metrics::counter!("peer_stalls_total").increment(1);
+            metrics::counter!("mediamesh_peer_stalls_total").increment(1);
         }
         self.sched.set_position(now, pos);
         self.sched.tick(now);
@@ -475,7 +476,7 @@ pub(super) async fn play(
             break;
         }
     }
-    metrics::gauge!("peer_connections").decrement(s.peers as f64);
+    metrics::gauge!("mediamesh_peer_connections").decrement(s.peers as f64);
     let st = s.sched.stats();
     stats.http_bytes += st.http_bytes;
     stats.p2p_bytes = st.p2p_bytes;

@@ -44,7 +44,7 @@ pub enum Reject {
 }
 
 impl Reject {
-    /// Stable, low-cardinality label for `tracker_rejected_total{reason}`.
+    /// Stable, low-cardinality label for `mediamesh_tracker_rejected_total{reason}`.
     pub fn label(self) -> &'static str {
         match self {
             Reject::TooLarge => "too_large",

@@ -11,9 +11,9 @@
 //! `service::serve` (as `mediamesh tracker` and `serve` do), the upgraded socket also
 //! keeps its connection slot until it closes.
 //!
-//! Metrics: `tracker_peers`, `tracker_swarms`, `tracker_connections` (gauges),
-//! `tracker_announces_total`, `tracker_offers_relayed_total`,
-//! `tracker_answers_relayed_total`, `tracker_rejected_total{reason}` (counters;
+//! Metrics: `mediamesh_tracker_peers`, `mediamesh_tracker_swarms`, `mediamesh_tracker_connections` (gauges),
+//! `mediamesh_tracker_announces_total`, `mediamesh_tracker_offers_relayed_total`,
+//! `mediamesh_tracker_answers_relayed_total`, `mediamesh_tracker_rejected_total{reason}` (counters;
 //! `reason="idle"` counts WebSockets closed for silence).
 
 use std::collections::HashMap;
@@ -95,7 +95,7 @@ impl TrackerService {
     /// itself once every clone of this service (and its routers) is dropped.
     /// Replaces the swarms where P2P is off (announces to them get a failure reason).
     pub fn set_disabled_swarms(&self, swarms: std::collections::HashSet<super::Id20>) {
-        metrics::gauge!("tracker_disabled_swarms").set(swarms.len() as f64);
+        metrics::gauge!("mediamesh_tracker_disabled_swarms").set(swarms.len() as f64);
         self.shared.lock().tracker.set_disabled_swarms(swarms);
     }
 
@@ -180,7 +180,8 @@ impl TrackerService {
             Some(Ok(Message::Close(_))) | None => return false,
             Some(Err(e)) => {
                 debug!(conn = conn.0, error = %e, "tracker: websocket error");
-                metrics::counter!("tracker_rejected_total", "reason" => "ws_error").increment(1);
+                metrics::counter!("mediamesh_tracker_rejected_total", "reason" => "ws_error")
+                    .increment(1);
                 return false;
             }
         }
@@ -200,16 +201,19 @@ impl TrackerService {
 impl Inner {
     fn account(&self, conn: ConnId, h: &Handled) {
         if h.announced {
-            metrics::counter!("tracker_announces_total").increment(1);
+            metrics::counter!("mediamesh_tracker_announces_total").increment(1);
         }
         if h.offers_relayed > 0 {
-            metrics::counter!("tracker_offers_relayed_total").increment(h.offers_relayed as u64);
+            metrics::counter!("mediamesh_tracker_offers_relayed_total")
+                .increment(h.offers_relayed as u64);
         }
         if h.answers_relayed > 0 {
-            metrics::counter!("tracker_answers_relayed_total").increment(h.answers_relayed as u64);
+            metrics::counter!("mediamesh_tracker_answers_relayed_total")
+                .increment(h.answers_relayed as u64);
         }
         if let Some(r) = h.rejected {
-            metrics::counter!("tracker_rejected_total", "reason" => r.label()).increment(1);
+            metrics::counter!("mediamesh_tracker_rejected_total", "reason" => r.label())
+                .increment(1);
             debug!(conn = conn.0, reason = r.label(), "tracker: rejected");
         }
     }
@@ -223,7 +227,7 @@ impl Inner {
             };
             if link.tx.try_send(text).is_err() {
                 warn!(conn = conn.0, "tracker: client too slow, disconnecting");
-                metrics::counter!("tracker_rejected_total", "reason" => "slow_consumer")
+                metrics::counter!("mediamesh_tracker_rejected_total", "reason" => "slow_consumer")
                     .increment(1);
                 if let Some(link) = self.links.remove(&conn) {
                     link.kick.notify_one();
@@ -247,9 +251,10 @@ impl Inner {
     }
 
     fn gauges(&self) {
-        metrics::gauge!("tracker_peers").set(self.tracker.peer_count() as f64);
-        metrics::gauge!("tracker_swarms").set(self.tracker.swarm_count() as f64);
-        metrics::gauge!("tracker_connections").set(self.tracker.connection_count() as f64);
+        metrics::gauge!("mediamesh_tracker_peers").set(self.tracker.peer_count() as f64);
+        metrics::gauge!("mediamesh_tracker_swarms").set(self.tracker.swarm_count() as f64);
+        metrics::gauge!("mediamesh_tracker_connections")
+            .set(self.tracker.connection_count() as f64);
     }
 }
 
@@ -344,7 +349,7 @@ async fn run_connection(svc: TrackerService, mut socket: WebSocket, client: Opti
             _ = kick.notified() => break,
             () = &mut idle => {
                 debug!(conn = conn.0, "tracker: silent for too long, closing");
-                metrics::counter!("tracker_rejected_total", "reason" => "idle").increment(1);
+                metrics::counter!("mediamesh_tracker_rejected_total", "reason" => "idle").increment(1);
                 let _ = tokio::time::timeout(send_timeout, socket.send(Message::Close(None))).await;
                 break;
             }
