@@ -450,3 +450,36 @@ fn a_draining_edge_gets_no_new_viewers_from_the_router() {
     assert_eq!(edge_for(), first, "an undrained edge gets its viewers back");
     assert!(router.log_text().contains("admin: edge drain switched"));
 }
+
+/// Every operation `docs/openapi.yaml` documents for serve exists and wants the token.
+#[test]
+fn every_documented_operation_needs_the_token() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml");
+    let text = std::fs::read_to_string(&path).expect("docs/openapi.yaml");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML");
+    let paths = doc["paths"].as_mapping().expect("paths");
+    let server = Server::start("serve", &["--admin-token", TOKEN]);
+    let mut checked = 0;
+    for (p, ops) in paths {
+        let p = p.as_str().expect("path");
+        if p.starts_with("/api/v1/edges/") {
+            continue; // the router's, checked in a_draining_edge_gets_no_new_viewers_from_the_router
+        }
+        let concrete = p.replace("{stream}", "cam").replace("{id}", "0123456789ab");
+        for (method, _) in ops.as_mapping().expect("operations") {
+            let Some(method) = method.as_str().filter(|m| *m != "description") else {
+                continue;
+            };
+            let body = matches!(method, "post" | "put").then_some("{}");
+            let (s, v) = call(
+                &method.to_ascii_uppercase(),
+                &server.url(&concrete),
+                None,
+                body,
+            );
+            assert_eq!(s, 401, "{method} {p}: {v}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 7, "only {checked} operations documented");
+}
