@@ -60,16 +60,18 @@ impl ConnArgs {
 #[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AdminArgs {
     /// Serve /metrics on this address instead of the public port; on serve and origin
-    /// the write API (/api/v1/…, needs the admin token) moves here too.
+    /// the write API (/api/v1/…, needs the admin token) moves here too, and the
+    /// router's drain API lives here.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<std::net::SocketAddr>,
 }
 
-/// The admin token of the roles with a write API (serve, origin).
+/// The admin token of the roles with a write API (serve, origin, router).
 #[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AdminTokenArgs {
     /// Token the write API wants as `Authorization: Bearer TOKEN` (16 characters or
-    /// more) [default: read from, or generated into, DATA/admin-token].
+    /// more) [default on serve and origin: read from, or generated into,
+    /// DATA/admin-token; the router has none, its write API is then off].
     #[arg(long, value_name = "TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// File whose first line is the admin token (instead of --admin-token).
