@@ -223,7 +223,15 @@ async fn connection(
         let mut frames = false;
         while let Some(event) = session.poll_event() {
             frames |= matches!(event, ServerEvent::Video { .. } | ServerEvent::Audio { .. });
-            handle_event(&mut session, event, &mut conn, streams, &mut publishing, &kick).await?;
+            handle_event(
+                &mut session,
+                event,
+                &mut conn,
+                streams,
+                &mut publishing,
+                &kick,
+            )
+            .await?;
         }
         if frames || (!was_publishing && !publishing.is_empty()) {
             deadlines.last_frame = tokio::time::Instant::now();

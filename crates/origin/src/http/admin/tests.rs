@@ -35,6 +35,7 @@ fn api() -> Api {
         streams: streams.clone(),
         vod: None,
         signer: Arc::new(integrity::Signer::load_or_create(dir.path()).expect("signer")),
+        hooks: crate::hooks::Hooks::new(crate::hooks::HookConfig::default()),
     };
     let app = routes(
         state,
