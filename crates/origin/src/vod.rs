@@ -21,7 +21,7 @@ use media::fmp4::{self, Sample, Track, TrackRun};
 use media::mp4::{self, Mp4Track, SampleEntry, TrackKind};
 use parking_lot::Mutex;
 
-use crate::live::stream::valid_name;
+use crate::live::name::valid_name;
 use integrity::sha256_hex;
 
 /// What can go wrong serving a VOD file.

@@ -17,8 +17,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::name::valid_name;
 use super::store::unix_ms;
-use super::stream::valid_name;
 
 /// Keys the store holds at most (configured ones included).
 pub const MAX_KEYS: usize = 10_000;

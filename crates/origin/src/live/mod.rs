@@ -4,6 +4,7 @@
 pub mod directory;
 pub mod keys;
 pub mod manifest;
+pub mod name;
 pub mod numbering;
 pub mod packager;
 pub mod store;

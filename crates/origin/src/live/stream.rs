@@ -16,6 +16,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::directory::{Directory, History};
 use super::keys::PublishKeys;
+use super::name::valid_name;
 use super::numbering::{self, SharedTimeline, Timing};
 use super::packager::{Bounds, Input, Output, Packager, PackagerError, StreamInfo};
 use super::store::{unix_ms, RenditionStore, StoreConfig};
@@ -678,16 +679,6 @@ impl Drop for Publisher {
             }
         }
     }
-}
-
-/// Stream names are path segments: keep them boring.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// Compares secrets without leaking where they differ through timing.

@@ -17,6 +17,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::datagram::Datagram;
+
 /// What a link reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {
@@ -34,14 +36,6 @@ const DATAGRAM_MAX: usize = super::stun::MAX_DATAGRAM;
 const LOW_WATER: usize = 64 * 1024;
 /// How long a closing link keeps running to finish the channel close handshake.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// One received datagram: the local address it arrived on (for relayed traffic, the
-/// relayed address), who sent it, and its bytes.
-pub(super) struct Datagram {
-    pub local: SocketAddr,
-    pub source: SocketAddr,
-    pub data: Vec<u8>,
-}
 
 /// Where a link's datagrams go: its own sockets (host candidates only), or the
 /// viewer's shared [`IceHub`](super::IceHub) socket (host, srflx and relayed).

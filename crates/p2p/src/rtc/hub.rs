@@ -61,7 +61,7 @@ use turn_client_proto::stun::types::TransportType;
 use turn_client_proto::types::TurnCredentials;
 use turn_client_proto::udp::{TurnClientUdp, TurnRecvRet};
 
-use super::driver::Datagram;
+use super::datagram::Datagram;
 use super::stun::{self, MAX_DATAGRAM};
 use crate::signal::ice::NativeIceServer;
 

@@ -15,7 +15,8 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::{Candidate, Rtc, RtcConfig};
 use tokio::sync::mpsc;
 
-use super::driver::{self, Datagram, Net};
+use super::datagram::Datagram;
+use super::driver::{self, Net};
 use super::hub::{HubLink, IceHub};
 use super::sdp::{sanitize_remote, SdpReject};
 

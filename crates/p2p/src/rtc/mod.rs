@@ -20,6 +20,7 @@
 //! own host candidates plus peer-reflexive discovery (the browser's connectivity
 //! checks reveal its real address). See `crates/p2p/RTC.md`.
 
+mod datagram;
 mod driver;
 pub mod hub;
 mod link;
