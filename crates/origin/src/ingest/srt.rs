@@ -91,6 +91,7 @@ pub async fn serve(socket: UdpSocket, streams: Arc<Streams>, settings: Settings,
         tc_url: local.map(|a| format!("srt://{a}/live")).unwrap_or_default(),
         secret: RandomState::new(),
         conns: HashMap::new(),
+        log_budget: LogBudget::new(Instant::now()),
     };
     let mut buf = vec![0u8; 65_536];
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -148,6 +149,47 @@ struct Listener {
     /// Key of our handshake cookies and listener socket ids.
     secret: RandomState,
     conns: HashMap<SocketAddr, Conn>,
+    /// Bounds the handshake-time warnings (refusals, core failures) a caller can cause.
+    log_budget: LogBudget,
+}
+
+/// Most handshake-time warning lines logged per second; the rest are counted.
+const HANDSHAKE_LOG_PER_SECOND: u32 = 10;
+
+/// A caller that completes handshakes in a loop (a wrong key, a wrong passphrase)
+/// would otherwise write one log line per handshake: at most
+/// [`HANDSHAKE_LOG_PER_SECOND`] lines a second, and the next line logged says how many
+/// were left out. The metrics still count every one.
+#[derive(Debug)]
+struct LogBudget {
+    window: Instant,
+    used: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    fn new(now: Instant) -> Self {
+        LogBudget {
+            window: now,
+            used: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(lines left out since the last one logged)` when this line may be logged.
+    fn take(&mut self, now: Instant) -> Option<u64> {
+        if now.saturating_duration_since(self.window) >= Duration::from_secs(1) {
+            self.window = now;
+            self.used = 0;
+        }
+        if self.used < HANDSHAKE_LOG_PER_SECOND {
+            self.used += 1;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
 }
 
 /// Cookies are valid for one to two of these periods.
@@ -291,7 +333,9 @@ impl Listener {
             Ok(_) => return,
             Err(_) => {
                 metrics::counter!("mediamesh_srt_errors_total").increment(1);
-                tracing::warn!(%from, "srt handshake dropped: the protocol core failed on it");
+                if let Some(left_out) = self.log_budget.take(Instant::now()) {
+                    tracing::warn!(%from, left_out, "srt handshake dropped: the protocol core failed on it");
+                }
                 return;
             }
         };
@@ -301,7 +345,9 @@ impl Listener {
             Err((reason, why, stream)) => {
                 metrics::counter!("mediamesh_publish_refused_total").increment(1);
                 metrics::counter!("mediamesh_srt_refused_total").increment(1);
-                tracing::warn!(%from, stream = %stream, streamid = ?sid, error = %why, "srt publish refused");
+                if let Some(left_out) = self.log_budget.take(Instant::now()) {
+                    tracing::warn!(%from, stream = %stream, streamid = ?sid, error = %why, left_out, "srt publish refused");
+                }
                 (AccessControlResponse::Rejected(reason), None)
             }
         };
@@ -331,7 +377,9 @@ impl Listener {
             (Ok(_), _) => {}
             (Err(_), _) => {
                 metrics::counter!("mediamesh_srt_errors_total").increment(1);
-                tracing::warn!(%from, "srt handshake dropped: the protocol core failed on it");
+                if let Some(left_out) = self.log_budget.take(Instant::now()) {
+                    tracing::warn!(%from, left_out, "srt handshake dropped: the protocol core failed on it");
+                }
             }
         }
     }
@@ -885,6 +933,21 @@ pub fn parse_stream_id(sid: Option<&str>) -> Result<Target, StreamIdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handshake_warnings_are_bounded_per_second_and_count_what_they_leave_out() {
+        let t0 = Instant::now();
+        let mut b = LogBudget::new(t0);
+        for _ in 0..HANDSHAKE_LOG_PER_SECOND {
+            assert_eq!(b.take(t0), Some(0));
+        }
+        for _ in 0..25 {
+            assert_eq!(b.take(t0 + Duration::from_millis(500)), None);
+        }
+        // The next second: lines again, the first one saying how many were left out.
+        assert_eq!(b.take(t0 + Duration::from_millis(1000)), Some(25));
+        assert_eq!(b.take(t0 + Duration::from_millis(1001)), Some(0));
+    }
 
     fn t(name: &str, key: Option<&str>) -> Target {
         Target {
