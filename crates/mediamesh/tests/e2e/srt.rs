@@ -38,33 +38,7 @@ pub(crate) fn srt_url(server: &Server, streamid: &str, options: &str) -> String 
 
 /// ffmpeg publishing a synthetic picture and a tone as MPEG-TS over SRT for `secs`.
 pub(crate) fn publish_srt(url: &str, secs: u32) -> Proc {
-    require("ffmpeg");
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &secs.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts",
-        ])
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ffmpeg");
-    Proc {
-        child,
-        name: "ffmpeg srt publish".into(),
-    }
+    publish_as(url, secs, "640x360", "mpegts")
 }
 
 /// Runs an ffmpeg SRT publish that the server is expected to refuse: it must exit

@@ -281,8 +281,14 @@ pub fn wait_for_200(url: &str, limit: Duration) -> String {
     }
 }
 
-/// ffmpeg publishing a synthetic 30 fps picture and a tone to `url` for `secs`.
+/// ffmpeg publishing a synthetic 30 fps picture and a tone to `url` for `secs`, over
+/// RTMP (FLV).
 pub fn publish(url: &str, secs: u32, size: &str) -> Proc {
+    publish_as(url, secs, size, "flv")
+}
+
+/// [`publish`] in container `format`: `flv` for RTMP, `mpegts` for SRT.
+pub fn publish_as(url: &str, secs: u32, size: &str, format: &str) -> Proc {
     require("ffmpeg");
     let child = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
@@ -304,7 +310,7 @@ pub fn publish(url: &str, secs: u32, size: &str) -> Proc {
             "-g",
             "60",
         ])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv", url])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", format, url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -312,7 +318,7 @@ pub fn publish(url: &str, secs: u32, size: &str) -> Proc {
         .expect("start ffmpeg");
     Proc {
         child,
-        name: "ffmpeg publish".into(),
+        name: format!("ffmpeg publish ({format})"),
     }
 }
 
