@@ -579,18 +579,19 @@ fn signed(
         // Signed under the object's canonical name (the one playlists list), whatever
         // spelling was asked for (`seg012.m4s` is segment 12 too): the signature is
         // kept, so the first request must not choose the name the others get.
-        let object = parse_object(name);
-        let canonical = match object {
-            Some(Object::Segment(msn)) => manifest::segment_uri(msn),
-            Some(Object::Part(msn, index)) => manifest::part_uri(msn, index),
-            None => String::new(),
+        // The name is written only when the object is first signed, not on every hit.
+        let sign = |canonical: &str, d: &[u8; 32]| {
+            state.signer.sign_object(&s.name, &r.name, canonical, d)
         };
-        let sign = |d: &[u8; 32]| state.signer.sign_object(&s.name, &r.name, &canonical, d);
-        match object {
-            Some(Object::Segment(msn)) => t.segment(msn).map(|seg| seg.signature(sign).to_owned()),
-            Some(Object::Part(msn, index)) => {
-                t.part(msn, index).map(|p| p.signature(sign).to_owned())
-            }
+        match parse_object(name) {
+            Some(Object::Segment(msn)) => t.segment(msn).map(|seg| {
+                seg.signature(|d| sign(&manifest::segment_uri(msn), d))
+                    .to_owned()
+            }),
+            Some(Object::Part(msn, index)) => t.part(msn, index).map(|p| {
+                p.signature(|d| sign(&manifest::part_uri(msn, index), d))
+                    .to_owned()
+            }),
             None => None,
         }
     };
