@@ -12,6 +12,46 @@ fn media_playlist(server: &Server, stream: &str, query: &str) -> (u16, String) {
     get_text(&server.url(&format!("/live/{stream}/src/index.m3u8{query}")))
 }
 
+/// Waits (at most 30 s) until the first `SegmentTimeline` of the MPD at `path`
+/// lists at least `segments` segments.
+fn wait_for_timeline(server: &Server, path: &str, segments: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, mpd) = get_text(&server.url(path));
+        let listed = timeline_segments(&mpd);
+        if status == 200 && listed >= segments {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the MPD timeline never reached {segments} segments (last {listed}): {mpd}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// How many segments the first `SegmentTimeline` in an MPD lists (`r` counted).
+fn timeline_segments(mpd: &str) -> usize {
+    let Some(start) = mpd.find("<SegmentTimeline>") else {
+        return 0;
+    };
+    let end = mpd[start..]
+        .find("</SegmentTimeline>")
+        .map_or(mpd.len(), |e| start + e);
+    mpd[start..end]
+        .split("<S ")
+        .skip(1)
+        .map(|s| {
+            let repeat = s
+                .split_once("r=\"")
+                .and_then(|(_, rest)| rest.split('"').next())
+                .and_then(|r| r.parse::<usize>().ok())
+                .unwrap_or(0);
+            1 + repeat
+        })
+        .sum()
+}
+
 /// The (msn, part) that comes next after what a parsed playlist lists.
 fn live_edge(pl: &MediaPlaylist) -> (u64, usize) {
     let complete = pl.media_sequence + pl.skipped_segments + pl.segments.len() as u64;
@@ -42,7 +82,14 @@ fn rtmp_publish_plays_over_hls_and_dash_with_ll_hls_rules() {
         "{codecs:?}"
     );
 
-    // ffmpeg records 6 s cleanly, from HLS and from DASH.
+    // ffmpeg records 6 s cleanly, from HLS and from DASH. ffmpeg 5.1's DASH reader
+    // starts 60 s before the end of a live `SegmentTimeline` and, when it has to
+    // reload the MPD, confuses a segment's index with its `$Number$` unless
+    // `startNumber` is 0 (ours are clock-based), which sends it back to the first
+    // segment. So the DASH recording waits until the timeline already holds more
+    // than the 6 s it records; dash.js and Shaka play young streams in the
+    // browser tests.
+    wait_for_timeline(&server, "/live/cam/index.mpd", 5);
     for (name, path) in [
         ("hls", "/live/cam/index.m3u8"),
         ("dash", "/live/cam/index.mpd"),
