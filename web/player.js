@@ -89,7 +89,7 @@
   function newPlayback() {
     return {
       latency: null, latencyPdt: null, latencyP50: null, latencyP95: null, samples: 0,
-      stalls: 0, stallSeconds: 0, playing: false, started: null,
+      stalls: 0, stallSeconds: 0, playing: false, started: null, stallLog: [],
     };
   }
   const latencySamples = [];
@@ -109,6 +109,26 @@
     if (!pb || !pb.playing || stallSince !== null) return;
     pb.stalls++;
     stallSince = performance.now();
+    // What the player waited for, for the benchmark's stall log (the last 20).
+    const h = state.hls;
+    const ranges = [];
+    for (let i = 0; i < video.buffered.length; i++) {
+      ranges.push([+video.buffered.start(i).toFixed(3), +video.buffered.end(i).toFixed(3)]);
+    }
+    let parts = null;
+    try {
+      parts = h && h.partsEngine ? h.partsEngine.explain() : null;
+    } catch (e) {
+      parts = { error: String(e) };
+    }
+    pb.stallLog.push({
+      at: +(performance.now() / 1000).toFixed(3),
+      currentTime: +video.currentTime.toFixed(3),
+      buffered: ranges,
+      latency: h && isFinite(h.latency) ? +h.latency.toFixed(3) : null,
+      parts,
+    });
+    if (pb.stallLog.length > 20) pb.stallLog.shift();
   });
   function sampleLatency() {
     const pb = state.playback;
