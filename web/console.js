@@ -1,5 +1,5 @@
 // The mediamesh operator console. Polls /api/v1/console/{info,streams,fleet,delivery}
-// and /api/v1/publish-keys every 2 s with the admin token (sessionStorage, this tab
+// and /api/v1/publish-keys every second with the admin token (sessionStorage, this tab
 // only) and draws what they say; actions go to the write API after a confirmation.
 // Charts are uPlot (vendored, /console/uplot.min.js). Nothing here invents numbers:
 // where the server has no data the page says so.
@@ -7,7 +7,7 @@
 (() => {
   const TOKEN_KEY = 'mediamesh-admin-token';
   const PRICE_KEY = 'mediamesh-price-per-gb';
-  const POLL_MS = 2000;
+  const POLL_MS = 1000;
   const $ = (id) => document.getElementById(id);
   const state = {
     info: null, streams: null, fleet: null, delivery: null, keys: null,
@@ -40,7 +40,8 @@
   }
 
   async function api(method, path, body) {
-    const headers = { Authorization: 'Bearer ' + token() };
+    // Without a token the call still goes out, so the page shows the server's 401.
+    const headers = token() ? { Authorization: 'Bearer ' + token() } : {};
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     const r = await fetch(path, {
       method, headers, cache: 'no-store',
@@ -384,11 +385,6 @@
     clearTimeout(timer);
     timer = setTimeout(poll, POLL_MS);
     if (running) return;
-    if (!token()) {
-      status('Enter the admin token (--admin-token, or the file DATA/admin-token) to load the console.', true);
-      state.lastError = { status: 0, message: 'no token' };
-      return;
-    }
     running = true;
     try {
       if (!state.info) {
@@ -415,10 +411,14 @@
         (state.lastAction ? ' · ' + state.lastAction : ''));
     } catch (e) {
       state.lastError = { status: e.status || 0, message: e.message };
-      if (e.status === 401) status('401: the API wants the admin token. Enter it above.', true);
+      if (e.status === 401) status('401: the API wants the admin token (--admin-token, or the file DATA/admin-token). Enter it above.', true);
       else if (e.status === 403) status('403: that admin token is wrong. Enter the right one above.', true);
       else status('The API did not answer: ' + (e.status ? e.status + ' ' : '') + e.message, true);
-      if (e.status === 401 || e.status === 403) state.info = null;
+      if (e.status === 401 || e.status === 403) {
+        // Wait for a new token instead of knocking every second.
+        state.info = null;
+        clearTimeout(timer);
+      }
     } finally {
       running = false;
     }
