@@ -328,7 +328,10 @@ async fn delivery(State(c): State<Arc<Console>>) -> Response {
         notes.push("p2p bytes: no tracker runs in this process".into());
     }
     if c.role == "router" {
-        notes.push("router: origin and edge bytes are the registry's egress rates integrated over time".into());
+        notes.push(
+            "router: origin and edge bytes are the registry's egress rates integrated over time"
+                .into(),
+        );
     }
     no_store(json!({
         "interval_seconds": c.interval_seconds,

@@ -312,7 +312,9 @@ pub async fn run_origin(args: OriginArgs) -> Result<()> {
         let _ = console.view.set(m.view.clone());
     }
     if args.admin.admin.is_some() {
-        let _ = console.play_base.set(format!("http://{}", origin.http_addr));
+        let _ = console
+            .play_base
+            .set(format!("http://{}", origin.http_addr));
     }
     let _sampler = Abort(crate::console_delivery::spawn(
         console.delivery.clone(),
@@ -467,7 +469,11 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
         let _ = console.view.set(m.view.clone());
     }
     if args.admin.admin.is_some() {
-        let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+        let scheme = if args.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let _ = console.play_base.set(format!("{scheme}://{}", edge.addr));
     }
     let sampled = edge.edge.clone();

@@ -88,7 +88,11 @@ fn no_console_at(base: &str) {
     for path in ["/console", "/console/console.js", "/api/v1/console/streams"] {
         for token in [None, Some(TOKEN)] {
             let url = format!("{base}{path}");
-            assert_eq!(status_with(&url, token), 404, "{url} must not be served here");
+            assert_eq!(
+                status_with(&url, token),
+                404,
+                "{url} must not be served here"
+            );
         }
     }
 }
@@ -208,16 +212,31 @@ fn the_console_lists_a_publish_within_2s_and_kicks_it_after_a_confirmation() {
     let mut ffmpeg = publish(&server.rtmp_url("cam"), 120, "320x180");
     let seen = node_json(node, Duration::from_secs(150));
     assert_eq!(seen["ok"], true, "{seen}");
-    assert!(seen["no_token_status"].as_str().unwrap_or("").starts_with("401"));
-    assert!(seen["wrong_token_status"].as_str().unwrap_or("").starts_with("403"));
+    assert!(seen["no_token_status"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("401"));
+    assert!(seen["wrong_token_status"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("403"));
     assert!(seen["listed_after_live_ms"].as_u64().is_some(), "{seen}");
     assert!(
         ffmpeg.wait_exit(Duration::from_secs(20)).is_some(),
         "the kick closed ffmpeg's publish"
     );
     assert!(server.log_text().contains("admin: publisher kicked"));
-    for name in ["console-401.png", "console-live.png", "console-phone.png", "console-kicked.png"] {
-        assert!(out.join(name).is_file(), "{name} saved in {}", out.display());
+    for name in [
+        "console-401.png",
+        "console-live.png",
+        "console-phone.png",
+        "console-kicked.png",
+    ] {
+        assert!(
+            out.join(name).is_file(),
+            "{name} saved in {}",
+            out.display()
+        );
     }
 }
 
@@ -238,7 +257,10 @@ fn the_offload_chart_has_points_while_native_peers_play() {
         ],
     );
     let admin = format!("http://127.0.0.1:{}", admin_port(&server));
-    wait_for_200(&server.url("/live/demo/index.m3u8"), Duration::from_secs(20));
+    wait_for_200(
+        &server.url("/live/demo/index.m3u8"),
+        Duration::from_secs(20),
+    );
     let out = shots("offload");
     let stats = server.dir.path().join("peers.json");
     let peers = Command::new(env!("CARGO_BIN_EXE_mediamesh"))

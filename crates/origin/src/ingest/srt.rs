@@ -442,12 +442,10 @@ impl Listener {
                 }
             })
         } else {
-            self.streams
-                .publish(&name, key.as_deref())
-                .map(|p| {
-                    p.stream().set_source("srt");
-                    Admission::Ready(Box::new(p))
-                })
+            self.streams.publish(&name, key.as_deref()).map(|p| {
+                p.stream().set_source("srt");
+                Admission::Ready(Box::new(p))
+            })
         };
         match admitted {
             Ok(admission) => Ok((admission, keys)),
