@@ -71,6 +71,9 @@
     while (b >= 1000 && i < u.length - 1) { b /= 1000; i++; }
     return b.toFixed(i ? 2 : 0) + ' ' + u[i];
   };
+  // Axis numbers with three significant digits, so small rates do not repeat.
+  const axisValues = (u, ticks) => ticks.map((t) => (t === 0 ? '0' : Number(t.toPrecision(3)).toString()));
+  const money = (x) => (x === 0 ? '0' : x >= 1 ? x.toFixed(2) : x.toPrecision(3));
   const pct = (x) => (x == null || !isFinite(x) ? '–' : (x * 100).toFixed(1) + ' %');
 
   function cell(tr, text, cls) {
@@ -150,7 +153,7 @@
             'POST', `/api/v1/streams/${encodeURIComponent(s.name)}/kick`, undefined,
             () => `Publisher of ${s.name} kicked.`), true);
         }
-        if (actions.p2p && s.p2p != null) {
+        if (actions.p2p && s.p2p != null && s.state !== 'ended') {
           const to = !s.p2p;
           button(td, to ? 'P2P on' : 'P2P off', { action: 'p2p', stream: s.name }, () => act(
             `Turn P2P ${to ? 'on' : 'off'} for "${s.name}"?`,
@@ -213,8 +216,8 @@
     return new uPlot({
       width: chartWidth(id), height: 220,
       series: [{}, ...series.map(([label, stroke, fill]) => ({ label, stroke, fill, width: 2, spanGaps: false }))],
-      axes: [{}, { label: yLabel, size: 60 }],
-      scales: { x: { time: true } },
+      axes: [{}, { label: yLabel, size: 60, values: axisValues }],
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       legend: { live: false },
     }, [[], ...series.map(() => [])], $(id));
   }
@@ -224,14 +227,17 @@
       ['origin', '#8250df'], ['edges', '#0969da'], ['peers (P2P)', '#1a7f37', 'rgba(26,127,55,0.12)'],
     ], 'Mbit/s');
     state.charts.offload = lineChart('chart-offload', [['P2P offload %', '#1a7f37', 'rgba(26,127,55,0.15)']], '%');
-    const bars = uPlot.paths.bars({ size: [0.6, 80] });
+    // Edges and origins side by side in each region.
+    const barsLeft = uPlot.paths.bars({ size: [0.35, 60], align: -1 });
+    const barsRight = uPlot.paths.bars({ size: [0.35, 60], align: 1 });
     state.charts.regions = new uPlot({
       width: chartWidth('chart-regions'), height: 220,
-      series: [{}, { label: 'edges', fill: 'rgba(9,105,218,0.6)', stroke: '#0969da', paths: bars, points: { show: false } },
-        { label: 'origins', fill: 'rgba(130,80,223,0.6)', stroke: '#8250df', paths: bars, points: { show: false } }],
-      scales: { x: { time: false, range: (u, min, max) => [min - 0.5, max + 0.5] } },
+      series: [{}, { label: 'edges', fill: 'rgba(9,105,218,0.6)', stroke: '#0969da', paths: barsLeft, points: { show: false } },
+        { label: 'origins', fill: 'rgba(130,80,223,0.6)', stroke: '#8250df', paths: barsRight, points: { show: false } }],
+      scales: { x: { time: false, range: (u, min, max) => [min - 0.5, max + 0.5] },
+        y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [{ values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? (state.regionNames || [])[t] || '' : '')) },
-        { label: 'Mbit/s', size: 60 }],
+        { label: 'Mbit/s', size: 60, values: axisValues }],
       legend: { live: false },
     }, [[], [], []], $('chart-regions'));
     window.addEventListener('resize', () => {
@@ -281,7 +287,7 @@
     const price = Number(priceInput.value);
     $('kpi-p2p').textContent = hasP2p ? fmtBytes(p2pSum) : 'no P2P data';
     $('kpi-offload').textContent = hasP2p ? pct(p2pSum + httpSum > 0 ? p2pSum / (p2pSum + httpSum) : null) : 'no P2P data';
-    $('kpi-saved').textContent = hasP2p && isFinite(price) ? (p2pSum / 1e9 * price).toFixed(4) : '–';
+    $('kpi-saved').textContent = hasP2p && isFinite(price) ? money((p2pSum / 1e9) * price) : '–';
     $('kpi-stall').textContent = hasCmcd && cmcdReq > 0
       ? pct(cmcdStall / cmcdReq) + ` (${cmcdStall}/${cmcdReq})` : 'no CMCD data';
     $('kpi-startup').textContent = 'not in CMCD';

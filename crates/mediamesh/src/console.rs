@@ -323,7 +323,7 @@ async fn delivery(State(c): State<Arc<Console>>) -> Response {
         "start-up time: CMCD (CTA-5004) carries no start-up time, so none is shown".to_string(),
     ];
     if c.has_tracker {
-        notes.push("p2p bytes: what peers report as uploaded in their tracker announces (mediamesh peer does; browsers' p2p-media-loader reports 0)".into());
+        notes.push("p2p bytes: what peers report as uploaded in their tracker announces, so they arrive in steps at each announce (--tracker-interval); mediamesh peer reports them, browsers' p2p-media-loader sends 0".into());
     } else {
         notes.push("p2p bytes: no tracker runs in this process".into());
     }
