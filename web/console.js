@@ -234,9 +234,11 @@
       width: chartWidth('chart-regions'), height: 220,
       series: [{}, { label: 'edges', fill: 'rgba(9,105,218,0.6)', stroke: '#0969da', paths: barsLeft, points: { show: false } },
         { label: 'origins', fill: 'rgba(130,80,223,0.6)', stroke: '#8250df', paths: barsRight, points: { show: false } }],
-      scales: { x: { time: false, range: (u, min, max) => [min - 0.5, max + 0.5] },
+      // One slot per region: x is the region's index, set in renderFleet.
+      scales: { x: { time: false, auto: false, min: -0.5, max: 0.5 },
         y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
-      axes: [{ values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? (state.regionNames || [])[t] || '' : '')) },
+      axes: [{ splits: () => (state.regionNames || []).map((_, i) => i),
+        values: (u, ticks) => ticks.map((t) => (state.regionNames || [])[t] || '') },
         { label: 'Mbit/s', size: 60, values: axisValues }],
       legend: { live: false },
     }, [[], [], []], $('chart-regions'));
@@ -334,7 +336,8 @@
     state.regionNames = regions;
     const sum = (kind) => regions.map((r) => v.nodes.filter((n) => n.region === r && n.kind === kind)
       .reduce((a, n) => a + n.egress_bps / 1e6, 0));
-    state.charts.regions.setData([regions.map((_, i) => i), sum('edge'), sum('origin')]);
+    state.charts.regions.setData([regions.map((_, i) => i), sum('edge'), sum('origin')], false);
+    state.charts.regions.setScale('x', { min: -0.5, max: Math.max(regions.length, 1) - 0.5 });
     $('fleet-notes').textContent = (v.notes || []).join(' · ');
   }
 
