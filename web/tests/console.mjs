@@ -7,7 +7,8 @@
 //     2. writes OUT_DIR/ready, then waits (bounded) until PLAYLIST_URL answers 200
 //        (the publish is live) and gives the page at most 2 s from then to list
 //        STREAM as live;
-//     3. kicks the publisher from the page (confirmation accepted) and waits
+//     3. plays the stream's preview (muted hls.js) until it advances;
+//     4. kicks the publisher from the page (confirmation accepted) and waits
 //        (bounded) until the page shows the stream ended.
 //   node web/tests/console.mjs offload CONSOLE_URL TOKEN OUT_DIR
 //     waits (bounded) until the offload chart holds points with P2P bytes.
@@ -82,6 +83,10 @@ try {
     result.listed_after_live_ms = Date.now() - live;
     // A few more polls so the charts and bit rate have something to show.
     await page.waitForFunction(() => (window.mmConsole.delivery?.samples?.length || 0) >= 3, null, { timeout: 20000 });
+    // The preview plays the stream muted (hls.js from the viewers' side).
+    await page.click(`button[data-action="preview"][data-stream="${stream}"]`);
+    await page.waitForFunction(() => document.getElementById('preview-video').currentTime > 0.5, null, { timeout: 30000 });
+    result.preview_time = await page.evaluate(() => document.getElementById('preview-video').currentTime);
     await shot('console-live.png');
     await page.setViewportSize({ width: 390, height: 844 });
     await sleep(300);

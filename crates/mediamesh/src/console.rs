@@ -347,3 +347,31 @@ async fn delivery(State(c): State<Arc<Console>>) -> Response {
         "notes": notes,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_are_read_by_exact_name_only() {
+        let text = "mediamesh_edge_hit_ratio_other 0.1\nmediamesh_edge_hit_ratio 0.625\n";
+        assert_eq!(gauge(text, "mediamesh_edge_hit_ratio"), Some(0.625));
+        assert_eq!(gauge(text, "mediamesh_missing"), None);
+        assert_eq!(
+            gauge(
+                "mediamesh_edge_hit_ratio nan-ish\n",
+                "mediamesh_edge_hit_ratio"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn every_page_file_is_under_the_console_prefix() {
+        // The prefix list is what `serve` routes to the console without --admin.
+        for (path, _, body) in FILES {
+            assert!(path.starts_with(PREFIXES[0]), "{path}");
+            assert!(!body.is_empty(), "{path}");
+        }
+    }
+}

@@ -2,7 +2,8 @@
 //! side only: `--admin` when given, never an edge's or the router's viewer side), that
 //! its API wants the admin token, and in headless Chromium (web/tests/console.mjs)
 //! that the page says 401/403 without the right token, lists a publish within 2 s of
-//! it going live, kicks the publisher after a confirmation and shows the stream ended,
+//! it going live, plays its preview, kicks the publisher after a confirmation and
+//! shows the stream ended,
 //! and charts P2P offload while native peers play.
 //!
 //! Screenshots: `target/tmp/console-<test>/console-*.png` (Cargo's
@@ -221,6 +222,7 @@ fn the_console_lists_a_publish_within_2s_and_kicks_it_after_a_confirmation() {
         .unwrap_or("")
         .starts_with("403"));
     assert!(seen["listed_after_live_ms"].as_u64().is_some(), "{seen}");
+    assert!(seen["preview_time"].as_f64().unwrap_or(0.0) > 0.5, "{seen}");
     assert!(
         ffmpeg.wait_exit(Duration::from_secs(20)).is_some(),
         "the kick closed ffmpeg's publish"
