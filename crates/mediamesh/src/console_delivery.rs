@@ -102,20 +102,29 @@ impl Delivery {
     }
 }
 
-/// Reads `source` every `interval` into `delivery` until the task is aborted.
+/// The sampling task; dropping it stops the sampling.
+pub struct Sampler(tokio::task::JoinHandle<()>);
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads `source` every `interval` into `delivery` until the [`Sampler`] is dropped.
 pub fn spawn(
     delivery: std::sync::Arc<Delivery>,
     interval: Duration,
     mut source: impl FnMut() -> Counters + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+) -> Sampler {
+    Sampler(tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             delivery.record(fleet::registry::now_ms(), source());
         }
-    })
+    }))
 }
 
 /// This process's counters from its Prometheus page (`text`): origin answers, edge

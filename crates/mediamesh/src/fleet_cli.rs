@@ -412,11 +412,11 @@ pub async fn run_router(args: RouterArgs) -> Result<()> {
     });
     let _ = console.view.set(router.view.clone());
     let mut integrator = crate::console_delivery::RateIntegrator::new(router.view.clone());
-    let _sampler = crate::origin_cli::Abort(crate::console_delivery::spawn(
+    let _sampler = crate::console_delivery::spawn(
         console.delivery.clone(),
         crate::console::INTERVAL,
         move || integrator.read(),
-    ));
+    );
     let write_api = match token {
         Some(t) => Some(
             drain_api(router.drains.clone(), t.clone())

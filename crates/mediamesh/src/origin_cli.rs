@@ -316,11 +316,10 @@ pub async fn run_origin(args: OriginArgs) -> Result<()> {
             .play_base
             .set(format!("http://{}", origin.http_addr));
     }
-    let _sampler = Abort(crate::console_delivery::spawn(
-        console.delivery.clone(),
-        crate::console::INTERVAL,
-        || crate::console_delivery::from_metrics(&service::metrics::render(), false, false),
-    ));
+    let _sampler =
+        crate::console_delivery::spawn(console.delivery.clone(), crate::console::INTERVAL, || {
+            crate::console_delivery::from_metrics(&service::metrics::render(), false, false)
+        });
     let write_api = args.admin.admin.is_some().then(|| {
         let w = origin::http::admin::routes(origin.state.clone(), token, Default::default());
         match console_routes {
@@ -477,11 +476,11 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
         let _ = console.play_base.set(format!("{scheme}://{}", edge.addr));
     }
     let sampled = edge.edge.clone();
-    let _sampler = Abort(crate::console_delivery::spawn(
+    let _sampler = crate::console_delivery::spawn(
         console.delivery.clone(),
         crate::console::INTERVAL,
         move || crate::console_delivery::from_metrics(&edge::metrics::render(&sampled), true, true),
-    ));
+    );
     let rated = edge.edge.clone();
     let _ = console.hit_ratio.set(std::sync::Arc::new(move || {
         crate::console::gauge(&edge::metrics::render(&rated), "mediamesh_edge_hit_ratio")
@@ -625,14 +624,5 @@ mod tests {
         assert!(e.to_string().contains("srt-passphrase"), "{e}");
         let e = origin(&["--srt-pbkeylen", "20"]).expect_err("bad key length");
         assert!(e.to_string().contains("srt-pbkeylen"), "{e}");
-    }
-}
-
-/// Aborts a task when dropped.
-pub struct Abort(pub tokio::task::JoinHandle<()>);
-
-impl Drop for Abort {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
