@@ -37,6 +37,8 @@ pub struct OriginConfig {
     /// Serve the write API on the HTTP port, behind this admin token (at least 16
     /// characters); `None`: not on the HTTP port (an admin listener may serve it).
     pub admin_token: Option<String>,
+    /// WHEP playback (WebRTC): UDP address, limits.
+    pub whep: crate::whep::WhepConfig,
 }
 
 /// SRT ingest settings (see `ingest::srt`).
@@ -206,6 +208,7 @@ impl OriginConfig {
             public_metrics: true,
             hooks: crate::hooks::HookConfig::default(),
             admin_token: None,
+            whep: crate::whep::WhepConfig::default(),
         }
     }
 }

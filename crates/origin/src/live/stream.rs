@@ -92,6 +92,8 @@ pub struct LiveStream {
     kicker: Mutex<Option<(u64, Arc<tokio::sync::Notify>)>>,
     /// The session an operator kicked (0: none).
     kicked: AtomicU64,
+    /// What WHEP playback taps (idle without WebRTC viewers).
+    pub whep_tap: crate::whep::Tap,
 }
 
 const VIEWER_WINDOW: Duration = Duration::from_secs(15);
@@ -116,6 +118,7 @@ impl LiveStream {
             viewers: Mutex::new(HashMap::new()),
             kicker: Mutex::new(None),
             kicked: AtomicU64::new(0),
+            whep_tap: crate::whep::Tap::default(),
         }
     }
 
@@ -493,10 +496,12 @@ impl Publisher {
     }
 
     pub fn video_config(&mut self, record: Bytes) -> Result<(), PackagerError> {
+        self.stream.whep_tap.video_config(&record);
         self.feed(Input::VideoConfig(record))
     }
 
     pub fn audio_config(&mut self, asc: Bytes) -> Result<(), PackagerError> {
+        self.stream.whep_tap.audio_config(&asc);
         self.feed(Input::AudioConfig(asc))
     }
 
@@ -514,6 +519,7 @@ impl Publisher {
         if keyframe && self.packager.waiting_for_keyframe() {
             self.place(dts_ms);
         }
+        self.stream.whep_tap.video(dts_ms, cts_ms, keyframe, &data);
         self.feed(Input::Video {
             dts_ms,
             cts_ms,
@@ -526,6 +532,7 @@ impl Publisher {
     pub fn audio(&mut self, ts_ms: u64, data: Bytes) -> Result<(), PackagerError> {
         self.count(data.len());
         let dts_ms = self.restamp(ts_ms);
+        self.stream.whep_tap.audio(dts_ms, &data);
         self.feed(Input::Audio { dts_ms, data })
     }
 
