@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{options, post};
+use axum::routing::{get, options, post};
 use axum::Router;
 
 use super::{PlayError, Whep};
@@ -34,9 +34,26 @@ const CORS_HEADERS: [(header::HeaderName, &str); 4] = [
     ),
 ];
 
-/// The WHEP routes (their own state; merge them into a router).
+/// The page's WHEP client (`web/whep.js`), served with the routes it talks to, so a
+/// server with WHEP off does not offer it.
+const CLIENT: &str = include_str!("../../../../web/whep.js");
+
+/// The WHEP routes (their own state; merge them into a router), and the page's client
+/// at `/static/whep.js`.
 pub fn routes(whep: Arc<Whep>) -> Router {
     Router::new()
+        .route(
+            "/static/whep.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "public, max-age=300"),
+                    ],
+                    CLIENT,
+                )
+            }),
+        )
         .route("/whep/{stream}", post(play).options(preflight))
         .route(
             "/whep/{stream}/{session}",

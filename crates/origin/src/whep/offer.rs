@@ -39,9 +39,11 @@ pub enum OfferError {
 pub struct Summary {
     /// Media sections (`m=` lines).
     pub sections: usize,
-    /// A video section with a non-zero port that lists H.264 and receives.
+    /// A video section with a non-zero port that lists H.264.
     pub video_h264: bool,
-    /// An audio section with a non-zero port that lists Opus.
+    /// Such a section is not `sendonly`/`inactive` (for an offer: the offerer receives).
+    pub video_h264_receives: bool,
+    /// An audio section with a non-zero port that lists Opus (any direction).
     pub audio_opus: bool,
 }
 
@@ -62,11 +64,12 @@ impl Section {
             *any_video = true;
             if !self.h264 {
                 *video_no_h264 = true;
-            } else if !self.not_receiving {
+            } else {
                 s.video_h264 = true;
+                s.video_h264_receives |= !self.not_receiving;
             }
         }
-        if self.audio && self.open && self.opus && !self.not_receiving {
+        if self.audio && self.open && self.opus {
             s.audio_opus = true;
         }
     }
@@ -135,7 +138,7 @@ pub fn check(body: &[u8], max_bytes: usize) -> Result<(&str, Summary), OfferErro
     if s.sections > MAX_MEDIA_SECTIONS {
         return Err(OfferError::TooManySections);
     }
-    if !s.video_h264 {
+    if !s.video_h264_receives {
         // Say which of the video conditions failed.
         let mut any_video = false;
         let mut h264 = false;
@@ -179,6 +182,7 @@ a=rtpmap:111 opus/48000/2\r\n";
             Summary {
                 sections: 2,
                 video_h264: true,
+                video_h264_receives: true,
                 audio_opus: true
             }
         );
