@@ -28,6 +28,9 @@ pub mod stun;
 pub mod tap;
 pub mod udp;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
