@@ -39,3 +39,4 @@ mod security_origin;
 mod srt;
 mod tracker;
 mod vod;
+mod whep;

@@ -188,7 +188,7 @@ impl Viewer {
                 Output::Event(e) => match e {
                     Event::Connected => {
                         self.connected = true;
-                        tracing::info!("connected");
+                        tracing::info!("viewer connected");
                     }
                     Event::MediaAdded(m) => {
                         let t = Some(Track {
