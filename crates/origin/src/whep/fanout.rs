@@ -60,7 +60,7 @@ impl FanOut {
     pub fn start(stream: Arc<LiveStream>) -> Arc<FanOut> {
         let attached = stream.whep_tap.attach();
         let (tx, _) = broadcast::channel(FANOUT_QUEUE);
-        let span = tracing::info_span!("whep_fanout", stream = %stream.name);
+        let span = tracing::info_span!(parent: None, "whep_fanout", stream = %stream.name);
         let mut work = Work {
             video: None,
             audio: None,

@@ -294,7 +294,7 @@ impl Whep {
             idle_timeout: self.config.idle_timeout,
         };
         let viewer = session::Viewer::new(rtc, self.candidate);
-        let span = tracing::info_span!("whep", stream = %live.name, session = %&session[..8]);
+        let span = tracing::info_span!(parent: None, "whep", stream = %live.name, session = %&session[..8]);
         let me = Arc::downgrade(self);
         let key = session.to_string();
         metrics::gauge!("mediamesh_whep_sessions").increment(1.0);
