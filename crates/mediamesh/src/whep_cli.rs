@@ -64,3 +64,41 @@ impl WhepArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::origin_cli::{origin_config, OriginArgs, ALIASES};
+
+    fn config(argv: &[&str]) -> Result<WhepConfig> {
+        let args: OriginArgs = crate::layers::read(argv, ALIASES)?;
+        Ok(origin_config(&args)?.whep)
+    }
+
+    #[test]
+    fn whep_settings_from_file_and_flags() {
+        let d = config(&[]).expect("defaults");
+        assert_eq!(d.udp, defaults().udp);
+        assert_eq!(d.max_sessions, defaults().max_sessions);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "whep_udp = \"0.0.0.0:8189\"\nwhep_candidate = \"203.0.113.7\"\nmax_whep_sessions = 9\nwhep_idle_timeout = 2.5\n",
+        )
+        .expect("write");
+        let p = path.to_str().expect("utf-8");
+        let c = config(&["--config", p, "--max-whep-offer-bytes", "4096"]).expect("config");
+        assert_eq!(c.udp, Some(SocketAddr::from(([0, 0, 0, 0], 8189))));
+        assert_eq!(c.candidate_ip, Some(IpAddr::from([203, 0, 113, 7])));
+        assert_eq!(c.max_sessions, 9);
+        assert_eq!(c.max_offer_bytes, 4096);
+        assert_eq!(c.idle_timeout, Duration::from_millis(2500));
+        let e = config(&["--max-whep-offer-bytes", "10"]).expect_err("too small");
+        assert!(e.to_string().contains("max-whep-offer-bytes"), "{e}");
+        let e = config(&["--whep-idle-timeout", "0"]).expect_err("zero");
+        assert!(e.to_string().contains("whep-idle-timeout"), "{e}");
+    }
+}
