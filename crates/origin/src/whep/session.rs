@@ -264,7 +264,7 @@ const STREAM_CHECK: Duration = Duration::from_secs(1);
 pub async fn run(mut viewer: Viewer, mut links: Links) -> (String, ViewerStats) {
     let reason = drive(&mut viewer, &mut links).await;
     for t in viewer.close() {
-        links.mux.send(t.destination, &t.contents);
+        links.mux.send(t.destination, &t.contents).await;
     }
     (reason, viewer.stats)
 }
@@ -275,7 +275,7 @@ async fn drive(viewer: &mut Viewer, l: &mut Links) -> String {
     loop {
         let wake = loop {
             match viewer.poll() {
-                Step::Transmit(t) => l.mux.send(t.destination, &t.contents),
+                Step::Transmit(t) => l.mux.send(t.destination, &t.contents).await,
                 Step::Wait(t) => break t,
                 Step::Closed(reason) => return reason,
             }

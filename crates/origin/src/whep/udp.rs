@@ -121,6 +121,7 @@ impl Mux {
                 // ICMP port unreachable from a viewer that left, and friends.
                 Err(e) => {
                     tracing::trace!(error = %e, "whep udp recv");
+                    tokio::task::yield_now().await;
                     continue;
                 }
             };
@@ -137,9 +138,11 @@ impl Mux {
         }
     }
 
-    /// Sends without waiting: a full socket buffer drops the datagram (like loss).
-    pub fn send(&self, dest: SocketAddr, data: &[u8]) {
-        if let Err(e) = self.socket.try_send_to(data, dest) {
+    /// Sends one datagram; a full socket buffer makes the calling session wait for
+    /// room (its frames queue in the fan-out meanwhile, and it skips to the next
+    /// keyframe if it falls a whole queue behind) instead of losing packets.
+    pub async fn send(&self, dest: SocketAddr, data: &[u8]) {
+        if let Err(e) = self.socket.send_to(data, dest).await {
             tracing::trace!(error = %e, %dest, "whep udp send");
         }
     }
