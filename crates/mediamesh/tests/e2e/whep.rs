@@ -1,4 +1,4 @@
-//! WHEP playback end to end: ffmpeg publishes over RTMP, headless Chromium plays the
+//! WHEP playback end to end: ffmpeg publishes over RTMP (and SRT), headless Chromium plays the
 //! stream over WebRTC from the player page in `?mode=whep` (web/whep.js), and hostile
 //! WHEP requests (garbage, huge bodies, offers without video, unknown streams and
 //! sessions, a flood of offers past the session limit) get clear refusals while the
@@ -88,17 +88,13 @@ fn wait_for_log(server: &Server, needle: &str, limit: Duration) {
     }
 }
 
-#[test]
-fn whep_page_plays_an_rtmp_publish_with_audio_in_chromium() {
-    let _turn = browser_turn();
-    let web = browser_ready();
-    let server = Server::start("serve", &[]);
-    let _publisher = publish(&server.rtmp_url("cam"), 90, "640x360");
-    wait_for_200(&server.url("/live/cam/index.m3u8"), Duration::from_secs(20));
+/// Plays `stream` on the page in WHEP mode for a few seconds (video and audio must
+/// arrive), then the page DELETEs its session; what the page saw.
+fn page_plays(server: &Server, web: &std::path::Path, stream: &str) -> serde_json::Value {
     let out = run(
         Command::new("node")
             .arg(web.join("tests/whep.mjs"))
-            .arg(server.url("/?stream=cam&mode=whep"))
+            .arg(server.url(&format!("/?stream={stream}&mode=whep")))
             .args(["45", "4", "audio"]),
         Duration::from_secs(90),
     );
@@ -116,6 +112,17 @@ fn whep_page_plays_an_rtmp_publish_with_audio_in_chromium() {
     assert!(seen["frames_decoded"].as_u64().unwrap_or(0) > 0, "{seen}");
     assert!(seen["audio_packets"].as_u64().unwrap_or(0) > 0, "{seen}");
     assert_eq!(seen["deleted"], true);
+    seen
+}
+
+#[test]
+fn whep_page_plays_an_rtmp_publish_with_audio_in_chromium() {
+    let _turn = browser_turn();
+    let web = browser_ready();
+    let server = Server::start("serve", &[]);
+    let _publisher = publish(&server.rtmp_url("cam"), 90, "640x360");
+    wait_for_200(&server.url("/live/cam/index.m3u8"), Duration::from_secs(20));
+    page_plays(&server, &web, "cam");
     // The page's DELETE ended the session at the server; the stream had one fan-out.
     wait_for_log(
         &server,
@@ -125,6 +132,20 @@ fn whep_page_plays_an_rtmp_publish_with_audio_in_chromium() {
     let log = server.log_text();
     assert_eq!(log.matches("fan-out started").count(), 1, "{log}");
     assert!(log.contains("audio transcoded to Opus"), "{log}");
+}
+
+#[test]
+fn whep_page_plays_an_srt_publish_in_chromium() {
+    let _turn = browser_turn();
+    let web = browser_ready();
+    let server = Server::start("origin", &["--srt", "127.0.0.1:0"]);
+    let url = crate::srt::srt_url(&server, "live/srtcam", "");
+    let _publisher = crate::srt::publish_srt(&url, 90);
+    wait_for_200(
+        &server.url("/live/srtcam/index.m3u8"),
+        Duration::from_secs(20),
+    );
+    page_plays(&server, &web, "srtcam");
 }
 
 #[test]
