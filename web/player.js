@@ -5,7 +5,9 @@
 // off it plays LL-HLS (parts); with P2P on, whole segments further behind live, or, at
 // `?latency=low`, LL-HLS near the part hold-back with parts shared between peers too
 // (our part extension of p2p-media-loader: p2pml.parts, web/src/parts/).
-// Not a general player: no DRM, no subtitles UI, no DASH.
+// Not a general player: no DRM, no subtitles UI, no DASH. `?mode=whep` plays over
+// WebRTC (sub-second) from the origin's WHEP endpoint instead (web/whep.js), stats on
+// `window.mediamesh.whep.stats`.
 //
 // Query knobs (web/P2P.md): ?stream=NAME or ?url=URL picks what plays first; ?p2p=0
 // turns P2P off; ?tracker=WS_URL replaces the tracker (default ws(s)://HOST/tracker);
@@ -21,8 +23,35 @@
   const list = document.getElementById('streams');
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
-  const state = { hls: null, url: null, httpBytes: 0, p2p: null, playback: null };
+  const state = { hls: null, url: null, httpBytes: 0, p2p: null, playback: null, whep: null };
   window.mediamesh = state;
+  const mode = params.get('mode') === 'whep' ? 'whep' : 'hls';
+  const modeSelect = $('mode');
+  if (modeSelect) {
+    modeSelect.value = mode;
+    modeSelect.onchange = () => {
+      const q = new URLSearchParams(location.search);
+      q.set('mode', modeSelect.value);
+      if (state.name) q.set('stream', state.name);
+      location.search = q.toString();
+    };
+  }
+
+  // `?mode=whep`: WebRTC from the origin's `POST /whep/{stream}` (web/whep.js).
+  function playWhep(url, name) {
+    const m = /\/live\/([^/]+)\//.exec(url);
+    const stream = name || (m && decodeURIComponent(m[1]));
+    if (!window.MediameshWhep || !stream) {
+      $('s-whep').textContent = 'unavailable (WHEP is off on this server)';
+      return;
+    }
+    const endpoint = `/whep/${encodeURIComponent(stream)}`;
+    $('s-url').textContent = `${endpoint} (WebRTC)`;
+    MediameshWhep.start(video, endpoint, { iceServers }).then((s) => {
+      if (state.url !== url) { s.stop(); return; }
+      state.whep = s;
+    });
+  }
 
   // `?latency=low|balanced`: LL-HLS with parts from peers; anything else (absent, or
   // seconds) is today's whole-segment mode.
@@ -405,11 +434,14 @@
     state.playback = newPlayback();
     latencySamples.length = 0;
     stallSince = null;
+    if (state.whep) { state.whep.stop(); state.whep = null; }
     state.url = url;
+    state.name = name;
     state.httpBytes = 0;
     $('s-name').textContent = name || url;
     $('s-url').textContent = url;
     document.querySelectorAll('#streams button').forEach((b) => b.classList.toggle('on', b.dataset.url === url));
+    if (mode === 'whep') return playWhep(url, name);
     if (window.Hls && Hls.isSupported()) {
       const hls = makeHls(url);
       hls.on(Hls.Events.LEVEL_SWITCHED, (_e, d) => {
@@ -470,6 +502,11 @@
     const b = video.buffered;
     if (b.length) $('s-buffer').textContent = (b.end(b.length - 1) - video.currentTime).toFixed(2) + ' s';
     $('s-http').textContent = kb(state.httpBytes);
+    const w = state.whep && state.whep.stats;
+    if (w && $('s-whep')) {
+      $('s-whep').textContent = w.error ||
+        `${w.state} · ${w.width}x${w.height} · ${w.framesDecoded} frames · audio ${w.audioPackets} packets`;
+    }
     const p = state.p2p;
     if (!p) return;
     $('s-p2p').textContent = p.enabled ? `on · swarm ${p.swarmId}` : p.reason;

@@ -21,6 +21,7 @@ mod peer_cli;
 mod ready;
 mod sim_cli;
 mod tracker_cli;
+mod whep_cli;
 
 use anyhow::Result;
 

@@ -196,6 +196,9 @@ pub struct OriginArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub fleet: crate::fleet_cli::FleetArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub whep: crate::whep_cli::WhepArgs,
 }
 
 /// `publish_keys` in the file: a table `NAME = "KEY"` (as before) or a list of
@@ -277,6 +280,7 @@ pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
     l.rtmp_idle_timeout = seconds("rtmp-idle-timeout", args.rtmp_idle_timeout, 0.0, 86_400.0)?;
     l.srt_idle_timeout = seconds("srt-idle-timeout", args.srt_idle_timeout, 0.0, 86_400.0)?;
     l.max_srt_connections = args.max_srt_connections;
+    c.whep = args.whep.config()?;
     c.validate()?;
     Ok(c)
 }
@@ -439,7 +443,12 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
         prefixes.extend(origin::http::admin::PREFIXES.iter().map(|p| p.to_string()));
         prefixes.extend(crate::console::PREFIXES.iter().map(|p| p.to_string()));
     }
-    let local_router = tracker.router();
+    let mut local_router = tracker.router();
+    // WHEP (WebRTC playback) is answered on the viewers' port, not proxied by the edge.
+    if let Some(whep) = &origin.whep {
+        prefixes.push("/whep/".to_string());
+        local_router = local_router.merge(origin::whep::http::routes(whep.clone()));
+    }
     let local_router = match local_write_api {
         Some(w) => local_router.merge(w),
         None => local_router,

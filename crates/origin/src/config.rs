@@ -40,6 +40,8 @@ pub struct OriginConfig {
     /// More routes for the HTTP port, merged as given (the binary's operator console
     /// when there is no admin listener); they guard themselves.
     pub extra_routes: Option<axum::Router>,
+    /// WHEP playback (WebRTC): UDP address, limits.
+    pub whep: crate::whep::WhepConfig,
 }
 
 /// SRT ingest settings (see `ingest::srt`).
@@ -210,6 +212,7 @@ impl OriginConfig {
             hooks: crate::hooks::HookConfig::default(),
             admin_token: None,
             extra_routes: None,
+            whep: crate::whep::WhepConfig::default(),
         }
     }
 }

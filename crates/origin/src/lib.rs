@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod server;
 pub mod vod;
 pub mod web;
+pub mod whep;
 
 pub use config::OriginConfig;
 pub use server::{Origin, StartError};

@@ -45,6 +45,8 @@ pub enum StartError {
     AdminToken(#[from] http::admin::WeakToken),
     #[error(transparent)]
     Demo(#[from] ingest::demo::DemoError),
+    #[error(transparent)]
+    Whep(#[from] crate::whep::WhepStartError),
 }
 
 /// A running origin. Dropping it stops every task it started.
@@ -55,6 +57,8 @@ pub struct Origin {
     /// Bound SRT (UDP) address, when SRT ingest is on.
     pub srt_addr: Option<SocketAddr>,
     pub state: AppState,
+    /// WHEP playback (WebRTC), when on; its routes are served on the HTTP port.
+    pub whep: Option<Arc<crate::whep::Whep>>,
     tasks: Vec<JoinHandle<()>>,
     stop_ingest: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -123,6 +127,11 @@ impl Origin {
         let app = http::router(state.clone(), config.public_metrics, admin);
         let app = match config.extra_routes.clone() {
             Some(extra) => app.merge(extra),
+            None => app,
+        };
+        let whep = crate::whep::Whep::start(streams.clone(), config.whep.clone()).await?;
+        let app = match &whep {
+            Some(w) => app.merge(crate::whep::http::routes(w.clone())),
             None => app,
         };
         let limits = config.limits.clone();
@@ -223,6 +232,7 @@ impl Origin {
             rtmp_addr,
             srt_addr,
             state,
+            whep,
             tasks,
             stop_ingest: Some(stop_ingest),
         })

@@ -40,3 +40,4 @@ mod security_origin;
 mod srt;
 mod tracker;
 mod vod;
+mod whep;

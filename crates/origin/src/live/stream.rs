@@ -95,6 +95,8 @@ pub struct LiveStream {
     /// How the current (or last) publisher reached us: `rtmp`, `srt`, `demo`, or
     /// `unknown` until its ingest says (the console shows it).
     source: Mutex<&'static str>,
+    /// What WHEP playback taps (idle without WebRTC viewers).
+    pub whep_tap: crate::whep::Tap,
 }
 
 const VIEWER_WINDOW: Duration = Duration::from_secs(15);
@@ -120,6 +122,7 @@ impl LiveStream {
             kicker: Mutex::new(None),
             kicked: AtomicU64::new(0),
             source: Mutex::new("unknown"),
+            whep_tap: crate::whep::Tap::default(),
         }
     }
 
@@ -507,10 +510,12 @@ impl Publisher {
     }
 
     pub fn video_config(&mut self, record: Bytes) -> Result<(), PackagerError> {
+        self.stream.whep_tap.video_config(&record);
         self.feed(Input::VideoConfig(record))
     }
 
     pub fn audio_config(&mut self, asc: Bytes) -> Result<(), PackagerError> {
+        self.stream.whep_tap.audio_config(&asc);
         self.feed(Input::AudioConfig(asc))
     }
 
@@ -528,6 +533,7 @@ impl Publisher {
         if keyframe && self.packager.waiting_for_keyframe() {
             self.place(dts_ms);
         }
+        self.stream.whep_tap.video(dts_ms, cts_ms, keyframe, &data);
         self.feed(Input::Video {
             dts_ms,
             cts_ms,
@@ -540,6 +546,7 @@ impl Publisher {
     pub fn audio(&mut self, ts_ms: u64, data: Bytes) -> Result<(), PackagerError> {
         self.count(data.len());
         let dts_ms = self.restamp(ts_ms);
+        self.stream.whep_tap.audio(dts_ms, &data);
         self.feed(Input::Audio { dts_ms, data })
     }
 
