@@ -1,0 +1,297 @@
+//! The recorder of one live stream: follows the rendition store as segments complete
+//! and writes each into the current recording, until the stream ends, an operator
+//! stops it, or the disk bound is reached; splits recordings every
+//! `--record-split-minutes` and when the publisher comes back with other codec
+//! settings.
+//!
+//! Reconnects: a publisher that drops and comes back within the reconnect grace time
+//! continues the same live stream, so the same recorder keeps writing the same
+//! recording. The live packager places the new session a little later on the stream's
+//! timeline (the next numbering cell) and marks its first segment as a discontinuity;
+//! the recorder closes that hole by shifting the new session's fragments back (their
+//! `tfdt`, see `retime.rs`) so they start exactly where the last written segment ends.
+//! The recording is one continuous timeline: its HLS playlist needs no
+//! `EXT-X-DISCONTINUITY`, its MPD one period, and players (hls.js, ffmpeg, dash.js)
+//! play across the reconnect without a gap or a jump. What the publisher sent while
+//! it was away is simply not there (the recording is shorter than the wall-clock
+//! time by the outage).
+//!
+//! Not here: where recordings are kept and the disk bound (`mod.rs`), the manifests
+//! (`recording.rs`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use media::codec::TrackCodec;
+use media::fmp4::{self, Track};
+use tokio::sync::Notify;
+
+use super::recording::{EndReason, Meta, SegmentEntry, State};
+use super::{retime, Inits, Recordings};
+use crate::live::packager::{AUDIO_TRACK, VIDEO_TIMESCALE, VIDEO_TRACK};
+use crate::live::store::Segment;
+use crate::live::{LiveStream, StreamState};
+
+/// How a recorder ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The stream ended, or the operator stopped recording it.
+    Done,
+    /// It must not be attached again while this publish lasts (disk bound, write
+    /// errors).
+    Declined,
+}
+
+/// The recording being written.
+struct Current {
+    name: String,
+    init: Bytes,
+    /// Segments written.
+    count: usize,
+    duration: f64,
+}
+
+/// Records `live` until it ends or `stop` is set (see the module docs). With
+/// `from_start` the segments still in the live window are recorded too; otherwise
+/// recording starts with the segment being produced now.
+pub async fn record(
+    shelf: Arc<Recordings>,
+    live: Arc<LiveStream>,
+    from_start: bool,
+    stop: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+) -> Exit {
+    let Some(rendition) = live.renditions.first().cloned() else {
+        return Exit::Done;
+    };
+    let store = rendition.store.clone();
+    let mut changed = store.subscribe();
+    let mut next_msn: Option<u64> = if from_start {
+        None
+    } else {
+        Some(store.read().next_part().0)
+    };
+    let mut current: Option<Current> = None;
+    // 90 kHz: how far the current session's fragments are moved back, and where the
+    // last written segment ends (after the move).
+    let mut shift: u64 = 0;
+    let mut end_of_last: Option<u64> = None;
+    let mut last_msn: Option<u64> = None;
+    loop {
+        let (segments, init, ended) = {
+            let t = store.read();
+            if let (Some(want), Some(front)) = (next_msn, t.segments.front()) {
+                if front.msn > want && last_msn.is_some() {
+                    tracing::warn!(
+                        stream = %live.name,
+                        lost = front.msn - want,
+                        "recorder fell behind the live window: segments lost from the recording"
+                    );
+                    metrics::counter!("mediamesh_recording_lost_segments_total")
+                        .increment(front.msn - want);
+                }
+            }
+            let segments: Vec<Segment> = t
+                .segments
+                .iter()
+                .filter(|s| next_msn.is_none_or(|n| s.msn >= n))
+                .cloned()
+                .collect();
+            (segments, t.init.clone(), t.ended)
+        };
+        for seg in segments {
+            next_msn = Some(seg.msn + 1);
+            let Some(init) = init.clone() else {
+                continue;
+            };
+            let new_run = seg.discontinuity || last_msn.is_some_and(|m| seg.msn != m + 1);
+            last_msn = Some(seg.msn);
+            // Other codec settings: this recording ends, the next one starts here.
+            if let Some(c) = &current {
+                if new_run && c.init != init {
+                    let name = c.name.clone();
+                    current = None;
+                    shelf.finish(&name, EndReason::CodecChange).await;
+                    end_of_last = None;
+                }
+            }
+            if new_run {
+                if let Some(end) = end_of_last {
+                    let raw = seg.start();
+                    if raw >= end {
+                        shift = raw - end;
+                        tracing::info!(
+                            stream = %live.name,
+                            gap_seconds = shift as f64 / f64::from(VIDEO_TIMESCALE),
+                            "publisher came back: the recording continues without the gap"
+                        );
+                    } else {
+                        tracing::warn!(stream = %live.name, "publisher came back earlier on the timeline; recording continues unshifted");
+                        shift = 0;
+                    }
+                }
+            }
+            let mut bytes: Vec<u8> = Vec::with_capacity(seg.size);
+            for p in &seg.parts {
+                bytes.extend_from_slice(&p.bytes);
+            }
+            let start = if shift > 0 {
+                let audio_rate = rendition
+                    .info
+                    .read()
+                    .audio
+                    .as_ref()
+                    .map_or(0, |a| u64::from(a.sample_rate));
+                let audio_shift =
+                    (shift * audio_rate + u64::from(VIDEO_TIMESCALE) / 2) / u64::from(VIDEO_TIMESCALE);
+                let by = |track: u32| match track {
+                    VIDEO_TRACK => shift,
+                    AUDIO_TRACK => audio_shift,
+                    _ => 0,
+                };
+                match retime::shift_decode_times(&mut bytes, by) {
+                    Ok(()) => seg.start() - shift,
+                    Err(e) => {
+                        tracing::warn!(stream = %live.name, error = %e, "cannot move a segment on the timeline; recorded as it is");
+                        seg.start()
+                    }
+                }
+            } else {
+                seg.start()
+            };
+            let size = bytes.len() as u64;
+            if !shelf.make_room(size).await {
+                tracing::warn!(
+                    stream = %live.name,
+                    max_bytes = shelf.config().max_bytes,
+                    "recordings reached --record-max-bytes and no finished recording is left to delete: recording of this stream stops until it is published again"
+                );
+                if let Some(c) = current.take() {
+                    shelf.finish(&c.name, EndReason::DiskLimit).await;
+                }
+                return Exit::Declined;
+            }
+            if current.is_none() {
+                let meta = meta_for(&live);
+                let inits = inits_for(&live, init.clone());
+                match shelf.begin(&live, seg.pdt_ms, inits, meta).await {
+                    Ok(name) => {
+                        current = Some(Current {
+                            name,
+                            init: init.clone(),
+                            count: 0,
+                            duration: 0.0,
+                        })
+                    }
+                    Err(e) => {
+                        tracing::error!(stream = %live.name, error = %e, "cannot start a recording");
+                        metrics::counter!("mediamesh_recording_errors_total").increment(1);
+                        return Exit::Declined;
+                    }
+                }
+            }
+            let Some(c) = current.as_mut() else {
+                continue;
+            };
+            let entry = SegmentEntry {
+                duration: seg.duration,
+                bytes: size,
+                start,
+                pdt_ms: seg.pdt_ms,
+            };
+            if let Err(e) = shelf.add_segment(&c.name, c.count, bytes, entry).await {
+                tracing::error!(recording = %c.name, error = %e, "cannot write a recorded segment");
+                metrics::counter!("mediamesh_recording_errors_total").increment(1);
+                let name = c.name.clone();
+                shelf.finish(&name, EndReason::WriteError).await;
+                return Exit::Declined;
+            }
+            c.count += 1;
+            c.duration += seg.duration;
+            end_of_last =
+                Some(start + (seg.duration * f64::from(VIDEO_TIMESCALE)).round() as u64);
+            if c.duration >= shelf.config().split.as_secs_f64() {
+                let name = c.name.clone();
+                current = None;
+                shelf.finish(&name, EndReason::Split).await;
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            if let Some(c) = current.take() {
+                shelf.finish(&c.name, EndReason::Stopped).await;
+            }
+            tracing::info!(stream = %live.name, "recording stopped by the write API");
+            return Exit::Done;
+        }
+        if ended && matches!(live.state(), StreamState::Ended(_)) {
+            if let Some(c) = current.take() {
+                shelf.finish(&c.name, EndReason::Ended).await;
+            }
+            return Exit::Done;
+        }
+        tokio::select! {
+            r = changed.changed() => {
+                if r.is_err() {
+                    // The store is gone: nothing more will come.
+                    if let Some(c) = current.take() {
+                        shelf.finish(&c.name, EndReason::Ended).await;
+                    }
+                    return Exit::Done;
+                }
+            }
+            () = wake.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// The manifest facts of `live` now.
+fn meta_for(live: &LiveStream) -> Meta {
+    let info = live
+        .renditions
+        .first()
+        .map(|r| r.info.read().clone())
+        .unwrap_or_default();
+    Meta {
+        name: String::new(),
+        stream: live.name.clone(),
+        started_ms: 0,
+        ended_ms: None,
+        state: State::Recording,
+        reason: None,
+        video_codec: info.video.as_ref().map(|v| v.codec_string()),
+        width: info.video.as_ref().map(|v| v.width),
+        height: info.video.as_ref().map(|v| v.height),
+        audio_codec: info.audio.as_ref().map(|a| a.codec_string()),
+        audio_sample_rate: info.audio.as_ref().map(|a| a.sample_rate),
+    }
+}
+
+/// The muxed init segment as stored, and one per track for DASH (as the live DASH
+/// routes make them).
+fn inits_for(live: &LiveStream, muxed: Bytes) -> Inits {
+    let info = live
+        .renditions
+        .first()
+        .map(|r| r.info.read().clone())
+        .unwrap_or_default();
+    Inits {
+        muxed,
+        video: info.video.map(|v| {
+            fmp4::init_segment(&[Track {
+                id: VIDEO_TRACK,
+                timescale: VIDEO_TIMESCALE,
+                codec: TrackCodec::Avc(v),
+            }])
+        }),
+        audio: info.audio.map(|a| {
+            fmp4::init_segment(&[Track {
+                id: AUDIO_TRACK,
+                timescale: a.sample_rate.max(1),
+                codec: TrackCodec::Aac(a),
+            }])
+        }),
+    }
+}
