@@ -74,10 +74,11 @@ pub async fn record(
         Some(store.read().next_part().0)
     };
     let mut current: Option<Current> = None;
-    // 90 kHz: how far the current session's fragments are moved back, and where the
-    // last written segment ends (after the move).
-    let mut shift: u64 = 0;
-    let mut end_of_last: Option<u64> = None;
+    // Per track (track_ID, ticks of its timescale): how far the current session's
+    // fragments are moved back, and where each track of the written media ends (after
+    // the move).
+    let mut shifts: Vec<(u32, u64)> = Vec::new();
+    let mut ends: Vec<(u32, u64)> = Vec::new();
     let mut last_msn: Option<u64> = None;
     loop {
         let (segments, init, ended) = {
@@ -114,53 +115,37 @@ pub async fn record(
                     let name = c.name.clone();
                     current = None;
                     shelf.finish(&name, EndReason::CodecChange).await;
-                    end_of_last = None;
-                }
-            }
-            if new_run {
-                if let Some(end) = end_of_last {
-                    let raw = seg.start();
-                    if raw >= end {
-                        shift = raw - end;
-                        tracing::info!(
-                            stream = %live.name,
-                            gap_seconds = shift as f64 / f64::from(VIDEO_TIMESCALE),
-                            "publisher came back: the recording continues without the gap"
-                        );
-                    } else {
-                        tracing::warn!(stream = %live.name, "publisher came back earlier on the timeline; recording continues unshifted");
-                        shift = 0;
-                    }
+                    ends.clear();
+                    shifts.clear();
                 }
             }
             let mut bytes: Vec<u8> = Vec::with_capacity(seg.size);
             for p in &seg.parts {
                 bytes.extend_from_slice(&p.bytes);
             }
-            let start = if shift > 0 {
-                let audio_rate = rendition
-                    .info
-                    .read()
-                    .audio
-                    .as_ref()
-                    .map_or(0, |a| u64::from(a.sample_rate));
-                let audio_shift =
-                    (shift * audio_rate + u64::from(VIDEO_TIMESCALE) / 2) / u64::from(VIDEO_TIMESCALE);
-                let by = |track: u32| match track {
-                    VIDEO_TRACK => shift,
-                    AUDIO_TRACK => audio_shift,
-                    _ => 0,
-                };
-                match retime::shift_decode_times(&mut bytes, by) {
-                    Ok(()) => seg.start() - shift,
+            let spans = retime::track_spans(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(stream = %live.name, error = %e, "cannot read a segment's timing");
+                Vec::new()
+            });
+            if new_run && !ends.is_empty() {
+                shifts = continue_after(&ends, &spans, &rendition.info.read());
+                let gap = lookup(&shifts, VIDEO_TRACK) as f64 / f64::from(VIDEO_TIMESCALE);
+                tracing::info!(
+                    stream = %live.name,
+                    gap_seconds = gap,
+                    "publisher came back: the recording continues without the gap"
+                );
+            }
+            let mut start = seg.start();
+            if shifts.iter().any(|(_, by)| *by > 0) {
+                match retime::shift_decode_times(&mut bytes, |t| lookup(&shifts, t)) {
+                    Ok(()) => start = start.saturating_sub(lookup(&shifts, VIDEO_TRACK)),
                     Err(e) => {
                         tracing::warn!(stream = %live.name, error = %e, "cannot move a segment on the timeline; recorded as it is");
-                        seg.start()
+                        shifts.clear();
                     }
                 }
-            } else {
-                seg.start()
-            };
+            }
             let size = bytes.len() as u64;
             if !shelf.make_room(size).await {
                 tracing::warn!(
@@ -210,8 +195,13 @@ pub async fn record(
             }
             c.count += 1;
             c.duration += seg.duration;
-            end_of_last =
-                Some(start + (seg.duration * f64::from(VIDEO_TIMESCALE)).round() as u64);
+            for (track, _, end) in &spans {
+                let end = end.saturating_sub(lookup(&shifts, *track));
+                match ends.iter_mut().find(|(t, _)| t == track) {
+                    Some(e) => e.1 = end,
+                    None => ends.push((*track, end)),
+                }
+            }
             if c.duration >= shelf.config().split.as_secs_f64() {
                 let name = c.name.clone();
                 current = None;
@@ -245,6 +235,38 @@ pub async fn record(
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+}
+
+fn lookup(table: &[(u32, u64)], track: u32) -> u64 {
+    table
+        .iter()
+        .find(|(t, _)| *t == track)
+        .map_or(0, |(_, v)| *v)
+}
+
+/// The shifts that start each track of a new session (`spans`, as packaged) where
+/// that track of the recording ends (`ends`): every track continues without a hole.
+/// A track the recording has no end for moves as far as the video does.
+fn continue_after(
+    ends: &[(u32, u64)],
+    spans: &[(u32, u64, u64)],
+    info: &crate::live::packager::StreamInfo,
+) -> Vec<(u32, u64)> {
+    let mut shifts: Vec<(u32, u64)> = spans
+        .iter()
+        .filter_map(|(track, first, _)| {
+            let end = ends.iter().find(|(t, _)| t == track)?.1;
+            Some((*track, first.saturating_sub(end)))
+        })
+        .collect();
+    let video = lookup(&shifts, VIDEO_TRACK);
+    if let Some(rate) = info.audio.as_ref().map(|a| u64::from(a.sample_rate)) {
+        if !shifts.iter().any(|(t, _)| *t == AUDIO_TRACK) {
+            let v = u64::from(VIDEO_TIMESCALE);
+            shifts.push((AUDIO_TRACK, (video * rate + v / 2) / v));
+        }
+    }
+    shifts
 }
 
 /// The manifest facts of `live` now.

@@ -11,7 +11,7 @@
 //! Not here: deciding how far to shift (the recorder does), or splitting tracks
 //! (`media::split`).
 
-use media::bmff::{u32_at, u64_at, BoxError, Boxes};
+use media::bmff::{tfhd, trun, u32_at, u64_at, BoxError, Boxes};
 
 /// Why a fragment could not be shifted. The input is unchanged then.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,9 +87,11 @@ pub fn shift_decode_times(
     Ok(())
 }
 
-/// The `tfdt` of each track in `fragments`' first `moof`: (track_ID, decode time).
-pub fn first_decode_times(fragments: &[u8]) -> Result<Vec<(u32, u64)>, RetimeError> {
-    let mut out = Vec::new();
+/// Where each track of `fragments` starts and ends on its timeline: (track_ID, the
+/// first `tfdt`, the last `tfdt` plus the durations of that fragment's samples), in
+/// the order the tracks first appear.
+pub fn track_spans(fragments: &[u8]) -> Result<Vec<(u32, u64, u64)>, RetimeError> {
+    let mut out: Vec<(u32, u64, u64)> = Vec::new();
     for b in Boxes::new(fragments) {
         let b = b?;
         if &b.kind != b"moof" {
@@ -100,22 +102,82 @@ pub fn first_decode_times(fragments: &[u8]) -> Result<Vec<(u32, u64)>, RetimeErr
             if &traf.kind != b"traf" {
                 continue;
             }
-            let [tfhd, tfdt] = traf.children().find_all([b"tfhd", b"tfdt"])?;
-            if let (Some(tfhd), Some(tfdt)) = (tfhd, tfdt) {
-                let p = tfdt.payload();
-                let time = if p.first() == Some(&1) {
-                    u64_at(p, 4)
-                } else {
-                    u32_at(p, 4).map(u64::from)
-                };
-                if let (Some(track), Some(time)) = (u32_at(tfhd.payload(), 4), time) {
-                    out.push((track, time));
+            let mut track = None;
+            let mut default_duration = 0u64;
+            let mut start = None;
+            let mut duration = 0u64;
+            for child in traf.children() {
+                let child = child?;
+                let p = child.payload();
+                match &child.kind {
+                    b"tfhd" => {
+                        let flags = u32_at(p, 0).unwrap_or(0) & 0x00ff_ffff;
+                        track = u32_at(p, 4);
+                        let mut at = 8;
+                        if flags & tfhd::BASE_DATA_OFFSET != 0 {
+                            at += 8;
+                        }
+                        if flags & tfhd::SAMPLE_DESCRIPTION_INDEX != 0 {
+                            at += 4;
+                        }
+                        if flags & tfhd::DEFAULT_SAMPLE_DURATION != 0 {
+                            default_duration = u32_at(p, at).map_or(0, u64::from);
+                        }
+                    }
+                    b"tfdt" => {
+                        start = if p.first() == Some(&1) {
+                            u64_at(p, 4)
+                        } else {
+                            u32_at(p, 4).map(u64::from)
+                        };
+                    }
+                    b"trun" => duration += run_duration(p, default_duration)?,
+                    _ => {}
                 }
             }
+            let (Some(track), Some(start)) = (track, start) else {
+                continue;
+            };
+            let end = start.saturating_add(duration);
+            match out.iter_mut().find(|(t, _, _)| *t == track) {
+                Some(span) => span.2 = span.2.max(end),
+                None => out.push((track, start, end)),
+            }
         }
-        break;
     }
     Ok(out)
+}
+
+/// Sum of a `trun`'s sample durations (`default` when it has none of its own).
+fn run_duration(p: &[u8], default: u64) -> Result<u64, RetimeError> {
+    let bad = || RetimeError::Malformed("trun shorter than its samples".into());
+    let flags = u32_at(p, 0).ok_or_else(bad)? & 0x00ff_ffff;
+    let count = u64::from(u32_at(p, 4).ok_or_else(bad)?);
+    if flags & trun::SAMPLE_DURATION == 0 {
+        return Ok(default.saturating_mul(count));
+    }
+    let mut at = 8usize;
+    if flags & trun::DATA_OFFSET != 0 {
+        at += 4;
+    }
+    if flags & trun::FIRST_SAMPLE_FLAGS != 0 {
+        at += 4;
+    }
+    let per_sample = 4 * [
+        trun::SAMPLE_DURATION,
+        trun::SAMPLE_SIZE,
+        trun::SAMPLE_FLAGS,
+        trun::SAMPLE_CTS,
+    ]
+    .iter()
+    .filter(|f| flags & **f != 0)
+    .count();
+    let mut total = 0u64;
+    for _ in 0..count {
+        total = total.saturating_add(u64::from(u32_at(p, at).ok_or_else(bad)?));
+        at = at.checked_add(per_sample).ok_or_else(bad)?;
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -159,11 +221,17 @@ mod tests {
         a.extend(two_tracks(903_000, 481_024));
         let before = a.clone();
         shift_decode_times(&mut a, |t| if t == 1 { 90_000 } else { 48_000 }).expect("shift");
-        assert_eq!(first_decode_times(&a), Ok(vec![(1, 810_000), (2, 432_000)]));
+        assert_eq!(
+            track_spans(&a),
+            Ok(vec![(1, 810_000, 816_000), (2, 432_000, 436_024)])
+        );
         assert_eq!(a.len(), before.len(), "nothing but tfdt changes");
         let second = two_tracks(903_000, 481_024).len();
         let tail = &a[a.len() - second..];
-        assert_eq!(first_decode_times(tail), Ok(vec![(1, 813_000), (2, 433_024)]));
+        assert_eq!(
+            track_spans(tail),
+            Ok(vec![(1, 813_000, 816_000), (2, 433_024, 436_024)])
+        );
         // A zero shift is the identity.
         let mut same = before.clone();
         shift_decode_times(&mut same, |_| 0).expect("shift");
