@@ -589,7 +589,10 @@ mod tests {
         assert_eq!(c.record.max_bytes, 2_000_000);
         assert_eq!(c.record.keep, Some(Duration::from_secs(7 * 86_400)));
         assert_eq!(c.record.split, Duration::from_secs(1800));
-        assert_eq!(c.hooks.on_record_done.as_deref(), Some("http://127.0.0.1:1/r"));
+        assert_eq!(
+            c.hooks.on_record_done.as_deref(),
+            Some("http://127.0.0.1:1/r")
+        );
         let e = origin(&["--record-stream", "../etc"]).expect_err("bad name");
         assert!(e.to_string().contains("record-stream"), "{e}");
         let e = origin(&["--record-max-bytes", "0"]).expect_err("zero");

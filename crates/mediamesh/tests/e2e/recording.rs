@@ -27,7 +27,14 @@ fn publish_with_progress(url: &str, secs: u32, progress: &Path) -> Proc {
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &secs.to_string()])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+        ])
         .args(["-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac"])
         .args(["-stats_period", "0.1", "-progress"])
         .arg(progress)
@@ -164,10 +171,7 @@ fn packet_times(url: &str, kind: &str) -> Vec<f64> {
 }
 
 fn largest_gap(times: &[f64]) -> f64 {
-    times
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .fold(0.0, f64::max)
+    times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max)
 }
 
 #[test]
@@ -226,8 +230,16 @@ fn a_publish_with_a_reconnect_becomes_one_vod_asset_that_plays_without_a_gap() {
     let video = packet_times(&url, "v");
     let audio = packet_times(&url, "a");
     assert!(video.len() > 600, "{} video packets", video.len());
-    assert!(largest_gap(&video) < 0.1, "video gap {}", largest_gap(&video));
-    assert!(largest_gap(&audio) < 0.1, "audio gap {}", largest_gap(&audio));
+    assert!(
+        largest_gap(&video) < 0.1,
+        "video gap {}",
+        largest_gap(&video)
+    );
+    assert!(
+        largest_gap(&audio) < 0.1,
+        "audio gap {}",
+        largest_gap(&audio)
+    );
     let span = video.last().copied().unwrap_or(0.0) - video.first().copied().unwrap_or(0.0);
     assert!((span - hls).abs() < 0.5, "video spans {span} s of {hls} s");
 
@@ -237,7 +249,14 @@ fn a_publish_with_a_reconnect_becomes_one_vod_asset_that_plays_without_a_gap() {
     assert_eq!(event["app"], "live");
     assert_eq!(event["vhost"], "__defaultVhost__");
     assert_eq!(event["stream_url"], "/live/rec");
-    for key in ["server_id", "service_id", "stream_id", "started", "ended", "dir"] {
+    for key in [
+        "server_id",
+        "service_id",
+        "stream_id",
+        "started",
+        "ended",
+        "dir",
+    ] {
         assert!(
             event[key].as_str().is_some_and(|s| !s.is_empty()),
             "{key}: {event}"
@@ -297,7 +316,10 @@ fn a_recording_with_a_reconnect_plays_to_its_end_in_hls_js_in_chromium() {
     assert_eq!(seen["ranges"].as_array().map(Vec::len), Some(1), "{seen}");
     let listed = all[0]["duration_seconds"].as_f64().unwrap_or(0.0);
     let played = seen["t"].as_f64().unwrap_or(0.0);
-    assert!((played - listed).abs() < 1.0, "played {played} of {listed} s");
+    assert!(
+        (played - listed).abs() < 1.0,
+        "played {played} of {listed} s"
+    );
 }
 
 #[test]
@@ -307,17 +329,20 @@ fn the_recording_switch_needs_the_admin_token_and_records_a_live_stream() {
         &["--admin-token", TOKEN, "--reconnect-grace", "2"],
     );
     let _publisher = publish(&server.rtmp_url("cam"), 40, "320x240");
-    wait_for_200(
-        &server.url("/live/cam/index.m3u8"),
-        Duration::from_secs(20),
-    );
+    wait_for_200(&server.url("/live/cam/index.m3u8"), Duration::from_secs(20));
     let switch = server.url("/api/v1/streams/cam/recording");
     use reqwest::Method;
     assert_eq!(call(Method::POST, &switch, None).0, 401);
-    assert_eq!(call(Method::POST, &switch, Some("wrong-token-0123456789")).0, 403);
+    assert_eq!(
+        call(Method::POST, &switch, Some("wrong-token-0123456789")).0,
+        403
+    );
     assert_eq!(call(Method::DELETE, &switch, None).0, 401);
     assert_eq!(call(Method::GET, &switch, None).0, 401);
-    assert!(recordings(&server).is_empty(), "nothing recorded without --record");
+    assert!(
+        recordings(&server).is_empty(),
+        "nothing recorded without --record"
+    );
 
     // Hostile names: refused or not found, nothing written outside the folder.
     let long = "a".repeat(200);
@@ -459,10 +484,17 @@ fn the_oldest_recording_goes_first_when_the_disk_bound_is_reached() {
     let (_, dir) = server.kill();
     let max = (size * 3 / 2).to_string();
     let server = recording_origin(dir, &["--record-max-bytes", &max]);
-    assert_eq!(of_stream(&server, "first").len(), 1, "kept across a restart");
+    assert_eq!(
+        of_stream(&server, "first").len(),
+        1,
+        "kept across a restart"
+    );
     let second = publish_and_finish(&server, "second", 6);
     assert_eq!(second["reason"], "ended");
-    assert!(of_stream(&server, "first").is_empty(), "the oldest went first");
+    assert!(
+        of_stream(&server, "first").is_empty(),
+        "the oldest went first"
+    );
     assert!(!root.join(&first_name).exists());
     let total: u64 = recordings(&server)
         .iter()

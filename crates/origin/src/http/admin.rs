@@ -414,7 +414,6 @@ async fn set_p2p(
     ))
 }
 
-
 fn record_error(e: RecordError) -> ApiError {
     match e {
         RecordError::BadStreamName(_) => {

@@ -61,9 +61,7 @@ pub async fn file(
         media_response(Body::from(body), Some(len), ct, cache)
     };
     match file.as_str() {
-        "index.m3u8" => {
-            return text(rec.multivariant().write(), "application/vnd.apple.mpegurl")
-        }
+        "index.m3u8" => return text(rec.multivariant().write(), "application/vnd.apple.mpegurl"),
         "media.m3u8" => {
             return text(
                 rec.media_playlist().write(),
@@ -106,7 +104,10 @@ pub async fn file(
         }
         Ok(Err(e)) => {
             tracing::error!(recording = %name, error = %e, "cannot split a recorded segment");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "cannot split the segment")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot split the segment",
+            )
         }
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "split task failed"),
     }

@@ -161,13 +161,10 @@ impl Recordings {
                         if r.meta.state == State::Recording {
                             r.meta.state = State::Finished;
                             r.meta.reason = Some(EndReason::Interrupted);
-                            r.meta.ended_ms = Some(
-                                r.segments
-                                    .last()
-                                    .map_or(r.meta.started_ms, |s| {
-                                        s.pdt_ms + (s.duration * 1000.0) as u64
-                                    }),
-                            );
+                            r.meta.ended_ms =
+                                Some(r.segments.last().map_or(r.meta.started_ms, |s| {
+                                    s.pdt_ms + (s.duration * 1000.0) as u64
+                                }));
                             if let Err(e) = write_meta(&r.dir, &r.meta) {
                                 tracing::warn!(error = %e, "cannot mark an interrupted recording finished");
                             }
@@ -292,9 +289,7 @@ impl Recordings {
         let Some(active) = shelf.active.get(stream) else {
             return Ok(None);
         };
-        active
-            .stop
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        active.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         active.wake.notify_one();
         Ok(active.recording.clone())
     }
@@ -355,7 +350,8 @@ impl Recordings {
         let live_now = streams.list();
         let mut shelf = self.shelf.lock();
         shelf.declined.retain(|d| {
-            live_now.iter().any(|s| Arc::ptr_eq(s, d)) && !matches!(d.state(), StreamState::Ended(_))
+            live_now.iter().any(|s| Arc::ptr_eq(s, d))
+                && !matches!(d.state(), StreamState::Ended(_))
         });
         for s in live_now {
             if s.state() != StreamState::Live
@@ -454,7 +450,10 @@ impl Recordings {
                 total = total.saturating_sub(size);
             }
             metrics::gauge!("mediamesh_recordings_bytes").set(total as f64);
-            (total.saturating_add(bytes) <= self.config.max_bytes, victims)
+            (
+                total.saturating_add(bytes) <= self.config.max_bytes,
+                victims,
+            )
         };
         for r in victims {
             remove(r, "disk_limit").await;
@@ -660,14 +659,12 @@ fn write_meta(dir: &Path, meta: &Meta) -> Result<(), RecordError> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RecordError> + Send + 'static,
 ) -> Result<T, RecordError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| {
-            Err(RecordError::Io {
-                path: String::new(),
-                source: std::io::Error::other(e.to_string()),
-            })
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(RecordError::Io {
+            path: String::new(),
+            source: std::io::Error::other(e.to_string()),
         })
+    })
 }
 
 /// Deletes a recording's folder (already off the shelf).

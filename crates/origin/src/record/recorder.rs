@@ -9,7 +9,10 @@
 //! recording. The live packager places the new session a little later on the stream's
 //! timeline (the next numbering cell) and marks its first segment as a discontinuity;
 //! the recorder closes that hole by shifting the new session's fragments back (their
-//! `tfdt`, see `retime.rs`) so they start exactly where the last written segment ends.
+//! `tfdt`, per track, see `retime.rs`) so that video and audio each start exactly where
+//! the recording's video and audio end (taken from the written fragments' own sample
+//! durations: audio and video of a dropped session rarely end together, and a hole in
+//! either one stalls Media Source Extensions players).
 //! The recording is one continuous timeline: its HLS playlist needs no
 //! `EXT-X-DISCONTINUITY`, its MPD one period, and players (hls.js, ffmpeg, dash.js)
 //! play across the reconnect without a gap or a jump. What the publisher sent while

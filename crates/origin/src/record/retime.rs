@@ -250,7 +250,10 @@ mod tests {
         for cut in [1, 9, 40, a.len() - 1] {
             let mut broken = before[..cut].to_vec();
             let copy = broken.clone();
-            assert!(shift_decode_times(&mut broken, |_| 1).is_err(), "cut at {cut}");
+            assert!(
+                shift_decode_times(&mut broken, |_| 1).is_err(),
+                "cut at {cut}"
+            );
             assert_eq!(broken, copy);
         }
         let mut garbage = vec![0xffu8; 64];
