@@ -55,9 +55,9 @@ fn sent_seconds(progress: &Path) -> f64 {
     std::fs::read_to_string(progress)
         .unwrap_or_default()
         .lines()
+        .rev()
         .filter_map(|l| l.strip_prefix("out_time_us="))
-        .filter_map(|v| v.trim().parse::<f64>().ok())
-        .last()
+        .find_map(|v| v.trim().parse::<f64>().ok())
         .map_or(0.0, |us| us / 1e6)
 }
 
