@@ -616,7 +616,7 @@ pub(crate) struct Inits {
 }
 
 impl Inits {
-    fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         (self.muxed.len()
             + self.video.as_ref().map_or(0, Bytes::len)
             + self.audio.as_ref().map_or(0, Bytes::len)) as u64
@@ -677,5 +677,149 @@ async fn remove(r: Recording, why: &'static str) {
         Err(e) => {
             tracing::warn!(recording = %r.meta.name, error = %e, "cannot delete a recording")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A finished recording on disk, as the recorder leaves one.
+    fn put(root: &Path, name: &str, stream: &str, started_ms: u64, bytes: usize) {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let meta = Meta {
+            name: name.into(),
+            stream: stream.into(),
+            started_ms,
+            ended_ms: Some(started_ms + 2000),
+            state: State::Finished,
+            reason: Some(EndReason::Ended),
+            video_codec: None,
+            width: None,
+            height: None,
+            audio_codec: None,
+            audio_sample_rate: None,
+        };
+        write_meta(&dir, &meta).expect("meta");
+        std::fs::write(dir.join(recording::segment_file(0)), vec![0u8; bytes]).expect("seg");
+        let entry = SegmentEntry {
+            duration: 2.0,
+            bytes: bytes as u64,
+            start: 0,
+            pdt_ms: started_ms,
+        };
+        let line = serde_json::to_string(&entry).expect("json");
+        std::fs::write(dir.join(recording::INDEX_FILE), format!("{line}\n{{\"torn"))
+            .expect("index");
+    }
+
+    fn shelf(data: &Path, max_bytes: u64) -> Recordings {
+        let config = RecordConfig {
+            max_bytes,
+            ..RecordConfig::default()
+        };
+        Recordings::open(config, data, Hooks::none())
+    }
+
+    #[tokio::test]
+    async fn room_is_made_oldest_first_and_only_from_finished_recordings() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let root = data.path().join(FOLDER);
+        put(&root, "b-2", "b", 2_000, 1000);
+        put(&root, "a-1", "a", 1_000, 1000);
+        put(&root, "c-3", "c", 3_000, 1000);
+        // Not recordings: left alone.
+        std::fs::create_dir_all(root.join(".hidden")).expect("dir");
+        std::fs::write(root.join("stray.txt"), b"x").expect("file");
+        // Each takes its segment and its two small files.
+        let each = shelf(data.path(), 1 << 30)
+            .get("a-1")
+            .map_or(0, |x| x.bytes);
+        assert!(each > 1000);
+        let r = shelf(data.path(), 3 * each + 500);
+        let names: Vec<String> = r
+            .list()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(names, ["a-1", "b-2", "c-3"], "oldest first");
+        assert_eq!(
+            r.get("a-1").map(|x| x.segments.len()),
+            Some(1),
+            "torn line ignored"
+        );
+        assert!(r.make_room(400).await, "fits without deleting");
+        assert_eq!(r.list().len(), 3);
+        assert!(r.make_room(each).await);
+        assert!(
+            r.get("a-1").is_none() && !root.join("a-1").exists(),
+            "the oldest went"
+        );
+        assert!(r.get("b-2").is_some());
+        assert!(
+            !r.make_room(4 * each).await,
+            "more than the bound never fits"
+        );
+        assert!(r.list().is_empty(), "everything finished made way");
+        assert!(root.join(".hidden").exists() && root.join("stray.txt").exists());
+    }
+
+    #[tokio::test]
+    async fn names_from_requests_are_only_looked_up() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let root = data.path().join(FOLDER);
+        put(&root, "cam-1", "cam", 1_000, 10);
+        let r = shelf(data.path(), 1 << 30);
+        for bad in ["..", "../cam-1", "cam-1/..", "%2e%2e", "", ".cam-1"] {
+            assert!(r.get(bad).is_none(), "{bad:?}");
+            assert!(matches!(
+                r.delete(bad).await,
+                Err(RecordError::NoSuchRecording(_))
+            ));
+        }
+        let streams = Streams::new(
+            crate::config::PackagingConfig::default(),
+            crate::config::Limits::default(),
+            HashMap::new(),
+            false,
+        );
+        assert!(matches!(
+            r.start("../etc", &streams),
+            Err(RecordError::BadStreamName(_))
+        ));
+        assert!(matches!(r.stop("a/b"), Err(RecordError::BadStreamName(_))));
+        assert_eq!(
+            r.start("cam", &streams).ok(),
+            Some(Started {
+                live: false,
+                already: false
+            })
+        );
+        assert!(r.wanted("cam") && !r.wanted("other"));
+        assert_eq!(r.stop("cam").ok(), Some(None));
+        assert!(!r.wanted("cam"));
+        r.delete("cam-1").await.expect("deleted");
+        assert!(!root.join("cam-1").exists());
+    }
+
+    #[tokio::test]
+    async fn a_recording_cut_off_by_a_restart_is_finished_when_found() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let root = data.path().join(FOLDER);
+        put(&root, "cam-1", "cam", 1_000, 10);
+        let dir = root.join("cam-1");
+        let mut meta: Meta =
+            serde_json::from_slice(&std::fs::read(dir.join(recording::META_FILE)).expect("read"))
+                .expect("json");
+        meta.state = State::Recording;
+        meta.reason = None;
+        write_meta(&dir, &meta).expect("meta");
+        let r = shelf(data.path(), 1 << 30);
+        let found = r.get("cam-1").expect("found");
+        assert_eq!(found.meta.state, State::Finished);
+        assert_eq!(found.meta.reason, Some(EndReason::Interrupted));
+        let on_disk = Recording::load(&dir).expect("load");
+        assert_eq!(on_disk.meta.state, State::Finished);
     }
 }

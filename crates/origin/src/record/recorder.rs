@@ -150,7 +150,9 @@ pub async fn record(
                 }
             }
             let size = bytes.len() as u64;
-            if !shelf.make_room(size).await {
+            let inits = current.is_none().then(|| inits_for(&live, init.clone()));
+            let need = size + inits.as_ref().map_or(0, Inits::bytes);
+            if !shelf.make_room(need).await {
                 tracing::warn!(
                     stream = %live.name,
                     max_bytes = shelf.config().max_bytes,
@@ -161,9 +163,8 @@ pub async fn record(
                 }
                 return Exit::Declined;
             }
-            if current.is_none() {
+            if let Some(inits) = inits {
                 let meta = meta_for(&live);
-                let inits = inits_for(&live, init.clone());
                 match shelf.begin(&live, seg.pdt_ms, inits, meta).await {
                     Ok(name) => {
                         current = Some(Current {

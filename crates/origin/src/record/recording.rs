@@ -341,8 +341,7 @@ impl Recording {
     }
 
     /// Reads the recording in `dir` (named as the folder). A torn last line of
-    /// `segments.jsonl` (the server stopped while writing it) and segment files that
-    /// are missing end the list there.
+    /// `segments.jsonl` (the server stopped while writing it) ends the list there.
     pub fn load(dir: &Path) -> Result<Recording, RecordError> {
         let io = |source| RecordError::Io {
             path: dir.display().to_string(),
@@ -365,9 +364,10 @@ impl Recording {
         if let Ok(f) = std::fs::File::open(dir.join(INDEX_FILE)) {
             for line in std::io::BufReader::new(f).lines() {
                 let Ok(line) = line else { break };
+                // A line is appended only after its segment file is written.
                 match serde_json::from_str::<SegmentEntry>(&line) {
-                    Ok(s) if dir.join(segment_file(segments.len())).is_file() => segments.push(s),
-                    _ => break,
+                    Ok(s) => segments.push(s),
+                    Err(_) => break,
                 }
             }
         }
