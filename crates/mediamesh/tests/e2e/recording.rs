@@ -188,9 +188,9 @@ fn a_publish_with_a_reconnect_becomes_one_vod_asset_that_plays_without_a_gap() {
             &hooks.url,
         ],
     );
-    // ~12 s, a reconnect, 12 s more.
-    let sent_first = publish_with_a_reconnect(&server, "rec", 6, 12);
-    let expected = sent_first + 12.0;
+    // ~15 s, a reconnect, 15 s more.
+    let sent_first = publish_with_a_reconnect(&server, "rec", 7, 15);
+    let expected = sent_first + 15.0;
 
     let event = hooks.wait_event("on_record_done", "rec", Duration::from_secs(60));
     let all = of_stream(&server, "rec");
@@ -206,7 +206,7 @@ fn a_publish_with_a_reconnect_becomes_one_vod_asset_that_plays_without_a_gap() {
     let hls = probe_duration(&url);
     assert!(
         (hls - expected).abs() <= 1.0,
-        "ffprobe says {hls} s, published {expected} s ({sent_first} + 12)"
+        "ffprobe says {hls} s, published {expected} s ({sent_first} + 15)"
     );
     let listed = rec["duration_seconds"].as_f64().expect("duration");
     assert!((listed - hls).abs() < 0.1, "listed {listed}, ffprobe {hls}");
@@ -229,7 +229,7 @@ fn a_publish_with_a_reconnect_becomes_one_vod_asset_that_plays_without_a_gap() {
     // One timeline: no hole in the video or audio timestamps at the reconnect.
     let video = packet_times(&url, "v");
     let audio = packet_times(&url, "a");
-    assert!(video.len() > 600, "{} video packets", video.len());
+    assert!(video.len() > 750, "{} video packets", video.len());
     assert!(
         largest_gap(&video) < 0.1,
         "video gap {}",
@@ -516,4 +516,64 @@ fn the_oldest_recording_goes_first_when_the_disk_bound_is_reached() {
     let d = probe_duration(&server.url(&format!("/vod/recordings/{name}/index.m3u8")));
     assert!(d > 0.0, "{d}");
     assert!(server.log_text().contains("--record-max-bytes"));
+}
+
+#[test]
+fn a_long_stream_is_split_into_recordings_every_n_minutes() {
+    let hooks = Receiver::start(|_| Answer::Allow);
+    // 0.1 minutes: a recording every 6 s.
+    let server = Server::start(
+        "origin",
+        &[
+            "--record",
+            "--record-split-minutes",
+            "0.1",
+            "--reconnect-grace",
+            "1",
+            "--hook-on-record-done",
+            &hooks.url,
+        ],
+    );
+    let mut p = publish(&server.rtmp_url("long"), 16, "320x240");
+    assert_eq!(p.wait_exit(Duration::from_secs(60)), Some(true));
+    let all = wait_recordings(
+        &server,
+        "long",
+        Duration::from_secs(30),
+        "the last part finishes",
+        |r| r.len() >= 2 && r.iter().all(|x| x["state"] == "finished"),
+    );
+    let reasons: Vec<&str> = all.iter().filter_map(|r| r["reason"].as_str()).collect();
+    let (last, parts) = reasons.split_last().expect("parts");
+    assert_eq!(*last, "ended", "{reasons:?}");
+    assert!(parts.iter().all(|r| *r == "split"), "{reasons:?}");
+    let mut total = 0.0;
+    for r in &all[..all.len() - 1] {
+        let d = r["duration_seconds"].as_f64().unwrap_or(0.0);
+        assert!((6.0..8.5).contains(&d), "a part of {d} s: {r}");
+    }
+    for r in &all {
+        let d = probe_duration(&server.url(r["url"].as_str().expect("url")));
+        assert!(d > 0.0);
+        total += d;
+    }
+    assert!(
+        (total - 16.0).abs() <= 1.5,
+        "the parts add up to {total} s of 16"
+    );
+    let until = Instant::now() + Duration::from_secs(20);
+    while hooks
+        .events()
+        .iter()
+        .filter(|e| e["action"] == "on_record_done")
+        .count()
+        < all.len()
+    {
+        assert!(
+            Instant::now() < until,
+            "one on_record_done per part: {:?}",
+            hooks.events()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
