@@ -21,7 +21,8 @@
 # Usage: bench/p2p_latency.sh [-n VIEWERS] [-p PAGES] [-d SECONDS] [-m "off segments parts corrupt"] [-o JSON]
 #   env: VIEWERS (12), PAGES (4), DURATION (120), MODES, WARMUP (12 s),
 #        CARGO_TARGET_DIR (~/.cache/mediamesh-target), MEDIAMESH_BIN=path skips the
-#        build, KEEP_TMP=1 keeps the temp dir (logs, stats files).
+#        build, KEEP_TMP=1 keeps the temp dir (logs, stats files), PAGE_EXTRA is
+#        appended to the parts pages' query (e.g. "&sync=2&catchup=1.05").
 set -euo pipefail
 
 VIEWERS=${VIEWERS:-12}
@@ -82,7 +83,7 @@ run_mode() {
   case $mode in
     off) native_flags="--latency low --no-p2p"; page_query="?stream=demo&p2p=0" ;;
     segments) native_flags="--latency max-offload"; page_query="?stream=demo" ;;
-    parts) native_flags="--latency low"; page_query="?stream=demo&latency=low" ;;
+    parts) native_flags="--latency low"; page_query="?stream=demo&latency=low${PAGE_EXTRA:-}" ;;
     corrupt) native_flags="--latency low"; page_query="?stream=demo&latency=low"; corrupt=1 ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
   esac

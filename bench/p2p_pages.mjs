@@ -45,6 +45,8 @@ try {
         p2p_part_bytes: parts.p2pPartBytes || 0,
         rejected: (p.rejected || 0) + (parts.rejected || 0),
         bans: p.bans || 0,
+        // What each stall waited for (web/player.js, PartSwarm#explain in parts mode).
+        stall_log: pb.stallLog || [],
       };
     }));
   }

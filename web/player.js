@@ -89,7 +89,7 @@
   function newPlayback() {
     return {
       latency: null, latencyPdt: null, latencyP50: null, latencyP95: null, samples: 0,
-      stalls: 0, stallSeconds: 0, playing: false, started: null,
+      stalls: 0, stallSeconds: 0, playing: false, started: null, stallLog: [],
     };
   }
   const latencySamples = [];
@@ -109,6 +109,26 @@
     if (!pb || !pb.playing || stallSince !== null) return;
     pb.stalls++;
     stallSince = performance.now();
+    // What the player waited for, for the benchmark's stall log (the last 20).
+    const h = state.hls;
+    const ranges = [];
+    for (let i = 0; i < video.buffered.length; i++) {
+      ranges.push([+video.buffered.start(i).toFixed(3), +video.buffered.end(i).toFixed(3)]);
+    }
+    let parts = null;
+    try {
+      parts = h && h.partsEngine ? h.partsEngine.explain() : null;
+    } catch (e) {
+      parts = { error: String(e) };
+    }
+    pb.stallLog.push({
+      at: +(performance.now() / 1000).toFixed(3),
+      currentTime: +video.currentTime.toFixed(3),
+      buffered: ranges,
+      latency: h && isFinite(h.latency) ? +h.latency.toFixed(3) : null,
+      parts,
+    });
+    if (pb.stallLog.length > 20) pb.stallLog.shift();
   });
   function sampleLatency() {
     const pb = state.playback;
@@ -287,12 +307,15 @@
       ? {
         lowLatencyMode: true,
         backBufferLength: 30,
-        // The same live-edge behaviour as hls.js with P2P off (no catch-up playback
-        // rate): P2P must not change where the player sits, so it neither adds latency
-        // nor buys it with stalls. (With `maxLiveSyncPlaybackRate: 1.1` the page sat at
-        // 1.5 s, right on the part hold-back, and stalled more than P2P off.)
-        // low: PART-HOLD-BACK from the playlist; balanced: one target duration more.
+        // Where the player sits. low: one part above PART-HOLD-BACK (set below once the
+        // playlist is known), with a gentle catch-up (×1.05, which hls.js applies only
+        // with more than 1 s buffered) so a page that joined late or stalled comes back
+        // instead of staying behind for the session; balanced: 3.5 s, no catch-up.
+        // (Sitting right on the hold-back with ×1.1, the page stalled more than P2P off;
+        // with neither, pages stayed wherever start-up left them, 1.9–4.5 s.)
+        // `?sync=S` sets the target, `?catchup=1` turns the catch-up off.
         ...(partMode === 'balanced' ? { liveSyncDuration: Number(params.get('sync')) || 3.5 } : {}),
+        ...(partMode === 'low' ? { maxLiveSyncPlaybackRate: Math.min(1.25, Math.max(1, Number(params.get('catchup')) || 1.05)) } : {}),
         fLoader: parts.fragmentLoader(loaders.fLoader),
         pLoader: withoutDeliveryDirectives(loaders.pLoader),
       }
@@ -305,6 +328,17 @@
         pLoader: withoutDeliveryDirectives(loaders.pLoader),
       });
     if (parts) parts.bindHls(hls);
+    if (partMode === 'low') {
+      // Once, before playback starts (the setter also clears hls.js's stall count).
+      const onLevel = (_e, d) => {
+        const hb = d && d.details && d.details.partHoldBack;
+        if (!hb) return;
+        hls.off(Hls.Events.LEVEL_UPDATED, onLevel);
+        const part = d.details.partTarget || hb / 3;
+        hls.targetLatency = Number(params.get('sync')) > 0 ? Number(params.get('sync')) : hb + part;
+      };
+      hls.on(Hls.Events.LEVEL_UPDATED, onLevel);
+    }
     engine.bindHls(hls);
     hls.p2pEngine = engine;
     hls.partsEngine = parts;

@@ -11,6 +11,8 @@
 #                                   P2P.md); core comes from its own
 #                                   pre-bundled dist (condition p2pml:core-as-bundle),
 #                                   which already holds bittorrent-tracker & co.
+#   vendor/uplot.min.js, .min.css   uPlot (the console's charts), as its package ships
+#                                   them (dist/uPlot.iife.min.js: global `uPlot`)
 #   vendor/*.LICENSE                the licenses of everything in those files
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,6 +24,13 @@ trap 'rm -rf "$tmp"' EXIT
 cp "$tmp/package/dist/hls.min.js" vendor/hls.min.js
 cp "$tmp/package/LICENSE" vendor/hls.js.LICENSE
 echo "web/vendor: hls.js $ver"
+
+uver=$(dep uplot)
+(cd "$tmp" && npm pack --silent "uplot@$uver" >/dev/null && mkdir uplot && tar xzf uplot-*.tgz -C uplot)
+cp "$tmp/uplot/package/dist/uPlot.iife.min.js" vendor/uplot.min.js
+cp "$tmp/uplot/package/dist/uPlot.min.css" vendor/uplot.min.css
+cp "$tmp/uplot/package/LICENSE" vendor/uplot.LICENSE
+echo "web/vendor: uplot $uver"
 
 # p2p-media-loader: both packages must be installed at the pinned version.
 core=$(dep p2p-media-loader-core)

@@ -406,3 +406,25 @@ test('swarms: a starving player gets what it asks for over HTTP at once; the urg
     }
   }
 });
+
+test('swarms: explain names the part the playhead waits for and its state', async () => {
+  const t = swarms({ config: { staggerMs: 60000, demandFallbackMs: 60000 }, bufferAhead: () => 2 });
+  try {
+    await tick();
+    t.b.me = 0n;
+    t.a.me = 0xffffffffffffffffn;
+    assert.equal(t.b.explain(10).part, null, 'nothing listed yet');
+    t.b.playlist(t.details);
+    t.b.get('http://h/live/demo/src/part100.0.m4s', null);
+    const why = t.b.explain(10);
+    assert.equal(why.part, '100.0');
+    assert.equal(why.state, 'missing');
+    assert.equal(why.leadMs, 1000);
+    assert.equal(why.waiters, 1);
+    assert.equal(why.heldAhead, 0);
+    assert.equal(why.rank, 1, 'a is ranked first for it');
+  } finally {
+    t.a.destroy();
+    t.b.destroy();
+  }
+});

@@ -69,6 +69,7 @@ pub fn record_response(status: u16, cache: CacheStatus) {
 
 /// Aggregates what players report in CMCD (session ids into `sessions`).
 pub fn record_cmcd(c: &Cmcd, sessions: &Sessions) {
+    ::metrics::counter!("mediamesh_edge_cmcd_requests_total").increment(1);
     if c.bs {
         ::metrics::counter!("mediamesh_edge_cmcd_buffer_starvation_total").increment(1);
     }

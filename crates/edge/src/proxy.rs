@@ -117,7 +117,12 @@ fn session(req: Request<Incoming>, peer: SocketAddr) -> Session {
 /// Paths of the admin side (the write API, the console): an edge never forwards them,
 /// whatever the method or token (the same prefixes as `origin::http::admin::PREFIXES`,
 /// plus the console).
-pub const ADMIN_PREFIXES: &[&str] = &["/api/v1/streams/", "/api/v1/publish-keys", "/console"];
+pub const ADMIN_PREFIXES: &[&str] = &[
+    "/api/v1/streams/",
+    "/api/v1/publish-keys",
+    "/api/v1/console/",
+    "/console",
+];
 
 /// Whether a canonical path belongs to the admin side.
 pub fn is_admin_path(path: &str) -> bool {

@@ -398,8 +398,30 @@ pub async fn run_router(args: RouterArgs) -> Result<()> {
         None
     };
     let router = fleet::router::RouterServer::start(config).await?;
+    let console = std::sync::Arc::new(crate::console::Console {
+        registry: args.registry.clone(),
+        drains: Some(router.drains.clone()),
+        health: Some(router.health.clone()),
+        ..crate::console::Console::new(
+            "router",
+            crate::console::Actions {
+                drain: true,
+                ..Default::default()
+            },
+        )
+    });
+    let _ = console.view.set(router.view.clone());
+    let mut integrator = crate::console_delivery::RateIntegrator::new(router.view.clone());
+    let _sampler = crate::console_delivery::spawn(
+        console.delivery.clone(),
+        crate::console::INTERVAL,
+        move || integrator.read(),
+    );
     let write_api = match token {
-        Some(t) => Some(drain_api(router.drains.clone(), t)),
+        Some(t) => Some(
+            drain_api(router.drains.clone(), t.clone())
+                .merge(crate::console::routes(console.clone(), t)),
+        ),
         None => {
             if args.admin.admin.is_some() {
                 tracing::info!(

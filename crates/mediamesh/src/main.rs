@@ -5,9 +5,13 @@
 //! Modules: `cli` (the subcommands) imports the role modules (`origin_cli` for serve
 //! and origin, `edge_cli`, `tracker_cli`, `peer_cli`, `fleet_cli` for fleet membership
 //! and the router, `sim_cli`); they share `layers` (flags = file = environment) and
-//! none imports `cli` back.
+//! none imports `cli` back. `console` (the operator console's page and JSON, with
+//! `console_delivery`, its time series) is mounted by the serve, origin and router
+//! roles.
 
 mod cli;
+mod console;
+mod console_delivery;
 mod edge_cli;
 mod fleet_cli;
 mod layers;

@@ -326,16 +326,46 @@ pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
 pub async fn run_origin(args: OriginArgs) -> Result<()> {
     let mut config = origin_config(&args)?;
     let token = crate::listen_cli::admin_token(&args.admin_token, &args.data)?;
+    // The console: on --admin with the write API, else on the HTTP port next to it.
+    let console = std::sync::Arc::new(crate::console::Console {
+        registry: args.fleet.registry.clone(),
+        ..crate::console::Console::new(
+            "origin",
+            crate::console::Actions {
+                kick: true,
+                keys: true,
+                ..Default::default()
+            },
+        )
+    });
+    let console_routes = crate::console::routes(console.clone(), token.clone());
+    let mut console_routes = Some(console_routes);
     if args.admin.admin.is_none() {
         config.admin_token = Some(token.expose().to_string());
+        config.extra_routes = console_routes.take();
     }
     let origin = Origin::start(config).await?;
     let _fleet = crate::fleet_cli::join_origin(&args.fleet, &origin)?;
-    let write_api = args
-        .admin
-        .admin
-        .is_some()
-        .then(|| origin::http::admin::routes(origin.state.clone(), token, Default::default()));
+    let _ = console.streams.set(origin.state.streams.clone());
+    if let Some(m) = &_fleet {
+        let _ = console.view.set(m.view.clone());
+    }
+    if args.admin.admin.is_some() {
+        let _ = console
+            .play_base
+            .set(format!("http://{}", origin.http_addr));
+    }
+    let _sampler =
+        crate::console_delivery::spawn(console.delivery.clone(), crate::console::INTERVAL, || {
+            crate::console_delivery::from_metrics(&service::metrics::render(), false, false)
+        });
+    let write_api = args.admin.admin.is_some().then(|| {
+        let w = origin::http::admin::routes(origin.state.clone(), token, Default::default());
+        match console_routes {
+            Some(c) => w.merge(c),
+            None => w,
+        }
+    });
     let _admin = crate::listen_cli::start_admin_with(
         &args.admin,
         std::sync::Arc::new(service::metrics::render),
@@ -410,11 +440,33 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
     ));
     // The write API: on --admin when given, else on --http (viewers' port) for
     // requests that carry the token.
+    let token = crate::listen_cli::admin_token(&args.admin_token, &args.data)?;
+    let console = std::sync::Arc::new(crate::console::Console {
+        registry: Some(
+            args.fleet
+                .registry
+                .clone()
+                .unwrap_or_else(|| "memory".to_string()),
+        ),
+        has_edge: true,
+        has_tracker: true,
+        ..crate::console::Console::new(
+            "serve",
+            crate::console::Actions {
+                kick: true,
+                keys: true,
+                p2p: true,
+                drain: false,
+            },
+        )
+    });
+    let _ = console.streams.set(origin.state.streams.clone());
     let write_api = origin::http::admin::routes(
         origin.state.clone(),
-        crate::listen_cli::admin_token(&args.admin_token, &args.data)?,
+        token.clone(),
         origin::http::admin::Features { p2p: true },
-    );
+    )
+    .merge(crate::console::routes(console.clone(), token));
     let (local_write_api, admin_write_api) = match args.admin.admin {
         Some(_) => (None, Some(write_api)),
         None => (Some(write_api), None),
@@ -424,6 +476,7 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
     let mut prefixes = vec!["/tracker".to_string(), "/api/v1/p2p".to_string()];
     if local_write_api.is_some() {
         prefixes.extend(origin::http::admin::PREFIXES.iter().map(|p| p.to_string()));
+        prefixes.extend(crate::console::PREFIXES.iter().map(|p| p.to_string()));
     }
     let local_router = tracker.router();
     let local_router = match local_write_api {
@@ -450,6 +503,27 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
     };
     let edge = edge::server::EdgeServer::start_with(edge_config, Some(local)).await?;
     let _fleet = crate::fleet_cli::join_serve(&args.fleet, &origin, &edge)?;
+    if let Some(m) = _fleet.first() {
+        let _ = console.view.set(m.view.clone());
+    }
+    if args.admin.admin.is_some() {
+        let scheme = if args.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let _ = console.play_base.set(format!("{scheme}://{}", edge.addr));
+    }
+    let sampled = edge.edge.clone();
+    let _sampler = crate::console_delivery::spawn(
+        console.delivery.clone(),
+        crate::console::INTERVAL,
+        move || crate::console_delivery::from_metrics(&edge::metrics::render(&sampled), true, true),
+    );
+    let rated = edge.edge.clone();
+    let _ = console.hit_ratio.set(std::sync::Arc::new(move || {
+        crate::console::gauge(&edge::metrics::render(&rated), "mediamesh_edge_hit_ratio")
+    }));
     let shown = edge.edge.clone();
     let _admin = crate::listen_cli::start_admin_with(
         &args.admin,

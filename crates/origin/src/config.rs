@@ -39,6 +39,9 @@ pub struct OriginConfig {
     /// Serve the write API on the HTTP port, behind this admin token (at least 16
     /// characters); `None`: not on the HTTP port (an admin listener may serve it).
     pub admin_token: Option<String>,
+    /// More routes for the HTTP port, merged as given (the binary's operator console
+    /// when there is no admin listener); they guard themselves.
+    pub extra_routes: Option<axum::Router>,
 }
 
 /// SRT ingest settings (see `ingest::srt`).
@@ -209,6 +212,7 @@ impl OriginConfig {
             hooks: crate::hooks::HookConfig::default(),
             record: crate::record::RecordConfig::default(),
             admin_token: None,
+            extra_routes: None,
         }
     }
 }

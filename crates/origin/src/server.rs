@@ -128,6 +128,10 @@ impl Origin {
             .map(http::admin::AdminToken::new)
             .transpose()?;
         let app = http::router(state.clone(), config.public_metrics, admin);
+        let app = match config.extra_routes.clone() {
+            Some(extra) => app.merge(extra),
+            None => app,
+        };
         let limits = config.limits.clone();
         tasks.push(tokio::spawn(async move {
             http::serve(listener, app, &limits).await;

@@ -76,6 +76,7 @@ async fn run(role: &str) {
         tracker_url: url.clone(),
         signal,
         link: LinkConfig::default(),
+        uploaded: Default::default(),
     };
 
     let wait_peers = |n: usize| {

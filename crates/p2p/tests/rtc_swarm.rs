@@ -33,6 +33,7 @@ fn swarm_cfg(url: &str, ih: Id20, me: u8) -> SwarmConfig {
         tracker_url: url.to_string(),
         signal,
         link: LinkConfig::default(),
+        uploaded: Default::default(),
     }
 }
 

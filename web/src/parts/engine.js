@@ -144,6 +144,12 @@ export function createPartsEngine(o) {
         }
       };
     },
+    /** The active rendition's `PartSwarm#explain` at the playhead (stall log). */
+    explain() {
+      const pos = position();
+      for (const s of swarms.values()) if (s.active) return pos === null ? null : s.explain(pos);
+      return null;
+    },
     destroy() {
       unregister();
       for (const s of swarms.values()) s.destroy();

@@ -308,6 +308,35 @@ export class PartSwarm {
     }
   }
 
+  /**
+   * Why playback at `pos` (s) cannot go on: the first part there not held, its state
+   * and how long ago it was listed and asked for. For the stall log only.
+   */
+  explain(pos) {
+    const now = performance.now();
+    const ahead = [...this.parts.values()]
+      .filter((p) => p.start !== null && p.start + p.duration > pos)
+      .sort((a, b) => a.packed - b.packed);
+    const p = ahead.find((x) => x.state !== 'have');
+    const base = {
+      urgentMs: Math.round(this.urgentMs()), httpMs: this.httpMs === null ? null : Math.round(this.httpMs),
+      http: this.http, partPeers: this.partPeers().length,
+      heldAhead: p ? ahead.indexOf(p) : ahead.length, // parts held from the playhead on
+    };
+    if (!p) return Object.assign(base, { part: null });
+    return Object.assign(base, {
+      part: `${p.msn}.${p.index}`,
+      state: p.state,
+      leadMs: Math.round((p.start - pos) * 1000),
+      hint: p === this.hint,
+      listedMsAgo: p.completeAt ? Math.round(now - p.completeAt) : null,
+      demandedMsAgo: p.demandedAt ? Math.round(now - p.demandedAt) : null,
+      waiters: p.waiters.length,
+      holders: this.partPeers().filter((l) => l.remoteParts.has(p.packed)).length,
+      rank: this.rank(p, this.partPeers()),
+    });
+  }
+
   rank(p, peers) {
     if (this.me === null) return 0;
     const mine = rendezvous(this.me, p.packed);

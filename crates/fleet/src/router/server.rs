@@ -146,6 +146,10 @@ pub struct RouterServer {
     pub addr: SocketAddr,
     /// The edges being drained (the binary's write API changes it).
     pub drains: Arc<Drains>,
+    /// The edges the router knows (registry or fixed list), for the console.
+    pub view: Arc<View>,
+    /// The router's probe results per edge base URL, for the console.
+    pub health: Arc<Health>,
     tasks: Vec<JoinHandle<()>>,
     _membership: Option<Membership>,
 }
@@ -199,8 +203,8 @@ impl RouterServer {
         let drains = Arc::new(Drains::default());
         let state = Arc::new(State {
             drains: drains.clone(),
-            view,
-            health,
+            view: view.clone(),
+            health: health.clone(),
             locator: config.locator,
             policy: config.policy,
             client,
@@ -220,6 +224,8 @@ impl RouterServer {
         Ok(RouterServer {
             addr,
             drains,
+            view,
+            health,
             tasks,
             _membership: membership,
         })

@@ -15,6 +15,7 @@ mod common;
 mod admin;
 
 mod browser;
+mod browser_console;
 mod browser_p2p;
 mod browser_parts;
 mod compute;

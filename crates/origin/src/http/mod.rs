@@ -80,6 +80,15 @@ async fn count_requests(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let status = res.status().as_u16().to_string();
     metrics::counter!("mediamesh_http_requests_total", "status" => status).increment(1);
+    // Bytes of answers that state their length (the console's "from origin" series).
+    if let Some(len) = res
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        metrics::counter!("mediamesh_origin_egress_bytes_total").increment(len);
+    }
     res.headers_mut()
         .entry(header::ACCESS_CONTROL_ALLOW_ORIGIN)
         .or_insert(HeaderValue::from_static("*"));

@@ -165,6 +165,7 @@ fn find_moov(file: &[u8]) -> Option<&[u8]> {
 /// Publishes `name` from `clip` in real time, forever (until the task is dropped).
 pub async fn run(streams: Arc<Streams>, name: &str, clip: Clip) -> Result<(), DemoError> {
     let mut publisher = streams.publish(name, None)?;
+    publisher.stream().set_source("demo");
     clip.configure(&mut publisher)?;
     tracing::info!(
         stream = name,

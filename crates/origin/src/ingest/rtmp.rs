@@ -333,6 +333,7 @@ async fn handle_event(
             match checked.and_then(|()| streams.publish(&name, key.as_deref())) {
                 Ok(publisher) => {
                     tracing::info!(%peer, stream = %name, "publish started");
+                    publisher.stream().set_source("rtmp");
                     session.accept_publish(stream_id);
                     publisher.on_kick(kick.clone());
                     publishing.insert(

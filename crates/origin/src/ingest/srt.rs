@@ -442,9 +442,10 @@ impl Listener {
                 }
             })
         } else {
-            self.streams
-                .publish(&name, key.as_deref())
-                .map(|p| Admission::Ready(Box::new(p)))
+            self.streams.publish(&name, key.as_deref()).map(|p| {
+                p.stream().set_source("srt");
+                Admission::Ready(Box::new(p))
+            })
         };
         match admitted {
             Ok(admission) => Ok((admission, keys)),
@@ -545,6 +546,7 @@ async fn ask(
     let publisher = streams
         .publish(&name, key.as_deref())
         .map_err(|e| e.to_string())?;
+    publisher.stream().set_source("srt");
     Ok((publisher, guard))
 }
 

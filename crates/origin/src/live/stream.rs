@@ -92,6 +92,9 @@ pub struct LiveStream {
     kicker: Mutex<Option<(u64, Arc<tokio::sync::Notify>)>>,
     /// The session an operator kicked (0: none).
     kicked: AtomicU64,
+    /// How the current (or last) publisher reached us: `rtmp`, `srt`, `demo`, or
+    /// `unknown` until its ingest says (the console shows it).
+    source: Mutex<&'static str>,
 }
 
 const VIEWER_WINDOW: Duration = Duration::from_secs(15);
@@ -116,7 +119,18 @@ impl LiveStream {
             viewers: Mutex::new(HashMap::new()),
             kicker: Mutex::new(None),
             kicked: AtomicU64::new(0),
+            source: Mutex::new("unknown"),
         }
+    }
+
+    /// How the publisher reached us (`rtmp`, `srt`, `demo`; `unknown` if not said).
+    pub fn source(&self) -> &'static str {
+        *self.source.lock()
+    }
+
+    /// Ingest says how its publisher reached us.
+    pub fn set_source(&self, source: &'static str) {
+        *self.source.lock() = source;
     }
 
     pub fn state(&self) -> StreamState {

@@ -301,7 +301,13 @@ fn spawn_viewer(
         None => left,
     };
     let client = client.clone();
-    tasks.spawn(async move { (slot, run_viewer(client, p).await) });
+    // One span per viewer: `peer --count N` runs N viewers in one process, and a
+    // stall or a ban must be traceable to the viewer it happened to.
+    let span = tracing::info_span!("viewer", index);
+    tasks.spawn(tracing::Instrument::instrument(
+        async move { (slot, run_viewer(client, p).await) },
+        span,
+    ));
 }
 
 /// Operator switch: keeps the tracker refusing the swarms of the streams `off()`

@@ -51,10 +51,12 @@ impl MeshFactory for RtcMeshFactory {
         tracing::debug!(viewer, stream, "joining swarm");
         let mut signal = SignalConfig::new(Id20(info_hash), Id20(peer_id));
         signal.max_peers = spec.max_peers.max(1);
+        let uploaded = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let swarm_cfg = SwarmConfig {
             tracker_url: spec.tracker.clone(),
             signal,
             link: self.link.clone(),
+            uploaded: uploaded.clone(),
         };
         let tls = spec.tracker_tls.clone();
         let servers = self.ice_servers.clone();
@@ -74,7 +76,7 @@ impl MeshFactory for RtcMeshFactory {
                     }
                 }
                 let swarm = Swarm::join_with_tls(swarm_cfg, tls);
-                run(swarm, cmd_rx, ev_tx, parts).await
+                run(swarm, cmd_rx, ev_tx, parts, uploaded).await
             },
             span,
         ));
@@ -130,6 +132,8 @@ struct Mesh {
     last_parts: Vec<WirePart>,
     /// Whether we speak the part extension.
     parts: bool,
+    /// Bytes handed to peers so far (the swarm client reports it to the tracker).
+    uploaded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 async fn run(
@@ -137,9 +141,11 @@ async fn run(
     mut commands: mpsc::Receiver<MeshCommand>,
     events: mpsc::Sender<MeshEvent>,
     parts: bool,
+    uploaded: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let (link_tx, mut link_rx) = mpsc::channel::<(PeerKey, LinkEvent)>(1024);
     let mut mesh = Mesh {
+        uploaded,
         conns: HashMap::new(),
         banned: HashSet::new(),
         events,
@@ -309,7 +315,10 @@ impl Mesh {
                     let Some(rid) = c.asked.remove(&(segment.0 as i64)) else {
                         return;
                     };
+                    let len = bytes.len() as u64;
                     if c.session.send_segment(rid, bytes).is_ok() {
+                        self.uploaded
+                            .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
                         let mut msgs = Vec::new();
                         while let Some(m) = c.session.next_upload_message() {
                             msgs.push(m);
@@ -363,7 +372,10 @@ impl Mesh {
                         c.asked_part = Some((w, rid));
                         return;
                     }
+                    let len = bytes.len() as u64;
                     if c.session.send_part(rid, bytes, signature).is_ok() {
+                        self.uploaded
+                            .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
                         let mut msgs = Vec::new();
                         while let Some(m) = c.session.next_upload_message() {
                             msgs.push(m);

@@ -302,6 +302,13 @@ impl Session<'_> {
         let pos = self.head.advance(now, end);
         if self.head.stalls() > stalls {
             metrics::counter!("mediamesh_peer_stalls_total").increment(1);
+            tracing::info!(
+                position_ms = pos,
+                urgent_ms = self.sched.urgent_ms(),
+                peers = self.peers,
+                waiting_for = %self.sched.explain(pos),
+                "stalled"
+            );
         }
         self.sched.set_position(now, pos);
         self.sched.tick(now);

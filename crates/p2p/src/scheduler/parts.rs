@@ -407,6 +407,49 @@ impl PartScheduler {
         end
     }
 
+    /// Why playback at `pos_ms` cannot go on: the first part not held there, its
+    /// state and how long ago it was listed, completed and asked for (for the log
+    /// line of a stall; not used to decide anything).
+    pub fn explain(&self, pos_ms: u64) -> String {
+        let Some((key, p)) = self
+            .parts
+            .iter()
+            .find(|(_, p)| p.info.start_ms + p.info.duration_ms > pos_ms && p.state != State::Have)
+        else {
+            return "no part listed at the playhead".into();
+        };
+        let ago = |t: u64| self.now.saturating_sub(t);
+        let state = match p.state {
+            State::Missing if p.hint_failed => "missing (hint failed)".to_string(),
+            State::Missing => "missing".to_string(),
+            State::Http => match self.http_since.get(key) {
+                Some(t) => format!("http for {} ms", ago(*t)),
+                None => "http (preload hint)".to_string(),
+            },
+            State::Peer { peer, deadline } => format!(
+                "peer {:x} for {} ms more",
+                peer.0,
+                deadline.saturating_sub(self.now)
+            ),
+            State::Have => "held".to_string(),
+        };
+        let holders = self
+            .peers
+            .values()
+            .filter(|x| x.parts.contains(key))
+            .count();
+        format!(
+            "part {}.{} at {} ms: {state}; listed {} ago; seed rank {}; {holders} peers announce it; http estimate {:?} ms",
+            key.segment,
+            key.index,
+            p.info.start_ms,
+            p.complete_at
+                .map_or("as a hint only".to_string(), |c| format!("complete {} ms", ago(c))),
+            self.seed_rank(*key),
+            self.http_ms,
+        )
+    }
+
     pub fn is_banned(&self, peer: PeerKey) -> bool {
         self.banned.contains(&peer)
     }
@@ -566,6 +609,24 @@ mod tests {
 
     fn drain(s: &mut PartScheduler) -> Vec<PartAction> {
         std::iter::from_fn(|| s.poll_action()).collect()
+    }
+
+    /// The stall log line names the part at the playhead and what it waits for.
+    #[test]
+    fn explain_names_the_missing_part_and_its_state() {
+        let mut s = PartScheduler::new(PartConfig::default(), PeerKey(1));
+        assert_eq!(s.explain(0), "no part listed at the playhead");
+        s.set_position(0, 10_000);
+        s.part_listed(0, info(5, 0), true);
+        assert!(drain(&mut s).contains(&PartAction::FetchHttp(info(5, 0).key)));
+        s.tick(40);
+        let why = s.explain(10_000);
+        assert!(
+            why.starts_with("part 5.0 at 10000 ms: http for 40 ms"),
+            "{why}"
+        );
+        s.http_done(60, info(5, 0).key, 100);
+        assert_eq!(s.explain(10_000), "no part listed at the playhead");
     }
 
     /// Two peers that see each other elect exactly one fetcher of a new part; the

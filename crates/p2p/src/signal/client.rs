@@ -37,6 +37,9 @@ pub struct SwarmConfig {
     pub tracker_url: String,
     pub signal: SignalConfig,
     pub link: LinkConfig,
+    /// Bytes uploaded to peers of this swarm so far (the mesh adds to it); every
+    /// announce reports it to the tracker as `uploaded`.
+    pub uploaded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A joined swarm. Drop it or call [`Swarm::shutdown`] to leave.
@@ -268,6 +271,8 @@ async fn run(
     let mut prune_tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         sh.prune();
+        sh.core
+            .set_uploaded(cfg.uploaded.load(std::sync::atomic::Ordering::Relaxed));
         let actions = sh.core.poll(Instant::now());
         if sh.act(actions, &mut frames) {
             ws = connect(&cfg.tracker_url, tls.as_ref()).await;

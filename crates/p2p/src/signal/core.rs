@@ -93,6 +93,8 @@ pub struct SignalCore {
     /// peers we have a link with (or are setting one up)
     peers: HashSet<Id20>,
     stats: SignalStats,
+    /// Bytes uploaded to peers of this swarm so far, sent in every announce.
+    uploaded: u64,
 }
 
 impl SignalCore {
@@ -109,7 +111,13 @@ impl SignalCore {
             pending: HashMap::new(),
             peers: HashSet::new(),
             stats: SignalStats::default(),
+            uploaded: 0,
         }
+    }
+
+    /// Bytes uploaded to peers of this swarm so far (the next announce says so).
+    pub fn set_uploaded(&mut self, bytes: u64) {
+        self.uploaded = bytes;
     }
 
     pub fn stats(&self) -> &SignalStats {
@@ -215,6 +223,7 @@ impl SignalCore {
             offers.len(),
             event,
             offers,
+            self.uploaded,
         ))]
     }
 
@@ -298,6 +307,7 @@ impl SignalCore {
                 0,
                 Some("stopped"),
                 &[],
+                self.uploaded,
             )));
         }
         out

@@ -121,20 +121,23 @@ pub fn parse(text: &str, info_hash: &Id20, me: &Id20) -> Result<TrackerMessage, 
     })
 }
 
-/// Our announce, with offers (`offer_id`, SDP) when we want peers.
+/// Our announce, with offers (`offer_id`, SDP) when we want peers, and the bytes we
+/// have uploaded to peers of this swarm so far (the tracker sums them for the
+/// operator's P2P byte count).
 pub fn announce(
     info_hash: &Id20,
     me: &Id20,
     numwant: usize,
     event: Option<&str>,
     offers: &[(Id20, String)],
+    uploaded: u64,
 ) -> String {
     let mut v = json!({
         "action": "announce",
         "info_hash": info_hash.to_binary_string(),
         "peer_id": me.to_binary_string(),
         "numwant": numwant,
-        "uploaded": 0,
+        "uploaded": uploaded,
         "downloaded": 0,
         "left": 1,
     });
@@ -206,8 +209,10 @@ mod tests {
             3,
             Some("started"),
             &[(Id20([7; 20]), "v=0\r\n".into())],
+            1234,
         );
         let v: Value = serde_json::from_str(&a).expect("json");
+        assert_eq!(v["uploaded"], 1234);
         assert_eq!(
             v["offers"][0]["offer_id"]
                 .as_str()
@@ -215,7 +220,7 @@ mod tests {
             Some(20)
         );
         assert_eq!(v["event"], "started");
-        let s = announce(&IH, &ME, 0, Some("stopped"), &[]);
+        let s = announce(&IH, &ME, 0, Some("stopped"), &[], 0);
         assert!(!s.contains("offers"));
         let ans = answer(&IH, &ME, &THEM, &Id20([7; 20]), "v=0");
         assert!(ans.contains("to_peer_id") && ans.contains("\"type\":\"answer\""));

@@ -69,6 +69,10 @@ pub struct Handled {
     pub rejected: Option<Reject>,
     /// Messages for peers held by other trackers (only with sharing on).
     pub remote_out: Vec<RemoteOutgoing>,
+    /// Bytes the announcing peer says it uploaded to other peers since its last
+    /// announce (from the `uploaded` field; client-reported, so fit for a
+    /// dashboard, not for billing).
+    pub uploaded_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -76,6 +80,8 @@ struct Peer {
     conn: ConnId,
     seeder: bool,
     last_seen: Instant,
+    /// The last `uploaded` it announced (bytes it handed to other peers).
+    uploaded: u64,
 }
 
 /// A peer another tracker of the fleet holds.
@@ -368,11 +374,14 @@ impl Tracker {
         let event = Event::parse(req.event.as_deref()).map_err(with_ih)?;
         let left0 = wire::left_is_zero(req.left.as_ref());
 
+        let uploaded = wire::byte_count(req.uploaded.as_ref());
         if event == Event::Stopped {
+            h.uploaded_bytes = self.uploaded(conn, key, pid, uploaded);
             self.stop(conn, key, pid).map_err(with_ih)?;
         } else {
             self.upsert(conn, key, pid, event, left0, now)
                 .map_err(with_ih)?;
+            h.uploaded_bytes = self.uploaded(conn, key, pid, uploaded);
         }
         h.announced = true;
         let (complete, incomplete) = self.swarm_stats(&key).unwrap_or((0, 0));
@@ -435,6 +444,21 @@ impl Tracker {
         Ok(())
     }
 
+    /// Takes `pid`'s new `uploaded` figure; returns the bytes it adds to the last one
+    /// (0 for a first report of 0, a figure that went down, or a peer not `conn`'s).
+    fn uploaded(&mut self, conn: ConnId, ih: Id20, pid: Id20, reported: Option<u64>) -> u64 {
+        let Some(n) = reported else { return 0 };
+        let Some(p) = self.swarms.get_mut(&ih).and_then(|s| s.peers.get_mut(&pid)) else {
+            return 0;
+        };
+        if p.conn != conn {
+            return 0;
+        }
+        let added = n.saturating_sub(p.uploaded);
+        p.uploaded = n;
+        added
+    }
+
     /// Adds or refreshes `pid` in swarm `ih` on behalf of `conn`.
     fn upsert(
         &mut self,
@@ -476,6 +500,7 @@ impl Tracker {
                 conn,
                 seeder: becomes_seeder,
                 last_seen: now,
+                uploaded: 0,
             },
         );
         if becomes_seeder {

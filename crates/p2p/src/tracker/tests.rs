@@ -512,3 +512,67 @@ fn operator_can_turn_p2p_off_for_a_swarm() {
     let h = t.handle_frame(a, &announce(id(1), id(2), json!({})), now);
     assert!(h.announced);
 }
+
+#[test]
+fn uploaded_figures_add_what_is_new_per_peer() {
+    let (mut t, now) = setup();
+    let (a, b) = (t.open(now), t.open(now));
+    let ih = id(1);
+    let up = |v: Value| json!({"event": "update", "uploaded": v});
+    // A first announce of 0 adds nothing; later figures add what is new.
+    assert_eq!(
+        t.handle_frame(a, &announce(ih, id(2), json!({})), now)
+            .uploaded_bytes,
+        0
+    );
+    assert_eq!(
+        t.handle_frame(a, &announce(ih, id(2), up(json!(1000))), now)
+            .uploaded_bytes,
+        1000
+    );
+    assert_eq!(
+        t.handle_frame(a, &announce(ih, id(2), up(json!("1500"))), now)
+            .uploaded_bytes,
+        500
+    );
+    // Another peer counts on its own; a figure that goes down adds nothing.
+    assert_eq!(
+        t.handle_frame(b, &announce(ih, id(3), up(json!(70))), now)
+            .uploaded_bytes,
+        70
+    );
+    assert_eq!(
+        t.handle_frame(a, &announce(ih, id(2), up(json!(10))), now)
+            .uploaded_bytes,
+        0
+    );
+    assert_eq!(
+        t.handle_frame(a, &announce(ih, id(2), up(json!(40))), now)
+            .uploaded_bytes,
+        30
+    );
+    // Nonsense is ignored: negative, fractional, huge, not a number.
+    for bad in [
+        json!(-5),
+        json!(1.5),
+        json!(u64::MAX),
+        json!("lots"),
+        json!(null),
+    ] {
+        assert_eq!(
+            t.handle_frame(a, &announce(ih, id(2), up(bad)), now)
+                .uploaded_bytes,
+            0
+        );
+    }
+    // A peer may not report for another connection's peer id.
+    let h = t.handle_frame(b, &announce(ih, id(2), up(json!(99_999))), now);
+    assert_eq!(h.uploaded_bytes, 0);
+    // The stopped announce's last figure counts.
+    let h = t.handle_frame(
+        a,
+        &announce(ih, id(2), json!({"event": "stopped", "uploaded": 100})),
+        now,
+    );
+    assert_eq!(h.uploaded_bytes, 60);
+}

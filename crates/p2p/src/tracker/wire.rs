@@ -8,7 +8,8 @@ use serde_json::{json, Map, Value};
 use super::error::Reject;
 use super::id::Id20;
 
-/// Top-level frame; unknown fields (uploaded, downloaded, trackerid, …) are ignored.
+/// Top-level frame; unknown fields (downloaded, trackerid, …) are ignored. `uploaded`
+/// is read for the P2P byte count (what peers say they handed to other peers).
 #[derive(Debug, Deserialize)]
 pub(crate) struct RawRequest {
     pub action: Option<String>,
@@ -17,6 +18,7 @@ pub(crate) struct RawRequest {
     pub to_peer_id: Option<String>,
     pub event: Option<String>,
     pub left: Option<Value>,
+    pub uploaded: Option<Value>,
     pub numwant: Option<Value>,
     pub offers: Option<Vec<RawOffer>>,
     pub answer: Option<Value>,
@@ -66,6 +68,20 @@ pub(crate) fn left_is_zero(left: Option<&Value>) -> bool {
         Some(Value::String(s)) => s.trim().parse::<f64>().ok() == Some(0.0),
         _ => false,
     }
+}
+
+/// Largest `uploaded` figure taken from a peer (2^53, where JSON numbers stop being
+/// exact): anything above is ignored as nonsense.
+const MAX_BYTE_COUNT: u64 = 1 << 53;
+
+/// A byte count (`uploaded`) as a non-negative whole number (or numeric string).
+pub(crate) fn byte_count(v: Option<&Value>) -> Option<u64> {
+    let n = match v? {
+        Value::Number(n) => n.as_u64()?,
+        Value::String(s) => s.trim().parse::<u64>().ok()?,
+        _ => return None,
+    };
+    (n <= MAX_BYTE_COUNT).then_some(n)
 }
 
 /// `numwant` as a count, if it is a non-negative number (or numeric string).

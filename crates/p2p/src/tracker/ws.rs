@@ -203,6 +203,10 @@ impl Inner {
         if h.announced {
             metrics::counter!("mediamesh_tracker_announces_total").increment(1);
         }
+        if h.uploaded_bytes > 0 {
+            metrics::counter!("mediamesh_tracker_peer_uploaded_bytes_total")
+                .increment(h.uploaded_bytes);
+        }
         if h.offers_relayed > 0 {
             metrics::counter!("mediamesh_tracker_offers_relayed_total")
                 .increment(h.offers_relayed as u64);
