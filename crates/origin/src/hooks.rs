@@ -742,6 +742,31 @@ mod tests {
     }
 
     #[test]
+    fn record_body_has_the_srs_fields_a_recording_knows_then_its_own() {
+        let ids = ServerIds {
+            server_id: "mediamesh-1".into(),
+            service_id: "abc".into(),
+        };
+        let b = record_body(
+            &ids,
+            "cam",
+            json!({"name": "cam-1", "stream": "other", "bytes": 10, "url": "/vod/recordings/cam-1/index.m3u8"}),
+        );
+        assert_eq!(b["action"], "on_record_done");
+        assert_eq!(b["stream"], "cam", "the event's stream wins");
+        assert_eq!(b["vhost"], DEFAULT_VHOST);
+        assert_eq!(b["app"], "live");
+        assert_eq!(b["stream_url"], "/live/cam");
+        assert_eq!(
+            b["stream_id"],
+            body(&ids, Action::OnPublish, &info())["stream_id"]
+        );
+        assert_eq!(b["name"], "cam-1");
+        assert_eq!(b["bytes"], 10);
+        assert!(b.get("client_id").is_none() && b.get("param").is_none());
+    }
+
+    #[test]
     fn publish_body_has_every_srs_field() {
         let ids = ServerIds {
             server_id: "mediamesh-1".into(),

@@ -321,3 +321,34 @@ fn inits_for(live: &LiveStream, muxed: Bytes) -> Inits {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::packager::StreamInfo;
+
+    #[test]
+    fn each_track_of_a_new_session_starts_where_that_track_ended() {
+        // The recording's video ends at 10 s, its audio 20 ms earlier (48 kHz); the
+        // new session was placed 2.5 s later on the live timeline.
+        let ends = [(VIDEO_TRACK, 900_000), (AUDIO_TRACK, 479_040)];
+        let spans = [
+            (VIDEO_TRACK, 1_125_000, 1_305_000),
+            (AUDIO_TRACK, 599_040, 695_040),
+        ];
+        let shifts = continue_after(&ends, &spans, &StreamInfo::default());
+        assert_eq!(lookup(&shifts, VIDEO_TRACK), 225_000);
+        assert_eq!(lookup(&shifts, AUDIO_TRACK), 120_000);
+        // Moved back, each track starts at its own end: no hole in either.
+        assert_eq!(1_125_000 - lookup(&shifts, VIDEO_TRACK), 900_000);
+        assert_eq!(599_040 - lookup(&shifts, AUDIO_TRACK), 479_040);
+        // A session that starts before a track's end is not moved (never forward).
+        let shifts = continue_after(
+            &ends,
+            &[(VIDEO_TRACK, 800_000, 900_000)],
+            &StreamInfo::default(),
+        );
+        assert_eq!(lookup(&shifts, VIDEO_TRACK), 0);
+        assert_eq!(lookup(&[], 7), 0);
+    }
+}
