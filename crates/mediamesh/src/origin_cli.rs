@@ -110,6 +110,10 @@ pub struct OriginArgs {
     /// Webhook: URL POSTed when a viewer session ends (idle for --hook-play-idle).
     #[arg(long, value_name = "URL")]
     pub hook_on_stop: Option<String>,
+    /// Webhook: URL POSTed when a recording finished and plays as VOD (see the
+    /// README's "Recording").
+    #[arg(long, value_name = "URL")]
+    pub hook_on_record_done: Option<String>,
     /// Seconds without a request after which a viewer session has ended (on_stop).
     #[arg(long, default_value_t = secs_default(defaults().hooks.play_idle))]
     pub hook_play_idle: f64,
@@ -123,6 +127,27 @@ pub struct OriginArgs {
     /// by default they are refused (fail-closed).
     #[arg(long)]
     pub hook_fail_open: bool,
+    /// Record every live stream to DATA/recordings; each recording plays as VOD at
+    /// /vod/recordings/NAME/index.m3u8 (and index.mpd) and is listed at
+    /// /api/v1/recordings. See the README's "Recording".
+    #[arg(long)]
+    pub record: bool,
+    /// Record live stream NAME (repeatable), besides --record; the write API switches
+    /// streams on and off at run time.
+    #[arg(long = "record-stream", value_name = "NAME")]
+    pub record_stream: Vec<String>,
+    /// Bytes all recordings together may take; the oldest finished recordings are
+    /// deleted to make room, and when none is left recording stops.
+    #[arg(long, default_value_t = defaults().record.max_bytes)]
+    pub record_max_bytes: u64,
+    /// Delete finished recordings older than this many days (fractions allowed)
+    /// [default: kept until --record-max-bytes needs their room].
+    #[arg(long, value_name = "DAYS")]
+    pub record_keep_days: Option<f64>,
+    /// A recording that reaches this many minutes finishes (a VOD asset) and the next
+    /// one continues the stream.
+    #[arg(long, default_value_t = defaults().record.split.as_secs_f64() / 60.0)]
+    pub record_split_minutes: f64,
     /// Bytes of media kept per rendition.
     #[arg(long, default_value_t = defaults().limits.max_rendition_bytes)]
     pub max_rendition_bytes: usize,
@@ -251,6 +276,20 @@ pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
     c.hooks.on_unpublish = args.hook_on_unpublish.clone().filter(|u| !u.is_empty());
     c.hooks.on_play = args.hook_on_play.clone().filter(|u| !u.is_empty());
     c.hooks.on_stop = args.hook_on_stop.clone().filter(|u| !u.is_empty());
+    c.hooks.on_record_done = args.hook_on_record_done.clone().filter(|u| !u.is_empty());
+    c.record.all = args.record;
+    c.record.streams = args.record_stream.clone();
+    c.record.max_bytes = args.record_max_bytes;
+    c.record.keep = args
+        .record_keep_days
+        .map(|d| seconds("record-keep-days", d * 86_400.0, 0.0, 86_400.0 * 36_500.0))
+        .transpose()?;
+    c.record.split = seconds(
+        "record-split-minutes",
+        args.record_split_minutes * 60.0,
+        0.0,
+        86_400.0,
+    )?;
     c.hooks.play_idle = seconds("hook-play-idle", args.hook_play_idle, 0.0, 86_400.0)?;
     c.hooks.timeout = seconds("hook-timeout", args.hook_timeout, 0.0, 86_400.0)?;
     c.hooks.retries = args.hook_retries;
@@ -612,6 +651,35 @@ mod tests {
         let path = dir.path().join("m.toml");
         std::fs::write(&path, "no_such_key = 1\n").expect("write");
         assert!(origin(&["--config", path.to_str().expect("utf-8")]).is_err());
+    }
+
+    #[test]
+    fn record_settings_from_file_and_flags() {
+        let d = origin(&[]).expect("defaults");
+        assert!(!d.record.all && d.record.streams.is_empty() && d.record.keep.is_none());
+        assert_eq!(d.record.split, Duration::from_secs(3600));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "record = true\nrecord_stream = [\"cam\"]\nrecord_max_bytes = 1000000\nrecord_keep_days = 7\nrecord_split_minutes = 30\nhook_on_record_done = \"http://127.0.0.1:1/r\"\n",
+        )
+        .expect("write");
+        let p = path.to_str().expect("utf-8");
+        let c = origin(&["--config", p, "--record-max-bytes", "2000000"]).expect("config");
+        assert!(c.record.all);
+        assert_eq!(c.record.streams, vec!["cam".to_string()]);
+        assert_eq!(c.record.max_bytes, 2_000_000);
+        assert_eq!(c.record.keep, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(c.record.split, Duration::from_secs(1800));
+        assert_eq!(
+            c.hooks.on_record_done.as_deref(),
+            Some("http://127.0.0.1:1/r")
+        );
+        let e = origin(&["--record-stream", "../etc"]).expect_err("bad name");
+        assert!(e.to_string().contains("record-stream"), "{e}");
+        let e = origin(&["--record-max-bytes", "0"]).expect_err("zero");
+        assert!(e.to_string().contains("record-max-bytes"), "{e}");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct OriginConfig {
     pub public_metrics: bool,
     /// Webhooks (`on_publish`, `on_unpublish`).
     pub hooks: crate::hooks::HookConfig,
+    /// Recording live streams to disk and their retention (`record`).
+    pub record: crate::record::RecordConfig,
     /// Serve the write API on the HTTP port, behind this admin token (at least 16
     /// characters); `None`: not on the HTTP port (an admin listener may serve it).
     pub admin_token: Option<String>,
@@ -210,6 +212,7 @@ impl OriginConfig {
             require_keys: false,
             public_metrics: true,
             hooks: crate::hooks::HookConfig::default(),
+            record: crate::record::RecordConfig::default(),
             admin_token: None,
             extra_routes: None,
             whep: crate::whep::WhepConfig::default(),
@@ -330,6 +333,7 @@ impl OriginConfig {
             ("hook-on-unpublish", &h.on_unpublish),
             ("hook-on-play", &h.on_play),
             ("hook-on-stop", &h.on_stop),
+            ("hook-on-record-done", &h.on_record_done),
         ] {
             if let Some(url) = url {
                 crate::hooks::check_url(url).map_err(|problem| ConfigError { setting, problem })?;
@@ -349,6 +353,27 @@ impl OriginConfig {
                 setting: "hook-timeout",
                 problem: "must be shorter than rtmp-publish-deadline".into(),
             });
+        }
+        let r = &self.record;
+        if r.max_bytes == 0 {
+            return Err(ConfigError {
+                setting: "record-max-bytes",
+                problem: "must be at least 1".into(),
+            });
+        }
+        within("record-split-minutes", r.split, s(6.0), s(86_400.0))?;
+        if let Some(keep) = r.keep {
+            within("record-keep-days", keep, s(3_600.0), s(86_400.0 * 36_500.0))?;
+        }
+        for name in &r.streams {
+            if !crate::live::name::valid_name(name) {
+                return Err(ConfigError {
+                    setting: "record-stream",
+                    problem: format!(
+                        "{name:?} is not a stream name (1-64 characters of A-Z a-z 0-9 _ - .)"
+                    ),
+                });
+            }
         }
         if srt.pbkeylen != 0 && srt.passphrase.is_none() {
             return Err(ConfigError {

@@ -31,7 +31,9 @@
 //! Sessions are counted at the origin: viewers behind an edge cache share the edge's
 //! playlist fetches, so per-viewer sessions there need the edge (not built yet).
 //!
-//! Not here: recording (`on_record_done`).
+//! `on_record_done` tells that a recording finished and plays as VOD (see the README's
+//! "Recording"); it is a notification, retried like `on_unpublish`. What is recorded
+//! and when is `record`'s business, not this module's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +63,8 @@ pub struct HookConfig {
     pub on_play: Option<String>,
     /// URL POSTed when a viewer session ends.
     pub on_stop: Option<String>,
+    /// URL POSTed when a recording finished (it plays as VOD from then on).
+    pub on_record_done: Option<String>,
     /// A viewer session without a request for this long has ended.
     pub play_idle: Duration,
     /// Viewer sessions at once; more are answered 503.
@@ -77,6 +81,7 @@ impl Default for HookConfig {
             fail_open: false,
             on_play: None,
             on_stop: None,
+            on_record_done: None,
             play_idle: Duration::from_secs(30),
             max_sessions: 100_000,
         }
@@ -90,6 +95,7 @@ pub enum Action {
     OnUnpublish,
     OnPlay,
     OnStop,
+    OnRecordDone,
 }
 
 impl Action {
@@ -99,6 +105,7 @@ impl Action {
             Action::OnUnpublish => "on_unpublish",
             Action::OnPlay => "on_play",
             Action::OnStop => "on_stop",
+            Action::OnRecordDone => "on_record_done",
         }
     }
 }
@@ -209,6 +216,31 @@ pub fn play_body(ids: &ServerIds, action: Action, p: &PlayInfo) -> Value {
         "stream_id": stream_id(ids, &p.stream),
         "protocol": p.protocol,
     })
+}
+
+/// The JSON body of `on_record_done`: the fields every event has that a recording
+/// knows (a recording can span several publisher connections, so it names none:
+/// no `client_id`, `ip`, `tcUrl` or `param`), then the recording's own fields
+/// (`recording` is its listing in `GET /api/v1/recordings` plus `dir`).
+pub fn record_body(ids: &ServerIds, stream: &str, recording: Value) -> Value {
+    let mut body = json!({
+        "server_id": ids.server_id,
+        "service_id": ids.service_id,
+        "action": Action::OnRecordDone.as_str(),
+        "vhost": DEFAULT_VHOST,
+        "app": "live",
+        "stream": stream,
+        "stream_url": format!("/live/{stream}"),
+        "stream_id": stream_id(ids, stream),
+    });
+    if let (Some(b), Value::Object(r)) = (body.as_object_mut(), recording) {
+        for (k, v) in r {
+            if k != "stream" {
+                b.insert(k, v);
+            }
+        }
+    }
+    body
 }
 
 /// Adds `session=ID` to every URI of a multivariant playlist (variant lines and
@@ -393,7 +425,8 @@ impl Hooks {
         let any = config.on_publish.is_some()
             || config.on_unpublish.is_some()
             || config.on_play.is_some()
-            || config.on_stop.is_some();
+            || config.on_stop.is_some()
+            || config.on_record_done.is_some();
         let client = any
             .then(|| {
                 reqwest::Client::builder()
@@ -547,6 +580,23 @@ impl Hooks {
         });
     }
 
+    /// Tells `on_record_done` (if configured) that a recording of `stream` finished,
+    /// on a task of its own (retried); returns at once. `recording`: see
+    /// [`record_body`].
+    pub fn on_record_done(&self, stream: &str, recording: Value) {
+        let Some(url) = self.inner.config.on_record_done.clone() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let body = record_body(&self.inner.ids, stream, recording);
+        let this = self.clone();
+        rt.spawn(async move {
+            this.notify(Action::OnRecordDone, &url, &body).await;
+        });
+    }
+
     /// Whether publishes are asked first.
     pub fn asks_on_publish(&self) -> bool {
         self.inner.config.on_publish.is_some()
@@ -689,6 +739,31 @@ mod tests {
             param: "?key=s3cret".into(),
             protocol: "rtmp",
         }
+    }
+
+    #[test]
+    fn record_body_has_the_srs_fields_a_recording_knows_then_its_own() {
+        let ids = ServerIds {
+            server_id: "mediamesh-1".into(),
+            service_id: "abc".into(),
+        };
+        let b = record_body(
+            &ids,
+            "cam",
+            json!({"name": "cam-1", "stream": "other", "bytes": 10, "url": "/vod/recordings/cam-1/index.m3u8"}),
+        );
+        assert_eq!(b["action"], "on_record_done");
+        assert_eq!(b["stream"], "cam", "the event's stream wins");
+        assert_eq!(b["vhost"], DEFAULT_VHOST);
+        assert_eq!(b["app"], "live");
+        assert_eq!(b["stream_url"], "/live/cam");
+        assert_eq!(
+            b["stream_id"],
+            body(&ids, Action::OnPublish, &info())["stream_id"]
+        );
+        assert_eq!(b["name"], "cam-1");
+        assert_eq!(b["bytes"], 10);
+        assert!(b.get("client_id").is_none() && b.get("param").is_none());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod http;
 pub mod ingest;
 pub mod live;
 pub mod metrics;
+pub mod record;
 pub mod server;
 pub mod vod;
 pub mod web;

@@ -101,13 +101,20 @@ impl Origin {
             None => None,
         };
         let hooks = crate::hooks::Hooks::new(config.hooks.clone());
+        let recordings = Arc::new(crate::record::Recordings::open(
+            config.record.clone(),
+            &config.data_dir,
+            hooks.clone(),
+        ));
         let state = AppState {
             streams: streams.clone(),
             vod,
             signer,
             hooks: hooks.clone(),
+            recordings: recordings.clone(),
         };
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(recordings.run(streams.clone())));
 
         let listener = TcpListener::bind(config.http)
             .await

@@ -18,7 +18,7 @@ use crate::srt::{publish_srt, srt_url};
 
 /// How the receiver answers one event.
 #[derive(Clone, Copy, Debug)]
-enum Answer {
+pub(crate) enum Answer {
     /// 200 `{"code":0}`.
     Allow,
     /// 200 `{"code":403}` (SRS's refusal).
@@ -34,8 +34,8 @@ enum Answer {
 }
 
 /// The backend: records every event body, answers as `decide` says.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     events: Arc<Mutex<Vec<Value>>>,
     release: Arc<AtomicBool>,
     /// Hung requests still waiting for the release.
@@ -43,7 +43,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start(decide: fn(&Value) -> Answer) -> Receiver {
+    pub(crate) fn start(decide: fn(&Value) -> Answer) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
         let url = format!(
             "http://{}/api/v1/hooks",
@@ -67,12 +67,12 @@ impl Receiver {
         }
     }
 
-    fn events(&self) -> Vec<Value> {
+    pub(crate) fn events(&self) -> Vec<Value> {
         self.events.lock().expect("events").clone()
     }
 
     /// Waits (bounded) for an event of `action` for `stream`.
-    fn wait_event(&self, action: &str, stream: &str, limit: Duration) -> Value {
+    pub(crate) fn wait_event(&self, action: &str, stream: &str, limit: Duration) -> Value {
         let until = Instant::now() + limit;
         loop {
             if let Some(e) = self

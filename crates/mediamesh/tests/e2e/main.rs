@@ -34,6 +34,7 @@ mod nat;
 mod p2p_parts;
 mod peer;
 mod peer_wss;
+mod recording;
 mod security_conn;
 mod security_edge;
 mod security_origin;

@@ -1,5 +1,6 @@
 //! The write API (`/api/v1/…` admin routes): kick a publisher, add, list and revoke
-//! publish keys, turn P2P off and on per stream; and what guards it: a bearer token
+//! publish keys, turn P2P off and on per stream, start and stop recording a stream,
+//! delete a recording; and what guards it: a bearer token
 //! compared in constant time (401 without one, 403 with a wrong one), JSON bodies that
 //! are bounded and parsed strictly (unknown fields refused), errors as JSON.
 //!
@@ -24,6 +25,7 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use crate::live::keys::KeyError;
 use crate::live::KickError;
+use crate::record::RecordError;
 
 /// Largest JSON body the write API reads.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -203,7 +205,11 @@ pub struct Features {
 }
 
 /// Path prefixes of the write API (for a listener that routes by prefix).
-pub const PREFIXES: &[&str] = &["/api/v1/streams/", "/api/v1/publish-keys"];
+pub const PREFIXES: &[&str] = &[
+    "/api/v1/streams/",
+    "/api/v1/publish-keys",
+    "/api/v1/recordings/",
+];
 
 /// The write API's routes, behind the token guard.
 pub fn routes(state: AppState, token: AdminToken, features: Features) -> Router {
@@ -211,7 +217,14 @@ pub fn routes(state: AppState, token: AdminToken, features: Features) -> Router 
         .route("/api/v1/streams/{stream}/kick", post(kick))
         .route("/api/v1/publish-keys", get(list_keys).post(add_key))
         .route("/api/v1/publish-keys/{stream}", delete(revoke_stream_keys))
-        .route("/api/v1/publish-keys/{stream}/{id}", delete(revoke_key));
+        .route("/api/v1/publish-keys/{stream}/{id}", delete(revoke_key))
+        .route(
+            "/api/v1/streams/{stream}/recording",
+            get(get_recording)
+                .post(start_recording)
+                .delete(stop_recording),
+        )
+        .route("/api/v1/recordings/{name}", delete(delete_recording));
     if features.p2p {
         r = r.route("/api/v1/streams/{stream}/p2p", get(get_p2p).put(set_p2p));
     }
@@ -398,6 +411,107 @@ async fn set_p2p(
     Ok(ok(
         StatusCode::OK,
         serde_json::json!({"stream": stream, "p2p": body.enabled}),
+    ))
+}
+
+fn record_error(e: RecordError) -> ApiError {
+    match e {
+        RecordError::BadStreamName(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
+        }
+        RecordError::NoSuchRecording(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "no_such_recording", e.to_string())
+        }
+        RecordError::Busy(_) => ApiError::new(StatusCode::CONFLICT, "recording", e.to_string()),
+        RecordError::TooMany(_) => {
+            ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "too_many", e.to_string())
+        }
+        RecordError::Io { .. } | RecordError::Corrupt { .. } => {
+            tracing::error!(error = %e, "recording operation failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "io",
+                "the recording operation failed on the server's disk (see its log)",
+            )
+        }
+    }
+}
+
+/// Whether `stream` is recorded and what it writes now.
+fn recording_status(state: &AppState, stream: &str) -> serde_json::Value {
+    let now = state
+        .recordings
+        .active()
+        .into_iter()
+        .find(|(s, _)| s == stream)
+        .and_then(|(_, r)| r);
+    serde_json::json!({
+        "stream": stream,
+        "record": state.recordings.wanted(stream),
+        "recording": now,
+    })
+}
+
+async fn get_recording(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+) -> Result<Response, ApiError> {
+    if !crate::live::name::valid_name(&stream) {
+        return Err(record_error(RecordError::BadStreamName(stream)));
+    }
+    Ok(ok(StatusCode::OK, recording_status(&state, &stream)))
+}
+
+async fn start_recording(
+    State(state): State<AppState>,
+    Client(who): Client,
+    Path(stream): Path<String>,
+) -> Result<Response, ApiError> {
+    let started = state
+        .recordings
+        .start(&stream, &state.streams)
+        .map_err(record_error)?;
+    tracing::info!(client = %who, stream = %stream, live = started.live, "admin: recording switched on");
+    metrics::counter!("mediamesh_admin_actions_total", "action" => "record_start").increment(1);
+    let mut body = recording_status(&state, &stream);
+    if let Some(o) = body.as_object_mut() {
+        o.insert("live".into(), started.live.into());
+    }
+    Ok(ok(
+        if started.already {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        },
+        body,
+    ))
+}
+
+async fn stop_recording(
+    State(state): State<AppState>,
+    Client(who): Client,
+    Path(stream): Path<String>,
+) -> Result<Response, ApiError> {
+    let finishing = state.recordings.stop(&stream).map_err(record_error)?;
+    tracing::info!(client = %who, stream = %stream, recording = finishing.as_deref().unwrap_or(""), "admin: recording switched off");
+    metrics::counter!("mediamesh_admin_actions_total", "action" => "record_stop").increment(1);
+    Ok(ok(
+        StatusCode::OK,
+        serde_json::json!({"stream": stream, "record": false, "finishing": finishing}),
+    ))
+}
+
+async fn delete_recording(
+    State(state): State<AppState>,
+    Client(who): Client,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    state.recordings.delete(&name).await.map_err(record_error)?;
+    tracing::info!(client = %who, recording = %name, "admin: recording deleted");
+    metrics::counter!("mediamesh_admin_actions_total", "action" => "record_delete").increment(1);
+    Ok(ok(
+        StatusCode::OK,
+        serde_json::json!({"name": name, "deleted": true}),
     ))
 }
 

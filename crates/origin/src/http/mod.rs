@@ -9,6 +9,7 @@ pub mod admin;
 mod api;
 pub mod elsewhere;
 mod live;
+mod recordings;
 mod vod;
 
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub signer: Arc<Signer>,
     /// Webhooks: viewer sessions (`on_play`, `on_stop`).
     pub hooks: crate::hooks::Hooks,
+    /// Recordings: listed, served as VOD, switched by the write API.
+    pub recordings: Arc<crate::record::Recordings>,
 }
 
 /// All origin routes; `/metrics` only when `public_metrics` (otherwise an admin
@@ -52,6 +55,8 @@ pub fn router(state: AppState, public_metrics: bool, admin: Option<admin::AdminT
             get(live::rendition_file),
         )
         .route("/vod/{name}/{file}", get(vod::vod_file))
+        .route("/vod/recordings/{name}/{file}", get(recordings::file))
+        .route("/api/v1/recordings", get(recordings::list))
         .route("/api/v1/streams", get(api::streams))
         .route("/api/v1/keys", get(api::keys))
         .route("/api/v1/time", get(api::time))

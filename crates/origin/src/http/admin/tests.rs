@@ -36,6 +36,11 @@ fn api() -> Api {
         vod: None,
         signer: Arc::new(integrity::Signer::load_or_create(dir.path()).expect("signer")),
         hooks: crate::hooks::Hooks::new(crate::hooks::HookConfig::default()),
+        recordings: Arc::new(crate::record::Recordings::open(
+            crate::record::RecordConfig::default(),
+            dir.path(),
+            crate::hooks::Hooks::none(),
+        )),
     };
     let app = routes(
         state,

@@ -1,0 +1,124 @@
+//! Recordings over HTTP: `GET /api/v1/recordings` (the list) and the VOD asset of
+//! each recording at `/vod/recordings/{name}/…`: `index.m3u8` (multivariant),
+//! `media.m3u8`, `index.mpd`, `init.mp4` and `seg{n}.m4s` (the muxed CMAF as
+//! recorded), `v-init.mp4`, `a-init.mp4`, `v-seg{n}.m4s`, `a-seg{n}.m4s` (one track,
+//! split on request for DASH).
+//!
+//! A name from the URL is only looked up among the recordings the shelf knows, and a
+//! file name only matched against the names above; no path is ever made from request
+//! text. Not here: writing recordings (`record`), the write API (`admin.rs`).
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use media::split;
+
+use super::live::{parse_object, Object};
+use super::{error, media_response, AppState};
+use crate::live::packager::{AUDIO_TRACK, VIDEO_TRACK};
+use crate::record::recording::{self, State as RecState};
+
+const FINISHED: &str = "public, max-age=3600";
+const GROWING: &str = "public, max-age=1";
+
+/// `GET /api/v1/recordings`.
+pub async fn list(State(state): State<AppState>) -> Response {
+    let recordings = state.recordings.list();
+    let recording_now: Vec<serde_json::Value> = state
+        .recordings
+        .active()
+        .into_iter()
+        .map(|(stream, recording)| serde_json::json!({"stream": stream, "recording": recording}))
+        .collect();
+    let mut r = axum::Json(serde_json::json!({
+        "recordings": recordings,
+        "recording_now": recording_now,
+    }))
+    .into_response();
+    r.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-cache"),
+    );
+    r
+}
+
+/// `/vod/recordings/{name}/{file}`.
+pub async fn file(
+    State(state): State<AppState>,
+    Path((name, file)): Path<(String, String)>,
+) -> Response {
+    let Some(rec) = state.recordings.get(&name) else {
+        return error(StatusCode::NOT_FOUND, "no such recording");
+    };
+    let cache = if rec.meta.state == RecState::Finished {
+        FINISHED
+    } else {
+        GROWING
+    };
+    let text = |body: String, ct: &'static str| {
+        let len = body.len();
+        media_response(Body::from(body), Some(len), ct, cache)
+    };
+    match file.as_str() {
+        "index.m3u8" => return text(rec.multivariant().write(), "application/vnd.apple.mpegurl"),
+        "media.m3u8" => {
+            return text(
+                rec.media_playlist().write(),
+                "application/vnd.apple.mpegurl",
+            )
+        }
+        "index.mpd" => return text(rec.mpd().write(), "application/dash+xml"),
+        recording::INIT_FILE | recording::VIDEO_INIT_FILE | recording::AUDIO_INIT_FILE => {
+            return read(rec.dir.join(&file), FINISHED).await
+        }
+        _ => {}
+    }
+    let (track, object) = match file.split_once('-') {
+        Some(("v", rest)) => (Some(VIDEO_TRACK), rest),
+        Some(("a", rest)) => (Some(AUDIO_TRACK), rest),
+        _ => (None, file.as_str()),
+    };
+    let Some(Object::Segment(n)) = parse_object(object) else {
+        return error(StatusCode::NOT_FOUND, "no such recording object");
+    };
+    let Some(index) = usize::try_from(n).ok().filter(|i| *i < rec.segments.len()) else {
+        return error(StatusCode::NOT_FOUND, "no such segment");
+    };
+    let path = rec.dir.join(recording::segment_file(index));
+    let Some(track) = track else {
+        return read(path, FINISHED).await;
+    };
+    let muxed = match tokio::fs::read(&path).await {
+        Ok(b) => b,
+        Err(_) => return error(StatusCode::NOT_FOUND, "the segment is gone"),
+    };
+    let split = tokio::task::spawn_blocking(move || split::split_track(&muxed, track)).await;
+    match split {
+        Ok(Ok(b)) => {
+            let len = b.len();
+            media_response(Body::from(b), Some(len), "video/mp4", FINISHED)
+        }
+        Ok(Err(split::SplitError::NoSuchTrack(_))) => {
+            error(StatusCode::NOT_FOUND, "the recording has no such track")
+        }
+        Ok(Err(e)) => {
+            tracing::error!(recording = %name, error = %e, "cannot split a recorded segment");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot split the segment",
+            )
+        }
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "split task failed"),
+    }
+}
+
+async fn read(path: std::path::PathBuf, cache: &'static str) -> Response {
+    match tokio::fs::read(&path).await {
+        Ok(b) => {
+            let len = b.len();
+            media_response(Body::from(b), Some(len), "video/mp4", cache)
+        }
+        Err(_) => error(StatusCode::NOT_FOUND, "no such recording object"),
+    }
+}

@@ -1,0 +1,825 @@
+//! Recording and live-to-VOD: live streams' CMAF segments written to disk as they
+//! stream, each recording served as a VOD asset (`/vod/recordings/{name}/…`, HLS and
+//! DASH, no re-encode) and listed at `GET /api/v1/recordings`.
+//!
+//! [`Recordings`] is the shelf: every recording in the recordings folder, which
+//! streams are recorded (`--record`, `--record-stream`, the write API's switch), the
+//! disk bound and age limit (oldest finished recordings deleted first), and the
+//! supervisor task that attaches a recorder (`recorder.rs`) to each live stream that
+//! should be recorded. A recording's files and manifests are `recording.rs`; moving
+//! fragments on the timeline after a reconnect is `retime.rs`.
+//!
+//! Only streams that exist here are recorded, and a stream exists only after its
+//! publish passed the publish key and the `on_publish` hook. Every path is built from
+//! a recording name this module made or found on disk and checked with
+//! [`recording::valid_name`]; a name from a request is only ever looked up, never
+//! joined to a path unchecked. Not here: HTTP (`http/recordings.rs`, `http/admin.rs`),
+//! S3 upload.
+
+pub mod recorder;
+pub mod recording;
+pub mod retime;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::hooks::Hooks;
+use crate::live::store::unix_ms;
+use crate::live::{LiveStream, StreamState, Streams};
+use recording::{EndReason, Meta, Recording, SegmentEntry, State};
+
+/// Folder under the data folder that holds the recordings.
+pub const FOLDER: &str = "recordings";
+
+/// Most per-stream switches the write API keeps.
+const MAX_SWITCHES: usize = 10_000;
+
+/// What to record and how much to keep.
+#[derive(Clone, Debug)]
+pub struct RecordConfig {
+    /// Record every live stream (`--record`).
+    pub all: bool,
+    /// Record these streams (`--record-stream NAME`), besides `all`.
+    pub streams: Vec<String>,
+    /// Bytes all recordings together may take on disk (`--record-max-bytes`).
+    pub max_bytes: u64,
+    /// Finished recordings older than this are deleted (`--record-keep-days`);
+    /// `None`: kept until `max_bytes` needs their room.
+    pub keep: Option<Duration>,
+    /// A recording that reaches this length finishes and the next one continues
+    /// (`--record-split-minutes`).
+    pub split: Duration,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        Self {
+            all: false,
+            streams: Vec::new(),
+            max_bytes: 10 * 1024 * 1024 * 1024,
+            keep: None,
+            split: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// Why a recording operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {problem}")]
+    Corrupt { path: String, problem: String },
+    #[error("stream name {0:?} is not allowed: use 1-64 characters of A-Z a-z 0-9 _ - .")]
+    BadStreamName(String),
+    #[error("no recording named {0:?}")]
+    NoSuchRecording(String),
+    #[error("recording {0:?} is still being recorded: stop it first")]
+    Busy(String),
+    #[error("too many per-stream recording switches (limit {0})")]
+    TooMany(usize),
+}
+
+/// What `start` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The stream is live now: recording starts with its next segment. Otherwise it
+    /// starts when the stream is next published.
+    pub live: bool,
+    /// It was being recorded already.
+    pub already: bool,
+}
+
+/// A recorder at work on one live stream.
+#[derive(Debug)]
+struct Active {
+    live: Arc<LiveStream>,
+    stop: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+    /// The recording it writes now, once it has written a segment.
+    recording: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Shelf {
+    recordings: BTreeMap<String, Recording>,
+    /// The write API's per-stream switch (over `--record` and `--record-stream`).
+    switches: BTreeMap<String, bool>,
+    /// By stream name.
+    active: HashMap<String, Active>,
+    /// Streams switched on through the API while live: record from the next segment
+    /// (not from the start of the DVR window).
+    from_next: HashSet<String>,
+    /// Live streams not to attach a recorder to again (a disk-limit stop), until they
+    /// end or the API switches them on.
+    declined: Vec<Arc<LiveStream>>,
+}
+
+impl Shelf {
+    fn total_bytes(&self) -> u64 {
+        self.recordings.values().map(|r| r.bytes).sum()
+    }
+}
+
+/// Every recording, and what is being recorded (see the module docs).
+#[derive(Debug)]
+pub struct Recordings {
+    config: RecordConfig,
+    root: PathBuf,
+    hooks: Hooks,
+    shelf: Mutex<Shelf>,
+    /// Wakes the supervisor (a switch changed).
+    wake: Notify,
+}
+
+impl Recordings {
+    /// The recordings under `data_dir/recordings`, as found there. A recording the
+    /// server was writing when it stopped is finished now (reason `interrupted`);
+    /// folders that are not recordings are left alone (and logged).
+    pub fn open(config: RecordConfig, data_dir: &Path, hooks: Hooks) -> Self {
+        let root = data_dir.join(FOLDER);
+        let mut recordings = BTreeMap::new();
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !recording::valid_name(&name) || !e.path().is_dir() {
+                    tracing::warn!(path = %e.path().display(), "not a recording; left alone");
+                    continue;
+                }
+                match Recording::load(&e.path()) {
+                    Ok(mut r) => {
+                        if r.meta.state == State::Recording {
+                            r.meta.state = State::Finished;
+                            r.meta.reason = Some(EndReason::Interrupted);
+                            r.meta.ended_ms =
+                                Some(r.segments.last().map_or(r.meta.started_ms, |s| {
+                                    s.pdt_ms + (s.duration * 1000.0) as u64
+                                }));
+                            if let Err(e) = write_meta(&r.dir, &r.meta) {
+                                tracing::warn!(error = %e, "cannot mark an interrupted recording finished");
+                            }
+                            tracing::info!(recording = %name, "recording interrupted by a restart: finished as it was");
+                        }
+                        recordings.insert(name, r);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "unreadable recording; left alone"),
+                }
+            }
+        }
+        tracing::info!(
+            folder = %root.display(),
+            recordings = recordings.len(),
+            all = config.all,
+            "recordings"
+        );
+        let shelf = Shelf {
+            recordings,
+            ..Shelf::default()
+        };
+        metrics::gauge!("mediamesh_recordings_bytes").set(shelf.total_bytes() as f64);
+        Self {
+            config,
+            root,
+            hooks,
+            shelf: Mutex::new(shelf),
+            wake: Notify::new(),
+        }
+    }
+
+    pub fn config(&self) -> &RecordConfig {
+        &self.config
+    }
+
+    /// The recordings folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Every recording, oldest first, as `GET /api/v1/recordings` lists them.
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        let shelf = self.shelf.lock();
+        let mut all: Vec<&Recording> = shelf.recordings.values().collect();
+        all.sort_by(|a, b| {
+            (a.meta.started_ms, &a.meta.name).cmp(&(b.meta.started_ms, &b.meta.name))
+        });
+        all.into_iter().map(Recording::listing).collect()
+    }
+
+    /// A copy of recording `name`, if there is one.
+    pub fn get(&self, name: &str) -> Option<Recording> {
+        if !recording::valid_name(name) {
+            return None;
+        }
+        self.shelf.lock().recordings.get(name).cloned()
+    }
+
+    /// Whether stream `name` is to be recorded when live.
+    pub fn wanted(&self, name: &str) -> bool {
+        let shelf = self.shelf.lock();
+        self.wanted_in(&shelf, name)
+    }
+
+    fn wanted_in(&self, shelf: &Shelf, name: &str) -> bool {
+        shelf
+            .switches
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| self.config.all || self.config.streams.iter().any(|s| s == name))
+    }
+
+    /// Streams whose recorder is at work, with the recording each writes.
+    pub fn active(&self) -> Vec<(String, Option<String>)> {
+        let shelf = self.shelf.lock();
+        let mut v: Vec<_> = shelf
+            .active
+            .iter()
+            .map(|(s, a)| (s.clone(), a.recording.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Switches recording of `stream` on (the write API's start). A live stream is
+    /// recorded from its next segment, one that is not live from its next publish.
+    pub fn start(&self, stream: &str, streams: &Streams) -> Result<Started, RecordError> {
+        if !crate::live::name::valid_name(stream) {
+            return Err(RecordError::BadStreamName(stream.to_string()));
+        }
+        let live = streams
+            .get(stream)
+            .is_some_and(|s| s.state() == StreamState::Live);
+        let mut shelf = self.shelf.lock();
+        if shelf.switches.len() >= MAX_SWITCHES && !shelf.switches.contains_key(stream) {
+            return Err(RecordError::TooMany(MAX_SWITCHES));
+        }
+        let already = shelf.active.contains_key(stream);
+        shelf.switches.insert(stream.to_string(), true);
+        shelf.declined.retain(|s| s.name != stream);
+        if live && !already {
+            shelf.from_next.insert(stream.to_string());
+        }
+        drop(shelf);
+        self.wake.notify_one();
+        Ok(Started { live, already })
+    }
+
+    /// Switches recording of `stream` off (the write API's stop): a recording in
+    /// progress finishes with the segments written so far and becomes a VOD asset.
+    /// Returns that recording's name, if one was in progress.
+    pub fn stop(&self, stream: &str) -> Result<Option<String>, RecordError> {
+        if !crate::live::name::valid_name(stream) {
+            return Err(RecordError::BadStreamName(stream.to_string()));
+        }
+        let mut shelf = self.shelf.lock();
+        if shelf.switches.len() >= MAX_SWITCHES && !shelf.switches.contains_key(stream) {
+            return Err(RecordError::TooMany(MAX_SWITCHES));
+        }
+        shelf.switches.insert(stream.to_string(), false);
+        shelf.from_next.remove(stream);
+        let Some(active) = shelf.active.get(stream) else {
+            return Ok(None);
+        };
+        active.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        active.wake.notify_one();
+        Ok(active.recording.clone())
+    }
+
+    /// Deletes finished recording `name` (the write API).
+    pub async fn delete(&self, name: &str) -> Result<(), RecordError> {
+        let victim = {
+            let mut shelf = self.shelf.lock();
+            match shelf.recordings.get(name) {
+                None => return Err(RecordError::NoSuchRecording(name.to_string())),
+                Some(r) if r.meta.state == State::Recording => {
+                    return Err(RecordError::Busy(name.to_string()))
+                }
+                Some(_) => {}
+            }
+            let gone = shelf.recordings.remove(name);
+            metrics::gauge!("mediamesh_recordings_bytes").set(shelf.total_bytes() as f64);
+            gone
+        };
+        if let Some(r) = victim {
+            remove(r, "api").await;
+        }
+        Ok(())
+    }
+
+    /// The supervisor: attaches a recorder to every live stream that should be
+    /// recorded, and applies the age limit. Runs until dropped (aborting it aborts
+    /// the recorders too).
+    pub async fn run(self: Arc<Self>, streams: Arc<Streams>) {
+        let mut recorders: tokio::task::JoinSet<(String, Arc<LiveStream>, recorder::Exit)> =
+            tokio::task::JoinSet::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sweep: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.wake.notified() => {}
+                Some(done) = recorders.join_next(), if !recorders.is_empty() => {
+                    if let Ok((stream, live, exit)) = done {
+                        self.recorder_done(&stream, live, exit);
+                    }
+                }
+            }
+            self.attach(&streams, &mut recorders);
+            if last_sweep.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                last_sweep = Some(tokio::time::Instant::now());
+                self.expire().await;
+            }
+        }
+    }
+
+    fn attach(
+        self: &Arc<Self>,
+        streams: &Streams,
+        recorders: &mut tokio::task::JoinSet<(String, Arc<LiveStream>, recorder::Exit)>,
+    ) {
+        let live_now = streams.list();
+        let mut shelf = self.shelf.lock();
+        shelf.declined.retain(|d| {
+            live_now.iter().any(|s| Arc::ptr_eq(s, d))
+                && !matches!(d.state(), StreamState::Ended(_))
+        });
+        for s in live_now {
+            if s.state() != StreamState::Live
+                || shelf.active.contains_key(&s.name)
+                || shelf.declined.iter().any(|d| Arc::ptr_eq(d, &s))
+                || !self.wanted_in(&shelf, &s.name)
+            {
+                continue;
+            }
+            let from_start = !shelf.from_next.remove(&s.name);
+            let stop = Arc::new(AtomicBool::new(false));
+            let wake = Arc::new(Notify::new());
+            shelf.active.insert(
+                s.name.clone(),
+                Active {
+                    live: s.clone(),
+                    stop: stop.clone(),
+                    wake: wake.clone(),
+                    recording: None,
+                },
+            );
+            tracing::info!(stream = %s.name, from_start, "recorder attached");
+            let this = self.clone();
+            recorders.spawn(async move {
+                let exit = recorder::record(this, s.clone(), from_start, stop, wake).await;
+                (s.name.clone(), s, exit)
+            });
+        }
+    }
+
+    fn recorder_done(&self, stream: &str, live: Arc<LiveStream>, exit: recorder::Exit) {
+        let mut shelf = self.shelf.lock();
+        if shelf
+            .active
+            .get(stream)
+            .is_some_and(|a| Arc::ptr_eq(&a.live, &live))
+        {
+            shelf.active.remove(stream);
+        }
+        if exit == recorder::Exit::Declined {
+            shelf.declined.push(live);
+        }
+    }
+
+    /// Deletes finished recordings past the age limit.
+    async fn expire(&self) {
+        let Some(keep) = self.config.keep else {
+            return;
+        };
+        let cutoff = unix_ms().saturating_sub(keep.as_millis() as u64);
+        let victims: Vec<Recording> = {
+            let mut shelf = self.shelf.lock();
+            let names: Vec<String> = shelf
+                .recordings
+                .values()
+                .filter(|r| {
+                    r.meta.state == State::Finished
+                        && r.meta.ended_ms.unwrap_or(r.meta.started_ms) < cutoff
+                })
+                .map(|r| r.meta.name.clone())
+                .collect();
+            let v = names
+                .iter()
+                .filter_map(|n| shelf.recordings.remove(n))
+                .collect();
+            metrics::gauge!("mediamesh_recordings_bytes").set(shelf.total_bytes() as f64);
+            v
+        };
+        for r in victims {
+            remove(r, "age").await;
+        }
+    }
+
+    /// Makes room for `bytes` more under the disk bound by deleting the oldest
+    /// finished recordings; false when even deleting all of them would not do.
+    pub(crate) async fn make_room(&self, bytes: u64) -> bool {
+        let (fits, victims) = {
+            let mut shelf = self.shelf.lock();
+            let mut total = shelf.total_bytes();
+            let mut finished: Vec<(u64, String, u64)> = shelf
+                .recordings
+                .values()
+                .filter(|r| r.meta.state == State::Finished)
+                .map(|r| (r.meta.started_ms, r.meta.name.clone(), r.bytes))
+                .collect();
+            finished.sort();
+            let mut victims = Vec::new();
+            let mut finished = finished.into_iter();
+            while total.saturating_add(bytes) > self.config.max_bytes {
+                let Some((_, name, size)) = finished.next() else {
+                    break;
+                };
+                if let Some(r) = shelf.recordings.remove(&name) {
+                    victims.push(r);
+                }
+                total = total.saturating_sub(size);
+            }
+            metrics::gauge!("mediamesh_recordings_bytes").set(total as f64);
+            (
+                total.saturating_add(bytes) <= self.config.max_bytes,
+                victims,
+            )
+        };
+        for r in victims {
+            remove(r, "disk_limit").await;
+        }
+        fits
+    }
+
+    /// Creates the folder, init segments and `recording.json` of a new recording of
+    /// `live` and puts it on the shelf; returns its name.
+    pub(crate) async fn begin(
+        &self,
+        live: &LiveStream,
+        started_ms: u64,
+        inits: Inits,
+        meta_template: Meta,
+    ) -> Result<String, RecordError> {
+        let stamp = recording::compact_utc(unix_ms());
+        let (name, meta) = {
+            let mut shelf = self.shelf.lock();
+            let base = format!("{}-{stamp}", live.name);
+            let mut name = base.clone();
+            let mut n = 2;
+            while shelf.recordings.contains_key(&name) || self.root.join(&name).exists() {
+                name = format!("{base}-{n}");
+                n += 1;
+            }
+            if !recording::valid_name(&name) {
+                return Err(RecordError::BadStreamName(live.name.clone()));
+            }
+            let meta = Meta {
+                name: name.clone(),
+                stream: live.name.clone(),
+                started_ms,
+                ended_ms: None,
+                state: State::Recording,
+                reason: None,
+                ..meta_template
+            };
+            let bytes = inits.bytes();
+            shelf.recordings.insert(
+                name.clone(),
+                Recording {
+                    meta: meta.clone(),
+                    segments: Vec::new(),
+                    bytes,
+                    dir: self.root.join(&name),
+                },
+            );
+            if let Some(a) = shelf.active.get_mut(&live.name) {
+                a.recording = Some(name.clone());
+            }
+            (name, meta)
+        };
+        let dir = self.root.join(&name);
+        let d = dir.clone();
+        let written = blocking(move || {
+            std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
+            inits.write(&d)?;
+            write_meta(&d, &meta)
+        })
+        .await;
+        if let Err(e) = written {
+            self.shelf.lock().recordings.remove(&name);
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            return Err(e);
+        }
+        tracing::info!(recording = %name, stream = %live.name, "recording started");
+        Ok(name)
+    }
+
+    /// Writes segment bytes and its index line, then lists it.
+    pub(crate) async fn add_segment(
+        &self,
+        name: &str,
+        index: usize,
+        bytes: Vec<u8>,
+        entry: SegmentEntry,
+    ) -> Result<(), RecordError> {
+        let dir = self.root.join(name);
+        let line = serde_json::to_string(&entry).map_err(|e| RecordError::Corrupt {
+            path: dir.display().to_string(),
+            problem: e.to_string(),
+        })?;
+        blocking(move || {
+            use std::io::Write;
+            let seg = dir.join(recording::segment_file(index));
+            std::fs::write(&seg, &bytes).map_err(|e| io_err(&seg, e))?;
+            let idx = dir.join(recording::INDEX_FILE);
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&idx)
+                .map_err(|e| io_err(&idx, e))?;
+            f.write_all(format!("{line}\n").as_bytes())
+                .map_err(|e| io_err(&idx, e))
+        })
+        .await?;
+        let mut shelf = self.shelf.lock();
+        if let Some(r) = shelf.recordings.get_mut(name) {
+            r.bytes += entry.bytes;
+            r.segments.push(entry);
+        }
+        metrics::gauge!("mediamesh_recordings_bytes").set(shelf.total_bytes() as f64);
+        metrics::counter!("mediamesh_recording_segments_total").increment(1);
+        Ok(())
+    }
+
+    /// Finishes recording `name`: `recording.json` says so, it plays as VOD, and
+    /// `on_record_done` is sent.
+    pub(crate) async fn finish(&self, name: &str, reason: EndReason) {
+        let done = {
+            let mut shelf = self.shelf.lock();
+            let Some(r) = shelf.recordings.get_mut(name) else {
+                return;
+            };
+            r.meta.state = State::Finished;
+            r.meta.reason = Some(reason);
+            r.meta.ended_ms = Some(unix_ms());
+            let stream = r.meta.stream.clone();
+            let done = r.clone();
+            if let Some(a) = shelf.active.get_mut(&stream) {
+                if a.recording.as_deref() == Some(name) {
+                    a.recording = None;
+                }
+            }
+            done
+        };
+        let (dir, meta) = (done.dir.clone(), done.meta.clone());
+        if let Err(e) = blocking(move || write_meta(&dir, &meta)).await {
+            tracing::warn!(recording = %name, error = %e, "cannot write that the recording finished");
+        }
+        tracing::info!(
+            recording = %name,
+            stream = %done.meta.stream,
+            reason = reason.as_str(),
+            segments = done.segments.len(),
+            duration_seconds = done.duration(),
+            bytes = done.bytes,
+            "recording finished: playable as VOD"
+        );
+        metrics::counter!("mediamesh_recordings_finished_total", "reason" => reason.as_str())
+            .increment(1);
+        let mut fields = done.listing();
+        if let Some(o) = fields.as_object_mut() {
+            o.insert(
+                "dir".into(),
+                serde_json::Value::String(done.dir.display().to_string()),
+            );
+        }
+        self.hooks.on_record_done(&done.meta.stream, fields);
+    }
+}
+
+/// Init segments of a recording: the muxed one (HLS) and one per track (DASH).
+#[derive(Debug, Clone)]
+pub(crate) struct Inits {
+    pub muxed: Bytes,
+    pub video: Option<Bytes>,
+    pub audio: Option<Bytes>,
+}
+
+impl Inits {
+    pub(crate) fn bytes(&self) -> u64 {
+        (self.muxed.len()
+            + self.video.as_ref().map_or(0, Bytes::len)
+            + self.audio.as_ref().map_or(0, Bytes::len)) as u64
+    }
+
+    fn write(&self, dir: &Path) -> Result<(), RecordError> {
+        for (file, bytes) in [
+            (recording::INIT_FILE, Some(&self.muxed)),
+            (recording::VIDEO_INIT_FILE, self.video.as_ref()),
+            (recording::AUDIO_INIT_FILE, self.audio.as_ref()),
+        ] {
+            if let Some(b) = bytes {
+                let p = dir.join(file);
+                std::fs::write(&p, b).map_err(|e| io_err(&p, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> RecordError {
+    RecordError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes `recording.json` (to a temporary file first, so a reader never sees half).
+fn write_meta(dir: &Path, meta: &Meta) -> Result<(), RecordError> {
+    let path = dir.join(recording::META_FILE);
+    let tmp = dir.join(format!("{}.tmp", recording::META_FILE));
+    let body = serde_json::to_vec_pretty(meta).map_err(|e| RecordError::Corrupt {
+        path: path.display().to_string(),
+        problem: e.to_string(),
+    })?;
+    std::fs::write(&tmp, body).map_err(|e| io_err(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RecordError> + Send + 'static,
+) -> Result<T, RecordError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(RecordError::Io {
+            path: String::new(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
+}
+
+/// Deletes a recording's folder (already off the shelf).
+async fn remove(r: Recording, why: &'static str) {
+    match tokio::fs::remove_dir_all(&r.dir).await {
+        Ok(()) => {
+            tracing::info!(recording = %r.meta.name, bytes = r.bytes, reason = why, "recording deleted");
+            metrics::counter!("mediamesh_recordings_deleted_total", "reason" => why).increment(1);
+        }
+        Err(e) => {
+            tracing::warn!(recording = %r.meta.name, error = %e, "cannot delete a recording")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A finished recording on disk, as the recorder leaves one.
+    fn put(root: &Path, name: &str, stream: &str, started_ms: u64, bytes: usize) {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let meta = Meta {
+            name: name.into(),
+            stream: stream.into(),
+            started_ms,
+            ended_ms: Some(started_ms + 2000),
+            state: State::Finished,
+            reason: Some(EndReason::Ended),
+            video_codec: None,
+            width: None,
+            height: None,
+            audio_codec: None,
+            audio_sample_rate: None,
+        };
+        write_meta(&dir, &meta).expect("meta");
+        std::fs::write(dir.join(recording::segment_file(0)), vec![0u8; bytes]).expect("seg");
+        let entry = SegmentEntry {
+            duration: 2.0,
+            bytes: bytes as u64,
+            start: 0,
+            pdt_ms: started_ms,
+        };
+        let line = serde_json::to_string(&entry).expect("json");
+        std::fs::write(dir.join(recording::INDEX_FILE), format!("{line}\n{{\"torn"))
+            .expect("index");
+    }
+
+    fn shelf(data: &Path, max_bytes: u64) -> Recordings {
+        let config = RecordConfig {
+            max_bytes,
+            ..RecordConfig::default()
+        };
+        Recordings::open(config, data, Hooks::none())
+    }
+
+    #[tokio::test]
+    async fn room_is_made_oldest_first_and_only_from_finished_recordings() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let root = data.path().join(FOLDER);
+        put(&root, "b-2", "b", 2_000, 1000);
+        put(&root, "a-1", "a", 1_000, 1000);
+        put(&root, "c-3", "c", 3_000, 1000);
+        // Not recordings: left alone.
+        std::fs::create_dir_all(root.join(".hidden")).expect("dir");
+        std::fs::write(root.join("stray.txt"), b"x").expect("file");
+        // Each takes its segment and its two small files.
+        let each = shelf(data.path(), 1 << 30)
+            .get("a-1")
+            .map_or(0, |x| x.bytes);
+        assert!(each > 1000);
+        let r = shelf(data.path(), 3 * each + 500);
+        let names: Vec<String> = r
+            .list()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(names, ["a-1", "b-2", "c-3"], "oldest first");
+        assert_eq!(
+            r.get("a-1").map(|x| x.segments.len()),
+            Some(1),
+            "torn line ignored"
+        );
+        assert!(r.make_room(400).await, "fits without deleting");
+        assert_eq!(r.list().len(), 3);
+        assert!(r.make_room(each).await);
+        assert!(
+            r.get("a-1").is_none() && !root.join("a-1").exists(),
+            "the oldest went"
+        );
+        assert!(r.get("b-2").is_some());
+        assert!(
+            !r.make_room(4 * each).await,
+            "more than the bound never fits"
+        );
+        assert!(r.list().is_empty(), "everything finished made way");
+        assert!(root.join(".hidden").exists() && root.join("stray.txt").exists());
+    }
+
+    #[tokio::test]
+    async fn names_from_requests_are_only_looked_up() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let root = data.path().join(FOLDER);
+        put(&root, "cam-1", "cam", 1_000, 10);
+        let r = shelf(data.path(), 1 << 30);
+        for bad in ["..", "../cam-1", "cam-1/..", "%2e%2e", "", ".cam-1"] {
+            assert!(r.get(bad).is_none(), "{bad:?}");
+            assert!(matches!(
+                r.delete(bad).await,
+                Err(RecordError::NoSuchRecording(_))
+            ));
+        }
+        let streams = Streams::new(
+            crate::config::PackagingConfig::default(),
+            crate::config::Limits::default(),
+            HashMap::new(),
+            false,
+        );
+        assert!(matches!(
+            r.start("../etc", &streams),
+            Err(RecordError::BadStreamName(_))
+        ));
+        assert!(matches!(r.stop("a/b"), Err(RecordError::BadStreamName(_))));
+        assert_eq!(
+            r.start("cam", &streams).ok(),
+            Some(Started {
+                live: false,
+                already: false
+            })
+        );
+        assert!(r.wanted("cam") && !r.wanted("other"));
+        assert_eq!(r.stop("cam").ok(), Some(None));
+        assert!(!r.wanted("cam"));
+        r.delete("cam-1").await.expect("deleted");
+        assert!(!root.join("cam-1").exists());
+    }
+
+    #[tokio::test]
+    async fn a_recording_cut_off_by_a_restart_is_finished_when_found() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let root = data.path().join(FOLDER);
+        put(&root, "cam-1", "cam", 1_000, 10);
+        let dir = root.join("cam-1");
+        let mut meta: Meta =
+            serde_json::from_slice(&std::fs::read(dir.join(recording::META_FILE)).expect("read"))
+                .expect("json");
+        meta.state = State::Recording;
+        meta.reason = None;
+        write_meta(&dir, &meta).expect("meta");
+        let r = shelf(data.path(), 1 << 30);
+        let found = r.get("cam-1").expect("found");
+        assert_eq!(found.meta.state, State::Finished);
+        assert_eq!(found.meta.reason, Some(EndReason::Interrupted));
+        let on_disk = Recording::load(&dir).expect("load");
+        assert_eq!(on_disk.meta.state, State::Finished);
+    }
+}
