@@ -7,4 +7,6 @@
 
 pub mod registry;
 pub mod router;
+pub mod control;
 pub mod tracker_relay;
+pub mod viewers;
