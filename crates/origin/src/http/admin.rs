@@ -275,18 +275,46 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     }
 }
 
+/// The answer when the fleet's store did not take a change (nothing changed).
+fn fleet_down(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "fleet_unavailable",
+        format!("the fleet's registry did not take the change ({e}); nothing changed: retry when it is back"),
+    )
+}
+
 async fn kick(
     State(state): State<AppState>,
     Client(who): Client,
     Path(stream): Path<String>,
 ) -> Result<Response, ApiError> {
-    match state.streams.kick(&stream) {
+    let local = state.streams.kick(&stream);
+    // In a fleet the publisher may be on another origin: every origin reads kicks.
+    let fleet = match state.streams.fleet_control() {
+        Some(f) if crate::live::name::valid_name(&stream) => Some(f.kick(&stream).await),
+        _ => None,
+    };
+    let elsewhere = matches!(fleet, Some(Ok(())))
+        && state
+            .streams
+            .directory()
+            .is_some_and(|d| !d.holders(&stream).is_empty());
+    match local {
         Ok(()) => {
             tracing::info!(client = %who, stream = %stream, "admin: publisher kicked");
             metrics::counter!("mediamesh_admin_actions_total", "action" => "kick").increment(1);
             Ok(ok(
                 StatusCode::OK,
                 serde_json::json!({"stream": stream, "kicked": true}),
+            ))
+        }
+        Err(_) if elsewhere => {
+            tracing::info!(client = %who, stream = %stream, "admin: publisher kicked on another origin of the fleet");
+            metrics::counter!("mediamesh_admin_actions_total", "action" => "kick").increment(1);
+            Ok(ok(
+                StatusCode::ACCEPTED,
+                serde_json::json!({"stream": stream, "kicked": true, "fleet": true}),
             ))
         }
         Err(e @ KickError::NoSuchStream(_)) => Err(ApiError::new(
@@ -315,7 +343,25 @@ async fn add_key(
     Client(who): Client,
     StrictJson(body): StrictJson<AddKey>,
 ) -> Result<Response, ApiError> {
-    match state.streams.keys().add(&body.stream, body.key) {
+    let keys = state.streams.keys();
+    let added = match keys.prepare(&body.stream, body.key) {
+        Ok((entry, secret)) => match state.streams.fleet_control() {
+            Some(fleet) => match fleet.add_key(&body.stream, &entry).await {
+                Ok(true) => {
+                    // The fleet's sync may have brought it here already.
+                    let _ = keys.insert(&body.stream, entry.clone());
+                    Ok((entry, secret))
+                }
+                Ok(false) => Err(KeyError::Exists(body.stream.clone())),
+                Err(e) => return Err(fleet_down(e)),
+            },
+            None => keys
+                .insert(&body.stream, entry.clone())
+                .map(|()| (entry, secret)),
+        },
+        Err(e) => Err(e),
+    };
+    match added {
         Ok((key, secret)) => {
             tracing::info!(client = %who, stream = %body.stream, id = %key.id, "admin: publish key added");
             metrics::counter!("mediamesh_admin_actions_total", "action" => "add_key").increment(1);
@@ -337,13 +383,20 @@ async fn add_key(
     }
 }
 
-fn revoked(
+async fn revoked(
     state: &AppState,
     who: &str,
     stream: &str,
     id: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let n = state.streams.keys().revoke(stream, id);
+    let fleet = match state.streams.fleet_control() {
+        Some(f) if crate::live::name::valid_name(stream) => {
+            Some(f.revoke_keys(stream, id).await.map_err(fleet_down)?)
+        }
+        _ => None,
+    };
+    let here = state.streams.keys().revoke(stream, id) as u64;
+    let n = fleet.unwrap_or(here).max(here);
     if n == 0 {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -364,7 +417,7 @@ async fn revoke_stream_keys(
     Client(who): Client,
     Path(stream): Path<String>,
 ) -> Result<Response, ApiError> {
-    revoked(&state, &who, &stream, None)
+    revoked(&state, &who, &stream, None).await
 }
 
 async fn revoke_key(
@@ -372,7 +425,7 @@ async fn revoke_key(
     Client(who): Client,
     Path((stream, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    revoked(&state, &who, &stream, Some(&id))
+    revoked(&state, &who, &stream, Some(&id)).await
 }
 
 async fn get_p2p(State(state): State<AppState>, Path(stream): Path<String>) -> Response {
@@ -389,6 +442,14 @@ async fn set_p2p(
     Path(stream): Path<String>,
     StrictJson(body): StrictJson<SetP2p>,
 ) -> Result<Response, ApiError> {
+    if let Some(fleet) = state.streams.fleet_control() {
+        if crate::live::name::valid_name(&stream) {
+            fleet
+                .set_p2p(&stream, body.enabled)
+                .await
+                .map_err(fleet_down)?;
+        }
+    }
     state
         .streams
         .set_p2p(&stream, body.enabled)
