@@ -408,16 +408,55 @@ impl Control {
 /// kicks that happened before the node started are not replayed).
 pub type ApplyFn = Arc<dyn Fn(&ControlState, bool) + Send + Sync>;
 
-/// Reads the state every `every` and hands it to `apply`; logs an outage once.
-pub fn spawn_sync(control: Arc<Control>, every: Duration, apply: ApplyFn) -> JoinHandle<()> {
+/// What an origin brings to the fleet when it joins: its configured keys (written for
+/// streams the fleet has no mark for; the fleet's table wins otherwise) and its
+/// `--p2p-off` streams (added).
+#[derive(Clone, Debug, Default)]
+pub struct Seed {
+    pub keys: Vec<(String, Vec<KeyRow>)>,
+    pub p2p_off: Vec<String>,
+}
+
+async fn plant(control: &Control, seed: &Seed) -> Result<(), ControlError> {
+    for (stream, rows) in &seed.keys {
+        if control.seed_keys(stream, rows).await? {
+            tracing::info!(stream = %stream, keys = rows.len(), "fleet: configured publish keys seeded");
+        }
+    }
+    for stream in &seed.p2p_off {
+        control.set_p2p(stream, false).await?;
+    }
+    Ok(())
+}
+
+/// Reads the state every `every` and hands it to `apply`; logs an outage once. With a
+/// `seed`, nothing is read (or applied) until the seed is written: an origin must not
+/// drop its configured keys for an empty table it has not seeded yet.
+pub fn spawn_sync(
+    control: Arc<Control>,
+    every: Duration,
+    seed: Option<Seed>,
+    apply: ApplyFn,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut first = true;
         let mut down = false;
+        let mut seed = seed;
         loop {
             tick.tick().await;
-            match control.read().await {
+            let read = match &seed {
+                Some(s) => match plant(&control, s).await {
+                    Ok(()) => {
+                        seed = None;
+                        control.read().await
+                    }
+                    Err(e) => Err(e),
+                },
+                None => control.read().await,
+            };
+            match read {
                 Ok(state) => {
                     if down {
                         tracing::info!("fleet control state readable again");

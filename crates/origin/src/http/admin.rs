@@ -3,6 +3,10 @@
 //! compared in constant time (401 without one, 403 with a wrong one), JSON bodies that
 //! are bounded and parsed strictly (unknown fields refused), errors as JSON.
 //!
+//! In a fleet with Redis (`Streams::fleet_control`), every change is written to the
+//! fleet first and made here second (a change Redis did not take answers `503` and
+//! changes nothing); a kick of a stream held by another origin answers `202`.
+//!
 //! Not here: where the routes listen (the binary mounts them on the admin listener, or
 //! on the HTTP port with the same token) and what P2P off does to a tracker (the
 //! binary hands [`Streams::p2p_off`](crate::live::Streams::p2p_off) to one).
@@ -214,6 +218,13 @@ pub fn routes(state: AppState, token: AdminToken, features: Features) -> Router 
         .route("/api/v1/publish-keys/{stream}/{id}", delete(revoke_key));
     if features.p2p {
         r = r.route("/api/v1/streams/{stream}/p2p", get(get_p2p).put(set_p2p));
+    } else {
+        // An origin alone has no tracker to follow the switch; in a Redis fleet the
+        // fleet's trackers follow it (see `Streams::fleet_control`).
+        r = r.route(
+            "/api/v1/streams/{stream}/p2p",
+            get(fleet_get_p2p).put(fleet_set_p2p),
+        );
     }
     guard(r.with_state(state), token)
 }
@@ -434,6 +445,36 @@ async fn get_p2p(State(state): State<AppState>, Path(stream): Path<String>) -> R
         StatusCode::OK,
         serde_json::json!({"stream": stream, "p2p": on}),
     )
+}
+
+fn no_fleet() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_tracker",
+        "no tracker follows this origin's P2P switch: it works on `serve` and on origins that share a Redis registry (--registry redis://…) with their trackers",
+    )
+}
+
+async fn fleet_get_p2p(
+    State(state): State<AppState>,
+    path: Path<String>,
+) -> Result<Response, ApiError> {
+    if state.streams.fleet_control().is_none() {
+        return Err(no_fleet());
+    }
+    Ok(get_p2p(State(state), path).await)
+}
+
+async fn fleet_set_p2p(
+    State(state): State<AppState>,
+    who: Client,
+    path: Path<String>,
+    body: StrictJson<SetP2p>,
+) -> Result<Response, ApiError> {
+    if state.streams.fleet_control().is_none() {
+        return Err(no_fleet());
+    }
+    set_p2p(State(state), who, path, body).await
 }
 
 async fn set_p2p(
