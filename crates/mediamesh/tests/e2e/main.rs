@@ -23,6 +23,7 @@ mod compute_media;
 mod edge;
 mod edge_ladder;
 mod fleet;
+mod fleet_control;
 mod fleet_deploy;
 mod fleet_origin_ha;
 mod fleet_steering;
