@@ -42,6 +42,6 @@ pub mod proxy;
 pub mod response;
 pub mod server;
 pub mod sessions;
-pub mod viewers;
 pub mod token;
 pub mod upstream;
+pub mod viewers;

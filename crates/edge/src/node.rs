@@ -119,10 +119,7 @@ impl Edge {
                 .per_ip_rps
                 .map(|rps| RateLimiter::new(rps, config.limits.per_ip_max_tracked)),
             sessions: crate::sessions::Sessions::new(config.cmcd_max_sessions),
-            viewers: crate::viewers::Viewers::new(
-                config.viewer_window,
-                config.max_viewer_sessions,
-            ),
+            viewers: crate::viewers::Viewers::new(config.viewer_window, config.max_viewer_sessions),
             via: HeaderValue::from_str(&format!("1.1 {}", config.server_id))
                 .unwrap_or(HeaderValue::from_static("1.1 mediamesh-edge")),
             cmsd_dynamic: HeaderValue::from_str(&cmcd::cmsd_dynamic(&config.server_id, None, None))

@@ -254,10 +254,7 @@ impl Control {
         }))
     }
 
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        cmd: &redis::Cmd,
-    ) -> Result<T, ControlError> {
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, ControlError> {
         let mut c = self.store.connection().await?;
         tokio::time::timeout(self.op, cmd.query_async::<T>(&mut c))
             .await
@@ -356,11 +353,7 @@ impl Control {
             .script(
                 ADD_KEY,
                 &key("keys"),
-                &[
-                    format!("{stream}/"),
-                    format!("{stream}/{}", row.id),
-                    value,
-                ],
+                &[format!("{stream}/"), format!("{stream}/{}", row.id), value],
             )
             .await?;
         Ok(n == 1)

@@ -315,7 +315,13 @@ fn viewers_at(edge: &Server, count: usize) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_mediamesh"))
         .arg("peer")
         .arg(edge.url("/live/demo/index.m3u8"))
-        .args(["--no-p2p", "--count", &count.to_string(), "--duration", "150"])
+        .args([
+            "--no-p2p",
+            "--count",
+            &count.to_string(),
+            "--duration",
+            "150",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -91,9 +91,11 @@ fn p2p_off_on_one_origin_makes_every_tracker_of_the_fleet_refuse_the_swarm() {
         Some(r#"{"enabled":false}"#),
     );
     assert_eq!((s, &v["p2p"]), (200, &serde_json::json!(false)), "{v}");
-    wait_until("B's tracker refusing the swarm", Duration::from_secs(20), || {
-        disabled(&b.url("/metrics")) >= 1.0
-    });
+    wait_until(
+        "B's tracker refusing the swarm",
+        Duration::from_secs(20),
+        || disabled(&b.url("/metrics")) >= 1.0,
+    );
     wait_until(
         "the standalone tracker refusing the swarm",
         Duration::from_secs(20),
@@ -123,9 +125,11 @@ fn p2p_off_on_one_origin_makes_every_tracker_of_the_fleet_refuse_the_swarm() {
         Some(r#"{"enabled":true}"#),
     );
     assert_eq!(s, 200);
-    wait_until("A's tracker accepting again", Duration::from_secs(20), || {
-        disabled(&a.url("/metrics")) == 0.0
-    });
+    wait_until(
+        "A's tracker accepting again",
+        Duration::from_secs(20),
+        || disabled(&a.url("/metrics")) == 0.0,
+    );
 }
 
 #[test]
@@ -135,7 +139,11 @@ fn keys_and_kicks_made_on_one_origin_hold_on_another() {
     let reg = redis.url();
     let origin = || Server::start("origin", &["--registry", &reg, "--admin-token", TOKEN]);
     let (a, b) = (origin(), origin());
-    let (s, v) = call("POST", &a.url("/api/v1/publish-keys"), Some(r#"{"stream":"cam"}"#));
+    let (s, v) = call(
+        "POST",
+        &a.url("/api/v1/publish-keys"),
+        Some(r#"{"stream":"cam"}"#),
+    );
     assert_eq!(s, 201, "{v}");
     let key = v["key"].as_str().expect("key").to_string();
     let id = v["id"].as_str().expect("id").to_string();
@@ -153,7 +161,11 @@ fn keys_and_kicks_made_on_one_origin_hold_on_another() {
     // A learns from the directory that B holds it.
     wait_for_200(&a.url("/live/cam/index.m3u8"), Duration::from_secs(20));
     // Revoked and kicked on A: B's publisher is kicked, the key no longer works on B.
-    let (s, v) = call("DELETE", &a.url(&format!("/api/v1/publish-keys/cam/{id}")), None);
+    let (s, v) = call(
+        "DELETE",
+        &a.url(&format!("/api/v1/publish-keys/cam/{id}")),
+        None,
+    );
     assert_eq!((s, v["revoked"].as_u64()), (200, Some(1)), "{v}");
     let (s, v) = call("POST", &a.url("/api/v1/streams/cam/kick"), None);
     assert_eq!(s, 202, "{v}");
@@ -197,16 +209,28 @@ fn a_drain_set_on_one_router_holds_on_another() {
     };
     let ((_r1, admin1), (_r2, admin2)) = (router(), router());
     let path = "/api/v1/edges/edge-10.0.0.9-8081/drain";
-    let (s, v) = call("PUT", &format!("{admin1}{path}"), Some(r#"{"draining":true}"#));
+    let (s, v) = call(
+        "PUT",
+        &format!("{admin1}{path}"),
+        Some(r#"{"draining":true}"#),
+    );
     assert_eq!((s, &v["draining"]), (200, &serde_json::json!(true)), "{v}");
-    wait_until("router 2 draining the edge", Duration::from_secs(20), || {
-        call("GET", &format!("{admin2}{path}"), None).1["draining"] == true
-    });
-    let (s, _) = call("PUT", &format!("{admin2}{path}"), Some(r#"{"draining":false}"#));
+    wait_until(
+        "router 2 draining the edge",
+        Duration::from_secs(20),
+        || call("GET", &format!("{admin2}{path}"), None).1["draining"] == true,
+    );
+    let (s, _) = call(
+        "PUT",
+        &format!("{admin2}{path}"),
+        Some(r#"{"draining":false}"#),
+    );
     assert_eq!(s, 200);
-    wait_until("router 1 undraining the edge", Duration::from_secs(20), || {
-        call("GET", &format!("{admin1}{path}"), None).1["draining"] == false
-    });
+    wait_until(
+        "router 1 undraining the edge",
+        Duration::from_secs(20),
+        || call("GET", &format!("{admin1}{path}"), None).1["draining"] == false,
+    );
 }
 
 /// The admin port of a role's `listening … admin=ADDR` line.

@@ -77,9 +77,7 @@ pub async fn streams(State(state): State<AppState>) -> Json<serde_json::Value> {
                 StreamState::Interrupted(_) => "interrupted",
                 StreamState::Ended(_) => "ended",
             },
-            viewers: audience
-                .as_ref()
-                .map_or(s.viewers() as u64, |a| a.viewers),
+            viewers: audience.as_ref().map_or(s.viewers() as u64, |a| a.viewers),
             audience: audience.map(|a| a.detail),
             ingest_bytes: s.ingest_bytes.load(std::sync::atomic::Ordering::Relaxed),
             renditions,

@@ -196,7 +196,10 @@ impl PublishKeys {
         if map.values().map(Vec::len).sum::<usize>() >= MAX_KEYS {
             return Err(KeyError::TooMany);
         }
-        if map.get(stream).is_some_and(|e| e.iter().any(|e| e.id == id)) {
+        if map
+            .get(stream)
+            .is_some_and(|e| e.iter().any(|e| e.id == id))
+        {
             return Err(KeyError::Exists(stream.to_string()));
         }
         let entry = Entry {
