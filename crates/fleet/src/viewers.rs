@@ -295,36 +295,33 @@ pub fn audience(nodes: &[NodeRecord], stream: &str, info_hashes: &HashSet<String
     };
     let mut cmcd: Option<CmcdCounts> = None;
     for n in nodes {
-        match n.kind {
-            NodeKind::Edge | NodeKind::Origin => {
-                for v in n.viewers.iter().filter(|v| v.stream == stream) {
-                    a.http_sessions = a.http_sessions.saturating_add(v.sessions);
-                    if v.sessions > 0 {
-                        *a.regions.entry(n.region.clone()).or_default() += v.sessions;
-                        a.nodes.push(NodeAudience {
-                            node: n.id.clone(),
-                            kind: n.kind,
-                            region: n.region.clone(),
-                            sessions: v.sessions,
-                        });
-                    }
-                    if let Some(c) = &v.cmcd {
-                        cmcd.get_or_insert_with(CmcdCounts::default).add(c);
-                    }
+        if matches!(n.kind, NodeKind::Edge | NodeKind::Origin) {
+            for v in n.viewers.iter().filter(|v| v.stream == stream) {
+                a.http_sessions = a.http_sessions.saturating_add(v.sessions);
+                if v.sessions > 0 {
+                    *a.regions.entry(n.region.clone()).or_default() += v.sessions;
+                    a.nodes.push(NodeAudience {
+                        node: n.id.clone(),
+                        kind: n.kind,
+                        region: n.region.clone(),
+                        sessions: v.sessions,
+                    });
+                }
+                if let Some(c) = &v.cmcd {
+                    cmcd.get_or_insert_with(CmcdCounts::default).add(c);
                 }
             }
-            NodeKind::Tracker => {
-                let peers: u64 = n
-                    .swarms
-                    .iter()
-                    .filter(|s| info_hashes.contains(&s.info_hash))
-                    .map(|s| s.peers)
-                    .fold(0, u64::saturating_add);
-                if peers > 0 {
-                    a.p2p_peers = a.p2p_peers.saturating_add(peers);
-                    *a.p2p_regions.entry(n.region.clone()).or_default() += peers;
-                }
-            }
+        }
+        // Trackers report swarms; so does `serve`'s edge, whose process runs a tracker.
+        let peers: u64 = n
+            .swarms
+            .iter()
+            .filter(|s| info_hashes.contains(&s.info_hash))
+            .map(|s| s.peers)
+            .fold(0, u64::saturating_add);
+        if peers > 0 {
+            a.p2p_peers = a.p2p_peers.saturating_add(peers);
+            *a.p2p_regions.entry(n.region.clone()).or_default() += peers;
         }
     }
     a.nodes

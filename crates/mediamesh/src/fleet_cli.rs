@@ -290,6 +290,7 @@ pub fn join_serve(
     args: &FleetArgs,
     o: &origin::Origin,
     e: &edge::server::EdgeServer,
+    tracker: &p2p::tracker::ws::TrackerService,
 ) -> Result<(Vec<Membership>, Option<crate::fleet_state::Tasks>)> {
     let Some(s) = settings(args, e.addr, Some("memory"))? else {
         return Ok((Vec::new(), None));
@@ -309,7 +310,10 @@ pub fn join_serve(
                 NodeKind::Edge,
                 e.addr.port(),
                 e.edge.config.limits.max_connections as u64,
-                Some(crate::fleet_state::edge_fill(e.edge.clone())),
+                Some(crate::fleet_state::serve_edge_fill(
+                    e.edge.clone(),
+                    tracker.clone(),
+                )),
             ),
         ],
         control,

@@ -76,6 +76,20 @@ pub fn edge_fill(edge: Arc<edge::node::Edge>) -> FillFn {
     })
 }
 
+/// `serve`'s edge record: its viewer sessions, and the swarms of the tracker that runs
+/// in the same process (so `serve` needs no tracker record of its own, which would
+/// count the process's load twice).
+pub fn serve_edge_fill(
+    edge: Arc<edge::node::Edge>,
+    tracker: p2p::tracker::ws::TrackerService,
+) -> FillFn {
+    let (viewers, swarms) = (edge_fill(edge), tracker_fill(tracker));
+    Arc::new(move |r: &mut NodeRecord| {
+        viewers(r);
+        swarms(r);
+    })
+}
+
 /// An origin's heartbeat addition for viewer accounting: its direct viewers.
 pub fn origin_viewers(streams: &origin::live::Streams, r: &mut NodeRecord) {
     let lines = streams

@@ -469,7 +469,7 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
         ),
     };
     let edge = edge::server::EdgeServer::start_with(edge_config, Some(local)).await?;
-    let _fleet = crate::fleet_cli::join_serve(&args.fleet, &origin, &edge)?;
+    let _fleet = crate::fleet_cli::join_serve(&args.fleet, &origin, &edge, &tracker)?;
     if let Some(m) = _fleet.0.first() {
         let _ = console.view.set(m.view.clone());
     }

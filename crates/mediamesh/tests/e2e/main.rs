@@ -40,4 +40,5 @@ mod security_edge;
 mod security_origin;
 mod srt;
 mod tracker;
+mod viewers;
 mod vod;
