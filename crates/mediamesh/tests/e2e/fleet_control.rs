@@ -257,3 +257,108 @@ fn admin_port(server: &Server) -> u16 {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// One Redis command over RESP (bounded); the raw answer.
+fn redis_cmd(port: u16, args: &[&str]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("redis");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).expect("write");
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
+
+/// What other processes wrote to Redis is network input: records too large, with bad
+/// ids or thousands of viewer lines, and control entries with bad names are dropped
+/// or cut, and the origin keeps serving.
+#[test]
+fn hostile_registry_and_control_data_is_bounded() {
+    let redis = Redis::start();
+    let reg = redis.url();
+    let big = format!(
+        r#"{{"id":"edge-big","kind":"edge","public_url":"http://x:1","region":"eu","pad":"{}"}}"#,
+        "x".repeat(600 * 1024)
+    );
+    let many: Vec<String> = (0..5000)
+        .map(|i| format!(r#"{{"stream":"s{i}","sessions":{}}}"#, u64::MAX))
+        .collect();
+    let many = format!(
+        r#"{{"id":"edge-many","kind":"edge","public_url":"http://y:1","region":"eu","viewers":[{}],"swarms":[{{"info_hash":"nothex","peers":5}}]}}"#,
+        many.join(",")
+    );
+    let bad_id = r#"{"id":"edge bad\u0000","kind":"edge","public_url":"http://z:1","region":"eu"}"#;
+    for (id, rec) in [
+        ("edge-big", big.as_str()),
+        ("edge-many", &many),
+        ("edge-bad", bad_id),
+    ] {
+        assert!(redis_cmd(
+            redis.port,
+            &["SET", &format!("mediamesh:node:{id}"), rec, "PX", "600000"]
+        )
+        .starts_with('+'));
+        redis_cmd(redis.port, &["SADD", "mediamesh:nodes", id]);
+    }
+    redis_cmd(
+        redis.port,
+        &["SADD", "mediamesh:control:p2p_off", "../etc", "ok-name"],
+    );
+    redis_cmd(
+        redis.port,
+        &[
+            "HSET",
+            "mediamesh:control:keys",
+            "cam/zz",
+            "{",
+            "nofield",
+            "x",
+        ],
+    );
+    let origin = Server::start("origin", &["--registry", &reg, "--admin-token", TOKEN]);
+    let fleet = |origin: &Server| call("GET", &origin.url("/api/v1/console/fleet"), None).1;
+    wait_until(
+        "the origin reading the registry",
+        Duration::from_secs(20),
+        || {
+            fleet(&origin)["nodes"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|n| n["id"] == "edge-many"))
+        },
+    );
+    let v = fleet(&origin);
+    let ids: Vec<&str> = v["nodes"]
+        .as_array()
+        .map(|n| n.iter().filter_map(|n| n["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        !ids.contains(&"edge-big") && !ids.contains(&"edge-bad"),
+        "{ids:?}"
+    );
+    let many = v["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["id"] == "edge-many"))
+        .cloned()
+        .unwrap_or_default();
+    // 1,000 lines at most, each clamped to 10^8 sessions.
+    assert_eq!(many["viewers"], 1_000u64 * 100_000_000, "{many}");
+    assert_eq!(many["p2p_peers"], 0, "{many}");
+    wait_until(
+        "bad control entries counted",
+        Duration::from_secs(20),
+        || {
+            metric(
+                &origin.url("/metrics"),
+                "mediamesh_fleet_control_invalid_total",
+            ) >= 3.0
+        },
+    );
+    let (s, v) = call("GET", &origin.url("/api/v1/streams/ok-name/p2p"), None);
+    assert_eq!((s, &v["p2p"]), (200, &serde_json::json!(false)), "{v}");
+    assert_eq!(get(&origin.url("/healthz")).0, 200);
+}
