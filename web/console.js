@@ -313,7 +313,7 @@
     const tbody = $('fleet').querySelector('tbody');
     const actions = (state.info && state.info.actions) || {};
     if (!v.nodes.length) {
-      emptyRow(tbody, 9, v.registry ? 'No nodes registered.' : 'No registry: this process sees no fleet.');
+      emptyRow(tbody, 10, v.registry ? 'No nodes registered.' : 'No registry: this process sees no fleet.');
     } else {
       tbody.replaceChildren(...v.nodes.map((n) => {
         const tr = document.createElement('tr');
@@ -325,6 +325,7 @@
         cell(tr, n.draining ? 'draining' : n.health, n.health === 'ok' ? 'health-ok' : 'health-bad');
         cell(tr, pct(n.utilization));
         cell(tr, String(n.connections));
+        cell(tr, n.p2p_peers ? `${n.viewers || 0} · ${n.p2p_peers} peers` : String(n.viewers || 0));
         cell(tr, fmtBits(n.egress_bps));
         cell(tr, n.hit_ratio == null ? 'not reported' : pct(n.hit_ratio));
         const td = cell(tr, '');
