@@ -389,11 +389,12 @@ impl Control {
         Ok(n == 1)
     }
 
-    /// Asks every origin to kick the publisher of `stream`.
-    pub async fn kick(&self, stream: &str) -> Result<(), ControlError> {
+    /// Asks every origin to kick the publisher of `stream`; the stream's new kick
+    /// counter (the caller, having kicked already, marks it seen).
+    pub async fn kick(&self, stream: &str) -> Result<u64, ControlError> {
         let mut cmd = redis::cmd("HINCRBY");
         cmd.arg(key("kicks")).arg(stream).arg(1);
-        self.run::<i64>(&cmd).await.map(|_| ())
+        self.run::<i64>(&cmd).await.map(|n| n.max(0) as u64)
     }
 }
 

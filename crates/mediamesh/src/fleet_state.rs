@@ -191,9 +191,14 @@ impl AudienceSource for FleetAudience {
     }
 }
 
-/// The origin's writes to the fleet's Redis.
+/// The origin's writes to the fleet's Redis, and the kick counters it has seen (its
+/// own kicks included, so that its next read does not kick a publisher that came
+/// back within the second).
 #[derive(Debug)]
-pub struct RedisControl(pub Arc<Control>);
+pub struct RedisControl {
+    control: Arc<Control>,
+    kicks: Arc<Mutex<BTreeMap<String, u64>>>,
+}
 
 fn fleet_err(e: fleet::control::ControlError) -> FleetError {
     FleetError(e.to_string())
@@ -225,19 +230,40 @@ fn entry(r: &KeyRow) -> KeyEntry {
 
 impl FleetControl for RedisControl {
     fn add_key<'a>(&'a self, stream: &'a str, e: &'a KeyEntry) -> FleetFuture<'a, bool> {
-        Box::pin(async move { self.0.add_key(stream, &row(e)).await.map_err(fleet_err) })
+        Box::pin(async move {
+            self.control
+                .add_key(stream, &row(e))
+                .await
+                .map_err(fleet_err)
+        })
     }
 
     fn revoke_keys<'a>(&'a self, stream: &'a str, id: Option<&'a str>) -> FleetFuture<'a, u64> {
-        Box::pin(async move { self.0.revoke_keys(stream, id).await.map_err(fleet_err) })
+        Box::pin(async move {
+            self.control
+                .revoke_keys(stream, id)
+                .await
+                .map_err(fleet_err)
+        })
     }
 
     fn set_p2p<'a>(&'a self, stream: &'a str, enabled: bool) -> FleetFuture<'a, ()> {
-        Box::pin(async move { self.0.set_p2p(stream, enabled).await.map_err(fleet_err) })
+        Box::pin(async move {
+            self.control
+                .set_p2p(stream, enabled)
+                .await
+                .map_err(fleet_err)
+        })
     }
 
     fn kick<'a>(&'a self, stream: &'a str) -> FleetFuture<'a, ()> {
-        Box::pin(async move { self.0.kick(stream).await.map_err(fleet_err) })
+        Box::pin(async move {
+            let n = self.control.kick(stream).await.map_err(fleet_err)?;
+            let mut seen = self.kicks.lock();
+            let at = seen.entry(stream.to_string()).or_default();
+            *at = (*at).max(n);
+            Ok(())
+        })
     }
 }
 
@@ -280,8 +306,13 @@ fn apply_to_origin(
     }
     let mut seen = kicks.lock();
     for (name, n) in &state.kicks {
-        let before = seen.insert(name.clone(), *n);
-        if !first && before.is_none_or(|b| b < *n) && streams.kick(name).is_ok() {
+        // Counters only grow: an older read never lowers what was seen (this origin's
+        // own kicks are marked seen as they are made).
+        if seen.get(name).is_some_and(|b| b >= n) {
+            continue;
+        }
+        seen.insert(name.clone(), *n);
+        if !first && streams.kick(name).is_ok() {
             tracing::info!(stream = %name, "fleet: publisher kicked (asked on another node)");
         }
     }
@@ -298,9 +329,12 @@ pub fn join_origin_control(
         return Ok(None);
     };
     let control = Arc::new(control);
-    streams.set_fleet_control(Arc::new(RedisControl(control.clone())));
-    let seed = seed_of(&streams);
     let kicks = Arc::new(Mutex::new(BTreeMap::new()));
+    streams.set_fleet_control(Arc::new(RedisControl {
+        control: control.clone(),
+        kicks: kicks.clone(),
+    }));
+    let seed = seed_of(&streams);
     tracing::info!("publish keys, P2P switches and kicks are shared with the fleet through Redis");
     Ok(Some(fleet::control::spawn_sync(
         control,
