@@ -32,7 +32,8 @@ fuzz_target!(|data: &[u8]| {
     // The control state: lines split into the four lists by their first byte.
     let (mut p2p, mut drains, mut keys, mut kicks) = (vec![], vec![], vec![], vec![]);
     for line in text.split('\n') {
-        let (tag, rest) = line.split_at(line.len().min(1));
+        let cut = line.char_indices().nth(1).map_or(line.len(), |(i, _)| i);
+        let (tag, rest) = line.split_at(cut);
         let (a, b) = rest.split_once('=').unwrap_or((rest, ""));
         match tag {
             "p" => p2p.push(rest.to_string()),
