@@ -139,7 +139,13 @@
         cell(tr, [...new Set(s.renditions.map((r) => r.codecs).filter(Boolean))].join(' / ') || '–');
         cell(tr, fmtBits(s.bitrate));
         cell(tr, s.renditions.map((r) => (r.height ? r.height + 'p' : r.name)).join(', '));
-        cell(tr, String(s.viewers));
+        const vc = cell(tr, String(s.viewers), 'viewers');
+        if (s.audience) {
+          const a = s.audience;
+          const parts = Object.entries(a.regions || {}).map(([r, n]) => `${r}: ${n}`);
+          vc.title = `HTTP sessions ${a.http_sessions} (${parts.join(', ') || 'none'}), P2P peers ${a.p2p_peers}` +
+            (a.cmcd && a.cmcd.starvation_ratio != null ? `, CMCD stall ratio ${(a.cmcd.starvation_ratio * 100).toFixed(1)} %` : '');
+        }
         cell(tr, s.media_age_seconds == null ? '–' : s.media_age_seconds.toFixed(1) + ' s');
         cell(tr, s.p2p == null ? 'n/a' : s.p2p ? 'on' : 'off');
         const td = cell(tr, '');
@@ -307,7 +313,7 @@
     const tbody = $('fleet').querySelector('tbody');
     const actions = (state.info && state.info.actions) || {};
     if (!v.nodes.length) {
-      emptyRow(tbody, 9, v.registry ? 'No nodes registered.' : 'No registry: this process sees no fleet.');
+      emptyRow(tbody, 10, v.registry ? 'No nodes registered.' : 'No registry: this process sees no fleet.');
     } else {
       tbody.replaceChildren(...v.nodes.map((n) => {
         const tr = document.createElement('tr');
@@ -319,6 +325,7 @@
         cell(tr, n.draining ? 'draining' : n.health, n.health === 'ok' ? 'health-ok' : 'health-bad');
         cell(tr, pct(n.utilization));
         cell(tr, String(n.connections));
+        cell(tr, n.p2p_peers ? `${n.viewers || 0} · ${n.p2p_peers} peers` : String(n.viewers || 0));
         cell(tr, fmtBits(n.egress_bps));
         cell(tr, n.hit_ratio == null ? 'not reported' : pct(n.hit_ratio));
         const td = cell(tr, '');

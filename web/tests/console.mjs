@@ -12,12 +12,16 @@
 //        (bounded) until the page shows the stream ended.
 //   node web/tests/console.mjs offload CONSOLE_URL TOKEN OUT_DIR
 //     waits (bounded) until the offload chart holds points with P2P bytes.
+//   node web/tests/console.mjs viewers CONSOLE_URL TOKEN OUT_DIR STREAM EXPECTED
+//     waits (bounded) until STREAM's viewer cell reads EXPECTED (the fleet's total),
+//     and reports the cell's breakdown (its title).
 // Screenshots go to OUT_DIR (console-*.png).
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { launch } from './chromium.mjs';
 
 const [mode, url, token, out, playlist, stream] = process.argv.slice(2);
+// viewers mode: STREAM EXPECTED in the places of PLAYLIST_URL STREAM.
 if (!mode || !url || !token || !out) {
   console.error('usage: console.mjs kick|offload CONSOLE_URL TOKEN OUT_DIR [PLAYLIST_URL STREAM]');
   process.exit(2);
@@ -113,6 +117,24 @@ try {
     result.kpi_saved = await page.locator('#kpi-saved').textContent();
     await shot('console-offload.png');
     result.ok = result.offload_points > 0;
+  } else if (mode === 'viewers') {
+    const [name, expected] = [playlist, stream];
+    const cell = `tr[data-stream="${name}"] td.viewers`;
+    await page.waitForSelector(cell, { timeout: 30000 });
+    const seen = [];
+    const until = Date.now() + 60000;
+    for (;;) {
+      const t = (await page.locator(cell).textContent()).trim();
+      if (seen[seen.length - 1] !== t) seen.push(t);
+      if (t === expected) break;
+      if (Date.now() > until) throw new Error(`the viewer cell read ${JSON.stringify(seen)}, never ${expected}`);
+      await sleep(200);
+    }
+    result.viewers_cell = await page.locator(cell).textContent();
+    result.viewers_title = await page.locator(cell).getAttribute('title');
+    result.viewers_seen = seen;
+    await shot('console-viewers.png');
+    result.ok = true;
   } else {
     throw new Error('unknown mode ' + mode);
   }

@@ -30,6 +30,10 @@ pub struct EdgeConfig {
     pub kept_params: Vec<String>,
     /// Most CMCD session ids tracked for the `mediamesh_edge_cmcd_sessions` gauge (100,000).
     pub cmcd_max_sessions: usize,
+    /// How long a viewer session counts after its last request (see `viewers`).
+    pub viewer_window: Duration,
+    /// Most viewer sessions tracked over all streams (100,000).
+    pub max_viewer_sessions: usize,
     /// Answer `/metrics` on the viewers' port (off when an admin listener serves it).
     pub public_metrics: bool,
     /// Largest object the edge buffers and caches.
@@ -95,6 +99,8 @@ impl EdgeConfig {
             dropped_params: vec!["CMCD".to_string(), "__token__".to_string()],
             kept_params: Vec::new(),
             cmcd_max_sessions: 100_000,
+            viewer_window: crate::viewers::VIEWER_WINDOW,
+            max_viewer_sessions: 100_000,
             public_metrics: true,
             max_object_bytes: 64 * 1024 * 1024,
             media_defaults: MediaDefaults::default(),

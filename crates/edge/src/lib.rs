@@ -44,3 +44,4 @@ pub mod server;
 pub mod sessions;
 pub mod token;
 pub mod upstream;
+pub mod viewers;

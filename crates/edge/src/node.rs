@@ -45,6 +45,8 @@ pub struct Edge {
     pub(crate) limiter: Option<RateLimiter>,
     /// CMCD session ids seen recently (bounded, for the `mediamesh_edge_cmcd_sessions` gauge).
     pub(crate) sessions: crate::sessions::Sessions,
+    /// Viewer sessions per live stream, for the fleet's viewer accounting.
+    pub viewers: crate::viewers::Viewers,
     /// Proxy-Wasm filters; `None` when none is configured (also a hook).
     pub filters: Option<Arc<compute::Filters>>,
     /// What plugs into the request path's phases, in order: filters, the media
@@ -117,6 +119,7 @@ impl Edge {
                 .per_ip_rps
                 .map(|rps| RateLimiter::new(rps, config.limits.per_ip_max_tracked)),
             sessions: crate::sessions::Sessions::new(config.cmcd_max_sessions),
+            viewers: crate::viewers::Viewers::new(config.viewer_window, config.max_viewer_sessions),
             via: HeaderValue::from_str(&format!("1.1 {}", config.server_id))
                 .unwrap_or(HeaderValue::from_static("1.1 mediamesh-edge")),
             cmsd_dynamic: HeaderValue::from_str(&cmcd::cmsd_dynamic(&config.server_id, None, None))

@@ -326,6 +326,7 @@ impl Edge {
         if let Some(c) = &s.cmcd {
             crate::metrics::record_cmcd(c, &self.sessions);
         }
+        self.count_viewer(s, res.status());
         for hook in &self.hooks {
             res = hook.response(s, res).await;
         }
@@ -346,6 +347,40 @@ impl Edge {
             res = hook.response_filter(s, res).await;
         }
         res
+    }
+
+    /// Counts the request's player session for its live stream (see `viewers`):
+    /// answered 2xx/3xx, not from another edge.
+    fn count_viewer(&self, s: &Session, status: StatusCode) {
+        if status.as_u16() >= 400 {
+            return;
+        }
+        let Some(stream) = crate::viewers::live_stream(&s.path) else {
+            return;
+        };
+        let headers = s.req.headers();
+        let from_edge = headers
+            .get_all(header::VIA)
+            .iter()
+            .any(|v| v.as_bytes().windows(14).any(|w| w == b"mediamesh-edge"));
+        if from_edge {
+            return;
+        }
+        let sid = s
+            .cmcd
+            .as_ref()
+            .and_then(|c| c.sid.as_deref())
+            .filter(|sid| !sid.is_empty());
+        let key = match sid {
+            Some(sid) => crate::viewers::SessionKey::Sid(sid),
+            None => crate::viewers::SessionKey::Client(
+                s.peer.ip(),
+                headers
+                    .get(header::USER_AGENT)
+                    .map_or(&b""[..], |v| v.as_bytes()),
+            ),
+        };
+        self.viewers.record(stream, key, s.cmcd.as_ref());
     }
 
     /// Logging phase: metrics and the access log line, then the hooks' last step.

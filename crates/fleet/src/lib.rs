@@ -5,6 +5,8 @@
 //! Not here: caching (crate `edge`), packaging (crate `origin`), the tracker protocol
 //! (crate `p2p`); this crate only tells them about each other.
 
+pub mod control;
 pub mod registry;
 pub mod router;
 pub mod tracker_relay;
+pub mod viewers;

@@ -9,8 +9,9 @@
 //! call it makes sends the token the operator typed (kept in `sessionStorage`).
 //!
 //! What it is not: a second write API (the page's buttons call the existing
-//! `/api/v1/…` write routes), nor fleet-wide viewer accounting: it shows what this
-//! process sees and says so in the answers' `notes`.
+//! `/api/v1/…` write routes), nor where viewers are counted (edges and origins report
+//! them to the registry, `fleet::viewers` sums them; the streams answer shows the
+//! totals the origin's audience source gives).
 
 use std::sync::{Arc, OnceLock};
 
@@ -234,6 +235,7 @@ async fn streams(State(c): State<Arc<Console>>) -> Response {
             })
             .collect();
         let play = format!("/live/{}/index.m3u8", s.name);
+        let audience = streams.audience(&s.name);
         out.push(json!({
             "name": s.name,
             "state": match s.state() {
@@ -243,7 +245,8 @@ async fn streams(State(c): State<Arc<Console>>) -> Response {
             },
             "source": s.source(),
             "p2p": c.actions.p2p.then(|| streams.p2p_enabled(&s.name)),
-            "viewers": s.viewers(),
+            "viewers": audience.as_ref().map_or(s.viewers() as u64, |a| a.viewers),
+            "audience": audience.map(|a| a.detail),
             "ingest_bytes": s.ingest_bytes.load(std::sync::atomic::Ordering::Relaxed),
             "bitrate": total_bitrate,
             "media_age_seconds": age,
@@ -255,7 +258,7 @@ async fn streams(State(c): State<Arc<Console>>) -> Response {
     no_store(json!({
         "streams": out,
         "notes": [
-            "viewers: distinct client addresses that fetched from this origin in the last 15 s; behind edges (and in serve) an edge counts as one; fleet-wide viewer accounting is not built yet",
+            "viewers: with a registry, player sessions (CMCD sid, else address + User-Agent) that fetched the stream from any edge or directly from an origin in the last 15 s, summed over the fleet; P2P viewers fetch playlists from edges too, so tracker peers count only where they outnumber the sessions (viewers = max(http_sessions, p2p_peers)); audience holds the breakdown per node and region. Without a registry: distinct addresses that fetched from this origin",
             "media_age_seconds: how far the newest media the origin holds trails the wall clock (packaging delay), not a player's latency",
         ],
     }))
@@ -299,6 +302,10 @@ async fn fleet(State(c): State<Arc<Console>>) -> Response {
                 "utilization": n.utilization(),
                 "capacity": n.capacity,
                 "streams": n.streams,
+                // Viewer accounting: sessions an edge or origin counted, peers a
+                // tracker holds (see fleet::viewers).
+                "viewers": n.viewers.iter().map(|v| v.sessions).fold(0u64, u64::saturating_add),
+                "p2p_peers": n.swarms.iter().map(|s| s.peers).fold(0u64, u64::saturating_add),
                 "heartbeat_age_seconds": age,
                 "health": health,
                 "draining": c.drains.as_ref().map(|d| d.draining(&n.id)),

@@ -126,6 +126,7 @@ pub fn join(
 pub fn origin_fill(state: &origin::http::AppState) -> FillFn {
     let streams = state.streams.clone();
     Arc::new(move |r: &mut NodeRecord| {
+        crate::fleet_state::origin_viewers(&streams, r);
         for s in streams.list() {
             let Some(t) = s.shared_timeline() else {
                 continue;
@@ -184,8 +185,14 @@ impl origin::live::directory::Directory for FleetDirectory {
     }
 }
 
-/// Joins an origin to the fleet and makes the registry its stream directory.
-fn join_as_origin(store: Arc<dyn Store>, s: &FleetSettings, o: &origin::Origin) -> Membership {
+/// Joins an origin to the fleet and makes the registry its stream directory and the
+/// source of its viewer totals; with Redis, also shares its operator state (keys,
+/// P2P switches, kicks) with the fleet.
+fn join_as_origin(
+    store: Arc<dyn Store>,
+    s: &FleetSettings,
+    o: &origin::Origin,
+) -> Result<(Membership, Option<crate::fleet_state::Tasks>)> {
     let m = join(
         store,
         s,
@@ -198,17 +205,28 @@ fn join_as_origin(store: Arc<dyn Store>, s: &FleetSettings, o: &origin::Origin) 
         view: m.view.clone(),
         self_id: fleet::registry::node_id(NodeKind::Origin, &s.public_url),
     }));
-    m
+    o.state
+        .streams
+        .set_audience(Arc::new(crate::fleet_state::FleetAudience::new(
+            m.view.clone(),
+            o.state.streams.clone(),
+        )));
+    let control = crate::fleet_state::join_origin_control(&s.registry, o.state.streams.clone())?
+        .map(|t| crate::fleet_state::Tasks(vec![t]));
+    Ok((m, control))
 }
 
 /// `origin --registry …`: registers the origin with its live streams (the stream
 /// directory).
-pub fn join_origin(args: &FleetArgs, o: &origin::Origin) -> Result<Option<Membership>> {
+pub fn join_origin(
+    args: &FleetArgs,
+    o: &origin::Origin,
+) -> Result<Option<(Membership, Option<crate::fleet_state::Tasks>)>> {
     let Some(s) = settings(args, o.http_addr, None)? else {
         return Ok(None);
     };
     let store = open_store(&s)?;
-    Ok(Some(join_as_origin(store, &s, o)))
+    join_as_origin(store, &s, o).map(Some)
 }
 
 /// `edge --registry …`: registers the edge so routers send viewers to it.
@@ -223,7 +241,7 @@ pub fn join_edge(args: &FleetArgs, e: &edge::server::EdgeServer) -> Result<Optio
         NodeKind::Edge,
         e.addr.port(),
         e.edge.config.limits.max_connections as u64,
-        None,
+        Some(crate::fleet_state::edge_fill(e.edge.clone())),
     )))
 }
 
@@ -233,7 +251,13 @@ pub fn join_tracker(
     fleet: &FleetArgs,
     http: SocketAddr,
     tracker: &p2p::tracker::ws::TrackerService,
-) -> Result<Option<(Membership, Option<fleet::tracker_relay::RedisRelay>)>> {
+) -> Result<
+    Option<(
+        Membership,
+        Option<fleet::tracker_relay::RedisRelay>,
+        crate::fleet_state::Tasks,
+    )>,
+> {
     let Some(s) = settings(fleet, http, None)? else {
         return Ok(None);
     };
@@ -247,10 +271,17 @@ pub fn join_tracker(
     } else {
         None
     };
-    Ok(Some((
-        join(store, &s, NodeKind::Tracker, http.port(), 0, None),
-        relay,
-    )))
+    let m = join(
+        store,
+        &s,
+        NodeKind::Tracker,
+        http.port(),
+        0,
+        Some(crate::fleet_state::tracker_fill(tracker.clone())),
+    );
+    let control =
+        crate::fleet_state::join_tracker_control(&s.registry, tracker.clone(), m.view.clone())?;
+    Ok(Some((m, relay, crate::fleet_state::Tasks(control))))
 }
 
 /// `serve`: the origin (on its private port) and the viewers' edge join the registry,
@@ -259,26 +290,34 @@ pub fn join_serve(
     args: &FleetArgs,
     o: &origin::Origin,
     e: &edge::server::EdgeServer,
-) -> Result<Vec<Membership>> {
+    tracker: &p2p::tracker::ws::TrackerService,
+) -> Result<(Vec<Membership>, Option<crate::fleet_state::Tasks>)> {
     let Some(s) = settings(args, e.addr, Some("memory"))? else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     };
     let store = open_store(&s)?;
     let origin_settings = FleetSettings {
         public_url: format!("http://{}", o.http_addr),
         ..s.clone()
     };
-    Ok(vec![
-        join_as_origin(store.clone(), &origin_settings, o),
-        join(
-            store,
-            &s,
-            NodeKind::Edge,
-            e.addr.port(),
-            e.edge.config.limits.max_connections as u64,
-            None,
-        ),
-    ])
+    let (origin, control) = join_as_origin(store.clone(), &origin_settings, o)?;
+    Ok((
+        vec![
+            origin,
+            join(
+                store,
+                &s,
+                NodeKind::Edge,
+                e.addr.port(),
+                e.edge.config.limits.max_connections as u64,
+                Some(crate::fleet_state::serve_edge_fill(
+                    e.edge.clone(),
+                    tracker.clone(),
+                )),
+            ),
+        ],
+        control,
+    ))
 }
 
 /// Settings of `router`.
@@ -398,6 +437,15 @@ pub async fn run_router(args: RouterArgs) -> Result<()> {
         None
     };
     let router = fleet::router::RouterServer::start(config).await?;
+    // With Redis, drain marks are the fleet's: every router follows them.
+    let control = match &args.registry {
+        Some(r) => crate::fleet_state::join_router_control(r, router.drains.clone())?,
+        None => None,
+    };
+    let (control, _control_task) = match control {
+        Some((c, t)) => (Some(c), Some(crate::fleet_state::Tasks(vec![t]))),
+        None => (None, None),
+    };
     let console = std::sync::Arc::new(crate::console::Console {
         registry: args.registry.clone(),
         drains: Some(router.drains.clone()),
@@ -419,7 +467,7 @@ pub async fn run_router(args: RouterArgs) -> Result<()> {
     );
     let write_api = match token {
         Some(t) => Some(
-            drain_api(router.drains.clone(), t.clone())
+            drain_api(router.drains.clone(), control.clone(), t.clone())
                 .merge(crate::console::routes(console.clone(), t)),
         ),
         None => {
@@ -462,8 +510,11 @@ struct SetDrain {
 }
 
 /// The router's write API: `GET|PUT /api/v1/edges/{id}/drain` behind the admin token.
+/// With Redis (`control`), a mark is written to the fleet first, so every router
+/// follows it; `503` when Redis did not take it.
 fn drain_api(
     drains: std::sync::Arc<fleet::router::server::Drains>,
+    control: Option<std::sync::Arc<fleet::control::Control>>,
     token: origin::http::admin::AdminToken,
 ) -> axum::Router {
     use axum::extract::Path;
@@ -481,7 +532,19 @@ fn drain_api(
                   Path(id): Path<String>,
                   StrictJson(body): StrictJson<SetDrain>| {
                 let d = drains.clone();
+                let control = control.clone();
                 async move {
+                    if let Some(c) = &control {
+                        if fleet::control::valid_node_id(&id) {
+                            c.set_drain(&id, body.draining).await.map_err(|e| {
+                                ApiError::new(
+                                    StatusCode::SERVICE_UNAVAILABLE,
+                                    "fleet_unavailable",
+                                    format!("the fleet's registry did not take the change ({e}); nothing changed: retry when it is back"),
+                                )
+                            })?;
+                        }
+                    }
                     d.set(&id, body.draining).map_err(|e| {
                         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
                     })?;

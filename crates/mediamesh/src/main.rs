@@ -7,13 +7,15 @@
 //! and the router, `sim_cli`); they share `layers` (flags = file = environment) and
 //! none imports `cli` back. `console` (the operator console's page and JSON, with
 //! `console_delivery`, its time series) is mounted by the serve, origin and router
-//! roles.
+//! roles. `fleet_state` wires viewer accounting and the fleet's shared operator state
+//! (Redis) into the roles `fleet_cli` joins.
 
 mod cli;
 mod console;
 mod console_delivery;
 mod edge_cli;
 mod fleet_cli;
+mod fleet_state;
 mod layers;
 mod listen_cli;
 mod origin_cli;

@@ -338,6 +338,12 @@ pub async fn run_origin(args: OriginArgs) -> Result<()> {
             crate::console::Actions {
                 kick: true,
                 keys: true,
+                // In a Redis fleet the trackers follow the origin's P2P switch.
+                p2p: args
+                    .fleet
+                    .registry
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("redis")),
                 ..Default::default()
             },
         )
@@ -351,7 +357,7 @@ pub async fn run_origin(args: OriginArgs) -> Result<()> {
     let origin = Origin::start(config).await?;
     let _fleet = crate::fleet_cli::join_origin(&args.fleet, &origin)?;
     let _ = console.streams.set(origin.state.streams.clone());
-    if let Some(m) = &_fleet {
+    if let Some((m, _)) = &_fleet {
         let _ = console.view.set(m.view.clone());
     }
     if args.admin.admin.is_some() {
@@ -511,8 +517,8 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
         ),
     };
     let edge = edge::server::EdgeServer::start_with(edge_config, Some(local)).await?;
-    let _fleet = crate::fleet_cli::join_serve(&args.fleet, &origin, &edge)?;
-    if let Some(m) = _fleet.first() {
+    let _fleet = crate::fleet_cli::join_serve(&args.fleet, &origin, &edge, &tracker)?;
+    if let Some(m) = _fleet.0.first() {
         let _ = console.view.set(m.view.clone());
     }
     if args.admin.admin.is_some() {

@@ -96,6 +96,13 @@ pub struct NodeRecord {
     /// inside).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub timelines: BTreeMap<String, serde_json::Value>,
+    /// Edges and origins: player sessions (and CMCD quality) per live stream (see
+    /// [`crate::viewers`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub viewers: Vec<crate::viewers::StreamViewers>,
+    /// Trackers: their own peers per swarm.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub swarms: Vec<crate::viewers::SwarmPeers>,
     /// Wall-clock milliseconds of the heartbeat that wrote the record.
     #[serde(default)]
     pub updated_ms: u64,
@@ -114,6 +121,8 @@ impl NodeRecord {
             load: Load::default(),
             streams: Vec::new(),
             timelines: BTreeMap::new(),
+            viewers: Vec::new(),
+            swarms: Vec::new(),
             updated_ms: now_ms(),
         }
     }

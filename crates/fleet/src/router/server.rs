@@ -127,6 +127,11 @@ impl Drains {
     pub fn draining(&self, id: &str) -> bool {
         self.ids.read().contains(id)
     }
+
+    /// Every edge marked draining.
+    pub fn ids(&self) -> Vec<String> {
+        self.ids.read().iter().cloned().collect()
+    }
 }
 
 struct State {

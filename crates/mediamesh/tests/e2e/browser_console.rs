@@ -4,7 +4,8 @@
 //! that the page says 401/403 without the right token, lists a publish within 2 s of
 //! it going live, plays its preview, kicks the publisher after a confirmation and
 //! shows the stream ended,
-//! and charts P2P offload while native peers play.
+//! charts P2P offload while native peers play, and shows viewers from two edges (in
+//! front of one origin, sharing a real redis-server) as one total.
 //!
 //! Screenshots: `target/tmp/console-<test>/console-*.png` (Cargo's
 //! `CARGO_TARGET_TMPDIR`, which outlives the run).
@@ -293,4 +294,118 @@ fn the_offload_chart_has_points_while_native_peers_play() {
     assert_eq!(seen["ok"], true, "{seen}");
     assert!(seen["p2p_bytes"].as_u64().unwrap_or(0) > 0, "{seen}");
     assert!(out.join("console-offload.png").is_file());
+}
+
+/// Whether `url` answers 200 to a readiness probe that says it comes from an edge
+/// (`Via: 1.1 mediamesh-edge`), so the probe itself is not counted as a viewer.
+fn ready_uncounted(url: &str) -> bool {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+        .get(url)
+        .header("via", "1.1 mediamesh-edge")
+        .send()
+        .is_ok_and(|r| r.status().as_u16() == 200)
+}
+
+/// Headless viewers (`mediamesh peer --no-p2p`, each with its own CMCD session id)
+/// playing `demo` through `edge` until the test drops them.
+fn viewers_at(edge: &Server, count: usize) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_mediamesh"))
+        .arg("peer")
+        .arg(edge.url("/live/demo/index.m3u8"))
+        .args([
+            "--no-p2p",
+            "--count",
+            &count.to_string(),
+            "--duration",
+            "150",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("peers");
+    Proc {
+        child,
+        name: "mediamesh peer".into(),
+    }
+}
+
+/// Issue 15, item 2: viewers on two edges (two regions) in front of one origin are
+/// counted by the edges, reported to the registry (a real redis-server) and shown by
+/// the origin's console as one total, with the per-edge and per-region breakdown in
+/// `/api/v1/streams`.
+#[test]
+fn the_console_shows_viewers_from_two_edges_as_one_total() {
+    let _turn = browser_turn();
+    let web = browser_ready();
+    let redis = crate::common::redis::Redis::start();
+    let reg = redis.url();
+    let origin = Server::start(
+        "origin",
+        &[
+            "--demo",
+            "--registry",
+            &reg,
+            "--region",
+            "eu",
+            "--admin",
+            "127.0.0.1:0",
+            "--admin-token",
+            TOKEN,
+        ],
+    );
+    let admin = format!("http://127.0.0.1:{}", admin_port(&origin));
+    let edge = |region: &str| {
+        Server::start_edge(&[
+            "--origin",
+            &origin.url(""),
+            "--registry",
+            &reg,
+            "--region",
+            region,
+        ])
+    };
+    let (eu, us) = (edge("eu"), edge("us"));
+    let until = Instant::now() + Duration::from_secs(30);
+    while !ready_uncounted(&origin.url("/live/demo/index.m3u8")) {
+        assert!(Instant::now() < until, "the demo never went live");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _two = viewers_at(&eu, 2);
+    let _three = viewers_at(&us, 3);
+    let out = shots("viewers");
+    let node = Command::new("node")
+        .arg(web.join("tests/console.mjs"))
+        .arg("viewers")
+        .arg(format!("{admin}/console"))
+        .arg(TOKEN)
+        .arg(&out)
+        .arg("demo")
+        .arg("5")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node");
+    let seen = node_json(node, Duration::from_secs(120));
+    assert_eq!(seen["ok"], true, "{seen}");
+    assert_eq!(seen["viewers_cell"], "5", "{seen}");
+    assert!(out.join("console-viewers.png").is_file());
+    // The same total, with its breakdown, in the public API.
+    let v: serde_json::Value =
+        serde_json::from_str(&get_text(&origin.url("/api/v1/streams")).1).expect("JSON");
+    let demo = v["streams"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "demo"))
+        .cloned()
+        .unwrap_or_default();
+    let a = &demo["audience"];
+    assert_eq!(demo["viewers"], 5, "{demo}");
+    assert_eq!(a["http_sessions"], 5, "{demo}");
+    assert_eq!(a["regions"]["eu"], 2, "{demo}");
+    assert_eq!(a["regions"]["us"], 3, "{demo}");
+    let nodes = a["nodes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(nodes.len(), 2, "one line per edge: {demo}");
+    assert!(nodes.iter().all(|n| n["kind"] == "edge"), "{demo}");
 }

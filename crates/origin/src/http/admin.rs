@@ -4,6 +4,10 @@
 //! compared in constant time (401 without one, 403 with a wrong one), JSON bodies that
 //! are bounded and parsed strictly (unknown fields refused), errors as JSON.
 //!
+//! In a fleet with Redis (`Streams::fleet_control`), every change is written to the
+//! fleet first and made here second (a change Redis did not take answers `503` and
+//! changes nothing); a kick of a stream held by another origin answers `202`.
+//!
 //! Not here: where the routes listen (the binary mounts them on the admin listener, or
 //! on the HTTP port with the same token) and what P2P off does to a tracker (the
 //! binary hands [`Streams::p2p_off`](crate::live::Streams::p2p_off) to one).
@@ -227,6 +231,13 @@ pub fn routes(state: AppState, token: AdminToken, features: Features) -> Router 
         .route("/api/v1/recordings/{name}", delete(delete_recording));
     if features.p2p {
         r = r.route("/api/v1/streams/{stream}/p2p", get(get_p2p).put(set_p2p));
+    } else {
+        // An origin alone has no tracker to follow the switch; in a Redis fleet the
+        // fleet's trackers follow it (see `Streams::fleet_control`).
+        r = r.route(
+            "/api/v1/streams/{stream}/p2p",
+            get(fleet_get_p2p).put(fleet_set_p2p),
+        );
     }
     guard(r.with_state(state), token)
 }
@@ -288,18 +299,46 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     }
 }
 
+/// The answer when the fleet's store did not take a change (nothing changed).
+fn fleet_down(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "fleet_unavailable",
+        format!("the fleet's registry did not take the change ({e}); nothing changed: retry when it is back"),
+    )
+}
+
 async fn kick(
     State(state): State<AppState>,
     Client(who): Client,
     Path(stream): Path<String>,
 ) -> Result<Response, ApiError> {
-    match state.streams.kick(&stream) {
+    let local = state.streams.kick(&stream);
+    // In a fleet the publisher may be on another origin: every origin reads kicks.
+    let fleet = match state.streams.fleet_control() {
+        Some(f) if crate::live::name::valid_name(&stream) => Some(f.kick(&stream).await),
+        _ => None,
+    };
+    let elsewhere = matches!(fleet, Some(Ok(())))
+        && state
+            .streams
+            .directory()
+            .is_some_and(|d| !d.holders(&stream).is_empty());
+    match local {
         Ok(()) => {
             tracing::info!(client = %who, stream = %stream, "admin: publisher kicked");
             metrics::counter!("mediamesh_admin_actions_total", "action" => "kick").increment(1);
             Ok(ok(
                 StatusCode::OK,
                 serde_json::json!({"stream": stream, "kicked": true}),
+            ))
+        }
+        Err(_) if elsewhere => {
+            tracing::info!(client = %who, stream = %stream, "admin: publisher kicked on another origin of the fleet");
+            metrics::counter!("mediamesh_admin_actions_total", "action" => "kick").increment(1);
+            Ok(ok(
+                StatusCode::ACCEPTED,
+                serde_json::json!({"stream": stream, "kicked": true, "fleet": true}),
             ))
         }
         Err(e @ KickError::NoSuchStream(_)) => Err(ApiError::new(
@@ -328,7 +367,25 @@ async fn add_key(
     Client(who): Client,
     StrictJson(body): StrictJson<AddKey>,
 ) -> Result<Response, ApiError> {
-    match state.streams.keys().add(&body.stream, body.key) {
+    let keys = state.streams.keys();
+    let added = match keys.prepare(&body.stream, body.key) {
+        Ok((entry, secret)) => match state.streams.fleet_control() {
+            Some(fleet) => match fleet.add_key(&body.stream, &entry).await {
+                Ok(true) => {
+                    // The fleet's sync may have brought it here already.
+                    let _ = keys.insert(&body.stream, entry.clone());
+                    Ok((entry, secret))
+                }
+                Ok(false) => Err(KeyError::Exists(body.stream.clone())),
+                Err(e) => return Err(fleet_down(e)),
+            },
+            None => keys
+                .insert(&body.stream, entry.clone())
+                .map(|()| (entry, secret)),
+        },
+        Err(e) => Err(e),
+    };
+    match added {
         Ok((key, secret)) => {
             tracing::info!(client = %who, stream = %body.stream, id = %key.id, "admin: publish key added");
             metrics::counter!("mediamesh_admin_actions_total", "action" => "add_key").increment(1);
@@ -350,13 +407,20 @@ async fn add_key(
     }
 }
 
-fn revoked(
+async fn revoked(
     state: &AppState,
     who: &str,
     stream: &str,
     id: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let n = state.streams.keys().revoke(stream, id);
+    let fleet = match state.streams.fleet_control() {
+        Some(f) if crate::live::name::valid_name(stream) => {
+            Some(f.revoke_keys(stream, id).await.map_err(fleet_down)?)
+        }
+        _ => None,
+    };
+    let here = state.streams.keys().revoke(stream, id) as u64;
+    let n = fleet.unwrap_or(here).max(here);
     if n == 0 {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -377,7 +441,7 @@ async fn revoke_stream_keys(
     Client(who): Client,
     Path(stream): Path<String>,
 ) -> Result<Response, ApiError> {
-    revoked(&state, &who, &stream, None)
+    revoked(&state, &who, &stream, None).await
 }
 
 async fn revoke_key(
@@ -385,7 +449,7 @@ async fn revoke_key(
     Client(who): Client,
     Path((stream, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    revoked(&state, &who, &stream, Some(&id))
+    revoked(&state, &who, &stream, Some(&id)).await
 }
 
 async fn get_p2p(State(state): State<AppState>, Path(stream): Path<String>) -> Response {
@@ -396,12 +460,50 @@ async fn get_p2p(State(state): State<AppState>, Path(stream): Path<String>) -> R
     )
 }
 
+fn no_fleet() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_tracker",
+        "no tracker follows this origin's P2P switch: it works on `serve` and on origins that share a Redis registry (--registry redis://…) with their trackers",
+    )
+}
+
+async fn fleet_get_p2p(
+    State(state): State<AppState>,
+    path: Path<String>,
+) -> Result<Response, ApiError> {
+    if state.streams.fleet_control().is_none() {
+        return Err(no_fleet());
+    }
+    Ok(get_p2p(State(state), path).await)
+}
+
+async fn fleet_set_p2p(
+    State(state): State<AppState>,
+    who: Client,
+    path: Path<String>,
+    body: StrictJson<SetP2p>,
+) -> Result<Response, ApiError> {
+    if state.streams.fleet_control().is_none() {
+        return Err(no_fleet());
+    }
+    set_p2p(State(state), who, path, body).await
+}
+
 async fn set_p2p(
     State(state): State<AppState>,
     Client(who): Client,
     Path(stream): Path<String>,
     StrictJson(body): StrictJson<SetP2p>,
 ) -> Result<Response, ApiError> {
+    if let Some(fleet) = state.streams.fleet_control() {
+        if crate::live::name::valid_name(&stream) {
+            fleet
+                .set_p2p(&stream, body.enabled)
+                .await
+                .map_err(fleet_down)?;
+        }
+    }
     state
         .streams
         .set_p2p(&stream, body.enabled)

@@ -24,7 +24,12 @@ struct StreamEntry {
     state: &'static str,
     url: String,
     dash: String,
-    viewers: usize,
+    /// Over the fleet when the origin is in one (edges, origins, peers), else this
+    /// origin's direct viewers.
+    viewers: u64,
+    /// The fleet's breakdown of `viewers` (per node, region, P2P, CMCD), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audience: Option<serde_json::Value>,
     ingest_bytes: u64,
     renditions: Vec<RenditionEntry>,
 }
@@ -61,6 +66,7 @@ pub async fn streams(State(state): State<AppState>) -> Json<serde_json::Value> {
                 }
             })
             .collect();
+        let audience = state.streams.audience(&s.name);
         out.push(StreamEntry {
             url: format!("/live/{}/index.m3u8", s.name),
             dash: format!("/live/{}/index.mpd", s.name),
@@ -71,7 +77,8 @@ pub async fn streams(State(state): State<AppState>) -> Json<serde_json::Value> {
                 StreamState::Interrupted(_) => "interrupted",
                 StreamState::Ended(_) => "ended",
             },
-            viewers: s.viewers(),
+            viewers: audience.as_ref().map_or(s.viewers() as u64, |a| a.viewers),
+            audience: audience.map(|a| a.detail),
             ingest_bytes: s.ingest_bytes.load(std::sync::atomic::Ordering::Relaxed),
             renditions,
         });

@@ -62,6 +62,20 @@ impl Asked<'_> {
     }
 }
 
+/// Counts a direct viewer of `s`, unless the request comes from a mediamesh node (an
+/// edge fetching for its viewers, who are counted there, or a tracker computing swarm
+/// ids): they say so in `Via`.
+fn touch_viewer(s: &LiveStream, peer: SocketAddr, headers: Option<&HeaderMap>) {
+    let relayed = headers.is_some_and(|h| {
+        h.get_all(axum::http::header::VIA)
+            .iter()
+            .any(|v| v.as_bytes().windows(10).any(|w| w == b"mediamesh-"))
+    });
+    if !relayed {
+        s.touch_viewer(peer.ip());
+    }
+}
+
 fn is_live(s: &LiveStream) -> bool {
     s.state() == StreamState::Live
 }
@@ -92,7 +106,7 @@ pub async fn stream_file(
     }
     match file.as_str() {
         "index.m3u8" => {
-            s.touch_viewer(peer.ip());
+            touch_viewer(&s, peer, Some(&headers));
             if !has_segment(&s) {
                 return error(
                     StatusCode::NOT_FOUND,
@@ -114,7 +128,7 @@ pub async fn stream_file(
             }
         }
         "index.mpd" => {
-            s.touch_viewer(peer.ip());
+            touch_viewer(&s, peer, Some(&headers));
             if !has_segment(&s) {
                 return error(
                     StatusCode::NOT_FOUND,
@@ -306,7 +320,7 @@ async fn rendition_answer(
     };
     match file.as_str() {
         "index.m3u8" => {
-            s.touch_viewer(peer.ip());
+            touch_viewer(&s, peer, asked.map(|a| a.headers));
             media_playlist(&s, &r, query, asked).await
         }
         "init.mp4" => match r.store.read().init.clone() {

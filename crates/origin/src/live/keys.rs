@@ -48,12 +48,21 @@ pub enum KeySource {
     Api,
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
-    id: String,
-    secret: String,
-    added_ms: u64,
-    source: KeySource,
+/// One key as the store holds it: its id and the SHA-256 of its secret (the secret
+/// itself is not kept, so the fleet can share the table without sharing secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub id: String,
+    pub digest: [u8; 32],
+    pub added_ms: u64,
+    pub source: KeySource,
+}
+
+type Entry = KeyEntry;
+
+/// SHA-256 of a secret, what [`KeyEntry::digest`] holds.
+pub fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
 }
 
 /// What the API shows of one key (never the secret).
@@ -102,8 +111,8 @@ pub fn generate_secret() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-fn ct_eq(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
 }
 
 impl PublishKeys {
@@ -115,7 +124,7 @@ impl PublishKeys {
             let id = key_id(&stream, &secret);
             map.entry(stream).or_default().push(Entry {
                 id,
-                secret,
+                digest: digest(&secret),
                 added_ms: now,
                 source: KeySource::Config,
             });
@@ -131,9 +140,12 @@ impl PublishKeys {
         let map = self.map.read();
         match (map.get(stream), key) {
             // Every entry is compared, so the time does not tell which one matched.
-            (Some(entries), Some(got)) => entries
-                .iter()
-                .fold(false, |ok, e| ct_eq(&e.secret, got) | ok),
+            (Some(entries), Some(got)) => {
+                let got = digest(got);
+                entries
+                    .iter()
+                    .fold(false, |ok, e| ct_eq(&e.digest, &got) | ok)
+            }
             (Some(_), None) => false,
             (None, _) => !self.require_keys,
         }
@@ -143,10 +155,11 @@ impl PublishKeys {
     /// alone as the stream key (OBS style).
     pub fn stream_for_key(&self, secret: &str) -> Option<String> {
         let map = self.map.read();
+        let got = digest(secret);
         let mut found = None;
         for (stream, entries) in map.iter() {
             for e in entries {
-                if ct_eq(&e.secret, secret) && found.is_none() {
+                if ct_eq(&e.digest, &got) && found.is_none() {
                     found = Some(stream.clone());
                 }
             }
@@ -157,6 +170,19 @@ impl PublishKeys {
     /// Adds a key for `stream`; `None` generates one. Answers the key's id and the
     /// secret (shown once, to the caller).
     pub fn add(&self, stream: &str, secret: Option<String>) -> Result<(KeyInfo, String), KeyError> {
+        let (entry, secret) = self.prepare(stream, secret)?;
+        let info = info(&entry);
+        self.insert(stream, entry)?;
+        Ok((info, secret))
+    }
+
+    /// Checks a key to add (name, secret, not already there) and makes its entry,
+    /// without adding it: a fleet writes it elsewhere first, then [`Self::insert`]s it.
+    pub fn prepare(
+        &self,
+        stream: &str,
+        secret: Option<String>,
+    ) -> Result<(KeyEntry, String), KeyError> {
         if !valid_name(stream) {
             return Err(KeyError::BadName(stream.to_string()));
         }
@@ -165,24 +191,54 @@ impl PublishKeys {
             Some(s) => return Err(KeyError::BadSecret(s.len())),
             None => generate_secret(),
         };
+        let id = key_id(stream, &secret);
+        let map = self.map.read();
+        if map.values().map(Vec::len).sum::<usize>() >= MAX_KEYS {
+            return Err(KeyError::TooMany);
+        }
+        if map
+            .get(stream)
+            .is_some_and(|e| e.iter().any(|e| e.id == id))
+        {
+            return Err(KeyError::Exists(stream.to_string()));
+        }
+        let entry = Entry {
+            id,
+            digest: digest(&secret),
+            added_ms: unix_ms(),
+            source: KeySource::Api,
+        };
+        Ok((entry, secret))
+    }
+
+    /// Adds an entry made by [`Self::prepare`].
+    pub fn insert(&self, stream: &str, entry: KeyEntry) -> Result<(), KeyError> {
         let mut map = self.map.write();
         if map.values().map(Vec::len).sum::<usize>() >= MAX_KEYS {
             return Err(KeyError::TooMany);
         }
-        let id = key_id(stream, &secret);
         let entries = map.entry(stream.to_string()).or_default();
-        if entries.iter().any(|e| e.id == id) {
+        if entries.iter().any(|e| e.id == entry.id) {
             return Err(KeyError::Exists(stream.to_string()));
         }
-        let e = Entry {
-            id,
-            secret: secret.clone(),
-            added_ms: unix_ms(),
-            source: KeySource::Api,
-        };
-        let info = info(&e);
-        entries.push(e);
-        Ok((info, secret))
+        entries.push(entry);
+        Ok(())
+    }
+
+    /// The whole table (stream → entries; empty = locked), to seed a fleet's.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<KeyEntry>> {
+        self.map.read().clone()
+    }
+
+    /// Replaces the whole table with the fleet's (cut to [`MAX_KEYS`] entries).
+    pub fn replace(&self, table: BTreeMap<String, Vec<KeyEntry>>) {
+        let mut left = MAX_KEYS;
+        let mut table = table;
+        for entries in table.values_mut() {
+            entries.truncate(left);
+            left -= entries.len();
+        }
+        *self.map.write() = table;
     }
 
     /// Revokes the key `id` of `stream`, or every key of it with `None`; the number

@@ -2,6 +2,7 @@
 //! bounded window, and turning the window into LL-HLS and DASH manifests.
 
 pub mod directory;
+pub mod fleet;
 pub mod keys;
 pub mod manifest;
 pub mod name;

@@ -196,6 +196,9 @@ pub struct Streams {
     /// Streams whose P2P swarms the operator turned off.
     p2p_off: RwLock<std::collections::BTreeSet<String>>,
     p2p_changed: Arc<tokio::sync::Notify>,
+    /// The fleet's shared operator state and audience, when the origin is in one.
+    fleet: RwLock<Option<Arc<dyn super::fleet::FleetControl>>>,
+    audience: RwLock<Option<Arc<dyn super::fleet::AudienceSource>>>,
 }
 
 impl Streams {
@@ -214,7 +217,29 @@ impl Streams {
             history: Arc::new(History::default()),
             p2p_off: RwLock::new(std::collections::BTreeSet::new()),
             p2p_changed: Arc::new(tokio::sync::Notify::new()),
+            fleet: RwLock::new(None),
+            audience: RwLock::new(None),
         }
+    }
+
+    /// Joins the fleet's shared operator state: the write API writes there first.
+    pub fn set_fleet_control(&self, control: Arc<dyn super::fleet::FleetControl>) {
+        *self.fleet.write() = Some(control);
+    }
+
+    pub fn fleet_control(&self) -> Option<Arc<dyn super::fleet::FleetControl>> {
+        self.fleet.read().clone()
+    }
+
+    /// Where viewer totals over the fleet come from (else: this origin's own count).
+    pub fn set_audience(&self, source: Arc<dyn super::fleet::AudienceSource>) {
+        *self.audience.write() = Some(source);
+    }
+
+    /// The fleet's audience of stream `name`, when known.
+    pub fn audience(&self, name: &str) -> Option<super::fleet::Audience> {
+        let source = self.audience.read().clone()?;
+        source.audience(name)
     }
 
     /// Turns P2P off or on for stream `name` (whether or not it is live now).

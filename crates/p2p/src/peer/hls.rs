@@ -535,19 +535,31 @@ pub async fn swarm_info_hashes(client: &Client, url: &Url) -> Result<Vec<[u8; 20
         url: url.to_string(),
         reason: e.to_string(),
     })?;
-    let swarm = super::swarm_id(url);
-    Ok(mv
-        .variants
+    Ok(info_hashes(&super::swarm_id(url), &mv))
+}
+
+/// [`info_hashes`] of a multivariant playlist's text; `None` when it is not one.
+pub fn info_hashes_of_text(swarm: &str, text: &str) -> Option<Vec<[u8; 20]>> {
+    MultivariantPlaylist::parse(text)
+        .ok()
+        .map(|mv| info_hashes(swarm, &mv))
+}
+
+/// The tracker info hashes of every rendition's swarm of multivariant playlist `mv`
+/// served at path `swarm` (e.g. `/live/cam/index.m3u8`), as browsers and native peers
+/// compute them. Pure: the origin maps trackers' swarms to its streams with it.
+pub fn info_hashes(swarm: &str, mv: &MultivariantPlaylist) -> Vec<[u8; 20]> {
+    mv.variants
         .iter()
         .map(|v| {
             let id = crate::proto::stream_swarm_id(
-                &swarm,
+                swarm,
                 crate::proto::StreamKind::Main,
                 &stream_index(v),
             );
             crate::proto::info_hash(&id)
         })
-        .collect())
+        .collect()
 }
 
 /// p2p-media-loader-hlsjs 2.3's stream index of a variant: the short id of its

@@ -165,6 +165,24 @@ pub fn swarm_id(url: &Url) -> String {
     url.path().to_string()
 }
 
+/// The HTTP client of one headless viewer: the shared settings plus the viewer's own
+/// CMCD session id on every request (`CMCD-Session: sid="…",sf=h,st=l`, CTA-5004
+/// header mode), so that edges count each viewer of `--count N` as one player
+/// session. Falls back to the shared client if it cannot be built.
+fn viewer_client(shared: &Client) -> Client {
+    let sid = format!("{:032x}", rand::random::<u128>());
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("sid=\"{sid}\",sf=h,st=l")) {
+        headers.insert("cmcd-session", v);
+    }
+    Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(64)
+        .default_headers(headers)
+        .build()
+        .unwrap_or_else(|_| shared.clone())
+}
+
 /// The default tracker of a playlist URL: `ws(s)://{host}/tracker`.
 pub fn default_tracker(url: &Url) -> String {
     let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
@@ -300,7 +318,7 @@ fn spawn_viewer(
         Some(c) => (c * (1 + (index % opts.count)) as u32).min(left),
         None => left,
     };
-    let client = client.clone();
+    let client = viewer_client(client);
     // One span per viewer: `peer --count N` runs N viewers in one process, and a
     // stall or a ban must be traceable to the viewer it happened to.
     let span = tracing::info_span!("viewer", index);
@@ -324,11 +342,43 @@ pub async fn refuse_streams<F>(
 ) where
     F: Fn() -> Vec<String> + Send + 'static,
 {
-    let client = Client::new();
+    refuse_playlists(
+        tracker,
+        move || {
+            off()
+                .into_iter()
+                .map(|name| format!("{origin_base}/live/{name}/index.m3u8"))
+                .collect()
+        },
+        changed,
+    )
+    .await
+}
+
+/// [`refuse_streams`] with the playlist URLs given (a tracker in a fleet reads each
+/// stream from an origin of the registry that holds it). The requests say
+/// `Via: 1.1 mediamesh-tracker`, so origins do not count them as viewers.
+pub async fn refuse_playlists<F>(
+    tracker: crate::tracker::ws::TrackerService,
+    urls: F,
+    changed: std::sync::Arc<tokio::sync::Notify>,
+) where
+    F: Fn() -> Vec<String> + Send + 'static,
+{
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::VIA,
+        reqwest::header::HeaderValue::from_static("1.1 mediamesh-tracker"),
+    );
+    let client = Client::builder()
+        .default_headers(headers)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default();
     loop {
         let mut refused = std::collections::HashSet::new();
-        for name in off() {
-            let Ok(url) = Url::parse(&format!("{origin_base}/live/{name}/index.m3u8")) else {
+        for url in urls() {
+            let Ok(url) = Url::parse(&url) else {
                 continue;
             };
             match tokio::time::timeout(
@@ -338,8 +388,8 @@ pub async fn refuse_streams<F>(
             .await
             {
                 Ok(Ok(hashes)) => refused.extend(hashes.into_iter().map(crate::tracker::Id20)),
-                Ok(Err(e)) => tracing::debug!(stream = %name, error = %e, "no playlist yet"),
-                Err(_) => tracing::debug!(stream = %name, "playlist timed out"),
+                Ok(Err(e)) => tracing::debug!(url = %url, error = %e, "no playlist yet"),
+                Err(_) => tracing::debug!(url = %url, "playlist timed out"),
             }
         }
         tracker.set_disabled_swarms(refused);

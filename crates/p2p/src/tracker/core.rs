@@ -168,6 +168,16 @@ impl Tracker {
             .collect()
     }
 
+    /// Peers per swarm connected to this tracker (not the ones other trackers hold),
+    /// swarms without a local peer left out.
+    pub fn local_swarm_counts(&self) -> Vec<(Id20, usize)> {
+        self.swarms
+            .iter()
+            .filter(|(_, s)| !s.peers.is_empty())
+            .map(|(ih, s)| (*ih, s.peers.len()))
+            .collect()
+    }
+
     /// Learns (or forgets) a peer that tracker `node` holds. Bounded like local
     /// peers; a remote id never displaces a local one.
     pub fn remote_peer(

@@ -151,6 +151,11 @@ impl TrackerService {
         self.shared.lock().tracker.local_peers()
     }
 
+    /// This tracker's own peers per swarm (for the fleet's viewer accounting).
+    pub fn local_swarm_counts(&self) -> Vec<(Id20, usize)> {
+        self.shared.lock().tracker.local_swarm_counts()
+    }
+
     /// `(peers, swarms, connections)` right now.
     pub fn stats(&self) -> (usize, usize, usize) {
         let g = self.shared.lock();
