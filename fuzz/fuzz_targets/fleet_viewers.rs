@@ -29,8 +29,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    // The control state: lines split into the four lists by their first byte.
-    let (mut p2p, mut drains, mut keys, mut kicks) = (vec![], vec![], vec![], vec![]);
+    // The control state: lines split into the five lists by their first byte.
+    let (mut p2p, mut drains, mut keys, mut kicks, mut record) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for line in text.split('\n') {
         let cut = line.char_indices().nth(1).map_or(line.len(), |(i, _)| i);
         let (tag, rest) = line.split_at(cut);
@@ -39,10 +40,12 @@ fuzz_target!(|data: &[u8]| {
             "p" => p2p.push(rest.to_string()),
             "d" => drains.push(rest.to_string()),
             "k" => keys.push((a.to_string(), b.to_string())),
+            "r" => record.push((a.to_string(), b.to_string())),
             _ => kicks.push((a.to_string(), b.to_string())),
         }
     }
-    let s = fleet::control::parse_state(p2p, drains, keys, kicks);
+    let s = fleet::control::parse_state(p2p, drains, keys, kicks, record);
+    assert!(s.record.keys().all(|n| fleet::viewers::valid_stream(n)));
     assert!(s.p2p_off.iter().all(|n| fleet::viewers::valid_stream(n)));
     assert!(s.keys.values().flatten().all(|k| k.id.len() == 12));
     // The edge's session table under input-chosen names and ids.

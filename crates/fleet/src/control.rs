@@ -1,5 +1,5 @@
 //! Fleet-wide operator state in Redis: what the write API changes (P2P off per stream,
-//! publish keys, kicks, edge drains) kept where every origin, tracker and router of a
+//! publish keys, kicks, edge drains, recording switches) kept where every origin, tracker and router of a
 //! fleet reads it, so a change made on one node takes effect on all of them.
 //!
 //! Keys (all under [`PREFIX`](crate::registry::redis::PREFIX)):
@@ -10,7 +10,10 @@
 //!   mark that the stream has (or had) keys: a stream with the mark and no key is
 //!   locked, as on a single origin;
 //! - `control:kicks` — hash: stream → a counter each kick increments; an origin that
-//!   sees a stream's counter go up kicks its publisher of that stream.
+//!   sees a stream's counter go up kicks its publisher of that stream;
+//! - `control:record` — hash: stream → `on` | `off`, the write API's recording switch;
+//!   every origin applies it, so the origin the stream is published to records it
+//!   whichever origin was asked.
 //!
 //! A writer changes Redis first and itself second, so a change that did not reach
 //! Redis changes nothing. Every node reads the whole state every second
@@ -83,6 +86,8 @@ pub struct ControlState {
     pub keys: BTreeMap<String, Vec<KeyRow>>,
     /// Stream → kick counter.
     pub kicks: BTreeMap<String, u64>,
+    /// Stream → recording switched on (`true`) or off by the write API.
+    pub record: BTreeMap<String, bool>,
     /// Entries dropped as invalid in this read.
     pub invalid: usize,
 }
@@ -107,6 +112,7 @@ pub fn parse_state(
     drains: Vec<String>,
     keys: Vec<(String, String)>,
     kicks: Vec<(String, String)>,
+    record: Vec<(String, String)>,
 ) -> ControlState {
     let mut s = ControlState::default();
     for name in p2p_off.into_iter().take(MAX_ENTRIES) {
@@ -162,6 +168,21 @@ pub fn parse_state(
                 s.kicks.insert(stream, n);
             }
             _ => s.invalid += 1,
+        }
+    }
+    for (stream, on) in record.into_iter().take(MAX_ENTRIES) {
+        let on = match on.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => {
+                s.invalid += 1;
+                continue;
+            }
+        };
+        if valid_stream(&stream) {
+            s.record.insert(stream, on);
+        } else {
+            s.invalid += 1;
         }
     }
     s
@@ -279,13 +300,14 @@ impl Control {
     /// Reads the whole state (bounded: a list over [`MAX_ENTRIES`] is an error).
     pub async fn read(&self) -> Result<ControlState, ControlError> {
         let mut c = self.store.connection().await?;
-        let (p, d, k, q): (usize, usize, usize, usize) = tokio::time::timeout(
+        let (p, d, k, q, w): (usize, usize, usize, usize, usize) = tokio::time::timeout(
             self.op,
             redis::pipe()
                 .scard(key("p2p_off"))
                 .scard(key("drain"))
                 .hlen(key("keys"))
                 .hlen(key("kicks"))
+                .hlen(key("record"))
                 .query_async(&mut c),
         )
         .await
@@ -296,6 +318,7 @@ impl Control {
             ("control:drain", d),
             ("control:keys", k),
             ("control:kicks", q),
+            ("control:record", w),
         ] {
             if n > MAX_ENTRIES {
                 return Err(ControlError::TooLarge(what, n));
@@ -306,20 +329,22 @@ impl Control {
             Vec<String>,
             Vec<(String, String)>,
             Vec<(String, String)>,
+            Vec<(String, String)>,
         );
-        let (p2p, drains, keys, kicks): All = tokio::time::timeout(
+        let (p2p, drains, keys, kicks, record): All = tokio::time::timeout(
             self.op,
             redis::pipe()
                 .smembers(key("p2p_off"))
                 .smembers(key("drain"))
                 .hgetall(key("keys"))
                 .hgetall(key("kicks"))
+                .hgetall(key("record"))
                 .query_async(&mut c),
         )
         .await
         .map_err(|_| RegistryError::Timeout(self.op))?
         .map_err(|e| ControlError::Registry(e.into()))?;
-        Ok(parse_state(p2p, drains, keys, kicks))
+        Ok(parse_state(p2p, drains, keys, kicks, record))
     }
 
     /// Turns P2P of `stream` on or off for the fleet.
@@ -331,6 +356,15 @@ impl Control {
         };
         let mut cmd = cmd;
         cmd.arg(key("p2p_off")).arg(stream);
+        self.run::<i64>(&cmd).await.map(|_| ())
+    }
+
+    /// Switches recording of `stream` on or off for every origin.
+    pub async fn set_record(&self, stream: &str, on: bool) -> Result<(), ControlError> {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(key("record"))
+            .arg(stream)
+            .arg(if on { "on" } else { "off" });
         self.run::<i64>(&cmd).await.map(|_| ())
     }
 
@@ -499,6 +533,12 @@ mod tests {
                 ("cam/0123456789ad".into(), "{".into()),
             ],
             vec![("cam".into(), "3".into()), ("cam2".into(), "x".into())],
+            vec![
+                ("cam".into(), "on".into()),
+                ("old".into(), "off".into()),
+                ("cam3".into(), "yes".into()),
+                ("../r".into(), "on".into()),
+            ],
         );
         assert_eq!(s.p2p_off, ["cam".to_string()].into());
         assert_eq!(s.drains.len(), 1);
@@ -506,7 +546,11 @@ mod tests {
         assert_eq!(s.keys["cam"][0].digest, [0xab; 32]);
         assert!(s.keys["locked"].is_empty());
         assert_eq!(s.kicks["cam"], 3);
-        assert_eq!(s.invalid, 8);
+        assert_eq!(
+            s.record,
+            [("cam".to_string(), true), ("old".to_string(), false)].into()
+        );
+        assert_eq!(s.invalid, 10);
     }
 
     #[test]

@@ -211,8 +211,12 @@ fn join_as_origin(
             m.view.clone(),
             o.state.streams.clone(),
         )));
-    let control = crate::fleet_state::join_origin_control(&s.registry, o.state.streams.clone())?
-        .map(|t| crate::fleet_state::Tasks(vec![t]));
+    let control = crate::fleet_state::join_origin_control(
+        &s.registry,
+        o.state.streams.clone(),
+        o.state.recordings.clone(),
+    )?
+    .map(|t| crate::fleet_state::Tasks(vec![t]));
     Ok((m, control))
 }
 

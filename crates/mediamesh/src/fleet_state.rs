@@ -256,6 +256,10 @@ impl FleetControl for RedisControl {
         })
     }
 
+    fn set_record<'a>(&'a self, stream: &'a str, on: bool) -> FleetFuture<'a, ()> {
+        Box::pin(async move { self.control.set_record(stream, on).await.map_err(fleet_err) })
+    }
+
     fn kick<'a>(&'a self, stream: &'a str) -> FleetFuture<'a, ()> {
         Box::pin(async move {
             let n = self.control.kick(stream).await.map_err(fleet_err)?;
@@ -281,10 +285,11 @@ fn seed_of(streams: &origin::live::Streams) -> fleet::control::Seed {
     }
 }
 
-/// Applies the fleet's state to an origin: its key table, its P2P switches, and
-/// the kicks made since the last read.
+/// Applies the fleet's state to an origin: its key table, its P2P and recording
+/// switches, and the kicks made since the last read.
 fn apply_to_origin(
     streams: &origin::live::Streams,
+    recordings: &origin::record::Recordings,
     kicks: &Mutex<BTreeMap<String, u64>>,
     state: &ControlState,
     first: bool,
@@ -303,6 +308,22 @@ fn apply_to_origin(
     }
     for name in state.p2p_off.difference(&here) {
         let _ = streams.set_p2p(name, false);
+    }
+    for (name, &on) in &state.record {
+        if recordings.switch(name) == Some(on) {
+            continue;
+        }
+        let done = if on {
+            recordings.start(name, streams).map(|_| ())
+        } else {
+            recordings.stop(name).map(|_| ())
+        };
+        match done {
+            Ok(()) => tracing::info!(stream = %name, on, "fleet: recording switched"),
+            Err(e) => {
+                tracing::warn!(stream = %name, error = %e, "fleet: recording switch not applied")
+            }
+        }
     }
     let mut seen = kicks.lock();
     for (name, n) in &state.kicks {
@@ -323,6 +344,7 @@ fn apply_to_origin(
 pub fn join_origin_control(
     registry: &str,
     streams: Arc<origin::live::Streams>,
+    recordings: Arc<origin::record::Recordings>,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
     let Some(control) = Control::open(registry).map_err(|e| anyhow::anyhow!("--registry: {e}"))?
     else {
@@ -340,7 +362,7 @@ pub fn join_origin_control(
         control,
         SYNC_EVERY,
         Some(seed),
-        Arc::new(move |state, first| apply_to_origin(&streams, &kicks, state, first)),
+        Arc::new(move |state, first| apply_to_origin(&streams, &recordings, &kicks, state, first)),
     )))
 }
 
@@ -430,15 +452,21 @@ mod tests {
             HashMap::new(),
             false,
         );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let recordings = origin::record::Recordings::open(
+            Default::default(),
+            dir.path(),
+            origin::hooks::Hooks::none(),
+        );
         let kicks = Mutex::new(BTreeMap::new());
         let mut state = ControlState::default();
         state.kicks.insert("cam".into(), 3);
         state.p2p_off.insert("cam".into());
-        apply_to_origin(&streams, &kicks, &state, true);
+        apply_to_origin(&streams, &recordings, &kicks, &state, true);
         assert_eq!(kicks.lock()["cam"], 3);
         assert!(!streams.p2p_enabled("cam"));
         state.p2p_off.clear();
-        apply_to_origin(&streams, &kicks, &state, false);
+        apply_to_origin(&streams, &recordings, &kicks, &state, false);
         assert!(streams.p2p_enabled("cam"));
         // A key table from the fleet replaces the origin's.
         state.keys.insert(
@@ -450,8 +478,19 @@ mod tests {
                 source: KeySource::Api,
             }],
         );
-        apply_to_origin(&streams, &kicks, &state, false);
+        apply_to_origin(&streams, &recordings, &kicks, &state, false);
         assert!(streams.keys().allows("cam", Some("0123456789abcdef")));
         assert!(!streams.keys().allows("cam", Some("another-key-0123456")));
+        // Recording switches set anywhere in the fleet apply here; unset ones leave the
+        // configuration in charge.
+        assert_eq!(recordings.switch("cam"), None);
+        state.record.insert("cam".into(), true);
+        apply_to_origin(&streams, &recordings, &kicks, &state, false);
+        assert_eq!(recordings.switch("cam"), Some(true));
+        assert!(recordings.wanted("cam"));
+        state.record.insert("cam".into(), false);
+        apply_to_origin(&streams, &recordings, &kicks, &state, false);
+        assert!(!recordings.wanted("cam"));
+        assert_eq!(recordings.switch("other"), None);
     }
 }

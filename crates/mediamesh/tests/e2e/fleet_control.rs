@@ -160,6 +160,19 @@ fn keys_and_kicks_made_on_one_origin_hold_on_another() {
     wait_for_200(&b.url("/live/cam/index.m3u8"), Duration::from_secs(30));
     // A learns from the directory that B holds it.
     wait_for_200(&a.url("/live/cam/index.m3u8"), Duration::from_secs(20));
+    // Recording switched on A: B, where the stream is published, records it; switched
+    // off on A: B's recording finishes.
+    let (s, v) = call("POST", &a.url("/api/v1/streams/cam/recording"), None);
+    assert_eq!(s, 202, "{v}");
+    wait_until("B recording cam", Duration::from_secs(30), || {
+        call("GET", &b.url("/api/v1/streams/cam/recording"), None).1["recording"].is_string()
+    });
+    let (s, v) = call("DELETE", &a.url("/api/v1/streams/cam/recording"), None);
+    assert_eq!(s, 200, "{v}");
+    wait_until("B stopping its recording", Duration::from_secs(30), || {
+        let v = call("GET", &b.url("/api/v1/streams/cam/recording"), None).1;
+        v["record"] == false && v["recording"].is_null()
+    });
     // Revoked and kicked on A: B's publisher is kicked, the key no longer works on B.
     let (s, v) = call(
         "DELETE",

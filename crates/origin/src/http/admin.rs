@@ -569,6 +569,14 @@ async fn start_recording(
     Client(who): Client,
     Path(stream): Path<String>,
 ) -> Result<Response, ApiError> {
+    // In a fleet the stream may be published to another origin: every origin reads
+    // the switch, and the fleet is written first (nothing changes if it fails).
+    if let Some(f) = state.streams.fleet_control() {
+        if !crate::live::name::valid_name(&stream) {
+            return Err(record_error(RecordError::BadStreamName(stream)));
+        }
+        f.set_record(&stream, true).await.map_err(fleet_down)?;
+    }
     let started = state
         .recordings
         .start(&stream, &state.streams)
@@ -594,6 +602,12 @@ async fn stop_recording(
     Client(who): Client,
     Path(stream): Path<String>,
 ) -> Result<Response, ApiError> {
+    if let Some(f) = state.streams.fleet_control() {
+        if !crate::live::name::valid_name(&stream) {
+            return Err(record_error(RecordError::BadStreamName(stream)));
+        }
+        f.set_record(&stream, false).await.map_err(fleet_down)?;
+    }
     let finishing = state.recordings.stop(&stream).map_err(record_error)?;
     tracing::info!(client = %who, stream = %stream, recording = finishing.as_deref().unwrap_or(""), "admin: recording switched off");
     metrics::counter!("mediamesh_admin_actions_total", "action" => "record_stop").increment(1);

@@ -1,12 +1,13 @@
 //! What an origin asks of the fleet it belongs to, as traits the binary implements
 //! over the registry (the origin crate does not know Redis):
-//! [`FleetControl`] writes operator changes (publish keys, P2P off, kicks) where every
+//! [`FleetControl`] writes operator changes (publish keys, P2P off, kicks, recording
+//! switches) where every
 //! node of the fleet reads them, and [`AudienceSource`] answers a stream's viewers
 //! over every edge, origin and tracker.
 //!
 //! Not here: how the fleet stores or reads them (crate `fleet`), nor applying the
 //! fleet's state back to this origin (the binary calls `PublishKeys::replace`,
-//! `Streams::set_p2p` and `Streams::kick`).
+//! `Streams::set_p2p`, `Streams::kick` and `Recordings::start`/`stop`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,6 +33,8 @@ pub trait FleetControl: Send + Sync + std::fmt::Debug {
     fn set_p2p<'a>(&'a self, stream: &'a str, enabled: bool) -> FleetFuture<'a, ()>;
     /// Asks every origin to kick the publisher of `stream`.
     fn kick<'a>(&'a self, stream: &'a str) -> FleetFuture<'a, ()>;
+    /// Switches recording of `stream` on or off on every origin.
+    fn set_record<'a>(&'a self, stream: &'a str, on: bool) -> FleetFuture<'a, ()>;
 }
 
 /// A stream's audience over the fleet.

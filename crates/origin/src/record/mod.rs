@@ -229,6 +229,12 @@ impl Recordings {
         self.wanted_in(&shelf, name)
     }
 
+    /// The write API's switch for stream `name`, if one was set (`None`: the
+    /// configuration, `--record` and `--record-stream`, decides).
+    pub fn switch(&self, name: &str) -> Option<bool> {
+        self.shelf.lock().switches.get(name).copied()
+    }
+
     fn wanted_in(&self, shelf: &Shelf, name: &str) -> bool {
         shelf
             .switches

@@ -160,7 +160,9 @@ impl Server {
             dir,
             log,
         };
-        let until = Instant::now() + Duration::from_secs(20);
+        // Generous: an edge with Wasm filters compiles them first (debug-built
+        // Cranelift, and other test binaries on the same cores).
+        let until = Instant::now() + Duration::from_secs(60);
         // The role says where it listens once it does (port 0 = the kernel's pick).
         let (http, rtmp) = loop {
             if let Some(found) = listening(&server.log_text()) {
