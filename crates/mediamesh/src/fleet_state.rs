@@ -401,9 +401,12 @@ pub fn join_tracker_control(
             let nodes = view.nodes();
             off.lock()
                 .iter()
-                .filter_map(|s| {
-                    let o = fleet::registry::origins_for(&nodes, s).into_iter().next()?;
-                    Some(format!("{}/live/{s}/index.m3u8", o.public_url))
+                .map(|s| {
+                    let url = fleet::registry::origins_for(&nodes, s)
+                        .into_iter()
+                        .next()
+                        .map(|o| format!("{}/live/{s}/index.m3u8", o.public_url));
+                    (s.clone(), url)
                 })
                 .collect()
         },

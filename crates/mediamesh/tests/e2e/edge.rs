@@ -169,6 +169,24 @@ fn shield_tier_fetches_each_object_once_and_only_dead_parents_objects_move() {
     }
 }
 
+/// Whether a finished (not temporary) file of more than `size` bytes is under `dir`.
+fn has_file_over(dir: &std::path::Path, size: u64) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            return has_file_over(&p, size);
+        }
+        let temporary = p
+            .extension()
+            .is_some_and(|x| x.to_string_lossy().starts_with("tmp"))
+            || p.to_string_lossy().contains(".tmp.");
+        !temporary && e.metadata().is_ok_and(|m| m.len() > size)
+    })
+}
+
 #[test]
 fn disk_tier_survives_a_restart_without_the_origin() {
     let mut origin = TestOrigin::start();
@@ -186,7 +204,16 @@ fn disk_tier_survives_a_restart_without_the_origin() {
     let edge = Server::start_edge(&args);
     let path = "/obj/disk.m4s?size=300000&delay_ms=0";
     assert_eq!(get(&edge.url(path)).0, 200);
-    std::thread::sleep(Duration::from_millis(500)); // disk write is in the background
+    // The disk write is in the background: wait (bounded) for the object's file, which
+    // is written under a temporary name and renamed into place.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while !has_file_over(&cache, 300_000) {
+        assert!(
+            std::time::Instant::now() < until,
+            "the object never reached the disk tier"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (port, folder) = edge.kill();
     origin.kill();
     let edge = Server::start_edge_on(port, folder, &args);

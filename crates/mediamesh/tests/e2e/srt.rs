@@ -198,8 +198,13 @@ fn encrypted_srt_publishes_play_and_wrong_passphrases_and_keys_are_refused_witho
     );
     wait_for_segments(&server, "cam", before, 2);
     let out = server.dir.path().join("cam.mp4");
-    record(&server.url("/live/cam/index.m3u8"), 3, &out);
-    assert!(probe_duration(&out.display().to_string()) > 2.5);
+    // ffmpeg's HLS reader gives up early when the publisher (a real-time ffmpeg
+    // encode) falls behind on a loaded machine: up to three tries.
+    let played = (0..3).any(|_| {
+        record(&server.url("/live/cam/index.m3u8"), 3, &out);
+        probe_duration(&out.display().to_string()) > 2.5
+    });
+    assert!(played, "the stream did not play 2.5 s in three tries");
     let (_, streams) = get_text(&server.url("/api/v1/streams"));
     for ghost in ["x1", "x2", "x3"] {
         assert!(

@@ -347,7 +347,10 @@ pub async fn refuse_streams<F>(
         move || {
             off()
                 .into_iter()
-                .map(|name| format!("{origin_base}/live/{name}/index.m3u8"))
+                .map(|name| {
+                    let url = format!("{origin_base}/live/{name}/index.m3u8");
+                    (name, Some(url))
+                })
                 .collect()
         },
         changed,
@@ -355,15 +358,16 @@ pub async fn refuse_streams<F>(
     .await
 }
 
-/// [`refuse_streams`] with the playlist URLs given (a tracker in a fleet reads each
-/// stream from an origin of the registry that holds it). The requests say
+/// [`refuse_streams`] with the playlist URLs given: `(stream, url)`, the URL `None`
+/// when no origin is known to hold the stream right now (a tracker in a fleet reads
+/// each stream from an origin of the registry that holds it). The requests say
 /// `Via: 1.1 mediamesh-tracker`, so origins do not count them as viewers.
 pub async fn refuse_playlists<F>(
     tracker: crate::tracker::ws::TrackerService,
     urls: F,
     changed: std::sync::Arc<tokio::sync::Notify>,
 ) where
-    F: Fn() -> Vec<String> + Send + 'static,
+    F: Fn() -> Vec<(String, Option<String>)> + Send + 'static,
 {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
@@ -375,10 +379,15 @@ pub async fn refuse_playlists<F>(
         .connect_timeout(Duration::from_secs(5))
         .build()
         .unwrap_or_default();
+    // The swarms last read per stream: a read that fails, or finds no origin (one slow
+    // or away for a moment), keeps them refused rather than opening P2P again.
+    let mut known: std::collections::HashMap<String, Vec<crate::tracker::Id20>> =
+        std::collections::HashMap::new();
     loop {
-        let mut refused = std::collections::HashSet::new();
-        for url in urls() {
-            let Ok(url) = Url::parse(&url) else {
+        let wanted = urls();
+        known.retain(|stream, _| wanted.iter().any(|(s, _)| s == stream));
+        for (stream, text) in wanted {
+            let Some(Ok(url)) = text.as_deref().map(Url::parse) else {
                 continue;
             };
             match tokio::time::timeout(
@@ -387,12 +396,17 @@ pub async fn refuse_playlists<F>(
             )
             .await
             {
-                Ok(Ok(hashes)) => refused.extend(hashes.into_iter().map(crate::tracker::Id20)),
+                Ok(Ok(hashes)) => {
+                    known.insert(
+                        stream,
+                        hashes.into_iter().map(crate::tracker::Id20).collect(),
+                    );
+                }
                 Ok(Err(e)) => tracing::debug!(url = %url, error = %e, "no playlist yet"),
                 Err(_) => tracing::debug!(url = %url, "playlist timed out"),
             }
         }
-        tracker.set_disabled_swarms(refused);
+        tracker.set_disabled_swarms(known.values().flatten().copied().collect());
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
             () = changed.notified() => {}
