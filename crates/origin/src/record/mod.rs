@@ -13,12 +13,17 @@
 //! publish passed the publish key and the `on_publish` hook. Every path is built from
 //! a recording name this module made or found on disk and checked with
 //! [`recording::valid_name`]; a name from a request is only ever looked up, never
-//! joined to a path unchecked. Not here: HTTP (`http/recordings.rs`, `http/admin.rs`),
-//! S3 upload.
+//! joined to a path unchecked. With object storage (`--s3`), finished recordings are
+//! uploaded (`s3.rs`, `upload.rs`) and the disk bound and age limit delete only the
+//! local media of recordings whose upload is confirmed (their `recording.json`,
+//! segment index and upload state stay, so they are still listed and play from S3).
+//! Not here: HTTP (`http/recordings.rs`, `http/admin.rs`).
 
 pub mod recorder;
 pub mod recording;
 pub mod retime;
+pub mod s3;
+pub mod upload;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -56,6 +61,8 @@ pub struct RecordConfig {
     /// A recording that reaches this length finishes and the next one continues
     /// (`--record-split-minutes`).
     pub split: Duration,
+    /// Upload finished recordings to S3-compatible object storage (`--s3`).
+    pub s3: Option<s3::S3Config>,
 }
 
 impl Default for RecordConfig {
@@ -66,6 +73,7 @@ impl Default for RecordConfig {
             max_bytes: 10 * 1024 * 1024 * 1024,
             keep: None,
             split: Duration::from_secs(60 * 60),
+            s3: None,
         }
     }
 }
@@ -126,8 +134,9 @@ struct Shelf {
 }
 
 impl Shelf {
+    /// Bytes of all recordings on the local disk.
     fn total_bytes(&self) -> u64 {
-        self.recordings.values().map(|r| r.bytes).sum()
+        self.recordings.values().map(Recording::disk_bytes).sum()
     }
 }
 
@@ -140,13 +149,24 @@ pub struct Recordings {
     shelf: Mutex<Shelf>,
     /// Wakes the supervisor (a switch changed).
     wake: Notify,
+    /// Object storage, when on.
+    s3: Option<Arc<s3::S3>>,
+    /// Wakes the uploader (a recording finished).
+    pub(crate) upload_wake: Notify,
 }
 
 impl Recordings {
     /// The recordings under `data_dir/recordings`, as found there. A recording the
     /// server was writing when it stopped is finished now (reason `interrupted`);
     /// folders that are not recordings are left alone (and logged).
-    pub fn open(config: RecordConfig, data_dir: &Path, hooks: Hooks) -> Self {
+    /// With `s3`, finished recordings not uploaded yet are queued for upload (one
+    /// whose upload failed is tried again).
+    pub fn open(
+        config: RecordConfig,
+        data_dir: &Path,
+        hooks: Hooks,
+        s3: Option<Arc<s3::S3>>,
+    ) -> Self {
         let root = data_dir.join(FOLDER);
         let mut recordings = BTreeMap::new();
         if let Ok(entries) = std::fs::read_dir(&root) {
@@ -169,6 +189,12 @@ impl Recordings {
                                 tracing::warn!(error = %e, "cannot mark an interrupted recording finished");
                             }
                             tracing::info!(recording = %name, "recording interrupted by a restart: finished as it was");
+                        }
+                        if r.upload
+                            .as_ref()
+                            .is_some_and(|u| u.phase == upload::Phase::Failed && !u.local_deleted)
+                        {
+                            r.upload = None;
                         }
                         recordings.insert(name, r);
                     }
@@ -193,7 +219,14 @@ impl Recordings {
             hooks,
             shelf: Mutex::new(shelf),
             wake: Notify::new(),
+            s3,
+            upload_wake: Notify::new(),
         }
+    }
+
+    /// The object store, when `--s3` is on.
+    pub fn s3(&self) -> Option<&Arc<s3::S3>> {
+        self.s3.as_ref()
     }
 
     pub fn config(&self) -> &RecordConfig {
@@ -212,7 +245,207 @@ impl Recordings {
         all.sort_by(|a, b| {
             (a.meta.started_ms, &a.meta.name).cmp(&(b.meta.started_ms, &b.meta.name))
         });
-        all.into_iter().map(Recording::listing).collect()
+        all.into_iter()
+            .map(|r| {
+                let mut v = r.listing();
+                if let (Some(s3), Some(o)) = (&self.s3, v.as_object_mut()) {
+                    let phase = r
+                        .upload
+                        .as_ref()
+                        .map_or(upload::Phase::Pending, |u| u.phase);
+                    o.insert("s3".into(), phase.as_str().into());
+                    if let Some(u) = r
+                        .upload
+                        .as_ref()
+                        .filter(|u| u.phase == upload::Phase::Uploaded)
+                    {
+                        o.insert("s3_url".into(), s3.url_of(&u.key_prefix).into());
+                    }
+                }
+                v
+            })
+            .collect()
+    }
+
+    /// Whether recording `name` is on the shelf.
+    pub fn exists(&self, name: &str) -> bool {
+        self.shelf.lock().recordings.contains_key(name)
+    }
+
+    /// The oldest finished recording still to upload: its name and folder.
+    pub(crate) fn next_upload(&self) -> Option<(String, PathBuf)> {
+        let shelf = self.shelf.lock();
+        shelf
+            .recordings
+            .values()
+            .filter(|r| {
+                r.meta.state == State::Finished
+                    && r.upload.as_ref().is_none_or(|u| {
+                        matches!(u.phase, upload::Phase::Pending | upload::Phase::Uploading)
+                    })
+            })
+            .min_by_key(|r| (r.meta.started_ms, r.meta.name.clone()))
+            .map(|r| (r.meta.name.clone(), r.dir.clone()))
+    }
+
+    /// The upload state of `name`, once planned.
+    pub(crate) fn upload_state(&self, name: &str) -> Option<upload::Upload> {
+        self.shelf
+            .lock()
+            .recordings
+            .get(name)
+            .and_then(|r| r.upload.clone())
+    }
+
+    pub(crate) fn set_upload(&self, name: &str, u: upload::Upload) {
+        if let Some(r) = self.shelf.lock().recordings.get_mut(name) {
+            r.upload = Some(u);
+        }
+        self.upload_gauge();
+    }
+
+    fn upload_gauge(&self) {
+        let shelf = self.shelf.lock();
+        let waiting = shelf
+            .recordings
+            .values()
+            .filter(|r| {
+                r.meta.state == State::Finished
+                    && r.upload.as_ref().is_none_or(|u| {
+                        matches!(u.phase, upload::Phase::Pending | upload::Phase::Uploading)
+                    })
+            })
+            .count();
+        metrics::gauge!("mediamesh_record_s3_pending").set(waiting as f64);
+    }
+
+    /// Plans the upload of finished recording `name`: writes its manifests beside its
+    /// media (they are uploaded too, so the bucket holds a playable HLS asset), lists
+    /// its files and saves `upload.json`.
+    pub(crate) async fn plan_upload(
+        &self,
+        name: &str,
+        s3: &s3::S3,
+    ) -> Result<upload::Upload, s3::S3Error> {
+        let rec = self.get(name).ok_or_else(|| s3::S3Error::Local {
+            path: name.to_string(),
+            problem: "no such recording".into(),
+        })?;
+        let dir = rec.dir.clone();
+        let local = |e: std::io::Error, p: &Path| s3::S3Error::Local {
+            path: p.display().to_string(),
+            problem: e.to_string(),
+        };
+        for (file, body) in [
+            (upload::MULTIVARIANT_FILE, rec.multivariant().write()),
+            (upload::MEDIA_PLAYLIST_FILE, rec.media_playlist().write()),
+            (upload::MPD_FILE, rec.mpd().write()),
+        ] {
+            let p = dir.join(file);
+            tokio::fs::write(&p, body).await.map_err(|e| local(e, &p))?;
+        }
+        let mut files = Vec::new();
+        let mut entries = tokio::fs::read_dir(&dir)
+            .await
+            .map_err(|e| local(e, &dir))?;
+        while let Some(e) = entries.next_entry().await.map_err(|e| local(e, &dir))? {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = e.metadata().await else {
+                continue;
+            };
+            let wanted = match upload::segment_index(&file) {
+                Some(n) => (n as usize) < rec.segments.len(),
+                None => upload::file_rank(&file).is_some(),
+            };
+            if meta.is_file() && wanted {
+                files.push((file, meta.len()));
+            }
+        }
+        let u = upload::Upload::plan(&s3.config().bucket, &s3.config().prefix, name, files);
+        s3::save_state(&dir, &u).await?;
+        self.set_upload(name, u.clone());
+        Ok(u)
+    }
+
+    /// The upload of `name` is confirmed: `on_record_done` is sent (with its S3 URL),
+    /// and with `--s3-delete-local` its local media goes.
+    pub(crate) async fn uploaded(&self, name: &str, u: upload::Upload, s3: &s3::S3) {
+        let done = {
+            let mut shelf = self.shelf.lock();
+            let Some(r) = shelf.recordings.get_mut(name) else {
+                return;
+            };
+            r.upload = Some(u.clone());
+            r.clone()
+        };
+        self.upload_gauge();
+        let mut fields = done.listing();
+        if let Some(o) = fields.as_object_mut() {
+            o.insert(
+                "dir".into(),
+                serde_json::Value::String(done.dir.display().to_string()),
+            );
+            o.insert("s3".into(), upload::Phase::Uploaded.as_str().into());
+            o.insert("s3_url".into(), s3.url_of(&u.key_prefix).into());
+            o.insert("s3_bucket".into(), u.bucket.clone().into());
+            o.insert("s3_prefix".into(), u.key_prefix.clone().into());
+        }
+        self.hooks.on_record_done(&done.meta.stream, fields);
+        if s3.config().delete_local {
+            self.drop_local(name, "uploaded").await;
+        }
+    }
+
+    /// Deletes the local media of uploaded recording `name` (it plays from S3 then).
+    async fn drop_local(&self, name: &str, why: &'static str) {
+        let (dir, mut u) = {
+            let shelf = self.shelf.lock();
+            let Some(r) = shelf.recordings.get(name) else {
+                return;
+            };
+            let Some(u) = r
+                .upload
+                .clone()
+                .filter(|u| u.phase == upload::Phase::Uploaded)
+            else {
+                return;
+            };
+            if !r.local {
+                return;
+            }
+            (r.dir.clone(), u)
+        };
+        u.local_deleted = true;
+        // The state says "deleted" before anything is, so a restart halfway through
+        // serves from S3 rather than from a half-deleted folder.
+        if let Err(e) = s3::save_state(&dir, &u).await {
+            tracing::warn!(recording = %name, error = %e, "cannot save the upload state: local copy kept");
+            return;
+        }
+        let freed = {
+            let mut shelf = self.shelf.lock();
+            let freed = shelf.recordings.get_mut(name).map_or(0, |r| {
+                r.local = false;
+                r.upload = Some(u.clone());
+                r.bytes
+            });
+            metrics::gauge!("mediamesh_recordings_bytes").set(shelf.total_bytes() as f64);
+            freed
+        };
+        for f in &u.files {
+            if upload::is_media(&f.file) {
+                let _ = tokio::fs::remove_file(dir.join(&f.file)).await;
+            }
+        }
+        for f in [
+            upload::MULTIVARIANT_FILE,
+            upload::MEDIA_PLAYLIST_FILE,
+            upload::MPD_FILE,
+        ] {
+            let _ = tokio::fs::remove_file(dir.join(f)).await;
+        }
+        tracing::info!(recording = %name, bytes = freed, reason = why, "local copy of an uploaded recording deleted: it plays from S3");
+        metrics::counter!("mediamesh_record_s3_local_deleted_total", "reason" => why).increment(1);
     }
 
     /// A copy of recording `name`, if there is one.
@@ -310,7 +543,22 @@ impl Recordings {
             gone
         };
         if let Some(r) = victim {
+            let key_prefix = r
+                .upload
+                .as_ref()
+                .filter(|u| u.phase != upload::Phase::Pending)
+                .map(|u| u.key_prefix.clone());
             remove(r, "api").await;
+            if let (Some(s3), Some(prefix)) = (self.s3.clone(), key_prefix) {
+                match s3.delete_prefix(&prefix).await {
+                    Ok(n) => {
+                        tracing::info!(recording = %name, objects = n, "recording deleted from S3")
+                    }
+                    Err(e) => {
+                        tracing::warn!(recording = %name, error = %e, "cannot delete the recording from S3")
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -396,12 +644,41 @@ impl Recordings {
         }
     }
 
-    /// Deletes finished recordings past the age limit.
+    /// Whether the local copy of `r` may be deleted: it is finished and, with object
+    /// storage, its upload is confirmed.
+    fn deletable(&self, r: &Recording) -> bool {
+        r.meta.state == State::Finished
+            && r.local
+            && (self.s3.is_none()
+                || r.upload
+                    .as_ref()
+                    .is_some_and(|u| u.phase == upload::Phase::Uploaded))
+    }
+
+    /// Deletes finished recordings past the age limit (with object storage: the local
+    /// copies of uploaded ones; those not uploaded yet wait).
     async fn expire(&self) {
         let Some(keep) = self.config.keep else {
             return;
         };
         let cutoff = unix_ms().saturating_sub(keep.as_millis() as u64);
+        if self.s3.is_some() {
+            let names: Vec<String> = {
+                let shelf = self.shelf.lock();
+                shelf
+                    .recordings
+                    .values()
+                    .filter(|r| {
+                        self.deletable(r) && r.meta.ended_ms.unwrap_or(r.meta.started_ms) < cutoff
+                    })
+                    .map(|r| r.meta.name.clone())
+                    .collect()
+            };
+            for n in names {
+                self.drop_local(&n, "age").await;
+            }
+            return;
+        }
         let victims: Vec<Recording> = {
             let mut shelf = self.shelf.lock();
             let names: Vec<String> = shelf
@@ -427,7 +704,35 @@ impl Recordings {
 
     /// Makes room for `bytes` more under the disk bound by deleting the oldest
     /// finished recordings; false when even deleting all of them would not do.
+    /// With object storage, only the local copies of uploaded recordings are deleted
+    /// (they stay listed and play from S3); recordings not uploaded yet are kept.
     pub(crate) async fn make_room(&self, bytes: u64) -> bool {
+        if self.s3.is_some() {
+            let (fits, names) = {
+                let shelf = self.shelf.lock();
+                let mut total = shelf.total_bytes();
+                let mut candidates: Vec<(u64, String, u64)> = shelf
+                    .recordings
+                    .values()
+                    .filter(|r| self.deletable(r))
+                    .map(|r| (r.meta.started_ms, r.meta.name.clone(), r.bytes))
+                    .collect();
+                candidates.sort();
+                let mut names = Vec::new();
+                for (_, name, size) in candidates {
+                    if total.saturating_add(bytes) <= self.config.max_bytes {
+                        break;
+                    }
+                    names.push(name);
+                    total = total.saturating_sub(size);
+                }
+                (total.saturating_add(bytes) <= self.config.max_bytes, names)
+            };
+            for n in names {
+                self.drop_local(&n, "disk_limit").await;
+            }
+            return fits;
+        }
         let (fits, victims) = {
             let mut shelf = self.shelf.lock();
             let mut total = shelf.total_bytes();
@@ -500,6 +805,8 @@ impl Recordings {
                     segments: Vec::new(),
                     bytes,
                     dir: self.root.join(&name),
+                    upload: None,
+                    local: true,
                 },
             );
             if let Some(a) = shelf.active.get_mut(&live.name) {
@@ -603,7 +910,13 @@ impl Recordings {
                 serde_json::Value::String(done.dir.display().to_string()),
             );
         }
-        self.hooks.on_record_done(&done.meta.stream, fields);
+        if self.s3.is_some() {
+            // Sent once the upload is confirmed, with the recording's S3 URL.
+            self.upload_gauge();
+            self.upload_wake.notify_one();
+        } else {
+            self.hooks.on_record_done(&done.meta.stream, fields);
+        }
     }
 }
 
@@ -719,7 +1032,7 @@ mod tests {
             max_bytes,
             ..RecordConfig::default()
         };
-        Recordings::open(config, data, Hooks::none())
+        Recordings::open(config, data, Hooks::none(), None)
     }
 
     #[tokio::test]
