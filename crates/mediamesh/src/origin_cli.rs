@@ -747,6 +747,57 @@ mod tests {
     }
 
     #[test]
+    fn s3_settings_from_file_and_flags() {
+        assert!(origin(&[]).expect("defaults").record.s3.is_none());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "s3 = \"s3://rec-bucket/a/b/\"\ns3_endpoint = \"http://127.0.0.1:9000\"\ns3_path_style = true\ns3_part_bytes = 5242880\ns3_delete_local = true\n",
+        )
+        .expect("write");
+        let p = path.to_str().expect("utf-8");
+        let c = origin(&[
+            "--config",
+            p,
+            "--s3-region",
+            "eu-west-1",
+            "--s3-upload-rate",
+            "1000",
+        ])
+        .expect("config");
+        let s3 = c.record.s3.expect("s3 on");
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str()),
+            ("rec-bucket", "a/b")
+        );
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.region, "eu-west-1");
+        assert!(s3.path_style && s3.delete_local);
+        assert_eq!(s3.sizing.part_bytes, 5 * 1024 * 1024);
+        assert_eq!(s3.sizing.multipart_bytes, 8 * 1024 * 1024);
+        assert_eq!(s3.upload_rate, Some(1000));
+        assert_eq!(s3.url(), "s3://rec-bucket/a/b");
+        for (args, flag) in [
+            (&["--s3", "http://x/y"][..], "--s3"),
+            (&["--s3", "s3://bkt/../x"][..], "--s3"),
+            (
+                &["--s3", "s3://bkt", "--s3-part-bytes", "10"][..],
+                "s3-part-bytes",
+            ),
+            (
+                &["--s3", "s3://bkt", "--s3-endpoint", "ftp://x"][..],
+                "s3-endpoint",
+            ),
+            (&["--s3", "s3://bkt", "--s3-region", "a/b"][..], "s3-region"),
+            (&["--s3", "s3://bkt", "--s3-timeout", "0"][..], "s3-timeout"),
+        ] {
+            let e = origin(args).expect_err("refused");
+            assert!(e.to_string().contains(flag), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
     fn srt_is_off_by_default_and_set_by_flag_or_file() {
         let c = origin(&[]).expect("defaults");
         assert_eq!(c.srt, None);

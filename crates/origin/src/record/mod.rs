@@ -1079,6 +1079,69 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn with_s3_only_the_local_media_of_uploaded_recordings_is_deleted() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let root = data.path().join(FOLDER);
+        put(&root, "a-1", "a", 1_000, 1000);
+        put(&root, "b-2", "b", 2_000, 1000);
+        // a-1 is uploaded; b-2 is not (its upload has not started).
+        let files: Vec<(String, u64)> = std::fs::read_dir(root.join("a-1"))
+            .expect("dir")
+            .flatten()
+            .map(|e| {
+                let len = e.metadata().map_or(0, |m| m.len());
+                (e.file_name().to_string_lossy().into_owned(), len)
+            })
+            .collect();
+        let mut u = upload::Upload::plan("bkt", "p", "a-1", files);
+        for f in &mut u.files {
+            f.done = true;
+        }
+        u.phase = upload::Phase::Uploaded;
+        std::fs::write(
+            root.join("a-1").join(upload::STATE_FILE),
+            serde_json::to_vec(&u).expect("json"),
+        )
+        .expect("state");
+        let config = s3::S3Config {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            ..s3::S3Config::new("s3://bkt/p").expect("url")
+        };
+        let client =
+            s3::S3::with_credentials(config, "id".into(), "secret".into(), None).expect("client");
+        let each = shelf(data.path(), 1 << 30)
+            .get("a-1")
+            .map_or(0, |x| x.bytes);
+        let r = Recordings::open(
+            RecordConfig {
+                max_bytes: 2 * each + 100,
+                ..RecordConfig::default()
+            },
+            data.path(),
+            Hooks::none(),
+            Some(Arc::new(client)),
+        );
+        let listed = r.list();
+        assert_eq!(listed[0]["s3"], "uploaded");
+        assert_eq!(listed[0]["s3_url"], "s3://bkt/p/a-1/");
+        assert_eq!(listed[1]["s3"], "pending");
+        assert_eq!(r.next_upload().map(|(n, _)| n).as_deref(), Some("b-2"));
+        // Room for more than one recording: only a-1's media may go, and it does.
+        assert!(!r.make_room(2 * each).await, "b-2 is never deleted");
+        assert!(!root.join("a-1").join("seg0.m4s").exists());
+        assert!(root.join("a-1").join(recording::META_FILE).exists());
+        assert!(root.join("b-2").join("seg0.m4s").exists());
+        let listed = r.list();
+        assert_eq!(listed.len(), 2, "both still listed");
+        assert_eq!(listed[0]["local"], false);
+        assert_eq!(listed[1]["local"], true);
+        // Found so after a restart too, still counted off the disk.
+        let again = shelf(data.path(), 1 << 30);
+        let a = again.get("a-1").expect("listed");
+        assert!(!a.local && a.disk_bytes() == 0 && a.bytes > 0);
+    }
+
+    #[tokio::test]
     async fn names_from_requests_are_only_looked_up() {
         let data = tempfile::tempdir().expect("tempdir");
         let root = data.path().join(FOLDER);

@@ -231,6 +231,16 @@ impl S3 {
         else {
             return Err(S3Error::NoCredentials);
         };
+        Self::with_credentials(config, id, secret, var("AWS_SESSION_TOKEN"))
+    }
+
+    /// A client for `config` with these credentials (no request is made here).
+    pub fn with_credentials(
+        config: S3Config,
+        id: String,
+        secret: String,
+        token: Option<String>,
+    ) -> Result<S3, S3Error> {
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
@@ -248,7 +258,7 @@ impl S3 {
                     .with_connect_timeout(config.timeout.min(Duration::from_secs(10)))
                     .with_allow_http(true),
             );
-        if let Some(token) = var("AWS_SESSION_TOKEN") {
+        if let Some(token) = token {
             b = b.with_token(token);
         }
         if let Some(endpoint) = &config.endpoint {
