@@ -227,6 +227,25 @@ fn recording_uploaded_to_s3_plays_from_s3_once_the_local_copy_is_gone() {
     // The credentials are never in the log.
     assert!(!server.log_text().contains(s3rver::SECRET));
 
+    // A second origin with an empty disk and the same bucket finds it there and
+    // plays it; names it does not find, or that are not names, are 404.
+    let second = origin(tempfile::tempdir().expect("tempdir"), &s3, &[]);
+    let url2 = second.url(&format!("/vod/recordings/{name}/index.m3u8"));
+    let got = probe_duration(&url2);
+    assert!((got - want).abs() < 0.5, "from the second origin: {got} s");
+    assert_eq!(recordings_of(&second, "cam").len(), 1, "listed once found");
+    for bad in [
+        "cam-19700101T000000Z/index.m3u8",
+        "..%2F..%2Fetc/index.m3u8",
+        "%2e%2e/index.m3u8",
+        &format!("{name}/..%2Frecording.json"),
+        &format!("{name}/upload.json"),
+    ] {
+        let (status, _) = get(&second.url(&format!("/vod/recordings/{bad}")));
+        assert_eq!(status, 404, "{bad}");
+    }
+    drop(second);
+
     // Deleting it through the API deletes it in the bucket too.
     let status = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(15))

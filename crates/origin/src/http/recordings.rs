@@ -6,10 +6,11 @@
 //!
 //! A name from the URL is only looked up among the recordings the shelf knows, and a
 //! file name only matched against the names above; no path or object key is ever made
-//! from request text. A recording whose local media is gone (deleted after its upload
-//! to S3, `record::s3`) is served from S3: its init and media segments are read from
-//! the bucket (bounded by `--s3-max-fetch-bytes`), its manifests are built here as
-//! for a local one. Not here: writing recordings (`record`), the write API
+//! from request text (a name is checked with `recording::valid_name` before it becomes
+//! part of an S3 key). A recording whose local media is gone (deleted after its upload
+//! to S3, `record::s3`), or that is only in the bucket, is served from S3: its init
+//! and media segments are read from the bucket (bounded by `--s3-max-fetch-bytes`),
+//! its manifests are built here as for a local one. Not here: writing recordings (`record`), the write API
 //! (`admin.rs`).
 
 use axum::body::Body;
@@ -52,7 +53,7 @@ pub async fn file(
     State(state): State<AppState>,
     Path((name, file)): Path<(String, String)>,
 ) -> Response {
-    let Some(rec) = state.recordings.get(&name) else {
+    let Some(rec) = state.recordings.get_or_fetch(&name).await else {
         return error(StatusCode::NOT_FOUND, "no such recording");
     };
     let cache = if rec.meta.state == RecState::Finished {

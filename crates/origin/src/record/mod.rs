@@ -153,7 +153,15 @@ pub struct Recordings {
     s3: Option<Arc<s3::S3>>,
     /// Wakes the uploader (a recording finished).
     pub(crate) upload_wake: Notify,
+    /// Names looked up in S3 and not found there, and when: not asked again for
+    /// [`MISS_TTL`].
+    misses: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// How long a recording not found in S3 is not looked up again.
+const MISS_TTL: Duration = Duration::from_secs(60);
+/// Most such names remembered (then forgotten all at once).
+const MAX_MISSES: usize = 10_000;
 
 impl Recordings {
     /// The recordings under `data_dir/recordings`, as found there. A recording the
@@ -221,7 +229,117 @@ impl Recordings {
             wake: Notify::new(),
             s3,
             upload_wake: Notify::new(),
+            misses: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Recording `name`, from the shelf or, with object storage, from the bucket: a
+    /// finished recording this server does not have (its folder was lost, or another
+    /// origin uploaded it under the same prefix) is read from its `recording.json`
+    /// and `segments.jsonl` in S3 and kept as a local stub that plays from S3.
+    pub async fn get_or_fetch(&self, name: &str) -> Option<Recording> {
+        if let Some(r) = self.get(name) {
+            return Some(r);
+        }
+        let s3 = self.s3.as_ref()?;
+        if !recording::valid_name(name) {
+            return None;
+        }
+        {
+            let mut misses = self.misses.lock();
+            if misses.get(name).is_some_and(|t| t.elapsed() < MISS_TTL) {
+                return None;
+            }
+            if misses.len() >= MAX_MISSES {
+                misses.clear();
+            }
+        }
+        match self.fetch_stub(s3, name).await {
+            Ok(Some(r)) => Some(r),
+            Ok(None) => {
+                self.misses
+                    .lock()
+                    .insert(name.to_string(), std::time::Instant::now());
+                None
+            }
+            Err(e) => {
+                tracing::warn!(recording = %name, error = %e, "cannot look a recording up in S3");
+                None
+            }
+        }
+    }
+
+    async fn fetch_stub(&self, s3: &s3::S3, name: &str) -> Result<Option<Recording>, s3::S3Error> {
+        let key_prefix = s3.recording_prefix(name);
+        let Some(meta_bytes) = s3
+            .fetch(&format!("{key_prefix}{}", recording::META_FILE))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(index) = s3
+            .fetch(&format!("{key_prefix}{}", recording::INDEX_FILE))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let corrupt = |problem: String| s3::S3Error::Local {
+            path: s3.url_of(&key_prefix),
+            problem,
+        };
+        let meta: Meta = serde_json::from_slice(&meta_bytes).map_err(|e| corrupt(e.to_string()))?;
+        if meta.name != name || meta.state != State::Finished {
+            return Err(corrupt(format!(
+                "recording.json names {:?} ({:?})",
+                meta.name, meta.state
+            )));
+        }
+        let segments: Vec<SegmentEntry> = index
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map_while(|l| serde_json::from_slice(l).ok())
+            .collect();
+        let dir = self.root.join(name);
+        let mut u =
+            upload::Upload::plan(&s3.config().bucket, &s3.config().prefix, name, Vec::new());
+        u.phase = upload::Phase::Uploaded;
+        u.local_deleted = true;
+        let rec = Recording {
+            bytes: segments.iter().map(|s| s.bytes).sum(),
+            meta,
+            segments,
+            dir: dir.clone(),
+            upload: Some(u.clone()),
+            local: false,
+        };
+        {
+            let mut shelf = self.shelf.lock();
+            if let Some(r) = shelf.recordings.get(name) {
+                return Ok(Some(r.clone()));
+            }
+            shelf.recordings.insert(name.to_string(), rec.clone());
+        }
+        // The stub on disk, so a restart still lists it.
+        let local = |e: std::io::Error| s3::S3Error::Local {
+            path: dir.display().to_string(),
+            problem: e.to_string(),
+        };
+        let written: Result<(), s3::S3Error> = async {
+            tokio::fs::create_dir_all(&dir).await.map_err(local)?;
+            tokio::fs::write(dir.join(recording::META_FILE), &meta_bytes)
+                .await
+                .map_err(local)?;
+            tokio::fs::write(dir.join(recording::INDEX_FILE), &index)
+                .await
+                .map_err(local)?;
+            s3::save_state(&dir, &u).await
+        }
+        .await;
+        if let Err(e) = written {
+            tracing::warn!(recording = %name, error = %e, "cannot keep a stub of a recording found in S3");
+        }
+        tracing::info!(recording = %name, segments = rec.segments.len(), "recording found in S3: it plays from there");
+        Ok(Some(rec))
     }
 
     /// The object store, when `--s3` is on.
@@ -740,7 +858,7 @@ impl Recordings {
                 .recordings
                 .values()
                 .filter(|r| r.meta.state == State::Finished)
-                .map(|r| (r.meta.started_ms, r.meta.name.clone(), r.bytes))
+                .map(|r| (r.meta.started_ms, r.meta.name.clone(), r.disk_bytes()))
                 .collect();
             finished.sort();
             let mut victims = Vec::new();

@@ -571,7 +571,7 @@ async fn upload_one(recordings: &Recordings, s3: &S3, name: &str, dir: &Path) {
                     s3.config.retry_max,
                     rand::random::<f64>(),
                 );
-                if failures == 0 || failures % 10 == 0 {
+                if failures.is_multiple_of(10) {
                     tracing::warn!(
                         error = %e,
                         failures = failures + 1,
