@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::common::s3rver::{self, S3rver};
 use crate::common::*;
 use crate::hooks::{Answer, Receiver};
+use crate::recording::publish_with_a_reconnect;
 
 const PREFIX: &str = "rec/o1";
 const TOKEN: &str = "recording-s3-admin-token-01";
@@ -37,8 +38,6 @@ fn origin(dir: tempfile::TempDir, s3: &S3rver, extra: &[&str]) -> Server {
         "--data",
         &data,
         "--record",
-        "--reconnect-grace",
-        "1",
         "--s3",
         &url,
         "--s3-endpoint",
@@ -127,6 +126,8 @@ fn recording_uploaded_to_s3_plays_from_s3_once_the_local_copy_is_gone() {
         &s3,
         &[
             "--s3-delete-local",
+            "--reconnect-grace",
+            "1",
             // Segments of this stream are 50-200 KB: the bigger ones go in parts.
             "--s3-multipart-bytes",
             "100000",
@@ -229,7 +230,11 @@ fn recording_uploaded_to_s3_plays_from_s3_once_the_local_copy_is_gone() {
 
     // A second origin with an empty disk and the same bucket finds it there and
     // plays it; names it does not find, or that are not names, are 404.
-    let second = origin(tempfile::tempdir().expect("tempdir"), &s3, &[]);
+    let second = origin(
+        tempfile::tempdir().expect("tempdir"),
+        &s3,
+        &["--reconnect-grace", "1"],
+    );
     let url2 = second.url(&format!("/vod/recordings/{name}/index.m3u8"));
     let got = probe_duration(&url2);
     assert!((got - want).abs() < 0.5, "from the second origin: {got} s");
@@ -275,6 +280,8 @@ fn recording_upload_survives_s3_dying_mid_upload_and_an_origin_restart() {
     let s3path = s3dir.path().join("s3");
     let s3 = S3rver::start(&s3path);
     let pace = [
+        "--reconnect-grace",
+        "1",
         // Slow enough to kill the S3 server in the middle.
         "--s3-upload-rate",
         "40000",
@@ -370,4 +377,55 @@ fn recording_upload_survives_s3_dying_mid_upload_and_an_origin_restart() {
     let direct = format!("{}/{}/{prefix}index.m3u8", s3.endpoint(), s3rver::BUCKET);
     let errors = decode_all(&direct);
     assert!(errors.trim().is_empty(), "decode errors: {errors}");
+}
+
+#[test]
+fn a_recording_with_a_reconnect_plays_from_s3_to_its_end_in_hls_js_in_chromium() {
+    let _turn = browser_turn();
+    let web = browser_ready();
+    let s3dir = tempfile::tempdir().expect("tempdir");
+    let s3 = S3rver::start(&s3dir.path().join("s3"));
+    let server = origin(
+        tempfile::tempdir().expect("tempdir"),
+        &s3,
+        &["--s3-delete-local", "--reconnect-grace", "4"],
+    );
+    publish_with_a_reconnect(&server, "web", 4, 8);
+    let rec = wait_one(
+        &server,
+        "web",
+        Duration::from_secs(60),
+        "one recording, uploaded, local copy deleted",
+        |r| r["state"] == "finished" && r["s3"] == "uploaded" && r["local"] == false,
+    );
+    let path = rec["url"].as_str().expect("url").to_string();
+    let errors = decode_all(&server.url(&path));
+    assert!(errors.trim().is_empty(), "decode errors: {errors}");
+    let out = run(
+        Command::new("node")
+            .arg(web.join("tests/play_vod.mjs"))
+            .arg(server.url(""))
+            .arg(&path)
+            .arg("60"),
+        Duration::from_secs(90),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "hls.js did not play the recording from S3 through: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).expect("json line");
+    assert_eq!(seen["ended"], true);
+    assert_eq!(seen["ranges"].as_array().map(Vec::len), Some(1), "{seen}");
+    let listed = rec["duration_seconds"].as_f64().unwrap_or(0.0);
+    let played = seen["t"].as_f64().unwrap_or(0.0);
+    assert!(
+        (played - listed).abs() < 1.0,
+        "played {played} of {listed} s"
+    );
+    assert!(
+        server.log_text().contains("it plays from S3"),
+        "the local copy was deleted"
+    );
 }
