@@ -514,6 +514,25 @@ impl Recordings {
         }
     }
 
+    /// The upload of `name` failed for good (a local file changed or vanished):
+    /// `on_record_done` is sent with `"s3": "failed"`, since the recording is done and
+    /// plays from the local disk.
+    pub(crate) fn upload_failed(&self, name: &str) {
+        let Some(done) = self.get(name) else {
+            return;
+        };
+        self.upload_gauge();
+        let mut fields = done.listing();
+        if let Some(o) = fields.as_object_mut() {
+            o.insert(
+                "dir".into(),
+                serde_json::Value::String(done.dir.display().to_string()),
+            );
+            o.insert("s3".into(), upload::Phase::Failed.as_str().into());
+        }
+        self.hooks.on_record_done(&done.meta.stream, fields);
+    }
+
     /// Deletes the local media of uploaded recording `name` (it plays from S3 then).
     async fn drop_local(&self, name: &str, why: &'static str) {
         let (dir, mut u) = {

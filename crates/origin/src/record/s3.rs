@@ -608,6 +608,7 @@ async fn fail(recordings: &Recordings, dir: &Path, name: &str, state: Option<Upl
     u.error = Some(e.to_string());
     let _ = save_state(dir, &u).await;
     recordings.set_upload(name, u);
+    recordings.upload_failed(name);
 }
 
 /// Sends one step's request; returns the answer and the bytes it carried.
