@@ -429,3 +429,83 @@ fn a_recording_with_a_reconnect_plays_from_s3_to_its_end_in_hls_js_in_chromium()
         "the local copy was deleted"
     );
 }
+
+#[test]
+fn an_s3_endpoint_that_hangs_or_answers_garbage_delays_only_the_upload() {
+    use std::io::{Read, Write};
+    // One endpoint accepts and never answers; after a few connections it answers
+    // every request with garbage instead.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { break };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n < 3 {
+                held.push(conn);
+                continue;
+            }
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 65536];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 25\r\nconnection: close\r\n\r\n<<<not xml at all>>>\x00\x01\x02\x03\x04",
+            );
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data").display().to_string();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let server = Server::start_role_in_env(
+        "origin",
+        dir,
+        &[
+            "--rtmp",
+            "127.0.0.1:0",
+            "--data",
+            &data,
+            "--record",
+            "--reconnect-grace",
+            "1",
+            "--s3",
+            "s3://recordings/x",
+            "--s3-endpoint",
+            &endpoint,
+            "--s3-path-style",
+            "--s3-timeout",
+            "1",
+            "--s3-retry-max",
+            "1",
+            "--s3-multipart-bytes",
+            "100000",
+            "--s3-part-bytes",
+            "65536",
+        ],
+        &env(),
+    );
+    let mut p = publish(&server.rtmp_url("cam"), 6, "320x240");
+    assert_eq!(p.wait_exit(Duration::from_secs(60)), Some(true));
+    let rec = wait_one(&server, "cam", Duration::from_secs(30), "finished", |r| {
+        r["state"] == "finished"
+    });
+    let until = Instant::now() + Duration::from_secs(30);
+    while served.load(std::sync::atomic::Ordering::SeqCst) < 6 {
+        assert!(
+            Instant::now() < until,
+            "the uploader stopped trying:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The recording is kept and plays from the disk; the server answers as ever.
+    let rec_now = recordings_of(&server, "cam");
+    assert_ne!(rec_now[0]["s3"], "uploaded", "{rec_now:?}");
+    assert_eq!(rec_now[0]["local"], true);
+    assert_eq!(get(&server.url("/healthz")).0, 200);
+    let d = probe_duration(&server.url(rec["url"].as_str().expect("url")));
+    assert!(d > 0.0);
+    assert!(server.log_text().contains("S3 request failed: retrying"));
+}
