@@ -317,6 +317,11 @@ fn recording_upload_survives_s3_dying_mid_upload_and_an_origin_restart() {
     }
     let rec = recordings_of(&server, "cam");
     assert_eq!(rec[0]["s3"], "uploading", "{rec:?}");
+    let (done, total) = (
+        rec[0]["s3_uploaded_bytes"].as_u64().unwrap_or(0),
+        rec[0]["s3_total_bytes"].as_u64().unwrap_or(0),
+    );
+    assert!(done > 0 && done < total, "{rec:?}");
     assert_eq!(rec[0]["local"], true);
 
     // The origin is restarted while S3 is still down: the upload state on disk

@@ -375,6 +375,14 @@ impl Recordings {
                     if let Some(u) = r
                         .upload
                         .as_ref()
+                        .filter(|u| u.phase == upload::Phase::Uploading)
+                    {
+                        o.insert("s3_uploaded_bytes".into(), u.done_bytes().into());
+                        o.insert("s3_total_bytes".into(), u.total_bytes().into());
+                    }
+                    if let Some(u) = r
+                        .upload
+                        .as_ref()
                         .filter(|u| u.phase == upload::Phase::Uploaded)
                     {
                         o.insert("s3_url".into(), s3.url_of(&u.key_prefix).into());

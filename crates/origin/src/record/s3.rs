@@ -552,6 +552,14 @@ async fn upload_one(recordings: &Recordings, s3: &S3, name: &str, dir: &Path) {
                 tracing::warn!("S3 no longer knows the multipart upload: that file starts again");
                 if let Err(e) = state.apply(&step, Outcome::UploadGone, sizing, unix_ms()) {
                     tracing::error!(error = %e, "upload state machine out of step");
+                    fail(
+                        recordings,
+                        dir,
+                        name,
+                        Some(state),
+                        S3Error::Config(e.to_string()),
+                    )
+                    .await;
                     return;
                 }
                 let _ = save_state(dir, &state).await;
@@ -582,10 +590,7 @@ async fn upload_one(recordings: &Recordings, s3: &S3, name: &str, dir: &Path) {
                     tracing::debug!(error = %e, "S3 request failed again");
                 }
                 failures = failures.saturating_add(1);
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = recordings.upload_wake.notified() => {}
-                }
+                tokio::time::sleep(delay).await;
             }
         }
     }
