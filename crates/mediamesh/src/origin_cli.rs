@@ -21,6 +21,10 @@ fn defaults() -> OriginConfig {
     OriginConfig::new(PathBuf::from("mediamesh-data"))
 }
 
+fn s3_defaults() -> origin::record::s3::S3Config {
+    origin::record::s3::S3Config::default_for("s3://bucket")
+}
+
 fn default_rtmp() -> SocketAddr {
     defaults()
         .rtmp
@@ -148,6 +152,45 @@ pub struct OriginArgs {
     /// one continues the stream.
     #[arg(long, default_value_t = defaults().record.split.as_secs_f64() / 60.0)]
     pub record_split_minutes: f64,
+    /// Upload finished recordings to S3-compatible storage at s3://BUCKET/PREFIX
+    /// (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY). See the
+    /// README's "Recording".
+    #[arg(long, value_name = "URL")]
+    pub s3: Option<String>,
+    /// S3 endpoint of an S3-compatible server, e.g. http://127.0.0.1:9000 [default:
+    /// AWS, by --s3-region].
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, default_value_t = s3_defaults().region)]
+    pub s3_region: String,
+    /// Path-style S3 requests (ENDPOINT/BUCKET/KEY), as MinIO and most S3-compatible
+    /// servers want, instead of virtual-hosted style (BUCKET.ENDPOINT/KEY).
+    #[arg(long)]
+    pub s3_path_style: bool,
+    /// Files of at least this many bytes are uploaded in parts (multipart upload).
+    #[arg(long, default_value_t = s3_defaults().sizing.multipart_bytes)]
+    pub s3_multipart_bytes: u64,
+    /// Bytes per part of a multipart upload (AWS wants at least 5 MiB).
+    #[arg(long, default_value_t = s3_defaults().sizing.part_bytes)]
+    pub s3_part_bytes: u64,
+    /// Delete a recording's local media as soon as its upload is confirmed (it then
+    /// plays from S3); otherwise only --record-max-bytes and --record-keep-days do.
+    #[arg(long)]
+    pub s3_delete_local: bool,
+    /// Upload at most this many bytes per second [default: no limit].
+    #[arg(long, value_name = "BYTES")]
+    pub s3_upload_rate: Option<u64>,
+    /// Seconds one S3 request may take.
+    #[arg(long, default_value_t = secs_default(s3_defaults().timeout))]
+    pub s3_timeout: f64,
+    /// Longest wait, in seconds, between retries of a failed S3 request (the wait
+    /// doubles from 0.5 s up to this).
+    #[arg(long, default_value_t = secs_default(s3_defaults().retry_max))]
+    pub s3_retry_max: f64,
+    /// Biggest object the origin reads from S3 to serve a viewer.
+    #[arg(long, default_value_t = s3_defaults().max_fetch_bytes)]
+    pub s3_max_fetch_bytes: u64,
     /// Bytes of media kept per rendition.
     #[arg(long, default_value_t = defaults().limits.max_rendition_bytes)]
     pub max_rendition_bytes: usize,
@@ -290,6 +333,21 @@ pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
         0.0,
         86_400.0,
     )?;
+    if let Some(url) = args.s3.as_deref().filter(|u| !u.is_empty()) {
+        let mut s3 =
+            origin::record::s3::S3Config::new(url).map_err(|e| anyhow::anyhow!("--s3: {e}"))?;
+        s3.endpoint = args.s3_endpoint.clone().filter(|u| !u.is_empty());
+        s3.region = args.s3_region.clone();
+        s3.path_style = args.s3_path_style;
+        s3.sizing.multipart_bytes = args.s3_multipart_bytes;
+        s3.sizing.part_bytes = args.s3_part_bytes;
+        s3.delete_local = args.s3_delete_local;
+        s3.upload_rate = args.s3_upload_rate;
+        s3.timeout = seconds("s3-timeout", args.s3_timeout, 0.0, 86_400.0)?;
+        s3.retry_max = seconds("s3-retry-max", args.s3_retry_max, 0.0, 86_400.0)?;
+        s3.max_fetch_bytes = args.s3_max_fetch_bytes;
+        c.record.s3 = Some(s3);
+    }
     c.hooks.play_idle = seconds("hook-play-idle", args.hook_play_idle, 0.0, 86_400.0)?;
     c.hooks.timeout = seconds("hook-timeout", args.hook_timeout, 0.0, 86_400.0)?;
     c.hooks.retries = args.hook_retries;
@@ -686,6 +744,57 @@ mod tests {
         assert!(e.to_string().contains("record-stream"), "{e}");
         let e = origin(&["--record-max-bytes", "0"]).expect_err("zero");
         assert!(e.to_string().contains("record-max-bytes"), "{e}");
+    }
+
+    #[test]
+    fn s3_settings_from_file_and_flags() {
+        assert!(origin(&[]).expect("defaults").record.s3.is_none());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "s3 = \"s3://rec-bucket/a/b/\"\ns3_endpoint = \"http://127.0.0.1:9000\"\ns3_path_style = true\ns3_part_bytes = 5242880\ns3_delete_local = true\n",
+        )
+        .expect("write");
+        let p = path.to_str().expect("utf-8");
+        let c = origin(&[
+            "--config",
+            p,
+            "--s3-region",
+            "eu-west-1",
+            "--s3-upload-rate",
+            "1000",
+        ])
+        .expect("config");
+        let s3 = c.record.s3.expect("s3 on");
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str()),
+            ("rec-bucket", "a/b")
+        );
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.region, "eu-west-1");
+        assert!(s3.path_style && s3.delete_local);
+        assert_eq!(s3.sizing.part_bytes, 5 * 1024 * 1024);
+        assert_eq!(s3.sizing.multipart_bytes, 8 * 1024 * 1024);
+        assert_eq!(s3.upload_rate, Some(1000));
+        assert_eq!(s3.url(), "s3://rec-bucket/a/b");
+        for (args, flag) in [
+            (&["--s3", "http://x/y"][..], "--s3"),
+            (&["--s3", "s3://bkt/../x"][..], "--s3"),
+            (
+                &["--s3", "s3://bkt", "--s3-part-bytes", "10"][..],
+                "s3-part-bytes",
+            ),
+            (
+                &["--s3", "s3://bkt", "--s3-endpoint", "ftp://x"][..],
+                "s3-endpoint",
+            ),
+            (&["--s3", "s3://bkt", "--s3-region", "a/b"][..], "s3-region"),
+            (&["--s3", "s3://bkt", "--s3-timeout", "0"][..], "s3-timeout"),
+        ] {
+            let e = origin(args).expect_err("refused");
+            assert!(e.to_string().contains(flag), "{args:?}: {e}");
+        }
     }
 
     #[test]

@@ -365,6 +365,9 @@ impl OriginConfig {
         if let Some(keep) = r.keep {
             within("record-keep-days", keep, s(3_600.0), s(86_400.0 * 36_500.0))?;
         }
+        if let Some(s3) = &r.s3 {
+            s3.validate()?;
+        }
         for name in &r.streams {
             if !crate::live::name::valid_name(name) {
                 return Err(ConfigError {

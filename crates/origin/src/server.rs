@@ -47,6 +47,8 @@ pub enum StartError {
     Demo(#[from] ingest::demo::DemoError),
     #[error(transparent)]
     Whep(#[from] crate::whep::WhepStartError),
+    #[error(transparent)]
+    S3(#[from] crate::record::s3::S3Error),
 }
 
 /// A running origin. Dropping it stops every task it started.
@@ -101,10 +103,15 @@ impl Origin {
             None => None,
         };
         let hooks = crate::hooks::Hooks::new(config.hooks.clone());
+        let s3 = match &config.record.s3 {
+            Some(c) => Some(Arc::new(crate::record::s3::S3::connect(c.clone())?)),
+            None => None,
+        };
         let recordings = Arc::new(crate::record::Recordings::open(
             config.record.clone(),
             &config.data_dir,
             hooks.clone(),
+            s3.clone(),
         ));
         let state = AppState {
             streams: streams.clone(),
@@ -114,7 +121,10 @@ impl Origin {
             recordings: recordings.clone(),
         };
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(recordings.run(streams.clone())));
+        tasks.push(tokio::spawn(recordings.clone().run(streams.clone())));
+        if let Some(s3) = s3 {
+            tasks.push(tokio::spawn(crate::record::s3::run(recordings.clone(), s3)));
+        }
 
         let listener = TcpListener::bind(config.http)
             .await

@@ -36,6 +36,7 @@ mod p2p_parts;
 mod peer;
 mod peer_wss;
 mod recording;
+mod recording_s3;
 mod security_conn;
 mod security_edge;
 mod security_origin;

@@ -121,7 +121,12 @@ fn call(method: reqwest::Method, url: &str, token: Option<&str>) -> (u16, Value)
 /// Publishes `stream` until the recording holds `segments` segments, kills ffmpeg
 /// (SIGKILL), publishes again for `again` seconds within the grace time, and waits
 /// for that to finish. Returns the seconds of media the killed publisher sent.
-fn publish_with_a_reconnect(server: &Server, stream: &str, segments: u64, again: u32) -> f64 {
+pub(crate) fn publish_with_a_reconnect(
+    server: &Server,
+    stream: &str,
+    segments: u64,
+    again: u32,
+) -> f64 {
     let progress = server.dir.path().join(format!("{stream}-progress.txt"));
     let mut first = publish_with_progress(&server.rtmp_url(stream), 120, &progress);
     wait_recordings(

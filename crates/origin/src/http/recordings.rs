@@ -5,8 +5,13 @@
 //! split on request for DASH).
 //!
 //! A name from the URL is only looked up among the recordings the shelf knows, and a
-//! file name only matched against the names above; no path is ever made from request
-//! text. Not here: writing recordings (`record`), the write API (`admin.rs`).
+//! file name only matched against the names above; no path or object key is ever made
+//! from request text (a name is checked with `recording::valid_name` before it becomes
+//! part of an S3 key). A recording whose local media is gone (deleted after its upload
+//! to S3, `record::s3`), or that is only in the bucket, is served from S3: its init
+//! and media segments are read from the bucket (bounded by `--s3-max-fetch-bytes`),
+//! its manifests are built here as for a local one. Not here: writing recordings (`record`), the write API
+//! (`admin.rs`).
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -48,7 +53,7 @@ pub async fn file(
     State(state): State<AppState>,
     Path((name, file)): Path<(String, String)>,
 ) -> Response {
-    let Some(rec) = state.recordings.get(&name) else {
+    let Some(rec) = state.recordings.get_or_fetch(&name).await else {
         return error(StatusCode::NOT_FOUND, "no such recording");
     };
     let cache = if rec.meta.state == RecState::Finished {
@@ -70,7 +75,13 @@ pub async fn file(
         }
         "index.mpd" => return text(rec.mpd().write(), "application/dash+xml"),
         recording::INIT_FILE | recording::VIDEO_INIT_FILE | recording::AUDIO_INIT_FILE => {
-            return read(rec.dir.join(&file), FINISHED).await
+            return match load(&state, &rec, &file).await {
+                Ok(b) => {
+                    let len = b.len();
+                    media_response(Body::from(b), Some(len), "video/mp4", FINISHED)
+                }
+                Err(r) => r,
+            };
         }
         _ => {}
     }
@@ -85,13 +96,13 @@ pub async fn file(
     let Some(index) = usize::try_from(n).ok().filter(|i| *i < rec.segments.len()) else {
         return error(StatusCode::NOT_FOUND, "no such segment");
     };
-    let path = rec.dir.join(recording::segment_file(index));
-    let Some(track) = track else {
-        return read(path, FINISHED).await;
-    };
-    let muxed = match tokio::fs::read(&path).await {
+    let muxed = match load(&state, &rec, &recording::segment_file(index)).await {
         Ok(b) => b,
-        Err(_) => return error(StatusCode::NOT_FOUND, "the segment is gone"),
+        Err(r) => return r,
+    };
+    let Some(track) = track else {
+        let len = muxed.len();
+        return media_response(Body::from(muxed), Some(len), "video/mp4", FINISHED);
     };
     let split = tokio::task::spawn_blocking(move || split::split_track(&muxed, track)).await;
     match split {
@@ -113,12 +124,42 @@ pub async fn file(
     }
 }
 
-async fn read(path: std::path::PathBuf, cache: &'static str) -> Response {
-    match tokio::fs::read(&path).await {
-        Ok(b) => {
-            let len = b.len();
-            media_response(Body::from(b), Some(len), "video/mp4", cache)
+/// File `file` (a name this module matched, never request text) of recording `rec`:
+/// from its folder, or from S3 when the local copy is gone.
+async fn load(
+    state: &AppState,
+    rec: &recording::Recording,
+    file: &str,
+) -> Result<bytes::Bytes, Response> {
+    if rec.local {
+        match tokio::fs::read(rec.dir.join(file)).await {
+            Ok(b) => return Ok(b.into()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(error(StatusCode::NOT_FOUND, "no such recording object"))
+            }
+            // Deleted after its upload while this request came in: try S3.
+            Err(_) => {}
         }
-        Err(_) => error(StatusCode::NOT_FOUND, "no such recording object"),
+    }
+    let Some(s3) = state.recordings.s3() else {
+        return Err(error(StatusCode::NOT_FOUND, "no such recording object"));
+    };
+    let key = match &rec.upload {
+        Some(u) => format!("{}{file}", u.key_prefix),
+        None => return Err(error(StatusCode::NOT_FOUND, "no such recording object")),
+    };
+    match s3.fetch(&key).await {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => Err(error(
+            StatusCode::NOT_FOUND,
+            "no such recording object in S3",
+        )),
+        Err(e) => {
+            tracing::warn!(recording = %rec.meta.name, error = %e, "cannot read a recording from S3");
+            Err(error(
+                StatusCode::BAD_GATEWAY,
+                "the recording is in S3, which did not answer; try again",
+            ))
+        }
     }
 }

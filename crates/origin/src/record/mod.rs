@@ -13,12 +13,17 @@
 //! publish passed the publish key and the `on_publish` hook. Every path is built from
 //! a recording name this module made or found on disk and checked with
 //! [`recording::valid_name`]; a name from a request is only ever looked up, never
-//! joined to a path unchecked. Not here: HTTP (`http/recordings.rs`, `http/admin.rs`),
-//! S3 upload.
+//! joined to a path unchecked. With object storage (`--s3`), finished recordings are
+//! uploaded (`s3.rs`, `upload.rs`) and the disk bound and age limit delete only the
+//! local media of recordings whose upload is confirmed (their `recording.json`,
+//! segment index and upload state stay, so they are still listed and play from S3).
+//! Not here: HTTP (`http/recordings.rs`, `http/admin.rs`).
 
 pub mod recorder;
 pub mod recording;
 pub mod retime;
+pub mod s3;
+pub mod upload;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -56,6 +61,8 @@ pub struct RecordConfig {
     /// A recording that reaches this length finishes and the next one continues
     /// (`--record-split-minutes`).
     pub split: Duration,
+    /// Upload finished recordings to S3-compatible object storage (`--s3`).
+    pub s3: Option<s3::S3Config>,
 }
 
 impl Default for RecordConfig {
@@ -66,6 +73,7 @@ impl Default for RecordConfig {
             max_bytes: 10 * 1024 * 1024 * 1024,
             keep: None,
             split: Duration::from_secs(60 * 60),
+            s3: None,
         }
     }
 }
@@ -126,8 +134,9 @@ struct Shelf {
 }
 
 impl Shelf {
+    /// Bytes of all recordings on the local disk.
     fn total_bytes(&self) -> u64 {
-        self.recordings.values().map(|r| r.bytes).sum()
+        self.recordings.values().map(Recording::disk_bytes).sum()
     }
 }
 
@@ -140,13 +149,32 @@ pub struct Recordings {
     shelf: Mutex<Shelf>,
     /// Wakes the supervisor (a switch changed).
     wake: Notify,
+    /// Object storage, when on.
+    s3: Option<Arc<s3::S3>>,
+    /// Wakes the uploader (a recording finished).
+    pub(crate) upload_wake: Notify,
+    /// Names looked up in S3 and not found there, and when: not asked again for
+    /// [`MISS_TTL`].
+    misses: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// How long a recording not found in S3 is not looked up again.
+const MISS_TTL: Duration = Duration::from_secs(60);
+/// Most such names remembered (then forgotten all at once).
+const MAX_MISSES: usize = 10_000;
 
 impl Recordings {
     /// The recordings under `data_dir/recordings`, as found there. A recording the
     /// server was writing when it stopped is finished now (reason `interrupted`);
     /// folders that are not recordings are left alone (and logged).
-    pub fn open(config: RecordConfig, data_dir: &Path, hooks: Hooks) -> Self {
+    /// With `s3`, finished recordings not uploaded yet are queued for upload (one
+    /// whose upload failed is tried again).
+    pub fn open(
+        config: RecordConfig,
+        data_dir: &Path,
+        hooks: Hooks,
+        s3: Option<Arc<s3::S3>>,
+    ) -> Self {
         let root = data_dir.join(FOLDER);
         let mut recordings = BTreeMap::new();
         if let Ok(entries) = std::fs::read_dir(&root) {
@@ -169,6 +197,12 @@ impl Recordings {
                                 tracing::warn!(error = %e, "cannot mark an interrupted recording finished");
                             }
                             tracing::info!(recording = %name, "recording interrupted by a restart: finished as it was");
+                        }
+                        if r.upload
+                            .as_ref()
+                            .is_some_and(|u| u.phase == upload::Phase::Failed && !u.local_deleted)
+                        {
+                            r.upload = None;
                         }
                         recordings.insert(name, r);
                     }
@@ -193,7 +227,124 @@ impl Recordings {
             hooks,
             shelf: Mutex::new(shelf),
             wake: Notify::new(),
+            s3,
+            upload_wake: Notify::new(),
+            misses: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Recording `name`, from the shelf or, with object storage, from the bucket: a
+    /// finished recording this server does not have (its folder was lost, or another
+    /// origin uploaded it under the same prefix) is read from its `recording.json`
+    /// and `segments.jsonl` in S3 and kept as a local stub that plays from S3.
+    pub async fn get_or_fetch(&self, name: &str) -> Option<Recording> {
+        if let Some(r) = self.get(name) {
+            return Some(r);
+        }
+        let s3 = self.s3.as_ref()?;
+        if !recording::valid_name(name) {
+            return None;
+        }
+        {
+            let mut misses = self.misses.lock();
+            if misses.get(name).is_some_and(|t| t.elapsed() < MISS_TTL) {
+                return None;
+            }
+            if misses.len() >= MAX_MISSES {
+                misses.clear();
+            }
+        }
+        match self.fetch_stub(s3, name).await {
+            Ok(Some(r)) => Some(r),
+            Ok(None) => {
+                self.misses
+                    .lock()
+                    .insert(name.to_string(), std::time::Instant::now());
+                None
+            }
+            Err(e) => {
+                tracing::warn!(recording = %name, error = %e, "cannot look a recording up in S3");
+                None
+            }
+        }
+    }
+
+    async fn fetch_stub(&self, s3: &s3::S3, name: &str) -> Result<Option<Recording>, s3::S3Error> {
+        let key_prefix = s3.recording_prefix(name);
+        let Some(meta_bytes) = s3
+            .fetch(&format!("{key_prefix}{}", recording::META_FILE))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(index) = s3
+            .fetch(&format!("{key_prefix}{}", recording::INDEX_FILE))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let corrupt = |problem: String| s3::S3Error::Local {
+            path: s3.url_of(&key_prefix),
+            problem,
+        };
+        let meta: Meta = serde_json::from_slice(&meta_bytes).map_err(|e| corrupt(e.to_string()))?;
+        if meta.name != name || meta.state != State::Finished {
+            return Err(corrupt(format!(
+                "recording.json names {:?} ({:?})",
+                meta.name, meta.state
+            )));
+        }
+        let segments: Vec<SegmentEntry> = index
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map_while(|l| serde_json::from_slice(l).ok())
+            .collect();
+        let dir = self.root.join(name);
+        let mut u =
+            upload::Upload::plan(&s3.config().bucket, &s3.config().prefix, name, Vec::new());
+        u.phase = upload::Phase::Uploaded;
+        u.local_deleted = true;
+        let rec = Recording {
+            bytes: segments.iter().map(|s| s.bytes).sum(),
+            meta,
+            segments,
+            dir: dir.clone(),
+            upload: Some(u.clone()),
+            local: false,
+        };
+        {
+            let mut shelf = self.shelf.lock();
+            if let Some(r) = shelf.recordings.get(name) {
+                return Ok(Some(r.clone()));
+            }
+            shelf.recordings.insert(name.to_string(), rec.clone());
+        }
+        // The stub on disk, so a restart still lists it.
+        let local = |e: std::io::Error| s3::S3Error::Local {
+            path: dir.display().to_string(),
+            problem: e.to_string(),
+        };
+        let written: Result<(), s3::S3Error> = async {
+            tokio::fs::create_dir_all(&dir).await.map_err(local)?;
+            tokio::fs::write(dir.join(recording::META_FILE), &meta_bytes)
+                .await
+                .map_err(local)?;
+            tokio::fs::write(dir.join(recording::INDEX_FILE), &index)
+                .await
+                .map_err(local)?;
+            s3::save_state(&dir, &u).await
+        }
+        .await;
+        if let Err(e) = written {
+            tracing::warn!(recording = %name, error = %e, "cannot keep a stub of a recording found in S3");
+        }
+        tracing::info!(recording = %name, segments = rec.segments.len(), "recording found in S3: it plays from there");
+        Ok(Some(rec))
+    }
+
+    /// The object store, when `--s3` is on.
+    pub fn s3(&self) -> Option<&Arc<s3::S3>> {
+        self.s3.as_ref()
     }
 
     pub fn config(&self) -> &RecordConfig {
@@ -212,7 +363,234 @@ impl Recordings {
         all.sort_by(|a, b| {
             (a.meta.started_ms, &a.meta.name).cmp(&(b.meta.started_ms, &b.meta.name))
         });
-        all.into_iter().map(Recording::listing).collect()
+        all.into_iter()
+            .map(|r| {
+                let mut v = r.listing();
+                if let (Some(s3), Some(o)) = (&self.s3, v.as_object_mut()) {
+                    let phase = r
+                        .upload
+                        .as_ref()
+                        .map_or(upload::Phase::Pending, |u| u.phase);
+                    o.insert("s3".into(), phase.as_str().into());
+                    if let Some(u) = r
+                        .upload
+                        .as_ref()
+                        .filter(|u| u.phase == upload::Phase::Uploading)
+                    {
+                        o.insert("s3_uploaded_bytes".into(), u.done_bytes().into());
+                        o.insert("s3_total_bytes".into(), u.total_bytes().into());
+                    }
+                    if let Some(u) = r
+                        .upload
+                        .as_ref()
+                        .filter(|u| u.phase == upload::Phase::Uploaded)
+                    {
+                        o.insert("s3_url".into(), s3.url_of(&u.key_prefix).into());
+                    }
+                }
+                v
+            })
+            .collect()
+    }
+
+    /// Whether recording `name` is on the shelf.
+    pub fn exists(&self, name: &str) -> bool {
+        self.shelf.lock().recordings.contains_key(name)
+    }
+
+    /// The oldest finished recording still to upload: its name and folder.
+    pub(crate) fn next_upload(&self) -> Option<(String, PathBuf)> {
+        let shelf = self.shelf.lock();
+        shelf
+            .recordings
+            .values()
+            .filter(|r| {
+                r.meta.state == State::Finished
+                    && r.upload.as_ref().is_none_or(|u| {
+                        matches!(u.phase, upload::Phase::Pending | upload::Phase::Uploading)
+                    })
+            })
+            .min_by_key(|r| (r.meta.started_ms, r.meta.name.clone()))
+            .map(|r| (r.meta.name.clone(), r.dir.clone()))
+    }
+
+    /// The upload state of `name`, once planned.
+    pub(crate) fn upload_state(&self, name: &str) -> Option<upload::Upload> {
+        self.shelf
+            .lock()
+            .recordings
+            .get(name)
+            .and_then(|r| r.upload.clone())
+    }
+
+    pub(crate) fn set_upload(&self, name: &str, u: upload::Upload) {
+        if let Some(r) = self.shelf.lock().recordings.get_mut(name) {
+            r.upload = Some(u);
+        }
+        self.upload_gauge();
+    }
+
+    fn upload_gauge(&self) {
+        let shelf = self.shelf.lock();
+        let waiting = shelf
+            .recordings
+            .values()
+            .filter(|r| {
+                r.meta.state == State::Finished
+                    && r.upload.as_ref().is_none_or(|u| {
+                        matches!(u.phase, upload::Phase::Pending | upload::Phase::Uploading)
+                    })
+            })
+            .count();
+        metrics::gauge!("mediamesh_record_s3_pending").set(waiting as f64);
+    }
+
+    /// Plans the upload of finished recording `name`: writes its manifests beside its
+    /// media (they are uploaded too, so the bucket holds a playable HLS asset), lists
+    /// its files and saves `upload.json`.
+    pub(crate) async fn plan_upload(
+        &self,
+        name: &str,
+        s3: &s3::S3,
+    ) -> Result<upload::Upload, s3::S3Error> {
+        let rec = self.get(name).ok_or_else(|| s3::S3Error::Local {
+            path: name.to_string(),
+            problem: "no such recording".into(),
+        })?;
+        let dir = rec.dir.clone();
+        let local = |e: std::io::Error, p: &Path| s3::S3Error::Local {
+            path: p.display().to_string(),
+            problem: e.to_string(),
+        };
+        for (file, body) in [
+            (upload::MULTIVARIANT_FILE, rec.multivariant().write()),
+            (upload::MEDIA_PLAYLIST_FILE, rec.media_playlist().write()),
+            (upload::MPD_FILE, rec.mpd().write()),
+        ] {
+            let p = dir.join(file);
+            tokio::fs::write(&p, body).await.map_err(|e| local(e, &p))?;
+        }
+        let mut files = Vec::new();
+        let mut entries = tokio::fs::read_dir(&dir)
+            .await
+            .map_err(|e| local(e, &dir))?;
+        while let Some(e) = entries.next_entry().await.map_err(|e| local(e, &dir))? {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = e.metadata().await else {
+                continue;
+            };
+            let wanted = match upload::segment_index(&file) {
+                Some(n) => (n as usize) < rec.segments.len(),
+                None => upload::file_rank(&file).is_some(),
+            };
+            if meta.is_file() && wanted {
+                files.push((file, meta.len()));
+            }
+        }
+        let u = upload::Upload::plan(&s3.config().bucket, &s3.config().prefix, name, files);
+        s3::save_state(&dir, &u).await?;
+        self.set_upload(name, u.clone());
+        Ok(u)
+    }
+
+    /// The upload of `name` is confirmed: `on_record_done` is sent (with its S3 URL),
+    /// and with `--s3-delete-local` its local media goes.
+    pub(crate) async fn uploaded(&self, name: &str, u: upload::Upload, s3: &s3::S3) {
+        let done = {
+            let mut shelf = self.shelf.lock();
+            let Some(r) = shelf.recordings.get_mut(name) else {
+                return;
+            };
+            r.upload = Some(u.clone());
+            r.clone()
+        };
+        self.upload_gauge();
+        let mut fields = done.listing();
+        if let Some(o) = fields.as_object_mut() {
+            o.insert(
+                "dir".into(),
+                serde_json::Value::String(done.dir.display().to_string()),
+            );
+            o.insert("s3".into(), upload::Phase::Uploaded.as_str().into());
+            o.insert("s3_url".into(), s3.url_of(&u.key_prefix).into());
+            o.insert("s3_bucket".into(), u.bucket.clone().into());
+            o.insert("s3_prefix".into(), u.key_prefix.clone().into());
+        }
+        self.hooks.on_record_done(&done.meta.stream, fields);
+        if s3.config().delete_local {
+            self.drop_local(name, "uploaded").await;
+        }
+    }
+
+    /// The upload of `name` failed for good (a local file changed or vanished):
+    /// `on_record_done` is sent with `"s3": "failed"`, since the recording is done and
+    /// plays from the local disk.
+    pub(crate) fn upload_failed(&self, name: &str) {
+        let Some(done) = self.get(name) else {
+            return;
+        };
+        self.upload_gauge();
+        let mut fields = done.listing();
+        if let Some(o) = fields.as_object_mut() {
+            o.insert(
+                "dir".into(),
+                serde_json::Value::String(done.dir.display().to_string()),
+            );
+            o.insert("s3".into(), upload::Phase::Failed.as_str().into());
+        }
+        self.hooks.on_record_done(&done.meta.stream, fields);
+    }
+
+    /// Deletes the local media of uploaded recording `name` (it plays from S3 then).
+    async fn drop_local(&self, name: &str, why: &'static str) {
+        let (dir, mut u) = {
+            let shelf = self.shelf.lock();
+            let Some(r) = shelf.recordings.get(name) else {
+                return;
+            };
+            let Some(u) = r
+                .upload
+                .clone()
+                .filter(|u| u.phase == upload::Phase::Uploaded)
+            else {
+                return;
+            };
+            if !r.local {
+                return;
+            }
+            (r.dir.clone(), u)
+        };
+        u.local_deleted = true;
+        // The state says "deleted" before anything is, so a restart halfway through
+        // serves from S3 rather than from a half-deleted folder.
+        if let Err(e) = s3::save_state(&dir, &u).await {
+            tracing::warn!(recording = %name, error = %e, "cannot save the upload state: local copy kept");
+            return;
+        }
+        let freed = {
+            let mut shelf = self.shelf.lock();
+            let freed = shelf.recordings.get_mut(name).map_or(0, |r| {
+                r.local = false;
+                r.upload = Some(u.clone());
+                r.bytes
+            });
+            metrics::gauge!("mediamesh_recordings_bytes").set(shelf.total_bytes() as f64);
+            freed
+        };
+        for f in &u.files {
+            if upload::is_media(&f.file) {
+                let _ = tokio::fs::remove_file(dir.join(&f.file)).await;
+            }
+        }
+        for f in [
+            upload::MULTIVARIANT_FILE,
+            upload::MEDIA_PLAYLIST_FILE,
+            upload::MPD_FILE,
+        ] {
+            let _ = tokio::fs::remove_file(dir.join(f)).await;
+        }
+        tracing::info!(recording = %name, bytes = freed, reason = why, "local copy of an uploaded recording deleted: it plays from S3");
+        metrics::counter!("mediamesh_record_s3_local_deleted_total", "reason" => why).increment(1);
     }
 
     /// A copy of recording `name`, if there is one.
@@ -316,7 +694,22 @@ impl Recordings {
             gone
         };
         if let Some(r) = victim {
+            let key_prefix = r
+                .upload
+                .as_ref()
+                .filter(|u| u.phase != upload::Phase::Pending)
+                .map(|u| u.key_prefix.clone());
             remove(r, "api").await;
+            if let (Some(s3), Some(prefix)) = (self.s3.clone(), key_prefix) {
+                match s3.delete_prefix(&prefix).await {
+                    Ok(n) => {
+                        tracing::info!(recording = %name, objects = n, "recording deleted from S3")
+                    }
+                    Err(e) => {
+                        tracing::warn!(recording = %name, error = %e, "cannot delete the recording from S3")
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -402,12 +795,41 @@ impl Recordings {
         }
     }
 
-    /// Deletes finished recordings past the age limit.
+    /// Whether the local copy of `r` may be deleted: it is finished and, with object
+    /// storage, its upload is confirmed.
+    fn deletable(&self, r: &Recording) -> bool {
+        r.meta.state == State::Finished
+            && r.local
+            && (self.s3.is_none()
+                || r.upload
+                    .as_ref()
+                    .is_some_and(|u| u.phase == upload::Phase::Uploaded))
+    }
+
+    /// Deletes finished recordings past the age limit (with object storage: the local
+    /// copies of uploaded ones; those not uploaded yet wait).
     async fn expire(&self) {
         let Some(keep) = self.config.keep else {
             return;
         };
         let cutoff = unix_ms().saturating_sub(keep.as_millis() as u64);
+        if self.s3.is_some() {
+            let names: Vec<String> = {
+                let shelf = self.shelf.lock();
+                shelf
+                    .recordings
+                    .values()
+                    .filter(|r| {
+                        self.deletable(r) && r.meta.ended_ms.unwrap_or(r.meta.started_ms) < cutoff
+                    })
+                    .map(|r| r.meta.name.clone())
+                    .collect()
+            };
+            for n in names {
+                self.drop_local(&n, "age").await;
+            }
+            return;
+        }
         let victims: Vec<Recording> = {
             let mut shelf = self.shelf.lock();
             let names: Vec<String> = shelf
@@ -433,7 +855,35 @@ impl Recordings {
 
     /// Makes room for `bytes` more under the disk bound by deleting the oldest
     /// finished recordings; false when even deleting all of them would not do.
+    /// With object storage, only the local copies of uploaded recordings are deleted
+    /// (they stay listed and play from S3); recordings not uploaded yet are kept.
     pub(crate) async fn make_room(&self, bytes: u64) -> bool {
+        if self.s3.is_some() {
+            let (fits, names) = {
+                let shelf = self.shelf.lock();
+                let mut total = shelf.total_bytes();
+                let mut candidates: Vec<(u64, String, u64)> = shelf
+                    .recordings
+                    .values()
+                    .filter(|r| self.deletable(r))
+                    .map(|r| (r.meta.started_ms, r.meta.name.clone(), r.bytes))
+                    .collect();
+                candidates.sort();
+                let mut names = Vec::new();
+                for (_, name, size) in candidates {
+                    if total.saturating_add(bytes) <= self.config.max_bytes {
+                        break;
+                    }
+                    names.push(name);
+                    total = total.saturating_sub(size);
+                }
+                (total.saturating_add(bytes) <= self.config.max_bytes, names)
+            };
+            for n in names {
+                self.drop_local(&n, "disk_limit").await;
+            }
+            return fits;
+        }
         let (fits, victims) = {
             let mut shelf = self.shelf.lock();
             let mut total = shelf.total_bytes();
@@ -441,7 +891,7 @@ impl Recordings {
                 .recordings
                 .values()
                 .filter(|r| r.meta.state == State::Finished)
-                .map(|r| (r.meta.started_ms, r.meta.name.clone(), r.bytes))
+                .map(|r| (r.meta.started_ms, r.meta.name.clone(), r.disk_bytes()))
                 .collect();
             finished.sort();
             let mut victims = Vec::new();
@@ -506,6 +956,8 @@ impl Recordings {
                     segments: Vec::new(),
                     bytes,
                     dir: self.root.join(&name),
+                    upload: None,
+                    local: true,
                 },
             );
             if let Some(a) = shelf.active.get_mut(&live.name) {
@@ -609,7 +1061,13 @@ impl Recordings {
                 serde_json::Value::String(done.dir.display().to_string()),
             );
         }
-        self.hooks.on_record_done(&done.meta.stream, fields);
+        if self.s3.is_some() {
+            // Sent once the upload is confirmed, with the recording's S3 URL.
+            self.upload_gauge();
+            self.upload_wake.notify_one();
+        } else {
+            self.hooks.on_record_done(&done.meta.stream, fields);
+        }
     }
 }
 
@@ -725,7 +1183,7 @@ mod tests {
             max_bytes,
             ..RecordConfig::default()
         };
-        Recordings::open(config, data, Hooks::none())
+        Recordings::open(config, data, Hooks::none(), None)
     }
 
     #[tokio::test]
@@ -769,6 +1227,69 @@ mod tests {
         );
         assert!(r.list().is_empty(), "everything finished made way");
         assert!(root.join(".hidden").exists() && root.join("stray.txt").exists());
+    }
+
+    #[tokio::test]
+    async fn with_s3_only_the_local_media_of_uploaded_recordings_is_deleted() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let root = data.path().join(FOLDER);
+        put(&root, "a-1", "a", 1_000, 1000);
+        put(&root, "b-2", "b", 2_000, 1000);
+        // a-1 is uploaded; b-2 is not (its upload has not started).
+        let files: Vec<(String, u64)> = std::fs::read_dir(root.join("a-1"))
+            .expect("dir")
+            .flatten()
+            .map(|e| {
+                let len = e.metadata().map_or(0, |m| m.len());
+                (e.file_name().to_string_lossy().into_owned(), len)
+            })
+            .collect();
+        let mut u = upload::Upload::plan("bkt", "p", "a-1", files);
+        for f in &mut u.files {
+            f.done = true;
+        }
+        u.phase = upload::Phase::Uploaded;
+        std::fs::write(
+            root.join("a-1").join(upload::STATE_FILE),
+            serde_json::to_vec(&u).expect("json"),
+        )
+        .expect("state");
+        let config = s3::S3Config {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            ..s3::S3Config::new("s3://bkt/p").expect("url")
+        };
+        let client =
+            s3::S3::with_credentials(config, "id".into(), "secret".into(), None).expect("client");
+        let each = shelf(data.path(), 1 << 30)
+            .get("a-1")
+            .map_or(0, |x| x.bytes);
+        let r = Recordings::open(
+            RecordConfig {
+                max_bytes: 2 * each + 100,
+                ..RecordConfig::default()
+            },
+            data.path(),
+            Hooks::none(),
+            Some(Arc::new(client)),
+        );
+        let listed = r.list();
+        assert_eq!(listed[0]["s3"], "uploaded");
+        assert_eq!(listed[0]["s3_url"], "s3://bkt/p/a-1/");
+        assert_eq!(listed[1]["s3"], "pending");
+        assert_eq!(r.next_upload().map(|(n, _)| n).as_deref(), Some("b-2"));
+        // Room for more than one recording: only a-1's media may go, and it does.
+        assert!(!r.make_room(2 * each).await, "b-2 is never deleted");
+        assert!(!root.join("a-1").join("seg0.m4s").exists());
+        assert!(root.join("a-1").join(recording::META_FILE).exists());
+        assert!(root.join("b-2").join("seg0.m4s").exists());
+        let listed = r.list();
+        assert_eq!(listed.len(), 2, "both still listed");
+        assert_eq!(listed[0]["local"], false);
+        assert_eq!(listed[1]["local"], true);
+        // Found so after a restart too, still counted off the disk.
+        let again = shelf(data.path(), 1 << 30);
+        let a = again.get("a-1").expect("listed");
+        assert!(!a.local && a.disk_bytes() == 0 && a.bytes > 0);
     }
 
     #[tokio::test]

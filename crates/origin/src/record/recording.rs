@@ -134,6 +134,11 @@ pub struct Recording {
     pub bytes: u64,
     /// Its folder.
     pub dir: PathBuf,
+    /// Its upload to object storage (`upload.json`), once planned.
+    pub upload: Option<super::upload::Upload>,
+    /// Its media files are on the local disk (false once deleted after an upload:
+    /// it plays from S3).
+    pub local: bool,
 }
 
 /// Unix milliseconds as RFC 3339 UTC (`2026-12-03T22:53:55.123Z`).
@@ -157,6 +162,15 @@ pub fn compact_utc(ms: u64) -> String {
 }
 
 impl Recording {
+    /// Bytes it takes on the local disk.
+    pub fn disk_bytes(&self) -> u64 {
+        if self.local {
+            self.bytes
+        } else {
+            0
+        }
+    }
+
     pub fn duration(&self) -> f64 {
         self.segments.iter().map(|s| s.duration).sum()
     }
@@ -179,6 +193,7 @@ impl Recording {
             "segments": self.segments.len(),
             "url": format!("{base}/index.m3u8"),
             "dash_url": format!("{base}/index.mpd"),
+            "local": self.local,
         })
     }
 
@@ -371,12 +386,19 @@ impl Recording {
                 }
             }
         }
-        let bytes = dir_bytes(dir);
+        let upload = super::s3::load_state(dir);
+        let local = !upload.as_ref().is_some_and(|u| u.local_deleted);
+        let bytes = match &upload {
+            Some(u) if !local => u.total_bytes(),
+            _ => dir_bytes(dir),
+        };
         Ok(Recording {
             meta,
             segments,
             bytes,
             dir: dir.to_path_buf(),
+            upload,
+            local,
         })
     }
 }
@@ -461,6 +483,8 @@ mod tests {
                 .collect(),
             bytes: 3500,
             dir: PathBuf::from("/nowhere"),
+            upload: None,
+            local: true,
         }
     }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod s3rver;
 pub mod test_origin;
 
 use std::io::Read;
@@ -123,6 +124,17 @@ impl Server {
         Self::spawn(role, dir, 0, &args)
     }
 
+    /// Like [`Server::start_role_in`] with more environment variables (credentials).
+    pub fn start_role_in_env(
+        role: &str,
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::spawn_env(role, dir, 0, &args, env)
+    }
+
     /// Starts an edge on a given port (0: any) with a given folder (to restart one in
     /// place).
     pub fn start_edge_on(http: u16, dir: tempfile::TempDir, extra: &[&str]) -> Server {
@@ -131,6 +143,16 @@ impl Server {
     }
 
     fn spawn(role: &str, dir: tempfile::TempDir, http: u16, args: &[String]) -> Server {
+        Self::spawn_env(role, dir, http, args, &[])
+    }
+
+    fn spawn_env(
+        role: &str,
+        dir: tempfile::TempDir,
+        http: u16,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Server {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = dir.path().join(format!("{role}-{n}.log"));
@@ -141,6 +163,7 @@ impl Server {
             // edge keeps only when told (as an operator would for their origin).
             cmd.env("MEDIAMESH_KEEP_PARAM", test_origin::KNOBS);
         }
+        cmd.envs(env.iter().copied());
         let child = cmd
             .arg(role)
             .args(["--http", &format!("127.0.0.1:{http}")])

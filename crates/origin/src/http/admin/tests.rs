@@ -40,6 +40,7 @@ fn api() -> Api {
             crate::record::RecordConfig::default(),
             dir.path(),
             crate::hooks::Hooks::none(),
+            None,
         )),
     };
     let app = routes(
