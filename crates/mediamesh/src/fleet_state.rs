@@ -460,6 +460,7 @@ mod tests {
             Default::default(),
             dir.path(),
             origin::hooks::Hooks::none(),
+            None,
         );
         let kicks = Mutex::new(BTreeMap::new());
         let mut state = ControlState::default();
