@@ -44,3 +44,4 @@ mod tracker;
 mod viewers;
 mod vod;
 mod whep;
+mod whip;
