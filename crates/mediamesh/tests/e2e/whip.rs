@@ -1,7 +1,7 @@
 //! WHIP ingest end to end: headless Chromium publishes its fake camera with WHIP
 //! (web/tests/whip.mjs, bearer token = publish key), another Chromium page plays the
-//! stream over WHEP, and the LL-HLS playlist gets segments that ffprobe reads as the
-//! published H.264; a wrong or missing key is refused without disturbing the publish;
+//! stream over WHEP (video and audio), and the LL-HLS playlist gets segments that
+//! ffprobe reads as the published H.264 and Opus (the manifests name `opus`); a wrong or missing key is refused without disturbing the publish;
 //! a flood of bogus WHIP offers does not stop a live (RTMP) publish. Needs ffmpeg,
 //! Chromium and `web/node_modules` (the browser test).
 
@@ -159,7 +159,7 @@ fn a_browser_publishes_with_whip_and_it_plays_over_whep_and_ll_hls() {
     let _turn = browser_turn();
     let web = browser_ready();
     let server = Server::start("serve", &["--publish-key", "cam=s3cret"]);
-    let publisher = browser_publish(&server, &web, "cam", "s3cret", 50);
+    let publisher = browser_publish(&server, &web, "cam", "s3cret", 70);
     wait_for_log(&server, "publisher connected", Duration::from_secs(40));
     wait_for_200(&server.url("/live/cam/index.m3u8"), Duration::from_secs(30));
 
@@ -176,18 +176,25 @@ fn a_browser_publishes_with_whip_and_it_plays_over_whep_and_ll_hls() {
     assert_eq!(status, 409, "{text}");
     advances(&server, "cam", 2, Duration::from_secs(30));
 
-    // The multivariant playlist names H.264; ffprobe reads the LL-HLS stream.
+    // The multivariant playlist and the MPD name H.264 and Opus; ffprobe reads both
+    // tracks of the LL-HLS stream.
     let (_, master) = get_text(&server.url("/live/cam/index.m3u8"));
-    assert!(master.contains("avc1."), "{master}");
+    assert!(
+        master.contains("avc1.") && master.contains(",opus\""),
+        "{master}"
+    );
+    let (_, mpd) = get_text(&server.url("/live/cam/index.mpd"));
+    assert!(mpd.contains("codecs=\"opus\""), "{mpd}");
     let codecs = probe_codecs(&server.url("/live/cam/index.m3u8"));
     assert!(codecs.iter().any(|c| c == "h264"), "{codecs:?}");
+    assert!(codecs.iter().any(|c| c == "opus"), "{codecs:?}");
 
-    // Another page plays it over WHEP (video; the WHIP audio is not packaged yet).
+    // Another page plays it over WHEP, video and (passed through) audio.
     let out = run(
         Command::new("node")
             .arg(web.join("tests/whep.mjs"))
             .arg(server.url("/?stream=cam&mode=whep"))
-            .args(["45", "4"]),
+            .args(["45", "4", "audio"]),
         Duration::from_secs(90),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -206,8 +213,24 @@ fn a_browser_publishes_with_whip_and_it_plays_over_whep_and_ll_hls() {
     );
     assert_eq!(seen["stuck_windows"], 0, "{seen}");
 
+    // And hls.js plays the LL-HLS (H.264 + Opus in CMAF) in the player page.
+    let out = run(
+        Command::new("node")
+            .arg(web.join("tests/play.mjs"))
+            .arg(server.url("/?stream=cam"))
+            .arg("45"),
+        Duration::from_secs(90),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("hls.js: {stdout}");
+    assert!(
+        out.status.success(),
+        "hls.js did not play the WHIP publish: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // The publisher ends with DELETE; the server says so.
-    let (ok, seen, out) = finish(publisher, Duration::from_secs(90));
+    let (ok, seen, out) = finish(publisher, Duration::from_secs(120));
     eprintln!("whip: {out}");
     assert!(
         ok,
@@ -223,6 +246,7 @@ fn a_browser_publishes_with_whip_and_it_plays_over_whep_and_ll_hls() {
     );
     let log = server.log_text();
     assert!(log.contains("whip publish stopped"), "{log}");
+    assert!(log.contains("audio: Opus passed through"), "{log}");
 }
 
 #[test]
@@ -353,4 +377,73 @@ fn hostile_whip_offers_do_not_stop_a_live_publish() {
         std::thread::sleep(Duration::from_millis(500));
     }
     wait_for_log(&server, "idle: no video", Duration::from_secs(1));
+}
+
+#[test]
+fn whip_publishes_ask_on_publish_and_tell_on_unpublish() {
+    use crate::hooks::{Answer as Hook, Receiver};
+    let hook = Receiver::start(|e| {
+        if e["stream"].as_str().unwrap_or("").starts_with("deny") {
+            Hook::Refuse
+        } else {
+            Hook::Allow
+        }
+    });
+    let server = Server::start(
+        "origin",
+        &[
+            "--publish-key",
+            "cam=k1",
+            "--hook-on-publish",
+            &hook.url,
+            "--hook-on-unpublish",
+            &hook.url,
+        ],
+    );
+    let sdp = "application/sdp";
+    // Refused by the hook: 403, and the stream does not exist.
+    let (status, _, text) = post(&server.url("/whip/deny1"), None, sdp, offer().into_bytes());
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("on_publish"), "names the hook: {text}");
+    hook.wait_event("on_publish", "deny1", Duration::from_secs(5));
+    assert_eq!(get(&server.url("/live/deny1/index.m3u8")).0, 404);
+    // A wrong key never reaches the hook.
+    assert_eq!(
+        post(
+            &server.url("/whip/cam"),
+            Some("no"),
+            sdp,
+            offer().into_bytes()
+        )
+        .0,
+        403
+    );
+    // Allowed: the SRS-shaped body says whip and carries the key as SRS sends it.
+    let (status, location, text) = post(
+        &server.url("/whip/cam"),
+        Some("k1"),
+        sdp,
+        offer().into_bytes(),
+    );
+    assert_eq!(status, 201, "{text}");
+    let e = hook.wait_event("on_publish", "cam", Duration::from_secs(5));
+    assert_eq!(e["protocol"], "whip", "{e}");
+    assert_eq!(e["param"], "?key=k1", "{e}");
+    assert!(hook
+        .events()
+        .iter()
+        .all(|e| !(e["stream"] == "cam" && e["param"] == "?key=no")));
+    // DELETE ends it (before it ever connected): on_unpublish follows.
+    let location = location.expect("location");
+    let del = client()
+        .delete(server.url(&location))
+        .send()
+        .expect("delete");
+    assert_eq!(del.status().as_u16(), 200);
+    hook.wait_event("on_unpublish", "cam", Duration::from_secs(10));
+    wait_for_log(
+        &server,
+        "ended by the publisher (DELETE)",
+        Duration::from_secs(5),
+    );
 }

@@ -9,13 +9,12 @@
 //!   an `avcC` built from the in-band SPS/PPS (`h264`), timed from RTP (`clock`), fed
 //!   to the stream's `live::Publisher`. Keyframes are asked for with PLI (see
 //!   `session`).
-//! - **Audio**: Opus is negotiated (browsers and OBS send it) and received but not
-//!   packaged yet: the stream is video-only for now. The plan is Opus in CMAF
-//!   (`Opus` sample entry with `dOps`, CODECS `opus`), not a transcode to AAC: no
-//!   quality loss, no AAC encoder to add (the tree has a decoder only), and hls.js,
-//!   dash.js, Chromium, Firefox and current Safari play Opus in fMP4. That needs the
-//!   packager and manifests to carry a second audio codec, and WHEP to pass Opus
-//!   through instead of transcoding AAC.
+//! - **Audio**: Opus, packaged as it came into CMAF (`Opus` sample entry with `dOps`,
+//!   CODECS `opus`) rather than transcoded to AAC: no generation loss and no AAC
+//!   encoder to carry (the tree has an AAC decoder only), and hls.js, dash.js,
+//!   Chromium, Firefox and current Safari play Opus in fMP4 (players limited to AAC,
+//!   such as older Safari and some TVs, get video only). WHEP viewers get the Opus
+//!   packets passed through. Timed from RTP at 48 kHz, anchored like the video.
 //! - **Network**: the WHEP UDP socket (`--whep-udp`, ICE-lite, one host candidate) is
 //!   shared; datagrams are routed by ICE ufrag and source address (`whep::udp`).
 //! - **Limits**: sessions at once, offer size, idle timeout ([`WhipConfig`]).

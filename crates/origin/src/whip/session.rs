@@ -1,5 +1,6 @@
-//! One WHIP publisher: a str0m `Rtc` that receives the publisher's H.264 (and Opus)
-//! and hands access units to the stream's `live::Publisher`. [`Ingest`] is the sans-IO
+//! One WHIP publisher: a str0m `Rtc` that receives the publisher's H.264 and Opus and
+//! hands access units and packets to the stream's `live::Publisher` (Opus announced
+//! with an `OpusHead`, so the packager writes an `Opus` track and WHEP passes it on). [`Ingest`] is the sans-IO
 //! core (datagrams and time in; datagrams, media, a deadline and an end out); [`run`]
 //! is its thin tokio shell, one task per publisher, in the span the caller gives it.
 //!
@@ -56,6 +57,10 @@ pub enum Media {
         keyframe: bool,
         data: Bytes,
     },
+    /// The audio is Opus: an `OpusHead` (sent once, before the first packet).
+    AudioConfig(Bytes),
+    /// One Opus packet.
+    Audio { ms: u64, data: Bytes },
 }
 
 /// The sans-IO publisher session.
@@ -67,6 +72,8 @@ pub struct Ingest {
     audio: Option<Mid>,
     h264: Depacketized,
     video_clock: TrackClock,
+    audio_clock: TrackClock,
+    audio_announced: bool,
     waiting_keyframe: bool,
     connected: bool,
     keyframe_interval: Duration,
@@ -97,6 +104,8 @@ impl Ingest {
             audio: None,
             h264: Depacketized::default(),
             video_clock: TrackClock::new(90_000),
+            audio_clock: TrackClock::new(media::codec::OPUS_RATE),
+            audio_announced: false,
             waiting_keyframe: true,
             connected: false,
             keyframe_interval: keyframe_interval.max(MIN_REQUEST_GAP),
@@ -224,7 +233,7 @@ impl Ingest {
                         if Some(d.mid) == self.video {
                             self.video_frame(&d);
                         } else if Some(d.mid) == self.audio {
-                            self.stats.audio_packets += 1;
+                            self.audio_packet(&d);
                         }
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -265,8 +274,7 @@ impl Ingest {
             self.last_keyframe = Some(now);
             self.stats.keyframes += 1;
         }
-        let arrival = d.network_time.saturating_duration_since(self.epoch);
-        let arrival_ms = u64::try_from(arrival.as_millis()).unwrap_or(u64::MAX);
+        let arrival_ms = self.arrival_ms(d.network_time);
         let ms = self.video_clock.map(
             d.time.rebase(str0m::media::Frequency::NINETY_KHZ).numer(),
             arrival_ms,
@@ -280,6 +288,35 @@ impl Ingest {
             keyframe: au.keyframe,
             data: au.data,
         });
+    }
+
+    fn audio_packet(&mut self, d: &str0m::media::MediaData) {
+        if d.params.spec().codec != str0m::format::Codec::Opus || d.data.is_empty() {
+            return;
+        }
+        if !self.audio_announced {
+            self.audio_announced = true;
+            // WebRTC signals Opus as stereo (opus/48000/2) whatever it carries.
+            let head = media::codec::OpusConfig::head(2);
+            self.out.push_back(Media::AudioConfig(head));
+        }
+        let ms = self.audio_clock.map(
+            d.time
+                .rebase(str0m::media::Frequency::FORTY_EIGHT_KHZ)
+                .numer(),
+            self.arrival_ms(d.network_time),
+        );
+        self.stats.audio_packets += 1;
+        self.out.push_back(Media::Audio {
+            ms,
+            data: Bytes::copy_from_slice(&d.data),
+        });
+    }
+
+    /// `at` on the session's millisecond clock.
+    fn arrival_ms(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.epoch);
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Ends the connection and hands back what is left to send.
@@ -336,6 +373,13 @@ async fn drive(ingest: &mut Ingest, l: &mut Links) -> String {
                     last_media = tokio::time::Instant::now();
                     l.publisher.video(ms, 0, keyframe, data)
                 }
+                Media::AudioConfig(head) => {
+                    if let Err(e) = l.publisher.audio_config(head) {
+                        tracing::warn!(error = %e, "Opus configuration refused");
+                    }
+                    Ok(())
+                }
+                Media::Audio { ms, data } => l.publisher.audio(ms, data),
             };
             if let Err(e) = fed {
                 metrics::counter!("mediamesh_publishers_dropped_total").increment(1);
