@@ -110,7 +110,7 @@ impl Drop for FanOut {
 /// How a stream's audio reaches WebRTC.
 enum Audio {
     /// AAC (RTMP, SRT, demo): transcoded once per stream.
-    Transcode(AacToOpus),
+    Transcode(Box<AacToOpus>),
     /// Opus (WHIP): passed through as it came; the `OpusHead` it was announced with.
     Pass(Bytes),
 }
@@ -155,7 +155,7 @@ impl Work {
         match AacToOpus::new(raw) {
             Ok(t) => {
                 tracing::info!(source = %t.describe(), "audio transcoded to Opus");
-                self.audio = Some(Audio::Transcode(t));
+                self.audio = Some(Audio::Transcode(Box::new(t)));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "audio not transcoded; WHEP viewers get video only");
