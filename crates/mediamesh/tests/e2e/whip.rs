@@ -269,6 +269,14 @@ fn hostile_whip_offers_do_not_stop_a_live_publish() {
     let sdp = "application/sdp";
     let whip = |s: &str| server.url(&format!("/whip/{s}"));
 
+    // The publish-from-camera page is there (the browser test drives the same calls).
+    let (status, page) = get_text(&server.url("/whip/"));
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("getUserMedia") && page.contains("'DELETE'"),
+        "{page}"
+    );
+
     // Each hostile request gets its own refusal.
     assert_eq!(post(&whip("x"), None, sdp, b"garbage".to_vec()).0, 400);
     assert_eq!(

@@ -2,7 +2,8 @@
 //! `Authorization: Bearer KEY` when the stream has a publish key; `201 Created`, the
 //! answer, `Location: /whip/{stream}/{session}`), `DELETE` on the Location to end the
 //! publish, `PATCH` (trickle ICE) answered `405` (our answer is complete and we are
-//! ICE-lite), and `OPTIONS` for CORS preflight from pages of other origins.
+//! ICE-lite), and `OPTIONS` for CORS preflight from pages of other origins. `GET
+//! /whip/` is a page that publishes the browser's camera (`web/whip.html`).
 //!
 //! Not the sessions (see the parent module).
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{options, post};
+use axum::routing::{get, options, post};
 use axum::Router;
 
 use super::{Whip, WhipError};
@@ -34,9 +35,26 @@ const CORS_HEADERS: [(header::HeaderName, &str); 4] = [
     ),
 ];
 
-/// The WHIP routes (their own state; merge them into a router).
+/// The page that publishes this browser's camera (`web/whip.html`), served with the
+/// routes it talks to, so a server with WHIP off does not offer it.
+const PAGE: &str = include_str!("../../../../web/whip.html");
+
+/// The WHIP routes (their own state; merge them into a router), and the publishing
+/// page at `/whip/` (`?stream=NAME`).
 pub fn routes(whip: Arc<Whip>) -> Router {
     Router::new()
+        .route(
+            "/whip/",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                        (header::CACHE_CONTROL, "public, max-age=300"),
+                    ],
+                    PAGE,
+                )
+            }),
+        )
         .route("/whip/{stream}", post(publish).options(preflight))
         .route(
             "/whip/{stream}/{session}",
