@@ -120,7 +120,7 @@ pub struct PublishInfo {
     /// Application: always `live`.
     pub app: String,
     /// `rtmp://HOST:PORT/live` as the publisher sent it, `srt://HOST:PORT/live`, or
-    /// `http://HOST:PORT/whip` (HOST:PORT: the WebRTC candidate) for WHIP.
+    /// `http://HOST:PORT/whip` (the request's `Host`) for WHIP.
     pub tc_url: String,
     /// Stream name (after an OBS-style key is mapped to its stream).
     pub stream: String,

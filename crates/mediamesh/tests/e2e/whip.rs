@@ -437,6 +437,7 @@ fn whip_publishes_ask_on_publish_and_tell_on_unpublish() {
     let e = hook.wait_event("on_publish", "cam", Duration::from_secs(5));
     assert_eq!(e["protocol"], "whip", "{e}");
     assert_eq!(e["param"], "?key=k1", "{e}");
+    assert_eq!(e["tcUrl"], format!("http://{}/whip", server.addr()), "{e}");
     assert!(hook
         .events()
         .iter()

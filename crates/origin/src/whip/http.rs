@@ -170,7 +170,12 @@ async fn publish(
         }
     };
     let key = bearer(&parts.headers);
-    match whip.publish(&stream, key, &offer, ip).await {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| h.len() <= 255 && !h.contains(['/', '?', '#', '@']));
+    match whip.publish(&stream, key, &offer, ip, host).await {
         Ok(answer) => {
             let location = format!("/whip/{stream}/{}", answer.session);
             let mut res = (StatusCode::CREATED, answer.sdp).into_response();

@@ -182,13 +182,15 @@ impl Whip {
     }
 
     /// Answers `offer` publishing `stream` with publish key `key` (the bearer token)
-    /// from `ip`, and starts the session.
+    /// from `ip`, and starts the session; `host` (the request's `Host`) names this
+    /// server in the hooks' `tcUrl`.
     pub async fn publish(
         self: &Arc<Self>,
         stream: &str,
         key: Option<&str>,
         offer: &[u8],
         ip: IpAddr,
+        host: Option<&str>,
     ) -> Result<Answer, WhipError> {
         let (text, _) = offer::check(offer, self.config.max_offer_bytes)?;
         let sdp_offer = str0m::change::SdpOffer::from_sdp_string(text)
@@ -212,7 +214,14 @@ impl Whip {
                 },
             );
         }
-        match self.admit(stream, key, sdp_offer, ip, &session, stop).await {
+        let tc_url = match host {
+            Some(h) => format!("http://{h}/whip"),
+            None => format!("http://{}/whip", self.candidate),
+        };
+        match self
+            .admit(stream, key, sdp_offer, (ip, tc_url), &session, stop)
+            .await
+        {
             Ok(sdp) => Ok(Answer { session, sdp }),
             Err(e) => {
                 self.sessions.lock().remove(&session);
@@ -226,7 +235,7 @@ impl Whip {
         stream: &str,
         key: Option<&str>,
         offer: str0m::change::SdpOffer,
-        ip: IpAddr,
+        (ip, tc_url): (IpAddr, String),
         session: &str,
         stop: Arc<Notify>,
     ) -> Result<String, WhipError> {
@@ -258,7 +267,7 @@ impl Whip {
                 client_id: PublishInfo::new_client_id(),
                 ip: ip.to_string(),
                 app: "live".into(),
-                tc_url: format!("http://{}/whip", self.candidate),
+                tc_url,
                 stream: stream.to_string(),
                 param: key.map(|k| format!("?key={k}")).unwrap_or_default(),
                 protocol: "whip",
