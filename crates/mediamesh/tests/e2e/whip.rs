@@ -174,6 +174,31 @@ fn a_browser_publishes_with_whip_and_it_plays_over_whep_and_ll_hls() {
     assert_eq!(status, 403, "{text}");
     let (status, _, text) = post(&whip, Some("s3cret"), sdp, offer().into_bytes());
     assert_eq!(status, 409, "{text}");
+    // A flood of bogus offers (garbage, wrong keys, the live name) meanwhile.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let whip = &whip;
+                s.spawn(move || {
+                    (0..10)
+                        .map(|i| match i % 3 {
+                            0 => post(whip, None, sdp, vec![b'v'; 3000]).0,
+                            1 => post(whip, Some("guess"), sdp, offer().into_bytes()).0,
+                            _ => post(whip, Some("s3cret"), sdp, offer().into_bytes()).0,
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert!(
+        statuses.iter().all(|s| [400, 403, 409].contains(s)),
+        "{statuses:?}"
+    );
     advances(&server, "cam", 2, Duration::from_secs(30));
 
     // The multivariant playlist and the MPD name H.264 and Opus; ffprobe reads both
