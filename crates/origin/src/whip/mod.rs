@@ -359,6 +359,9 @@ fn refusal(e: PublishError, had_key: bool) -> WhipError {
 }
 
 #[cfg(test)]
+mod loopback;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
