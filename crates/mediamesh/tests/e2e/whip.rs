@@ -213,6 +213,11 @@ fn a_browser_publishes_with_whip_and_it_plays_over_whep_and_ll_hls() {
     let codecs = probe_codecs(&server.url("/live/cam/index.m3u8"));
     assert!(codecs.iter().any(|c| c == "h264"), "{codecs:?}");
     assert!(codecs.iter().any(|c| c == "opus"), "{codecs:?}");
+    let codecs = probe_codecs(&server.url("/live/cam/index.mpd"));
+    assert!(
+        codecs.iter().any(|c| c == "h264") && codecs.iter().any(|c| c == "opus"),
+        "the DASH stream: {codecs:?}"
+    );
 
     // Another page plays it over WHEP, video and (passed through) audio.
     let out = run(
