@@ -276,3 +276,18 @@ async fn refusals_and_the_session_limit() {
     wait_for("idle sessions to end", || whip.sessions() == 0).await;
     assert!(publish("three", None, body()).await.is_ok());
 }
+
+#[tokio::test]
+async fn an_operator_kick_ends_a_whip_publish() {
+    let streams = streams(&[]);
+    let whip = whip(&streams, WhipConfig::default()).await;
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    let text = offer().2;
+    whip.publish("cam", None, text.as_bytes(), ip, None)
+        .await
+        .expect("answered");
+    assert_eq!(whip.sessions(), 1);
+    streams.kick("cam").expect("kickable");
+    // Well before the idle timeout (15 s).
+    wait_for("the kicked session to end", || whip.sessions() == 0).await;
+}
