@@ -12,8 +12,8 @@
 //! - **Audio**: Opus, packaged as it came into CMAF (`Opus` sample entry with `dOps`,
 //!   CODECS `opus`) rather than transcoded to AAC: no generation loss and no AAC
 //!   encoder to carry (the tree has an AAC decoder only), and hls.js, dash.js,
-//!   Chromium, Firefox and current Safari play Opus in fMP4 (players limited to AAC,
-//!   such as older Safari and some TVs, get video only). WHEP viewers get the Opus
+//!   Chromium, Firefox and current Safari play Opus in fMP4 (a player limited to AAC,
+//!   such as an older Safari or some TVs, may not play such a stream at all). WHEP viewers get the Opus
 //!   packets passed through. Timed from RTP at 48 kHz, anchored like the video.
 //! - **Network**: the WHEP UDP socket (`--whep-udp`, ICE-lite, one host candidate) is
 //!   shared; datagrams are routed by ICE ufrag and source address (`whep::udp`).
