@@ -291,3 +291,36 @@ async fn an_operator_kick_ends_a_whip_publish() {
     // Well before the idle timeout (15 s).
     wait_for("the kicked session to end", || whip.sessions() == 0).await;
 }
+
+#[tokio::test]
+async fn a_request_dropped_while_its_hook_is_asked_frees_its_slot() {
+    // A hook that never answers (a listener that accepts and stays silent).
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", hook.local_addr().expect("addr"));
+    let hooks = Hooks::new(crate::hooks::HookConfig {
+        on_publish: Some(url),
+        timeout: Duration::from_secs(30),
+        ..crate::hooks::HookConfig::default()
+    });
+    let streams = streams(&[]);
+    let whip = Whip::start(
+        streams.clone(),
+        hooks,
+        WhipConfig::default(),
+        None,
+        &crate::whep::WhepConfig::default(),
+    )
+    .await
+    .expect("start")
+    .expect("on");
+    let text = offer().2;
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    let asking = {
+        let whip = whip.clone();
+        tokio::spawn(async move { whip.publish("cam", None, text.as_bytes(), ip, None).await })
+    };
+    wait_for("the slot to be taken", || whip.sessions() == 1).await;
+    asking.abort();
+    wait_for("the slot to be freed", || whip.sessions() == 0).await;
+    drop(hook);
+}

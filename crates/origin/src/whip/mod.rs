@@ -214,20 +214,24 @@ impl Whip {
                 },
             );
         }
+        // Freed on a refusal, and also if this future is dropped while the hook is
+        // asked (the client hung up): a slot must not outlive its request.
+        let mut reserved = Reservation {
+            whip: self,
+            session: &session,
+            held: true,
+        };
         let tc_url = match host {
             Some(h) => format!("http://{h}/whip"),
             None => format!("http://{}/whip", self.candidate),
         };
-        match self
+        let sdp = self
             .admit(stream, key, sdp_offer, (ip, tc_url), &session, stop)
-            .await
-        {
-            Ok(sdp) => Ok(Answer { session, sdp }),
-            Err(e) => {
-                self.sessions.lock().remove(&session);
-                Err(e)
-            }
-        }
+            .await?;
+        // The session's task owns the slot now.
+        reserved.held = false;
+        drop(reserved);
+        Ok(Answer { session, sdp })
     }
 
     async fn admit(
@@ -343,6 +347,21 @@ impl Whip {
                 true
             }
             _ => false,
+        }
+    }
+}
+
+/// A session slot taken for a publish request until its session task starts.
+struct Reservation<'a> {
+    whip: &'a Whip,
+    session: &'a str,
+    held: bool,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.whip.sessions.lock().remove(self.session);
         }
     }
 }
