@@ -1,4 +1,5 @@
-//! H.264 and AAC decoder configurations, as they arrive in FLV sequence headers.
+//! H.264, AAC and Opus decoder configurations, as they arrive in FLV sequence headers
+//! (and, for Opus, as WHIP ingest makes its `OpusHead`).
 //!
 //! [`AvcConfig`] parses an `AVCDecoderConfigurationRecord` (ISO/IEC 14496-15
 //! §5.3.3) and decodes just enough of its first sequence parameter set
@@ -46,6 +47,9 @@ pub enum CodecError {
     /// The AudioSpecificConfig holds a value that is reserved or unsupported.
     #[error("invalid AudioSpecificConfig: {0}")]
     InvalidAsc(&'static str),
+    /// The Opus identification header is malformed or unsupported.
+    #[error("invalid OpusHead: {0}")]
+    InvalidOpusHead(&'static str),
 }
 
 /// Codec configuration of one track.
@@ -55,6 +59,159 @@ pub enum TrackCodec {
     Avc(AvcConfig),
     /// AAC audio.
     Aac(AacConfig),
+    /// Opus audio (`Opus` sample entry with `dOps`, ISO/IEC 14496-12 Opus binding).
+    Opus(OpusConfig),
+}
+
+/// The audio configuration of a live stream: AAC (RTMP, SRT, the demo) or Opus
+/// (WHIP). Ingest hands it over as raw bytes: an `AudioSpecificConfig`, or an Opus
+/// identification header (`OpusHead`, RFC 7845 §5.1), told apart by the header's
+/// magic.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AudioConfig {
+    Aac(AacConfig),
+    Opus(OpusConfig),
+}
+
+impl AudioConfig {
+    /// An `OpusHead` packet, or else an `AudioSpecificConfig`.
+    pub fn parse(raw: Bytes) -> Result<Self, CodecError> {
+        if raw.starts_with(OPUS_HEAD) {
+            OpusConfig::parse(raw).map(AudioConfig::Opus)
+        } else {
+            AacConfig::parse(raw).map(AudioConfig::Aac)
+        }
+    }
+
+    /// Samples per second of the track's timescale (Opus: always 48 000).
+    pub fn sample_rate(&self) -> u32 {
+        match self {
+            AudioConfig::Aac(a) => a.sample_rate,
+            AudioConfig::Opus(_) => OPUS_RATE,
+        }
+    }
+
+    pub fn channels(&self) -> u8 {
+        match self {
+            AudioConfig::Aac(a) => a.channels,
+            AudioConfig::Opus(o) => o.channels,
+        }
+    }
+
+    /// RFC 6381 string: `mp4a.40.2`, or `opus`.
+    pub fn codec_string(&self) -> String {
+        match self {
+            AudioConfig::Aac(a) => a.codec_string(),
+            AudioConfig::Opus(o) => o.codec_string(),
+        }
+    }
+
+    /// The sample entry to write for it.
+    pub fn track_codec(&self) -> TrackCodec {
+        match self {
+            AudioConfig::Aac(a) => TrackCodec::Aac(a.clone()),
+            AudioConfig::Opus(o) => TrackCodec::Opus(o.clone()),
+        }
+    }
+
+    /// The raw configuration as ingest gave it.
+    pub fn raw(&self) -> &Bytes {
+        match self {
+            AudioConfig::Aac(a) => &a.raw,
+            AudioConfig::Opus(o) => &o.raw,
+        }
+    }
+}
+
+/// Magic of an Opus identification header.
+pub const OPUS_HEAD: &[u8] = b"OpusHead";
+/// Opus always decodes at 48 kHz; its timestamps count 48 kHz samples.
+pub const OPUS_RATE: u32 = 48_000;
+
+/// A parsed Opus identification header (RFC 7845 §5.1), mapping family 0 (mono or
+/// stereo) only: what WebRTC sends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpusConfig {
+    /// Output channels (1 or 2).
+    pub channels: u8,
+    /// Samples (at 48 kHz) to drop from the start of decoding.
+    pub pre_skip: u16,
+    /// The encoder's input rate, informational.
+    pub input_sample_rate: u32,
+    /// Output gain, Q7.8 dB.
+    pub output_gain: i16,
+    /// The header as received.
+    pub raw: Bytes,
+}
+
+impl OpusConfig {
+    /// Parses an `OpusHead`: version 1 (any minor), 1 or 2 channels, family 0.
+    pub fn parse(head: Bytes) -> Result<Self, CodecError> {
+        let b = head.as_ref();
+        if b.len() < 19 {
+            return Err(CodecError::Truncated("OpusHead"));
+        }
+        if !b.starts_with(OPUS_HEAD) {
+            return Err(CodecError::InvalidOpusHead("no OpusHead magic"));
+        }
+        if b[8] >> 4 != 0 {
+            return Err(CodecError::InvalidOpusHead("unsupported version"));
+        }
+        let channels = b[9];
+        if !(1..=2).contains(&channels) {
+            return Err(CodecError::InvalidOpusHead("only mono or stereo"));
+        }
+        if b[18] != 0 {
+            return Err(CodecError::InvalidOpusHead("only channel mapping family 0"));
+        }
+        Ok(OpusConfig {
+            channels,
+            pre_skip: u16::from_le_bytes([b[10], b[11]]),
+            input_sample_rate: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+            output_gain: i16::from_le_bytes([b[16], b[17]]),
+            raw: head,
+        })
+    }
+
+    /// An `OpusHead` for `channels` (1 or 2) with the usual WebRTC values (pre-skip
+    /// 312, 48 kHz input, no gain).
+    pub fn head(channels: u8) -> Bytes {
+        let mut v = Vec::with_capacity(19);
+        v.extend_from_slice(OPUS_HEAD);
+        v.push(1);
+        v.push(channels.clamp(1, 2));
+        v.extend_from_slice(&312u16.to_le_bytes());
+        v.extend_from_slice(&OPUS_RATE.to_le_bytes());
+        v.extend_from_slice(&0i16.to_le_bytes());
+        v.push(0);
+        Bytes::from(v)
+    }
+
+    /// RFC 6381 string: "opus".
+    pub fn codec_string(&self) -> String {
+        "opus".to_string()
+    }
+}
+
+/// Samples (at 48 kHz) one Opus packet holds, from its TOC byte and frame count (RFC
+/// 6716 §3.1); `None` for a packet too short to say.
+pub fn opus_packet_samples(packet: &[u8]) -> Option<u32> {
+    let toc = *packet.first()?;
+    let config = toc >> 3;
+    // Frame size in 48 kHz samples per configuration (SILK, hybrid, CELT ranges).
+    let frame: u32 = match config {
+        0..=11 => [480, 960, 1920, 2880][usize::from(config % 4)],
+        12..=15 => [480, 960][usize::from(config % 2)],
+        _ => [120, 240, 480, 960][usize::from(config % 4)],
+    };
+    let frames: u32 = match toc & 0x3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => u32::from(*packet.get(1)? & 0x3f),
+    };
+    let samples = frame * frames;
+    // At most 120 ms per packet.
+    (samples > 0 && samples <= 5760).then_some(samples)
 }
 
 /// A parsed `AVCDecoderConfigurationRecord`.

@@ -9,8 +9,8 @@
 //!
 //! This module does not decide fragment boundaries, compute timestamps or
 //! durations, convert Annex B, write `sidx`/`styp`/`emsg`/`prft`, encrypt, or
-//! read MP4 files. It writes only H.264 (`avc1` + `avcC`) and AAC (`mp4a` +
-//! `esds`) sample entries.
+//! read MP4 files. It writes only H.264 (`avc1` + `avcC`), AAC (`mp4a` + `esds`)
+//! and Opus (`Opus` + `dOps`) sample entries.
 //!
 //! Size limits: fields are 32-bit in the boxes written here. A sample larger
 //! than 4 GiB or a fragment whose sample data exceeds 2 GiB cannot be
@@ -19,7 +19,7 @@
 //! many orders of magnitude below these limits.
 
 use crate::bmff::{self, header_len_for, tfhd, trun, Writer};
-use crate::codec::{AacConfig, AvcConfig, TrackCodec};
+use crate::codec::{AacConfig, AvcConfig, OpusConfig, TrackCodec, OPUS_RATE};
 use bytes::Bytes;
 
 /// One track of the presentation.
@@ -89,6 +89,7 @@ pub fn init_segment(tracks: &[Track]) -> Bytes {
             .map(|t| match &t.codec {
                 TrackCodec::Avc(c) => c.raw.len(),
                 TrackCodec::Aac(c) => c.raw.len(),
+                TrackCodec::Opus(c) => c.raw.len(),
             })
             .sum::<usize>(),
     );
@@ -219,7 +220,7 @@ fn write_mvhd(w: &mut Writer, next_track_id: u32) {
 fn write_trak(w: &mut Writer, track: &Track) {
     let (is_video, width, height) = match &track.codec {
         TrackCodec::Avc(c) => (true, clamp_u16(c.width), clamp_u16(c.height)),
-        TrackCodec::Aac(_) => (false, 0, 0),
+        TrackCodec::Aac(_) | TrackCodec::Opus(_) => (false, 0, 0),
     };
     w.plain(b"trak", |w| {
         // flags: track_enabled | track_in_movie
@@ -283,6 +284,7 @@ fn write_trak(w: &mut Writer, track: &Track) {
                         match &track.codec {
                             TrackCodec::Avc(c) => write_avc1(w, c, width, height),
                             TrackCodec::Aac(c) => write_mp4a(w, c),
+                            TrackCodec::Opus(c) => write_opus(w, c),
                         }
                     });
                     for empty in [b"stts", b"stsc", b"stco"] {
@@ -334,6 +336,29 @@ fn write_mp4a(w: &mut Writer, c: &AacConfig) {
                   // as 0 (the decoder takes the real rate from the ASC).
         w.u32(u16::try_from(c.sample_rate).map_or(0, |r| u32::from(r) << 16));
         w.full(b"esds", 0, 0, |w| write_es_descriptor(w, &c.raw));
+    });
+}
+
+/// `Opus` sample entry with its `dOps` box ("Encapsulation of Opus in ISO Base Media
+/// File Format", §4.3: big-endian fields of the `OpusHead`, version 0, mapping
+/// family 0 without a table).
+fn write_opus(w: &mut Writer, c: &OpusConfig) {
+    w.plain(b"Opus", |w| {
+        write_sample_entry_header(w);
+        w.zeros(8); // reserved
+        w.u16(u16::from(c.channels));
+        w.u16(16); // samplesize
+        w.u16(0); // pre_defined
+        w.u16(0); // reserved
+        w.u32(OPUS_RATE << 16);
+        w.plain(b"dOps", |w| {
+            w.u8(0); // Version
+            w.u8(c.channels); // OutputChannelCount
+            w.u16(c.pre_skip);
+            w.u32(c.input_sample_rate);
+            w.i16(c.output_gain);
+            w.u8(0); // ChannelMappingFamily
+        });
     });
 }
 

@@ -24,6 +24,7 @@ mod ready;
 mod sim_cli;
 mod tracker_cli;
 mod whep_cli;
+mod whip_cli;
 
 use anyhow::Result;
 

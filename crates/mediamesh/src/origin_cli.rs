@@ -267,6 +267,9 @@ pub struct OriginArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub whep: crate::whep_cli::WhepArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub whip: crate::whip_cli::WhipArgs,
 }
 
 /// `publish_keys` in the file: a table `NAME = "KEY"` (as before) or a list of
@@ -378,6 +381,7 @@ pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
     l.srt_idle_timeout = seconds("srt-idle-timeout", args.srt_idle_timeout, 0.0, 86_400.0)?;
     l.max_srt_connections = args.max_srt_connections;
     c.whep = args.whep.config()?;
+    c.whip = args.whip.config()?;
     c.validate()?;
     Ok(c)
 }
@@ -551,6 +555,11 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
     if let Some(whep) = &origin.whep {
         prefixes.push("/whep/".to_string());
         local_router = local_router.merge(origin::whep::http::routes(whep.clone()));
+    }
+    // WHIP (WebRTC publish) likewise.
+    if let Some(whip) = &origin.whip {
+        prefixes.push("/whip/".to_string());
+        local_router = local_router.merge(origin::whip::http::routes(whip.clone()));
     }
     let local_router = match local_write_api {
         Some(w) => local_router.merge(w),

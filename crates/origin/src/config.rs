@@ -44,6 +44,8 @@ pub struct OriginConfig {
     pub extra_routes: Option<axum::Router>,
     /// WHEP playback (WebRTC): UDP address, limits.
     pub whep: crate::whep::WhepConfig,
+    /// WHIP ingest (WebRTC publish): limits; it shares WHEP's UDP socket.
+    pub whip: crate::whip::WhipConfig,
 }
 
 /// SRT ingest settings (see `ingest::srt`).
@@ -216,6 +218,7 @@ impl OriginConfig {
             admin_token: None,
             extra_routes: None,
             whep: crate::whep::WhepConfig::default(),
+            whip: crate::whip::WhipConfig::default(),
         }
     }
 }

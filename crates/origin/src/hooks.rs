@@ -119,13 +119,14 @@ pub struct PublishInfo {
     pub ip: String,
     /// Application: always `live`.
     pub app: String,
-    /// `rtmp://HOST:PORT/live` as the publisher sent it, or `srt://HOST:PORT/live`.
+    /// `rtmp://HOST:PORT/live` as the publisher sent it, `srt://HOST:PORT/live`, or
+    /// `http://HOST:PORT/whip` (the request's `Host`) for WHIP.
     pub tc_url: String,
     /// Stream name (after an OBS-style key is mapped to its stream).
     pub stream: String,
     /// Query of the publish as given (`?key=…`), or empty.
     pub param: String,
-    /// `rtmp` or `srt`.
+    /// `rtmp`, `srt` or `whip`.
     pub protocol: &'static str,
 }
 

@@ -18,6 +18,7 @@ pub mod server;
 pub mod vod;
 pub mod web;
 pub mod whep;
+pub mod whip;
 
 pub use config::OriginConfig;
 pub use server::{Origin, StartError};

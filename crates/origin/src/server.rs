@@ -61,6 +61,8 @@ pub struct Origin {
     pub state: AppState,
     /// WHEP playback (WebRTC), when on; its routes are served on the HTTP port.
     pub whep: Option<Arc<crate::whep::Whep>>,
+    /// WHIP ingest (WebRTC publish), when on; its routes are served on the HTTP port.
+    pub whip: Option<Arc<crate::whip::Whip>>,
     tasks: Vec<JoinHandle<()>>,
     stop_ingest: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -149,6 +151,18 @@ impl Origin {
         let whep = crate::whep::Whep::start(streams.clone(), config.whep.clone()).await?;
         let app = match &whep {
             Some(w) => app.merge(crate::whep::http::routes(w.clone())),
+            None => app,
+        };
+        let whip = crate::whip::Whip::start(
+            streams.clone(),
+            hooks.clone(),
+            config.whip.clone(),
+            whep.as_ref().map(|w| w.shared_udp()),
+            &config.whep,
+        )
+        .await?;
+        let app = match &whip {
+            Some(w) => app.merge(crate::whip::http::routes(w.clone())),
             None => app,
         };
         let limits = config.limits.clone();
@@ -250,6 +264,7 @@ impl Origin {
             srt_addr,
             state,
             whep,
+            whip,
             tasks,
             stop_ingest: Some(stop_ingest),
         })

@@ -105,6 +105,7 @@ impl Asset {
             .map(|t| match &t.codec {
                 TrackCodec::Avc(a) => a.codec_string(),
                 TrackCodec::Aac(a) => a.codec_string(),
+                TrackCodec::Opus(a) => a.codec_string(),
             })
             .collect::<Vec<_>>()
             .join(",")
@@ -113,7 +114,7 @@ impl Asset {
     pub fn resolution(&self) -> Option<(u32, u32)> {
         self.tracks.iter().find_map(|t| match &t.codec {
             TrackCodec::Avc(a) => Some((a.width, a.height)),
-            TrackCodec::Aac(_) => None,
+            TrackCodec::Aac(_) | TrackCodec::Opus(_) => None,
         })
     }
 

@@ -596,3 +596,43 @@ fn garbage_never_panics() {
         }
     }
 }
+
+#[test]
+fn opus_heads_parse_and_packets_say_their_length() {
+    let head = OpusConfig::head(2);
+    assert_eq!(head.len(), 19);
+    let cfg = AudioConfig::parse(head.clone()).expect("opus head");
+    assert_eq!(cfg.sample_rate(), 48_000);
+    assert_eq!(cfg.channels(), 2);
+    assert_eq!(cfg.codec_string(), "opus");
+    assert!(matches!(cfg.track_codec(), TrackCodec::Opus(_)));
+    let AudioConfig::Opus(o) = cfg else {
+        panic!("not opus")
+    };
+    assert_eq!(
+        (o.pre_skip, o.input_sample_rate, o.output_gain),
+        (312, 48_000, 0)
+    );
+    // An AudioSpecificConfig is still AAC.
+    let aac = AudioConfig::parse(Bytes::from_static(&[0x12, 0x10])).expect("asc");
+    assert_eq!(aac.codec_string(), "mp4a.40.2");
+    assert_eq!(aac.sample_rate(), 44_100);
+    // Bad heads.
+    assert!(OpusConfig::parse(head.slice(..10)).is_err());
+    let mut v = head.to_vec();
+    v[9] = 6;
+    assert!(OpusConfig::parse(Bytes::from(v.clone())).is_err());
+    v[9] = 2;
+    v[18] = 1;
+    assert!(OpusConfig::parse(Bytes::from(v)).is_err());
+    // TOC: config 31 (CELT 20 ms) one frame; config 18 (CELT 10 ms) two frames;
+    // config 3 (SILK 60 ms); code 3 with 3 frames of 20 ms (hybrid), with 0 frames,
+    // without its count byte; empty.
+    assert_eq!(opus_packet_samples(&[31 << 3]), Some(960));
+    assert_eq!(opus_packet_samples(&[(18 << 3) | 1]), Some(960));
+    assert_eq!(opus_packet_samples(&[3 << 3]), Some(2880));
+    assert_eq!(opus_packet_samples(&[(15 << 3) | 3, 3]), Some(2880));
+    assert_eq!(opus_packet_samples(&[(15 << 3) | 3, 0]), None);
+    assert_eq!(opus_packet_samples(&[(15 << 3) | 3]), None);
+    assert_eq!(opus_packet_samples(&[]), None);
+}

@@ -52,7 +52,7 @@ fn children<'a>(b: &Bx<'a>) -> Vec<Bx<'a>> {
         "moov" | "trak" | "mdia" | "minf" | "dinf" | "stbl" | "mvex" | "moof" | "traf" => 0,
         "stsd" | "dref" => 8,
         "avc1" => 78,
-        "mp4a" => 28,
+        "mp4a" | "Opus" => 28,
         _ => return Vec::new(),
     };
     read_boxes(&b.payload[skip..], b.payload_start + skip)
@@ -560,4 +560,25 @@ fn init_then_fragment_from_flv_packets() {
     }];
     let frag = fragment(1, &runs);
     check_fragment(&frag, 1, &runs);
+}
+
+#[test]
+fn an_opus_track_gets_an_opus_sample_entry_with_dops() {
+    let head = crate::codec::OpusConfig::head(2);
+    let opus = crate::codec::OpusConfig::parse(head).expect("head");
+    let init = init_segment(&[Track {
+        id: 2,
+        timescale: 48_000,
+        codec: TrackCodec::Opus(opus),
+    }]);
+    let entry = &find(&init, "moov/trak/mdia/minf/stbl/stsd/Opus")[0];
+    // channelcount 2, samplesize 16, samplerate 48000 << 16.
+    assert_eq!(be16(entry.payload, 16), 2);
+    assert_eq!(be16(entry.payload, 18), 16);
+    assert_eq!(be32(entry.payload, 24), 48_000 << 16);
+    let dops = &find(&init, "moov/trak/mdia/minf/stbl/stsd/Opus/dOps")[0];
+    // Version 0, 2 channels, pre-skip 312 and 48 kHz big-endian, gain 0, family 0.
+    assert_eq!(dops.payload, &[0, 2, 0x01, 0x38, 0, 0, 0xbb, 0x80, 0, 0, 0]);
+    let hdlr = &find(&init, "moov/trak/mdia/hdlr")[0];
+    assert_eq!(&hdlr.payload[8..12], b"soun");
 }

@@ -45,3 +45,4 @@ mod tracker;
 mod viewers;
 mod vod;
 mod whep;
+mod whip;

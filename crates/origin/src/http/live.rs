@@ -382,8 +382,8 @@ async fn track_file(r: &Rendition, sel: TrackSel, file: &str) -> Response {
             }),
             TrackSel::Audio => info.audio.map(|a| Track {
                 id: AUDIO_TRACK,
-                timescale: a.sample_rate.max(1),
-                codec: TrackCodec::Aac(a),
+                timescale: a.sample_rate().max(1),
+                codec: a.track_codec(),
             }),
         };
         return match track {

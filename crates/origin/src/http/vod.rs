@@ -204,6 +204,17 @@ fn mpd(a: &Asset) -> Mpd {
                     ..Representation::default()
                 },
             ),
+            TrackCodec::Opus(c) => (
+                "audio",
+                "a",
+                Representation {
+                    id: "a".into(),
+                    codecs: c.codec_string(),
+                    bandwidth: 128_000,
+                    audio_sampling_rate: Some(media::codec::OPUS_RATE),
+                    ..Representation::default()
+                },
+            ),
         };
         if adaptation_sets
             .iter()

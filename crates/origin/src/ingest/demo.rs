@@ -117,6 +117,16 @@ impl Clip {
         self.avcc.clone()
     }
 
+    /// The clip's video frames in decode order: (ms, keyframe, AVCC data) (for tests).
+    #[cfg(test)]
+    pub(crate) fn video_frames(&self) -> Vec<(u64, bool, Bytes)> {
+        self.frames
+            .iter()
+            .filter(|f| f.video)
+            .map(|f| (f.at_ms, f.keyframe, f.data.clone()))
+            .collect()
+    }
+
     /// The clip's AudioSpecificConfig, if it has audio (for tests).
     #[cfg(test)]
     pub(crate) fn asc(&self) -> Option<Bytes> {

@@ -260,7 +260,7 @@ pub fn mpd(stream: &LiveStream) -> Mpd {
                 id: format!("{}.a", r.name),
                 codecs: a.codec_string(),
                 bandwidth: 128_000,
-                audio_sampling_rate: Some(a.sample_rate),
+                audio_sampling_rate: Some(a.sample_rate()),
                 ..Representation::default()
             });
         }

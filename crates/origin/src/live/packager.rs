@@ -1,6 +1,6 @@
-//! The live CMAF packager, sans-IO: H.264 and AAC frames with millisecond timestamps go
-//! in; an init segment, CMAF parts (one moof+mdat each, audio and video muxed) and
-//! segment boundaries come out.
+//! The live CMAF packager, sans-IO: H.264 and AAC (or, from WHIP, Opus) frames with
+//! millisecond timestamps go in; an init segment, CMAF parts (one moof+mdat each,
+//! audio and video muxed) and segment boundaries come out.
 //!
 //! Parts close as soon as the frame that completes the part target arrives (its
 //! duration is estimated from the frame rate, so no frame of delay is added). Segments
@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use media::codec::{AacConfig, AvcConfig, TrackCodec};
+use media::codec::{AudioConfig, AvcConfig, TrackCodec};
 use media::fmp4::{self, Sample, Track, TrackRun};
 
 use super::numbering::Grid;
@@ -36,13 +36,15 @@ pub const VIDEO_TRACK: u32 = 1;
 /// Track id of AAC in the muxed fragments.
 pub const AUDIO_TRACK: u32 = 2;
 const AAC_FRAME: u32 = 1024;
+/// An Opus packet whose TOC cannot be read is taken as 20 ms (WebRTC's packet time).
+const OPUS_FRAME: u32 = 960;
 
 /// One frame handed to the packager.
 #[derive(Debug, Clone)]
 pub enum Input {
     /// AVCDecoderConfigurationRecord.
     VideoConfig(Bytes),
-    /// AudioSpecificConfig.
+    /// AudioSpecificConfig, or an Opus identification header (`OpusHead`).
     AudioConfig(Bytes),
     /// AVCC NAL units. `dts_ms` is monotonic (already unwrapped and restamped).
     Video {
@@ -51,7 +53,7 @@ pub enum Input {
         keyframe: bool,
         data: Bytes,
     },
-    /// One raw AAC frame.
+    /// One raw AAC frame, or one Opus packet.
     Audio { dts_ms: u64, data: Bytes },
 }
 
@@ -80,7 +82,7 @@ pub enum Output {
 pub enum PackagerError {
     #[error("bad H.264 configuration: {0}")]
     Video(media::codec::CodecError),
-    #[error("bad AAC configuration: {0}")]
+    #[error("bad audio configuration: {0}")]
     Audio(media::codec::CodecError),
     #[error(
         "video timestamps stopped advancing at {at_ms} ms: {frames} frames without a newer \
@@ -143,7 +145,8 @@ impl Default for Bounds {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StreamInfo {
     pub video: Option<AvcConfig>,
-    pub audio: Option<AacConfig>,
+    /// AAC (RTMP, SRT, demo) or Opus (WHIP).
+    pub audio: Option<AudioConfig>,
     /// Frames per second estimated from timestamps.
     pub frame_rate: Option<f64>,
 }
@@ -314,7 +317,7 @@ impl Packager {
                 }
             }
             Input::AudioConfig(raw) => {
-                let cfg = AacConfig::parse(raw).map_err(PackagerError::Audio)?;
+                let cfg = AudioConfig::parse(raw).map_err(PackagerError::Audio)?;
                 if self.info.audio.as_ref() != Some(&cfg) {
                     self.info.audio = Some(cfg);
                     self.audio_next = None;
@@ -376,8 +379,8 @@ impl Packager {
         if let Some(audio) = self.info.audio.clone() {
             tracks.push(Track {
                 id: AUDIO_TRACK,
-                timescale: audio.sample_rate.max(1),
-                codec: TrackCodec::Aac(audio),
+                timescale: audio.sample_rate().max(1),
+                codec: audio.track_codec(),
             });
         }
         let init = fmp4::init_segment(&tracks);
@@ -498,7 +501,14 @@ impl Packager {
     }
 
     fn audio_frame(&mut self, dts_ms: u64, data: Bytes) -> Result<(), PackagerError> {
-        let Some(rate) = self.info.audio.as_ref().map(|a| u64::from(a.sample_rate)) else {
+        let Some((rate, frame)) = self.info.audio.as_ref().map(|a| match a {
+            AudioConfig::Aac(a) => (u64::from(a.sample_rate), AAC_FRAME),
+            // Opus packets say how long they are (WebRTC sends 20 ms: 960).
+            AudioConfig::Opus(_) => (
+                u64::from(media::codec::OPUS_RATE),
+                media::codec::opus_packet_samples(&data).unwrap_or(OPUS_FRAME),
+            ),
+        }) else {
             return Ok(());
         };
         if !self.started || rate == 0 {
@@ -519,25 +529,27 @@ impl Packager {
             return Err(self.fail(e));
         }
         let at = dts_ms.saturating_mul(rate) / 1000;
+        let f = u64::from(frame);
         let next = match self.audio_next {
-            // Keep the clean 1024-sample cadence while the timestamps stay within half a
-            // frame of it: then `next` is also the whole frame nearest to them, which
-            // is where an origin that joined later starts (below).
-            Some(next) if next.abs_diff(at) <= u64::from(AAC_FRAME / 2) => next,
-            // (Re)start on the nearest whole AAC frame counted from timestamp 0, so an
+            // Keep the clean frame cadence (1024 samples for AAC) while the timestamps
+            // stay within half a frame of it: then `next` is also the whole frame
+            // nearest to them, which is where an origin that joined later starts
+            // (below).
+            Some(next) if next.abs_diff(at) <= f / 2 => next,
+            // (Re)start on the nearest whole frame counted from timestamp 0, so an
             // origin that joined later lands on the same sample positions.
-            _ => (at + u64::from(AAC_FRAME / 2)) / u64::from(AAC_FRAME) * u64::from(AAC_FRAME),
+            _ => (at + f / 2) / f * f,
         };
         if self.audio.is_empty() {
             self.audio_base = Some(next);
         }
         self.audio.push(Sample {
-            duration: AAC_FRAME,
+            duration: frame,
             cts_offset: 0,
             keyframe: true,
             data,
         });
-        self.audio_next = Some(next + u64::from(AAC_FRAME));
+        self.audio_next = Some(next + f);
         self.pending_bytes = self.pending_bytes.saturating_add(len);
         self.segment_bytes = self.segment_bytes.saturating_add(len);
         if self.pending_bytes >= self.bounds.max_part_bytes {
@@ -831,5 +843,44 @@ mod tests {
         assert_eq!(frame_rate(3600.0), 25.0);
         assert_eq!(frame_rate(1501.5), 59.94);
         assert_eq!(frame_rate(7000.0), 12.86);
+    }
+
+    #[test]
+    fn opus_audio_is_packaged_in_packets_of_their_own_length() {
+        let clip = Clip::parse(DEMO_CLIP).expect("demo clip");
+        let mut p = Packager::new(Duration::from_secs(2), Duration::from_millis(500));
+        p.handle(Input::VideoConfig(clip.avcc())).expect("video");
+        p.handle(Input::AudioConfig(media::codec::OpusConfig::head(2)))
+            .expect("opus head");
+        let codecs = p.info().codecs();
+        assert!(
+            codecs.starts_with("avc1.") && codecs.ends_with(",opus"),
+            "{codecs}"
+        );
+        // 20 ms Opus packets (TOC config 31) beside 30 fps video, from 1 s, in order.
+        let packet = Bytes::from_static(&[31 << 3, 1, 2, 3]);
+        let mut audio_ms = 1000u64;
+        for i in 0..90u64 {
+            let v = 1000 + i * 100 / 3;
+            p.handle(video(v, i == 0, 500)).expect("video");
+            while audio_ms < v + 33 {
+                p.handle(Input::Audio {
+                    dts_ms: audio_ms,
+                    data: packet.clone(),
+                })
+                .expect("audio");
+                audio_ms += 20;
+            }
+        }
+        let out = outputs(&mut p);
+        let Some(Output::Init(init)) = out.first() else {
+            panic!("no init first: {out:?}")
+        };
+        let has = |needle: &[u8]| init.windows(needle.len()).any(|w| w == needle);
+        assert!(
+            has(b"Opus") && has(b"dOps"),
+            "Opus sample entry in the init"
+        );
+        assert!(out.iter().any(|o| matches!(o, Output::Part { .. })));
     }
 }

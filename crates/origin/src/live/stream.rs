@@ -97,6 +97,9 @@ pub struct LiveStream {
     source: Mutex<&'static str>,
     /// What WHEP playback taps (idle without WebRTC viewers).
     pub whep_tap: crate::whep::Tap,
+    /// Woken when a consumer wants a keyframe soon (a WHEP viewer joined or asked
+    /// for one); a WHIP publisher answers with a PLI, RTMP and SRT have no back channel.
+    keyframe_wanted: tokio::sync::Notify,
 }
 
 const VIEWER_WINDOW: Duration = Duration::from_secs(15);
@@ -123,7 +126,18 @@ impl LiveStream {
             kicked: AtomicU64::new(0),
             source: Mutex::new("unknown"),
             whep_tap: crate::whep::Tap::default(),
+            keyframe_wanted: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Asks the publisher for a keyframe soon (only a WHIP publisher can act on it).
+    pub fn want_keyframe(&self) {
+        self.keyframe_wanted.notify_one();
+    }
+
+    /// Resolves when a keyframe is wanted (see [`want_keyframe`](Self::want_keyframe)).
+    pub async fn keyframe_wanted(&self) {
+        self.keyframe_wanted.notified().await;
     }
 
     /// How the publisher reached us (`rtmp`, `srt`, `demo`; `unknown` if not said).

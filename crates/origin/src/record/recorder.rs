@@ -264,7 +264,7 @@ fn continue_after(
         })
         .collect();
     let video = lookup(&shifts, VIDEO_TRACK);
-    if let Some(rate) = info.audio.as_ref().map(|a| u64::from(a.sample_rate)) {
+    if let Some(rate) = info.audio.as_ref().map(|a| u64::from(a.sample_rate())) {
         if !shifts.iter().any(|(t, _)| *t == AUDIO_TRACK) {
             let v = u64::from(VIDEO_TIMESCALE);
             shifts.push((AUDIO_TRACK, (video * rate + v / 2) / v));
@@ -291,7 +291,7 @@ fn meta_for(live: &LiveStream) -> Meta {
         width: info.video.as_ref().map(|v| v.width),
         height: info.video.as_ref().map(|v| v.height),
         audio_codec: info.audio.as_ref().map(|a| a.codec_string()),
-        audio_sample_rate: info.audio.as_ref().map(|a| a.sample_rate),
+        audio_sample_rate: info.audio.as_ref().map(|a| a.sample_rate()),
     }
 }
 
@@ -315,8 +315,8 @@ fn inits_for(live: &LiveStream, muxed: Bytes) -> Inits {
         audio: info.audio.map(|a| {
             fmp4::init_segment(&[Track {
                 id: AUDIO_TRACK,
-                timescale: a.sample_rate.max(1),
-                codec: TrackCodec::Aac(a),
+                timescale: a.sample_rate().max(1),
+                codec: a.track_codec(),
             }])
         }),
     }

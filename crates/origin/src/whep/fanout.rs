@@ -1,7 +1,8 @@
 //! One stream's WHEP fan-out: the only place its media is prepared for WebRTC, however
 //! many viewers watch. It attaches to the stream's [`Tap`](super::tap::Tap), turns each
 //! H.264 access unit from AVCC into Annex B (SPS and PPS in front of every IDR, which
-//! is what str0m's packetiser wants), transcodes AAC to Opus (see `audio`), and
+//! is what str0m's packetiser wants), transcodes AAC to Opus (see `audio`) or passes
+//! Opus through (a WHIP publish), and
 //! publishes shared [`Frame`]s on a bounded broadcast channel. Viewers subscribe; a
 //! viewer that falls a whole channel behind is told it lagged and skips to the next
 //! keyframe, so a slow viewer costs no memory beyond the channel.
@@ -106,9 +107,17 @@ impl Drop for FanOut {
     }
 }
 
+/// How a stream's audio reaches WebRTC.
+enum Audio {
+    /// AAC (RTMP, SRT, demo): transcoded once per stream.
+    Transcode(Box<AacToOpus>),
+    /// Opus (WHIP): passed through as it came; the `OpusHead` it was announced with.
+    Pass(Bytes),
+}
+
 struct Work {
     video: Option<AvcConfig>,
-    audio: Option<AacToOpus>,
+    audio: Option<Audio>,
     need_keyframe: bool,
     tx: broadcast::Sender<Arc<Frame>>,
 }
@@ -130,13 +139,23 @@ impl Work {
     }
 
     fn audio_config(&mut self, raw: Bytes) {
-        if self.audio.as_ref().is_some_and(|a| a.config() == &raw[..]) {
+        let same = match &self.audio {
+            Some(Audio::Transcode(a)) => a.config() == &raw[..],
+            Some(Audio::Pass(head)) => *head == raw,
+            None => false,
+        };
+        if same {
+            return;
+        }
+        if raw.starts_with(media::codec::OPUS_HEAD) {
+            tracing::info!("audio: Opus passed through");
+            self.audio = Some(Audio::Pass(raw));
             return;
         }
         match AacToOpus::new(raw) {
             Ok(t) => {
                 tracing::info!(source = %t.describe(), "audio transcoded to Opus");
-                self.audio = Some(t);
+                self.audio = Some(Audio::Transcode(Box::new(t)));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "audio not transcoded; WHEP viewers get video only");
@@ -179,7 +198,19 @@ impl Work {
                 }));
             }
             TapInput::Audio { dts_ms, data, at } => {
-                let Some(t) = self.audio.as_mut() else { return };
+                let t = match self.audio.as_mut() {
+                    Some(Audio::Transcode(t)) => t,
+                    Some(Audio::Pass(_)) => {
+                        let _ = self.tx.send(Arc::new(Frame {
+                            kind: Kind::Audio,
+                            rtp_time: dts_ms.saturating_mul(48),
+                            data: data.to_vec().into(),
+                            at,
+                        }));
+                        return;
+                    }
+                    None => return,
+                };
                 match t.push(dts_ms, &data) {
                     Ok(packets) => {
                         for (rtp_time, packet) in packets {

@@ -91,6 +91,27 @@ pub enum WhepStartError {
     Candidate(SocketAddr, String),
 }
 
+/// Binds the shared WebRTC UDP socket at `addr` and starts reading it: the socket,
+/// the address for our host candidate, and the reader task (abort it to stop).
+pub async fn bind_udp(
+    addr: SocketAddr,
+    candidate_ip: Option<IpAddr>,
+) -> Result<(Arc<Mux>, SocketAddr, JoinHandle<()>), WhepStartError> {
+    let socket = tokio::net::UdpSocket::bind(addr)
+        .await
+        .map_err(|source| WhepStartError::Bind { addr, source })?;
+    let mux = Mux::new(socket).map_err(|source| WhepStartError::Bind { addr, source })?;
+    let candidate = match candidate_ip {
+        Some(ip) => SocketAddr::new(ip, mux.local.port()),
+        None if mux.local.ip().is_unspecified() => {
+            return Err(WhepStartError::NoCandidate(mux.local))
+        }
+        None => mux.local,
+    };
+    let reader = tokio::spawn(mux.clone().read_loop());
+    Ok((mux, candidate, reader))
+}
+
 /// Why a play request was refused (each maps to one HTTP status in `http`).
 #[derive(Debug, thiserror::Error)]
 pub enum PlayError {
@@ -126,7 +147,6 @@ pub struct Whep {
     candidate: SocketAddr,
     sessions: Mutex<HashMap<String, Entry>>,
     fanouts: Mutex<HashMap<String, Weak<FanOut>>>,
-    next_id: AtomicU64,
     fanouts_started: AtomicU64,
     reader: JoinHandle<()>,
 }
@@ -158,18 +178,7 @@ impl Whep {
         let Some(addr) = config.udp.filter(|_| config.max_sessions > 0) else {
             return Ok(None);
         };
-        let socket = tokio::net::UdpSocket::bind(addr)
-            .await
-            .map_err(|source| WhepStartError::Bind { addr, source })?;
-        let mux = Mux::new(socket).map_err(|source| WhepStartError::Bind { addr, source })?;
-        let candidate = match config.candidate_ip {
-            Some(ip) => SocketAddr::new(ip, mux.local.port()),
-            None if mux.local.ip().is_unspecified() => {
-                return Err(WhepStartError::NoCandidate(mux.local))
-            }
-            None => mux.local,
-        };
-        let reader = tokio::spawn(mux.clone().read_loop());
+        let (mux, candidate, reader) = bind_udp(addr, config.candidate_ip).await?;
         tracing::info!(udp = %mux.local, %candidate, "WHEP playback: POST an SDP offer to /whep/STREAM");
         Ok(Some(Arc::new(Whep {
             streams,
@@ -178,7 +187,6 @@ impl Whep {
             candidate,
             sessions: Mutex::new(HashMap::new()),
             fanouts: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
             fanouts_started: AtomicU64::new(0),
             reader,
         })))
@@ -186,6 +194,11 @@ impl Whep {
 
     pub fn config(&self) -> &WhepConfig {
         &self.config
+    }
+
+    /// The UDP socket (and the address in our ICE candidate) WHIP publishers share.
+    pub fn shared_udp(&self) -> (Arc<Mux>, SocketAddr) {
+        (self.mux.clone(), self.candidate)
     }
 
     /// The bound UDP address.
@@ -282,7 +295,7 @@ impl Whep {
                 "no H.264 video could be agreed (offer H.264 with packetization-mode=1)".into(),
             ));
         }
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let id = self.mux.new_id();
         let datagrams = self.mux.register(id, &ufrag);
         let fanout = self.fanout(live);
         let links = session::Links {

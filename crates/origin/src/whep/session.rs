@@ -5,9 +5,10 @@
 //!
 //! Keyframes: a viewer starts at the next IDR of the stream (frames before it are not
 //! sent), and after it lagged behind the fan-out it skips to the next IDR again. A
-//! viewer's PLI/FIR cannot make the publisher send an IDR (RTMP and SRT have no such
-//! back channel), so it is counted and answered by the next IDR the publisher sends
-//! (its GOP bounds the wait). Not the routing of datagrams (`udp`), not the media
+//! viewer that connects, lags or sends PLI/FIR asks the stream for a keyframe
+//! (`LiveStream::want_keyframe`): a WHIP publisher answers with an IDR at once; RTMP
+//! and SRT have no such back channel, so there the next IDR the publisher sends
+//! answers it (its GOP bounds the wait). Not the routing of datagrams (`udp`), not the media
 //! preparation (`fanout`).
 
 use std::net::SocketAddr;
@@ -60,6 +61,8 @@ pub struct Viewer {
     audio: Option<Track>,
     waiting_keyframe: bool,
     connected: bool,
+    /// The viewer connected or asked for a keyframe since the shell last looked.
+    wants_keyframe: bool,
     pub stats: ViewerStats,
 }
 
@@ -81,6 +84,7 @@ impl Viewer {
             audio: None,
             waiting_keyframe: true,
             connected: false,
+            wants_keyframe: false,
             stats: ViewerStats::default(),
         }
     }
@@ -117,6 +121,14 @@ impl Viewer {
     pub fn lagged(&mut self, n: u64) {
         self.stats.lagged += n;
         self.waiting_keyframe = true;
+        self.wants_keyframe = true;
+    }
+
+    /// Whether the viewer needs a keyframe (it connected, lagged or sent PLI/FIR)
+    /// since the last call: the shell then asks the publisher, which only a WHIP
+    /// publisher can act on.
+    pub fn take_keyframe_want(&mut self) -> bool {
+        std::mem::take(&mut self.wants_keyframe)
     }
 
     /// One shared frame of the stream.
@@ -188,6 +200,7 @@ impl Viewer {
                 Output::Event(e) => match e {
                     Event::Connected => {
                         self.connected = true;
+                        self.wants_keyframe = true;
                         tracing::info!("viewer connected");
                     }
                     Event::MediaAdded(m) => {
@@ -203,6 +216,7 @@ impl Viewer {
                     }
                     Event::KeyframeRequest(r) => {
                         self.stats.keyframe_requests += 1;
+                        self.wants_keyframe = true;
                         tracing::debug!(kind = ?r.kind, "keyframe request; the next IDR from the publisher answers it");
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -280,6 +294,9 @@ async fn drive(viewer: &mut Viewer, l: &mut Links) -> String {
                 Step::Closed(reason) => return reason,
             }
         };
+        if viewer.take_keyframe_want() {
+            l.fanout.stream.want_keyframe();
+        }
         let now = tokio::time::Instant::now();
         let idle_at = last_heard + l.idle_timeout;
         if now >= idle_at {

@@ -4,11 +4,14 @@
 //! address. Unclaimed datagrams are counted and dropped. Each session has a bounded
 //! queue; a full queue drops the datagram (as the network would).
 //!
+//! WHIP publishers use the same socket and routing (`crate::whip`).
+//!
 //! One port for every viewer (like str0m's multi-client example and most SFUs): one
 //! firewall rule, no port range to size. Not the WebRTC work (sessions do that).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -43,6 +46,7 @@ pub struct Mux {
     pub socket: Arc<UdpSocket>,
     pub local: SocketAddr,
     table: Mutex<Table>,
+    next_id: AtomicU64,
 }
 
 impl std::fmt::Debug for Mux {
@@ -58,7 +62,14 @@ impl Mux {
             socket: Arc::new(socket),
             local,
             table: Mutex::new(Table::default()),
+            next_id: AtomicU64::new(1),
         }))
+    }
+
+    /// A session id not used before on this socket (WHEP viewers and WHIP
+    /// publishers share it).
+    pub fn new_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::SeqCst)
     }
 
     /// Routes datagrams for session `id` (ICE ufrag `ufrag`) to the returned queue.
