@@ -586,10 +586,10 @@ fn unsupported_entries_keep_samples() {
     assert_eq!(f.tracks[0].samples.len(), 5);
 
     let mut t = video_trak();
-    t.entry = bx(b"hvc1", &[0; 78]);
+    t.entry = bx(b"vp09", &[0; 78]);
     t.handler = *b"text";
     let f = parse_moov(&moov(&[&t], &[])).unwrap();
-    assert_eq!(f.tracks[0].entry, SampleEntry::Unsupported(*b"hvc1"));
+    assert_eq!(f.tracks[0].entry, SampleEntry::Unsupported(*b"vp09"));
     assert_eq!(f.tracks[0].kind, TrackKind::Other);
     assert_eq!(f.tracks[0].samples.len(), 10);
 }
