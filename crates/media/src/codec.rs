@@ -194,6 +194,33 @@ pub enum TrackCodec {
     Aac(AacConfig),
 }
 
+impl TrackCodec {
+    /// RFC 6381 codec string of the track.
+    pub fn codec_string(&self) -> String {
+        match self {
+            TrackCodec::Avc(c) => c.codec_string(),
+            TrackCodec::Hevc(c) => c.codec_string(),
+            TrackCodec::Av1(c) => c.codec_string(),
+            TrackCodec::Aac(c) => c.codec_string(),
+        }
+    }
+
+    /// Whether this is a video track.
+    pub fn is_video(&self) -> bool {
+        !matches!(self, TrackCodec::Aac(_))
+    }
+
+    /// Picture size of a video track, when known.
+    pub fn dimensions(&self) -> Option<(u32, u32)> {
+        match self {
+            TrackCodec::Avc(c) => Some((c.width, c.height)),
+            TrackCodec::Hevc(c) => Some((c.width, c.height)),
+            TrackCodec::Av1(c) => c.dimensions,
+            TrackCodec::Aac(_) => None,
+        }
+    }
+}
+
 /// A parsed `AVCDecoderConfigurationRecord`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AvcConfig {

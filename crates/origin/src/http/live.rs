@@ -378,7 +378,7 @@ async fn track_file(r: &Rendition, sel: TrackSel, file: &str) -> Response {
             TrackSel::Video => info.video.map(|v| Track {
                 id: VIDEO_TRACK,
                 timescale: VIDEO_TIMESCALE,
-                codec: TrackCodec::Avc(v),
+                codec: v.into_track_codec(),
             }),
             TrackSel::Audio => info.audio.map(|a| Track {
                 id: AUDIO_TRACK,

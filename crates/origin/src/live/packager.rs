@@ -1,6 +1,6 @@
-//! The live CMAF packager, sans-IO: H.264 and AAC frames with millisecond timestamps go
-//! in; an init segment, CMAF parts (one moof+mdat each, audio and video muxed) and
-//! segment boundaries come out.
+//! The live CMAF packager, sans-IO: video (H.264, H.265 or AV1) and AAC frames with
+//! millisecond timestamps go in; an init segment, CMAF parts (one moof+mdat each,
+//! audio and video muxed) and segment boundaries come out.
 //!
 //! Parts close as soon as the frame that completes the part target arrives (its
 //! duration is estimated from the frame rate, so no frame of delay is added). Segments
@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use media::codec::{AacConfig, AvcConfig, TrackCodec};
+use media::codec::{AacConfig, TrackCodec, VideoCodec, VideoConfig};
 use media::fmp4::{self, Sample, Track, TrackRun};
 
 use super::numbering::Grid;
@@ -40,11 +40,12 @@ const AAC_FRAME: u32 = 1024;
 /// One frame handed to the packager.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// AVCDecoderConfigurationRecord.
-    VideoConfig(Bytes),
+    /// The video decoder configuration record of `codec` (avcC, hvcC or av1C).
+    VideoConfig(VideoCodec, Bytes),
     /// AudioSpecificConfig.
     AudioConfig(Bytes),
-    /// AVCC NAL units. `dts_ms` is monotonic (already unwrapped and restamped).
+    /// One access unit in its MP4 form (AVCC/HVCC NAL units, AV1 OBUs without
+    /// temporal delimiters). `dts_ms` is monotonic (already unwrapped and restamped).
     Video {
         dts_ms: u64,
         cts_ms: i32,
@@ -78,7 +79,7 @@ pub enum Output {
 /// publisher is to be dropped.
 #[derive(Debug, thiserror::Error)]
 pub enum PackagerError {
-    #[error("bad H.264 configuration: {0}")]
+    #[error("bad video configuration: {0}")]
     Video(media::codec::CodecError),
     #[error("bad AAC configuration: {0}")]
     Audio(media::codec::CodecError),
@@ -142,7 +143,7 @@ impl Default for Bounds {
 /// Stream facts the API and manifests need.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StreamInfo {
-    pub video: Option<AvcConfig>,
+    pub video: Option<VideoConfig>,
     pub audio: Option<AacConfig>,
     /// Frames per second estimated from timestamps.
     pub frame_rate: Option<f64>,
@@ -302,8 +303,8 @@ impl Packager {
             return Err(PackagerError::Stopped);
         }
         match input {
-            Input::VideoConfig(raw) => {
-                let cfg = AvcConfig::parse(raw).map_err(PackagerError::Video)?;
+            Input::VideoConfig(codec, raw) => {
+                let cfg = VideoConfig::parse(codec, raw).map_err(PackagerError::Video)?;
                 if self.info.video.as_ref() != Some(&cfg) {
                     self.info.video = Some(cfg);
                     if self.started {
@@ -371,7 +372,7 @@ impl Packager {
         let mut tracks = vec![Track {
             id: VIDEO_TRACK,
             timescale: VIDEO_TIMESCALE,
-            codec: TrackCodec::Avc(video),
+            codec: video.into_track_codec(),
         }];
         if let Some(audio) = self.info.audio.clone() {
             tracks.push(Track {
@@ -632,7 +633,7 @@ mod tests {
         let clip = Clip::parse(DEMO_CLIP).expect("demo clip");
         let mut p =
             Packager::new(Duration::from_secs(2), Duration::from_millis(500)).with_bounds(bounds);
-        p.handle(Input::VideoConfig(clip.avcc()))
+        p.handle(Input::VideoConfig(VideoCodec::Avc, clip.avcc()))
             .expect("video config");
         if let Some(asc) = clip.asc() {
             p.handle(Input::AudioConfig(asc)).expect("audio config");
