@@ -224,20 +224,23 @@ fn parse_ex_video(body: Bytes, first: u8) -> Result<VideoPacket, FlvError> {
         if prefixes > MAX_MOD_EX {
             return Err(FlvError::InvalidModEx("more than 8 ModEx prefixes"));
         }
-        let size_byte = *body.get(pos).ok_or(truncated("E-RTMP ModEx size", pos + 1, &body))?;
+        let size_byte = *body
+            .get(pos)
+            .ok_or(truncated("E-RTMP ModEx size", pos + 1, &body))?;
         pos += 1;
         let mut size = usize::from(size_byte) + 1;
         if size == 256 {
-            let wide = body
-                .get(pos..pos + 2)
-                .ok_or(truncated("E-RTMP ModEx size", pos + 2, &body))?;
+            let wide =
+                body.get(pos..pos + 2)
+                    .ok_or(truncated("E-RTMP ModEx size", pos + 2, &body))?;
             size = usize::from(u16::from_be_bytes([wide[0], wide[1]])) + 1;
             pos += 2;
         }
         let data_end = pos + size;
-        let next = *body
-            .get(data_end)
-            .ok_or(truncated("E-RTMP ModEx data", data_end + 1, &body))?;
+        let next =
+            *body
+                .get(data_end)
+                .ok_or(truncated("E-RTMP ModEx data", data_end + 1, &body))?;
         let mod_ex_type = next >> 4;
         // TimestampOffsetNano (type 0) needs 3 bytes; the sub-millisecond offset
         // is below what the packager keeps, so it is checked and dropped. Other
@@ -598,7 +601,11 @@ mod tests {
             parse_video(ex(0x95, b"av01", &[0x80, 4, 0x81, 0x08, 0x0c, 0xc0])).unwrap(),
             VideoPacket::Av1DescriptorConfig(Bytes::from_static(&[0x81, 0x08, 0x0c, 0x00]))
         );
-        for bad in [&[0x80u8, 3, 0x81, 0, 0][..], &[0x81, 4, 0x81, 0, 0, 0], &[0x80, 9, 0x81, 0, 0, 0]] {
+        for bad in [
+            &[0x80u8, 3, 0x81, 0, 0][..],
+            &[0x81, 4, 0x81, 0, 0, 0],
+            &[0x80, 9, 0x81, 0, 0, 0],
+        ] {
             assert_eq!(
                 parse_video(ex(0x95, b"av01", bad)).unwrap_err(),
                 FlvError::InvalidAv1Descriptor
@@ -662,17 +669,44 @@ mod tests {
             err(ex(0x90, b"\0\0\0\0", &[1])),
             FlvError::UnsupportedFourCc([0; 4])
         );
-        assert_eq!(err(ex(0x96, b"hvc1", &[1])), FlvError::UnsupportedPacketType(6));
-        assert_eq!(err(ex(0x98, b"hvc1", &[1])), FlvError::UnsupportedPacketType(8));
-        assert_eq!(err(ex(0x95, b"hvc1", &[1])), FlvError::UnsupportedPacketType(5));
+        assert_eq!(
+            err(ex(0x96, b"hvc1", &[1])),
+            FlvError::UnsupportedPacketType(6)
+        );
+        assert_eq!(
+            err(ex(0x98, b"hvc1", &[1])),
+            FlvError::UnsupportedPacketType(8)
+        );
+        assert_eq!(
+            err(ex(0x95, b"hvc1", &[1])),
+            FlvError::UnsupportedPacketType(5)
+        );
         assert_eq!(err(ex(0x94, b"hvc1", &[2, 0, 1])), FlvError::ExMetadata);
         assert_eq!(err(ex(0xd1, b"hvc1", &[1])), FlvError::CommandFrame);
-        assert_eq!(err(ex(0x81, b"hvc1", &[0, 0, 0, 1])), FlvError::InvalidFrameType(0));
-        assert_eq!(err(ex(0xe1, b"hvc1", &[0, 0, 0, 1])), FlvError::InvalidFrameType(6));
-        assert!(matches!(err(ex(0x90, b"hvc1", &[])), FlvError::EmptyPayload(_)));
-        assert!(matches!(err(ex(0x91, b"hvc1", &[0, 0, 0])), FlvError::EmptyPayload(_)));
-        assert!(matches!(err(ex(0x93, b"hvc1", &[])), FlvError::EmptyPayload(_)));
-        assert!(matches!(err(ex(0x91, b"av01", &[])), FlvError::EmptyPayload(_)));
+        assert_eq!(
+            err(ex(0x81, b"hvc1", &[0, 0, 0, 1])),
+            FlvError::InvalidFrameType(0)
+        );
+        assert_eq!(
+            err(ex(0xe1, b"hvc1", &[0, 0, 0, 1])),
+            FlvError::InvalidFrameType(6)
+        );
+        assert!(matches!(
+            err(ex(0x90, b"hvc1", &[])),
+            FlvError::EmptyPayload(_)
+        ));
+        assert!(matches!(
+            err(ex(0x91, b"hvc1", &[0, 0, 0])),
+            FlvError::EmptyPayload(_)
+        ));
+        assert!(matches!(
+            err(ex(0x93, b"hvc1", &[])),
+            FlvError::EmptyPayload(_)
+        ));
+        assert!(matches!(
+            err(ex(0x91, b"av01", &[])),
+            FlvError::EmptyPayload(_)
+        ));
         for n in 0..5 {
             assert!(matches!(
                 err(Bytes::copy_from_slice(&[0x91, b'h', b'v', b'c', b'1'][..n])),
@@ -686,7 +720,10 @@ mod tests {
         // Truncated ModEx at every length.
         let full = [0x97u8, 2, 0, 1, 2, 0x01, b'h', b'v', b'c', b'1', 0, 0, 0, 1];
         for n in 1..10 {
-            assert!(parse_video(Bytes::copy_from_slice(&full[..n])).is_err(), "{n}");
+            assert!(
+                parse_video(Bytes::copy_from_slice(&full[..n])).is_err(),
+                "{n}"
+            );
         }
     }
 
@@ -732,8 +769,10 @@ mod tests {
                 // Either parser may accept a prefix that is itself a valid
                 // (shorter) packet; the point is that nothing panics and that
                 // any accepted payload is a sub-slice of the input.
-                if let Ok(VideoPacket::Frame { data, .. } | VideoPacket::SequenceHeader { record: data, .. }) =
-                    parse_video(cut.clone())
+                if let Ok(
+                    VideoPacket::Frame { data, .. }
+                    | VideoPacket::SequenceHeader { record: data, .. },
+                ) = parse_video(cut.clone())
                 {
                     assert!(data.len() < n);
                 }

@@ -132,9 +132,7 @@ impl Asset {
 
     /// Index of the first track of `kind` (video = H.264, H.265 or AV1; audio = AAC).
     pub fn track_index(&self, video: bool) -> Option<usize> {
-        self.tracks
-            .iter()
-            .position(|t| t.codec.is_video() == video)
+        self.tracks.iter().position(|t| t.codec.is_video() == video)
     }
 
     /// Init segment holding only track `index` (DASH: one track per representation).

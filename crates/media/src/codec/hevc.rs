@@ -107,7 +107,9 @@ impl HevcConfig {
                 let start = r.position();
                 r.what("nalUnit").skip(len)?;
                 let nal = record.slice(start..r.position());
-                let header = *nal.first().ok_or(CodecError::Truncated("HEVC NAL header"))?;
+                let header = *nal
+                    .first()
+                    .ok_or(CodecError::Truncated("HEVC NAL header"))?;
                 let found = (header >> 1) & 0x3f;
                 if found != nal_type {
                     return Err(CodecError::UnexpectedNalType {
@@ -249,7 +251,10 @@ fn hevc_sps_rbsp(rbsp: &[u8]) -> Result<(u32, u32), SpsError> {
 }
 
 /// Skips `profile_tier_level(1, max_sub_layers_minus1)` (H.265 §7.3.3).
-fn skip_profile_tier_level(r: &mut BitReader<'_>, max_sub_layers_minus1: u32) -> Result<(), SpsError> {
+fn skip_profile_tier_level(
+    r: &mut BitReader<'_>,
+    max_sub_layers_minus1: u32,
+) -> Result<(), SpsError> {
     // general_profile_space .. general_level_idc: 2+1+5+32+4+43+1 bits, then 8.
     for n in [8, 32, 32, 16, 8] {
         r.bits(n)?;

@@ -610,7 +610,10 @@ fn hevc_records_from_x265() {
     let c = HevcConfig::parse(hex(HVCC_320X240_MAIN)).unwrap();
     assert_eq!((c.width, c.height), (320, 240));
     assert_eq!((c.profile_idc, c.level_idc, c.high_tier), (1, 60, false));
-    assert_eq!((c.chroma_format, c.bit_depth_luma, c.nal_length_size), (1, 8, 4));
+    assert_eq!(
+        (c.chroma_format, c.bit_depth_luma, c.nal_length_size),
+        (1, 8, 4)
+    );
     assert_eq!((c.vps.len(), c.sps.len(), c.pps.len()), (1, 1, 1));
     assert_eq!(c.codec_string(), "hvc1.1.6.L60.90");
     assert_eq!(c.raw, hex(HVCC_320X240_MAIN));
@@ -685,7 +688,10 @@ fn hevc_hostile_records() {
 #[test]
 fn av1_record_from_svt() {
     let c = Av1Config::parse(hex(AV1C_320X240)).unwrap();
-    assert_eq!((c.profile, c.level_idx, c.high_tier, c.bit_depth), (0, 0, false, 8));
+    assert_eq!(
+        (c.profile, c.level_idx, c.high_tier, c.bit_depth),
+        (0, 0, false, 8)
+    );
     assert_eq!(c.chroma, (true, true, 0));
     assert_eq!(c.dimensions, Some((320, 240)));
     assert_eq!(c.codec_string(), "av01.0.00M.08");

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
 use media::codec::VideoCodec;
+use parking_lot::{Mutex, RwLock};
 
 use super::directory::{Directory, History};
 use super::keys::PublishKeys;
@@ -542,7 +542,11 @@ impl Publisher {
 
     /// A video decoder configuration record of `codec`. WHEP carries H.264 only: the
     /// WHEP tap sees H.264 configurations and frames, and no video of other codecs.
-    pub fn video_config_of(&mut self, codec: VideoCodec, record: Bytes) -> Result<(), PackagerError> {
+    pub fn video_config_of(
+        &mut self,
+        codec: VideoCodec,
+        record: Bytes,
+    ) -> Result<(), PackagerError> {
         if codec == VideoCodec::Avc {
             self.stream.whep_tap.video_config(&record);
         }

@@ -288,8 +288,16 @@ fn meta_for(live: &LiveStream) -> Meta {
         state: State::Recording,
         reason: None,
         video_codec: info.video.as_ref().map(|v| v.codec_string()),
-        width: info.video.as_ref().and_then(|v| v.dimensions()).map(|d| d.0),
-        height: info.video.as_ref().and_then(|v| v.dimensions()).map(|d| d.1),
+        width: info
+            .video
+            .as_ref()
+            .and_then(|v| v.dimensions())
+            .map(|d| d.0),
+        height: info
+            .video
+            .as_ref()
+            .and_then(|v| v.dimensions())
+            .map(|d| d.1),
         audio_codec: info.audio.as_ref().map(|a| a.codec_string()),
         audio_sample_rate: info.audio.as_ref().map(|a| a.sample_rate),
     }
