@@ -634,7 +634,7 @@ mod tests {
         ));
         // A 16-bit ModEx size (0xff escape), unknown ModEx type 3, then SequenceEnd.
         let mut v = vec![0x97, 0xff, 0x01, 0x00];
-        v.extend(std::iter::repeat(0).take(257));
+        v.extend(std::iter::repeat_n(0, 257));
         v.push(0x32);
         v.extend_from_slice(b"av01");
         assert_eq!(

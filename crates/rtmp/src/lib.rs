@@ -68,8 +68,8 @@ pub struct ServerConfig {
     /// cannot make the session hold `max_pending_input`.
     pub max_pending_before_publish: usize,
     /// Video FourCCs announced to Enhanced RTMP clients in the `connect` reply
-    /// (`fourCcList`, and `videoFourCcInfoMap` with CanForward): the codecs the
-    /// application takes in E-RTMP video tags. Announced only to a client whose
+    /// (`fourCcList`, `videoFourCcInfoMap` with CanForward, and `capsEx` ModEx):
+    /// the codecs the application takes in E-RTMP video tags. Announced only to a client whose
     /// `connect` carries `fourCcList` or `videoFourCcInfoMap`; empty announces
     /// nothing.
     pub video_fourccs: Vec<String>,

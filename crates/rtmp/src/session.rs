@@ -544,9 +544,14 @@ impl ServerSession {
 /// `videoFourCcInfoMap` flag: the server can forward (here: package) the codec.
 const FOURCC_CAN_FORWARD: f64 = 4.0;
 
-/// The Enhanced RTMP properties of the `connect` reply: `fourCcList` (v1) and
-/// `videoFourCcInfoMap` (v2) naming the video codecs taken.
-fn enhanced_rtmp_properties(fourccs: &[String]) -> [(String, Value); 2] {
+/// `capsEx` flag: ModEx prefixes in media messages are parsed.
+const CAPS_EX_MOD_EX: f64 = 4.0;
+
+/// The Enhanced RTMP properties of the `connect` reply (the spec puts them in the
+/// reply's properties object): `fourCcList` (v1) and `videoFourCcInfoMap` (v2)
+/// naming the video codecs taken, and `capsEx` (ModEx is parsed; no reconnect
+/// requests, no multitrack).
+fn enhanced_rtmp_properties(fourccs: &[String]) -> [(String, Value); 3] {
     [
         (
             "fourCcList".to_owned(),
@@ -561,6 +566,7 @@ fn enhanced_rtmp_properties(fourccs: &[String]) -> [(String, Value); 2] {
                     .collect(),
             ),
         ),
+        ("capsEx".to_owned(), Value::Number(CAPS_EX_MOD_EX)),
     ]
 }
 

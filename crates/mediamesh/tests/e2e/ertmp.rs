@@ -124,7 +124,9 @@ fn an_enhanced_rtmp_hevc_publish_is_packaged_as_hvc1_for_ll_hls_and_dash() {
     let codec = expected_codec(Codec::Hevc, &clip_path);
     assert!(codec.starts_with("hvc1.1.6.L"), "{codec}");
 
-    let server = Server::start("serve", &[]);
+    // The clip's folder doubles as the VOD media folder: the MP4 plays as VOD too.
+    let media = dir.path().display().to_string();
+    let server = Server::start("serve", &["--media", &media]);
     let publish = ertmp::publish(server.rtmp, "cam", Clip::load(Codec::Hevc, &clip_path), 60);
     // The connect reply announced E-RTMP support.
     let reply = String::from_utf8_lossy(&publish.connect_reply).into_owned();
@@ -183,6 +185,16 @@ fn an_enhanced_rtmp_hevc_publish_is_packaged_as_hvc1_for_ll_hls_and_dash() {
     assert!(
         streams.iter().any(|s| s.starts_with("hevc|hvc1|640|360")),
         "ffprobe (DASH) saw {streams:?}"
+    );
+
+    // The encoder's MP4 itself, as VOD: hvc1 with the same codec string.
+    let (status, vod) = get_text(&server.url("/vod/hevc/index.m3u8"));
+    assert_eq!(status, 200, "{vod}");
+    assert!(vod.contains(&codec), "{vod}");
+    let streams = probe_streams(&server.url("/vod/hevc/index.m3u8"));
+    assert!(
+        streams.iter().any(|s| s == "hevc|hvc1|640|360"),
+        "ffprobe (VOD) saw {streams:?}"
     );
 
     let log = server.log_text();

@@ -448,8 +448,8 @@ async fn handle_event(
 }
 
 /// A coded frame in the form the packager takes, or `None` (logged) when it cannot
-/// be packaged: its codec is not the one of the configuration in use (or there is
-/// none yet), or its AV1 OBU framing is broken. AV1 temporal delimiters are dropped
+/// be packaged: its codec is not the one of the configuration in use, or its AV1 OBU
+/// framing is broken. AV1 temporal delimiters are dropped
 /// here (MP4 samples carry none); NAL units are passed as they are.
 fn frame_for(
     publisher: &Publisher,
@@ -458,7 +458,8 @@ fn frame_for(
     peer: SocketAddr,
 ) -> Option<bytes::Bytes> {
     let configured = publisher.video_codec();
-    if configured != Some(codec) {
+    // Before any configuration the packager drops frames itself (as it always has).
+    if configured.is_some_and(|c| c != codec) {
         tracing::debug!(
             %peer,
             codec = codec.fourcc(),

@@ -676,6 +676,60 @@ mod tests {
         (None, max)
     }
 
+    /// HEVCDecoderConfigurationRecord of a 320x240 libx265 clip (Main, level 2).
+    const HVCC: &str = "0101600000009000000000003cf000fcfdf8f800000f03a00001001840010c01ffff01600000030090000003000003003c959409a10001002a42010101600000030090000003000003003ca00a080f16595952930bc05a020000030002000003003c10a2000100064401c073c189";
+
+    fn hex(s: &str) -> Bytes {
+        Bytes::from(
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+                .collect::<Vec<u8>>(),
+        )
+    }
+
+    #[test]
+    fn a_switch_to_hevc_closes_the_segment_and_sends_an_hvc1_init() {
+        let mut p = packager(bounds(MIB, 4 * MIB));
+        p.handle(video(0, true, 1000)).expect("keyframe");
+        p.handle(video(33, false, 1000)).expect("frame");
+        assert!(p.info().codecs().starts_with("avc1."));
+        let out = outputs(&mut p);
+        assert!(matches!(out.first(), Some(Output::Init(_))));
+
+        // A bad HEVC record is refused and the H.264 configuration stays.
+        assert!(matches!(
+            p.handle(Input::VideoConfig(VideoCodec::Hevc, hex("0101"))),
+            Err(PackagerError::Video(_))
+        ));
+        assert!(p.info().codecs().starts_with("avc1."));
+
+        p.handle(Input::VideoConfig(VideoCodec::Hevc, hex(HVCC)))
+            .expect("hvcC");
+        assert!(
+            p.info().codecs().starts_with("hvc1.1.6.L60.90,"),
+            "{}",
+            p.info().codecs()
+        );
+        assert_eq!(
+            p.info().video.as_ref().and_then(|v| v.dimensions()),
+            Some((320, 240))
+        );
+        let out = outputs(&mut p);
+        assert!(out.iter().any(|o| matches!(o, Output::SegmentEnd)));
+        // Nothing until the next keyframe, which starts with an hvc1 init segment.
+        p.handle(video(66, false, 1000)).expect("frame");
+        assert!(outputs(&mut p).is_empty());
+        p.handle(video(100, true, 1000)).expect("keyframe");
+        let out = outputs(&mut p);
+        let Some(Output::Init(init)) = out.first() else {
+            panic!("no init segment: {out:?}")
+        };
+        assert!(init.windows(4).any(|w| w == b"hvc1"));
+        assert!(init.windows(4).any(|w| w == b"hvcC"));
+        assert!(!init.windows(4).any(|w| w == b"avcC"));
+    }
+
     #[test]
     fn frozen_timestamps_stop_the_packager_within_the_part_cap() {
         let mut p = packager(bounds(MIB, 4 * MIB));

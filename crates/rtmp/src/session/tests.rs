@@ -401,6 +401,7 @@ fn enhanced_rtmp_connect_gets_the_fourcc_list() {
     let map = res.command_object.get("videoFourCcInfoMap").expect("map");
     assert_eq!(map.get("hvc1"), Some(&Value::Number(4.0)));
     assert_eq!(map.get("av01"), Some(&Value::Number(4.0)));
+    assert_eq!(res.command_object.get("capsEx"), Some(&Value::Number(4.0)));
 
     // A legacy client (no fourCcList) gets the legacy reply.
     let mut c = Client::new(ServerConfig::default());
