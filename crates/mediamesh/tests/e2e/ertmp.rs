@@ -239,6 +239,58 @@ fn an_enhanced_rtmp_av1_publish_is_packaged_as_av01() {
     assert!(out.status.success() && errors.trim().is_empty(), "{errors}");
 }
 
+#[test]
+fn hostile_enhanced_rtmp_tags_are_skipped_and_the_stream_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip_path = dir.path().join("hevc.mp4");
+    ertmp::encode_clip(Codec::Hevc, "320x240", 4, &clip_path);
+    let codec = expected_codec(Codec::Hevc, &clip_path);
+
+    let server = Server::start("serve", &[]);
+    // A well-behaved publish beside the hostile one must not notice it.
+    let _good = ertmp::publish(server.rtmp, "good", Clip::load(Codec::Hevc, &clip_path), 60);
+    let _bad = ertmp::publish(
+        server.rtmp,
+        "bad",
+        Clip::load(Codec::Hevc, &clip_path).with_hostile_tags(),
+        60,
+    );
+    for stream in ["good", "bad"] {
+        wait_for_segments(&server, stream, 4, Duration::from_secs(40));
+        let (_, multivariant) = get_text(&server.url(&format!("/live/{stream}/index.m3u8")));
+        let (codecs, _) = variant_attrs(&multivariant);
+        assert_eq!(
+            codecs,
+            format!("{codec},mp4a.40.2"),
+            "{stream}: {multivariant}"
+        );
+        let out = run(
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-v", "error", "-i"])
+                .arg(server.url(&format!("/live/{stream}/index.m3u8")))
+                .args(["-map", "0:v", "-t", "3", "-f", "null", "-"]),
+            Duration::from_secs(60),
+        );
+        let errors = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && errors.trim().is_empty(),
+            "{stream}: {errors}"
+        );
+    }
+    // The skipped tags were counted, and the truncated SequenceStart was logged.
+    let (_, metrics) = get_text(&server.url("/metrics"));
+    let rejected: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("mediamesh_ingest_rejected_frames_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(rejected >= 5.0, "rejected frames: {rejected}\n{metrics}");
+    let log = server.log_text();
+    assert!(log.contains("bad video configuration"), "{log}");
+    assert!(!log.contains("publisher dropped"), "{log}");
+}
+
 /// Plays `stream` with the player page (hls.js, low-latency) in Chromium after
 /// asking whether Chromium decodes `codecs`. `Some(true)`: played; `Some(false)`:
 /// the browser cannot decode them; panics if it can and playback fails.

@@ -109,6 +109,64 @@ pub struct Clip {
 }
 
 impl Clip {
+    /// Adds, after every 15th video tag, E-RTMP tags a broken or hostile encoder
+    /// could send: a frame of another codec, a truncated SequenceStart, a runaway
+    /// ModEx chain, a multitrack packet, a `vp09` frame, a Metadata packet, an AV1
+    /// descriptor for an HEVC stream, and random bytes with the `IsExHeader` bit.
+    /// The server must skip each and keep packaging the stream.
+    pub fn with_hostile_tags(mut self) -> Clip {
+        let mut out = Vec::with_capacity(self.media.len() * 2);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut video = 0usize;
+        for t in self.media.drain(..) {
+            let ts = t.ts_ms;
+            let is_video = t.type_id == 9;
+            out.push(t);
+            if !is_video {
+                continue;
+            }
+            video += 1;
+            if video % 15 != 0 {
+                continue;
+            }
+            let other: &[u8; 4] = if self.codec == Codec::Hevc {
+                b"av01"
+            } else {
+                b"hvc1"
+            };
+            let mut bodies: Vec<Vec<u8>> = vec![
+                [&[0x91u8][..], other, &[0, 0, 0, 0x12, 0, 0x32, 0]].concat(),
+                [&[0x90u8][..], self.codec.fourcc(), &[0x01, 0x01]].concat(),
+                [&[0x97u8][..], &[2, 0, 0, 0, 0x07].repeat(12)].concat(),
+                [&[0x96u8][..], self.codec.fourcc(), &[0, 0, 0, 0]].concat(),
+                [&[0x91u8][..], b"vp09", &[0, 1, 2, 3]].concat(),
+                [&[0x94u8][..], self.codec.fourcc(), &[2, 0, 9]].concat(),
+                [&[0x95u8][..], b"av01", &[0x80, 4, 0x81, 0, 0x0c]].concat(),
+                vec![0x80],
+            ];
+            let random: Vec<u8> = (0..64)
+                .map(|i| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    if i == 0 {
+                        0x80 | (state as u8 & 0x7f)
+                    } else {
+                        (state >> 24) as u8
+                    }
+                })
+                .collect();
+            bodies.push(random);
+            out.extend(bodies.into_iter().map(|body| Tag {
+                type_id: 9,
+                ts_ms: ts,
+                body,
+            }));
+        }
+        self.media = out;
+        self
+    }
+
     /// Reads the MP4 ffmpeg wrote and builds the tags.
     pub fn load(codec: Codec, path: &Path) -> Clip {
         let file = std::fs::read(path).expect("read the clip");
