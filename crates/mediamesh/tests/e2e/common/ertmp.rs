@@ -126,7 +126,7 @@ impl Clip {
                 continue;
             }
             video += 1;
-            if video % 15 != 0 {
+            if !video.is_multiple_of(15) {
                 continue;
             }
             let other: &[u8; 4] = if self.codec == Codec::Hevc {
