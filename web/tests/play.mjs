@@ -1,12 +1,16 @@
 // Opens the mediamesh player page in headless Chromium (Debian's, driven by
 // playwright-core) and waits until the <video> element really plays: currentTime
 // advances by at least 3 s. Prints one JSON line with what it saw; exit 0 = playing.
+// With CODECS (an HLS CODECS value), it first asks MediaSource.isTypeSupported for
+// `video/mp4; codecs="CODECS"`: if this Chromium cannot decode them (HEVC without a
+// hardware decoder, say) it prints {"ok":false,"supported":false} and exits 3.
 //
-//   node web/tests/play.mjs http://127.0.0.1:8080/?stream=demo [timeout_s]
+//   node web/tests/play.mjs http://127.0.0.1:8080/?stream=demo [timeout_s] [CODECS]
 import { launch } from './chromium.mjs';
 
 const url = process.argv[2];
 const limit = Number(process.argv[3] || 45) * 1000;
+const codecs = process.argv[4];
 if (!url) {
   console.error('usage: play.mjs URL [timeout_s]');
   process.exit(2);
@@ -19,6 +23,15 @@ try {
   page.on('console', (m) => log.push(`[${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => log.push(`[pageerror] ${e.message}`));
   await page.goto(url, { timeout: 15000 });
+  if (codecs) {
+    const supported = await page.evaluate(
+      (c) => MediaSource.isTypeSupported(`video/mp4; codecs="${c}"`), codecs);
+    if (!supported) {
+      console.log(JSON.stringify({ ok: false, supported: false, codecs }));
+      await browser.close();
+      process.exit(3);
+    }
+  }
   const start = Date.now();
   let first = null;
   let last = 0;
@@ -36,7 +49,7 @@ try {
     last = s.t;
     if (first === null && s.t > 0) first = s.t;
     if (first !== null && s.t >= first + 3) {
-      result = { ok: true, first, now: s.t, latency: s.latency, http_bytes: s.http, waited_s: (Date.now() - start) / 1000 };
+      result = { ok: true, first, now: s.t, latency: s.latency, http_bytes: s.http, waited_s: (Date.now() - start) / 1000, codecs };
       break;
     }
     if (s.error) { result = { ok: false, error: s.error, log }; break; }

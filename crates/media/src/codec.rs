@@ -1,5 +1,7 @@
-//! H.264, AAC and Opus decoder configurations, as they arrive in FLV sequence headers
-//! (and, for Opus, as WHIP ingest makes its `OpusHead`).
+//! Decoder configurations as they arrive in FLV / Enhanced RTMP sequence headers:
+//! H.264 and AAC here, H.265 in [`hevc`] and AV1 in [`av1`]; [`VideoConfig`] is
+//! whichever of the three video codecs a stream carries; Opus as WHIP ingest makes its
+//! `OpusHead`.
 //!
 //! [`AvcConfig`] parses an `AVCDecoderConfigurationRecord` (ISO/IEC 14496-15
 //! §5.3.3) and decodes just enough of its first sequence parameter set
@@ -17,6 +19,12 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::bmff::{BitError, BitReader, BoxError, Reader};
+
+pub mod av1;
+pub mod hevc;
+
+pub use av1::Av1Config;
+pub use hevc::HevcConfig;
 
 /// Errors produced while parsing decoder configurations.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -50,6 +58,131 @@ pub enum CodecError {
     /// The Opus identification header is malformed or unsupported.
     #[error("invalid OpusHead: {0}")]
     InvalidOpusHead(&'static str),
+    /// A configuration record of another version than the one defined.
+    #[error("unsupported {record} version {version}")]
+    UnsupportedConfigVersion {
+        /// Which record.
+        record: &'static str,
+        /// The version byte found.
+        version: u8,
+    },
+    /// A configuration record holds a reserved or out-of-range value.
+    #[error("invalid decoder configuration: {0}")]
+    InvalidRecord(&'static str),
+    /// A configuration record lacks a parameter set the decoder needs.
+    #[error("{0} decoder configuration has no {1}")]
+    MissingParameterSet(&'static str, &'static str),
+    /// AV1 OBU framing or a sequence header is invalid.
+    #[error("invalid AV1 OBU: {0}")]
+    InvalidObu(&'static str),
+}
+
+/// The video configuration of a stream: H.264, H.265 or AV1.
+#[derive(Clone, Debug, PartialEq)]
+pub enum VideoConfig {
+    /// H.264 (`avc1`).
+    Avc(AvcConfig),
+    /// H.265 (`hvc1`).
+    Hevc(HevcConfig),
+    /// AV1 (`av01`).
+    Av1(Av1Config),
+}
+
+/// Which video codec a configuration record is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VideoCodec {
+    /// H.264: AVCDecoderConfigurationRecord, AVCC NAL units.
+    Avc,
+    /// H.265: HEVCDecoderConfigurationRecord, length-prefixed NAL units.
+    Hevc,
+    /// AV1: AV1CodecConfigurationRecord, low-overhead OBUs.
+    Av1,
+}
+
+impl VideoCodec {
+    /// The MP4 sample entry / FourCC name (`avc1`, `hvc1`, `av01`).
+    pub fn fourcc(self) -> &'static str {
+        match self {
+            VideoCodec::Avc => "avc1",
+            VideoCodec::Hevc => "hvc1",
+            VideoCodec::Av1 => "av01",
+        }
+    }
+}
+
+impl VideoConfig {
+    /// Parses a configuration record of `codec`.
+    pub fn parse(codec: VideoCodec, record: Bytes) -> Result<Self, CodecError> {
+        Ok(match codec {
+            VideoCodec::Avc => VideoConfig::Avc(AvcConfig::parse(record)?),
+            VideoCodec::Hevc => VideoConfig::Hevc(HevcConfig::parse(record)?),
+            VideoCodec::Av1 => VideoConfig::Av1(Av1Config::parse(record)?),
+        })
+    }
+
+    /// Which codec.
+    pub fn codec(&self) -> VideoCodec {
+        match self {
+            VideoConfig::Avc(_) => VideoCodec::Avc,
+            VideoConfig::Hevc(_) => VideoCodec::Hevc,
+            VideoConfig::Av1(_) => VideoCodec::Av1,
+        }
+    }
+
+    /// RFC 6381 codec string (`avc1.64001f`, `hvc1.1.6.L93.B0`, `av01.0.08M.08`).
+    pub fn codec_string(&self) -> String {
+        match self {
+            VideoConfig::Avc(c) => c.codec_string(),
+            VideoConfig::Hevc(c) => c.codec_string(),
+            VideoConfig::Av1(c) => c.codec_string(),
+        }
+    }
+
+    /// Displayed picture size, when the configuration tells it (an AV1 record
+    /// without a sequence header does not).
+    pub fn dimensions(&self) -> Option<(u32, u32)> {
+        match self {
+            VideoConfig::Avc(c) => Some((c.width, c.height)),
+            VideoConfig::Hevc(c) => Some((c.width, c.height)),
+            VideoConfig::Av1(c) => c.dimensions,
+        }
+    }
+
+    /// Picture width, 0 when unknown.
+    pub fn width(&self) -> u32 {
+        self.dimensions().map_or(0, |d| d.0)
+    }
+
+    /// Picture height, 0 when unknown.
+    pub fn height(&self) -> u32 {
+        self.dimensions().map_or(0, |d| d.1)
+    }
+
+    /// The H.264 configuration, if this is H.264.
+    pub fn as_avc(&self) -> Option<&AvcConfig> {
+        match self {
+            VideoConfig::Avc(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The record as received.
+    pub fn raw(&self) -> &Bytes {
+        match self {
+            VideoConfig::Avc(c) => &c.raw,
+            VideoConfig::Hevc(c) => &c.raw,
+            VideoConfig::Av1(c) => &c.raw,
+        }
+    }
+
+    /// The track codec for the fMP4 writer.
+    pub fn into_track_codec(self) -> TrackCodec {
+        match self {
+            VideoConfig::Avc(c) => TrackCodec::Avc(c),
+            VideoConfig::Hevc(c) => TrackCodec::Hevc(c),
+            VideoConfig::Av1(c) => TrackCodec::Av1(c),
+        }
+    }
 }
 
 /// Codec configuration of one track.
@@ -57,6 +190,10 @@ pub enum CodecError {
 pub enum TrackCodec {
     /// H.264 video.
     Avc(AvcConfig),
+    /// H.265 video.
+    Hevc(HevcConfig),
+    /// AV1 video.
+    Av1(Av1Config),
     /// AAC audio.
     Aac(AacConfig),
     /// Opus audio (`Opus` sample entry with `dOps`, ISO/IEC 14496-12 Opus binding).
@@ -212,6 +349,34 @@ pub fn opus_packet_samples(packet: &[u8]) -> Option<u32> {
     let samples = frame * frames;
     // At most 120 ms per packet.
     (samples > 0 && samples <= 5760).then_some(samples)
+}
+
+impl TrackCodec {
+    /// RFC 6381 codec string of the track.
+    pub fn codec_string(&self) -> String {
+        match self {
+            TrackCodec::Avc(c) => c.codec_string(),
+            TrackCodec::Hevc(c) => c.codec_string(),
+            TrackCodec::Av1(c) => c.codec_string(),
+            TrackCodec::Aac(c) => c.codec_string(),
+            TrackCodec::Opus(c) => c.codec_string(),
+        }
+    }
+
+    /// Whether this is a video track.
+    pub fn is_video(&self) -> bool {
+        !matches!(self, TrackCodec::Aac(_) | TrackCodec::Opus(_))
+    }
+
+    /// Picture size of a video track, when known.
+    pub fn dimensions(&self) -> Option<(u32, u32)> {
+        match self {
+            TrackCodec::Avc(c) => Some((c.width, c.height)),
+            TrackCodec::Hevc(c) => Some((c.width, c.height)),
+            TrackCodec::Av1(c) => c.dimensions,
+            TrackCodec::Aac(_) | TrackCodec::Opus(_) => None,
+        }
+    }
 }
 
 /// A parsed `AVCDecoderConfigurationRecord`.
@@ -621,4 +786,4 @@ fn sps_dimensions_rbsp(rbsp: &[u8]) -> Result<(u32, u32), SpsError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -9,8 +9,11 @@
 //!
 //! This module does not decide fragment boundaries, compute timestamps or
 //! durations, convert Annex B, write `sidx`/`styp`/`emsg`/`prft`, encrypt, or
-//! read MP4 files. It writes only H.264 (`avc1` + `avcC`), AAC (`mp4a` + `esds`)
-//! and Opus (`Opus` + `dOps`) sample entries.
+//! read MP4 files. It writes H.264 (`avc1` + `avcC`), H.265 (`hvc1` + `hvcC`,
+//! parameter sets out of band as CMAF's `hvc1` brand asks), AV1 (`av01` + `av1C`,
+//! samples being OBUs without temporal delimiters), AAC (`mp4a` + `esds`) and Opus
+//! (`Opus` + `dOps`) sample entries; H.265 and AV1 samples must already be in their
+//! MP4 form (the ingest does that), they are copied as they are.
 //!
 //! Size limits: fields are 32-bit in the boxes written here. A sample larger
 //! than 4 GiB or a fragment whose sample data exceeds 2 GiB cannot be
@@ -19,7 +22,7 @@
 //! many orders of magnitude below these limits.
 
 use crate::bmff::{self, header_len_for, tfhd, trun, Writer};
-use crate::codec::{AacConfig, AvcConfig, OpusConfig, TrackCodec, OPUS_RATE};
+use crate::codec::{AacConfig, OpusConfig, TrackCodec, OPUS_RATE};
 use bytes::Bytes;
 
 /// One track of the presentation.
@@ -88,6 +91,8 @@ pub fn init_segment(tracks: &[Track]) -> Bytes {
             .iter()
             .map(|t| match &t.codec {
                 TrackCodec::Avc(c) => c.raw.len(),
+                TrackCodec::Hevc(c) => c.raw.len(),
+                TrackCodec::Av1(c) => c.raw.len(),
                 TrackCodec::Aac(c) => c.raw.len(),
                 TrackCodec::Opus(c) => c.raw.len(),
             })
@@ -220,6 +225,11 @@ fn write_mvhd(w: &mut Writer, next_track_id: u32) {
 fn write_trak(w: &mut Writer, track: &Track) {
     let (is_video, width, height) = match &track.codec {
         TrackCodec::Avc(c) => (true, clamp_u16(c.width), clamp_u16(c.height)),
+        TrackCodec::Hevc(c) => (true, clamp_u16(c.width), clamp_u16(c.height)),
+        TrackCodec::Av1(c) => {
+            let (w, h) = c.dimensions.unwrap_or((0, 0));
+            (true, clamp_u16(w), clamp_u16(h))
+        }
         TrackCodec::Aac(_) | TrackCodec::Opus(_) => (false, 0, 0),
     };
     w.plain(b"trak", |w| {
@@ -282,7 +292,15 @@ fn write_trak(w: &mut Writer, track: &Track) {
                     w.full(b"stsd", 0, 0, |w| {
                         w.u32(1); // entry_count
                         match &track.codec {
-                            TrackCodec::Avc(c) => write_avc1(w, c, width, height),
+                            TrackCodec::Avc(c) => {
+                                write_visual(w, b"avc1", b"avcC", &c.raw, width, height)
+                            }
+                            TrackCodec::Hevc(c) => {
+                                write_visual(w, b"hvc1", b"hvcC", &c.raw, width, height)
+                            }
+                            TrackCodec::Av1(c) => {
+                                write_visual(w, b"av01", b"av1C", &c.raw, width, height)
+                            }
                             TrackCodec::Aac(c) => write_mp4a(w, c),
                             TrackCodec::Opus(c) => write_opus(w, c),
                         }
@@ -305,8 +323,17 @@ fn write_sample_entry_header(w: &mut Writer) {
     w.u16(1); // data_reference_index
 }
 
-fn write_avc1(w: &mut Writer, c: &AvcConfig, width: u16, height: u16) {
-    w.plain(b"avc1", |w| {
+/// A visual sample entry (`avc1`, `hvc1`, `av01`) with its configuration box
+/// holding `record` verbatim.
+fn write_visual(
+    w: &mut Writer,
+    entry: &[u8; 4],
+    config: &[u8; 4],
+    record: &[u8],
+    width: u16,
+    height: u16,
+) {
+    w.plain(entry, |w| {
         write_sample_entry_header(w);
         w.u16(0); // pre_defined
         w.u16(0); // reserved
@@ -320,7 +347,7 @@ fn write_avc1(w: &mut Writer, c: &AvcConfig, width: u16, height: u16) {
         w.zeros(32); // compressorname (empty Pascal string)
         w.u16(0x0018); // depth
         w.i16(-1); // pre_defined
-        w.plain(b"avcC", |w| w.bytes(&c.raw));
+        w.plain(config, |w| w.bytes(record));
     });
 }
 

@@ -17,8 +17,9 @@
 //! Edit lists (`edts`/`elst`) are skipped, not applied: `dts` starts at 0 for
 //! every track. Only the first sample description of a track is decoded
 //! (`stsd` entries beyond the first, and `stsc`'s sample_description_index, are
-//! ignored). Codecs other than H.264 (`avc1`/`avc3`) and AAC (`mp4a` with an
-//! MPEG-4/MPEG-2 AAC object type) come back as [`SampleEntry::Unsupported`];
+//! ignored). Codecs other than H.264 (`avc1`/`avc3`), H.265 (`hvc1`/`hev1`), AV1
+//! (`av01`) and AAC (`mp4a` with an MPEG-4/MPEG-2 AAC object type) come back as
+//! [`SampleEntry::Unsupported`];
 //! their sample tables are still read.
 //!
 //! Hostile input gives `Err`, never a panic: all reads are bounds-checked,
@@ -112,6 +113,20 @@ pub enum SampleEntry {
     Avc {
         /// The `avcC` box payload = AVCDecoderConfigurationRecord (not validated).
         avcc: Bytes,
+        width: u16,
+        height: u16,
+    },
+    /// H.265 (`hvc1` or `hev1`).
+    Hevc {
+        /// The `hvcC` box payload = HEVCDecoderConfigurationRecord (not validated).
+        hvcc: Bytes,
+        width: u16,
+        height: u16,
+    },
+    /// AV1 (`av01`).
+    Av1 {
+        /// The `av1C` box payload = AV1CodecConfigurationRecord (not validated).
+        av1c: Bytes,
         width: u16,
         height: u16,
     },
@@ -384,26 +399,50 @@ fn parse_stsd(stsd: &BoxRef<'_>, ctx: &Ctx) -> Result<SampleEntry> {
         .next()
         .ok_or(Mp4Error::MissingBox("stsd sample entry"))??;
     match &entry.kind {
-        b"avc1" | b"avc3" => parse_avc_entry(&entry, ctx),
+        b"avc1" | b"avc3" => parse_visual_entry(&entry, ctx, b"avcC"),
+        b"hvc1" | b"hev1" => parse_visual_entry(&entry, ctx, b"hvcC"),
+        b"av01" => parse_visual_entry(&entry, ctx, b"av1C"),
         b"mp4a" => parse_mp4a_entry(&entry, ctx),
         _ => Ok(SampleEntry::Unsupported(entry.kind)),
     }
 }
 
-fn parse_avc_entry(entry: &BoxRef<'_>, ctx: &Ctx) -> Result<SampleEntry> {
+/// A visual sample entry and its configuration box `config` (`avcC`, `hvcC`, `av1C`).
+fn parse_visual_entry(entry: &BoxRef<'_>, ctx: &Ctx, config: &[u8; 4]) -> Result<SampleEntry> {
     let mut r = entry.reader("visual sample entry");
     r.skip(8 + 16)?; // SampleEntry reserved + data_reference_index; pre_defined/reserved
     let width = r.u16()?;
     let height = r.u16()?;
     r.skip(50)?; // resolutions, reserved, frame_count, compressorname, depth, pre_defined
-    let [avcc] = ctx
+    let [found] = ctx
         .children_after(entry, r.position())?
-        .find_all([b"avcC"])?;
-    let avcc = avcc.ok_or(Mp4Error::MissingBox("avcC box"))?;
-    Ok(SampleEntry::Avc {
-        avcc: Bytes::copy_from_slice(avcc.payload()),
-        width,
-        height,
+        .find_all([config])?;
+    let record = match found {
+        Some(b) => Bytes::copy_from_slice(b.payload()),
+        None => {
+            return Err(Mp4Error::MissingBox(match config {
+                b"hvcC" => "hvcC box",
+                b"av1C" => "av1C box",
+                _ => "avcC box",
+            }))
+        }
+    };
+    Ok(match config {
+        b"hvcC" => SampleEntry::Hevc {
+            hvcc: record,
+            width,
+            height,
+        },
+        b"av1C" => SampleEntry::Av1 {
+            av1c: record,
+            width,
+            height,
+        },
+        _ => SampleEntry::Avc {
+            avcc: record,
+            width,
+            height,
+        },
     })
 }
 

@@ -226,8 +226,8 @@ async fn streams(State(c): State<Arc<Console>>) -> Response {
                 json!({
                     "name": r.name,
                     "codecs": info.codecs(),
-                    "width": info.video.as_ref().map(|v| v.width),
-                    "height": info.video.as_ref().map(|v| v.height),
+                    "width": info.video.as_ref().and_then(|v| v.dimensions()).map(|d| d.0),
+                    "height": info.video.as_ref().and_then(|v| v.dimensions()).map(|d| d.1),
                     "frame_rate": info.frame_rate,
                     "bitrate": avg,
                     "peak_bitrate": peak,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use media::codec::{AacConfig, AvcConfig, TrackCodec};
+use media::codec::{AacConfig, Av1Config, AvcConfig, HevcConfig, TrackCodec};
 use media::fmp4::{self, Sample, Track, TrackRun};
 use media::mp4::{self, Mp4Track, SampleEntry, TrackKind};
 use parking_lot::Mutex;
@@ -102,20 +102,13 @@ impl Asset {
     pub fn codecs(&self) -> String {
         self.tracks
             .iter()
-            .map(|t| match &t.codec {
-                TrackCodec::Avc(a) => a.codec_string(),
-                TrackCodec::Aac(a) => a.codec_string(),
-                TrackCodec::Opus(a) => a.codec_string(),
-            })
+            .map(|t| t.codec.codec_string())
             .collect::<Vec<_>>()
             .join(",")
     }
 
     pub fn resolution(&self) -> Option<(u32, u32)> {
-        self.tracks.iter().find_map(|t| match &t.codec {
-            TrackCodec::Avc(a) => Some((a.width, a.height)),
-            TrackCodec::Aac(_) | TrackCodec::Opus(_) => None,
-        })
+        self.tracks.iter().find_map(|t| t.codec.dimensions())
     }
 
     /// Peak and average bits per second.
@@ -137,11 +130,9 @@ impl Asset {
         (peak as u64, avg as u64)
     }
 
-    /// Index of the first track of `kind` (video = H.264, audio = AAC).
+    /// Index of the first track of `kind` (video = H.264, H.265 or AV1; audio = AAC).
     pub fn track_index(&self, video: bool) -> Option<usize> {
-        self.tracks
-            .iter()
-            .position(|t| matches!(t.codec, TrackCodec::Avc(_)) == video)
+        self.tracks.iter().position(|t| t.codec.is_video() == video)
     }
 
     /// Init segment holding only track `index` (DASH: one track per representation).
@@ -364,9 +355,9 @@ fn load(path: &Path, segment_target: Duration, max_moov: u64) -> Result<Asset, V
         }
     }
     // Video first: it decides where segments are cut.
-    tracks.sort_by_key(|t| !matches!(t.codec, TrackCodec::Avc(_)));
+    tracks.sort_by_key(|t| !t.codec.is_video());
     let Some(lead) = tracks.first() else {
-        return Err(VodError::Format("no H.264 or AAC track".into()));
+        return Err(VodError::Format("no H.264, H.265, AV1 or AAC track".into()));
     };
     let timescale = lead.timescale.max(1);
     let target = (segment_target.as_secs_f64() * f64::from(timescale)) as u64;
@@ -451,6 +442,12 @@ fn usable(t: Mp4Track, id: u32) -> Result<Option<AssetTrack>, VodError> {
     let codec = match (&t.kind, t.entry) {
         (TrackKind::Video, SampleEntry::Avc { avcc, .. }) => TrackCodec::Avc(
             AvcConfig::parse(avcc).map_err(|e| VodError::Format(format!("avcC: {e}")))?,
+        ),
+        (TrackKind::Video, SampleEntry::Hevc { hvcc, .. }) => TrackCodec::Hevc(
+            HevcConfig::parse(hvcc).map_err(|e| VodError::Format(format!("hvcC: {e}")))?,
+        ),
+        (TrackKind::Video, SampleEntry::Av1 { av1c, .. }) => TrackCodec::Av1(
+            Av1Config::parse(av1c).map_err(|e| VodError::Format(format!("av1C: {e}")))?,
         ),
         (TrackKind::Audio, SampleEntry::Aac { asc, .. }) => TrackCodec::Aac(
             AacConfig::parse(asc).map_err(|e| VodError::Format(format!("esds: {e}")))?,

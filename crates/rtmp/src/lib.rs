@@ -10,7 +10,9 @@
 //!
 //! Scope: the server side of *publishing* (OBS, ffmpeg and similar encoders):
 //! simple handshake, chunk stream, protocol control messages, the
-//! `connect`/`createStream`/`publish` command flow, metadata, audio and video.
+//! `connect`/`createStream`/`publish` command flow, metadata, audio and video, and
+//! the Enhanced RTMP `connect` negotiation (`fourCcList`, `videoFourCcInfoMap`);
+//! the E-RTMP tag bodies themselves are read by `media::flv`.
 //! Not in scope: playback over RTMP (`play` is answered with an error), the
 //! client side, RTMPS/RTMPE, AMF3 values, aggregate messages, shared objects.
 //!
@@ -65,6 +67,12 @@ pub struct ServerConfig {
     /// this instead (commands are small): a connection that never publishes
     /// cannot make the session hold `max_pending_input`.
     pub max_pending_before_publish: usize,
+    /// Video FourCCs announced to Enhanced RTMP clients in the `connect` reply
+    /// (`fourCcList`, `videoFourCcInfoMap` with CanForward, and `capsEx` ModEx):
+    /// the codecs the application takes in E-RTMP video tags. Announced only to a client whose
+    /// `connect` carries `fourCcList` or `videoFourCcInfoMap`; empty announces
+    /// nothing.
+    pub video_fourccs: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +86,7 @@ impl Default for ServerConfig {
             max_pending_input: 16 * 1024 * 1024,
             max_streams: 8,
             max_pending_before_publish: 64 * 1024,
+            video_fourccs: ["avc1", "hvc1", "av01"].map(String::from).to_vec(),
         }
     }
 }

@@ -448,15 +448,22 @@ impl ServerSession {
             &message::u32_payload(chunk_size),
         );
         self.encoder.set_chunk_size(chunk_size);
+        let mut properties = Value::object([
+            ("fmsVer", Value::string("FMS/3,0,1,123")),
+            ("capabilities", Value::Number(31.0)),
+        ]);
+        let enhanced = obj.get("fourCcList").is_some() || obj.get("videoFourCcInfoMap").is_some();
+        if enhanced && !self.config.video_fourccs.is_empty() {
+            if let Value::Object(props) = &mut properties {
+                props.extend(enhanced_rtmp_properties(&self.config.video_fourccs));
+            }
+        }
         self.send_command(
             0,
             Command {
                 name: "_result".into(),
                 transaction_id: cmd.transaction_id,
-                command_object: Value::object([
-                    ("fmsVer", Value::string("FMS/3,0,1,123")),
-                    ("capabilities", Value::Number(31.0)),
-                ]),
+                command_object: properties,
                 args: vec![Value::object([
                     ("level", Value::string("status")),
                     ("code", Value::string("NetConnection.Connect.Success")),
@@ -534,6 +541,35 @@ impl ServerSession {
 }
 
 /// "cam?key=secret" -> ("cam", Some("key=secret")); an empty query is None.
+/// `videoFourCcInfoMap` flag: the server can forward (here: package) the codec.
+const FOURCC_CAN_FORWARD: f64 = 4.0;
+
+/// `capsEx` flag: ModEx prefixes in media messages are parsed.
+const CAPS_EX_MOD_EX: f64 = 4.0;
+
+/// The Enhanced RTMP properties of the `connect` reply (the spec puts them in the
+/// reply's properties object): `fourCcList` (v1) and `videoFourCcInfoMap` (v2)
+/// naming the video codecs taken, and `capsEx` (ModEx is parsed; no reconnect
+/// requests, no multitrack).
+fn enhanced_rtmp_properties(fourccs: &[String]) -> [(String, Value); 3] {
+    [
+        (
+            "fourCcList".to_owned(),
+            Value::StrictArray(fourccs.iter().map(|f| Value::string(f.as_str())).collect()),
+        ),
+        (
+            "videoFourCcInfoMap".to_owned(),
+            Value::Object(
+                fourccs
+                    .iter()
+                    .map(|f| (f.clone(), Value::Number(FOURCC_CAN_FORWARD)))
+                    .collect(),
+            ),
+        ),
+        ("capsEx".to_owned(), Value::Number(CAPS_EX_MOD_EX)),
+    ]
+}
+
 fn split_query(raw: &str) -> (&str, Option<&str>) {
     match raw.split_once('?') {
         Some((name, q)) if !q.is_empty() => (name, Some(q)),

@@ -636,3 +636,189 @@ fn opus_heads_parse_and_packets_say_their_length() {
     assert_eq!(opus_packet_samples(&[(15 << 3) | 3]), None);
     assert_eq!(opus_packet_samples(&[]), None);
 }
+
+/// HEVCDecoderConfigurationRecords written by ffmpeg 5.1 / libx265 3.5 (`hvcC` of an
+/// MP4 from `testsrc2`, `info=0`), with what ffprobe reports.
+pub(crate) const HVCC_320X240_MAIN: &str = "0101600000009000000000003cf000fcfdf8f800000f03a00001001840010c01ffff01600000030090000003000003003c959409a10001002a42010101600000030090000003000003003ca00a080f16595952930bc05a020000030002000003003c10a2000100064401c073c189";
+const HVCC_720P_MAIN10: &str = "0102200000009000000000005df000fcfdfafa00000f03a00001001840010c01ffff02200000030090000003000003005d959409a10001002b42010102200000030090000003000003005da00280802d136595952930bc05a020000003002000000303c1a2000100064401c073c189";
+/// AV1CodecConfigurationRecord written by ffmpeg 5.1 / SVT-AV1 1.4.1 (`av1C`,
+/// 320x240, main profile, 8 bit 4:2:0), with its sequence header OBU.
+pub(crate) const AV1C_320X240: &str = "81000c000a0b000000043cffbc02f80040";
+
+#[test]
+fn hevc_records_from_x265() {
+    let c = HevcConfig::parse(hex(HVCC_320X240_MAIN)).unwrap();
+    assert_eq!((c.width, c.height), (320, 240));
+    assert_eq!((c.profile_idc, c.level_idc, c.high_tier), (1, 60, false));
+    assert_eq!(
+        (c.chroma_format, c.bit_depth_luma, c.nal_length_size),
+        (1, 8, 4)
+    );
+    assert_eq!((c.vps.len(), c.sps.len(), c.pps.len()), (1, 1, 1));
+    assert_eq!(c.codec_string(), "hvc1.1.6.L60.90");
+    assert_eq!(c.raw, hex(HVCC_320X240_MAIN));
+
+    let c = HevcConfig::parse(hex(HVCC_720P_MAIN10)).unwrap();
+    assert_eq!((c.width, c.height), (1280, 720));
+    assert_eq!(c.bit_depth_luma, 10);
+    assert_eq!(c.codec_string(), "hvc1.2.4.L93.90");
+    let v = VideoConfig::parse(VideoCodec::Hevc, hex(HVCC_720P_MAIN10)).unwrap();
+    assert_eq!(v.dimensions(), Some((1280, 720)));
+    assert_eq!(v.codec_string(), "hvc1.2.4.L93.90");
+    assert!(v.as_avc().is_none());
+}
+
+#[test]
+fn hevc_codec_strings() {
+    let mut c = HevcConfig::parse(hex(HVCC_320X240_MAIN)).unwrap();
+    c.level_idc = 93;
+    c.constraint_flags = [0xb0, 0, 0, 0, 0, 0];
+    assert_eq!(c.codec_string(), "hvc1.1.6.L93.B0");
+    c.high_tier = true;
+    c.level_idc = 120;
+    c.constraint_flags = [0; 6];
+    assert_eq!(c.codec_string(), "hvc1.1.6.H120");
+    c.constraint_flags = [0x90, 0, 0x01, 0, 0, 0];
+    assert_eq!(c.codec_string(), "hvc1.1.6.H120.90.0.1");
+    c.profile_space = 2;
+    c.profile_idc = 4;
+    c.compatibility_flags = 0x0800_0000; // flag 4
+    assert_eq!(c.codec_string(), "hvc1.B4.10.H120.90.0.1");
+}
+
+#[test]
+fn hevc_hostile_records() {
+    let good = hex(HVCC_320X240_MAIN);
+    // Every truncation is an error.
+    for n in 0..good.len() {
+        assert!(HevcConfig::parse(good.slice(..n)).is_err(), "prefix {n}");
+    }
+    let with = |at: usize, v: u8| {
+        let mut b = good.to_vec();
+        b[at] = v;
+        HevcConfig::parse(Bytes::from(b))
+    };
+    assert!(matches!(
+        with(0, 2),
+        Err(CodecError::UnsupportedConfigVersion { version: 2, .. })
+    ));
+    // lengthSizeMinusOne 2.
+    assert!(matches!(with(21, 0x0e), Err(CodecError::InvalidRecord(_))));
+    // Too many arrays.
+    assert!(matches!(with(22, 200), Err(CodecError::InvalidRecord(_))));
+    // The VPS array declared as SPS: its NAL header says 32.
+    assert!(matches!(
+        with(23, 0xa1),
+        Err(CodecError::UnexpectedNalType {
+            expected: 33,
+            found: 32
+        })
+    ));
+    // No PPS: drop the last array.
+    let mut b = good.to_vec();
+    b[22] = 2;
+    assert!(matches!(
+        HevcConfig::parse(Bytes::from(b)),
+        Err(CodecError::MissingParameterSet("HEVC", "PPS"))
+    ));
+    // An AVC record is not an HEVC one.
+    assert!(HevcConfig::parse(hex(RECORDS[0].1)).is_err());
+}
+
+#[test]
+fn av1_record_from_svt() {
+    let c = Av1Config::parse(hex(AV1C_320X240)).unwrap();
+    assert_eq!(
+        (c.profile, c.level_idx, c.high_tier, c.bit_depth),
+        (0, 0, false, 8)
+    );
+    assert_eq!(c.chroma, (true, true, 0));
+    assert_eq!(c.dimensions, Some((320, 240)));
+    assert_eq!(c.codec_string(), "av01.0.00M.08");
+    // Without configOBUs the record still parses; the size is unknown.
+    let c = Av1Config::parse(hex("81084c00")).unwrap();
+    assert_eq!(c.dimensions, None);
+    assert_eq!(c.codec_string(), "av01.0.08M.10");
+    let c = Av1Config::parse(hex("8153e000")).unwrap();
+    assert_eq!(c.codec_string(), "av01.2.19H.12");
+}
+
+#[test]
+fn av1_hostile_records() {
+    let good = hex(AV1C_320X240);
+    for n in 0..4 {
+        assert!(Av1Config::parse(good.slice(..n)).is_err());
+    }
+    for n in 5..good.len() {
+        assert!(Av1Config::parse(good.slice(..n)).is_err(), "prefix {n}");
+    }
+    let with = |at: usize, v: u8| {
+        let mut b = good.to_vec();
+        b[at] = v;
+        Av1Config::parse(Bytes::from(b))
+    };
+    assert!(matches!(
+        with(0, 0x01),
+        Err(CodecError::UnsupportedConfigVersion { .. })
+    ));
+    assert!(matches!(with(1, 0x60), Err(CodecError::InvalidRecord(_))));
+    assert!(matches!(with(1, 0x18), Err(CodecError::InvalidRecord(_))));
+    // Forbidden bit, an OBU size past the end, a size longer than 8 bytes.
+    assert!(matches!(with(4, 0x8a), Err(CodecError::InvalidObu(_))));
+    assert!(matches!(with(5, 0x7f), Err(CodecError::Truncated(_))));
+    let long = hex("810000000a808080808080808001");
+    assert!(matches!(
+        Av1Config::parse(long),
+        Err(CodecError::InvalidObu(_))
+    ));
+}
+
+#[test]
+fn av1_sample_obus() {
+    // Temporal delimiter (12 00), a frame OBU (32 02 aa bb), padding (7a 01 00).
+    let unit = hex("120032 02aabb7a0100".replace(' ', "").as_str());
+    assert_eq!(av1::sample_obus(unit).unwrap(), hex("3202aabb"));
+    // Nothing to drop: the same bytes back.
+    let unit = hex("0a0b000000043cffbc02f800403202aabb");
+    assert_eq!(av1::sample_obus(unit.clone()).unwrap(), unit);
+    // Kept OBUs around a dropped one are joined.
+    let unit = hex("3201aa12003201bb");
+    assert_eq!(av1::sample_obus(unit).unwrap(), hex("3201aa3201bb"));
+    // A last OBU without a size field runs to the end.
+    let unit = hex("12003099");
+    assert_eq!(av1::sample_obus(unit).unwrap(), hex("3099"));
+    // Errors: empty, only a delimiter, broken sizes.
+    assert!(av1::sample_obus(Bytes::new()).is_err());
+    assert!(av1::sample_obus(hex("1200")).is_err());
+    assert!(av1::sample_obus(hex("3205aa")).is_err());
+    assert!(av1::sample_obus(hex("32ff")).is_err());
+    assert!(av1::sample_obus(hex("b200")).is_err());
+}
+
+#[test]
+fn new_records_never_panic_on_garbage() {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for len in 0..96usize {
+        for _ in 0..96 {
+            let v: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 24) as u8
+                })
+                .collect();
+            let b = Bytes::from(v);
+            let _ = HevcConfig::parse(b.clone());
+            let _ = Av1Config::parse(b.clone());
+            let _ = av1::sample_obus(b.clone());
+            // And with valid headers in front, so the parsers get deeper.
+            let mut h = hex(HVCC_320X240_MAIN)[..23].to_vec();
+            h.extend_from_slice(&b);
+            let _ = HevcConfig::parse(Bytes::from(h));
+            let mut a = vec![0x81, 0x00, 0x0c, 0x00, 0x0a, len as u8];
+            a.extend_from_slice(&b);
+            let _ = Av1Config::parse(Bytes::from(a));
+        }
+    }
+}

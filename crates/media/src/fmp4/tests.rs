@@ -1,6 +1,7 @@
 //! Tests of `fmp4`.
 
 use super::*;
+use crate::codec::AvcConfig;
 
 // ---- a minimal box reader for structural checks ----
 
@@ -51,7 +52,7 @@ fn children<'a>(b: &Bx<'a>) -> Vec<Bx<'a>> {
     let skip = match b.kind.as_str() {
         "moov" | "trak" | "mdia" | "minf" | "dinf" | "stbl" | "mvex" | "moof" | "traf" => 0,
         "stsd" | "dref" => 8,
-        "avc1" => 78,
+        "avc1" | "hvc1" | "av01" => 78,
         "mp4a" | "Opus" => 28,
         _ => return Vec::new(),
     };
@@ -516,7 +517,7 @@ fn fragment_many_shapes() {
 fn init_then_fragment_from_flv_packets() {
     use crate::flv::{parse_audio, parse_video, AudioPacket, VideoPacket};
     let seq = parse_video(hex(&format!("1700000000{AVC_720P}"))).unwrap();
-    let VideoPacket::SequenceHeader(rec) = seq else {
+    let VideoPacket::SequenceHeader { record: rec, .. } = seq else {
         panic!("not a sequence header")
     };
     let AudioPacket::SequenceHeader(asc) = parse_audio(hex("af00121056e500")).unwrap() else {
@@ -536,10 +537,11 @@ fn init_then_fragment_from_flv_packets() {
     ];
     let init = init_segment(&tracks);
     assert_eq!(read_boxes(&init, 0).len(), 2);
-    let VideoPacket::Nalus {
+    let VideoPacket::Frame {
         keyframe,
         composition_time_ms,
         data,
+        ..
     } = parse_video(Bytes::from_static(&[
         0x17, 1, 0, 0, 40, 0, 0, 0, 2, 0x65, 0x88,
     ]))
@@ -581,4 +583,48 @@ fn an_opus_track_gets_an_opus_sample_entry_with_dops() {
     assert_eq!(dops.payload, &[0, 2, 0x01, 0x38, 0, 0, 0xbb, 0x80, 0, 0, 0]);
     let hdlr = &find(&init, "moov/trak/mdia/hdlr")[0];
     assert_eq!(&hdlr.payload[8..12], b"soun");
+}
+
+#[test]
+fn hevc_and_av1_sample_entries() {
+    use crate::codec::tests::{AV1C_320X240, HVCC_320X240_MAIN};
+    use crate::codec::{Av1Config, HevcConfig};
+    for (codec, entry, config, record) in [
+        (
+            TrackCodec::Hevc(HevcConfig::parse(hex(HVCC_320X240_MAIN)).unwrap()),
+            "hvc1",
+            "hvcC",
+            HVCC_320X240_MAIN,
+        ),
+        (
+            TrackCodec::Av1(Av1Config::parse(hex(AV1C_320X240)).unwrap()),
+            "av01",
+            "av1C",
+            AV1C_320X240,
+        ),
+    ] {
+        let init = init_segment(&[
+            Track {
+                id: 1,
+                timescale: 90_000,
+                codec,
+            },
+            audio_track(2),
+        ]);
+        let stsd = "moov/trak/mdia/minf/stbl/stsd";
+        let e = &find(&init, &format!("{stsd}/{entry}"))[0];
+        assert_eq!(be16(e.payload, 24), 320);
+        assert_eq!(be16(e.payload, 26), 240);
+        let c = &find(&init, &format!("{stsd}/{entry}/{config}"))[0];
+        assert_eq!(c.payload, &hex(record)[..]);
+        let tkhd = &find(&init, "moov/trak/tkhd")[0];
+        assert_eq!(be32(tkhd.payload, 76), 320 << 16);
+        // What the MP4 reader reads back.
+        let moov = &find(&init, "moov")[0];
+        let f = crate::mp4::parse_moov_with_limits(
+            &init[moov.start..moov.payload_start + moov.payload.len()],
+            &crate::mp4::Limits::default(),
+        );
+        assert!(matches!(f, Err(crate::mp4::Mp4Error::Fragmented)), "{f:?}");
+    }
 }

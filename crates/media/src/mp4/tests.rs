@@ -586,10 +586,10 @@ fn unsupported_entries_keep_samples() {
     assert_eq!(f.tracks[0].samples.len(), 5);
 
     let mut t = video_trak();
-    t.entry = bx(b"hvc1", &[0; 78]);
+    t.entry = bx(b"vp09", &[0; 78]);
     t.handler = *b"text";
     let f = parse_moov(&moov(&[&t], &[])).unwrap();
-    assert_eq!(f.tracks[0].entry, SampleEntry::Unsupported(*b"hvc1"));
+    assert_eq!(f.tracks[0].entry, SampleEntry::Unsupported(*b"vp09"));
     assert_eq!(f.tracks[0].kind, TrackKind::Other);
     assert_eq!(f.tracks[0].samples.len(), 10);
 }
@@ -960,4 +960,61 @@ fn real_file_truncations_and_mutations() {
     let (_, moov) = top_level_box(REAL, b"moov").unwrap();
     check_prefixes(moov);
     check_mutations(moov);
+}
+
+/// A visual sample entry `kind` whose configuration box is `config`.
+fn visual(kind: &[u8; 4], width: u16, height: u16, config: &[u8; 4], record: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 6];
+    p.extend(1u16.to_be_bytes());
+    p.extend([0u8; 16]);
+    p.extend(width.to_be_bytes());
+    p.extend(height.to_be_bytes());
+    p.extend([0u8; 50]);
+    p.extend(bx(b"colr", b"nclx\0\x01\0\x01\0\x01\0"));
+    p.extend(bx(config, record));
+    bx(kind, &p)
+}
+
+#[test]
+fn hevc_and_av1_entries() {
+    let hvcc = [1u8, 1, 0x60, 0, 0, 0];
+    for kind in [b"hvc1", b"hev1"] {
+        let mut t = video_trak();
+        t.entry = visual(kind, 640, 360, b"hvcC", &hvcc);
+        let f = parse_moov(&moov(&[&t], &[])).unwrap();
+        assert_eq!(
+            f.tracks[0].entry,
+            SampleEntry::Hevc {
+                hvcc: Bytes::copy_from_slice(&hvcc),
+                width: 640,
+                height: 360
+            }
+        );
+        assert_eq!(f.tracks[0].samples.len(), 10);
+    }
+    let av1c = [0x81u8, 0x08, 0x0c, 0];
+    let mut t = video_trak();
+    t.entry = visual(b"av01", 1280, 720, b"av1C", &av1c);
+    let f = parse_moov(&moov(&[&t], &[])).unwrap();
+    assert_eq!(
+        f.tracks[0].entry,
+        SampleEntry::Av1 {
+            av1c: Bytes::copy_from_slice(&av1c),
+            width: 1280,
+            height: 720
+        }
+    );
+    // The configuration box is required.
+    let mut t = video_trak();
+    t.entry = visual(b"hvc1", 640, 360, b"avcC", &hvcc);
+    assert!(matches!(
+        parse_moov(&moov(&[&t], &[])),
+        Err(Mp4Error::MissingBox("hvcC box"))
+    ));
+    let mut t = video_trak();
+    t.entry = visual(b"av01", 640, 360, b"hvcC", &hvcc);
+    assert!(matches!(
+        parse_moov(&moov(&[&t], &[])),
+        Err(Mp4Error::MissingBox("av1C box"))
+    ));
 }

@@ -22,6 +22,7 @@ mod compute;
 mod compute_media;
 mod edge;
 mod edge_ladder;
+mod ertmp;
 mod fleet;
 mod fleet_control;
 mod fleet_deploy;

@@ -58,8 +58,16 @@ pub async fn streams(State(state): State<AppState>) -> Json<serde_json::Value> {
                 RenditionEntry {
                     name: r.name.clone(),
                     codecs: info.codecs(),
-                    width: info.video.as_ref().map(|v| v.width),
-                    height: info.video.as_ref().map(|v| v.height),
+                    width: info
+                        .video
+                        .as_ref()
+                        .and_then(|v| v.dimensions())
+                        .map(|d| d.0),
+                    height: info
+                        .video
+                        .as_ref()
+                        .and_then(|v| v.dimensions())
+                        .map(|d| d.1),
                     frame_rate: info.frame_rate,
                     bitrate: avg,
                     peak_bitrate: peak,

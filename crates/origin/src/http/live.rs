@@ -22,7 +22,6 @@ use crate::live::packager::{AUDIO_TRACK, VIDEO_TIMESCALE, VIDEO_TRACK};
 use crate::live::store::{unix_ms, Part};
 use crate::live::{LiveStream, Rendition, StreamState};
 use integrity::DigestList;
-use media::codec::TrackCodec;
 use media::fmp4::{self, Track};
 use media::split;
 
@@ -378,7 +377,7 @@ async fn track_file(r: &Rendition, sel: TrackSel, file: &str) -> Response {
             TrackSel::Video => info.video.map(|v| Track {
                 id: VIDEO_TRACK,
                 timescale: VIDEO_TIMESCALE,
-                codec: TrackCodec::Avc(v),
+                codec: v.into_track_codec(),
             }),
             TrackSel::Audio => info.audio.map(|a| Track {
                 id: AUDIO_TRACK,

@@ -181,15 +181,15 @@ fn mpd(a: &Asset) -> Mpd {
     let mut adaptation_sets = Vec::new();
     for (ti, t) in a.tracks.iter().enumerate() {
         let (kind, id, representation) = match &t.codec {
-            TrackCodec::Avc(v) => (
+            TrackCodec::Avc(_) | TrackCodec::Hevc(_) | TrackCodec::Av1(_) => (
                 "video",
                 "v",
                 Representation {
                     id: "v".into(),
-                    codecs: v.codec_string(),
+                    codecs: t.codec.codec_string(),
                     bandwidth: peak.max(1),
-                    width: Some(v.width),
-                    height: Some(v.height),
+                    width: t.codec.dimensions().map(|d| d.0),
+                    height: t.codec.dimensions().map(|d| d.1),
                     ..Representation::default()
                 },
             ),

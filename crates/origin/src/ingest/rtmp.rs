@@ -1,7 +1,8 @@
 //! The RTMP ingest server: a thin tokio shell around the sans-IO `rtmp::ServerSession`.
 //! It accepts connections (bounded), decides publishes (name, key, duplicates), turns
-//! FLV tag bodies into frames for the stream's `Publisher`, and ends only the
-//! offending connection on any protocol or media error.
+//! FLV tag bodies (legacy H.264, and Enhanced RTMP H.265/AV1/H.264 as OBS 30+ sends
+//! them) into frames for the stream's `Publisher`, and ends only the offending
+//! connection on any protocol or media error.
 //!
 //! No connection holds a slot for free: one that has no publish accepted within the
 //! publish deadline of its accept (handshake, `connect`, `publish`), or that stops
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
+use media::codec::VideoCodec;
 use media::flv::{self, AudioPacket, VideoPacket};
 use rtmp::{PublishRejection, ServerConfig, ServerEvent, ServerSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -370,23 +372,40 @@ async fn handle_event(
                 return Ok(());
             };
             match flv::parse_video(data) {
-                Ok(VideoPacket::SequenceHeader(record)) => {
-                    if let Err(e) = p.publisher.video_config(record) {
-                        tracing::warn!(%peer, error = %e, "bad video configuration");
+                Ok(VideoPacket::SequenceHeader { codec, record }) => {
+                    if let Err(e) = p.publisher.video_config_of(codec, record) {
+                        tracing::warn!(%peer, codec = codec.fourcc(), error = %e, "bad video configuration");
+                    } else if codec != VideoCodec::Avc {
+                        tracing::debug!(%peer, codec = codec.fourcc(), "Enhanced RTMP video configuration");
                     }
                 }
-                Ok(VideoPacket::Nalus {
+                Ok(VideoPacket::Av1DescriptorConfig(record)) => {
+                    // Only a fallback: a SequenceStart's record carries the sequence
+                    // header too, and is kept over this one.
+                    if p.publisher.video_codec() != Some(VideoCodec::Av1) {
+                        if let Err(e) = p.publisher.video_config_of(VideoCodec::Av1, record) {
+                            tracing::warn!(%peer, error = %e, "bad AV1 video descriptor");
+                        }
+                    }
+                }
+                Ok(VideoPacket::Frame {
+                    codec,
                     keyframe,
                     composition_time_ms,
                     data,
                 }) => {
+                    let Some(data) = frame_for(&p.publisher, codec, data, peer) else {
+                        metrics::counter!("mediamesh_ingest_rejected_frames_total").increment(1);
+                        return Ok(());
+                    };
                     let ts = p.clock.unwrap(timestamp);
                     let fed = p.publisher.video(ts, composition_time_ms, keyframe, data);
                     if let Err(reason) = fed {
                         return Err(drop_publisher(peer, stream_id, publishing, reason));
                     }
                 }
-                Ok(VideoPacket::EndOfSequence) => {}
+                Ok(VideoPacket::EndOfSequence(_))
+                | Err(flv::FlvError::CommandFrame | flv::FlvError::ExMetadata) => {}
                 Err(e) => {
                     metrics::counter!("mediamesh_ingest_rejected_frames_total").increment(1);
                     tracing::debug!(%peer, error = %e, "video frame ignored");
@@ -426,6 +445,39 @@ async fn handle_event(
         }
     }
     Ok(())
+}
+
+/// A coded frame in the form the packager takes, or `None` (logged) when it cannot
+/// be packaged: its codec is not the one of the configuration in use, or its AV1 OBU
+/// framing is broken. AV1 temporal delimiters are dropped
+/// here (MP4 samples carry none); NAL units are passed as they are.
+fn frame_for(
+    publisher: &Publisher,
+    codec: VideoCodec,
+    data: bytes::Bytes,
+    peer: SocketAddr,
+) -> Option<bytes::Bytes> {
+    let configured = publisher.video_codec();
+    // Before any configuration the packager drops frames itself (as it always has).
+    if configured.is_some_and(|c| c != codec) {
+        tracing::debug!(
+            %peer,
+            codec = codec.fourcc(),
+            configured = configured.map_or("none", VideoCodec::fourcc),
+            "video frame of another codec than the configuration ignored"
+        );
+        return None;
+    }
+    if codec != VideoCodec::Av1 {
+        return Some(data);
+    }
+    match media::codec::av1::sample_obus(data) {
+        Ok(obus) => Some(obus),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "AV1 frame ignored");
+            None
+        }
+    }
 }
 
 /// Refuses a publish that the `on_publish` hook refused (or could not be asked about,

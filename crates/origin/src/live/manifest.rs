@@ -204,7 +204,7 @@ pub fn multivariant(stream: &LiveStream) -> MultivariantPlaylist {
             bandwidth: advertised_bandwidth(r, peak),
             average_bandwidth: (avg > 0).then_some(avg),
             codecs: Some(info.codecs()).filter(|c| !c.is_empty()),
-            resolution: info.video.as_ref().map(|v| (v.width, v.height)),
+            resolution: info.video.as_ref().and_then(|v| v.dimensions()),
             frame_rate: info.frame_rate,
             pathway_id: None,
         });
@@ -249,8 +249,8 @@ pub fn mpd(stream: &LiveStream) -> Mpd {
                 id: format!("{}.v", r.name),
                 codecs: v.codec_string(),
                 bandwidth: peak,
-                width: Some(v.width),
-                height: Some(v.height),
+                width: v.dimensions().map(|d| d.0),
+                height: v.dimensions().map(|d| d.1),
                 frame_rate: info.frame_rate.map(|f| format!("{}", f.round() as u64)),
                 ..Representation::default()
             });

@@ -1,4 +1,5 @@
-//! The live CMAF packager, sans-IO: H.264 and AAC (or, from WHIP, Opus) frames with
+//! The live CMAF packager, sans-IO: video (H.264, H.265 or AV1) and AAC (or, from WHIP,
+//! Opus) frames with
 //! millisecond timestamps go in; an init segment, CMAF parts (one moof+mdat each,
 //! audio and video muxed) and segment boundaries come out.
 //!
@@ -24,7 +25,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use media::codec::{AudioConfig, AvcConfig, TrackCodec};
+use media::codec::{AudioConfig, VideoCodec, VideoConfig};
 use media::fmp4::{self, Sample, Track, TrackRun};
 
 use super::numbering::Grid;
@@ -42,11 +43,12 @@ const OPUS_FRAME: u32 = 960;
 /// One frame handed to the packager.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// AVCDecoderConfigurationRecord.
-    VideoConfig(Bytes),
+    /// The video decoder configuration record of `codec` (avcC, hvcC or av1C).
+    VideoConfig(VideoCodec, Bytes),
     /// AudioSpecificConfig, or an Opus identification header (`OpusHead`).
     AudioConfig(Bytes),
-    /// AVCC NAL units. `dts_ms` is monotonic (already unwrapped and restamped).
+    /// One access unit in its MP4 form (AVCC/HVCC NAL units, AV1 OBUs without
+    /// temporal delimiters). `dts_ms` is monotonic (already unwrapped and restamped).
     Video {
         dts_ms: u64,
         cts_ms: i32,
@@ -80,7 +82,7 @@ pub enum Output {
 /// publisher is to be dropped.
 #[derive(Debug, thiserror::Error)]
 pub enum PackagerError {
-    #[error("bad H.264 configuration: {0}")]
+    #[error("bad video configuration: {0}")]
     Video(media::codec::CodecError),
     #[error("bad audio configuration: {0}")]
     Audio(media::codec::CodecError),
@@ -144,7 +146,7 @@ impl Default for Bounds {
 /// Stream facts the API and manifests need.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StreamInfo {
-    pub video: Option<AvcConfig>,
+    pub video: Option<VideoConfig>,
     /// AAC (RTMP, SRT, demo) or Opus (WHIP).
     pub audio: Option<AudioConfig>,
     /// Frames per second estimated from timestamps.
@@ -305,8 +307,8 @@ impl Packager {
             return Err(PackagerError::Stopped);
         }
         match input {
-            Input::VideoConfig(raw) => {
-                let cfg = AvcConfig::parse(raw).map_err(PackagerError::Video)?;
+            Input::VideoConfig(codec, raw) => {
+                let cfg = VideoConfig::parse(codec, raw).map_err(PackagerError::Video)?;
                 if self.info.video.as_ref() != Some(&cfg) {
                     self.info.video = Some(cfg);
                     if self.started {
@@ -374,7 +376,7 @@ impl Packager {
         let mut tracks = vec![Track {
             id: VIDEO_TRACK,
             timescale: VIDEO_TIMESCALE,
-            codec: TrackCodec::Avc(video),
+            codec: video.into_track_codec(),
         }];
         if let Some(audio) = self.info.audio.clone() {
             tracks.push(Track {
@@ -644,7 +646,7 @@ mod tests {
         let clip = Clip::parse(DEMO_CLIP).expect("demo clip");
         let mut p =
             Packager::new(Duration::from_secs(2), Duration::from_millis(500)).with_bounds(bounds);
-        p.handle(Input::VideoConfig(clip.avcc()))
+        p.handle(Input::VideoConfig(VideoCodec::Avc, clip.avcc()))
             .expect("video config");
         if let Some(asc) = clip.asc() {
             p.handle(Input::AudioConfig(asc)).expect("audio config");
@@ -685,6 +687,60 @@ mod tests {
             );
         }
         (None, max)
+    }
+
+    /// HEVCDecoderConfigurationRecord of a 320x240 libx265 clip (Main, level 2).
+    const HVCC: &str = "0101600000009000000000003cf000fcfdf8f800000f03a00001001840010c01ffff01600000030090000003000003003c959409a10001002a42010101600000030090000003000003003ca00a080f16595952930bc05a020000030002000003003c10a2000100064401c073c189";
+
+    fn hex(s: &str) -> Bytes {
+        Bytes::from(
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+                .collect::<Vec<u8>>(),
+        )
+    }
+
+    #[test]
+    fn a_switch_to_hevc_closes_the_segment_and_sends_an_hvc1_init() {
+        let mut p = packager(bounds(MIB, 4 * MIB));
+        p.handle(video(0, true, 1000)).expect("keyframe");
+        p.handle(video(33, false, 1000)).expect("frame");
+        assert!(p.info().codecs().starts_with("avc1."));
+        let out = outputs(&mut p);
+        assert!(matches!(out.first(), Some(Output::Init(_))));
+
+        // A bad HEVC record is refused and the H.264 configuration stays.
+        assert!(matches!(
+            p.handle(Input::VideoConfig(VideoCodec::Hevc, hex("0101"))),
+            Err(PackagerError::Video(_))
+        ));
+        assert!(p.info().codecs().starts_with("avc1."));
+
+        p.handle(Input::VideoConfig(VideoCodec::Hevc, hex(HVCC)))
+            .expect("hvcC");
+        assert!(
+            p.info().codecs().starts_with("hvc1.1.6.L60.90,"),
+            "{}",
+            p.info().codecs()
+        );
+        assert_eq!(
+            p.info().video.as_ref().and_then(|v| v.dimensions()),
+            Some((320, 240))
+        );
+        let out = outputs(&mut p);
+        assert!(out.iter().any(|o| matches!(o, Output::SegmentEnd)));
+        // Nothing until the next keyframe, which starts with an hvc1 init segment.
+        p.handle(video(66, false, 1000)).expect("frame");
+        assert!(outputs(&mut p).is_empty());
+        p.handle(video(100, true, 1000)).expect("keyframe");
+        let out = outputs(&mut p);
+        let Some(Output::Init(init)) = out.first() else {
+            panic!("no init segment: {out:?}")
+        };
+        assert!(init.windows(4).any(|w| w == b"hvc1"));
+        assert!(init.windows(4).any(|w| w == b"hvcC"));
+        assert!(!init.windows(4).any(|w| w == b"avcC"));
     }
 
     #[test]
@@ -849,7 +905,8 @@ mod tests {
     fn opus_audio_is_packaged_in_packets_of_their_own_length() {
         let clip = Clip::parse(DEMO_CLIP).expect("demo clip");
         let mut p = Packager::new(Duration::from_secs(2), Duration::from_millis(500));
-        p.handle(Input::VideoConfig(clip.avcc())).expect("video");
+        p.handle(Input::VideoConfig(VideoCodec::Avc, clip.avcc()))
+            .expect("video");
         p.handle(Input::AudioConfig(media::codec::OpusConfig::head(2)))
             .expect("opus head");
         let codecs = p.info().codecs();

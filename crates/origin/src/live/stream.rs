@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use media::codec::VideoCodec;
 use parking_lot::{Mutex, RwLock};
 
 use super::directory::{Directory, History};
@@ -548,9 +549,27 @@ impl Publisher {
         self.packager.until_part_complete_ms()
     }
 
+    /// An H.264 AVCDecoderConfigurationRecord.
     pub fn video_config(&mut self, record: Bytes) -> Result<(), PackagerError> {
-        self.stream.whep_tap.video_config(&record);
-        self.feed(Input::VideoConfig(record))
+        self.video_config_of(VideoCodec::Avc, record)
+    }
+
+    /// A video decoder configuration record of `codec`. WHEP carries H.264 only: the
+    /// WHEP tap sees H.264 configurations and frames, and no video of other codecs.
+    pub fn video_config_of(
+        &mut self,
+        codec: VideoCodec,
+        record: Bytes,
+    ) -> Result<(), PackagerError> {
+        if codec == VideoCodec::Avc {
+            self.stream.whep_tap.video_config(&record);
+        }
+        self.feed(Input::VideoConfig(codec, record))
+    }
+
+    /// The codec of the video configuration in use, if any.
+    pub fn video_codec(&self) -> Option<VideoCodec> {
+        self.packager.info().video.as_ref().map(|v| v.codec())
     }
 
     pub fn audio_config(&mut self, asc: Bytes) -> Result<(), PackagerError> {
@@ -572,7 +591,9 @@ impl Publisher {
         if keyframe && self.packager.waiting_for_keyframe() {
             self.place(dts_ms);
         }
-        self.stream.whep_tap.video(dts_ms, cts_ms, keyframe, &data);
+        if self.video_codec() == Some(VideoCodec::Avc) {
+            self.stream.whep_tap.video(dts_ms, cts_ms, keyframe, &data);
+        }
         self.feed(Input::Video {
             dts_ms,
             cts_ms,

@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use media::codec::TrackCodec;
 use media::fmp4::{self, Track};
 use tokio::sync::Notify;
 
@@ -288,8 +287,16 @@ fn meta_for(live: &LiveStream) -> Meta {
         state: State::Recording,
         reason: None,
         video_codec: info.video.as_ref().map(|v| v.codec_string()),
-        width: info.video.as_ref().map(|v| v.width),
-        height: info.video.as_ref().map(|v| v.height),
+        width: info
+            .video
+            .as_ref()
+            .and_then(|v| v.dimensions())
+            .map(|d| d.0),
+        height: info
+            .video
+            .as_ref()
+            .and_then(|v| v.dimensions())
+            .map(|d| d.1),
         audio_codec: info.audio.as_ref().map(|a| a.codec_string()),
         audio_sample_rate: info.audio.as_ref().map(|a| a.sample_rate()),
     }
@@ -309,7 +316,7 @@ fn inits_for(live: &LiveStream, muxed: Bytes) -> Inits {
             fmp4::init_segment(&[Track {
                 id: VIDEO_TRACK,
                 timescale: VIDEO_TIMESCALE,
-                codec: TrackCodec::Avc(v),
+                codec: v.into_track_codec(),
             }])
         }),
         audio: info.audio.map(|a| {

@@ -201,7 +201,7 @@ async fn a_native_publisher_feeds_the_packager_h264_and_opus() {
     let r = cam.rendition("src").expect("src");
     let info = r.info.read().clone();
     assert_eq!(
-        info.video.as_ref().map(|v| (v.width, v.height)),
+        info.video.as_ref().map(|v| (v.width(), v.height())),
         Some((640, 360))
     );
     assert!(

@@ -370,6 +370,50 @@ fn full_publish_session() {
 }
 
 #[test]
+fn enhanced_rtmp_connect_gets_the_fourcc_list() {
+    let mut c = Client::new(ServerConfig::default());
+    c.handshake();
+    c.command(
+        0,
+        "connect",
+        Value::object([
+            ("app", Value::string("live")),
+            ("tcUrl", Value::string("rtmp://127.0.0.1/live")),
+            (
+                "fourCcList",
+                Value::StrictArray(vec![Value::string("av01"), Value::string("hvc1")]),
+            ),
+        ]),
+        vec![],
+    );
+    let r = c.replies();
+    let res = cmd(&r[3]);
+    assert_eq!(res.name, "_result");
+    let list = res.command_object.get("fourCcList").expect("fourCcList");
+    assert_eq!(
+        list,
+        &Value::StrictArray(vec![
+            Value::string("avc1"),
+            Value::string("hvc1"),
+            Value::string("av01")
+        ])
+    );
+    let map = res.command_object.get("videoFourCcInfoMap").expect("map");
+    assert_eq!(map.get("hvc1"), Some(&Value::Number(4.0)));
+    assert_eq!(map.get("av01"), Some(&Value::Number(4.0)));
+    assert_eq!(res.command_object.get("capsEx"), Some(&Value::Number(4.0)));
+
+    // A legacy client (no fourCcList) gets the legacy reply.
+    let mut c = Client::new(ServerConfig::default());
+    c.handshake();
+    c.connect();
+    let r = c.replies();
+    let res = cmd(&r[3]);
+    assert!(res.command_object.get("fourCcList").is_none());
+    assert!(res.command_object.get("videoFourCcInfoMap").is_none());
+}
+
+#[test]
 fn rejected_publish_refuses_media() {
     for (reason, code) in [
         (PublishRejection::Denied, "NetStream.Publish.Denied"),

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod ertmp;
 pub mod redis;
 pub mod s3rver;
 pub mod test_origin;
