@@ -18,7 +18,8 @@ use axum::Router;
 use super::{PlayError, Whep};
 use crate::live::name::valid_name;
 
-const CORS_HEADERS: [(header::HeaderName, &str); 4] = [
+/// CORS for WHEP and WHIP answers (both are called from pages of other origins).
+pub(crate) const CORS_HEADERS: [(header::HeaderName, &str); 4] = [
     (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
     (
         header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -62,7 +63,8 @@ pub fn routes(whep: Arc<Whep>) -> Router {
         .with_state(whep)
 }
 
-fn text(status: StatusCode, message: &str) -> Response {
+/// A plain-text answer with CORS headers (WHEP and WHIP).
+pub(crate) fn text(status: StatusCode, message: &str) -> Response {
     let mut res = (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -73,13 +75,14 @@ fn text(status: StatusCode, message: &str) -> Response {
     res
 }
 
-fn cors(res: &mut Response) {
+pub(crate) fn cors(res: &mut Response) {
     for (k, v) in CORS_HEADERS {
         res.headers_mut().insert(k, HeaderValue::from_static(v));
     }
 }
 
-async fn preflight() -> Response {
+/// `OPTIONS` on a WHEP or WHIP resource.
+pub(crate) async fn preflight() -> Response {
     let mut res = StatusCode::NO_CONTENT.into_response();
     cors(&mut res);
     res.headers_mut().insert(
@@ -87,6 +90,21 @@ async fn preflight() -> Response {
         HeaderValue::from_static("application/sdp"),
     );
     res
+}
+
+/// Whether the request's body is declared `application/sdp` (parameters ignored).
+pub(crate) fn is_sdp(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/sdp")
+        })
+        .unwrap_or(false)
 }
 
 async fn play(
@@ -98,18 +116,7 @@ async fn play(
     let refused = |reason: &'static str| {
         metrics::counter!("mediamesh_whep_refused_total", "reason" => reason).increment(1);
     };
-    let sdp_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/sdp")
-        })
-        .unwrap_or(false);
-    if !sdp_type {
+    if !is_sdp(&headers) {
         refused("content_type");
         return text(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -185,7 +192,8 @@ async fn stop(
     }
 }
 
-async fn patch() -> Response {
+/// `PATCH` (trickle ICE) on a WHEP or WHIP session: refused, the answer is complete.
+pub(crate) async fn patch() -> Response {
     let mut res = text(
         StatusCode::METHOD_NOT_ALLOWED,
         "trickle ICE is not supported: the answer carries every candidate",

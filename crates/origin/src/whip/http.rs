@@ -18,22 +18,7 @@ use axum::Router;
 
 use super::{Whip, WhipError};
 use crate::live::name::valid_name;
-
-const CORS_HEADERS: [(header::HeaderName, &str); 4] = [
-    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-    (
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        "POST, DELETE, PATCH, OPTIONS",
-    ),
-    (
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        "content-type, authorization, if-match",
-    ),
-    (
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        "location, link, etag, accept-patch",
-    ),
-];
+use crate::whep::http::{cors, is_sdp, patch, preflight, text};
 
 /// The page that publishes this browser's camera (`web/whip.html`), served with the
 /// routes it talks to, so a server with WHIP off does not offer it.
@@ -63,53 +48,12 @@ pub fn routes(whip: Arc<Whip>) -> Router {
         .with_state(whip)
 }
 
-fn text(status: StatusCode, message: &str) -> Response {
-    let mut res = (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{message}\n"),
-    )
-        .into_response();
-    cors(&mut res);
-    res
-}
-
-fn cors(res: &mut Response) {
-    for (k, v) in CORS_HEADERS {
-        res.headers_mut().insert(k, HeaderValue::from_static(v));
-    }
-}
-
-async fn preflight() -> Response {
-    let mut res = StatusCode::NO_CONTENT.into_response();
-    cors(&mut res);
-    res.headers_mut().insert(
-        header::HeaderName::from_static("accept-post"),
-        HeaderValue::from_static("application/sdp"),
-    );
-    res
-}
-
 /// The bearer token of `headers`, if any (RFC 6750: scheme case-insensitive).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, token) = v.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-fn is_sdp(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/sdp")
-        })
-        .unwrap_or(false)
 }
 
 /// The HTTP status of a refusal, and the metric's reason.
@@ -226,16 +170,6 @@ async fn stop(
     } else {
         text(StatusCode::NOT_FOUND, "no such WHIP session")
     }
-}
-
-async fn patch() -> Response {
-    let mut res = text(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "trickle ICE is not supported: the answer carries every candidate",
-    );
-    res.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
-    res
 }
 
 #[cfg(test)]
