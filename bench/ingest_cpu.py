@@ -726,6 +726,13 @@ def playlist_msns(port, streams):
     out = []
     for i in range(streams):
         status, text = c.get(f"/live/s{i}/index.m3u8")
+        if status == 200 and "#EXT-X-STREAM-INF" in text:
+            # Multivariant: follow the first rendition's media playlist.
+            uri = next(
+                (l.strip() for l in text.splitlines() if l.strip() and not l.startswith("#")),
+                None,
+            )
+            status, text = c.get(f"/live/s{i}/{uri}") if uri else (None, "")
         if status != 200:
             out.append(None)
             continue

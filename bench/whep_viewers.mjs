@@ -46,8 +46,10 @@ try {
       window.viewers.push(pc);
     };
     const settled = await Promise.allSettled(Array.from({ length: n }, one));
+    window.failures = settled.filter((s) => s.status === 'rejected').map((s) => String(s.reason));
     return settled.filter((s) => s.status === 'fulfilled').length;
   }, { stream, n });
+  const failures = await page.evaluate(() => window.failures);
   const snapshot = () => page.evaluate(async () => {
     const out = [];
     for (const pc of window.viewers) {
@@ -71,6 +73,7 @@ try {
   const starved = per.filter((v) => v.video_packets === 0 || v.audio_packets === 0).length;
   result = {
     ok: connected === n, asked: n, connected, seconds, starved,
+    failures: [...new Set(failures)].slice(0, 5),
     video_kbit_s_mean: per.length ? Math.round(per.reduce((s, v) => s + v.video_bytes, 0) * 8 / 1000 / seconds / per.length) : 0,
     audio_kbit_s_mean: per.length ? Math.round(per.reduce((s, v) => s + v.audio_bytes, 0) * 8 / 1000 / seconds / per.length) : 0,
   };
