@@ -43,7 +43,9 @@ nice ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1280x720:r
   -bf 0 -c:a aac -b:a 128k -f flv "$tmp/input.flv"
 
 http=$(free_port); rtmp=$(free_port)
-max=0; for n in $counts; do [ "$n" -gt "$max" ] && max=$n; done
+# Sessions of a step linger until their idle timeout after the page closes, so the
+# limit must hold all steps at once.
+max=0; for n in $counts; do max=$((max + n)); done
 RUST_LOG=warn "$bin" origin --http "127.0.0.1:$http" --rtmp "127.0.0.1:$rtmp" --data "$tmp/data" \
   --max-whep-sessions $((max + 8)) 2>"$tmp/origin.log" &
 server=$!
