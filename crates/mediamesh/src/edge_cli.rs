@@ -52,6 +52,10 @@ pub struct EdgeArgs {
     /// TLS private key (PEM).
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// Also serve HTTP/3 (QUIC) on UDP at the --http address and port (needs
+    /// --tls-cert/--tls-key); TCP answers then advertise it with Alt-Svc.
+    #[arg(long)]
+    pub http3: bool,
     /// Query parameter left out of cache keys (repeat).
     #[arg(long = "drop-param", value_name = "NAME", default_values_t = defaults().dropped_params)]
     pub drop_params: Vec<String>,
@@ -230,6 +234,7 @@ pub fn edge_config(args: &EdgeArgs) -> Result<EdgeConfig> {
         );
     }
     c.tls = crate::layers::tls_pair(args.tls_cert.clone(), args.tls_key.clone())?;
+    c.http3 = args.http3;
     c.dropped_params = args.drop_params.clone();
     c.kept_params = args.keep_params.clone();
     c.cmcd_max_sessions = args.cmcd_max_sessions;
