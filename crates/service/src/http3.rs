@@ -285,22 +285,25 @@ async fn request<F, Fut, B>(
         return tracing::debug!(error = %e, "HTTP/3 answer not sent");
     }
     let mut body = std::pin::pin!(body);
-    while let Some(frame) = body.as_mut().frame().await {
-        let sent = match frame {
-            Ok(frame) => match frame.into_data() {
-                Ok(data) if data.is_empty() => Ok(()),
-                Ok(data) => send.send_data(data).await,
-                Err(frame) => match frame.into_trailers() {
-                    Ok(trailers) => send.send_trailers(trailers).await,
-                    Err(_) => Ok(()),
-                },
-            },
-            Err(e) => {
+    loop {
+        // The body's error is turned into text before any await (it need not be Send).
+        let frame = match body.as_mut().frame().await {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => {
                 let e: Box<dyn std::error::Error + Send + Sync> = e.into();
                 tracing::debug!(error = %e, "answer body failed; HTTP/3 stream reset");
                 send.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
                 return;
             }
+        };
+        let sent = match frame.into_data() {
+            Ok(data) if data.is_empty() => Ok(()),
+            Ok(data) => send.send_data(data).await,
+            Err(frame) => match frame.into_trailers() {
+                Ok(trailers) => send.send_trailers(trailers).await,
+                Err(_) => Ok(()),
+            },
         };
         if let Err(e) = sent {
             return tracing::debug!(error = %e, "HTTP/3 answer cut short");
