@@ -26,7 +26,6 @@ use std::pin::Pin;
 use std::time::Instant;
 
 use bytes::Bytes;
-use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 

@@ -56,12 +56,10 @@ fn args() -> Args {
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut num = |name: &str| -> f64 {
-            it.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| {
-                    eprintln!("{name} wants a number");
-                    usage()
-                })
+            it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+                eprintln!("{name} wants a number");
+                usage()
+            })
         };
         match arg.as_str() {
             "--h3" => a.h3 = true,
@@ -214,7 +212,9 @@ async fn h3_conn(a: Arc<Args>, addr: SocketAddr, host: String, end: Instant) -> 
                 while Instant::now() < end {
                     let started = Instant::now();
                     let one = async {
-                        let req = hyper::Request::get(url.clone()).body(()).map_err(|e| e.to_string())?;
+                        let req = hyper::Request::get(url.clone())
+                            .body(())
+                            .map_err(|e| e.to_string())?;
                         let mut s = sender.send_request(req).await.map_err(|e| e.to_string())?;
                         s.finish().await.map_err(|e| e.to_string())?;
                         let res = s.recv_response().await.map_err(|e| e.to_string())?;
@@ -228,7 +228,8 @@ async fn h3_conn(a: Arc<Args>, addr: SocketAddr, host: String, end: Instant) -> 
                         Ok((200, n)) => {
                             t.requests += 1;
                             t.bytes += n;
-                            t.lat.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                            t.lat
+                                .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
                         }
                         _ => t.errors += 1,
                     }
@@ -264,8 +265,8 @@ async fn h1_conn(a: Arc<Args>, addr: SocketAddr, host: String, end: Instant) -> 
         let _ = tcp.set_nodelay(true);
         let mut sender = if a.url.scheme_str() == Some("https") {
             let tls = tls_config(a.insecure, b"http/1.1")?;
-            let name = rustls::pki_types::ServerName::try_from(host.clone())
-                .map_err(|e| e.to_string())?;
+            let name =
+                rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
             let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
                 .connect(name, tcp)
                 .await

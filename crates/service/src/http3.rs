@@ -266,8 +266,7 @@ async fn request<F, Fut, B>(
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (req, stream) = match tokio::time::timeout(head_timeout, resolver.resolve_request()).await
-    {
+    let (req, stream) = match tokio::time::timeout(head_timeout, resolver.resolve_request()).await {
         Ok(Ok(x)) => x,
         // Too large heads were answered 431 by h3 itself.
         Ok(Err(e)) => return tracing::debug!(error = %e, "HTTP/3 request refused"),

@@ -28,11 +28,7 @@ fn pki() -> Pki {
     let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cert.pem"), made.cert.pem()).unwrap();
-    std::fs::write(
-        dir.path().join("key.pem"),
-        made.signing_key.serialize_pem(),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("key.pem"), made.signing_key.serialize_pem()).unwrap();
     Pki {
         cert: made.cert.der().clone(),
         dir,
@@ -45,7 +41,11 @@ type Answer = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallib
 async fn echo(req: Request<H3Body>, _peer: SocketAddr) -> Response<Answer> {
     let (parts, body) = req.into_parts();
     let had_end_hint = hyper::body::Body::is_end_stream(&body);
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let text = format!(
         "{:?} {} {} {} {}",
         parts.version,
@@ -138,12 +138,10 @@ async fn fetch(
             chunk.advance(n);
         }
     }
-    let trailer = stream
-        .recv_trailers()
-        .await
-        .ok()
-        .flatten()
-        .and_then(|t| t.get("x-done").map(|v| v.to_str().unwrap_or("").to_string()));
+    let trailer = stream.recv_trailers().await.ok().flatten().and_then(|t| {
+        t.get("x-done")
+            .map(|v| v.to_str().unwrap_or("").to_string())
+    });
     (
         res.status().as_u16(),
         String::from_utf8_lossy(&text).into_owned(),

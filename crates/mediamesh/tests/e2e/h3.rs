@@ -32,17 +32,15 @@ fn self_signed(dir: &Path) -> (String, String, String) {
     std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key.pem");
     let spki = rcgen::PublicKeyData::subject_public_key_info(&made.signing_key);
     let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(spki));
-    (
-        cert.display().to_string(),
-        key.display().to_string(),
-        hash,
-    )
+    (cert.display().to_string(), key.display().to_string(), hash)
 }
 
 /// `curl -k` (TCP, TLS) with `args`; stdout.
 fn curl(args: &[&str]) -> String {
     let out = run(
-        Command::new("curl").args(["-sk", "--max-time", "15"]).args(args),
+        Command::new("curl")
+            .args(["-sk", "--max-time", "15"])
+            .args(args),
         Duration::from_secs(20),
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -60,7 +58,13 @@ fn h3_requests(port: u16) -> u64 {
 
 /// The `Alt-Svc` header of a TCP answer.
 fn alt_svc(port: u16) -> Option<String> {
-    let head = curl(&["-I", &format!("https://127.0.0.1:{port}/healthz")]);
+    let head = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("https://127.0.0.1:{port}/healthz"),
+    ]);
     head.lines()
         .find_map(|l| l.strip_prefix("alt-svc: "))
         .map(|v| v.trim().to_string())
@@ -123,10 +127,7 @@ fn chromium_fetches_cached_objects_and_a_live_playlist_over_http3() {
     // cache keys do not (media objects keep only the test origin's knobs).
     let obj = "/obj/h3.m4s?size=5000&delay_ms=0";
     let seg = format!("/live/demo/src/{segment}");
-    let edge_spec = format!(
-        "https://127.0.0.1:{}|{obj}&v=1|{obj}&v=2",
-        edge.http
-    );
+    let edge_spec = format!("https://127.0.0.1:{}|{obj}&v=1|{obj}&v=2", edge.http);
     let serve_spec = format!(
         "https://127.0.0.1:{}|/live/demo/index.m3u8|{seg}?v=1|{seg}?v=2",
         serve.http
@@ -140,6 +141,7 @@ fn chromium_fetches_cached_objects_and_a_live_playlist_over_http3() {
         Duration::from_secs(60),
     );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{stdout}");
     assert!(
         out.status.success(),
         "Chromium over HTTP/3: {stdout}\n{}\nedge log:\n{}",
