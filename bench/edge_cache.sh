@@ -210,7 +210,7 @@ print(json.dumps({"nginx": out(["nginx", "-v"]), "varnish": out(["varnishd", "-V
 EOF
 )
 
-log "running: wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s x $REPEATS per test and cache, then herds"
+[ "${H3_ONLY:-0}" = 1 ] || log "running: wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s x $REPEATS per test and cache, then herds"
 status=0
 if [ "${H3_ONLY:-0}" != 1 ]; then
 python3 "$HELPER" measure \

@@ -161,11 +161,11 @@ def report(res):
     print(f"HTTP/3 row: cached {res['path']} on mediamesh edge (TLS, --http3), client h3load, "
           f"medians of {res['params']['repeats']} alternating runs of {res['params']['duration']} s")
     print(f"load average start {res['loadavg_start']}  end {res['loadavg_end']}")
-    print(f"{'':28}{'req/s':>10}{'edge us/req':>13}{'edge cores':>12}{'client':>8}{'other jobs':>12}"
+    print(f"{'':31}{'req/s':>10}{'edge us/req':>13}{'edge cores':>12}{'client':>8}{'other jobs':>12}"
           f"{'p50 ms':>8}{'p99 ms':>8}{'errors':>8}")
     for proto, label in (("h3", "HTTP/3 (ours)"), ("https1", "HTTPS/1.1 (ours, same client)")):
         m = res[proto]
-        print(f"{label:28}{m['req_per_s']:>10.0f}{m['cpu_us_per_req']:>13.1f}{m['cache_cores']:>12.2f}"
+        print(f"{label:31}{m['req_per_s']:>10.0f}{m['cpu_us_per_req']:>13.1f}{m['cache_cores']:>12.2f}"
               f"{m['client_cores']:>8.2f}{m['other_cores']:>12.2f}{m['latency_ms_p50']:>8.2f}"
               f"{m['latency_ms_p99']:>8.2f}{m['errors']:>8}")
     r = res["ratios"]
