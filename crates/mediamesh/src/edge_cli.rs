@@ -482,3 +482,32 @@ pub fn mint(args: &TokenArgs) -> Result<String> {
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(argv: &[&str]) -> Result<EdgeConfig> {
+        let args: EdgeArgs = crate::layers::read(argv, &[])?;
+        edge_config(&args)
+    }
+
+    #[test]
+    fn http3_from_flag_and_file_needs_tls() {
+        let origin = ["--origin", "http://127.0.0.1:8080"];
+        assert!(!config(&origin).expect("defaults").http3, "off by default");
+        let e = config(&[origin[0], origin[1], "--http3"]).expect_err("no TLS");
+        assert!(e.to_string().contains("--tls-cert"), "{e}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("e.toml");
+        std::fs::write(
+            &path,
+            "http3 = true\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+        )
+        .expect("write");
+        let p = path.to_str().expect("utf-8");
+        let c = config(&[origin[0], origin[1], "--config", p]).expect("config");
+        assert!(c.http3);
+        assert!(c.tls.is_some());
+    }
+}
