@@ -226,11 +226,25 @@ async fn a_request_head_over_the_limit_gets_431() {
 
 #[tokio::test]
 async fn connections_past_the_per_address_cap_are_refused() {
-    let pki = pki();
     let limits = ServeLimits {
         conn: ConnLimits::default().max_connections_per_ip(1),
         ..ServeLimits::default()
     };
+    one_connection_only(limits).await;
+}
+
+#[tokio::test]
+async fn connections_past_the_listener_cap_are_refused() {
+    let limits = ServeLimits {
+        max_connections: 1,
+        ..ServeLimits::default()
+    };
+    one_connection_only(limits).await;
+}
+
+/// With `limits` allowing one connection: a second is refused, the first serves on.
+async fn one_connection_only(limits: ServeLimits) {
+    let pki = pki();
     let (addr, server) = start(limits, &pki).await;
     let endpoint = client(&pki.cert);
     tokio::time::timeout(LIMIT, async {
