@@ -5,7 +5,8 @@
 //! - `mediamesh edge --tls-cert --tls-key --http3` in front of the test origin: a
 //!   cached object, fetched twice over HTTP/3, comes from the origin once;
 //! - `mediamesh serve --demo --tls-cert --tls-key --http3`: the live playlist and a
-//!   segment (twice, the second a cache hit) over HTTP/3.
+//!   segment (twice, the second a cache hit) over HTTP/3, and a route `serve` answers
+//!   itself (`/api/v1/p2p`).
 //!
 //! Each side proves the version: Chromium's Resource Timing says `h3` for every
 //! fetch, and the server counts them in `mediamesh_edge_h3_requests_total`. The TCP
@@ -129,7 +130,7 @@ fn chromium_fetches_cached_objects_and_a_live_playlist_over_http3() {
     let seg = format!("/live/demo/src/{segment}");
     let edge_spec = format!("https://127.0.0.1:{}|{obj}&v=1|{obj}&v=2", edge.http);
     let serve_spec = format!(
-        "https://127.0.0.1:{}|/live/demo/index.m3u8|{seg}?v=1|{seg}?v=2",
+        "https://127.0.0.1:{}|/live/demo/index.m3u8|{seg}?v=1|{seg}?v=2|/api/v1/p2p",
         serve.http
     );
     let out = run(
@@ -172,6 +173,12 @@ fn chromium_fetches_cached_objects_and_a_live_playlist_over_http3() {
     assert!(fetches[1]["length"].as_u64().unwrap_or(0) > 0, "{stdout}");
     assert_eq!(fetches[1]["length"], fetches[2]["length"], "{stdout}");
     assert_eq!(fetches[2]["x_cache"], "HIT", "{stdout}");
+    // A route serve answers itself (not proxied) works over HTTP/3 too.
+    assert_eq!(
+        fetches[3]["head"].as_str().map(|h| &h[..1]),
+        Some("{"),
+        "{stdout}"
+    );
 
     // Server side: the page loads and fetches were counted as HTTP/3 requests.
     assert!(
@@ -180,7 +187,7 @@ fn chromium_fetches_cached_objects_and_a_live_playlist_over_http3() {
         h3_requests(edge.http)
     );
     assert!(
-        h3_requests(serve.http) >= serve_before + 4,
+        h3_requests(serve.http) >= serve_before + 5,
         "serve counted {} HTTP/3 requests (before {serve_before})",
         h3_requests(serve.http)
     );
