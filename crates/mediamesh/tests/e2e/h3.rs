@@ -174,9 +174,10 @@ fn chromium_fetches_cached_objects_and_a_live_playlist_over_http3() {
     assert_eq!(fetches[1]["length"], fetches[2]["length"], "{stdout}");
     assert_eq!(fetches[2]["x_cache"], "HIT", "{stdout}");
     // A route serve answers itself (not proxied) works over HTTP/3 too.
-    assert_eq!(
-        fetches[3]["head"].as_str().map(|h| &h[..1]),
-        Some("{"),
+    assert!(
+        fetches[3]["head"]
+            .as_str()
+            .is_some_and(|h| h.starts_with('{')),
         "{stdout}"
     );
 
