@@ -888,7 +888,11 @@ mod tests {
         // The second holder delivers after 250 ms: the wait becomes 3 × 250 ms.
         s.peer_done(650, second, p.key, 1_000);
         assert!(s.has(p.key));
-        assert_eq!(drain(&mut s), vec![PartAction::Announce], "nothing to cancel");
+        assert_eq!(
+            drain(&mut s),
+            vec![PartAction::Announce],
+            "nothing to cancel"
+        );
         assert_eq!(s.peer_wait_ms(), 750);
         // Never more than the peer time-out, however slow.
         let q = info(7, 0);
