@@ -203,6 +203,9 @@ pub struct Demuxer {
     partial: Vec<u8>,
     pmt_pid: Option<u16>,
     pmt_version: Option<u8>,
+    /// Body of the PMT in use: a PMT of the same version but another body (files
+    /// concatenated, an encoder restarted on the same connection) is taken too.
+    pmt_body: Vec<u8>,
     sections: HashMap<u16, Section>,
     pes: HashMap<u16, Pes>,
     cc: HashMap<u16, u8>,
@@ -239,6 +242,7 @@ impl Demuxer {
             partial: Vec::with_capacity(PACKET_SIZE),
             pmt_pid: None,
             pmt_version: None,
+            pmt_body: Vec::new(),
             sections: HashMap::new(),
             pes: HashMap::new(),
             cc: HashMap::new(),
@@ -525,7 +529,7 @@ impl Demuxer {
     }
 
     fn pmt(&mut self, body: &[u8], version: u8) {
-        if self.pmt_version == Some(version) {
+        if self.pmt_version == Some(version) && self.pmt_body == body {
             return;
         }
         let Some(info_len) = body
@@ -591,6 +595,8 @@ impl Demuxer {
             }
         }
         self.pmt_version = Some(version);
+        self.pmt_body.clear();
+        self.pmt_body.extend_from_slice(body);
         self.declared = (video, audio);
         // Streams that go or change codec end their unit in progress (a video PES
         // without a length ends only when the next starts).

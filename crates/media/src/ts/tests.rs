@@ -668,6 +668,40 @@ fn h265_pictures_without_an_sps_are_dropped_and_reported() {
 }
 
 #[test]
+fn a_concatenated_h265_stream_with_the_same_pmt_version_is_taken_too() {
+    let mut m = stream();
+    m.pes(VIDEO_PID, 0xe0, 0, None, &access_unit(true));
+    m.pes(AUDIO_PID, 0xc0, 0, None, &adts(&[1]));
+    // A second file muxed separately: PMT version 0 again, counters jump (a
+    // continuity error, not a duplicate).
+    let mut second = Mux::default();
+    for pid in [PID_PAT, PMT_PID, VIDEO_PID, AUDIO_PID] {
+        second.cc.insert(pid, 7);
+    }
+    second.pat();
+    second.pmt(&[
+        (STREAM_TYPE_H265, VIDEO_PID),
+        (STREAM_TYPE_AAC_ADTS, AUDIO_PID),
+    ]);
+    second.pes(VIDEO_PID, 0xe0, 3000, None, &h265_au(&good_sets(), true));
+    second.pes(VIDEO_PID, 0xe0, 6000, None, &h265_au(&[], false));
+    m.out.extend_from_slice(&second.out);
+    let (frames, _errors) = demux(&m.out, Limits::default());
+    let codecs: Vec<VideoCodec> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Video { codec, .. } => Some(*codec),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        codecs,
+        vec![VideoCodec::Avc, VideoCodec::Hevc, VideoCodec::Hevc]
+    );
+    assert_eq!(hevc_configs(&frames).len(), 1);
+}
+
+#[test]
 fn a_pmt_switching_h264_to_h265_starts_over_with_the_new_codec() {
     let mut m = stream();
     m.pes(VIDEO_PID, 0xe0, 0, None, &access_unit(true));
