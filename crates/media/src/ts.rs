@@ -13,8 +13,9 @@
 //!   ([`Frame::VideoConfig`] with [`VideoCodec::Hevc`]) built by
 //!   [`crate::codec::hevc::record_from_parameter_sets`] and checked with
 //!   [`crate::codec::HevcConfig::parse`], as an Enhanced RTMP `hvc1` SequenceStart
-//!   reaches the packager. A PMT that changes the video codec starts over: frames of
-//!   the new codec wait for its own parameter sets.
+//!   reaches the packager. A PMT that changes the video codec (a new version, or the
+//!   same version with other streams, as concatenated files have) starts over:
+//!   frames of the new codec wait for its own parameter sets.
 //! - AAC in ADTS (stream type 0x0F): each ADTS frame becomes one raw AAC frame, and
 //!   the ADTS header an `AudioSpecificConfig` ([`Frame::AudioConfig`]).
 //!
