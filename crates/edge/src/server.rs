@@ -43,6 +43,10 @@ impl Drop for EdgeServer {
         for t in &self.tasks {
             t.abort();
         }
+        // What the access log holds reaches its file before the process goes.
+        if let Some(log) = &self.edge.access_log {
+            log.close(std::time::Duration::from_secs(5));
+        }
     }
 }
 
@@ -104,6 +108,12 @@ impl EdgeServer {
         let mut tasks = vec![edge.upstreams.spawn_health_checks()];
         if let Some(f) = &edge.filters {
             tasks.extend(f.spawn_background());
+        }
+        if let Some(log) = &edge.access_log {
+            match log.reopen_on_sighup() {
+                Ok(task) => tasks.push(task),
+                Err(e) => tracing::warn!(error = %e, "no SIGHUP handler: the access log reopens only when its file is renamed"),
+            }
         }
         let e = edge.clone();
         tasks.push(tokio::spawn(async move {
