@@ -124,7 +124,9 @@ impl AccessLogConfig {
 /// Why the access log could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessLogError {
-    #[error("cannot open the access log {path}: {source} (check the folder exists and is writable)")]
+    #[error(
+        "cannot open the access log {path}: {source} (check the folder exists and is writable)"
+    )]
     Open {
         path: PathBuf,
         #[source]
@@ -305,7 +307,9 @@ impl AccessLog {
     fn send(&self, buf: Vec<u8>) {
         match self.inner.tx.try_send(Msg::Line(buf)) {
             Ok(()) => {}
-            Err(TrySendError::Full(Msg::Line(buf)) | TrySendError::Disconnected(Msg::Line(buf))) => {
+            Err(
+                TrySendError::Full(Msg::Line(buf)) | TrySendError::Disconnected(Msg::Line(buf)),
+            ) => {
                 self.inner.shared.dropped.fetch_add(1, Ordering::Relaxed);
                 give_back(buf);
             }
@@ -535,11 +539,11 @@ impl Output {
     }
 
     fn reopen(&mut self, shared: &Shared) {
-        let Target::File(path) = &self.target else {
+        let Target::File(path) = self.target.clone() else {
             return;
         };
         self.flush(shared);
-        match open_file(path) {
+        match open_file(&path) {
             Ok((f, id)) => {
                 // What the old buffer could not write (a failed disk) is lost here.
                 let old = std::mem::replace(
@@ -846,9 +850,8 @@ mod tests {
             "one request, one line: {}",
             String::from_utf8_lossy(buf)
         );
-        serde_json::from_slice(buf).unwrap_or_else(|e| {
-            panic!("not JSON ({e}): {}", String::from_utf8_lossy(buf))
-        })
+        serde_json::from_slice(buf)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(buf)))
     }
 
     #[test]
@@ -899,7 +902,11 @@ mod tests {
             // Valid UTF-8 comes back exactly; invalid bytes as U+FFFD.
             assert_eq!(v["ua"], serde_json::json!(String::from_utf8_lossy(h)));
             assert_eq!(v["path"], serde_json::json!(path));
-            assert_eq!(v["status"], serde_json::json!(200), "a value cannot forge a field");
+            assert_eq!(
+                v["status"],
+                serde_json::json!(200),
+                "a value cannot forge a field"
+            );
             assert_eq!(v["bytes"], serde_json::json!(7));
         }
     }

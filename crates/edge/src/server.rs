@@ -112,7 +112,9 @@ impl EdgeServer {
         if let Some(log) = &edge.access_log {
             match log.reopen_on_sighup() {
                 Ok(task) => tasks.push(task),
-                Err(e) => tracing::warn!(error = %e, "no SIGHUP handler: the access log reopens only when its file is renamed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no SIGHUP handler: the access log reopens only when its file is renamed")
+                }
             }
         }
         let e = edge.clone();

@@ -75,17 +75,19 @@ mod tests {
 
     #[test]
     fn flag_file_and_stdout() {
-        assert!(read(&[]).expect("no flag").log.config().expect("ok").is_none());
+        assert!(read(&[])
+            .expect("no flag")
+            .log
+            .config()
+            .expect("ok")
+            .is_none());
         let c = read(&["--access-log", "/var/log/mm/access.log"])
             .expect("flag")
             .log
             .config()
             .expect("ok")
             .expect("some");
-        assert_eq!(
-            c.target,
-            Target::File("/var/log/mm/access.log".into())
-        );
+        assert_eq!(c.target, Target::File("/var/log/mm/access.log".into()));
         assert_eq!(c.queue_lines, DEFAULT_QUEUE_LINES);
         let c = read(&["--access-log", "-", "--access-log-queue", "100"])
             .expect("stdout")
@@ -97,7 +99,8 @@ mod tests {
         assert_eq!(c.queue_lines, 100);
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "access_log = \"/tmp/a.log\"\naccess_log_queue = 7\n").expect("write");
+        std::fs::write(&file, "access_log = \"/tmp/a.log\"\naccess_log_queue = 7\n")
+            .expect("write");
         let c = read(&["--config", file.to_str().expect("utf-8")])
             .expect("file")
             .log

@@ -28,7 +28,10 @@ fn metric(server: &Server, name: &str) -> f64 {
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let until = Instant::now() + limit;
     while !f() {
-        assert!(Instant::now() < until, "{what} did not happen within {limit:?}");
+        assert!(
+            Instant::now() < until,
+            "{what} did not happen within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -115,11 +118,19 @@ fn no_line_is_lost_under_concurrent_load() {
         }
     }
     let want = (CLIENTS * REQUESTS) as f64;
-    wait_until("the writer took every line", Duration::from_secs(20), || {
-        metric(&edge, "mediamesh_edge_access_log_lines_total") >= want
-    });
-    assert_eq!(metric(&edge, "mediamesh_edge_access_log_dropped_total"), 0.0);
-    assert_eq!(metric(&edge, "mediamesh_edge_access_log_write_errors_total"), 0.0);
+    wait_until(
+        "the writer took every line",
+        Duration::from_secs(20),
+        || metric(&edge, "mediamesh_edge_access_log_lines_total") >= want,
+    );
+    assert_eq!(
+        metric(&edge, "mediamesh_edge_access_log_dropped_total"),
+        0.0
+    );
+    assert_eq!(
+        metric(&edge, "mediamesh_edge_access_log_write_errors_total"),
+        0.0
+    );
     let _edge = stop(edge);
 
     let all = lines(&path);
@@ -135,21 +146,32 @@ fn no_line_is_lost_under_concurrent_load() {
         assert_eq!(v["method"], "GET", "{v}");
         assert_eq!(v["client"], "127.0.0.1", "{v}");
         assert_eq!(v["ua"], UA, "{v}");
-        assert!(v["ms"].as_f64().is_some() && v["ts"].as_str().is_some(), "{v}");
+        assert!(
+            v["ms"].as_f64().is_some() && v["ts"].as_str().is_some(),
+            "{v}"
+        );
         *per_cache
             .entry(v["cache"].as_str().unwrap_or("?").to_string())
             .or_default() += 1;
     }
     // Both ways an answer leaves (streamed on a miss, whole on a hit) were logged.
     assert!(per_cache.get("hit").copied().unwrap_or(0) >= CLIENTS * (REQUESTS - 5));
-    assert!(per_cache.get("miss").copied().unwrap_or(0) >= 1, "{per_cache:?}");
+    assert!(
+        per_cache.get("miss").copied().unwrap_or(0) >= 1,
+        "{per_cache:?}"
+    );
     // Each request once: no line written twice.
     let mut per_path: BTreeMap<&str, usize> = BTreeMap::new();
     for v in &ours {
-        *per_path.entry(v["path"].as_str().unwrap_or("")).or_default() += 1;
+        *per_path
+            .entry(v["path"].as_str().unwrap_or(""))
+            .or_default() += 1;
     }
     assert_eq!(per_path.len(), CLIENTS * 5);
-    assert!(per_path.values().all(|n| *n == REQUESTS / 5), "{per_path:?}");
+    assert!(
+        per_path.values().all(|n| *n == REQUESTS / 5),
+        "{per_path:?}"
+    );
 }
 
 #[test]
@@ -253,7 +275,8 @@ fn serve_writes_the_access_log_too() {
     let _server = stop(server);
     let all = lines(&path);
     assert!(
-        all.iter().any(|v| v["path"] == "/api/v1/streams" && v["status"] == 200),
+        all.iter()
+            .any(|v| v["path"] == "/api/v1/streams" && v["status"] == 200),
         "{all:?}"
     );
 }
