@@ -13,7 +13,7 @@
 # Usage: bench/edge_conns.sh [-n CONNS] [-r ROUNDS] [-o JSON]
 #   env: CONNS (10000), ROUNDS (3), WORKERS (2; nginx worker_processes, as edge_cache.sh),
 #        SETTLE (3 s between the last connection and the second reading),
-#        MM_FLAGS (extra flags of the edge), CARGO_TARGET_DIR, MEDIAMESH_BIN (skips the
+#        MM_FLAGS (extra flags of the edge), MM_LOG (its RUST_LOG, info,access=off), CARGO_TARGET_DIR, MEDIAMESH_BIN (skips the
 #        build), KEEP_TMP=1.
 set -euo pipefail
 
@@ -141,7 +141,7 @@ start_nginx() {
 start_mediamesh() {
   # Access log off (as nginx's), the idle time-out past a round, the per-address cap
   # lifted (every client is 127.0.0.1), as in edge_cache.sh.
-  RUST_LOG=info,access=off "$MEDIAMESH" edge --http "127.0.0.1:$MM" --origin "http://127.0.0.1:$ORIGIN" \
+  RUST_LOG=${MM_LOG:-info,access=off} "$MEDIAMESH" edge --http "127.0.0.1:$MM" --origin "http://127.0.0.1:$ORIGIN" \
     --cache-mem 536870912 --max-connections-per-ip 100000 --idle-timeout 300 \
     --max-connections $((CONNS + 1024)) $MM_FLAGS >>"$TMP/mediamesh.log" 2>&1 &
   SERVER_PID=$!

@@ -22,7 +22,7 @@
 //! | `method` | request method |
 //! | `path` | the canonical path (the raw one when it was refused as not canonical); the query is left out, as today: it may carry tokens |
 //! | `status` | response status |
-//! | `cache` | `hit`, `miss`, `stale`, `stale_if_error` or `pass` (as `X-Cache`, lower case) |
+//! | `cache` | `HIT`, `MISS`, `STALE`, `STALE-IF-ERROR` or `PASS` (the `X-Cache` header's value) |
 //! | `ua` | `User-Agent`, when sent |
 //! | `referer` | `Referer`, when sent |
 //! | `cmcd` | the CMCD summary (`sid=… br=…`), when the player sent CMCD |
@@ -828,7 +828,7 @@ mod tests {
             method: "GET",
             path,
             status: 200,
-            cache: "hit",
+            cache: "HIT",
             user_agent: ua,
             referer: None,
             cmcd: None,
@@ -868,7 +868,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(buf).expect("utf-8"),
             "{\"ts\":\"2025-12-04T12:01:16.042Z\",\"client\":\"203.0.113.9\",\"method\":\"GET\",\
-             \"path\":\"/live/cam/seg_1.m4s\",\"status\":200,\"cache\":\"hit\",\"ua\":\"hls.js/1.5\",\
+             \"path\":\"/live/cam/seg_1.m4s\",\"status\":200,\"cache\":\"HIT\",\"ua\":\"hls.js/1.5\",\
              \"referer\":\"https://example.com/p\",\"cmcd\":\"sid=abc br=3200\",\"bytes\":1024,\
              \"ms\":1234.567}\n"
         );
