@@ -15,7 +15,8 @@
 #        HERD_REPEATS (3), ORIGIN_DELAY_MS (200), WORKERS (2; nginx worker_processes),
 #        MM_LOG (RUST_LOG of mediamesh; default info,access=off = no access log, like nginx),
 #        CARGO_TARGET_DIR (~/.cache/mediamesh-target), MEDIAMESH_BIN=path skips the build,
-#        KEEP_TMP=1 keeps the temp dir (configs, logs, nginx cache).
+#        KEEP_TMP=1 keeps the temp dir (configs, logs, nginx cache),
+#        LOGS (1: also the logs-on row, see its section below; 0: skip it; only: that row alone).
 #   HTTP/3 row (see its block below): H3=0 skips it, H3_ONLY=1 runs only it, H3_CONNS,
 #        H3_STREAMS, H3LOAD_BIN.
 set -euo pipefail
@@ -36,7 +37,7 @@ while getopts "d:r:c:o:h" opt; do
     r) REPEATS=$OPTARG ;;
     c) HERD_CLIENTS=$OPTARG ;;
     o) JSON=$OPTARG ;;
-    *) sed -n '2,21p' "$0"; exit 2 ;;
+    *) sed -n '2,22p' "$0"; exit 2 ;;
   esac
 done
 
@@ -210,9 +211,9 @@ print(json.dumps({"nginx": out(["nginx", "-v"]), "varnish": out(["varnishd", "-V
 EOF
 )
 
-[ "${H3_ONLY:-0}" = 1 ] || log "running: wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s x $REPEATS per test and cache, then herds"
 status=0
-if [ "${H3_ONLY:-0}" != 1 ]; then
+if [ "${H3_ONLY:-0}" != 1 ] && [ "${LOGS:-1}" != only ]; then
+log "running: wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s x $REPEATS per test and cache, then herds"
 python3 "$HELPER" measure \
   --cache "nginx:$NG:$NGINX_PID" --cache "varnish:$VA:$VARNISH_PID" --cache "mediamesh:$MM:$MM_PID" \
   --origin "$ORIGIN" --tmp "$TMP" --json "$JSON" --commit "$COMMIT" --versions "$VERSIONS" --mm-log "$MM_LOG" \
@@ -227,7 +228,7 @@ fi
 # the row is ours only). bench/edge_h3.py runs it and adds "http3" to the JSON.
 #   env: H3=0 skips it, H3_ONLY=1 runs only it, H3_CONNS (16) x H3_STREAMS (6) requests in
 #        flight (HTTPS/1.1: as many connections), H3LOAD_BIN=path skips its build.
-if [ "${H3:-1}" = 1 ]; then
+if [ "${H3:-1}" = 1 ] && [ "${LOGS:-1}" != only ]; then
   if [ -n "${H3LOAD_BIN:-}" ]; then
     H3LOAD=$H3LOAD_BIN
   else
@@ -257,6 +258,86 @@ if [ "${H3:-1}" = 1 ]; then
   [ "$n" = 0 ] || { log "mediamesh (HTTP/3 edge): $n warning/error line(s):"; grep -iwE 'warn|error|panic|panicked' "$TMP/mediamesh-h3.log" | head -5 >&2; }
 fi
 # ================================================================ HTTP/3 row (end)
+# ================================================================ logs-on row (access logs)
+# 1 KB hits with the access logs ON, against the same servers with them off (the ones
+# above): a second nginx (same worker and cache settings, its own cache zone) with two
+# server blocks, `access_log FILE` (nginx's default: one write() per request) and
+# `access_log FILE combined buffer=64k`, both in nginx's default `combined` format;
+# and a second mediamesh edge with `--access-log FILE` (JSON lines, its writer
+# thread). All log files are in $TMP (the same disk). wrk alternates over the five
+# servers (bench/edge_logs.py); LOGS=0 skips this row, LOGS=only runs it alone.
+logs_on_row() {
+  mkdir -p "$TMP/logs" "$TMP/nginx-logs/logs" "$TMP/nginx-logs/tmp" "$TMP/nginx-logs/cache"
+  mapfile -t LP < <(python3 "$HELPER" freeports 3)
+  local ngl=${LP[0]} ngl64=${LP[1]} mml=${LP[2]}
+  cat >"$TMP/nginx-logs/nginx.conf" <<EOF
+user root;
+worker_processes $WORKERS;
+worker_rlimit_nofile $NOFILE;
+pid $TMP/nginx-logs/nginx.pid;
+error_log $TMP/nginx-logs/logs/error.log warn;
+events { worker_connections 8192; }
+http {
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_requests 1000000;
+  keepalive_timeout 65s;
+  client_body_temp_path $TMP/nginx-logs/tmp/body;
+  proxy_temp_path $TMP/nginx-logs/tmp/proxy;
+  fastcgi_temp_path $TMP/nginx-logs/tmp/fastcgi;
+  uwsgi_temp_path $TMP/nginx-logs/tmp/uwsgi;
+  scgi_temp_path $TMP/nginx-logs/tmp/scgi;
+  proxy_cache_path $TMP/nginx-logs/cache levels=1:2 keys_zone=edgelogs:64m max_size=512m inactive=1h use_temp_path=off;
+  upstream origin {
+    server 127.0.0.1:$ORIGIN;
+    keepalive 64;
+  }
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  proxy_cache edgelogs;
+  proxy_cache_valid 200 1h;
+  proxy_cache_lock on;
+  server {
+    listen 127.0.0.1:$ngl backlog=4096;
+    access_log $TMP/logs/nginx.log;
+    location / { proxy_pass http://origin; add_header X-Cache-Status \$upstream_cache_status; }
+  }
+  server {
+    listen 127.0.0.1:$ngl64 backlog=4096;
+    access_log $TMP/logs/nginx-64k.log combined buffer=64k;
+    location / { proxy_pass http://origin; add_header X-Cache-Status \$upstream_cache_status; }
+  }
+}
+EOF
+  nginx -t -q -p "$TMP/nginx-logs" -c "$TMP/nginx-logs/nginx.conf" -e "$TMP/nginx-logs/logs/error.log" >&2
+  nginx -p "$TMP/nginx-logs" -c "$TMP/nginx-logs/nginx.conf" -e "$TMP/nginx-logs/logs/error.log" \
+    -g 'daemon off;' >"$TMP/nginx-logs/logs/stdout.log" 2>&1 &
+  NGINX_LOGS_PID=$!
+  PIDS+=("$NGINX_LOGS_PID")
+  RUST_LOG=$MM_LOG "$MEDIAMESH" edge --http "127.0.0.1:$mml" --origin "http://127.0.0.1:$ORIGIN" \
+    --cache-mem 536870912 --max-connections-per-ip 100000 --access-log "$TMP/logs/mediamesh.log" \
+    >"$TMP/mediamesh-logs.log" 2>&1 &
+  local mm_logs_pid=$!
+  PIDS+=("$mm_logs_pid")
+  for p in $ngl $ngl64 $mml; do
+    python3 "$HELPER" wait-http "http://127.0.0.1:$p/not-an-object" 30 ||
+      { log "logs-on row: port $p did not come up"; return 1; }
+  done
+  log "logs-on row: wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s x $REPEATS on 1 KB hits, 5 servers alternating"
+  python3 "$BENCH_DIR/edge_logs.py" measure \
+    --server "mediamesh:$MM:$MM_PID" --server "mediamesh-log:$mml:$mm_logs_pid" \
+    --server "nginx:$NG:$NGINX_PID" --server "nginx-log:$ngl:$NGINX_LOGS_PID" \
+    --server "nginx-log-64k:$ngl64:$NGINX_LOGS_PID" \
+    --log "mediamesh-log=$TMP/logs/mediamesh.log" --log "nginx-log=$TMP/logs/nginx.log" \
+    --log "nginx-log-64k=$TMP/logs/nginx-64k.log" \
+    --origin "$ORIGIN" --tmp "$TMP" --json "$JSON" \
+    --duration "$DURATION" --repeats "$REPEATS" --wrk-threads "$WRK_THREADS" --wrk-conns "$WRK_CONNS"
+}
+if [ "${LOGS:-1}" != 0 ] && [ "${H3_ONLY:-0}" != 1 ]; then
+  logs_on_row || status=$?
+fi
+# ================================================================ end of logs-on row
 
 for x in "nginx $TMP/nginx/logs/error.log" "varnish $TMP/varnish/log" "mediamesh $TMP/mediamesh.log"; do
   set -- $x

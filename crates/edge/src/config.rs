@@ -53,6 +53,9 @@ pub struct EdgeConfig {
     pub media: crate::media::MediaFunctions,
     /// The edge ABR ladder (rungs transcoded here); `None` = off.
     pub ladder: Option<crate::ladder::LadderConfig>,
+    /// The access log (see `access_log`); `None` = each request is a tracing event
+    /// of target `access` in the process log instead.
+    pub access_log: Option<crate::access_log::AccessLogConfig>,
 }
 
 /// Explicit bounds on what clients may cost the edge.
@@ -118,6 +121,7 @@ impl EdgeConfig {
                 ..Default::default()
             },
             ladder: None,
+            access_log: None,
         }
     }
 }

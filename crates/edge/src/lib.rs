@@ -14,7 +14,8 @@
 //! this, and hyper is what the origin already runs on, so both roles share one accept
 //! loop (`service`) and one metrics recorder.
 //!
-//! Layout: `canonical` makes the one request path everything else uses; `node` is
+//! Layout: `access_log` is the production access log (JSON lines, its own writer
+//! thread); `canonical` makes the one request path everything else uses; `node` is
 //! one edge and what it holds; `phase` names the request path's phases and the
 //! `Hook`s that plug into them, and `proxy` runs them (sans-IO cache decisions in
 //! crate `cache`, `decide`); `response` makes the HTTP answers; `coalesce` shares
@@ -27,6 +28,7 @@
 //! renditions, the ladder's playlists and MP4 walking) and applies them per viewer;
 //! `ladder` makes the lower renditions of the edge ABR ladder by transcoding.
 
+pub mod access_log;
 pub mod canonical;
 pub mod cmcd;
 pub mod coalesce;

@@ -107,6 +107,7 @@ pub fn render(edge: &Edge) -> String {
     }
     ::metrics::gauge!("mediamesh_edge_cmcd_sessions").set(edge.sessions.count() as f64);
     ::metrics::gauge!("mediamesh_edge_viewer_sessions").set(edge.viewers.held() as f64);
+    crate::access_log::export_metrics(edge.access_log.as_ref());
     for s in edge.upstreams.status() {
         ::metrics::gauge!("mediamesh_edge_upstream_healthy", "upstream" => s.base.clone())
             .set(if s.healthy == Some(true) { 1.0 } else { 0.0 });

@@ -33,6 +33,8 @@ pub enum EdgeError {
     },
     #[error(transparent)]
     Filter(#[from] compute::LoadError),
+    #[error(transparent)]
+    AccessLog(#[from] crate::access_log::AccessLogError),
 }
 
 /// One edge node.
@@ -55,6 +57,8 @@ pub struct Edge {
     /// Header values that never change, made once.
     pub(crate) via: HeaderValue,
     pub(crate) cmsd_dynamic: HeaderValue,
+    /// The access log's writer; `None` = tracing events instead (see `access_log`).
+    pub access_log: Option<crate::access_log::AccessLog>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -107,7 +111,13 @@ impl Edge {
         if let Some(ladder) = config.ladder.clone() {
             hooks.push(Box::new(crate::ladder::Transcoder::new(ladder)));
         }
+        let access_log = config
+            .access_log
+            .clone()
+            .map(crate::access_log::AccessLog::start)
+            .transpose()?;
         Ok(Arc::new(Self {
+            access_log,
             filters,
             hooks,
             memory: MemoryCache::new(config.cache_mem_bytes),

@@ -144,8 +144,7 @@ impl Edge {
             },
         };
         let res = self.response_phase(&mut s, res, status).await;
-        self.logging_phase(&mut s, &res, status);
-        res
+        self.logging_phase(&mut s, res, status)
     }
 
     /// Request phase: the canonical path (a path that is not canonical is refused
@@ -382,23 +381,36 @@ impl Edge {
         self.viewers.record(stream, key, s.cmcd.as_ref());
     }
 
-    /// Logging phase: metrics and the access log line, then the hooks' last step.
-    fn logging_phase(&self, s: &mut Session, res: &Response<Body>, status: CacheStatus) {
+    /// Logging phase: metrics and the access log line (`access_log`, or a tracing
+    /// event without one), then the hooks' last step.
+    fn logging_phase(
+        &self,
+        s: &mut Session,
+        res: Response<Body>,
+        status: CacheStatus,
+    ) -> Response<Body> {
         let code = res.status().as_u16();
         crate::metrics::record_response(code, status);
-        tracing::info!(
-            target: "access",
-            client = %s.peer.ip(),
-            method = %s.method,
-            path = %s.path,
-            status = code,
-            cache = status.as_str(),
-            ms = s.started.elapsed().as_millis() as u64,
-            cmcd = %s.cmcd.as_ref().map(|c| c.log_fields()).unwrap_or_default(),
-        );
+        let res = match &self.access_log {
+            Some(log) => log.log_response(s, status, res),
+            None => {
+                tracing::info!(
+                    target: "access",
+                    client = %s.peer.ip(),
+                    method = %s.method,
+                    path = %s.path,
+                    status = code,
+                    cache = status.as_str(),
+                    ms = s.started.elapsed().as_millis() as u64,
+                    cmcd = %s.cmcd.as_ref().map(|c| c.log_fields()).unwrap_or_default(),
+                );
+                res
+            }
+        };
         for hook in &self.hooks {
             hook.logging(s);
         }
+        res
     }
 
     async fn cached(&self, key: &str) -> Option<Arc<CachedObject>> {

@@ -53,6 +53,10 @@ impl Drop for EdgeServer {
         for t in &self.tasks {
             t.abort();
         }
+        // What the access log holds reaches its file before the process goes.
+        if let Some(log) = &self.edge.access_log {
+            log.close(std::time::Duration::from_secs(5));
+        }
     }
 }
 
@@ -166,6 +170,14 @@ impl EdgeServer {
                 },
             )));
             tracing::info!(udp = %udp, "edge serves HTTP/3 (QUIC)");
+        }
+        if let Some(log) = &edge.access_log {
+            match log.reopen_on_sighup() {
+                Ok(task) => tasks.push(task),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no SIGHUP handler: the access log reopens only when its file is renamed")
+                }
+            }
         }
         let e = edge.clone();
         tasks.push(tokio::spawn(async move {

@@ -154,6 +154,9 @@ pub struct EdgeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub fleet: crate::fleet_cli::FleetArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub access_log: crate::access_log_cli::AccessLogArgs,
 }
 
 /// A filter: a file name (`--filter`, or `filter = [...]` in the file) or a
@@ -321,6 +324,7 @@ pub fn edge_config(args: &EdgeArgs) -> Result<EdgeConfig> {
         c.ladder = Some(lc);
     }
     c.filters = filter_specs(args)?;
+    c.access_log = args.access_log.config()?;
     c.validate()?;
     Ok(c)
 }
@@ -424,7 +428,7 @@ pub async fn run(args: EdgeArgs) -> Result<()> {
         crate::listen_cli::admin_addr(&_admin),
     );
     tracing::info!("edge serving on http://{}", edge.addr);
-    tokio::signal::ctrl_c().await?;
+    crate::access_log_cli::stopped().await?;
     tracing::info!("shutting down");
     drop(edge);
     Ok(())

@@ -2,7 +2,8 @@
 //! sets up logging, and starts the role asked for. All behaviour lives in the library
 //! crates; this crate is where `anyhow` errors become exit codes.
 //!
-//! Modules: `cli` (the subcommands) imports the role modules (`origin_cli` for serve
+//! Modules: `access_log_cli` (the edge's access log settings and the stop signals),
+//! `cli` (the subcommands) imports the role modules (`origin_cli` for serve
 //! and origin, `edge_cli`, `tracker_cli`, `peer_cli`, `fleet_cli` for fleet membership
 //! and the router, `sim_cli`); they share `layers` (flags = file = environment) and
 //! none imports `cli` back. `console` (the operator console's page and JSON, with
@@ -10,6 +11,7 @@
 //! roles. `fleet_state` wires viewer accounting and the fleet's shared operator state
 //! (Redis) into the roles `fleet_cli` joins.
 
+mod access_log_cli;
 mod cli;
 mod console;
 mod console_delivery;

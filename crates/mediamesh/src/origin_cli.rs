@@ -274,6 +274,10 @@ pub struct OriginArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub whip: crate::whip_cli::WhipArgs,
+    // The access log of `serve`'s edge (`origin` has none).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub access_log: crate::access_log_cli::AccessLogArgs,
 }
 
 /// `publish_keys` in the file: a table `NAME = "KEY"` (as before) or a list of
@@ -397,6 +401,9 @@ pub async fn run_origin(args: OriginArgs) -> Result<()> {
     if args.http3 {
         bail!("--http3 is served by the edge: use it on `mediamesh serve` or `mediamesh edge`");
     }
+    if args.access_log.access_log.is_some() {
+        bail!("--access-log is the edge's: use it with `serve` or `edge` (the origin alone logs no requests)");
+    }
     let mut config = origin_config(&args)?;
     let token = crate::listen_cli::admin_token(&args.admin_token, &args.data)?;
     // The console: on --admin with the write API, else on the HTTP port next to it.
@@ -501,6 +508,7 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
     edge_config.limits.max_header_bytes = args.max_http_header_bytes;
     edge_config.limits.conn = args.conn.limits()?;
     edge_config.public_metrics = args.admin.admin.is_none();
+    edge_config.access_log = args.access_log.config()?;
     edge_config.validate()?;
     let tracker = p2p::tracker::ws::TrackerService::new(tracker_config);
     let ticker = tracker.spawn_ticker();
@@ -633,7 +641,7 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
         edge.addr,
         edge.addr
     );
-    tokio::signal::ctrl_c().await?;
+    crate::access_log_cli::stopped().await?;
     tracing::info!("shutting down");
     ticker.abort();
     refuser.abort();
