@@ -29,7 +29,7 @@ use hyper::body::Frame;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use crate::phase::{Hook, HookFuture, Session};
+use crate::phase::{Hook, HookFuture, Phases, Session};
 use crate::response::{text, Body};
 
 /// Paths the edge answers itself, never filtered.
@@ -224,6 +224,15 @@ pub struct FilterHook {
 }
 
 impl Hook for FilterHook {
+    fn phases(&self) -> Phases {
+        Phases {
+            request: true,
+            response_filter: true,
+            logging: true,
+            ..Phases::NONE
+        }
+    }
+
     fn request<'a>(&'a self, s: &'a mut Session) -> HookFuture<'a, Option<Response<Body>>> {
         Box::pin(async move {
             if exempt(&s.path) {

@@ -69,8 +69,7 @@ pub fn stream_response(flight: Arc<Flight>, head: &Head, head_only: bool) -> Res
         let stream = futures_util::stream::unfold((flight, 0usize), |(f, i)| async move {
             match f.chunk(i).await {
                 Some(Ok(c)) => {
-                    ::metrics::counter!("mediamesh_edge_egress_bytes_total")
-                        .increment(c.len() as u64);
+                    crate::metrics::record_egress(c.len() as u64);
                     Some((Ok(Frame::data(c)), (f, i + 1)))
                 }
                 Some(Err(e)) => Some((Err(std::io::Error::other(e.to_string())), (f, usize::MAX))),
@@ -141,10 +140,13 @@ pub fn object_response(
     };
     let body_len = body.len();
     if !head_only {
-        ::metrics::counter!("mediamesh_edge_egress_bytes_total").increment(body_len as u64);
+        crate::metrics::record_egress(body_len as u64);
     }
     let mut res = Response::new(if head_only { empty() } else { full(body) });
     *res.status_mut() = status;
+    // Sized once for the stored headers and the ones added here and by the proxy
+    // (length, ranges, age, range, x-cache, via, two CMSD), instead of growing twice.
+    *res.headers_mut() = HeaderMap::with_capacity(obj.headers.len() + 8);
     apply_headers(&mut res, &obj.headers, true);
     let h = res.headers_mut();
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));

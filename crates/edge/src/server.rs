@@ -94,6 +94,11 @@ impl EdgeServer {
             header_read_timeout: config.limits.header_read_timeout,
             conn: config.limits.conn.clone(),
         };
+        // EXPERIMENT (removed before commit): connection threads from the environment.
+        let conn_threads: usize = std::env::var("MM_CONN_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let edge = Edge::new(config)?;
         let listener = TcpListener::bind(addr)
             .await
@@ -107,10 +112,11 @@ impl EdgeServer {
         }
         let e = edge.clone();
         tasks.push(tokio::spawn(async move {
-            service::serve(
+            service::serve_threaded(
                 listener,
                 limits,
                 tls,
+                conn_threads,
                 move |req: Request<Incoming>, peer| {
                     let e = e.clone();
                     let local = local

@@ -13,7 +13,7 @@ mod serve;
 mod tls;
 
 pub use conn::{ConnLimits, IpKey, IpSlot, PerIp};
-pub use serve::{serve, serve_with, ServeLimits};
+pub use serve::{serve, serve_threaded, serve_with, ServeLimits};
 pub use tls::{load_tls, TlsError};
 /// The TLS server configuration `serve` takes (what `load_tls` makes).
 pub use tokio_rustls::rustls::ServerConfig as TlsConfig;
