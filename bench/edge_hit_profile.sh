@@ -100,7 +100,9 @@ EOF
 }
 
 perf_ok=0
-if command -v perf >/dev/null && perf stat -e instructions true >/dev/null 2>&1; then perf_ok=1; fi
+if command -v perf >/dev/null && perf stat -x, -e instructions true 2>&1 | grep -q '^[0-9]'; then
+  perf_ok=1
+fi
 
 # perf: user and kernel instructions per request of pid list $1 (comma-separated).
 perfstat() {
@@ -200,7 +202,9 @@ ALLOC = {"malloc", "calloc", "realloc", "posix_memalign", "aligned_alloc", "mema
 for path in sys.argv[2:]:
     callee = None
     for line in open(path, errors="replace"):
-        if line.startswith("summary:") or line.startswith("totals:"):
+        # The explicit dump holds the N requests (the file written at exit only
+        # what ran after instrumentation was switched off again).
+        if line.startswith("totals:"):
             ir = max(ir, int(line.split()[1]))
         m = re.match(r"c?fn=\((\d+)\)(?: (.*))?", line)
         if m:

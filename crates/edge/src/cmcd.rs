@@ -392,46 +392,44 @@ pub fn cmsd_static(path: &str, live: bool) -> &'static str {
     let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
     let parent = dir.rsplit('/').next().unwrap_or("");
     let (stem, ext) = file.rsplit_once('.').unwrap_or((file, ""));
-    let ext_is = |names: &[&str]| names.iter().any(|n| ext.eq_ignore_ascii_case(n));
-    if ext_is(&["m3u8", "m3u"]) {
-        st!("ot=m,sf=h,")
-    } else if ext_is(&["mpd"]) {
-        st!("ot=m,sf=d,")
-    } else if ext_is(&["ts"]) {
-        st!("ot=av,sf=h,")
-    } else if ext_is(&["aac", "ac3", "ec3", "mp3"]) {
-        st!("ot=a,sf=h,")
-    } else if ext_is(&["vtt", "webvtt", "ttml", "dfxp", "srt"]) {
-        st!("ot=c,")
-    } else if ext_is(&["key"]) {
-        st!("ot=k,")
-    } else if ext_is(&["cmfa", "m4a"]) {
-        st!("ot=a,")
-    } else if ext_is(&["cmfv", "m4v"]) {
-        st!("ot=v,")
-    } else if ext_is(&["cmft"]) {
-        st!("ot=tt,")
-    } else if ext_is(&["m4s", "mp4", "cmfi", "fmp4"]) {
-        if ext.eq_ignore_ascii_case("cmfi")
-            || starts_with_ci(stem, "init")
-            || contains_ci(stem, "-init")
-        {
-            st!("ot=i,")
-        } else if starts_with_ci(file, "v-")
-            || ends_with_ci(parent, ".v")
-            || contains_ci(dir, "video")
-        {
-            st!("ot=v,")
-        } else if starts_with_ci(file, "a-")
-            || ends_with_ci(parent, ".a")
-            || contains_ci(dir, "audio")
-        {
-            st!("ot=a,")
-        } else {
-            st!("")
+    // The extension in lower case, on the stack (none is longer than 6 letters).
+    let mut lower = [0u8; 8];
+    let ext: &[u8] = match lower.get_mut(..ext.len()) {
+        Some(buf) => {
+            buf.copy_from_slice(ext.as_bytes());
+            buf.make_ascii_lowercase();
+            buf
         }
-    } else {
-        st!("")
+        None => b"",
+    };
+    match ext {
+        b"m3u8" | b"m3u" => st!("ot=m,sf=h,"),
+        b"mpd" => st!("ot=m,sf=d,"),
+        b"ts" => st!("ot=av,sf=h,"),
+        b"aac" | b"ac3" | b"ec3" | b"mp3" => st!("ot=a,sf=h,"),
+        b"vtt" | b"webvtt" | b"ttml" | b"dfxp" | b"srt" => st!("ot=c,"),
+        b"key" => st!("ot=k,"),
+        b"cmfa" | b"m4a" => st!("ot=a,"),
+        b"cmfv" | b"m4v" => st!("ot=v,"),
+        b"cmft" => st!("ot=tt,"),
+        b"m4s" | b"mp4" | b"cmfi" | b"fmp4" => {
+            if ext == b"cmfi" || starts_with_ci(stem, "init") || contains_ci(stem, "-init") {
+                st!("ot=i,")
+            } else if starts_with_ci(file, "v-")
+                || ends_with_ci(parent, ".v")
+                || contains_ci(dir, "video")
+            {
+                st!("ot=v,")
+            } else if starts_with_ci(file, "a-")
+                || ends_with_ci(parent, ".a")
+                || contains_ci(dir, "audio")
+            {
+                st!("ot=a,")
+            } else {
+                st!("")
+            }
+        }
+        _ => st!(""),
     }
 }
 

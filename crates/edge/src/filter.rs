@@ -153,6 +153,12 @@ pub async fn on_response(
     let (mut parts, body) = res.into_parts();
     let mut status = parts.status.as_u16();
     let mut headers = pairs(&parts.headers);
+    // Whole answers leave their length to the HTTP layer; filters see it as sent.
+    if !parts.headers.contains_key(hyper::header::CONTENT_LENGTH) {
+        if let Some(n) = hyper::body::Body::size_hint(&body).exact() {
+            headers.push(("content-length".into(), n.to_string()));
+        }
+    }
     let (verdict, body) = if run.wants_body() {
         let mut msg = match buffer(body, max_body).await {
             Ok(m) => m,

@@ -1,6 +1,7 @@
 //! Starts an edge from an `EdgeConfig`: binds the listener (plain or TLS), serves the
-//! proxy with the shared accept loop, runs the upstream health checks, and stops all
-//! of it when dropped.
+//! proxy with the shared accept loop (its connections on threads of their own, see
+//! `EdgeLimits::conn_threads`), runs the upstream health checks, and stops all of it
+//! when dropped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,11 +95,7 @@ impl EdgeServer {
             header_read_timeout: config.limits.header_read_timeout,
             conn: config.limits.conn.clone(),
         };
-        // EXPERIMENT (removed before commit): connection threads from the environment.
-        let conn_threads: usize = std::env::var("MM_CONN_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let conn_threads = config.limits.conn_threads;
         let edge = Edge::new(config)?;
         let listener = TcpListener::bind(addr)
             .await

@@ -9,6 +9,11 @@
 //! [`ConnLimits::max_connections_per_ip`] connections; and the connection's slots
 //! travel with the socket, so an upgraded WebSocket keeps them until it closes.
 //!
+//! Connections run as tasks of the runtime that runs the loop ([`serve`]), or, with
+//! [`serve_threaded`], on threads of their own, each with a single-threaded runtime,
+//! handed out in turn by the accept loop (the edge's hit path: no work-stealing, no
+//! cross-core wake-ups per request).
+//!
 //! Metrics: `mediamesh_http_connections_refused_total` (listener full),
 //! `mediamesh_http_connections_refused_per_ip_total`,
 //! `mediamesh_http_connections_closed_total{reason}` (`first_byte`, `tls_handshake`,
