@@ -281,8 +281,7 @@ impl Gate {
                 continue;
             };
             let Some(ip_slot) = self.per_ip.acquire(peer.ip()) else {
-                ::metrics::counter!("mediamesh_http_connections_refused_per_ip_total")
-                    .increment(1);
+                ::metrics::counter!("mediamesh_http_connections_refused_per_ip_total").increment(1);
                 tracing::debug!(%peer, "connection refused: per-IP cap reached");
                 drop(socket);
                 continue;

@@ -36,7 +36,9 @@ async fn start(limits: ServeLimits, threads: usize) -> (SocketAddr, JoinHandle<(
 /// One keep-alive GET on `s`: the body (the serving thread's name), or `None` when
 /// the server closed the connection instead.
 async fn get(s: &mut TcpStream) -> Option<String> {
-    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await.ok()?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .ok()?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     loop {

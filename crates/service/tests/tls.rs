@@ -108,7 +108,12 @@ async fn get(
             .unwrap();
         res.into_body().collect().await.unwrap().to_bytes()
     };
-    (kind, suite, alpn, String::from_utf8_lossy(&body).into_owned())
+    (
+        kind,
+        suite,
+        alpn,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 #[tokio::test]
