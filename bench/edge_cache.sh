@@ -26,6 +26,8 @@
 #        (DURATION), SWEEP_REPEATS (REPEATS), SWEEP_PROTOS ("http https h2"),
 #        H2_STREAMS (1; h2load -m), CONTENTION_CONNS ("64"; "" skips (e)),
 #        FAST=1: DURATION 4, REPEATS 3, HERD_REPEATS 1 (the whole run in ~12 minutes).
+#   HTTP/3 row (see its block below): H3=0 skips it, H3_ONLY=1 runs only it, H3_CONNS,
+#        H3_STREAMS, H3LOAD_BIN.
 set -euo pipefail
 
 # Fast mode (issue 17): every row still a median of 3 alternating runs, shorter runs.
@@ -51,7 +53,7 @@ while getopts "d:r:c:o:h" opt; do
     r) REPEATS=$OPTARG ;;
     c) HERD_CLIENTS=$OPTARG ;;
     o) JSON=$OPTARG ;;
-    *) sed -n '2,19p' "$0"; exit 2 ;;
+    *) sed -n '2,21p' "$0"; exit 2 ;;
   esac
 done
 
@@ -296,14 +298,54 @@ print(json.dumps({"nginx": out(["nginx", "-v"]), "varnish": out(["varnishd", "-V
 EOF
 )
 
-log "running: wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s x $REPEATS per test and cache, then herds"
+[ "${H3_ONLY:-0}" = 1 ] || log "running: wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s x $REPEATS per test and cache, then herds"
 status=0
+if [ "${H3_ONLY:-0}" != 1 ]; then
 python3 "$HELPER" measure \
   --cache "nginx:$NG:$NGINX_PID" --cache "varnish:$VA:$VARNISH_PID" --cache "mediamesh:$MM:$MM_PID" \
   --origin "$ORIGIN" --tmp "$TMP" --json "$JSON" --commit "$COMMIT" --versions "$VERSIONS" --mm-log "$MM_LOG" \
   --duration "$DURATION" --repeats "$REPEATS" --wrk-threads "$WRK_THREADS" --wrk-conns "$WRK_CONNS" \
   --herd-clients "$HERD_CLIENTS" --herd-repeats "$HERD_REPEATS" --delay-ms "$ORIGIN_DELAY_MS" \
   "${SWEEP_ARGS[@]}" || status=$?
+fi
+
+# ================================================================ HTTP/3 row (begin)
+# Cached 1 KB hits over HTTP/3 on a second mediamesh edge (TLS, --http3, same origin),
+# against HTTPS/1.1 on the same edge with the same client (h3load, our quinn+h3 load
+# generator: Debian's wrk, h2load and curl have no HTTP/3, nor does Debian's nginx, so
+# the row is ours only). bench/edge_h3.py runs it and adds "http3" to the JSON.
+#   env: H3=0 skips it, H3_ONLY=1 runs only it, H3_CONNS (16) x H3_STREAMS (6) requests in
+#        flight (HTTPS/1.1: as many connections), H3LOAD_BIN=path skips its build.
+if [ "${H3:-1}" = 1 ]; then
+  if [ -n "${H3LOAD_BIN:-}" ]; then
+    H3LOAD=$H3LOAD_BIN
+  else
+    log "building h3load (release example of crate service)"
+    (cd "$REPO" && cargo build --release -p service --example h3load >&2)
+    H3LOAD="$CARGO_TARGET_DIR/release/examples/h3load"
+  fi
+  mkdir -p "$TMP/h3"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$TMP/h3/key.pem" -out "$TMP/h3/cert.pem" 2>/dev/null
+  MM3=$(python3 "$HELPER" freeports 1)
+  RUST_LOG=$MM_LOG "$MEDIAMESH" edge --http "127.0.0.1:$MM3" --origin "http://127.0.0.1:$ORIGIN" \
+    --cache-mem 536870912 --max-connections-per-ip 100000 \
+    --tls-cert "$TMP/h3/cert.pem" --tls-key "$TMP/h3/key.pem" --http3 >"$TMP/mediamesh-h3.log" 2>&1 &
+  MM3_PID=$!
+  PIDS+=("$MM3_PID")
+  for _ in $(seq 1 100); do
+    curl -sk -o /dev/null "https://127.0.0.1:$MM3/healthz" && break
+    sleep 0.2
+  done
+  log "HTTP/3 row: h3load ${H3_CONNS:-16} x ${H3_STREAMS:-6} on https://127.0.0.1:$MM3 (UDP and TCP)"
+  python3 "$BENCH_DIR/edge_h3.py" --port "$MM3" --pid "$MM3_PID" --h3load "$H3LOAD" --json "$JSON" \
+    --duration "$DURATION" --repeats "$REPEATS" --conns "${H3_CONNS:-16}" --streams "${H3_STREAMS:-6}" \
+    --threads "$WRK_THREADS" --commit "$COMMIT" || status=$?
+  n=$(grep -ciwE 'warn|error|panic|panicked' "$TMP/mediamesh-h3.log" || true)
+  [ "$n" = 0 ] || { log "mediamesh (HTTP/3 edge): $n warning/error line(s):"; grep -iwE 'warn|error|panic|panicked' "$TMP/mediamesh-h3.log" | head -5 >&2; }
+fi
+# ================================================================ HTTP/3 row (end)
 
 for x in "nginx $TMP/nginx/logs/error.log" "varnish $TMP/varnish/log" "mediamesh $TMP/mediamesh.log" \
   "mediamesh-tls $TMP/mediamesh-tls.log"; do

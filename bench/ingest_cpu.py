@@ -10,6 +10,10 @@ Subcommands:
                        inter-arrival sanity check), mediamesh's
                        mediamesh_part_publish_delay_seconds metric; prints the report
                        and writes it as JSON.
+  pair ...             the SRT row: CPU time and RSS of two mediamesh origins side by
+                       side over one window, one taking the streams over RTMP and one
+                       over SRT (same input, -c copy), and the segments each produced;
+                       adds the row to the JSON of `measure`.
 
 CPU time is read as utime+stime (clock ticks) from /proc/PID/stat of every process of
 each server, plus the master's cutime+cstime (so a reaped nginx worker's CPU is not
@@ -716,6 +720,116 @@ def report(r):
 # ---------------------------------------------------------------- main
 
 
+def playlist_msns(port, streams):
+    """Media sequence number + segment count of each stream's playlist (None if absent)."""
+    c = Http("127.0.0.1", port, timeout=5)
+    out = []
+    for i in range(streams):
+        status, text = c.get(f"/live/s{i}/index.m3u8")
+        if status == 200 and "#EXT-X-STREAM-INF" in text:
+            # Multivariant: follow the first rendition's media playlist.
+            uri = next(
+                (l.strip() for l in text.splitlines() if l.strip() and not l.startswith("#")),
+                None,
+            )
+            status, text = c.get(f"/live/s{i}/{uri}") if uri else (None, "")
+        if status != 200:
+            out.append(None)
+            continue
+        msn, segs, _ = parse_playlist(text)
+        out.append(msn + len(segs))
+    return out
+
+
+def pair(a):
+    """CPU of the RTMP-fed and the SRT-fed origin over the same window."""
+    rows = {}
+    tracks = {"rtmp": SchedTracker(), "srt": SchedTracker()}
+    pids = {"rtmp": a.rtmp_pid, "srt": a.srt_pid}
+    ports = {"rtmp": a.rtmp_http, "srt": a.srt_http}
+    start_msn = {k: playlist_msns(ports[k], a.streams) for k in pids}
+    start = {k: cpu_sample(pids[k]) for k in pids}
+    for k in pids:
+        tracks[k].sample(start[k][2])
+    busy0, total0 = system_cpu()
+    load0 = os.getloadavg()
+    t0 = time.monotonic()
+    rss_max = {k: 0 for k in pids}
+    while time.monotonic() - t0 < a.window:
+        time.sleep(1.0)
+        for k in pids:
+            cpu, rss, ps = cpu_sample(pids[k])
+            tracks[k].sample(ps)
+            rss_max[k] = max(rss_max[k], rss)
+    elapsed = time.monotonic() - t0
+    end = {k: cpu_sample(pids[k]) for k in pids}
+    for k in pids:
+        tracks[k].sample(end[k][2])
+    busy1, total1 = system_cpu()
+    end_msn = {k: playlist_msns(ports[k], a.streams) for k in pids}
+    ours = sum(
+        (tracks[k].seconds() if tracks[k].seconds() is not None else end[k][0] - start[k][0])
+        for k in pids
+    )
+    machine_busy = (busy1 - busy0) / CLK_TCK
+    for k in pids:
+        cpu = tracks[k].seconds()
+        if cpu is None:
+            cpu = end[k][0] - start[k][0]
+        made = [
+            (e - b) if (b is not None and e is not None) else None
+            for b, e in zip(start_msn[k], end_msn[k])
+        ]
+        rows[k] = {
+            "cpu_seconds": round(cpu, 3),
+            "cpu_percent_of_one_core": round(100 * cpu / elapsed, 2),
+            "cpu_ms_per_stream_second": round(1000 * cpu / elapsed / a.streams, 3),
+            "rss_max_mb": round(rss_max[k] / 1024, 1),
+            "segments_made_per_stream": made,
+        }
+    ratio = (
+        rows["srt"]["cpu_seconds"] / rows["rtmp"]["cpu_seconds"]
+        if rows["rtmp"]["cpu_seconds"] > 0
+        else None
+    )
+    srt_row = {
+        "streams": a.streams,
+        "window_s": round(elapsed, 1),
+        "rtmp": rows["rtmp"],
+        "srt": rows["srt"],
+        "srt_over_rtmp_cpu": round(ratio, 3) if ratio else None,
+        "other_jobs_cpu_cores": round(max(0.0, machine_busy - ours) / elapsed, 2),
+        "load_average_before": [round(x, 2) for x in load0],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    print()
+    print(f"SRT row: {a.streams} stream(s) each, {elapsed:.0f} s window, same input (-c copy)")
+    print(f"{'ingest':8} {'CPU s':>8} {'% core':>8} {'ms CPU/stream-s':>16} {'RSS max MB':>11}  segments/stream")
+    for k in ("rtmp", "srt"):
+        r = rows[k]
+        print(
+            f"{k:8} {r['cpu_seconds']:8.2f} {r['cpu_percent_of_one_core']:8.1f} "
+            f"{r['cpu_ms_per_stream_second']:16.2f} {r['rss_max_mb']:11.1f}  {r['segments_made_per_stream']}"
+        )
+    print(
+        f"SRT / RTMP CPU: {srt_row['srt_over_rtmp_cpu']}; other jobs on the machine: "
+        f"{srt_row['other_jobs_cpu_cores']} cores; load {srt_row['load_average_before']} -> "
+        f"{srt_row['load_average_after']}"
+    )
+    doc = {}
+    if os.path.exists(a.json):
+        with open(a.json) as f:
+            doc = json.load(f)
+    doc["srt_row"] = srt_row
+    with open(a.json, "w") as f:
+        json.dump(doc, f, indent=2)
+    bad = [k for k in rows if not any(m for m in rows[k]["segments_made_per_stream"] if m)]
+    if bad:
+        print(f"no segments made over {bad}: the row is not valid", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -741,6 +855,14 @@ def main():
     m.add_argument("--poll-interval", type=float, default=0.5)
     m.add_argument("--sample-interval", type=float, default=1.0)
     m.add_argument("--slice", type=float, default=10.0)
+    pr = sub.add_parser("pair")
+    pr.add_argument("--streams", type=int, required=True)
+    pr.add_argument("--window", type=float, required=True)
+    pr.add_argument("--rtmp-pid", type=int, required=True)
+    pr.add_argument("--srt-pid", type=int, required=True)
+    pr.add_argument("--rtmp-http", type=int, required=True)
+    pr.add_argument("--srt-http", type=int, required=True)
+    pr.add_argument("--json", required=True)
     a = ap.parse_args()
 
     if a.cmd == "freeports":
@@ -763,6 +885,8 @@ def main():
                 return 0
             time.sleep(0.2)
         return 1
+    if a.cmd == "pair":
+        return pair(a)
     return measure(a)
 
 

@@ -10,7 +10,11 @@
 # Run on demand (not in CI). See bench/README.md.
 #
 # Usage: bench/ingest_cpu.sh [-n STREAMS] [-w WINDOW_S] [-u WARMUP_S] [-o JSON]
-#   env: STREAMS (4), WINDOW (60), WARMUP (10), POLL_INTERVAL (0.5),
+# Then the SRT row (SRT=0 skips it): two fresh mediamesh origins side by side, one
+# taking the same N streams over RTMP and one over SRT (the same input remuxed to
+# MPEG-TS by ffmpeg -c copy, `srt://…?streamid=live/sN`), CPU of each over one window.
+#
+#   env: STREAMS (4), WINDOW (60), WARMUP (10), POLL_INTERVAL (0.5), SRT (1),
 #        CARGO_TARGET_DIR (~/.cache/mediamesh-target), KEEP_TMP=1 keeps the temp dir,
 #        MEDIAMESH_BIN=path skips the build and uses that binary.
 set -euo pipefail
@@ -26,7 +30,7 @@ while getopts "n:w:u:o:h" opt; do
     w) WINDOW=$OPTARG ;;
     u) WARMUP=$OPTARG ;;
     o) JSON=$OPTARG ;;
-    *) sed -n '2,17p' "$0"; exit 2 ;;
+    *) sed -n '2,21p' "$0"; exit 2 ;;
   esac
 done
 
@@ -211,6 +215,46 @@ python3 "$HELPER" measure \
   --publisher-pids "$(IFS=,; echo "${PUB_PIDS[*]}")" \
   --poll-interval "$POLL_INTERVAL" \
   --input-desc "$INPUT_DESC" --commit "$COMMIT" --json "$JSON" || rc=$?
+
+# ---------------------------------------------------------------- the SRT row
+if [ "${SRT:-1}" = 1 ] && [ $rc = 0 ]; then
+  log "SRT row: stopping the first phase"
+  for p in "${PUB_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  kill "$MM_PID" 2>/dev/null || true
+  kill -QUIT "$NGINX_PID" 2>/dev/null || true
+  sleep 2
+  mapfile -t P2 < <(python3 "$HELPER" freeports 5)
+  A_HTTP=${P2[0]}; A_RTMP=${P2[1]}; B_HTTP=${P2[2]}; B_RTMP=${P2[3]}; B_SRT=${P2[4]}
+  mkdir -p "$TMP/mm-rtmp" "$TMP/mm-srt"
+  "$MEDIAMESH" origin --http "127.0.0.1:$A_HTTP" --rtmp "127.0.0.1:$A_RTMP" \
+    --data "$TMP/mm-rtmp/data" >"$TMP/mm-rtmp/log" 2>&1 &
+  A_PID=$!; PIDS+=("$A_PID")
+  "$MEDIAMESH" origin --http "127.0.0.1:$B_HTTP" --rtmp "127.0.0.1:$B_RTMP" \
+    --srt "127.0.0.1:$B_SRT" --data "$TMP/mm-srt/data" >"$TMP/mm-srt/log" 2>&1 &
+  B_PID=$!; PIDS+=("$B_PID")
+  python3 "$HELPER" wait-http "http://127.0.0.1:$A_HTTP/healthz" 15 &&
+    python3 "$HELPER" wait-http "http://127.0.0.1:$B_HTTP/healthz" 15 ||
+    { log "an origin of the SRT row did not come up"; tail -n 20 "$TMP"/mm-*/log >&2; exit 1; }
+  SRT_PUBS=()
+  for i in $(seq 0 $((STREAMS - 1))); do
+    ffmpeg -hide_banner -nostdin -loglevel warning -re -stream_loop -1 -i "$INPUT" \
+      -c copy -f flv "rtmp://127.0.0.1:$A_RTMP/live/s$i" >"$TMP/pub/row-rtmp-s$i.log" 2>&1 &
+    PIDS+=("$!"); SRT_PUBS+=("$!")
+    ffmpeg -hide_banner -nostdin -loglevel warning -re -stream_loop -1 -i "$INPUT" \
+      -c copy -f mpegts "srt://127.0.0.1:$B_SRT?streamid=live/s$i&latency=120000" \
+      >"$TMP/pub/row-srt-s$i.log" 2>&1 &
+    PIDS+=("$!"); SRT_PUBS+=("$!")
+  done
+  log "SRT row: warm-up ${WARMUP} s"
+  sleep "$WARMUP"
+  for p in "${SRT_PUBS[@]}"; do
+    kill -0 "$p" 2>/dev/null || { log "a publisher of the SRT row exited early:"; tail -n 5 "$TMP"/pub/row-*.log >&2; exit 1; }
+  done
+  log "SRT row: measuring for ${WINDOW} s"
+  python3 "$HELPER" pair --streams "$STREAMS" --window "$WINDOW" \
+    --rtmp-pid "$A_PID" --srt-pid "$B_PID" --rtmp-http "$A_HTTP" --srt-http "$B_HTTP" \
+    --json "$JSON" || rc=$?
+fi
 
 for f in "$TMP"/pub/*.log; do
   if grep -qiE 'error|broken pipe|connection refused' "$f"; then

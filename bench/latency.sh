@@ -12,7 +12,8 @@
 #
 # Env: MEDIAMESH_BIN (default: cargo build --release), CARGO_TARGET_DIR,
 # SECONDS_PER_ROW (30), SOURCES ("rtmp srt whip"; whip is skipped, and said so, when
-# the server has no /whip). Needs ffmpeg, Chromium and web/node_modules (bash .ci/run
+# the server has no /whip), PART_TARGET (the server's --part-target in seconds; its
+# default, 0.5, when unset: LL-HLS players sit about three part targets behind live). Needs ffmpeg, Chromium and web/node_modules (bash .ci/run
 # installs them). Prints and writes one JSON object: a row per source → player with
 # p50/p95 ms, and the load average before and after.
 set -euo pipefail
@@ -33,8 +34,10 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 http=$(free_port); rtmp=$(free_port); srt=$(free_port)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+part_args=()
+[ -n "${PART_TARGET:-}" ] && part_args=(--part-target "$PART_TARGET")
 RUST_LOG=warn "$bin" serve --http "127.0.0.1:$http" --rtmp "127.0.0.1:$rtmp" \
-  --srt "127.0.0.1:$srt" --data "$tmp/data" 2>"$tmp/serve.log" &
+  --srt "127.0.0.1:$srt" --data "$tmp/data" "${part_args[@]}" 2>"$tmp/serve.log" &
 pids+=($!)
 base="http://127.0.0.1:$http"
 for _ in $(seq 1 40); do curl -sf -o /dev/null "$base/healthz" && break; sleep 0.25; done
@@ -90,6 +93,6 @@ for src in $sources; do
   wait "$pid" 2>/dev/null || true
 done
 mkdir -p "$(dirname "$out")"
-printf '{"date":"%s","seconds_per_row":%s,"load_average_before":"%s","load_average_after":"%s",%s"server":"%s"}\n' \
-  "$(date -u +%FT%TZ)" "$secs" "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" "$rows" \
+printf '{"date":"%s","seconds_per_row":%s,"part_target":"%s","load_average_before":"%s","load_average_after":"%s",%s"server":"%s"}\n' \
+  "$(date -u +%FT%TZ)" "$secs" "${PART_TARGET:-default}" "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" "$rows" \
   "$("$bin" --version 2>/dev/null || echo mediamesh)" | tee "$out"

@@ -22,7 +22,10 @@
 #   env: VIEWERS (12), PAGES (4), DURATION (120), MODES, WARMUP (12 s),
 #        CARGO_TARGET_DIR (~/.cache/mediamesh-target), MEDIAMESH_BIN=path skips the
 #        build, KEEP_TMP=1 keeps the temp dir (logs, stats files), PAGE_EXTRA is
-#        appended to the parts pages' query (e.g. "&sync=2&catchup=1.05").
+#        appended to the parts pages' query (e.g. "&sync=2&catchup=1.05"), TOGETHER=1
+#        runs the modes at the same time instead of one after the other, so that a
+#        busy machine loads them alike (meant for MODES="off parts": P2P-off viewers
+#        join no swarm; segments and parts viewers would share one swarm).
 set -euo pipefail
 
 VIEWERS=${VIEWERS:-12}
@@ -107,7 +110,14 @@ run_mode() {
   if [ -n "$pages_pid" ]; then wait "$pages_pid" || echo "pages failed: $(tail -3 "$TMP/$mode-pages.log")"; fi
 }
 
-for m in $MODES; do run_mode "$m"; done
+if [ "${TOGETHER:-0}" = 1 ]; then
+  # All modes at once, so every mode meets the same load (see the header).
+  mode_pids=()
+  for m in $MODES; do run_mode "$m" & mode_pids+=($!); done
+  for p in "${mode_pids[@]}"; do wait "$p" || true; done
+else
+  for m in $MODES; do run_mode "$m"; done
+fi
 
 python3 - "$TMP" "$JSON" "$VIEWERS" "$PAGES" "$DURATION" "$MODES" <<'PY'
 import json, os, sys, datetime, statistics

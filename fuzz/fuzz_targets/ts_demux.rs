@@ -1,10 +1,11 @@
 //! Fuzz the MPEG-TS demuxer the SRT ingest feeds: arbitrary bytes, pushed in
 //! input-chosen chunk sizes under small limits, must never panic, and every
-//! configuration it emits must parse as the packager will parse it.
+//! configuration it emits must parse as the packager will parse it (H.265 records,
+//! which the demuxer builds itself, must parse without error).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use media::codec::{AacConfig, AvcConfig};
+use media::codec::{AacConfig, AvcConfig, HevcConfig, VideoCodec};
 use media::ts::{Demuxer, Frame, Limits};
 
 fuzz_target!(|data: &[u8]| {
@@ -28,7 +29,16 @@ fuzz_target!(|data: &[u8]| {
 fn drain(d: &mut Demuxer) {
     while let Some(f) = d.poll() {
         match f {
-            Frame::VideoConfig(record) => {
+            Frame::VideoConfig {
+                codec: VideoCodec::Hevc,
+                record,
+            } => {
+                // Built and checked by the demuxer: it must parse.
+                if let Err(e) = HevcConfig::parse(record) {
+                    panic!("the demuxer emitted an HEVC record the packager refuses: {e}");
+                }
+            }
+            Frame::VideoConfig { record, .. } => {
                 let _ = AvcConfig::parse(record);
             }
             Frame::AudioConfig(asc) => {

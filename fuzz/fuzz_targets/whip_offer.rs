@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
                 .enable_opus(true, false)
                 .build(Instant::now());
             if let Ok(answer) = rtc.sdp_api().accept_offer(sdp) {
-                let _ = origin::whep::offer::summarize(&answer.to_sdp_string());
+                let _ = offer::summarize(&answer.to_sdp_string());
             }
         }
     }

@@ -44,6 +44,9 @@ pub struct EdgeConfig {
     pub server_id: String,
     /// TLS certificate and key (PEM); both set = HTTPS (HTTP/1.1 and HTTP/2 by ALPN).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Also serve HTTP/3 (QUIC) on UDP at the `http` address, with the `tls`
+    /// certificate; TCP answers then carry `Alt-Svc`. Needs `tls`.
+    pub http3: bool,
     /// Proxy-Wasm filters, run in this order on requests (reverse on responses).
     pub filters: Vec<compute::FilterSpec>,
     /// Per-viewer media functions (A/B watermark, ad insertion, rendition filtering).
@@ -112,6 +115,7 @@ impl EdgeConfig {
             limits: EdgeLimits::default(),
             server_id: "mediamesh-edge".to_string(),
             tls: None,
+            http3: false,
             filters: Vec::new(),
             media: crate::media::MediaFunctions {
                 watermark_param: "wm".to_string(),
@@ -165,6 +169,12 @@ impl EdgeConfig {
         }
         if self.limits.per_ip_rps == Some(0) {
             return Err(bad("rate-limit", "must be at least 1 request per second"));
+        }
+        if self.http3 && self.tls.is_none() {
+            return Err(bad(
+                "http3",
+                "HTTP/3 runs over TLS only: give --tls-cert and --tls-key too",
+            ));
         }
         if self.cache_dir.is_some() && self.cache_disk_bytes == 0 {
             return Err(bad(

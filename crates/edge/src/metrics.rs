@@ -77,6 +77,17 @@ pub fn record_response(status: u16, cache: CacheStatus) {
     }
 }
 
+/// `mediamesh_edge_h3_requests_total`: requests that came over HTTP/3 (they are also
+/// in `mediamesh_edge_requests_total`, with every other version).
+static H3_REQUESTS: std::sync::OnceLock<::metrics::Counter> = std::sync::OnceLock::new();
+
+/// Counts one request that came over HTTP/3.
+pub fn record_h3_request() {
+    H3_REQUESTS
+        .get_or_init(|| ::metrics::counter!("mediamesh_edge_h3_requests_total"))
+        .increment(1);
+}
+
 /// Aggregates what players report in CMCD (session ids into `sessions`).
 pub fn record_cmcd(c: &Cmcd, sessions: &Sessions) {
     ::metrics::counter!("mediamesh_edge_cmcd_requests_total").increment(1);

@@ -33,6 +33,61 @@ use crate::cmcd::Cmcd;
 use crate::coalesce::{Flight, Head};
 use crate::response::Body;
 
+/// A request body as it arrived: over TCP (HTTP/1.1, h2) or over QUIC (HTTP/3).
+#[derive(Debug)]
+pub enum RequestBody {
+    Tcp(Incoming),
+    H3(service::H3Body),
+}
+
+impl From<Incoming> for RequestBody {
+    fn from(b: Incoming) -> Self {
+        RequestBody::Tcp(b)
+    }
+}
+
+impl From<service::H3Body> for RequestBody {
+    fn from(b: service::H3Body) -> Self {
+        RequestBody::H3(b)
+    }
+}
+
+/// Boxed error of a [`RequestBody`].
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+impl hyper::body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            RequestBody::Tcp(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(BodyError::from))),
+            RequestBody::H3(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(BodyError::from))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Tcp(b) => b.is_end_stream(),
+            RequestBody::H3(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            RequestBody::Tcp(b) => b.size_hint(),
+            RequestBody::H3(b) => b.size_hint(),
+        }
+    }
+}
+
 /// The future a hook returns.
 pub type HookFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -50,7 +105,7 @@ pub struct Session {
     /// Unix ms when the edge got the request.
     pub now_ms: u64,
     /// The request body, until a hook takes it (only filters read bodies).
-    pub body: Option<Incoming>,
+    pub body: Option<RequestBody>,
     /// The filters running for this request, if any (the filter hook's state).
     pub filters: Option<compute::RequestRun>,
     /// CMCD the client sent, parsed at the response phase.

@@ -15,14 +15,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::cmcd;
 use crate::coalesce::{Flight, FlightError, Head, Joined};
 use crate::node::Edge;
-use crate::phase::{HookFuture, ObjectSource, Session, SourceError};
+use crate::phase::{HookFuture, ObjectSource, RequestBody, Session, SourceError};
 use crate::response::{full, object_response, stream_response, text, Body};
 use crate::token;
 use crate::upstream::FetchError;
@@ -109,7 +108,7 @@ impl LookupError {
 /// The session of a request as it arrives: the edge forwards GET and HEAD only, so
 /// the body is for filters alone. `path` is empty until the request phase makes it
 /// canonical (or, for a path it refuses, the raw path).
-fn session(req: Request<Incoming>, peer: SocketAddr) -> Session {
+fn session<B: Into<RequestBody>>(req: Request<B>, peer: SocketAddr) -> Session {
     let (parts, body) = req.into_parts();
     let req = Request::from_parts(parts, ());
     Session {
@@ -120,7 +119,7 @@ fn session(req: Request<Incoming>, peer: SocketAddr) -> Session {
         peer,
         started: Instant::now(),
         now_ms: now_ms(),
-        body: Some(body),
+        body: Some(body.into()),
         filters: None,
         cmcd: None,
     }
@@ -142,10 +141,10 @@ pub fn is_admin_path(path: &str) -> bool {
 }
 
 impl Edge {
-    /// Handles one request: the phases of `phase`, in order.
-    pub async fn handle(
+    /// Handles one request (over TCP or HTTP/3): the phases of `phase`, in order.
+    pub async fn handle<B: Into<RequestBody>>(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<B>,
         peer: SocketAddr,
     ) -> Response<Body> {
         let mut s = session(req, peer);

@@ -1,7 +1,8 @@
-//! Starts an edge from an `EdgeConfig`: binds the listener (plain or TLS), serves the
-//! proxy with the shared accept loop (its connections on threads of their own, see
-//! `EdgeLimits::conn_threads`), runs the upstream health checks, and stops all of it
-//! when dropped.
+//! Starts an edge from an `EdgeConfig`: binds the listener (plain or TLS, and with
+//! `http3` the QUIC listener on the same port, advertised by `Alt-Svc` on every TCP
+//! answer), serves the proxy with the shared accept loops (TCP connections on threads
+//! of their own, see `EdgeLimits::conn_threads`), runs the upstream health checks, and
+//! stops all of it when dropped. Both loops call the same request path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,12 +10,15 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
 
 use crate::config::EdgeConfig;
 use crate::node::{Edge, EdgeError};
+use crate::phase::RequestBody;
 use crate::response::Body;
 
 /// Why the edge could not start.
@@ -29,12 +33,18 @@ pub enum StartError {
     },
     #[error("TLS: {0}")]
     Tls(#[from] service::TlsError),
+    #[error(transparent)]
+    Http3(#[from] service::H3Error),
+    #[error("HTTP/3 runs over TLS only: give --tls-cert and --tls-key too")]
+    Http3WithoutTls,
 }
 
 /// A running edge. Dropping it stops its tasks.
 #[derive(Debug)]
 pub struct EdgeServer {
     pub addr: SocketAddr,
+    /// The UDP address of HTTP/3, when on (the same as `addr`).
+    pub h3_addr: Option<SocketAddr>,
     pub edge: Arc<Edge>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -48,11 +58,15 @@ impl Drop for EdgeServer {
 }
 
 /// Answers a request with a local axum router.
-async fn serve_local(
+async fn serve_local<B>(
     mut router: axum::Router,
-    req: Request<Incoming>,
+    req: Request<B>,
     peer: std::net::SocketAddr,
-) -> Response<Body> {
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let mut req = req.map(axum::body::Body::new);
     // Local routes see the client address as axum's `ConnectInfo` (the tracker
     // partitions swarms by it).
@@ -71,6 +85,30 @@ pub struct LocalRoutes {
     /// Path prefixes handled by `router`.
     pub prefixes: Vec<String>,
     pub router: axum::Router,
+}
+
+/// Answers one request, over TCP or HTTP/3: a local route, or the proxy.
+async fn answer<B>(
+    edge: Arc<Edge>,
+    local: Option<&LocalRoutes>,
+    req: Request<B>,
+    peer: SocketAddr,
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Into<RequestBody> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let router = local
+        .filter(|l| {
+            l.prefixes
+                .iter()
+                .any(|p| req.uri().path().starts_with(p.as_str()))
+        })
+        .map(|l| l.router.clone());
+    match router {
+        Some(router) => serve_local(router, req, peer).await,
+        None => edge.handle(req, peer).await,
+    }
 }
 
 impl EdgeServer {
@@ -107,6 +145,30 @@ impl EdgeServer {
         if let Some(f) = &edge.filters {
             tasks.extend(f.spawn_background());
         }
+        let local = local.map(Arc::new);
+        // HTTP/3 on the same port over UDP, advertised on every TCP answer.
+        let mut alt_svc = None;
+        let mut h3_addr = None;
+        if edge.config.http3 {
+            let Some(tls) = &tls else {
+                return Err(StartError::Http3WithoutTls);
+            };
+            let h3 = service::H3Listener::bind(bound, limits.clone(), tls)?;
+            let udp = h3
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            alt_svc = HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", udp.port())).ok();
+            h3_addr = Some(udp);
+            let (e, local) = (edge.clone(), local.clone());
+            tasks.push(tokio::spawn(h3.serve(
+                move |req: Request<service::H3Body>, peer| {
+                    crate::metrics::record_h3_request();
+                    let (e, local) = (e.clone(), local.clone());
+                    async move { answer(e, local.as_deref(), req, peer).await }
+                },
+            )));
+            tracing::info!(udp = %udp, "edge serves HTTP/3 (QUIC)");
+        }
         let e = edge.clone();
         tasks.push(tokio::spawn(async move {
             service::serve_threaded(
@@ -115,20 +177,13 @@ impl EdgeServer {
                 tls,
                 conn_threads,
                 move |req: Request<Incoming>, peer| {
-                    let e = e.clone();
-                    let local = local
-                        .as_ref()
-                        .filter(|l| {
-                            l.prefixes
-                                .iter()
-                                .any(|p| req.uri().path().starts_with(p.as_str()))
-                        })
-                        .map(|l| l.router.clone());
+                    let (e, local, alt_svc) = (e.clone(), local.clone(), alt_svc.clone());
                     async move {
-                        match local {
-                            Some(router) => serve_local(router, req, peer).await,
-                            None => e.handle(req, peer).await,
+                        let mut res = answer(e, local.as_deref(), req, peer).await;
+                        if let Some(v) = alt_svc {
+                            res.headers_mut().insert(header::ALT_SVC, v);
                         }
+                        res
                     }
                 },
             )
@@ -137,6 +192,7 @@ impl EdgeServer {
         tracing::info!(addr = %bound, origins = ?edge.config.upstream.origins, parents = ?edge.config.upstream.parents, "edge listening");
         Ok(Self {
             addr: bound,
+            h3_addr,
             edge,
             tasks,
         })

@@ -4,8 +4,18 @@
 //!
 //! - H.264 (stream type 0x1B): Annex B access units become AVCC samples (4-byte NAL
 //!   lengths; SPS, PPS and access unit delimiters removed), and every new SPS/PPS pair
-//!   becomes an `AVCDecoderConfigurationRecord` ([`Frame::VideoConfig`]) that
-//!   [`crate::codec::AvcConfig::parse`] accepts.
+//!   becomes an `AVCDecoderConfigurationRecord` ([`Frame::VideoConfig`] with
+//!   [`VideoCodec::Avc`]) that [`crate::codec::AvcConfig::parse`] accepts.
+//! - H.265 (stream type 0x24): the same with 2-byte NAL headers: VPS, SPS, PPS and
+//!   access unit delimiters (types 32–35, and end of sequence/bitstream, filler)
+//!   removed from the samples, keyframes are IRAP pictures (types 16–23), and every
+//!   new VPS/SPS/PPS set becomes an `HEVCDecoderConfigurationRecord`
+//!   ([`Frame::VideoConfig`] with [`VideoCodec::Hevc`]) built by
+//!   [`crate::codec::hevc::record_from_parameter_sets`] and checked with
+//!   [`crate::codec::HevcConfig::parse`], as an Enhanced RTMP `hvc1` SequenceStart
+//!   reaches the packager. A PMT that changes the video codec (a new version, or the
+//!   same version with other streams, as concatenated files have) starts over:
+//!   frames of the new codec wait for its own parameter sets.
 //! - AAC in ADTS (stream type 0x0F): each ADTS frame becomes one raw AAC frame, and
 //!   the ADTS header an `AudioSpecificConfig` ([`Frame::AudioConfig`]).
 //!
@@ -13,8 +23,9 @@
 //! TS has one program clock), so a stream that runs past 26.5 hours keeps counting.
 //!
 //! What it is not: no PCR or clock recovery, no scrambling, no teletext, subtitles or
-//! SCTE-35; H.265 (0x24) and every other stream type are reported once and skipped
-//! (the packager carries H.264 only). Only the first program of the PAT is played.
+//! SCTE-35; every stream type but the three above is reported once and skipped.
+//! Only the first video and the first audio stream of the first program of the
+//! PAT are played.
 //! One PES packet is taken as one access unit (what ffmpeg, OBS and hardware encoders
 //! send). Everything an input can make it hold is bounded by [`Limits`]; bad input is
 //! reported as [`Frame::Error`] (the demuxer drops what it cannot use and carries on
@@ -24,6 +35,8 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
+
+use crate::codec::{hevc, CodecError, VideoCodec};
 
 /// Size of one transport packet.
 pub const PACKET_SIZE: usize = 188;
@@ -36,11 +49,15 @@ const MAX_SECTION_LENGTH: usize = 1021;
 pub const STREAM_TYPE_AAC_ADTS: u8 = 0x0f;
 /// PMT stream type of H.264.
 pub const STREAM_TYPE_H264: u8 = 0x1b;
-/// PMT stream type of H.265 (reported and skipped: the packager carries H.264 only).
+/// PMT stream type of H.265 (packaged as `hvc1`).
 pub const STREAM_TYPE_H265: u8 = 0x24;
 /// Longest ADTS frame (13-bit frame_length).
 const MAX_ADTS_FRAME: usize = 8191;
 const CLOCK_WRAP: u64 = 1 << 33;
+/// H.265 NAL unit types of the parameter sets (H.265 Table 7-1).
+const H265_VPS: u8 = 32;
+const H265_SPS: u8 = 33;
+const H265_PPS: u8 = 34;
 
 /// What one demuxer may hold; every input is bounded by these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +68,8 @@ pub struct Limits {
     pub max_programs: usize,
     /// Elementary streams read from one PMT.
     pub max_streams: usize,
-    /// SPS or PPS NAL units kept per configuration.
+    /// VPS, SPS or PPS NAL units kept per configuration (of each kind); more in
+    /// one access unit are dropped (and reported for H.265).
     pub max_parameter_sets: usize,
 }
 
@@ -89,12 +107,14 @@ pub enum TsError {
     BadPes { pid: u16, reason: &'static str },
     #[error("PES on PID {pid} exceeds {limit} bytes (a single access unit that large is refused)")]
     PesTooLarge { pid: u16, limit: usize },
-    #[error("stream type 0x{0:02x} is not supported (only H.264 video and AAC ADTS audio are); the stream is ignored")]
+    #[error("stream type 0x{0:02x} is not supported (only H.264 or H.265 video and AAC ADTS audio are); the stream is ignored")]
     UnsupportedStream(u8),
-    #[error("H.264 access unit before the first SPS and PPS: dropped")]
+    #[error("video access unit before the first parameter sets of its codec: dropped")]
     NoVideoConfig,
     #[error("bad H.264 parameter set: {0}")]
     BadParameterSet(&'static str),
+    #[error("bad H.265 parameter sets (no configuration made from them): {0}")]
+    BadHevcParameterSets(CodecError),
     #[error("bad ADTS frame: {0}")]
     BadAdts(&'static str),
 }
@@ -102,10 +122,13 @@ pub enum TsError {
 /// What the demuxer produced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
-    /// `AVCDecoderConfigurationRecord`, whenever the SPS/PPS change (and first).
-    VideoConfig(Bytes),
-    /// One H.264 access unit as AVCC (4-byte lengths). Times in 90 kHz ticks.
+    /// The decoder configuration record of `codec` (`AVCDecoderConfigurationRecord`
+    /// or `HEVCDecoderConfigurationRecord`), whenever the parameter sets change (and
+    /// first); what an RTMP/E-RTMP sequence header hands the packager.
+    VideoConfig { codec: VideoCodec, record: Bytes },
+    /// One H.264 or H.265 access unit with 4-byte NAL lengths. Times in 90 kHz ticks.
     Video {
+        codec: VideoCodec,
         pts: u64,
         dts: u64,
         keyframe: bool,
@@ -122,6 +145,7 @@ pub enum Frame {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     H264,
+    H265,
     Aac,
 }
 
@@ -180,14 +204,21 @@ pub struct Demuxer {
     partial: Vec<u8>,
     pmt_pid: Option<u16>,
     pmt_version: Option<u8>,
+    /// Body of the PMT in use: a PMT of the same version but another body (files
+    /// concatenated, an encoder restarted on the same connection) is taken too.
+    pmt_body: Vec<u8>,
     sections: HashMap<u16, Section>,
     pes: HashMap<u16, Pes>,
     cc: HashMap<u16, u8>,
     reported_types: Vec<u8>,
     clock: Clock,
+    /// Codec of the parameter sets below.
+    video_codec: VideoCodec,
+    vps: Vec<Bytes>,
     sps: Vec<Bytes>,
     pps: Vec<Bytes>,
-    config_sent: Option<(Vec<Bytes>, Vec<Bytes>)>,
+    /// The parameter sets (VPS, SPS, PPS) of the configuration last emitted.
+    config_sent: Option<ParameterSets>,
     asc_sent: Option<[u8; 2]>,
     /// Streams the PMT declares, as (video, audio).
     declared: (bool, bool),
@@ -196,6 +227,9 @@ pub struct Demuxer {
     held: Option<VecDeque<Frame>>,
     out: VecDeque<Frame>,
 }
+
+/// VPS (H.265 only), SPS and PPS NAL units.
+type ParameterSets = (Vec<Bytes>, Vec<Bytes>, Vec<Bytes>);
 
 /// Frames held at most while waiting for the configurations of all declared streams
 /// (about 2 s of 30 fps video with its audio, well within an ingest's idle timeout);
@@ -209,11 +243,14 @@ impl Demuxer {
             partial: Vec::with_capacity(PACKET_SIZE),
             pmt_pid: None,
             pmt_version: None,
+            pmt_body: Vec::new(),
             sections: HashMap::new(),
             pes: HashMap::new(),
             cc: HashMap::new(),
             reported_types: Vec::new(),
             clock: Clock::default(),
+            video_codec: VideoCodec::Avc,
+            vps: Vec::new(),
             sps: Vec::new(),
             pps: Vec::new(),
             config_sent: None,
@@ -257,7 +294,7 @@ impl Demuxer {
         };
         let (configs, media): (Vec<Frame>, Vec<Frame>) = held
             .into_iter()
-            .partition(|f| matches!(f, Frame::VideoConfig(_) | Frame::AudioConfig(_)));
+            .partition(|f| matches!(f, Frame::VideoConfig { .. } | Frame::AudioConfig(_)));
         self.out.extend(configs);
         self.out.extend(media);
     }
@@ -493,7 +530,7 @@ impl Demuxer {
     }
 
     fn pmt(&mut self, body: &[u8], version: u8) {
-        if self.pmt_version == Some(version) {
+        if self.pmt_version == Some(version) && self.pmt_body == body {
             return;
         }
         let Some(info_len) = body
@@ -541,11 +578,15 @@ impl Demuxer {
                     video = true;
                     streams.push((pid, Kind::H264));
                 }
+                STREAM_TYPE_H265 if !video => {
+                    video = true;
+                    streams.push((pid, Kind::H265));
+                }
                 STREAM_TYPE_AAC_ADTS if !audio => {
                     audio = true;
                     streams.push((pid, Kind::Aac));
                 }
-                STREAM_TYPE_H264 | STREAM_TYPE_AAC_ADTS => {}
+                STREAM_TYPE_H264 | STREAM_TYPE_H265 | STREAM_TYPE_AAC_ADTS => {}
                 other => {
                     if !self.reported_types.contains(&other) && self.reported_types.len() < 16 {
                         self.reported_types.push(other);
@@ -555,7 +596,20 @@ impl Demuxer {
             }
         }
         self.pmt_version = Some(version);
+        self.pmt_body.clear();
+        self.pmt_body.extend_from_slice(body);
         self.declared = (video, audio);
+        // Streams that go or change codec end their unit in progress (a video PES
+        // without a length ends only when the next starts).
+        let ending: Vec<u16> = self
+            .pes
+            .iter()
+            .filter(|(pid, p)| !streams.contains(&(**pid, p.kind)))
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in ending {
+            self.flush_pes(pid);
+        }
         // Keep the units in progress of streams that stay.
         let mut next = HashMap::new();
         for (pid, kind) in streams {
@@ -626,6 +680,7 @@ impl Demuxer {
                 let dts = dts.map_or(pts, |d| self.clock.extend(d));
                 match kind {
                     Kind::H264 => self.h264(pts, dts.min(pts), data),
+                    Kind::H265 => self.h265(pts, dts.min(pts), data),
                     Kind::Aac => self.aac(pts, data),
                 }
             }
@@ -640,7 +695,20 @@ impl Demuxer {
         }
     }
 
+    /// Forgets the parameter sets of another codec (the PMT changed the video
+    /// stream's codec): the new codec's frames wait for its own configuration.
+    fn switch_codec(&mut self, codec: VideoCodec) {
+        if self.video_codec != codec {
+            self.video_codec = codec;
+            self.vps.clear();
+            self.sps.clear();
+            self.pps.clear();
+            self.config_sent = None;
+        }
+    }
+
     fn h264(&mut self, pts: u64, dts: u64, es: &[u8]) {
+        self.switch_codec(VideoCodec::Avc);
         let mut out = BytesMut::with_capacity(es.len() + 16);
         let mut keyframe = false;
         let mut sps = Vec::new();
@@ -673,7 +741,7 @@ impl Demuxer {
                 pps.truncate(max);
                 self.pps = pps;
             }
-            let current = (self.sps.clone(), self.pps.clone());
+            let current = (Vec::new(), self.sps.clone(), self.pps.clone());
             if !self.sps.is_empty()
                 && !self.pps.is_empty()
                 && self.config_sent.as_ref() != Some(&current)
@@ -681,7 +749,10 @@ impl Demuxer {
                 match avc_record(&self.sps, &self.pps) {
                     Ok(record) => {
                         self.config_sent = Some(current);
-                        self.emit(Frame::VideoConfig(record));
+                        self.emit(Frame::VideoConfig {
+                            codec: VideoCodec::Avc,
+                            record,
+                        });
                     }
                     Err(reason) => self.error(TsError::BadParameterSet(reason)),
                 }
@@ -695,6 +766,98 @@ impl Demuxer {
             return;
         }
         self.emit(Frame::Video {
+            codec: VideoCodec::Avc,
+            pts,
+            dts,
+            keyframe,
+            data: out.freeze(),
+        });
+    }
+
+    fn h265(&mut self, pts: u64, dts: u64, es: &[u8]) {
+        self.switch_codec(VideoCodec::Hevc);
+        let mut out = BytesMut::with_capacity(es.len() + 16);
+        let mut keyframe = false;
+        let (mut vps, mut sps, mut pps) = (Vec::new(), Vec::new(), Vec::new());
+        let max = self.limits.max_parameter_sets;
+        let mut too_many = false;
+        for nal in annex_b_nals(es) {
+            // Two-byte NAL header (H.265 §7.3.1.2).
+            let [h0, _, ..] = nal else {
+                continue;
+            };
+            let set = match (h0 >> 1) & 0x3f {
+                H265_VPS => &mut vps,
+                H265_SPS => &mut sps,
+                H265_PPS => &mut pps,
+                35..=38 => continue, // delimiter, end of sequence/bitstream, filler
+                t => {
+                    keyframe |= (16..=23).contains(&t);
+                    let Ok(len) = u32::try_from(nal.len()) else {
+                        continue;
+                    };
+                    out.put_u32(len);
+                    out.put_slice(nal);
+                    continue;
+                }
+            };
+            if set.len() < max {
+                set.push(Bytes::copy_from_slice(nal));
+            } else {
+                too_many = true;
+            }
+        }
+        if too_many {
+            self.error(TsError::TooMany {
+                kind: "H.265 parameter sets of one kind in an access unit",
+                limit: max,
+            });
+        }
+        if !vps.is_empty() || !sps.is_empty() || !pps.is_empty() {
+            if !vps.is_empty() {
+                self.vps = vps;
+            }
+            if !sps.is_empty() {
+                self.sps = sps;
+            }
+            if !pps.is_empty() {
+                self.pps = pps;
+            }
+            let current = (self.vps.clone(), self.sps.clone(), self.pps.clone());
+            if !self.vps.is_empty()
+                && !self.sps.is_empty()
+                && !self.pps.is_empty()
+                && self.config_sent.as_ref() != Some(&current)
+            {
+                match hevc::record_from_parameter_sets(&self.vps, &self.sps, &self.pps) {
+                    Ok(config) => {
+                        self.config_sent = Some(current);
+                        self.emit(Frame::VideoConfig {
+                            codec: VideoCodec::Hevc,
+                            record: config.raw,
+                        });
+                    }
+                    Err(e) => {
+                        // Forget the sets, so the next ones are tried afresh and
+                        // frames do not go on under a configuration they do not match.
+                        self.vps.clear();
+                        self.sps.clear();
+                        self.pps.clear();
+                        self.config_sent = None;
+                        self.error(TsError::BadHevcParameterSets(e));
+                    }
+                }
+            }
+        }
+        if out.is_empty() {
+            return;
+        }
+        if self.config_sent.is_none() {
+            self.error(TsError::NoVideoConfig);
+            return;
+        }
+        self.emit(Frame::Video {
+            codec: VideoCodec::Hevc,
             pts,
             dts,
             keyframe,

@@ -52,6 +52,10 @@ pub struct EdgeArgs {
     /// TLS private key (PEM).
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// Also serve HTTP/3 (QUIC) on UDP at the --http address and port (needs
+    /// --tls-cert/--tls-key); TCP answers then advertise it with Alt-Svc.
+    #[arg(long)]
+    pub http3: bool,
     /// Query parameter left out of cache keys (repeat).
     #[arg(long = "drop-param", value_name = "NAME", default_values_t = defaults().dropped_params)]
     pub drop_params: Vec<String>,
@@ -230,6 +234,7 @@ pub fn edge_config(args: &EdgeArgs) -> Result<EdgeConfig> {
         );
     }
     c.tls = crate::layers::tls_pair(args.tls_cert.clone(), args.tls_key.clone())?;
+    c.http3 = args.http3;
     c.dropped_params = args.drop_params.clone();
     c.kept_params = args.keep_params.clone();
     c.cmcd_max_sessions = args.cmcd_max_sessions;
@@ -476,4 +481,33 @@ pub fn mint(args: &TokenArgs) -> Result<String> {
             data: args.data.as_deref(),
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(argv: &[&str]) -> Result<EdgeConfig> {
+        let args: EdgeArgs = crate::layers::read(argv, &[])?;
+        edge_config(&args)
+    }
+
+    #[test]
+    fn http3_from_flag_and_file_needs_tls() {
+        let origin = ["--origin", "http://127.0.0.1:8080"];
+        assert!(!config(&origin).expect("defaults").http3, "off by default");
+        let e = config(&[origin[0], origin[1], "--http3"]).expect_err("no TLS");
+        assert!(e.to_string().contains("--tls-cert"), "{e}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("e.toml");
+        std::fs::write(
+            &path,
+            "http3 = true\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+        )
+        .expect("write");
+        let p = path.to_str().expect("utf-8");
+        let c = config(&[origin[0], origin[1], "--config", p]).expect("config");
+        assert!(c.http3);
+        assert!(c.tls.is_some());
+    }
 }

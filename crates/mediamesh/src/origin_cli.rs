@@ -252,6 +252,10 @@ pub struct OriginArgs {
     /// `serve`: private key (PEM) of --tls-cert.
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// `serve`: also serve HTTP/3 (QUIC) on UDP at the --http address and port (needs
+    /// --tls-cert/--tls-key); TCP answers then advertise it with Alt-Svc.
+    #[arg(long)]
+    pub http3: bool,
     #[command(flatten)]
     #[serde(flatten)]
     pub conn: crate::listen_cli::ConnArgs,
@@ -390,6 +394,9 @@ pub fn origin_config(args: &OriginArgs) -> Result<OriginConfig> {
 /// given, else on the HTTP port; either way behind the admin token. Edges never
 /// forward it: they proxy GET and HEAD only and send no `Authorization` upstream.
 pub async fn run_origin(args: OriginArgs) -> Result<()> {
+    if args.http3 {
+        bail!("--http3 is served by the edge: use it on `mediamesh serve` or `mediamesh edge`");
+    }
     let mut config = origin_config(&args)?;
     let token = crate::listen_cli::admin_token(&args.admin_token, &args.data)?;
     // The console: on --admin with the write API, else on the HTTP port next to it.
@@ -488,6 +495,7 @@ pub async fn run_serve(args: OriginArgs) -> Result<()> {
     edge_config.http = public;
     edge_config.cache_mem_bytes = 256 * 1024 * 1024;
     edge_config.tls = tls;
+    edge_config.http3 = args.http3;
     // The viewers meet the edge, so the viewer-side limits are the edge's.
     edge_config.limits.max_connections = args.max_http_connections;
     edge_config.limits.max_header_bytes = args.max_http_header_bytes;

@@ -17,6 +17,7 @@ pub mod record;
 pub mod server;
 pub mod vod;
 pub mod web;
+pub mod webrtc;
 pub mod whep;
 pub mod whip;
 

@@ -273,7 +273,10 @@ impl Activity {
     /// A request head arrived; the returned token ends it when dropped (with the
     /// response body, so a long download is not idle).
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
-        self.started.store(true, Ordering::Relaxed);
+        if !self.started.load(Ordering::Relaxed) {
+            // SeqCst: the watchdog sets `waiting` and then reads this (see `expired`).
+            self.started.store(true, Ordering::SeqCst);
+        }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
     }
@@ -282,9 +285,24 @@ impl Activity {
     /// `no_request` after accept, or no request in flight for `idle`.
     pub(crate) async fn expired(&self, no_request: Duration, idle: Duration) -> Expired {
         loop {
-            if !self.started.load(Ordering::Acquire) {
-                tokio::time::sleep_until((self.start + no_request).into()).await;
-                if !self.started.load(Ordering::Acquire) {
+            if !self.started.load(Ordering::SeqCst) {
+                // Until the first request the end of one wakes the watchdog (as when
+                // it waits for requests in flight), so idle time counts from there.
+                let done = self.done.notified();
+                tokio::pin!(done);
+                done.as_mut().enable();
+                self.waiting.store(true, Ordering::SeqCst);
+                let mut timed_out = false;
+                if !self.started.load(Ordering::SeqCst) {
+                    tokio::select! {
+                        () = tokio::time::sleep_until((self.start + no_request).into()) => {
+                            timed_out = true;
+                        }
+                        () = &mut done => {}
+                    }
+                }
+                self.waiting.store(false, Ordering::SeqCst);
+                if timed_out && !self.started.load(Ordering::SeqCst) {
                     return Expired::NoRequest;
                 }
                 continue;

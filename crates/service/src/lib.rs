@@ -2,17 +2,20 @@
 //! accept loop with its explicit bounds (connections in all and per client address,
 //! request-head bytes, time to the first byte and to a request head, idle time
 //! between requests; upgraded WebSockets keep their connection slot) serving
-//! HTTP/1.1 and HTTP/2 (h2c, or TLS with ALPN), and the one process-wide Prometheus
+//! HTTP/1.1 and HTTP/2 (h2c, or TLS with ALPN), the HTTP/3 (QUIC) accept loop beside
+//! it (`http3`, same kind of handler and bounds), and the one process-wide Prometheus
 //! recorder behind every `/metrics`.
 //!
 //! It knows nothing about media; handlers are plain async functions.
 
 mod conn;
+pub mod http3;
 pub mod metrics;
 mod serve;
 mod tls;
 
 pub use conn::{ConnLimits, IpKey, IpSlot, PerIp};
+pub use http3::{H3Body, H3Error, H3Listener};
 pub use serve::{serve, serve_threaded, serve_with, ServeLimits};
 pub use tls::{load_tls, TlsError};
 /// The TLS server configuration `serve` takes (what `load_tls` makes).

@@ -4,7 +4,9 @@
 //
 // - a part whose playback is less than `urgentMs` away comes over HTTP;
 // - a part some peer announced (PartsAnnouncement) is pulled from one of them, with a
-//   deadline that ends before the part turns urgent;
+//   deadline that ends before the part turns urgent and at most `peerWaitFactor` times
+//   what peer transfers lately took (at least `minPeerWaitMs`), so a holder slow to
+//   answer is given up while another holder or HTTP still has time;
 // - otherwise the rendezvous election over the part-speaking peers (the same hash as
 //   the native peer's) names one fetcher: the elected peer takes it over HTTP at once
 //   (the preload hint's blocking GET for the part the playlist announces next), the
@@ -31,6 +33,8 @@ const DEFAULTS = {
   maxUrgentMs: 2000,
   aheadMs: 6000,
   peerTimeoutMs: 1500,
+  peerWaitFactor: 3,
+  minPeerWaitMs: 400,
   minPeerWindowMs: 100,
   staggerMs: 250,
   maxHttp: 3,
@@ -81,6 +85,7 @@ export class PartSwarm {
     this.hint = null; // { msn, index, url } of the preload hint
     this.announceQueued = false;
     this.httpMs = null; // how long HTTP takes for a complete part (rises at once, falls by 1/8)
+    this.peerMs = null; // how long a peer takes to deliver a part it announced (likewise)
     // Only the rendition hls.js plays fetches ahead; the others just serve what they hold.
     this.active = true;
     this.http = 0;
@@ -260,6 +265,12 @@ export class PartSwarm {
     return Math.max(this.cfg.urgentMs, Math.min(adaptive, this.cfg.maxUrgentMs));
   }
 
+  /** How long a peer request may take now, ms (as the native peer's `peer_wait_ms`). */
+  peerWaitMs() {
+    const adaptive = this.peerMs === null ? 0 : this.cfg.peerWaitFactor * this.peerMs;
+    return Math.min(Math.max(adaptive, this.cfg.minPeerWaitMs), this.cfg.peerTimeoutMs);
+  }
+
   plan() {
     if (this.destroyed) return;
     const now = performance.now();
@@ -292,7 +303,7 @@ export class PartSwarm {
         this.fetchHttp(p, true);
         continue;
       }
-      const windowMs = Math.min(leadMs - urgentMs, this.cfg.peerTimeoutMs);
+      const windowMs = Math.min(leadMs - urgentMs, this.peerWaitMs());
       const holders = peers.filter((l) => l.free && l.remoteParts.has(p.packed));
       if (holders.length && windowMs >= this.cfg.minPeerWindowMs) {
         holders.sort((a, b) => (rendezvous(b.key, p.packed) > rendezvous(a.key, p.packed) ? 1 : -1));
@@ -320,6 +331,7 @@ export class PartSwarm {
     const p = ahead.find((x) => x.state !== 'have');
     const base = {
       urgentMs: Math.round(this.urgentMs()), httpMs: this.httpMs === null ? null : Math.round(this.httpMs),
+      peerWaitMs: Math.round(this.peerWaitMs()),
       http: this.http, partPeers: this.partPeers().length,
       heldAhead: p ? ahead.indexOf(p) : ahead.length, // parts held from the playhead on
     };
@@ -397,7 +409,10 @@ export class PartSwarm {
     p.state = 'peer';
     p.peer = link;
     this.stats.peerRequests++;
+    const started = performance.now();
     link.request(p.msn, p.index, windowMs).then(async ({ data, g }) => {
+      const took = performance.now() - started;
+      this.peerMs = this.peerMs === null || took >= this.peerMs ? took : (this.peerMs * 7 + took) / 8;
       this.stats.p2pPartBytesReceived += data.length;
       const v = await this.o.verify(p.url, data, g);
       if (!v.ok) {

@@ -7,6 +7,8 @@
 //! first SPS (ITU-T H.265 §7.3.2.2) to learn the displayed picture size. It keeps
 //! the record as received so the muxer copies it verbatim into `hvcC`, and makes
 //! the RFC 6381 / ISO/IEC 14496-15 Annex E codec string (`hvc1.1.6.L93.B0`).
+//! [`record_from_parameter_sets`] builds such a record from the in-band VPS/SPS/PPS
+//! of an Annex B stream (what the MPEG-TS demuxer of SRT ingest finds).
 //!
 //! It is not a bitstream decoder: VUI, PPS/VPS contents and slices are not read,
 //! and the record is never rewritten. Parsing is pure, bounded by the input and
@@ -185,14 +187,113 @@ impl HevcConfig {
     }
 }
 
+/// Builds an `HEVCDecoderConfigurationRecord` (ISO/IEC 14496-15 §8.3.3.1) from
+/// in-band parameter sets (NAL units with their two-byte header, emulation
+/// prevention bytes in), as an Annex B stream (MPEG-TS) carries them.
+///
+/// The general profile, tier, level, compatibility and constraint flags are
+/// copied from the first SPS's `profile_tier_level`, chroma format, bit depths,
+/// temporal layers and nesting from the same SPS; `lengthSizeMinusOne` is 3
+/// (4-byte NAL lengths); one array each of VPS, SPS and PPS with
+/// `array_completeness` 1. `min_spatial_segmentation_idc`, `parallelismType`,
+/// frame rates are 0 (unknown), as the VUI is not read. The result is checked
+/// with [`HevcConfig::parse`].
+pub fn record_from_parameter_sets(
+    vps: &[Bytes],
+    sps: &[Bytes],
+    pps: &[Bytes],
+) -> Result<HevcConfig, CodecError> {
+    if vps.is_empty() {
+        return Err(CodecError::MissingParameterSet("HEVC", "VPS"));
+    }
+    let first = sps
+        .first()
+        .ok_or(CodecError::MissingParameterSet("HEVC", "SPS"))?;
+    if pps.is_empty() {
+        return Err(CodecError::MissingParameterSet("HEVC", "PPS"));
+    }
+    let info = Sps::parse(first)?;
+    let (luma_minus8, chroma_minus8) = info.bit_depths_minus8.ok_or(CodecError::InvalidSps(
+        "HEVC SPS ends before its bit depths, or they exceed 15 (the record holds 3 bits)",
+    ))?;
+    let mut r = Vec::with_capacity(
+        23 + [vps, sps, pps]
+            .iter()
+            .flat_map(|a| a.iter())
+            .map(|n| n.len() + 2)
+            .sum::<usize>()
+            + 9,
+    );
+    r.push(1); // configurationVersion
+    r.extend_from_slice(&info.general_ptl);
+    r.extend_from_slice(&[0xf0, 0x00]); // min_spatial_segmentation_idc 0
+    r.push(0xfc); // parallelismType 0
+    r.push(0xfc | (info.chroma_format_idc as u8 & 0x03));
+    r.push(0xf8 | (luma_minus8 as u8 & 0x07));
+    r.push(0xf8 | (chroma_minus8 as u8 & 0x07));
+    r.extend_from_slice(&[0, 0]); // avgFrameRate unknown
+                                  // constantFrameRate 0, numTemporalLayers, temporalIdNested, lengthSizeMinusOne 3.
+    let layers = (info.max_sub_layers_minus1 as u8 + 1) & 0x07;
+    r.push((layers << 3) | (u8::from(info.temporal_id_nesting) << 2) | 0x03);
+    r.push(3); // numOfArrays
+    for (nal_type, nals) in [(NAL_VPS, vps), (NAL_SPS, sps), (NAL_PPS, pps)] {
+        r.push(0x80 | nal_type); // array_completeness 1
+        let count = u16::try_from(nals.len())
+            .map_err(|_| CodecError::InvalidRecord("more than 65535 parameter sets"))?;
+        r.extend_from_slice(&count.to_be_bytes());
+        for nal in nals {
+            let header = *nal
+                .first()
+                .ok_or(CodecError::Truncated("HEVC NAL header"))?;
+            let found = (header >> 1) & 0x3f;
+            if found != nal_type {
+                return Err(CodecError::UnexpectedNalType {
+                    expected: nal_type,
+                    found,
+                });
+            }
+            let len = u16::try_from(nal.len()).map_err(|_| {
+                CodecError::InvalidRecord("parameter set NAL unit longer than 65535 bytes")
+            })?;
+            r.extend_from_slice(&len.to_be_bytes());
+            r.extend_from_slice(nal);
+        }
+    }
+    HevcConfig::parse(Bytes::from(r))
+}
+
 /// Decodes the conformance-window cropped picture size from an HEVC SPS NAL unit
 /// (two-byte header included).
 fn hevc_sps_dimensions(nal: &[u8]) -> Result<(u32, u32), CodecError> {
-    let rbsp = unescape_rbsp(nal);
-    hevc_sps_rbsp(&rbsp).map_err(CodecError::from)
+    let sps = Sps::parse(nal)?;
+    Ok((sps.width, sps.height))
 }
 
-fn hevc_sps_rbsp(rbsp: &[u8]) -> Result<(u32, u32), SpsError> {
+/// What a decoder configuration record takes from an SPS.
+struct Sps {
+    /// The 12 bytes of the general profile_tier_level: profile space, tier and
+    /// profile idc; compatibility flags; constraint flags; level idc.
+    general_ptl: [u8; 12],
+    max_sub_layers_minus1: u32,
+    temporal_id_nesting: bool,
+    chroma_format_idc: u32,
+    /// `bit_depth_luma_minus8` and `bit_depth_chroma_minus8`, when the SPS has
+    /// them and they are in range (only the record builder needs them).
+    bit_depths_minus8: Option<(u32, u32)>,
+    width: u32,
+    height: u32,
+}
+
+impl Sps {
+    /// Reads an SPS NAL unit (two-byte header included, emulation prevention
+    /// bytes still in).
+    fn parse(nal: &[u8]) -> Result<Self, CodecError> {
+        let rbsp = unescape_rbsp(nal);
+        hevc_sps_rbsp(&rbsp).map_err(CodecError::from)
+    }
+}
+
+fn hevc_sps_rbsp(rbsp: &[u8]) -> Result<Sps, SpsError> {
     let mut r = BitReader::new(rbsp);
     r.bits(16)?; // NAL header, type already checked
     r.bits(4)?; // sps_video_parameter_set_id
@@ -200,7 +301,12 @@ fn hevc_sps_rbsp(rbsp: &[u8]) -> Result<(u32, u32), SpsError> {
     if max_sub_layers_minus1 > 6 {
         return Err(SpsError::Invalid("sps_max_sub_layers_minus1 > 6"));
     }
-    r.bit()?; // sps_temporal_id_nesting_flag
+    let temporal_id_nesting = r.flag()?;
+    // The general part is byte-aligned here (16 + 8 bits read).
+    let mut general_ptl = [0u8; 12];
+    if let Some(bytes) = rbsp.get(3..15) {
+        general_ptl.copy_from_slice(bytes);
+    }
     skip_profile_tier_level(&mut r, max_sub_layers_minus1)?;
     if r.ue()? > 15 {
         return Err(SpsError::Invalid("sps_seq_parameter_set_id > 15"));
@@ -247,7 +353,19 @@ fn hevc_sps_rbsp(rbsp: &[u8]) -> Result<(u32, u32), SpsError> {
     let width = u32::try_from(width).map_err(|_| SpsError::Invalid("picture width too large"))?;
     let height =
         u32::try_from(height).map_err(|_| SpsError::Invalid("picture height too large"))?;
-    Ok((width, height))
+    let bit_depths_minus8 = match (r.ue(), r.ue()) {
+        (Ok(luma), Ok(chroma)) if luma <= 7 && chroma <= 7 => Some((luma, chroma)),
+        _ => None,
+    };
+    Ok(Sps {
+        general_ptl,
+        max_sub_layers_minus1,
+        temporal_id_nesting,
+        chroma_format_idc,
+        bit_depths_minus8,
+        width,
+        height,
+    })
 }
 
 /// Skips `profile_tier_level(1, max_sub_layers_minus1)` (H.265 §7.3.3).

@@ -1,5 +1,5 @@
 use super::*;
-use crate::codec::{AacConfig, AvcConfig};
+use crate::codec::{AacConfig, AvcConfig, HevcConfig};
 
 const PMT_PID: u16 = 0x1000;
 const VIDEO_PID: u16 = 0x100;
@@ -10,6 +10,8 @@ const AUDIO_PID: u16 = 0x101;
 struct Mux {
     cc: HashMap<u16, u8>,
     out: Vec<u8>,
+    /// version_number of the next PMT.
+    pmt_version: u8,
 }
 
 impl Mux {
@@ -46,7 +48,11 @@ impl Mux {
     }
 
     fn section(&mut self, pid: u16, table_id: u8, body: &[u8]) {
-        let mut s = vec![table_id, 0, 0, 0, 1, 0xc1, 0, 0];
+        self.section_version(pid, table_id, 0, body);
+    }
+
+    fn section_version(&mut self, pid: u16, table_id: u8, version: u8, body: &[u8]) {
+        let mut s = vec![table_id, 0, 0, 0, 1, 0xc1 | ((version & 0x1f) << 1), 0, 0];
         s.extend_from_slice(body);
         let len = s.len() - 3 + 4;
         s[1] = 0xb0 | ((len >> 8) as u8 & 0x0f);
@@ -68,7 +74,7 @@ impl Mux {
         for &(t, pid) in streams {
             body.extend_from_slice(&[t, 0xe0 | (pid >> 8) as u8, pid as u8, 0xf0, 0]);
         }
-        self.section(PMT_PID, 2, &body);
+        self.section_version(PMT_PID, 2, self.pmt_version, &body);
     }
 
     fn pes(&mut self, pid: u16, stream_id: u8, pts: u64, dts: Option<u64>, es: &[u8]) {
@@ -190,7 +196,11 @@ fn h264_and_aac_come_out_as_avcc_samples_and_raw_frames_with_configs() {
         (aac.object_type, aac.sample_rate, aac.channels),
         (2, 48_000, 2)
     );
-    let Frame::VideoConfig(record) = &frames[1] else {
+    let Frame::VideoConfig {
+        codec: VideoCodec::Avc,
+        record,
+    } = &frames[1]
+    else {
         panic!("{frames:?}");
     };
     let avc = AvcConfig::parse(record.clone()).expect("record parses");
@@ -213,6 +223,7 @@ fn h264_and_aac_come_out_as_avcc_samples_and_raw_frames_with_configs() {
     assert_eq!(
         frames[4],
         Frame::Video {
+            codec: VideoCodec::Avc,
             pts: 129_600,
             dts: 126_000,
             keyframe: true,
@@ -406,23 +417,326 @@ fn a_section_with_a_bad_crc_is_ignored() {
     );
 }
 
+/// 1 s of 64x48 H.265 (x265 Main, a keyframe every 5 frames, 10 fps) + AAC in
+/// MPEG-TS, 18 KB, made with ffmpeg 5.1:
+/// `ffmpeg -f lavfi -i testsrc2=size=64x48:rate=10 -f lavfi -i sine=frequency=440:sample_rate=48000
+///  -t 1 -c:v libx265 -preset ultrafast -x265-params keyint=5:min-keyint=5 -pix_fmt yuv420p
+///  -c:a aac -b:a 32k -f mpegts h265_aac_64x48_1s.ts`
+const H265_TS: &[u8] = include_bytes!("../../tests/data/h265_aac_64x48_1s.ts");
+
+/// The `hvcC` ffmpeg 5.1 writes for the same stream (`ffmpeg -i h265_aac_64x48_1s.ts
+/// -c copy -tag:v hvc1 out.mp4`): the record the demuxer builds must be the same.
+const FFMPEG_HVCC: &str = "0101600000009000000000001ef000fcfdf8f800000f03a00001001840010c01ffff01600000030090000003000003001e959409a10001002942010101600000030090000003000003001ea0208316595952930bc05a020000030002000003001410a2000100064401c073c089";
+
+/// The fixture's parameter sets (with emulation prevention bytes, as in the stream).
+const H265_VPS: &str = "40010c01ffff01600000030090000003000003001e959409";
+const H265_SPS: &str =
+    "42010101600000030090000003000003001ea0208316595952930bc05a020000030002000003001410";
+const H265_PPS: &str = "4401c073c089";
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// NAL unit types of a sample with 4-byte lengths that must cover it exactly.
+fn sample_nal_types(data: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        assert!(rest.len() >= 6, "a length and a NAL header: {rest:?}");
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        assert!(
+            len >= 2 && len <= rest.len() - 4,
+            "length {len} past the sample"
+        );
+        types.push((rest[4] >> 1) & 0x3f);
+        rest = &rest[4 + len..];
+    }
+    types
+}
+
 #[test]
-fn h265_is_reported_once_and_skipped() {
+fn h265_from_x265_yields_the_hvcc_ffmpeg_writes_keyframes_and_length_prefixed_samples() {
+    let (frames, errors) = demux(H265_TS, Limits::default());
+    assert_eq!(errors, vec![]);
+    // Configurations first (audio's first in the stream: it is complete first).
+    let record = frames
+        .iter()
+        .find_map(|f| match f {
+            Frame::VideoConfig {
+                codec: VideoCodec::Hevc,
+                record,
+            } => Some(record.clone()),
+            _ => None,
+        })
+        .expect("an HEVC configuration");
+    assert!(matches!(
+        frames[0],
+        Frame::AudioConfig(_) | Frame::VideoConfig { .. }
+    ));
+    assert!(matches!(
+        frames[1],
+        Frame::AudioConfig(_) | Frame::VideoConfig { .. }
+    ));
+    assert_eq!(record.to_vec(), unhex(FFMPEG_HVCC));
+    let hevc = HevcConfig::parse(record).expect("the packager's parser takes it");
+    assert_eq!(hevc.codec_string(), "hvc1.1.6.L30.90");
+    assert_eq!((hevc.width, hevc.height), (64, 48));
+    assert_eq!(hevc.nal_length_size, 4);
+    assert_eq!((hevc.chroma_format, hevc.bit_depth_luma), (1, 8));
+    let configs = frames
+        .iter()
+        .filter(|f| matches!(f, Frame::VideoConfig { .. }))
+        .count();
+    assert_eq!(configs, 1, "the repeated parameter sets are the same");
+
+    let video: Vec<(bool, Vec<u8>)> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Video {
+                codec,
+                keyframe,
+                data,
+                ..
+            } => {
+                assert_eq!(*codec, VideoCodec::Hevc);
+                Some((*keyframe, sample_nal_types(data)))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(video.len(), 10, "1 s at 10 fps");
+    for (i, (keyframe, types)) in video.iter().enumerate() {
+        assert!(
+            types.iter().all(|t| !(32..=35).contains(t)),
+            "frame {i}: parameter sets or delimiters left in {types:?}"
+        );
+        let irap = types.iter().any(|t| (16..=23).contains(t));
+        assert_eq!(*keyframe, irap, "frame {i}: {types:?}");
+    }
+    assert!(video[0].0, "the stream starts on a keyframe");
+    assert!(
+        video.iter().filter(|(k, _)| *k).count() >= 2,
+        "keyint 5: a second keyframe"
+    );
+    assert!(frames.iter().any(|f| matches!(f, Frame::Audio { .. })));
+}
+
+fn h265_stream() -> Mux {
     let mut m = Mux::default();
     m.pat();
-    m.pmt(&[
-        (STREAM_TYPE_H265, VIDEO_PID),
-        (STREAM_TYPE_AAC_ADTS, AUDIO_PID),
-    ]);
-    m.pes(VIDEO_PID, 0xe0, 0, None, &[0, 0, 1, 0x26, 0x01, 0xaf]);
-    m.pmt(&[
-        (STREAM_TYPE_H265, VIDEO_PID),
-        (STREAM_TYPE_AAC_ADTS, AUDIO_PID),
-    ]);
-    m.pes(AUDIO_PID, 0xc0, 0, None, &adts(&[1]));
+    m.pmt(&[(STREAM_TYPE_H265, VIDEO_PID)]);
+    m
+}
+
+/// An H.265 access unit: delimiter, the given parameter sets, then an IDR_W_RADL
+/// slice or a TRAIL_R one.
+fn h265_au(sets: &[Vec<u8>], keyframe: bool) -> Vec<u8> {
+    let mut es = vec![0, 0, 0, 1, 0x46, 0x01, 0x50];
+    for set in sets {
+        es.extend_from_slice(&[0, 0, 0, 1]);
+        es.extend_from_slice(set);
+    }
+    if keyframe {
+        es.extend_from_slice(&[0, 0, 1, 0x26, 0x01, 0xaf, 0x1e, 0x80]);
+    } else {
+        es.extend_from_slice(&[0, 0, 1, 0x02, 0x01, 0xd0, 0x2f, 0x40]);
+    }
+    es
+}
+
+fn good_sets() -> Vec<Vec<u8>> {
+    vec![unhex(H265_VPS), unhex(H265_SPS), unhex(H265_PPS)]
+}
+
+fn hevc_configs(frames: &[Frame]) -> Vec<HevcConfig> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::VideoConfig {
+                codec: VideoCodec::Hevc,
+                record,
+            } => Some(HevcConfig::parse(record.clone()).expect("emitted records parse")),
+            _ => None,
+        })
+        .collect()
+}
+
+fn video_frames(frames: &[Frame]) -> usize {
+    frames
+        .iter()
+        .filter(|f| matches!(f, Frame::Video { .. }))
+        .count()
+}
+
+#[test]
+fn h265_samples_drop_parameter_sets_and_delimiters() {
+    let mut m = h265_stream();
+    m.pes(VIDEO_PID, 0xe0, 3000, Some(0), &h265_au(&good_sets(), true));
+    m.pes(VIDEO_PID, 0xe0, 6000, Some(3000), &h265_au(&[], false));
     let (frames, errors) = demux(&m.out, Limits::default());
-    assert_eq!(errors, vec![TsError::UnsupportedStream(STREAM_TYPE_H265)]);
-    assert_eq!(frames.len(), 2); // the audio config and frame
+    assert_eq!(errors, vec![]);
+    assert_eq!(hevc_configs(&frames).len(), 1);
+    assert_eq!(
+        frames[1],
+        Frame::Video {
+            codec: VideoCodec::Hevc,
+            pts: 3000,
+            dts: 0,
+            keyframe: true,
+            data: Bytes::from_static(&[0, 0, 0, 5, 0x26, 0x01, 0xaf, 0x1e, 0x80]),
+        }
+    );
+    assert!(matches!(
+        frames[2],
+        Frame::Video {
+            keyframe: false,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn truncated_oversized_and_garbage_h265_sps_are_reported_and_dropped() {
+    let sps = unhex(H265_SPS);
+    let truncated = sps[..12].to_vec();
+    let mut oversized = sps.clone();
+    oversized.resize(70_000, 0x5a);
+    // sps_max_sub_layers_minus1 = 7.
+    let garbage = vec![0x42, 0x01, 0xff, 0xff, 0x00, 0x13, 0x37];
+    for bad in [truncated, oversized, garbage] {
+        let mut m = h265_stream();
+        let sets = vec![unhex(H265_VPS), bad, unhex(H265_PPS)];
+        m.pes(VIDEO_PID, 0xe0, 0, None, &h265_au(&sets, true));
+        m.pes(VIDEO_PID, 0xe0, 3000, None, &h265_au(&[], false));
+        // Then a good set: the stream recovers.
+        m.pes(VIDEO_PID, 0xe0, 6000, None, &h265_au(&good_sets(), true));
+        m.pes(VIDEO_PID, 0xe0, 9000, None, &h265_au(&[], false));
+        let (frames, errors) = demux(&m.out, Limits::default());
+        assert!(
+            matches!(errors[0], TsError::BadHevcParameterSets(_)),
+            "{errors:?}"
+        );
+        assert_eq!(
+            errors[1..],
+            [TsError::NoVideoConfig, TsError::NoVideoConfig],
+            "the pictures under the bad SPS are dropped"
+        );
+        assert_eq!(hevc_configs(&frames).len(), 1);
+        assert_eq!(video_frames(&frames), 2);
+    }
+}
+
+#[test]
+fn too_many_h265_parameter_sets_are_cut_at_the_limit_and_reported() {
+    let limits = Limits {
+        max_parameter_sets: 2,
+        ..Limits::default()
+    };
+    let mut sets = good_sets();
+    for _ in 0..3 {
+        sets.push(unhex(H265_PPS));
+    }
+    let mut m = h265_stream();
+    m.pes(VIDEO_PID, 0xe0, 0, None, &h265_au(&sets, true));
+    let (frames, errors) = demux(&m.out, limits);
+    assert_eq!(
+        errors,
+        vec![TsError::TooMany {
+            kind: "H.265 parameter sets of one kind in an access unit",
+            limit: 2
+        }]
+    );
+    let configs = hevc_configs(&frames);
+    assert_eq!(configs.len(), 1);
+    assert_eq!(configs[0].pps.len(), 2);
+    assert_eq!(video_frames(&frames), 1);
+}
+
+#[test]
+fn h265_pictures_without_an_sps_are_dropped_and_reported() {
+    let mut m = h265_stream();
+    let no_sps = vec![unhex(H265_VPS), unhex(H265_PPS)];
+    m.pes(VIDEO_PID, 0xe0, 0, None, &h265_au(&no_sps, true));
+    m.pes(VIDEO_PID, 0xe0, 3000, None, &h265_au(&[], false));
+    let (frames, errors) = demux(&m.out, Limits::default());
+    assert_eq!(errors, vec![TsError::NoVideoConfig, TsError::NoVideoConfig]);
+    assert_eq!(frames, vec![]);
+}
+
+#[test]
+fn a_concatenated_h265_stream_with_the_same_pmt_version_is_taken_too() {
+    let mut m = stream();
+    m.pes(VIDEO_PID, 0xe0, 0, None, &access_unit(true));
+    m.pes(AUDIO_PID, 0xc0, 0, None, &adts(&[1]));
+    // A second file muxed separately: PMT version 0 again, counters jump (a
+    // continuity error, not a duplicate).
+    let mut second = Mux::default();
+    for pid in [PID_PAT, PMT_PID, VIDEO_PID, AUDIO_PID] {
+        second.cc.insert(pid, 7);
+    }
+    second.pat();
+    second.pmt(&[
+        (STREAM_TYPE_H265, VIDEO_PID),
+        (STREAM_TYPE_AAC_ADTS, AUDIO_PID),
+    ]);
+    second.pes(VIDEO_PID, 0xe0, 3000, None, &h265_au(&good_sets(), true));
+    second.pes(VIDEO_PID, 0xe0, 6000, None, &h265_au(&[], false));
+    m.out.extend_from_slice(&second.out);
+    let (frames, _errors) = demux(&m.out, Limits::default());
+    let codecs: Vec<VideoCodec> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Video { codec, .. } => Some(*codec),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        codecs,
+        vec![VideoCodec::Avc, VideoCodec::Hevc, VideoCodec::Hevc]
+    );
+    assert_eq!(hevc_configs(&frames).len(), 1);
+}
+
+#[test]
+fn a_pmt_switching_h264_to_h265_starts_over_with_the_new_codec() {
+    let mut m = stream();
+    m.pes(VIDEO_PID, 0xe0, 0, None, &access_unit(true));
+    m.pes(AUDIO_PID, 0xc0, 0, None, &adts(&[1]));
+    m.pes(VIDEO_PID, 0xe0, 3000, None, &access_unit(false));
+    m.pmt_version = 1;
+    m.pmt(&[
+        (STREAM_TYPE_H265, VIDEO_PID),
+        (STREAM_TYPE_AAC_ADTS, AUDIO_PID),
+    ]);
+    // An H.265 picture before its parameter sets is dropped, not sent under H.264's.
+    m.pes(VIDEO_PID, 0xe0, 6000, None, &h265_au(&[], false));
+    m.pes(VIDEO_PID, 0xe0, 9000, None, &h265_au(&good_sets(), true));
+    m.pes(VIDEO_PID, 0xe0, 12000, None, &h265_au(&[], false));
+    let (frames, errors) = demux(&m.out, Limits::default());
+    assert_eq!(errors, vec![TsError::NoVideoConfig]);
+    let video: Vec<(VideoCodec, bool)> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::VideoConfig { codec, .. } => Some((*codec, true)),
+            Frame::Video { codec, .. } => Some((*codec, false)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        video,
+        vec![
+            (VideoCodec::Avc, true),
+            (VideoCodec::Avc, false),
+            (VideoCodec::Avc, false),
+            (VideoCodec::Hevc, true),
+            (VideoCodec::Hevc, false),
+            (VideoCodec::Hevc, false),
+        ]
+    );
 }
 
 #[test]
@@ -480,7 +794,7 @@ fn media_waits_for_every_declared_configuration_but_not_forever() {
     assert_eq!(d.poll(), None);
     d.push(&m.out[m.out.len() / 2..]);
     // Past the bound, video alone goes out, its configuration first.
-    assert!(matches!(d.poll(), Some(Frame::VideoConfig(_))));
+    assert!(matches!(d.poll(), Some(Frame::VideoConfig { .. })));
     assert!(matches!(
         d.poll(),
         Some(Frame::Video { keyframe: true, .. })

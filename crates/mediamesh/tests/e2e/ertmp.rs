@@ -75,7 +75,7 @@ fn wait_for_segments(server: &Server, stream: &str, n: usize, limit: Duration) -
 }
 
 /// The CODECS and RESOLUTION of the multivariant playlist's first variant.
-fn variant_attrs(text: &str) -> (String, String) {
+pub(crate) fn variant_attrs(text: &str) -> (String, String) {
     let line = text
         .lines()
         .find(|l| l.starts_with("#EXT-X-STREAM-INF:"))
@@ -95,7 +95,7 @@ fn variant_attrs(text: &str) -> (String, String) {
 }
 
 /// `ffprobe` on `url`: `codec_name|codec_tag_string|width|height` per stream.
-fn probe_streams(url: &str) -> Vec<String> {
+pub(crate) fn probe_streams(url: &str) -> Vec<String> {
     require("ffprobe");
     let out = run(
         Command::new("ffprobe").args([

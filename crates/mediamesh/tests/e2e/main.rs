@@ -29,6 +29,7 @@ mod fleet_deploy;
 mod fleet_origin_ha;
 mod fleet_steering;
 mod fleet_trackers;
+mod h3;
 mod hooks;
 mod hostile;
 mod live_rtmp;

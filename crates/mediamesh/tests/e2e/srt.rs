@@ -461,3 +461,89 @@ fn conclusion_with_key_material(cookie: [u8; 4]) -> Vec<u8> {
     p.extend_from_slice(b"evil/km\0");
     p
 }
+
+/// ffmpeg publishing a synthetic picture as H.265 (libx265, ultrafast, a keyframe a
+/// second, B-frames) and a tone as AAC, in MPEG-TS over SRT, for `secs`.
+fn publish_h265_srt(url: &str, secs: u32) -> Proc {
+    require("ffmpeg");
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &secs.to_string(), "-pix_fmt", "yuv420p"])
+        .args(["-c:v", "libx265", "-preset", "ultrafast"])
+        .args([
+            "-x265-params",
+            "keyint=30:min-keyint=30:scenecut=0:bframes=2:info=0:log-level=error",
+        ])
+        .args(["-c:a", "aac", "-f", "mpegts", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ffmpeg");
+    Proc {
+        child,
+        name: "ffmpeg publish (H.265 mpegts over SRT)".into(),
+    }
+}
+
+#[test]
+fn ffmpeg_publishes_h265_over_srt_and_it_is_packaged_as_hvc1_for_hls_and_dash() {
+    use crate::ertmp::{probe_streams, variant_attrs};
+    require("ffprobe");
+    let server = Server::start("serve", &["--srt", "127.0.0.1:0"]);
+    let _publisher = publish_h265_srt(&srt_url(&server, "live/hevc", ""), 40);
+    wait_for_200(
+        &server.url("/live/hevc/src/index.m3u8"),
+        Duration::from_secs(20),
+    );
+    let first = last_msn(&server, "hevc");
+    wait_for_segments(&server, "hevc", first, 3);
+
+    // The multivariant playlist and the MPD name the codec of the record the
+    // demuxer built from x265's in-band parameter sets.
+    let (status, multivariant) = get_text(&server.url("/live/hevc/index.m3u8"));
+    assert_eq!(status, 200, "{multivariant}\n{}", server.log_text());
+    let (codecs, resolution) = variant_attrs(&multivariant);
+    assert!(codecs.starts_with("hvc1.1.6.L"), "{multivariant}");
+    assert!(codecs.ends_with(",mp4a.40.2"), "{multivariant}");
+    assert_eq!(resolution, "320x240");
+    let video_codec = codecs.split(',').next().unwrap_or_default();
+    let (status, mpd) = get_text(&server.url("/live/hevc/index.mpd"));
+    assert_eq!(status, 200);
+    assert!(mpd.contains(&format!("codecs=\"{video_codec}\"")), "{mpd}");
+    let (status, init) = get(&server.url("/live/hevc/src/init.mp4"));
+    assert_eq!(status, 200);
+    assert!(init.windows(4).any(|w| w == b"hvc1") && init.windows(4).any(|w| w == b"hvcC"));
+
+    // ffprobe reads HEVC tagged hvc1 and AAC from the LL-HLS stream, and ffmpeg
+    // decodes three seconds of it without a decoding error.
+    let url = server.url("/live/hevc/index.m3u8");
+    let streams = probe_streams(&url);
+    assert!(
+        streams.iter().any(|s| s == "hevc|hvc1|320|240"),
+        "ffprobe saw {streams:?}"
+    );
+    assert!(streams.iter().any(|s| s.starts_with("aac|")), "{streams:?}");
+    let out = run(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "error", "-i", &url])
+            .args(["-map", "0:v", "-t", "3", "-f", "null", "-"]),
+        Duration::from_secs(60),
+    );
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && errors.trim().is_empty(), "{errors}");
+
+    // The DASH video track is HEVC as well.
+    let streams = probe_streams(&server.url("/live/hevc/index.mpd"));
+    assert!(
+        streams.iter().any(|s| s.starts_with("hevc|hvc1|320|240")),
+        "ffprobe (DASH) saw {streams:?}"
+    );
+
+    let log = server.log_text();
+    assert!(log.contains("srt publish started"), "{log}");
+    assert!(!log.contains("bad video configuration"), "{log}");
+    assert!(!log.contains("stream that is not played"), "{log}");
+}

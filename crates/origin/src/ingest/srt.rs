@@ -1,4 +1,4 @@
-//! The SRT ingest listener: encoders publish MPEG-TS (H.264 + AAC) over SRT to
+//! The SRT ingest listener: encoders publish MPEG-TS (H.264 or H.265 + AAC) over SRT to
 //! `srt://HOST:PORT?streamid=…`, and each publish feeds a `live::Publisher` exactly as
 //! an RTMP publish does, so it plays as LL-HLS, DASH, P2P and through edges alike.
 //!
@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use media::codec::VideoCodec;
 use media::ts::{self, Demuxer, Frame};
 use srt_protocol::connection::{Connection, DuplexConnection};
 use srt_protocol::options::{KeySize, Passphrase};
@@ -803,9 +804,11 @@ fn feed(demux: &mut Demuxer, publisher: &mut Publisher) -> Result<bool, Connecti
     let mut media = false;
     while let Some(frame) = demux.poll() {
         let fed = match frame {
-            Frame::VideoConfig(record) => {
-                if let Err(e) = publisher.video_config(record) {
-                    tracing::warn!(error = %e, "bad video configuration");
+            Frame::VideoConfig { codec, record } => {
+                // As an E-RTMP sequence header: a configuration of another codec
+                // ends the segment and the packager starts over on its keyframe.
+                if let Err(e) = publisher.video_config_of(codec, record) {
+                    tracing::warn!(codec = codec.fourcc(), error = %e, "bad video configuration");
                 }
                 Ok(())
             }
@@ -816,11 +819,24 @@ fn feed(demux: &mut Demuxer, publisher: &mut Publisher) -> Result<bool, Connecti
                 Ok(())
             }
             Frame::Video {
+                codec,
                 pts,
                 dts,
                 keyframe,
                 data,
             } => {
+                // As E-RTMP: frames of another codec than the configuration in use
+                // (its own configuration was refused) are not packaged.
+                let configured = publisher.video_codec();
+                if configured.is_some_and(|c| c != codec) {
+                    metrics::counter!("mediamesh_ingest_rejected_frames_total").increment(1);
+                    tracing::debug!(
+                        codec = codec.fourcc(),
+                        configured = configured.map_or("none", VideoCodec::fourcc),
+                        "video frame of another codec than the configuration ignored"
+                    );
+                    continue;
+                }
                 media = true;
                 let (dts_ms, pts_ms) = (dts / 90, pts / 90);
                 let cts = i32::try_from(pts_ms.saturating_sub(dts_ms)).unwrap_or(i32::MAX);

@@ -245,7 +245,7 @@ async fn refusals_and_the_session_limit() {
     let recv = text.replace("a=sendonly", "a=recvonly");
     assert!(matches!(
         publish("cam", None, recv.into_bytes()).await,
-        Err(WhipError::Offer(OfferError::NotSending))
+        Err(WhipError::Offer(OfferError::WrongDirection(_)))
     ));
     assert!(matches!(
         publish("locked", None, body()).await,

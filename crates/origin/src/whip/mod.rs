@@ -259,7 +259,7 @@ impl Whip {
             .accept_offer(offer)
             .map_err(|e| WhipError::Answer(e.to_string()))?;
         let sdp = answer.to_sdp_string();
-        if !crate::whep::offer::summarize(&sdp).video_h264 {
+        if !crate::webrtc::offer::summarize(&sdp).video_h264 {
             return Err(WhipError::Answer(
                 "no H.264 video could be agreed (offer H.264 with packetization-mode=1)".into(),
             ));

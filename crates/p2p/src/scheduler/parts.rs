@@ -18,6 +18,13 @@
 //! at the edge of a fixed window left the HTTP fetch too little time, and the viewer
 //! stalled. The estimate rises at once with a slow fetch and falls slowly.
 //!
+//! A peer request waits at most [`PartConfig::peer_wait_factor`] times what peer
+//! transfers have lately taken (at least [`PartConfig::min_peer_wait_ms`], at most
+//! [`PartConfig::peer_timeout_ms`]), not until the part turns urgent: a holder that
+//! is slow to answer (a busy machine, a congested link) is given up while there is
+//! still time to ask another holder or the CDN, instead of at the edge of the urgent
+//! window where HTTP must then win a race against the playhead.
+//!
 //! Why pull and not push: a pushed part saves one round trip (the request) per hop,
 //! a few ms on the links a swarm of neighbours has, against a part duration of
 //! hundreds of ms and a hold-back of three parts. Pull keeps the one-transfer-per-
@@ -78,6 +85,10 @@ pub struct PartConfig {
     pub ahead_ms: u64,
     /// Longest wait for one peer request.
     pub peer_timeout_ms: u64,
+    /// A peer request waits this many times the recent peer transfer time …
+    pub peer_wait_factor: u64,
+    /// … but at least this long (see the module doc).
+    pub min_peer_wait_ms: u64,
     /// Least time left before urgency for a peer request to be worth making.
     pub min_peer_window_ms: u64,
     /// Delay between the HTTP fetches of the first, second, … ranked peers when
@@ -100,6 +111,8 @@ impl Default for PartConfig {
             max_urgent_ms: 2_000,
             ahead_ms: 10_000,
             peer_timeout_ms: 1_500,
+            peer_wait_factor: 3,
+            min_peer_wait_ms: 400,
             min_peer_window_ms: 100,
             seed_stagger_ms: 250,
             max_http: 3,
@@ -143,7 +156,11 @@ pub struct PartStats {
 enum State {
     Missing,
     Http,
-    Peer { peer: PeerKey, deadline: u64 },
+    Peer {
+        peer: PeerKey,
+        deadline: u64,
+        since: u64,
+    },
     Have,
 }
 
@@ -184,6 +201,8 @@ pub struct PartScheduler {
     http_since: HashMap<PartKey, u64>,
     /// How long HTTP takes for a complete part, ms (rises at once, falls by 1/8).
     http_ms: Option<u64>,
+    /// How long a peer takes to deliver a part it announced, ms (likewise).
+    peer_ms: Option<u64>,
 }
 
 impl PartScheduler {
@@ -200,6 +219,7 @@ impl PartScheduler {
             stats: PartStats::default(),
             http_since: HashMap::new(),
             http_ms: None,
+            peer_ms: None,
         }
     }
 
@@ -209,6 +229,16 @@ impl PartScheduler {
             .http_ms
             .map_or(0, |h| h.saturating_mul(2) + self.cfg.urgent_margin_ms);
         self.cfg.urgent_ms.max(adaptive.min(self.cfg.max_urgent_ms))
+    }
+
+    /// How long a peer request may take now (see the module doc).
+    pub fn peer_wait_ms(&self) -> u64 {
+        let adaptive = self
+            .peer_ms
+            .map_or(0, |p| p.saturating_mul(self.cfg.peer_wait_factor));
+        adaptive
+            .max(self.cfg.min_peer_wait_ms)
+            .min(self.cfg.peer_timeout_ms)
     }
 
     pub fn stats(&self) -> PartStats {
@@ -246,7 +276,7 @@ impl PartScheduler {
             .parts
             .iter()
             .filter_map(|(k, p)| match p.state {
-                State::Peer { peer, deadline } if deadline <= now => Some((*k, peer)),
+                State::Peer { peer, deadline, .. } if deadline <= now => Some((*k, peer)),
                 _ => None,
             })
             .collect();
@@ -311,11 +341,7 @@ impl PartScheduler {
         self.now = now;
         self.stats.http_bytes += bytes;
         if let Some(since) = self.http_since.remove(&key) {
-            let took = now.saturating_sub(since);
-            self.http_ms = Some(match self.http_ms {
-                Some(est) if took < est => (est * 7 + took) / 8,
-                _ => took,
-            });
+            self.http_ms = Some(estimate(self.http_ms, now.saturating_sub(since)));
         }
         self.got(key);
     }
@@ -341,6 +367,15 @@ impl PartScheduler {
         }
         if self.parts.get(&key).is_some_and(|p| p.state != State::Have) {
             self.stats.p2p_bytes += bytes;
+        }
+        if let Some(p) = self.parts.get_mut(&key) {
+            if let State::Peer { peer: q, since, .. } = p.state {
+                if q == peer {
+                    // Delivered: nothing to cancel.
+                    p.state = State::Missing;
+                    self.peer_ms = Some(estimate(self.peer_ms, now.saturating_sub(since)));
+                }
+            }
         }
         self.got(key);
     }
@@ -426,7 +461,7 @@ impl PartScheduler {
                 Some(t) => format!("http for {} ms", ago(*t)),
                 None => "http (preload hint)".to_string(),
             },
-            State::Peer { peer, deadline } => format!(
+            State::Peer { peer, deadline, .. } => format!(
                 "peer {:x} for {} ms more",
                 peer.0,
                 deadline.saturating_sub(self.now)
@@ -526,6 +561,7 @@ impl PartScheduler {
             .count();
         let (now, pos, cfg) = (self.now, self.pos, self.cfg.clone());
         let urgent_ms = self.urgent_ms();
+        let peer_wait_ms = self.peer_wait_ms();
         let keys: Vec<PartKey> = self
             .parts
             .iter()
@@ -546,7 +582,7 @@ impl PartScheduler {
             let urgent = !cfg.p2p || self.peers.is_empty() || start <= pos + urgent_ms;
             let mut go_http = urgent;
             if !urgent {
-                let window = (start - pos - urgent_ms).min(cfg.peer_timeout_ms);
+                let window = (start - pos - urgent_ms).min(peer_wait_ms);
                 let holder = (peer_dl < cfg.max_peer_downloads && window >= cfg.min_peer_window_ms)
                     .then(|| {
                         self.peers
@@ -568,6 +604,7 @@ impl PartScheduler {
                         p.state = State::Peer {
                             peer,
                             deadline: now + window,
+                            since: now,
                         };
                     }
                     peer_dl += 1;
@@ -592,6 +629,15 @@ impl PartScheduler {
                 self.actions.push_back(PartAction::FetchHttp(key));
             }
         }
+    }
+}
+
+/// A moving estimate of a fetch time: rises at once with a slower fetch, falls by
+/// 1/8 of the difference with a faster one.
+fn estimate(est: Option<u64>, took: u64) -> u64 {
+    match est {
+        Some(est) if took < est => (est * 7 + took) / 8,
+        _ => took,
     }
 }
 
@@ -800,6 +846,67 @@ mod tests {
         }));
         assert!(acts.contains(&PartAction::FetchHttp(p.key)));
         assert_eq!(s.stats().peer_timeouts, 1);
+    }
+
+    /// A holder that does not answer is given up after the peer wait (not at the edge
+    /// of the urgent window), and the next holder is asked while there is time; the
+    /// wait follows how long peer transfers take.
+    #[test]
+    fn a_silent_holder_is_given_up_early_and_the_wait_follows_peer_transfers() {
+        let (me, a, b) = (PeerKey(1), PeerKey(2), PeerKey(3));
+        let mut s = PartScheduler::new(PartConfig::default(), me);
+        s.peer_joined(0, a);
+        s.peer_joined(0, b);
+        s.set_position(0, 9_000);
+        let p = info(6, 0); // 3 s ahead of the playhead
+        s.peer_announced(0, a, vec![p.key]);
+        s.peer_announced(0, b, vec![p.key]);
+        s.part_listed(0, p, true);
+        let first = match drain(&mut s).as_slice() {
+            [PartAction::RequestPeer { peer, part }] if *part == p.key => *peer,
+            other => panic!("expected one peer request, got {other:?}"),
+        };
+        assert_eq!(s.peer_wait_ms(), 400, "no estimate yet: the least wait");
+        assert_eq!(s.next_wakeup(), Some(400));
+        s.set_position(400, 9_400);
+        s.tick(400);
+        let acts = drain(&mut s);
+        let second = if first == a { b } else { a };
+        assert_eq!(
+            acts,
+            vec![
+                PartAction::CancelPeer {
+                    peer: first,
+                    part: p.key
+                },
+                PartAction::RequestPeer {
+                    peer: second,
+                    part: p.key
+                }
+            ]
+        );
+        // The second holder delivers after 250 ms: the wait becomes 3 × 250 ms.
+        s.peer_done(650, second, p.key, 1_000);
+        assert!(s.has(p.key));
+        assert_eq!(
+            drain(&mut s),
+            vec![PartAction::Announce],
+            "nothing to cancel"
+        );
+        assert_eq!(s.peer_wait_ms(), 750);
+        // Never more than the peer time-out, however slow.
+        let q = info(7, 0);
+        s.peer_announced(700, second, vec![q.key]);
+        s.part_listed(700, q, true);
+        assert_eq!(
+            drain(&mut s),
+            vec![PartAction::RequestPeer {
+                peer: second,
+                part: q.key
+            }]
+        );
+        s.peer_done(5_000, second, q.key, 1_000);
+        assert_eq!(s.peer_wait_ms(), PartConfig::default().peer_timeout_ms);
     }
 
     #[test]
