@@ -15,8 +15,11 @@ Subcommands:
   herd ...               one thundering herd against one cache (prints JSON)
   report JSON            print the table of an earlier run again
   measure ...            the whole run: (a) 1 KB req/s and (b) 2 MB throughput with wrk
-                         for every cache, in rotating order, repeated; (c) herds;
-                         prints the table and writes the JSON.
+                         for every cache, in rotating order, repeated; (d) the sweep of
+                         connection counts for 1 KB hits over plain HTTP/1.1, TLS
+                         HTTP/1.1 (wrk) and h2 (h2load), (e) contention rows (a busy
+                         loop pinned to core 1); (c) herds; prints the table and writes
+                         the JSON.
 
 CPU time of each cache is read from /proc (utime+stime of every process of the cache's
 process tree) around every wrk run, so the report also gives CPU per request, which does
@@ -30,6 +33,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -162,11 +166,20 @@ def freeports(k):
         s.close()
 
 
+def insecure_context():
+    """TLS client context for the bench's self-signed certificate (loopback only)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 def wait_http(url, secs):
     deadline = time.time() + secs
+    ctx = insecure_context() if url.startswith("https:") else None
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=2).read()
+            urllib.request.urlopen(url, timeout=2, context=ctx).read()
             return True
         except urllib.error.HTTPError:
             return True
@@ -175,11 +188,12 @@ def wait_http(url, secs):
     return False
 
 
-def get(port, path):
+def get(port, path, scheme="http"):
     """GET on the cache; (status, headers dict lower-case, body length)."""
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    req = urllib.request.Request(f"{scheme}://127.0.0.1:{port}{path}")
+    ctx = insecure_context() if scheme == "https" else None
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:
+        with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
             body = r.read()
             return r.status, {k.lower(): v for k, v in r.headers.items()}, len(body)
     except urllib.error.HTTPError as e:
@@ -474,15 +488,20 @@ end
 """
 
 
-def run_wrk(a, port, path, pid, lua):
+def run_wrk(a, port, path, pid, lua, conns=None, duration=None, scheme="http", burner=None):
+    """One wrk run. `burner`: pid of our own busy loop, whose CPU is not other jobs'."""
+    conns = conns or a.wrk_conns
+    duration = duration or a.duration
     busy0, tot0 = system_busy()
     cpu0 = tree_cpu(pid)
+    burn0 = tree_cpu(burner) if burner else 0.0
     ru0 = os.times()
-    cmd = ["wrk", f"-t{a.wrk_threads}", f"-c{a.wrk_conns}", f"-d{a.duration}s",
-           "--timeout", "10s", "-s", lua, f"http://127.0.0.1:{port}{path}"]
+    cmd = ["wrk", f"-t{min(a.wrk_threads, conns)}", f"-c{conns}", f"-d{duration}s",
+           "--timeout", "10s", "-s", lua, f"{scheme}://127.0.0.1:{port}{path}"]
     up0 = origin_counts(a.origin).get(path, 0)
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
     cpu1 = tree_cpu(pid)
+    burn1 = tree_cpu(burner) if burner else 0.0
     up1 = origin_counts(a.origin).get(path, 0)
     ru1 = os.times()
     busy1, tot1 = system_busy()
@@ -495,6 +514,7 @@ def run_wrk(a, port, path, pid, lua):
     wall_cores = (busy1 - busy0) / max(1, tot1 - tot0) * ncpu
     wrk_cpu = (ru1.children_user + ru1.children_system) - (ru0.children_user + ru0.children_system)
     cache_cpu = cpu1 - cpu0
+    burn_cpu = burn1 - burn0
     r.update({
         "req_per_s": r["requests"] / secs,
         "upstream_requests": up1 - up0,
@@ -504,11 +524,168 @@ def run_wrk(a, port, path, pid, lua):
         "cache_cores": cache_cpu / secs,
         "wrk_cores": wrk_cpu / secs,
         "machine_busy_cores": wall_cores,
+        "burner_cores": burn_cpu / secs,
         # what the rest of the machine (other jobs) used during the run
-        "other_cores": max(0.0, wall_cores - cache_cpu / secs - wrk_cpu / secs),
+        "other_cores": max(0.0, wall_cores - (cache_cpu + wrk_cpu + burn_cpu) / secs),
         "cpu_us_per_req": cache_cpu / max(1, r["requests"]) * 1e6,
     })
     return r
+
+
+def h2_seconds(v):
+    """h2load's time figures ("850us", "1.20ms", "2.5s") in seconds."""
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", v)
+    if not m:
+        return None
+    return float(m.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[m.group(2)]
+
+
+def run_h2load(a, port, path, pid, conns, duration, burner=None):
+    """One h2load run (HTTP/2 over TLS, ALPN h2), measured like `run_wrk`."""
+    busy0, tot0 = system_busy()
+    cpu0 = tree_cpu(pid)
+    burn0 = tree_cpu(burner) if burner else 0.0
+    ru0 = os.times()
+    threads = min(a.wrk_threads, conns)
+    cmd = ["h2load", f"-t{threads}", f"-c{conns}", f"-m{a.h2_streams}", f"-D{duration}",
+           f"https://127.0.0.1:{port}{path}"]
+    up0 = origin_counts(a.origin).get(path, 0)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
+    cpu1 = tree_cpu(pid)
+    burn1 = tree_cpu(burner) if burner else 0.0
+    up1 = origin_counts(a.origin).get(path, 0)
+    ru1 = os.times()
+    busy1, tot1 = system_busy()
+    out = p.stdout
+    fin = re.search(r"finished in ([\d.]+(?:us|ms|s)),", out)
+    req = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                    r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
+    if p.returncode != 0 or not fin or not req:
+        raise RuntimeError(f"h2load failed ({p.returncode}): {out}\n{p.stderr}")
+    secs = h2_seconds(fin.group(1)) or float(duration)
+    total, _, done, ok, failed, errored, timeout = (int(x) for x in req.groups())
+    lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    proto = re.search(r"Application protocol: (\S+)", out)
+    cipher = re.search(r"Cipher: (\S+)", out)
+    tlsv = re.search(r"TLS Protocol: (\S+)", out)
+    ncpu = os.cpu_count() or 1
+    wall_cores = (busy1 - busy0) / max(1, tot1 - tot0) * ncpu
+    client_cpu = (ru1.children_user + ru1.children_system) - (ru0.children_user + ru0.children_system)
+    cache_cpu = cpu1 - cpu0
+    burn_cpu = burn1 - burn0
+    wall = max(1e-9, secs)
+    return {
+        "requests": ok, "duration_us": int(secs * 1e6),
+        "h2load": {"total": total, "done": done, "succeeded": ok, "failed": failed,
+                   "errored": errored, "timeout": timeout,
+                   "protocol": proto and proto.group(1), "tls": tlsv and tlsv.group(1),
+                   "cipher": cipher and cipher.group(1)},
+        "lat_mean_us": (h2_seconds(lat.group(3)) or 0) * 1e6 if lat else None,
+        "req_per_s": ok / wall,
+        "upstream_requests": up1 - up0,
+        "errors": failed + errored + timeout,
+        "cache_cpu_s": cache_cpu,
+        "cache_cores": cache_cpu / wall,
+        "wrk_cores": client_cpu / wall,
+        "machine_busy_cores": wall_cores,
+        "burner_cores": burn_cpu / wall,
+        "other_cores": max(0.0, wall_cores - (cache_cpu + client_cpu + burn_cpu) / wall),
+        "cpu_us_per_req": cache_cpu / max(1, ok) * 1e6,
+    }
+
+
+def other_sample(pids, secs=1.0):
+    """Cores used by other jobs over `secs` with no load of ours running: the machine's
+    busy time (/proc/stat) less the CPU of our own process trees (caches, origin)."""
+    busy0, tot0 = system_busy()
+    ours0 = sum(tree_cpu(p) for p in pids)
+    time.sleep(secs)
+    busy1, tot1 = system_busy()
+    ours1 = sum(tree_cpu(p) for p in pids)
+    ncpu = os.cpu_count() or 1
+    wall = (busy1 - busy0) / max(1, tot1 - tot0) * ncpu
+    return max(0.0, wall - (ours1 - ours0) / secs)
+
+
+def start_burner():
+    """A busy loop pinned to the last core (core 1 of 2), at the bench's own niceness,
+    so it competes with the caches on equal terms. Returns the Popen."""
+    core = (os.cpu_count() or 1) - 1
+    return subprocess.Popen(["taskset", "-c", str(core), "nice", "-n", "0",
+                             "sh", "-c", "while :; do :; done"])
+
+
+def sweep(a, caches, tls_caches, lua, log):
+    """(d) the connection-count sweep and (e) the contention rows: every row runs each
+    cache REPEATS times in rotating order; medians and ratios against nginx (and
+    Varnish on plain HTTP) from the same row."""
+    path = "/obj/1k.m4s"
+    conns_list = [int(x) for x in a.sweep_conns.split()]
+    protos = a.sweep_protos.split()
+    plan = [(proto, n, False) for proto in protos for n in conns_list]
+    for n in [int(x) for x in (a.contention_conns or "").split()]:
+        for proto in [p for p in ("http", "https") if p in protos]:
+            plan.append((proto, n, True))
+    all_pids = [p for p in [c["pid"] for c in caches + tls_caches] + [a.origin_pid] if p > 1]
+    rows = []
+    for proto, n, burn in plan:
+        row_caches = caches if proto == "http" else tls_caches
+        if not row_caches:
+            continue
+        row = {"proto": proto, "conns": n, "burner": burn,
+               "loadavg_before": loadavg(), "other_cores_before": other_sample(all_pids),
+               "runs": {c["name"]: [] for c in row_caches}}
+        burner = start_burner() if burn else None
+        try:
+            for rep in range(a.sweep_repeats):
+                k = rep % len(row_caches)
+                order = row_caches[k:] + row_caches[:k]
+                for c in order:
+                    bpid = burner.pid if burner else None
+                    if proto == "h2":
+                        r = run_h2load(a, c["port"], path, c["pid"], n, a.sweep_duration, bpid)
+                    else:
+                        r = run_wrk(a, c["port"], path, c["pid"], lua, conns=n,
+                                    duration=a.sweep_duration, scheme=proto, burner=bpid)
+                    row["runs"][c["name"]].append(r)
+                    log(f"{proto:5s} c={n:<4d}{' +burner' if burn else ''} rep {rep + 1} "
+                        f"{c['name']:9s} {r['req_per_s']:9.0f} req/s  errors {r['errors']}  "
+                        f"cache {r['cache_cores']:.2f} cores, client {r['wrk_cores']:.2f}, "
+                        f"burner {r['burner_cores']:.2f}, other jobs {r['other_cores']:.2f}")
+                    time.sleep(1)
+        finally:
+            if burner:
+                burner.kill()
+                burner.wait()
+        row["loadavg_after"] = loadavg()
+        row["other_cores_after"] = other_sample(all_pids)
+        med_of = lambda name, key: med([r[key] for r in row["runs"][name]])
+        row["caches"] = {name: {
+            "req_per_s": med_of(name, "req_per_s"),
+            "best_req_per_s": max(r["req_per_s"] for r in runs),
+            "cpu_us_per_req": med_of(name, "cpu_us_per_req"),
+            "cache_cores": med_of(name, "cache_cores"),
+            "other_cores": med_of(name, "other_cores"),
+            "errors": sum(r["errors"] for r in runs),
+            "upstream_requests": sum(r["upstream_requests"] for r in runs),
+        } for name, runs in row["runs"].items()}
+        rc = row["caches"]
+        row["ratios"] = {}
+        if "mediamesh" in rc:
+            for other in rc:
+                if other != "mediamesh":
+                    row["ratios"][f"mediamesh/{other}"] = {
+                        "req_per_s": ratio(rc["mediamesh"]["req_per_s"], rc[other]["req_per_s"]),
+                        "cpu_per_req": ratio(rc["mediamesh"]["cpu_us_per_req"],
+                                             rc[other]["cpu_us_per_req"]),
+                    }
+        x = row["ratios"].get("mediamesh/nginx", {}).get("req_per_s")
+        log(f"row {proto} c={n}{' +burner' if burn else ''}: mediamesh/nginx "
+            f"{'-' if x is None else f'{x:.2f}'}x; load {row['loadavg_before'][0]:.2f} -> "
+            f"{row['loadavg_after'][0]:.2f}, other jobs {row['other_cores_before']:.2f} -> "
+            f"{row['other_cores_after']:.2f} cores")
+        rows.append(row)
+    return rows
 
 
 # ---------------------------------------------------------------- measure
@@ -529,6 +706,10 @@ def measure(a):
         name, port, pid = spec.split(":")
         caches.append({"name": name, "port": int(port), "pid": int(pid)})
     names = [c["name"] for c in caches]
+    tls_caches = []
+    for spec in a.tls_cache or []:
+        name, port, pid = spec.split(":")
+        tls_caches.append({"name": name, "port": int(port), "pid": int(pid)})
     lua = os.path.join(a.tmp, "report.lua")
     with open(lua, "w") as f:
         f.write(WRK_LUA)
@@ -554,6 +735,15 @@ def measure(a):
                 statuses.append(cache_status(h))
             c["warm"][path] = statuses
         log(f"{c['name']}: warm, cache status on 3 GETs: {c['warm']}")
+    for c in tls_caches:
+        statuses = []
+        for _ in range(3):
+            st, h, n = get(c["port"], "/obj/1k.m4s", "https")
+            if st != 200 or n != SIZES["/obj/1k.m4s"]:
+                raise SystemExit(f"{c['name']} (TLS): GET /obj/1k.m4s -> {st}, {n} bytes")
+            statuses.append(cache_status(h))
+        c["warm"] = statuses
+        log(f"{c['name']} (TLS): warm, cache status on 3 GETs: {statuses}")
     counts_warm = origin_counts(a.origin)
 
     runs = {c["name"]: {"a": [], "b": []} for c in caches}
@@ -569,6 +759,17 @@ def measure(a):
                     f"wrk {r['wrk_cores']:.2f}, other jobs {r['other_cores']:.2f}")
                 time.sleep(1)
     counts_ab = origin_counts(a.origin)
+
+    res["sweep"] = sweep(a, caches, tls_caches, lua, log) if a.sweep else []
+    res["sweep_params"] = {
+        "duration_s": a.sweep_duration, "repeats": a.sweep_repeats, "conns": a.sweep_conns,
+        "protos": a.sweep_protos, "h2load_streams_per_conn": a.h2_streams,
+        "contention_conns": a.contention_conns, "client_threads": a.wrk_threads,
+        "tls": "TLS 1.3, TLS_AES_128_GCM_SHA256 preferred by both servers, ECDSA P-256 "
+               "certificate, session resumption on (nginx shared cache 10m + tickets, "
+               "rustls cache + tickets)",
+        "tls_negotiated": a.tls_info}
+    counts_sweep = origin_counts(a.origin)
 
     herds = {c["name"]: [] for c in caches}
     stamp = int(time.time())
@@ -613,6 +814,7 @@ def measure(a):
         }
     res["origin_counts_after_warmup"] = {p: counts_warm.get(p, 0) for p in SIZES}
     res["origin_counts_after_ab"] = {p: counts_ab.get(p, 0) for p in SIZES}
+    res["origin_counts_after_sweep"] = {p: counts_sweep.get(p, 0) for p in SIZES}
     res["loadavg_end"] = loadavg()
     res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -641,6 +843,12 @@ def measure(a):
                 v is None or mm["c_last_byte_s"] <= v for v in lbs.values()),
             "c_all_clients_ok": mm["c_all_ok"],
         }
+        for proto, label in (("http", "plain"), ("https", "tls_h1"), ("h2", "h2")):
+            rs = [r for r in res["sweep"] if r["proto"] == proto and not r["burner"]]
+            xs = [r["ratios"].get("mediamesh/nginx", {}).get("req_per_s") for r in rs]
+            if rs:
+                res["targets"][f"sweep_{label}_ge_1.5x_nginx_every_conns"] = all(
+                    x is not None and x >= 1.5 for x in xs)
     with open(a.json, "w") as f:
         json.dump(res, f, indent=2)
     report(res)
@@ -723,6 +931,46 @@ def report(res):
     if other:
         print(f"CPU used by other jobs during the wrk runs: median {statistics.median(other):.2f} "
               f"cores, max {max(other):.2f} (of {res['cpus']})")
+    report_sweep(res)
+
+
+def report_sweep(res):
+    rows = res.get("sweep") or []
+    if not rows:
+        return
+    sp = res.get("sweep_params", {})
+
+    def f(v, fmt):
+        return "-" if v is None else fmt.format(v)
+
+    print()
+    print(f"(d) sweep and (e) contention: 1 KB hits, req/s median of {sp.get('repeats')} "
+          f"alternating runs of {sp.get('duration_s')} s; client {sp.get('client_threads')} "
+          f"threads (wrk for http/https, h2load -m{sp.get('h2load_streams_per_conn')} for h2)")
+    print(f"TLS: {sp.get('tls')}")
+    for line in (sp.get("tls_negotiated") or "").splitlines():
+        print(f"  negotiated: {line}")
+    hdr = (f"{'proto':6s}{'conns':>6s} {'burner':7s}{'nginx':>9s}{'varnish':>9s}{'mm':>9s}"
+           f"{'mm/ng':>7s}{'mm/va':>7s}  {'CPU us/req ng/va/mm':>20s}  "
+           f"{'other cores bef/dur/aft':>24s}  {'load bef->aft':>13s}  err")
+    print(hdr)
+    for r in rows:
+        c = r["caches"]
+        g = lambda n, k: c.get(n, {}).get(k)
+        rt = r["ratios"]
+        during = med([v.get("other_cores") for v in c.values()])
+        cpu = "/".join(f(g(n, "cpu_us_per_req"), "{:.1f}") for n in ("nginx", "varnish", "mediamesh"))
+        errs = sum(v["errors"] for v in c.values())
+        print(f"{r['proto']:6s}{r['conns']:>6d} {'yes' if r['burner'] else 'no':7s}"
+              f"{f(g('nginx', 'req_per_s'), '{:.0f}'):>9s}{f(g('varnish', 'req_per_s'), '{:.0f}'):>9s}"
+              f"{f(g('mediamesh', 'req_per_s'), '{:.0f}'):>9s}"
+              f"{f(rt.get('mediamesh/nginx', {}).get('req_per_s'), '{:.2f}'):>7s}"
+              f"{f(rt.get('mediamesh/varnish', {}).get('req_per_s'), '{:.2f}'):>7s}  {cpu:>20s}  "
+              f"{r['other_cores_before']:>7.2f}/{f(during, '{:.2f}'):>5s}/{r['other_cores_after']:<7.2f}"
+              f"   {r['loadavg_before'][0]:>5.2f}->{r['loadavg_after'][0]:<5.2f}  {errs}")
+    if "origin_counts_after_sweep" in res:
+        print(f"origin requests for the hit objects after the sweep (all caches): "
+              f"{res['origin_counts_after_sweep']}")
 
 
 def main():
@@ -760,6 +1008,16 @@ def main():
     m.add_argument("--herd-repeats", type=int, default=3)
     m.add_argument("--herd-timeout", type=float, default=60)
     m.add_argument("--delay-ms", type=float, default=200)
+    m.add_argument("--origin-pid", type=int, default=0)
+    m.add_argument("--tls-cache", action="append", help="name:port:pid of a TLS listener")
+    m.add_argument("--sweep", type=int, default=1)
+    m.add_argument("--sweep-conns", default="16 64 256 1000")
+    m.add_argument("--sweep-duration", type=int, default=10)
+    m.add_argument("--sweep-repeats", type=int, default=3)
+    m.add_argument("--sweep-protos", default="http https h2")
+    m.add_argument("--h2-streams", type=int, default=1)
+    m.add_argument("--contention-conns", default="64")
+    m.add_argument("--tls-info", default="")
     a = ap.parse_args()
     if a.cmd == "freeports":
         freeports(a.k)

@@ -7,6 +7,12 @@
 #   (c) thundering herd: HERD_CLIENTS clients ask at once for a brand-new 2 MB segment
 #       (origin waits 200 ms before its first byte): upstream requests for it (exact,
 #       counted by the origin) and time until the last client has its last byte.
+#   (d) sweep: 1 KB hits at SWEEP_CONNS connections (16 64 256 1000), plain HTTP/1.1
+#       (wrk; nginx, Varnish, mediamesh), TLS HTTP/1.1 (wrk https) and HTTP/2 over TLS
+#       (h2load) (nginx and mediamesh, same certificate, TLS 1.3 AES-128-GCM, session
+#       resumption on); (e) contention: the same 1 KB runs at CONTENTION_CONNS while a
+#       busy loop pinned to core 1 takes that core. Load average and other jobs' CPU
+#       (/proc/stat) before, during and after every row.
 # Prints a table with the ratios mediamesh/nginx and mediamesh/varnish; writes JSON.
 # Run on demand (not in CI). See bench/README.md.
 #
@@ -17,9 +23,20 @@
 #        CARGO_TARGET_DIR (~/.cache/mediamesh-target), MEDIAMESH_BIN=path skips the build,
 #        KEEP_TMP=1 keeps the temp dir (configs, logs, nginx cache),
 #        LOGS (1: also the logs-on row, see its section below; 0: skip it; only: that row alone).
+#        SWEEP (1; 0 skips (d) and (e)), SWEEP_CONNS ("16 64 256 1000"), SWEEP_DURATION
+#        (DURATION), SWEEP_REPEATS (REPEATS), SWEEP_PROTOS ("http https h2"),
+#        H2_STREAMS (1; h2load -m), CONTENTION_CONNS ("64"; "" skips (e)),
+#        FAST=1: DURATION 4, REPEATS 3, HERD_REPEATS 1 (the whole run in ~12 minutes).
 #   HTTP/3 row (see its block below): H3=0 skips it, H3_ONLY=1 runs only it, H3_CONNS,
 #        H3_STREAMS, H3LOAD_BIN.
 set -euo pipefail
+
+# Fast mode (issue 17): every row still a median of 3 alternating runs, shorter runs.
+if [ "${FAST:-0}" = 1 ]; then
+  DURATION=${DURATION:-4}
+  REPEATS=${REPEATS:-3}
+  HERD_REPEATS=${HERD_REPEATS:-1}
+fi
 
 DURATION=${DURATION:-10}
 REPEATS=${REPEATS:-3}
@@ -37,7 +54,7 @@ while getopts "d:r:c:o:h" opt; do
     r) REPEATS=$OPTARG ;;
     c) HERD_CLIENTS=$OPTARG ;;
     o) JSON=$OPTARG ;;
-    *) sed -n '2,22p' "$0"; exit 2 ;;
+    *) sed -n '2,31p' "$0"; exit 2 ;;
   esac
 done
 
@@ -52,13 +69,13 @@ log() { printf '[edge_cache] %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- dependencies
 need_install=0
-for c in nginx varnishd wrk python3; do command -v $c >/dev/null || need_install=1; done
+for c in nginx varnishd wrk python3 h2load openssl taskset; do command -v $c >/dev/null || need_install=1; done
 if [ $need_install = 1 ]; then
-  log "installing nginx, varnish, wrk"
+  log "installing nginx, varnish, wrk, nghttp2-client (h2load), openssl"
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y nginx varnish wrk python3 >&2; then
+  if ! apt-get install -y nginx varnish wrk python3 nghttp2-client openssl util-linux >&2; then
     apt-get update >&2
-    apt-get install -y nginx varnish wrk python3 >&2
+    apt-get install -y nginx varnish wrk python3 nghttp2-client openssl util-linux >&2
   fi
 fi
 # The Debian packages may start their own services; we never use or touch those.
@@ -116,6 +133,46 @@ mapfile -t PORTS < <(python3 "$HELPER" freeports 4)
 ORIGIN=${PORTS[0]}; NG=${PORTS[1]}; VA=${PORTS[2]}; MM=${PORTS[3]}
 log "ports: origin $ORIGIN, nginx $NG, varnish $VA, mediamesh $MM"
 
+# ---------------------------------------------------------------- TLS (sweep rows)
+# One self-signed ECDSA P-256 certificate for nginx and mediamesh alike. Both are held to
+# TLS 1.3 and prefer TLS_AES_128_GCM_SHA256 (the server's order wins: nginx
+# ssl_prefer_server_ciphers, mediamesh's rustls config does the same), session
+# resumption on (nginx: shared cache + tickets; mediamesh: rustls cache + tickets).
+mapfile -t TLS_PORTS < <(python3 "$HELPER" freeports 2)
+NGS=${TLS_PORTS[0]}; MMS=${TLS_PORTS[1]}
+mkdir -p "$TMP/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=localhost -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" 2>/dev/null
+chmod 644 "$TMP/tls/key.pem"
+NGINX_VER=$(nginx -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p')
+# nginx >= 1.25.1 has "http2 on;", older ones "listen ... http2".
+if printf '%s\n1.25.0\n' "$NGINX_VER" | sort -V -C; then H2_LISTEN=http2; H2_ON=""; else H2_LISTEN=""; H2_ON="http2 on;"; fi
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx/tls.conf" <<EOF
+  ssl_session_cache shared:SSL:10m;
+  ssl_session_timeout 1h;
+  ssl_session_tickets on;
+  server {
+    listen 127.0.0.1:$NGS ssl $H2_LISTEN backlog=4096;
+    $H2_ON
+    ssl_certificate $TMP/tls/cert.pem;
+    ssl_certificate_key $TMP/tls/key.pem;
+    ssl_protocols TLSv1.3;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
+    ssl_prefer_server_ciphers on;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache edge;
+      proxy_cache_valid 200 1h;
+      proxy_cache_lock on;
+      add_header X-Cache-Status \$upstream_cache_status;
+    }
+  }
+EOF
+log "TLS ports: nginx $NGS, mediamesh $MMS (nginx $NGINX_VER)"
+
 # ---------------------------------------------------------------- origin
 python3 "$HELPER" origin --port "$ORIGIN" --delay-ms "$ORIGIN_DELAY_MS" >"$TMP/origin.log" 2>&1 &
 PIDS+=("$!")
@@ -160,6 +217,7 @@ http {
       add_header X-Cache-Status \$upstream_cache_status;
     }
   }
+  include $TMP/nginx/tls.conf;
 }
 EOF
 nginx -t -q -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/logs/error.log" >&2
@@ -197,6 +255,36 @@ for x in "nginx $NG $TMP/nginx/logs/error.log" "varnish $VA $TMP/varnish/log" "m
     { log "$1 did not come up:"; cat "$3" >&2; exit 1; }
 done
 
+# ---------------------------------------------------------------- mediamesh edge, TLS
+# A second edge process for the TLS rows (the same flags plus the certificate): one
+# listener is either plain or TLS. nginx serves both from one server (two server blocks).
+RUST_LOG=$MM_LOG "$MEDIAMESH" edge --http "127.0.0.1:$MMS" --origin "http://127.0.0.1:$ORIGIN" \
+  --cache-mem 536870912 --max-connections-per-ip 100000 \
+  --tls-cert "$TMP/tls/cert.pem" --tls-key "$TMP/tls/key.pem" >"$TMP/mediamesh-tls.log" 2>&1 &
+MMS_PID=$!
+PIDS+=("$MMS_PID")
+for x in "nginx $NGS $TMP/nginx/logs/error.log" "mediamesh-tls $MMS $TMP/mediamesh-tls.log"; do
+  set -- $x
+  python3 "$HELPER" wait-http "https://127.0.0.1:$2/not-an-object" 30 ||
+    { log "$1 did not come up:"; cat "$3" >&2; exit 1; }
+done
+# What each TLS server negotiates with an OpenSSL client (wrk's library) offering its
+# default suites (AES-256-GCM first) and each ALPN.
+TLS_INFO=$(for x in "nginx $NGS" "mediamesh $MMS"; do
+  set -- $x
+  for alpn in http/1.1 h2; do
+    c=$(openssl s_client -connect "127.0.0.1:$2" -alpn $alpn -brief </dev/null 2>&1 |
+      awk -F': ' '/Protocol version|Ciphersuite|ALPN protocol/ {printf "%s=%s;", $1, $2}')
+    printf '%s %s %s\n' "$1" "$alpn" "$c"
+  done
+done)
+log "TLS as negotiated:"$'\n'"$TLS_INFO"
+SWEEP_ARGS=(--tls-cache "nginx:$NGS:$NGINX_PID" --tls-cache "mediamesh:$MMS:$MMS_PID"
+  --sweep "${SWEEP:-1}" --sweep-conns "${SWEEP_CONNS:-16 64 256 1000}"
+  --sweep-duration "${SWEEP_DURATION:-$DURATION}" --sweep-repeats "${SWEEP_REPEATS:-$REPEATS}"
+  --sweep-protos "${SWEEP_PROTOS:-http https h2}" --h2-streams "${H2_STREAMS:-1}"
+  --contention-conns "${CONTENTION_CONNS-64}" --tls-info "$TLS_INFO" --origin-pid "${PIDS[0]}")
+
 VERSIONS=$(python3 - "$MEDIAMESH" <<'EOF'
 import json, subprocess, sys
 def out(cmd):
@@ -218,7 +306,8 @@ python3 "$HELPER" measure \
   --cache "nginx:$NG:$NGINX_PID" --cache "varnish:$VA:$VARNISH_PID" --cache "mediamesh:$MM:$MM_PID" \
   --origin "$ORIGIN" --tmp "$TMP" --json "$JSON" --commit "$COMMIT" --versions "$VERSIONS" --mm-log "$MM_LOG" \
   --duration "$DURATION" --repeats "$REPEATS" --wrk-threads "$WRK_THREADS" --wrk-conns "$WRK_CONNS" \
-  --herd-clients "$HERD_CLIENTS" --herd-repeats "$HERD_REPEATS" --delay-ms "$ORIGIN_DELAY_MS" || status=$?
+  --herd-clients "$HERD_CLIENTS" --herd-repeats "$HERD_REPEATS" --delay-ms "$ORIGIN_DELAY_MS" \
+  "${SWEEP_ARGS[@]}" || status=$?
 fi
 
 # ================================================================ HTTP/3 row (begin)
@@ -339,7 +428,8 @@ if [ "${LOGS:-1}" != 0 ] && [ "${H3_ONLY:-0}" != 1 ]; then
 fi
 # ================================================================ end of logs-on row
 
-for x in "nginx $TMP/nginx/logs/error.log" "varnish $TMP/varnish/log" "mediamesh $TMP/mediamesh.log"; do
+for x in "nginx $TMP/nginx/logs/error.log" "varnish $TMP/varnish/log" "mediamesh $TMP/mediamesh.log" \
+  "mediamesh-tls $TMP/mediamesh-tls.log"; do
   set -- $x
   n=$(grep -ciwE 'warn|error|crit|alert|emerg|panic|panicked' "$2" || true)
   if [ "$n" != 0 ]; then

@@ -154,6 +154,10 @@ fn is_unreserved(b: u8) -> bool {
 /// starts the query. Idempotent.
 fn normalize(part: &str, is_path: bool) -> String {
     let bytes = part.as_bytes();
+    // Nothing to rewrite (the common case): a copy.
+    if !bytes.iter().any(|&b| b == b'%' || (is_path && b == b'?')) {
+        return part.to_string();
+    }
     let mut out = String::with_capacity(part.len());
     let mut chars = part.char_indices();
     while let Some((i, c)) = chars.next() {

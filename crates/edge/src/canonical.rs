@@ -52,10 +52,30 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// Whether a path starting with `/` is its own canonical form: nothing to decode or
+/// refuse, no slash to merge, and no segment starting with `.` (so no dot-segment).
+fn is_plain(bytes: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for &b in bytes {
+        match b {
+            b'%' | b'\\' | 0..=0x1F | 0x7F => return false,
+            b'/' | b'.' if prev == b'/' => return false,
+            _ => {}
+        }
+        prev = b;
+    }
+    true
+}
+
 /// The canonical form of `raw` (a request path without query), or why it is refused.
 pub fn canonical_path(raw: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
+    }
+    // Most paths are canonical already (no escape, backslash, control character,
+    // `//` or `/.`): one pass over the bytes proves it and they are copied as they are.
+    if is_plain(raw.as_bytes()) {
+        return Ok(raw.to_string());
     }
     let bytes = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
@@ -166,6 +186,40 @@ mod tests {
         assert_eq!(canonical_path("/a%zz"), Err(PathError::BadEscape));
         assert_eq!(canonical_path("a/b"), Err(PathError::NotAbsolute));
         assert_eq!(canonical_path(""), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn plain_paths_come_back_as_they_are_and_others_take_the_long_way() {
+        for p in [
+            "/",
+            "/vod/a/seg1.m4s",
+            "/live/ch/720p.v/x.m4s",
+            "/a;b/c~d",
+            "/ü/ß.ts",
+        ] {
+            assert!(is_plain(p.as_bytes()), "{p}");
+            assert_eq!(ok(p), p);
+        }
+        // Not plain, still accepted (and canonical) by the full pass.
+        for (p, want) in [
+            ("/a/.hidden", "/a/.hidden"),
+            ("/a%2dz", "/a-z"),
+            ("/a//b", "/a/b"),
+        ] {
+            assert!(!is_plain(p.as_bytes()), "{p}");
+            assert_eq!(ok(p), want);
+        }
+        for p in [
+            "/a/./b",
+            "/a/../b",
+            "/a/..;x/b",
+            "/a\\b",
+            "/a\u{7f}",
+            "/%2e%2e/x",
+        ] {
+            assert!(!is_plain(p.as_bytes()), "{p:?}");
+            assert!(canonical_path(p).is_err(), "{p:?}");
+        }
     }
 
     #[test]

@@ -375,51 +375,77 @@ fn read_quoted(s: &str) -> Option<(String, usize)> {
 /// track comes from mediamesh's naming (`v-…`/`a-…` files, `….v`/`….a`
 /// rendition directories, `video`/`audio` in the path). What the path cannot
 /// tell is left out rather than guessed.
-pub fn cmsd_static(path: &str, live: bool) -> String {
+///
+/// A static string (one of a few), so the hit path formats nothing per request.
+pub fn cmsd_static(path: &str, live: bool) -> &'static str {
+    // `ot`/`sf` prefix, then `st`: every combination is a literal.
+    macro_rules! st {
+        ($prefix:literal) => {
+            if live {
+                concat!($prefix, "st=l")
+            } else {
+                concat!($prefix, "st=v")
+            }
+        };
+    }
     let path = path.split(['?', '#']).next().unwrap_or("");
     let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
-    let parent = dir.rsplit('/').next().unwrap_or("").to_ascii_lowercase();
-    let file = file.to_ascii_lowercase();
-    let ext = file.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
-    let lower_dir = dir.to_ascii_lowercase();
-    let track = || {
-        if file.starts_with("v-") || parent.ends_with(".v") || lower_dir.contains("video") {
-            Some("v")
-        } else if file.starts_with("a-") || parent.ends_with(".a") || lower_dir.contains("audio") {
-            Some("a")
-        } else {
-            None
+    let parent = dir.rsplit('/').next().unwrap_or("");
+    let (stem, ext) = file.rsplit_once('.').unwrap_or((file, ""));
+    // The extension in lower case, on the stack (none is longer than 6 letters).
+    let mut lower = [0u8; 8];
+    let ext: &[u8] = match lower.get_mut(..ext.len()) {
+        Some(buf) => {
+            buf.copy_from_slice(ext.as_bytes());
+            buf.make_ascii_lowercase();
+            buf
         }
+        None => b"",
     };
-    let (ot, sf) = match ext {
-        "m3u8" | "m3u" => (Some("m"), Some("h")),
-        "mpd" => (Some("m"), Some("d")),
-        "ts" => (Some("av"), Some("h")),
-        "aac" | "ac3" | "ec3" | "mp3" => (Some("a"), Some("h")),
-        "vtt" | "webvtt" | "ttml" | "dfxp" | "srt" => (Some("c"), None),
-        "key" => (Some("k"), None),
-        "cmfa" | "m4a" => (Some("a"), None),
-        "cmfv" | "m4v" => (Some("v"), None),
-        "cmft" => (Some("tt"), None),
-        "m4s" | "mp4" | "cmfi" | "fmp4" => {
-            let stem = file.rsplit_once('.').map(|(s, _)| s).unwrap_or("");
-            if ext == "cmfi" || stem.starts_with("init") || stem.contains("-init") {
-                (Some("i"), None)
+    match ext {
+        b"m3u8" | b"m3u" => st!("ot=m,sf=h,"),
+        b"mpd" => st!("ot=m,sf=d,"),
+        b"ts" => st!("ot=av,sf=h,"),
+        b"aac" | b"ac3" | b"ec3" | b"mp3" => st!("ot=a,sf=h,"),
+        b"vtt" | b"webvtt" | b"ttml" | b"dfxp" | b"srt" => st!("ot=c,"),
+        b"key" => st!("ot=k,"),
+        b"cmfa" | b"m4a" => st!("ot=a,"),
+        b"cmfv" | b"m4v" => st!("ot=v,"),
+        b"cmft" => st!("ot=tt,"),
+        b"m4s" | b"mp4" | b"cmfi" | b"fmp4" => {
+            if ext == b"cmfi" || starts_with_ci(stem, "init") || contains_ci(stem, "-init") {
+                st!("ot=i,")
+            } else if starts_with_ci(file, "v-")
+                || ends_with_ci(parent, ".v")
+                || contains_ci(dir, "video")
+            {
+                st!("ot=v,")
+            } else if starts_with_ci(file, "a-")
+                || ends_with_ci(parent, ".a")
+                || contains_ci(dir, "audio")
+            {
+                st!("ot=a,")
             } else {
-                (track(), None)
+                st!("")
             }
         }
-        _ => (None, None),
-    };
-    let mut out = Vec::with_capacity(3);
-    if let Some(ot) = ot {
-        out.push(format!("ot={ot}"));
+        _ => st!(""),
     }
-    if let Some(sf) = sf {
-        out.push(format!("sf={sf}"));
-    }
-    out.push(format!("st={}", if live { "l" } else { "v" }));
-    out.join(",")
+}
+
+fn starts_with_ci(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+fn ends_with_ci(s: &str, suffix: &str) -> bool {
+    s.len() >= suffix.len()
+        && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+}
+
+fn contains_ci(s: &str, needle: &str) -> bool {
+    s.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// The `CMSD-Dynamic` value this edge adds: its id as a structured-field
@@ -627,6 +653,15 @@ mod tests {
         assert_eq!(cmsd_static("/subs/en.vtt", false), "ot=c,st=v");
         assert_eq!(cmsd_static("", true), "st=l");
         assert_eq!(cmsd_static("/x/.m3u8", true), "ot=m,sf=h,st=l");
+        // Case does not matter.
+        assert_eq!(cmsd_static("/VOD/Talk/V-Seg3.M4S", false), "ot=v,st=v");
+        assert_eq!(cmsd_static("/live/ch/720P.A/Init.MP4", true), "ot=i,st=l");
+        assert_eq!(cmsd_static("/live/VIDEO/x.m4s", true), "ot=v,st=l");
+        assert_eq!(cmsd_static("/live/ch/x-INIT.cmfv", true), "ot=v,st=l");
+        assert_eq!(cmsd_static("/live/ch/x.CMFI", false), "ot=i,st=v");
+        assert_eq!(cmsd_static("/a/b.TTML#frag", false), "ot=c,st=v");
+        assert_eq!(cmsd_static("/a/b.AAC", true), "ot=a,sf=h,st=l");
+        assert_eq!(cmsd_static("/a/noext", true), "st=l");
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub struct EdgeLimits {
     pub per_ip_max_tracked: usize,
     /// Time to the first byte, idle time, connections per client address.
     pub conn: service::ConnLimits,
+    /// Threads the viewers' connections are served on, each with a single-threaded
+    /// runtime (`service::serve_threaded`: a connection stays on its thread, as on an
+    /// nginx worker); 0 = on the process's shared runtime. Default: one per core.
+    pub conn_threads: usize,
 }
 
 impl Default for EdgeLimits {
@@ -84,6 +88,7 @@ impl Default for EdgeLimits {
             per_ip_rps: None,
             per_ip_max_tracked: 100_000,
             conn: service::ConnLimits::default(),
+            conn_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }

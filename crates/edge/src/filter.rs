@@ -29,7 +29,7 @@ use hyper::body::Frame;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use crate::phase::{Hook, HookFuture, Session};
+use crate::phase::{Hook, HookFuture, Phases, Session};
 use crate::response::{text, Body};
 
 /// Paths the edge answers itself, never filtered.
@@ -153,6 +153,12 @@ pub async fn on_response(
     let (mut parts, body) = res.into_parts();
     let mut status = parts.status.as_u16();
     let mut headers = pairs(&parts.headers);
+    // Whole answers leave their length to the HTTP layer; filters see it as sent.
+    if !parts.headers.contains_key(hyper::header::CONTENT_LENGTH) {
+        if let Some(n) = hyper::body::Body::size_hint(&body).exact() {
+            headers.push(("content-length".into(), n.to_string()));
+        }
+    }
     let (verdict, body) = if run.wants_body() {
         let mut msg = match buffer(body, max_body).await {
             Ok(m) => m,
@@ -224,6 +230,15 @@ pub struct FilterHook {
 }
 
 impl Hook for FilterHook {
+    fn phases(&self) -> Phases {
+        Phases {
+            request: true,
+            response_filter: true,
+            logging: true,
+            ..Phases::NONE
+        }
+    }
+
     fn request<'a>(&'a self, s: &'a mut Session) -> HookFuture<'a, Option<Response<Body>>> {
         Box::pin(async move {
             if exempt(&s.path) {

@@ -41,7 +41,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::coalesce::{Flight, FlightError, Head};
-use crate::phase::{Hook, HookFuture, ObjectSource, Session, SourceError};
+use crate::phase::{Hook, HookFuture, ObjectSource, Phases, Session, SourceError};
 use crate::response::{full, Body};
 
 /// Settings of the ladder.
@@ -482,6 +482,14 @@ async fn make(
 /// The ladder as a hook of the request path (see `phase`): it answers its playlists
 /// at the route phase and makes rung objects at the miss phase.
 impl Hook for Transcoder {
+    fn phases(&self) -> Phases {
+        Phases {
+            route: true,
+            fill: true,
+            ..Phases::NONE
+        }
+    }
+
     fn route<'a>(
         &'a self,
         src: &'a dyn ObjectSource,

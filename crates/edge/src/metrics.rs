@@ -30,6 +30,16 @@ fn cache_index(cache: CacheStatus) -> usize {
     }
 }
 
+/// `mediamesh_edge_egress_bytes_total`, made once (it is bumped on every answer).
+static EGRESS: std::sync::OnceLock<::metrics::Counter> = std::sync::OnceLock::new();
+
+/// Counts body bytes sent to viewers.
+pub fn record_egress(bytes: u64) {
+    EGRESS
+        .get_or_init(|| ::metrics::counter!("mediamesh_edge_egress_bytes_total"))
+        .increment(bytes);
+}
+
 /// Counts one answer.
 pub fn record_response(status: u16, cache: CacheStatus) {
     let ci = cache_index(cache);

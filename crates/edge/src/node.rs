@@ -15,7 +15,7 @@ use crate::config::EdgeConfig;
 use crate::filter::FilterHook;
 use crate::limit::RateLimiter;
 use crate::media::MediaHook;
-use crate::phase::Hook;
+use crate::phase::{Hook, Phases};
 use crate::upstream::{ConfigError, Upstreams};
 use cache::disk::DiskCache;
 use cache::memory::MemoryCache;
@@ -54,6 +54,8 @@ pub struct Edge {
     /// What plugs into the request path's phases, in order: filters, the media
     /// functions, the ladder (see `phase`).
     pub(crate) hooks: Vec<Box<dyn Hook>>,
+    /// What each of `hooks` takes part in (`Hook::phases`, read once).
+    pub(crate) hook_phases: Vec<Phases>,
     /// Header values that never change, made once.
     pub(crate) via: HeaderValue,
     pub(crate) cmsd_dynamic: HeaderValue,
@@ -116,10 +118,12 @@ impl Edge {
             .clone()
             .map(crate::access_log::AccessLog::start)
             .transpose()?;
+        let hook_phases = hooks.iter().map(|h| h.phases()).collect();
         Ok(Arc::new(Self {
             access_log,
             filters,
             hooks,
+            hook_phases,
             memory: MemoryCache::new(config.cache_mem_bytes),
             disk,
             upstreams,
@@ -136,6 +140,18 @@ impl Edge {
                 .unwrap_or(HeaderValue::from_static("\"mediamesh-edge\"")),
             config,
         }))
+    }
+
+    /// The hooks that take part in a phase (`phase` picks its flag), in order.
+    pub(crate) fn hooks_in(
+        &self,
+        phase: fn(&Phases) -> bool,
+    ) -> impl Iterator<Item = &dyn Hook> + '_ {
+        self.hooks
+            .iter()
+            .zip(&self.hook_phases)
+            .filter(move |(_, p)| phase(p))
+            .map(|(h, _)| h.as_ref())
     }
 
     /// Bytes held per tier.

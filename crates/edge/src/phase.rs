@@ -162,9 +162,49 @@ pub trait ObjectSource: Send + Sync {
     fn max_object_bytes(&self) -> usize;
 }
 
+/// The phases a hook takes part in (see [`Hook::phases`]). The edge calls a hook only
+/// in these, so a hook that sits out a phase costs that phase nothing (no boxed
+/// future per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phases {
+    pub request: bool,
+    pub route: bool,
+    pub fill: bool,
+    pub response: bool,
+    pub response_filter: bool,
+    pub logging: bool,
+}
+
+impl Phases {
+    /// Every phase.
+    pub const ALL: Phases = Phases {
+        request: true,
+        route: true,
+        fill: true,
+        response: true,
+        response_filter: true,
+        logging: true,
+    };
+    /// No phase.
+    pub const NONE: Phases = Phases {
+        request: false,
+        route: false,
+        fill: false,
+        response: false,
+        response_filter: false,
+        logging: false,
+    };
+}
+
 /// A piece of the request path that plugs into the phases. Every method has a
 /// default that does nothing, so a hook implements only its phases.
 pub trait Hook: Send + Sync + std::fmt::Debug {
+    /// The phases the edge calls this hook in, read once when the edge is built.
+    /// Default: all (a phase the hook does not implement then runs its no-op default).
+    fn phases(&self) -> Phases {
+        Phases::ALL
+    }
+
     /// Request phase: change `s.path`/`s.query`/headers, or answer.
     fn request<'a>(&'a self, s: &'a mut Session) -> HookFuture<'a, Option<Response<Body>>> {
         let _ = s;

@@ -26,7 +26,7 @@ use crate::response::{full, object_response, stream_response, text, Body};
 use crate::token;
 use crate::upstream::FetchError;
 use cache::decide::{decide, on_upstream, AfterFetch, Decision, Upstream};
-use cache::key::target;
+use cache::key::{target, Target};
 use cache::policy::freshness;
 use cache::{CacheStatus, CachedObject};
 
@@ -57,12 +57,24 @@ fn now_ms() -> u64 {
 /// What one cache miss needs to fetch and store its object.
 #[derive(Clone, Debug)]
 struct Miss {
-    /// The cache key, which is also the path and query sent upstream.
-    key: String,
-    /// Path and kept query (what the key is made of).
-    path: String,
-    query: String,
+    /// The cache key, which is also the path and query sent upstream; its path and
+    /// kept query are what the key is made of.
+    target: Target,
     peer: SocketAddr,
+}
+
+impl Miss {
+    fn key(&self) -> &str {
+        self.target.key()
+    }
+
+    fn path(&self) -> &str {
+        self.target.path()
+    }
+
+    fn query(&self) -> &str {
+        self.target.query()
+    }
 }
 
 enum Answer {
@@ -94,14 +106,14 @@ impl LookupError {
 }
 
 /// The session of a request as it arrives: the edge forwards GET and HEAD only, so
-/// the body is for filters alone. `path` is the raw path until the request phase
-/// makes it canonical.
+/// the body is for filters alone. `path` is empty until the request phase makes it
+/// canonical (or, for a path it refuses, the raw path).
 fn session<B: Into<RequestBody>>(req: Request<B>, peer: SocketAddr) -> Session {
     let (parts, body) = req.into_parts();
     let req = Request::from_parts(parts, ());
     Session {
         method: req.method().clone(),
-        path: req.uri().path().to_string(),
+        path: String::new(),
         query: req.uri().query().map(str::to_string),
         req,
         peer,
@@ -153,11 +165,12 @@ impl Edge {
         match crate::canonical::canonical_path(s.req.uri().path()) {
             Ok(p) => s.path = p,
             Err(e) => {
+                s.path = s.req.uri().path().to_string();
                 ::metrics::counter!("mediamesh_edge_bad_path_total").increment(1);
                 return Some(text(StatusCode::BAD_REQUEST, &format!("bad path: {e}")));
             }
         }
-        for hook in &self.hooks {
+        for hook in self.hooks_in(|p| p.request) {
             if let Some(answer) = hook.request(s).await {
                 return Some(answer);
             }
@@ -228,7 +241,7 @@ impl Edge {
     /// Route phase (hooks that own a path), then the cache lookup: the key, then the
     /// object from the cache or the coalesced fetch.
     async fn lookup_phase(self: &Arc<Self>, s: &Session) -> (Response<Body>, CacheStatus) {
-        for hook in &self.hooks {
+        for hook in self.hooks_in(|p| p.route) {
             if let Some(res) = hook.route(self, s).await {
                 return (res, CacheStatus::Pass);
             }
@@ -252,13 +265,11 @@ impl Edge {
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.to_ascii_lowercase().contains("only-if-cached"));
         let miss = Miss {
-            path: t.path().to_string(),
-            query: t.query().to_string(),
-            key: t.into_key(),
+            target: t,
             peer: s.peer,
         };
         let answer = if only_if_cached {
-            match self.cached(&miss.key).await {
+            match self.cached(miss.key()).await {
                 Some(obj) => Answer::Object(obj, CacheStatus::Hit),
                 None => Answer::Error(LookupError::NotCached),
             }
@@ -313,7 +324,13 @@ impl Edge {
         status: CacheStatus,
     ) -> Response<Body> {
         s.cmcd = cmcd::parse_query(s.query.as_deref().unwrap_or("")).or_else(|| {
-            let h = |n: &str| s.req.headers().get(n).and_then(|v| v.to_str().ok());
+            // One pass over the names first: most requests carry no CMCD header, and
+            // four lookups by name cost more than that.
+            let headers = s.req.headers();
+            if !headers.keys().any(|k| k.as_str().starts_with("cmcd-")) {
+                return None;
+            }
+            let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
             cmcd::parse_headers(
                 h("cmcd-request"),
                 h("cmcd-object"),
@@ -325,7 +342,7 @@ impl Edge {
             crate::metrics::record_cmcd(c, &self.sessions);
         }
         self.count_viewer(s, res.status());
-        for hook in &self.hooks {
+        for hook in self.hooks_in(|p| p.response) {
             res = hook.response(s, res).await;
         }
         let hdrs = res.headers_mut();
@@ -334,14 +351,15 @@ impl Edge {
             HeaderValue::from_static(status.as_str()),
         );
         hdrs.append(header::VIA, self.via.clone());
-        if let Ok(v) = HeaderValue::from_str(&cmcd::cmsd_static(&s.path, s.query.is_some())) {
-            hdrs.insert(HeaderName::from_static("cmsd-static"), v);
-        }
+        hdrs.insert(
+            HeaderName::from_static("cmsd-static"),
+            HeaderValue::from_static(cmcd::cmsd_static(&s.path, s.query.is_some())),
+        );
         hdrs.insert(
             HeaderName::from_static("cmsd-dynamic"),
             self.cmsd_dynamic.clone(),
         );
-        for hook in &self.hooks {
+        for hook in self.hooks_in(|p| p.response_filter) {
             res = hook.response_filter(s, res).await;
         }
         res
@@ -431,7 +449,7 @@ impl Edge {
     /// The cache lookup: what `cache::decide` says for the cached copy now, then the
     /// coalesced fetch and what `cache::decide::on_upstream` says of its outcome.
     async fn lookup_or_fetch(self: &Arc<Self>, miss: &Miss) -> Answer {
-        let key = miss.key.as_str();
+        let key = miss.key();
         let cached = self.cached(key).await;
         let stale = match (decide(now_ms(), cached.as_deref()), cached) {
             (Decision::Hit, Some(obj)) => return Answer::Object(obj, CacheStatus::Hit),
@@ -482,8 +500,8 @@ impl Edge {
         let miss = miss.clone();
         tokio::spawn(async move {
             let mut made = false;
-            for hook in &edge.hooks {
-                if hook.fill(&edge, &miss.key, &miss.path, &flight).await {
+            for hook in edge.hooks_in(|p| p.fill) {
+                if hook.fill(&edge, miss.key(), miss.path(), &flight).await {
                     made = true;
                     break;
                 }
@@ -491,18 +509,13 @@ impl Edge {
             if !made {
                 edge.fetch(&miss, &flight).await;
             }
-            edge.flights.land(&miss.key);
+            edge.flights.land(miss.key());
         });
     }
 
     /// Leads one upstream fetch: fills the flight, then stores the object.
     async fn fetch(&self, miss: &Miss, flight: &Flight) {
-        let Miss {
-            key,
-            path,
-            query,
-            peer,
-        } = miss;
+        let (key, path, query, peer) = (miss.key(), miss.path(), miss.query(), miss.peer);
         let mut headers = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
             headers.insert(HeaderName::from_static("x-forwarded-for"), v);
@@ -623,9 +636,7 @@ impl ObjectSource for Arc<Edge> {
                 }
             })?;
             let miss = Miss {
-                path: t.path().to_string(),
-                query: String::new(),
-                key: t.into_key(),
+                target: t,
                 peer: SocketAddr::from(([127, 0, 0, 1], 0)),
             };
             let status = |status: u16| SourceError::Status {

@@ -69,8 +69,7 @@ pub fn stream_response(flight: Arc<Flight>, head: &Head, head_only: bool) -> Res
         let stream = futures_util::stream::unfold((flight, 0usize), |(f, i)| async move {
             match f.chunk(i).await {
                 Some(Ok(c)) => {
-                    ::metrics::counter!("mediamesh_edge_egress_bytes_total")
-                        .increment(c.len() as u64);
+                    crate::metrics::record_egress(c.len() as u64);
                     Some((Ok(Frame::data(c)), (f, i + 1)))
                 }
                 Some(Err(e)) => Some((Err(std::io::Error::other(e.to_string())), (f, usize::MAX))),
@@ -141,19 +140,42 @@ pub fn object_response(
     };
     let body_len = body.len();
     if !head_only {
-        ::metrics::counter!("mediamesh_edge_egress_bytes_total").increment(body_len as u64);
+        crate::metrics::record_egress(body_len as u64);
     }
+    let head_len = head_only.then(|| HeaderValue::from(body_len));
     let mut res = Response::new(if head_only { empty() } else { full(body) });
     *res.status_mut() = status;
+    // Sized once for the stored headers and the ones added here and by the proxy
+    // (length, ranges, age, range, x-cache, via, two CMSD), instead of growing twice.
+    *res.headers_mut() = HeaderMap::with_capacity(obj.headers.len() + 8);
     apply_headers(&mut res, &obj.headers, true);
     let h = res.headers_mut();
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    // A body's length is written by hyper from the body itself (exact size); a HEAD
+    // answer has no body, so it carries the object's length here.
+    if let Some(len) = head_len {
+        h.insert(header::CONTENT_LENGTH, len);
+    }
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::AGE, HeaderValue::from(age));
+    h.insert(header::AGE, age_value(age));
     if let Some(cr) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
         h.insert(header::CONTENT_RANGE, cr);
     }
     res
+}
+
+/// `Age` values up to this many seconds are made once and reused.
+const AGE_TABLE: u64 = 3600;
+
+/// The `Age` header value of `age` seconds, without formatting or allocating for the
+/// ages most answers have.
+fn age_value(age: u64) -> HeaderValue {
+    static TABLE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| (0..AGE_TABLE).map(|n| n.to_string()).collect());
+    match usize::try_from(age).ok().and_then(|i| table.get(i)) {
+        // A `&'static str` from the static table: no copy, no reference count.
+        Some(s) => HeaderValue::from_static(s.as_str()),
+        None => HeaderValue::from(age),
+    }
 }
 
 /// One `bytes=` range against a body of `len` bytes: inclusive (start, end), or
@@ -189,7 +211,14 @@ pub fn parse_range(value: &str, len: usize) -> Option<(usize, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use super::{age_value, parse_range, AGE_TABLE};
+
+    #[test]
+    fn ages() {
+        for age in [0, 1, 59, AGE_TABLE - 1, AGE_TABLE, 86_400 * 365] {
+            assert_eq!(age_value(age).to_str().ok(), Some(age.to_string().as_str()));
+        }
+    }
 
     #[test]
     fn ranges() {

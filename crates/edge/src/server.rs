@@ -1,7 +1,8 @@
 //! Starts an edge from an `EdgeConfig`: binds the listener (plain or TLS, and with
 //! `http3` the QUIC listener on the same port, advertised by `Alt-Svc` on every TCP
-//! answer), serves the proxy with the shared accept loops, runs the upstream health
-//! checks, and stops all of it when dropped. Both loops call the same request path.
+//! answer), serves the proxy with the shared accept loops (TCP connections on threads
+//! of their own, see `EdgeLimits::conn_threads`), runs the upstream health checks, and
+//! stops all of it when dropped. Both loops call the same request path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -136,6 +137,7 @@ impl EdgeServer {
             header_read_timeout: config.limits.header_read_timeout,
             conn: config.limits.conn.clone(),
         };
+        let conn_threads = config.limits.conn_threads;
         let edge = Edge::new(config)?;
         let listener = TcpListener::bind(addr)
             .await
@@ -181,10 +183,11 @@ impl EdgeServer {
         }
         let e = edge.clone();
         tasks.push(tokio::spawn(async move {
-            service::serve(
+            service::serve_threaded(
                 listener,
                 limits,
                 tls,
+                conn_threads,
                 move |req: Request<Incoming>, peer| {
                     let (e, local, alt_svc) = (e.clone(), local.clone(), alt_svc.clone());
                     async move {

@@ -241,6 +241,11 @@ impl Expired {
 }
 
 /// Requests in flight on one connection and when the last one ended.
+///
+/// The end of a request wakes the watchdog only while it waits for the requests in
+/// flight to end (`waiting`); otherwise the watchdog sleeps until its deadline and
+/// then re-reads the state, so a keep-alive connection costs no task wake-up and no
+/// timer reset per request.
 #[derive(Debug)]
 pub(crate) struct Activity {
     start: Instant,
@@ -248,6 +253,8 @@ pub(crate) struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds after `start` when the last request ended.
     last_done_ms: AtomicU64,
+    /// The watchdog waits on `done` for `in_flight` to reach zero.
+    waiting: AtomicBool,
     done: Notify,
 }
 
@@ -258,6 +265,7 @@ impl Activity {
             started: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
             done: Notify::new(),
         })
     }
@@ -265,7 +273,10 @@ impl Activity {
     /// A request head arrived; the returned token ends it when dropped (with the
     /// response body, so a long download is not idle).
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
-        self.started.store(true, Ordering::Relaxed);
+        if !self.started.load(Ordering::Relaxed) {
+            // SeqCst: the watchdog sets `waiting` and then reads this (see `expired`).
+            self.started.store(true, Ordering::SeqCst);
+        }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
     }
@@ -274,39 +285,51 @@ impl Activity {
     /// `no_request` after accept, or no request in flight for `idle`.
     pub(crate) async fn expired(&self, no_request: Duration, idle: Duration) -> Expired {
         loop {
-            // Registered before the state is read, so an end in between is not lost.
-            let done = self.done.notified();
-            tokio::pin!(done);
-            done.as_mut().enable();
-            if !self.started.load(Ordering::Relaxed) {
-                let deadline = self.start + no_request;
-                tokio::select! {
-                    () = tokio::time::sleep_until(deadline.into()) => {
-                        if !self.started.load(Ordering::Relaxed) {
-                            return Expired::NoRequest;
+            if !self.started.load(Ordering::SeqCst) {
+                // Until the first request the end of one wakes the watchdog (as when
+                // it waits for requests in flight), so idle time counts from there.
+                let done = self.done.notified();
+                tokio::pin!(done);
+                done.as_mut().enable();
+                self.waiting.store(true, Ordering::SeqCst);
+                let mut timed_out = false;
+                if !self.started.load(Ordering::SeqCst) {
+                    tokio::select! {
+                        () = tokio::time::sleep_until((self.start + no_request).into()) => {
+                            timed_out = true;
                         }
+                        () = &mut done => {}
                     }
-                    () = &mut done => {}
+                }
+                self.waiting.store(false, Ordering::SeqCst);
+                if timed_out && !self.started.load(Ordering::SeqCst) {
+                    return Expired::NoRequest;
                 }
                 continue;
             }
-            if self.in_flight.load(Ordering::Acquire) > 0 {
-                done.await;
+            if self.in_flight.load(Ordering::SeqCst) > 0 {
+                // Registered before `waiting` is set and the count read again, so an
+                // end in between is not lost (the ender reads `waiting` after its
+                // decrement; SeqCst on both sides).
+                let done = self.done.notified();
+                tokio::pin!(done);
+                done.as_mut().enable();
+                self.waiting.store(true, Ordering::SeqCst);
+                if self.in_flight.load(Ordering::SeqCst) > 0 {
+                    done.await;
+                }
+                self.waiting.store(false, Ordering::SeqCst);
                 continue;
             }
-            let last = Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed));
-            let deadline = self.start + last + idle;
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline.into()) => {
-                    let now_last = self.last_done_ms.load(Ordering::Relaxed);
-                    if self.in_flight.load(Ordering::Acquire) == 0
-                        && Duration::from_millis(now_last) == last
-                    {
-                        return Expired::Idle;
-                    }
-                }
-                () = &mut done => {}
+            let last = self.last_done_ms.load(Ordering::Acquire);
+            let deadline = self.start + Duration::from_millis(last) + idle;
+            tokio::time::sleep_until(deadline.into()).await;
+            if self.in_flight.load(Ordering::SeqCst) == 0
+                && self.last_done_ms.load(Ordering::Acquire) == last
+            {
+                return Expired::Idle;
             }
+            // Requests came (and maybe went) meanwhile: look again.
         }
     }
 }
@@ -319,23 +342,29 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let a = &self.0;
         let ms = u64::try_from(a.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        a.last_done_ms.store(ms, Ordering::Relaxed);
-        a.in_flight.fetch_sub(1, Ordering::AcqRel);
-        // Wakes the watchdog (it re-reads the state), also when it was not waiting.
-        a.done.notify_waiters();
+        // A later end never moves the time back (h2 streams end in any order).
+        a.last_done_ms.fetch_max(ms, Ordering::Release);
+        a.in_flight.fetch_sub(1, Ordering::SeqCst);
+        // Only a watchdog waiting for the end needs waking (see `Activity`).
+        if a.waiting.load(Ordering::SeqCst) {
+            a.done.notify_waiters();
+        }
     }
 }
 
-/// A response body that keeps its request in flight until it is sent or dropped.
-pub(crate) struct TrackedBody<B> {
-    inner: Pin<Box<B>>,
-    _in_flight: InFlight,
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request in flight until it is sent or dropped.
+    pub(crate) struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        _in_flight: InFlight,
+    }
 }
 
 impl<B> TrackedBody<B> {
     pub(crate) fn new(inner: B, in_flight: InFlight) -> Self {
         TrackedBody {
-            inner: Box::pin(inner),
+            inner,
             _in_flight: in_flight,
         }
     }
@@ -346,10 +375,10 @@ impl<B: http_body::Body<Data = Bytes>> http_body::Body for TrackedBody<B> {
     type Error = B::Error;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
-        self.inner.as_mut().poll_frame(cx)
+        self.project().inner.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -16,7 +16,7 @@ mod tls;
 
 pub use conn::{ConnLimits, IpKey, IpSlot, PerIp};
 pub use http3::{H3Body, H3Error, H3Listener};
-pub use serve::{serve, serve_with, ServeLimits};
+pub use serve::{serve, serve_threaded, serve_with, ServeLimits};
 pub use tls::{load_tls, TlsError};
 /// The TLS server configuration `serve` takes (what `load_tls` makes).
 pub use tokio_rustls::rustls::ServerConfig as TlsConfig;

@@ -9,6 +9,11 @@
 //! [`ConnLimits::max_connections_per_ip`] connections; and the connection's slots
 //! travel with the socket, so an upgraded WebSocket keeps them until it closes.
 //!
+//! Connections run as tasks of the runtime that runs the loop ([`serve`]), or, with
+//! [`serve_threaded`], on threads of their own, each with a single-threaded runtime,
+//! handed out in turn by the accept loop (the edge's hit path: no work-stealing, no
+//! cross-core wake-ups per request).
+//!
 //! Metrics: `mediamesh_http_connections_refused_total` (listener full),
 //! `mediamesh_http_connections_refused_per_ip_total`,
 //! `mediamesh_http_connections_closed_total{reason}` (`first_byte`, `tls_handshake`,
@@ -63,6 +68,13 @@ impl Default for ServeLimits {
 /// How long a connection that was told to close (idle) may take to finish.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// An accepted connection on its way to a connection thread (see [`serve_threaded`]).
+struct Accepted {
+    socket: std::net::TcpStream,
+    peer: SocketAddr,
+    guard: ConnGuard,
+}
+
 /// Serves `handler` on `listener` until the future is dropped. `tls` = HTTPS.
 /// Per-connection bounds are [`ConnLimits::default`].
 pub async fn serve<F, Fut, B>(
@@ -93,36 +105,12 @@ pub async fn serve_with<F, Fut, B>(
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let per_ip = PerIp::new(conn.max_connections_per_ip);
+    let gate = Gate::new(&limits, &conn);
     let conn = Arc::new(conn);
     let limits = Arc::new(limits);
     let tls = tls.map(TlsAcceptor::from);
     loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            ::metrics::counter!("mediamesh_http_connections_refused_total").increment(1);
-            drop(socket);
-            continue;
-        };
-        let Some(ip_slot) = per_ip.acquire(peer.ip()) else {
-            ::metrics::counter!("mediamesh_http_connections_refused_per_ip_total").increment(1);
-            tracing::debug!(%peer, "connection refused: per-IP cap reached");
-            drop(socket);
-            continue;
-        };
-        let guard = ConnGuard {
-            _permit: permit,
-            _ip: ip_slot,
-        };
-        let _ = socket.set_nodelay(true);
+        let (socket, peer, guard) = gate.next(&listener).await;
         let span = tracing::info_span!("conn", %peer);
         tokio::spawn(
             connection(
@@ -136,6 +124,175 @@ pub async fn serve_with<F, Fut, B>(
             )
             .instrument(span),
         );
+    }
+}
+
+/// [`serve`] with the connections spread over `threads` threads of their own, each
+/// running a single-threaded tokio runtime, as nginx spreads them over its worker
+/// processes: the accept loop (on the caller's runtime) hands each new connection to
+/// the next thread in turn, and a connection stays on its thread, so its requests'
+/// wake-ups, timers and tasks (also those the handler spawns) never cross cores and no
+/// work-stealing scheduler runs per request. `threads == 0` is [`serve`]; so is a
+/// machine where the threads cannot be started (logged). Dropping the future ends the
+/// threads, closing their connections.
+pub async fn serve_threaded<F, Fut, B>(
+    listener: TcpListener,
+    limits: ServeLimits,
+    tls: Option<Arc<ServerConfig>>,
+    threads: usize,
+    handler: F,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = limits.conn.clone();
+    if threads == 0 {
+        return serve_with(listener, limits, conn, tls, handler).await;
+    }
+    let fallback = (limits.clone(), conn.clone(), tls.clone());
+    let gate = Gate::new(&limits, &conn);
+    let conn = Arc::new(conn);
+    let limits = Arc::new(limits);
+    let tls = tls.map(TlsAcceptor::from);
+    let mut workers = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
+        let args = (limits.clone(), conn.clone(), tls.clone(), handler.clone());
+        let started = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .and_then(|rt| {
+                std::thread::Builder::new()
+                    .name(format!("http-conn-{i}"))
+                    .spawn(move || {
+                        let (limits, conn, tls, handler) = args;
+                        rt.block_on(conn_thread(rx, limits, conn, tls, handler));
+                    })
+            });
+        match started {
+            Ok(_) => workers.push(tx),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start connection threads; serving on the shared runtime");
+                drop(workers);
+                let (limits, conn, tls) = fallback;
+                return serve_with(listener, limits, conn, tls, handler).await;
+            }
+        }
+    }
+    let mut next = 0;
+    loop {
+        let (socket, peer, guard) = gate.next(&listener).await;
+        let socket = match socket.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "accepted socket lost");
+                continue;
+            }
+        };
+        // A thread whose runtime is gone (it cannot be, but if) is skipped.
+        let mut job = Accepted {
+            socket,
+            peer,
+            guard,
+        };
+        for _ in 0..workers.len() {
+            next = (next + 1) % workers.len();
+            match workers[next].send(job) {
+                Ok(()) => break,
+                Err(tokio::sync::mpsc::error::SendError(back)) => job = back,
+            }
+        }
+    }
+}
+
+/// One connection thread of [`serve_threaded`]: serves what the accept loop hands it
+/// until the loop is gone.
+async fn conn_thread<F, Fut, B>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
+    limits: Arc<ServeLimits>,
+    conn: Arc<ConnLimits>,
+    tls: Option<TlsAcceptor>,
+    handler: F,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    while let Some(Accepted {
+        socket,
+        peer,
+        guard,
+    }) = rx.recv().await
+    {
+        let socket = match TcpStream::from_std(socket) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot register an accepted socket");
+                continue;
+            }
+        };
+        let span = tracing::info_span!("conn", %peer);
+        tokio::spawn(
+            connection(
+                socket,
+                peer,
+                guard,
+                limits.clone(),
+                conn.clone(),
+                tls.clone(),
+                handler.clone(),
+            )
+            .instrument(span),
+        );
+    }
+}
+
+/// The listener's admission: the connection cap and the per-address cap.
+struct Gate {
+    permits: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+}
+
+impl Gate {
+    fn new(limits: &ServeLimits, conn: &ConnLimits) -> Self {
+        Gate {
+            permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            per_ip: PerIp::new(conn.max_connections_per_ip),
+        }
+    }
+
+    /// The next connection within the caps (TCP_NODELAY set) with its slots.
+    async fn next(&self, listener: &TcpListener) -> (TcpStream, SocketAddr, ConnGuard) {
+        loop {
+            let (socket, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                ::metrics::counter!("mediamesh_http_connections_refused_total").increment(1);
+                drop(socket);
+                continue;
+            };
+            let Some(ip_slot) = self.per_ip.acquire(peer.ip()) else {
+                ::metrics::counter!("mediamesh_http_connections_refused_per_ip_total").increment(1);
+                tracing::debug!(%peer, "connection refused: per-IP cap reached");
+                drop(socket);
+                continue;
+            };
+            let _ = socket.set_nodelay(true);
+            let guard = ConnGuard {
+                _permit: permit,
+                _ip: ip_slot,
+            };
+            return (socket, peer, guard);
+        }
     }
 }
 

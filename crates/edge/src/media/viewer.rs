@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
-use crate::phase::{Hook, HookFuture, Session};
+use crate::phase::{Hook, HookFuture, Phases, Session};
 use crate::response::{full, text, Body};
 
 /// Settings of the media functions; all off by default.
@@ -163,6 +163,17 @@ pub struct MediaHook {
 }
 
 impl Hook for MediaHook {
+    /// The watermark's request step only with a watermark key; the playlist step only
+    /// when some personalisation is on.
+    fn phases(&self) -> Phases {
+        let m = &self.media;
+        Phases {
+            request: m.watermark_key.is_some(),
+            response: m.ad_pod.is_some() || !m.device_rules.is_empty() || m.cmcd_renditions,
+            ..Phases::NONE
+        }
+    }
+
     fn request<'a>(&'a self, s: &'a mut Session) -> HookFuture<'a, Option<Response<Body>>> {
         Box::pin(async move {
             self.media.watermark_key.as_ref()?;
@@ -244,5 +255,27 @@ mod tests {
             watermark_path(&MediaFunctions::default(), "/vod/a/seg1.m4s", None, None, 1),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn phases_follow_the_settings() {
+        let hook = |media: MediaFunctions| MediaHook {
+            media,
+            max_bytes: 1 << 20,
+        };
+        let off = hook(MediaFunctions::default()).phases();
+        assert_eq!(off, Phases::NONE);
+        let cmcd = hook(MediaFunctions {
+            cmcd_renditions: true,
+            ..Default::default()
+        })
+        .phases();
+        assert!(cmcd.response && !cmcd.request && !cmcd.route && !cmcd.response_filter);
+        let wm = hook(MediaFunctions {
+            watermark_key: Some(b"k".to_vec()),
+            ..Default::default()
+        })
+        .phases();
+        assert!(wm.request && !wm.response);
     }
 }
