@@ -48,13 +48,15 @@
     const stop = async () => {
       if (timer) clearInterval(timer);
       timer = null;
-      pc.close();
-      stats.state = 'closed';
+      // DELETE first, so the server ends the session because the viewer asked (not
+      // because the media stopped); then close the connection.
       if (location) {
         const l = location;
         location = null;
         try { await fetch(l, { method: 'DELETE' }); } catch (e) { /* server gone */ }
       }
+      pc.close();
+      stats.state = 'closed';
     };
     try {
       await pc.setLocalDescription(await pc.createOffer());
