@@ -8,7 +8,7 @@
 //! [`ServeLimits::max_header_bytes`] (QPACK-decoded; more gets 431), at most
 //! [`MAX_STREAMS`] requests at once per connection (QUIC stream credit), and a
 //! connection with no request in flight closed after [`ConnLimits::idle_timeout`]
-//! (also the QUIC idle timeout, so a silent peer goes too).
+//! (and the QUIC idle timeout a second later, so a silent peer goes too).
 //!
 //! Not here: TLS files (`load_tls`; QUIC takes the TCP listener's certificate with ALPN
 //! `h3` and without 0-RTT), what the handler does, or advertising HTTP/3 (`Alt-Svc`
@@ -95,7 +95,11 @@ impl H3Listener {
         transport
             .max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_STREAMS))
             .max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_UNI_STREAMS))
-            .max_idle_timeout(quinn::IdleTimeout::try_from(limits.conn.idle_timeout).ok())
+            // A second later than our own idle close, so that close (H3_NO_ERROR) is
+            // what an idle client sees, not a transport time-out racing it.
+            .max_idle_timeout(
+                quinn::IdleTimeout::try_from(transport_idle(limits.conn.idle_timeout)).ok(),
+            )
             .keep_alive_interval(None);
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(Arc::new(transport));
@@ -414,4 +418,9 @@ impl http_body::Body for H3Body {
             None => http_body::SizeHint::default(),
         }
     }
+}
+
+/// The QUIC transport's idle timeout for an HTTP/3 idle timeout of `idle`.
+fn transport_idle(idle: std::time::Duration) -> std::time::Duration {
+    idle + std::time::Duration::from_secs(1)
 }
