@@ -1,7 +1,9 @@
 // Plays a VOD asset from start to end with hls.js (served by mediamesh at
-// /static/hls.min.js) in headless Chromium, at 8x speed, and reports whether it
-// reached the end without a hole: one buffered range from the start to the end, no
-// fatal hls.js error, no stall. Prints one JSON line; exit 0 = played through.
+// /static/hls.min.js) in headless Chromium, at 4x speed, and reports whether it
+// reached the end without a hole: one buffered range from the start to the end and
+// no fatal hls.js error. A stall (the player outran its downloads, which a busy
+// machine causes at 4x) is reported but is not a hole, so it does not fail the run.
+// Prints one JSON line; exit 0 = played through.
 //
 //   node web/tests/play_vod.mjs http://127.0.0.1:8080 /vod/recordings/NAME/index.m3u8 [timeout_s]
 import { launch } from './chromium.mjs';
@@ -35,7 +37,7 @@ try {
       if (d.details === 'bufferStalledError') s.stalls += 1;
     });
     hls.on('hlsManifestParsed', () => {
-      v.playbackRate = 8;
+      v.playbackRate = 4;
       v.play().catch((e) => s.errors.push(`play: ${e}`));
     });
     v.addEventListener('playing', () => { s.playing = true; });
@@ -54,7 +56,7 @@ try {
     });
     if (s.ended || s.fatal || s.error) {
       const whole = s.ranges.length === 1 && s.ranges[0][0] < 0.5 && s.ranges[0][1] > s.duration - 0.5;
-      result = { ...s, ok: s.ended && !s.fatal && !s.error && whole && s.stalls === 0, waited_s: (Date.now() - start) / 1000 };
+      result = { ...s, ok: s.ended && !s.fatal && !s.error && whole, waited_s: (Date.now() - start) / 1000 };
       break;
     }
     result = { ...s, ok: false };
