@@ -22,7 +22,8 @@
 #   env: VIEWERS (12), PAGES (4), DURATION (120), MODES, WARMUP (12 s),
 #        CARGO_TARGET_DIR (~/.cache/mediamesh-target), MEDIAMESH_BIN=path skips the
 #        build, KEEP_TMP=1 keeps the temp dir (logs, stats files), PAGE_EXTRA is
-#        appended to the parts pages' query (e.g. "&sync=2&catchup=1.05"), TOGETHER=1
+#        appended to the parts pages' query (e.g. "&sync=2&catchup=1.05"), NATIVE_EXTRA
+#        to the parts natives' flags (e.g. "--live-offset 2"), TOGETHER=1
 #        runs the modes at the same time instead of one after the other, so that a
 #        busy machine loads them alike (meant for MODES="off parts": P2P-off viewers
 #        join no swarm; segments and parts viewers would share one swarm).
@@ -41,7 +42,7 @@ while getopts "n:p:d:m:o:h" opt; do
     d) DURATION=$OPTARG ;;
     m) MODES=$OPTARG ;;
     o) JSON=$OPTARG ;;
-    *) sed -n '2,25p' "$0"; exit 2 ;;
+    *) sed -n '2,30p' "$0"; exit 2 ;;
   esac
 done
 cd "$(dirname "$0")/.."
@@ -86,7 +87,7 @@ run_mode() {
   case $mode in
     off) native_flags="--latency low --no-p2p"; page_query="?stream=demo&p2p=0" ;;
     segments) native_flags="--latency max-offload"; page_query="?stream=demo" ;;
-    parts) native_flags="--latency low"; page_query="?stream=demo&latency=low${PAGE_EXTRA:-}" ;;
+    parts) native_flags="--latency low ${NATIVE_EXTRA:-}"; page_query="?stream=demo&latency=low${PAGE_EXTRA:-}" ;;
     corrupt) native_flags="--latency low"; page_query="?stream=demo&latency=low"; corrupt=1 ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
   esac

@@ -373,6 +373,32 @@ test('swarms: a part that fails verification bans the sender and comes over HTTP
   }
 });
 
+test('swarms: a part gets one peer try: after a silent holder it comes over HTTP', async () => {
+  // a holds the part but does not answer; b asks it once, gives up after the peer
+  // wait and fetches over HTTP although a still announces the part.
+  const t = swarms({ config: { demandFallbackMs: 60000, minPeerWaitMs: 50, peerTimeoutMs: 50, minPeerWindowMs: 10 } });
+  try {
+    await tick();
+    const packed = wire.packPart(100, 0);
+    t.b.me = 0n;
+    t.a.me = 0xffffffffffffffffn;
+    t.a.playlist(t.details);
+    await until(() => t.a.parts.get(packed)?.verified);
+    t.a.serve = () => {};
+    const served = t.http.length;
+    t.b.playlist(t.details);
+    const got = await t.b.get('http://h/live/demo/src/part100.0.m4s', null);
+    assert.equal(got.source, 'http');
+    assert.equal(t.b.stats.peerRequests, 1, 'one peer try');
+    assert.equal(t.b.stats.peerTimeouts, 1);
+    assert.equal(t.http.length, served + 1);
+    assert.ok([...t.b.links.values()].some((l) => l.remoteParts.has(packed)), 'a still announces it');
+  } finally {
+    t.a.destroy();
+    t.b.destroy();
+  }
+});
+
 test('swarms: a starving player gets what it asks for over HTTP at once; the urgent window follows HTTP', async () => {
   // b is not the elected fetcher and nobody holds the part: with enough buffered it
   // waits (its HTTP turn and the demand fallback are a minute away here); with less

@@ -6,7 +6,9 @@
 // - a part some peer announced (PartsAnnouncement) is pulled from one of them, with a
 //   deadline that ends before the part turns urgent and at most `peerWaitFactor` times
 //   what peer transfers lately took (at least `minPeerWaitMs`), so a holder slow to
-//   answer is given up while another holder or HTTP still has time;
+//   answer is given up while HTTP still has time;
+// - a part gets one peer try: once a peer request for it failed, it comes over HTTP
+//   (asking the next holder spent the time a busy machine needs for HTTP);
 // - otherwise the rendezvous election over the part-speaking peers (the same hash as
 //   the native peer's) names one fetcher: the elected peer takes it over HTTP at once
 //   (the preload hint's blocking GET for the part the playlist announces next), the
@@ -208,7 +210,7 @@ export class PartSwarm {
         packed, msn, index, url, name: url.split(/[?#]/)[0].split('/').pop(),
         start: null, duration: null, completeAt: 0,
         state: 'missing', data: null, g: null, verified: false, source: null,
-        peer: null, waiters: [], demandedAt: 0,
+        peer: null, peerTried: false, waiters: [], demandedAt: 0,
       };
       this.parts.set(packed, p);
     }
@@ -297,7 +299,7 @@ export class PartSwarm {
       const leadMs = (p.start - pos) * 1000;
       if (p.start + p.duration <= pos && !demanded) continue; // played already
       if (leadMs > this.cfg.aheadMs) continue;
-      const urgent = !peers.length || leadMs <= urgentMs ||
+      const urgent = !peers.length || p.peerTried || leadMs <= urgentMs ||
         (demanded && (starving || now - p.demandedAt > this.cfg.demandFallbackMs));
       if (urgent) {
         this.fetchHttp(p, true);
@@ -420,6 +422,7 @@ export class PartSwarm {
         this.stats.rejectReasons[v.reason] = (this.stats.rejectReasons[v.reason] || 0) + 1;
         if (p.peer === link) p.peer = null;
         if (p.state === 'peer') p.state = 'missing';
+        p.peerTried = true;
         this.ban(link, `p2p-part-validation-failed: ${v.reason}`);
         this.plan();
         return;
@@ -434,6 +437,7 @@ export class PartSwarm {
       if (p.peer === link) {
         p.peer = null;
         if (p.state === 'peer') p.state = 'missing';
+        p.peerTried = true;
       }
       if (e && e.message === 'timeout') this.stats.peerTimeouts++;
       this.plan();
@@ -443,6 +447,7 @@ export class PartSwarm {
   peerFailed(p) {
     p.peer = null;
     if (p.state === 'peer') p.state = 'missing';
+    p.peerTried = true;
   }
 
   have(p, data, g, source, verified) {

@@ -393,9 +393,14 @@ pub(super) async fn play(
         _ => (None, None, PeerKey(rand::random())),
     };
     let hold_back = follower.part_hold_back_ms.unwrap_or(3 * part_target);
-    let offset = p.live_offset_ms.unwrap_or(match p.latency {
-        Latency::Balanced => hold_back + follower.target_duration_ms,
-        _ => hold_back,
+    let offset = p.live_offset_ms.unwrap_or_else(|| {
+        live_offset_ms(
+            p.latency,
+            p.sched.p2p && mesh_tx.is_some(),
+            hold_back,
+            part_target,
+            follower.target_duration_ms,
+        )
     });
     // Wait until the stream lists more than the offset (a stream just started).
     while follower.part_edge_ms().saturating_sub(follower.first_ms()) < offset
@@ -498,4 +503,41 @@ pub(super) async fn play(
     stats.peer_timeouts = st.peer_timeouts;
     stats.digest_bytes = s.digests.fetched_bytes();
     Ok(())
+}
+
+/// How far behind the newest part a viewer plays when `--live-offset` is not given.
+///
+/// `low` sits at the playlist's PART-HOLD-BACK when it takes everything from the CDN,
+/// and one part further back with P2P on: a part that comes from a peer arrives after
+/// the elected fetcher got it, verified and announced it and the holder answered the
+/// request, and that pull costs about a part's time on a busy machine. Sitting right
+/// on the hold-back, a viewer in the swarm stalled where the same viewer with P2P off
+/// did not (bench/p2p_latency.sh); the player page's `?latency=low` keeps the same
+/// extra part. `balanced` is one target duration behind `low`'s hold-back.
+fn live_offset_ms(
+    latency: Latency,
+    p2p: bool,
+    hold_back_ms: u64,
+    part_target_ms: u64,
+    target_duration_ms: u64,
+) -> u64 {
+    match latency {
+        Latency::Balanced => hold_back_ms + target_duration_ms,
+        _ if p2p => hold_back_ms + part_target_ms,
+        _ => hold_back_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_swarm_plays_one_part_behind_the_hold_back_and_the_cdn_alone_on_it() {
+        // The demo's playlist: PART-HOLD-BACK 1.5 s, 0.5 s parts, 2 s segments.
+        assert_eq!(live_offset_ms(Latency::Low, false, 1_500, 500, 2_000), 1_500);
+        assert_eq!(live_offset_ms(Latency::Low, true, 1_500, 500, 2_000), 2_000);
+        assert_eq!(live_offset_ms(Latency::Balanced, true, 1_500, 500, 2_000), 3_500);
+        assert_eq!(live_offset_ms(Latency::Balanced, false, 1_500, 500, 2_000), 3_500);
+    }
 }

@@ -22,8 +22,11 @@
 //! transfers have lately taken (at least [`PartConfig::min_peer_wait_ms`], at most
 //! [`PartConfig::peer_timeout_ms`]), not until the part turns urgent: a holder that
 //! is slow to answer (a busy machine, a congested link) is given up while there is
-//! still time to ask another holder or the CDN, instead of at the edge of the urgent
-//! window where HTTP must then win a race against the playhead.
+//! still time for the CDN, instead of at the edge of the urgent window where HTTP
+//! must then win a race against the playhead. A part gets one peer try: once a
+//! request for it failed (time-out, absent, corrupt), it comes over HTTP. Asking the
+//! next holder spent the time a busy machine needs for the HTTP fetch, and the
+//! viewer stalled where P2P off did not.
 //!
 //! Why pull and not push: a pushed part saves one round trip (the request) per hop,
 //! a few ms on the links a swarm of neighbours has, against a part duration of
@@ -175,6 +178,8 @@ struct Part {
     /// playlist lists it as complete; before, every failure planned the next GET at
     /// once, a loop of requests until the next playlist reload forgot the part.
     hint_failed: bool,
+    /// A peer request for it failed: it comes over HTTP now (one peer try per part).
+    peer_failed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -255,6 +260,7 @@ impl PartScheduler {
             complete_at: None,
             state: State::Missing,
             hint_failed: false,
+            peer_failed: false,
         });
         p.info = info;
         if complete && p.complete_at.is_none() {
@@ -511,6 +517,7 @@ impl PartScheduler {
         if let Some(p) = self.parts.get_mut(&key) {
             if matches!(p.state, State::Peer { peer: q, .. } if q == peer) {
                 p.state = State::Missing;
+                p.peer_failed = true;
             }
         }
         if why == PeerFailure::Corrupt {
@@ -535,6 +542,7 @@ impl PartScheduler {
         for p in self.parts.values_mut() {
             if matches!(p.state, State::Peer { peer: q, .. } if q == peer) {
                 p.state = State::Missing;
+                p.peer_failed = true;
             }
         }
     }
@@ -579,7 +587,8 @@ impl PartScheduler {
             };
             let start = p.info.start_ms;
             let complete_at = p.complete_at;
-            let urgent = !cfg.p2p || self.peers.is_empty() || start <= pos + urgent_ms;
+            let urgent =
+                !cfg.p2p || self.peers.is_empty() || p.peer_failed || start <= pos + urgent_ms;
             let mut go_http = urgent;
             if !urgent {
                 let window = (start - pos - urgent_ms).min(peer_wait_ms);
@@ -849,8 +858,8 @@ mod tests {
     }
 
     /// A holder that does not answer is given up after the peer wait (not at the edge
-    /// of the urgent window), and the next holder is asked while there is time; the
-    /// wait follows how long peer transfers take.
+    /// of the urgent window), and the part then comes over HTTP (one peer try per
+    /// part); the wait follows how long peer transfers take.
     #[test]
     fn a_silent_holder_is_given_up_early_and_the_wait_follows_peer_transfers() {
         let (me, a, b) = (PeerKey(1), PeerKey(2), PeerKey(3));
@@ -870,24 +879,38 @@ mod tests {
         assert_eq!(s.next_wakeup(), Some(400));
         s.set_position(400, 9_400);
         s.tick(400);
-        let acts = drain(&mut s);
-        let second = if first == a { b } else { a };
         assert_eq!(
-            acts,
+            drain(&mut s),
             vec![
                 PartAction::CancelPeer {
                     peer: first,
                     part: p.key
                 },
+                PartAction::FetchHttp(p.key)
+            ],
+            "another holder has it, but the part had its peer try: HTTP, 2.6 s early"
+        );
+        s.http_done(450, p.key, 1_000);
+        assert!(s.has(p.key));
+        // The other holder delivers the next part after 250 ms: the wait becomes
+        // 3 × 250 ms.
+        let second = if first == a { b } else { a };
+        let q = info(7, 0);
+        s.peer_announced(500, second, vec![q.key]);
+        s.peer_announced(500, first, vec![]);
+        s.part_listed(500, q, true);
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                PartAction::Announce,
                 PartAction::RequestPeer {
                     peer: second,
-                    part: p.key
+                    part: q.key
                 }
             ]
         );
-        // The second holder delivers after 250 ms: the wait becomes 3 × 250 ms.
-        s.peer_done(650, second, p.key, 1_000);
-        assert!(s.has(p.key));
+        s.peer_done(750, second, q.key, 1_000);
+        assert!(s.has(q.key));
         assert_eq!(
             drain(&mut s),
             vec![PartAction::Announce],
@@ -895,17 +918,17 @@ mod tests {
         );
         assert_eq!(s.peer_wait_ms(), 750);
         // Never more than the peer time-out, however slow.
-        let q = info(7, 0);
-        s.peer_announced(700, second, vec![q.key]);
-        s.part_listed(700, q, true);
+        let r = info(8, 0);
+        s.peer_announced(800, second, vec![r.key]);
+        s.part_listed(800, r, true);
         assert_eq!(
             drain(&mut s),
             vec![PartAction::RequestPeer {
                 peer: second,
-                part: q.key
+                part: r.key
             }]
         );
-        s.peer_done(5_000, second, q.key, 1_000);
+        s.peer_done(5_000, second, r.key, 1_000);
         assert_eq!(s.peer_wait_ms(), PartConfig::default().peer_timeout_ms);
     }
 
