@@ -535,9 +535,18 @@ mod tests {
     #[test]
     fn the_swarm_plays_one_part_behind_the_hold_back_and_the_cdn_alone_on_it() {
         // The demo's playlist: PART-HOLD-BACK 1.5 s, 0.5 s parts, 2 s segments.
-        assert_eq!(live_offset_ms(Latency::Low, false, 1_500, 500, 2_000), 1_500);
+        assert_eq!(
+            live_offset_ms(Latency::Low, false, 1_500, 500, 2_000),
+            1_500
+        );
         assert_eq!(live_offset_ms(Latency::Low, true, 1_500, 500, 2_000), 2_000);
-        assert_eq!(live_offset_ms(Latency::Balanced, true, 1_500, 500, 2_000), 3_500);
-        assert_eq!(live_offset_ms(Latency::Balanced, false, 1_500, 500, 2_000), 3_500);
+        assert_eq!(
+            live_offset_ms(Latency::Balanced, true, 1_500, 500, 2_000),
+            3_500
+        );
+        assert_eq!(
+            live_offset_ms(Latency::Balanced, false, 1_500, 500, 2_000),
+            3_500
+        );
     }
 }
