@@ -54,10 +54,11 @@ pub enum PeerError {
 /// what granularity it shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Latency {
-    /// At the playlist's PART-HOLD-BACK (three parts), sharing LL-HLS parts.
+    /// Near the playlist's PART-HOLD-BACK (three parts; one part more with P2P on),
+    /// sharing LL-HLS parts.
     Low,
-    /// One target duration further back than `low`, sharing parts: more time for
-    /// peers, more offload.
+    /// PART-HOLD-BACK plus one target duration, sharing parts: more time for peers,
+    /// more offload.
     Balanced,
     /// Three target durations back, whole segments only (the stock protocol).
     #[default]
