@@ -7,8 +7,9 @@
 //   deadline that ends before the part turns urgent and at most `peerWaitFactor` times
 //   what peer transfers lately took (at least `minPeerWaitMs`), so a holder slow to
 //   answer is given up while HTTP still has time;
-// - a part gets one peer try: once a peer request for it failed, it comes over HTTP
-//   (asking the next holder spent the time a busy machine needs for HTTP);
+// - a part gets one slow peer try: once a peer request for it timed out, failed its
+//   check or lost its link, it comes over HTTP (asking the next holder spent the time
+//   a busy machine needs for HTTP); after a quick "absent" the next holder is asked;
 // - otherwise the rendezvous election over the part-speaking peers (the same hash as
 //   the native peer's) names one fetcher: the elected peer takes it over HTTP at once
 //   (the preload hint's blocking GET for the part the playlist announces next), the
@@ -437,7 +438,8 @@ export class PartSwarm {
       if (p.peer === link) {
         p.peer = null;
         if (p.state === 'peer') p.state = 'missing';
-        p.peerTried = true;
+        // An "absent" answer came within a round trip: another holder may be asked.
+        if (!(e && e.message === 'absent')) p.peerTried = true;
       }
       if (e && e.message === 'timeout') this.stats.peerTimeouts++;
       this.plan();

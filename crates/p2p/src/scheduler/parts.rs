@@ -23,10 +23,14 @@
 //! [`PartConfig::peer_timeout_ms`]), not until the part turns urgent: a holder that
 //! is slow to answer (a busy machine, a congested link) is given up while there is
 //! still time for the CDN, instead of at the edge of the urgent window where HTTP
-//! must then win a race against the playhead. A part gets one peer try: once a
-//! request for it failed (time-out, absent, corrupt), it comes over HTTP. Asking the
-//! next holder spent the time a busy machine needs for the HTTP fetch, and the
-//! viewer stalled where P2P off did not.
+//! must then win a race against the playhead. A part gets one slow peer try: once a
+//! request for it timed out, or its bytes failed the check, or its holder left, it
+//! comes over HTTP. Asking the next holder spent the time a busy machine needs for
+//! the HTTP fetch, and the viewer stalled where P2P off did not. An "absent" answer
+//! (the holder has no free upload slot, or dropped the part) comes back within a
+//! round trip, so the next holder is still asked: the elected fetcher is asked by
+//! everyone at once, and sending all it cannot serve to HTTP nearly doubled the HTTP
+//! fetches per part in the simulator's demo twin.
 //!
 //! Why pull and not push: a pushed part saves one round trip (the request) per hop,
 //! a few ms on the links a swarm of neighbours has, against a part duration of
@@ -178,7 +182,8 @@ struct Part {
     /// playlist lists it as complete; before, every failure planned the next GET at
     /// once, a loop of requests until the next playlist reload forgot the part.
     hint_failed: bool,
-    /// A peer request for it failed: it comes over HTTP now (one peer try per part).
+    /// A peer request for it timed out, failed its check or lost its holder: it
+    /// comes over HTTP now (one slow peer try per part).
     peer_failed: bool,
 }
 
@@ -517,7 +522,7 @@ impl PartScheduler {
         if let Some(p) = self.parts.get_mut(&key) {
             if matches!(p.state, State::Peer { peer: q, .. } if q == peer) {
                 p.state = State::Missing;
-                p.peer_failed = true;
+                p.peer_failed = why != PeerFailure::Absent;
             }
         }
         if why == PeerFailure::Corrupt {
@@ -930,6 +935,34 @@ mod tests {
         );
         s.peer_done(5_000, second, r.key, 1_000);
         assert_eq!(s.peer_wait_ms(), PartConfig::default().peer_timeout_ms);
+    }
+
+    /// A quick "absent" (no free upload slot) costs a round trip, not the peer wait:
+    /// the next holder is asked, not HTTP.
+    #[test]
+    fn after_an_absent_answer_the_next_holder_is_asked() {
+        let (me, a, b) = (PeerKey(1), PeerKey(2), PeerKey(3));
+        let mut s = PartScheduler::new(PartConfig::default(), me);
+        s.peer_joined(0, a);
+        s.peer_joined(0, b);
+        s.set_position(0, 9_000);
+        let p = info(6, 0);
+        s.peer_announced(0, a, vec![p.key]);
+        s.peer_announced(0, b, vec![p.key]);
+        s.part_listed(0, p, true);
+        let first = match drain(&mut s).as_slice() {
+            [PartAction::RequestPeer { peer, part }] if *part == p.key => *peer,
+            other => panic!("expected one peer request, got {other:?}"),
+        };
+        let second = if first == a { b } else { a };
+        s.peer_failed(5, first, p.key, PeerFailure::Absent);
+        assert_eq!(
+            drain(&mut s),
+            vec![PartAction::RequestPeer {
+                peer: second,
+                part: p.key
+            }]
+        );
     }
 
     #[test]
