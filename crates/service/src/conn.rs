@@ -179,6 +179,10 @@ impl<S> GuardedIo<S> {
     pub(crate) fn new(io: S, guard: ConnGuard) -> Self {
         GuardedIo { io, _guard: guard }
     }
+
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.io
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
@@ -279,6 +283,11 @@ impl Activity {
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
+    }
+
+    /// Requests in flight now (a response being sent counts).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// Resolves when the connection has been silent too long: no request by

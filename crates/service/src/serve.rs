@@ -14,10 +14,16 @@
 //! handed out in turn by the accept loop (the edge's hit path: no work-stealing, no
 //! cross-core wake-ups per request).
 //!
+//! A plain HTTP/1.1 connection (no TLS, not an h2 preface) is served by a series of
+//! hyper connections and holds almost nothing while idle between requests: see
+//! `park.rs` for why and how. TLS and h2c connections use hyper's auto builder for
+//! their whole life.
+//!
 //! Metrics: `mediamesh_http_connections_refused_total` (listener full),
 //! `mediamesh_http_connections_refused_per_ip_total`,
 //! `mediamesh_http_connections_closed_total{reason}` (`first_byte`, `tls_handshake`,
-//! `no_request`, `idle`).
+//! `no_request`, `idle`), `mediamesh_http_connections_parked` (gauge: idle plain
+//! HTTP/1.1 connections parked outside hyper).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,6 +44,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::conn::{Activity, ConnGuard, ConnLimits, GuardedIo, PerIp, TrackedBody};
+use crate::park;
 
 /// Bounds of one listener. The per-connection timeouts and the per-IP cap are in
 /// [`ConnLimits`] (see [`serve_with`]); [`serve`] uses their defaults.
@@ -65,8 +72,11 @@ impl Default for ServeLimits {
     }
 }
 
+/// What an HTTP/2 connection without TLS (h2c, prior knowledge) starts with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// How long a connection that was told to close (idle) may take to finish.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// An accepted connection on its way to a connection thread (see [`serve_threaded`]).
 struct Accepted {
@@ -111,19 +121,7 @@ pub async fn serve_with<F, Fut, B>(
     let tls = tls.map(TlsAcceptor::from);
     loop {
         let (socket, peer, guard) = gate.next(&listener).await;
-        let span = tracing::info_span!("conn", %peer);
-        tokio::spawn(
-            connection(
-                socket,
-                peer,
-                guard,
-                limits.clone(),
-                conn.clone(),
-                tls.clone(),
-                handler.clone(),
-            )
-            .instrument(span),
-        );
+        spawn_connection(socket, peer, guard, &limits, &conn, &tls, &handler);
     }
 }
 
@@ -234,20 +232,39 @@ async fn conn_thread<F, Fut, B>(
                 continue;
             }
         };
-        let span = tracing::info_span!("conn", %peer);
-        tokio::spawn(
-            connection(
-                socket,
-                peer,
-                guard,
-                limits.clone(),
-                conn.clone(),
-                tls.clone(),
-                handler.clone(),
-            )
-            .instrument(span),
-        );
+        spawn_connection(socket, peer, guard, &limits, &conn, &tls, &handler);
     }
+}
+
+/// Spawns the task of one accepted connection on the current runtime, in a span of
+/// its own (`conn`, with the peer address).
+fn spawn_connection<F, Fut, B>(
+    socket: TcpStream,
+    peer: SocketAddr,
+    guard: ConnGuard,
+    limits: &Arc<ServeLimits>,
+    conn: &Arc<ConnLimits>,
+    tls: &Option<TlsAcceptor>,
+    handler: &F,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let span = tracing::info_span!("conn", %peer);
+    tokio::spawn(
+        connection(
+            socket,
+            peer,
+            guard,
+            limits.clone(),
+            conn.clone(),
+            tls.clone(),
+            handler.clone(),
+        )
+        .instrument(span),
+    );
 }
 
 /// The listener's admission: the connection cap and the per-address cap.
@@ -296,7 +313,7 @@ impl Gate {
     }
 }
 
-fn closed(reason: &'static str) {
+pub(crate) fn closed(reason: &'static str) {
     ::metrics::counter!("mediamesh_http_connections_closed_total", "reason" => reason).increment(1);
     tracing::debug!(reason, "connection closed by the server");
 }
@@ -319,13 +336,20 @@ async fn connection<F, Fut, B>(
     let activity = Activity::new();
     // hyper's header timer starts only once bytes arrive (and the h2c sniff before
     // it waits forever), so the first byte has its own deadline.
-    let mut probe = [0u8; 1];
-    match tokio::time::timeout(conn.first_byte_timeout, socket.peek(&mut probe)).await {
-        Ok(Ok(n)) if n > 0 => {}
+    let mut probe = [0u8; H2_PREFACE.len()];
+    let first = match tokio::time::timeout(conn.first_byte_timeout, socket.peek(&mut probe)).await {
+        Ok(Ok(n)) if n > 0 => &probe[..n],
         Ok(_) => return, // closed or failed before sending anything
         Err(_) => return closed("first_byte"),
-    }
+    };
+    // Plain HTTP/1.1 (the first bytes cannot start an h2 preface) is parked between
+    // requests (see `park`); h2c, and what may yet become an h2 preface, goes to
+    // hyper's auto builder as before.
+    let plain_h1 = tls.is_none() && !H2_PREFACE.starts_with(first);
     let io = GuardedIo::new(socket, guard);
+    if plain_h1 {
+        return Box::pin(park::serve_h1(io, peer, activity, &limits, &conn, handler)).await;
+    }
     // Boxed: a connection waiting for its first byte stays a small task; the HTTP
     // state is allocated once the client has spoken.
     match tls {
