@@ -47,7 +47,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::conn::{Activity, ConnLimits, GuardedIo, TrackedBody};
+use crate::conn::{Activity, ConnLimits, Expired, GuardedIo, TrackedBody};
 use crate::serve::{closed, ServeLimits, CLOSE_GRACE};
 
 /// Request heads longer than this are not followed (hyper answers 431 and closes;
@@ -302,45 +302,39 @@ impl AsyncWrite for ParkIo {
     }
 }
 
-/// A parked connection: the socket and what it needs to serve the next request.
-pub(crate) struct Parked {
-    io: ParkIo,
-}
-
-impl Parked {
-    /// Takes back the socket of a hyper connection that ended: `Some` if it ended
-    /// because [`ParkIo`] parked it (keep-alive goes on), `None` if HTTP closed it.
-    pub(crate) fn take(io: ParkIo, unread: Bytes) -> Option<Parked> {
-        let mut io = io;
-        if !io.parked {
+impl ParkIo {
+    /// Takes back the socket of a hyper connection that ended, with the bytes hyper
+    /// read but did not use: `Some` (ready for the next hyper connection) if it ended
+    /// because this wrapper parked it, `None` if HTTP closed it.
+    fn unpark(mut self, unread: Bytes) -> Option<ParkIo> {
+        if !self.parked {
             return None;
         }
-        io.parked = false;
-        io.dirty = false;
-        // Normally empty: replayed first to the next hyper connection.
-        let mut replay = unread;
-        if !io.replay.is_empty() {
-            let mut joined = Vec::with_capacity(replay.len() + io.replay.len());
-            joined.extend_from_slice(&replay);
-            joined.extend_from_slice(&io.replay);
-            replay = Bytes::from(joined);
-        }
-        io.replay = replay;
+        self.parked = false;
+        self.dirty = false;
+        // Normally empty: replayed first to the next hyper connection. Copied, never
+        // kept as a slice: even an empty `Bytes` from hyper may hold its whole read
+        // buffer (8 KiB) alive.
+        self.replay = if unread.is_empty() && self.replay.is_empty() {
+            Bytes::new()
+        } else {
+            let mut joined = Vec::with_capacity(unread.len() + self.replay.len());
+            joined.extend_from_slice(&unread);
+            joined.extend_from_slice(&self.replay);
+            Bytes::from(joined)
+        };
+        drop(unread);
         // The replayed bytes are fed to the tracker again when hyper reads them.
-        io.framing = Framing::default();
-        Some(Parked { io })
+        self.framing = Framing::default();
+        Some(self)
     }
 
     /// Waits until the client sends the next bytes (or closes: hyper will see it).
-    pub(crate) async fn readable(&self) -> io::Result<()> {
-        if self.io.replay.has_remaining() {
+    async fn readable(&self) -> io::Result<()> {
+        if self.replay.has_remaining() {
             return Ok(());
         }
-        self.io.io.get_ref().readable().await
-    }
-
-    pub(crate) fn into_io(self) -> ParkIo {
-        self.io
+        self.io.get_ref().readable().await
     }
 }
 
@@ -369,53 +363,26 @@ pub(crate) async fn serve_h1<F, Fut, B>(
     let no_request = conn.first_byte_timeout + limits.header_read_timeout;
     let expired = activity.expired(no_request, conn.idle_timeout);
     tokio::pin!(expired);
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .keep_alive(true);
     let mut io = ParkIo::new(io, activity.clone());
     loop {
-        let (a, h) = (activity.clone(), handler.clone());
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let in_flight = a.begin();
-            let fut = h(req, peer);
-            async move {
-                let resp = fut.await;
-                Ok::<_, Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))
-            }
-        });
-        // Boxed: hyper's state is allocated only while the connection is active.
-        let mut http = Box::new(
-            builder
-                .serve_connection(TokioIo::new(io), service)
-                .with_upgrades(),
-        );
-        let result = tokio::select! {
-            r = Pin::new(&mut *http) => r,
-            why = expired.as_mut() => {
-                closed(why.label());
-                Pin::new(&mut *http).graceful_shutdown();
-                let _ = tokio::time::timeout(CLOSE_GRACE, Pin::new(&mut *http)).await;
-                return;
-            }
+        // Boxed, and in statements of their own (a temporary in an awaited
+        // expression would be kept in this future): hyper's state and the active
+        // phase's are allocated only while the connection is active.
+        let active = Box::pin(serve_until_idle(
+            io,
+            peer,
+            &activity,
+            &handler,
+            limits,
+            expired.as_mut(),
+        ));
+        io = match active.await {
+            Some(parked) => parked,
+            None => return,
         };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "http connection ended with an error");
-            return;
-        }
-        // `None`: upgraded; the socket lives on in the handler's `Upgraded`.
-        let Some(parts) = http.into_parts() else {
-            return;
-        };
-        let Some(parked) = Parked::take(parts.io.into_inner(), parts.read_buf) else {
-            return; // closed by HTTP; hyper has shut the socket down
-        };
-        drop(parts.service);
         parked_gauge.increment(1.0);
         let woke = tokio::select! {
-            r = parked.readable() => Some(r),
+            r = io.readable() => Some(r),
             why = expired.as_mut() => {
                 closed(why.label());
                 None
@@ -423,7 +390,7 @@ pub(crate) async fn serve_h1<F, Fut, B>(
         };
         parked_gauge.decrement(1.0);
         match woke {
-            Some(Ok(())) => io = parked.into_io(),
+            Some(Ok(())) => {}
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "parked connection failed");
                 return;
@@ -431,6 +398,63 @@ pub(crate) async fn serve_h1<F, Fut, B>(
             None => return,
         }
     }
+}
+
+/// One hyper connection over `io`, until it ends: `Some` when [`ParkIo`] parked it
+/// (the socket to wait on, ready for the next hyper connection), `None` when it was
+/// closed (by HTTP or the watchdog `expired`) or upgraded.
+async fn serve_until_idle<F, Fut, B, E>(
+    io: ParkIo,
+    peer: SocketAddr,
+    activity: &Arc<Activity>,
+    handler: &Arc<F>,
+    limits: &ServeLimits,
+    mut expired: Pin<&mut E>,
+) -> Option<ParkIo>
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Future<Output = Expired>,
+{
+    let (a, h) = (activity.clone(), handler.clone());
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let in_flight = a.begin();
+        let fut = h(req, peer);
+        async move {
+            let resp = fut.await;
+            Ok::<_, Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))
+        }
+    });
+    let mut http = {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .keep_alive(true);
+        builder
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades()
+    };
+    let result = tokio::select! {
+        r = Pin::new(&mut http) => r,
+        why = expired.as_mut() => {
+            closed(why.label());
+            Pin::new(&mut http).graceful_shutdown();
+            let _ = tokio::time::timeout(CLOSE_GRACE, Pin::new(&mut http)).await;
+            return None;
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "http connection ended with an error");
+        return None;
+    }
+    // `None`: upgraded; the socket lives on in the handler's `Upgraded`.
+    let parts = http.into_parts()?;
+    // `None`: closed by HTTP; hyper has shut the socket down.
+    parts.io.into_inner().unpark(parts.read_buf)
 }
 
 #[cfg(test)]
@@ -493,5 +517,39 @@ mod tests {
                 String::from_utf8_lossy(head)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::conn::{ConnGuard, PerIp};
+    use tokio::sync::Semaphore;
+
+    /// What a parked connection's task holds is the `connection` future (with
+    /// `serve_h1` inline): it must not grow back to hyper's size (hyper's connection
+    /// inline, or kept in a moved-from box, was 2 KB and more per connection).
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let _c = TcpStream::connect(addr).await.unwrap();
+        let (s, peer) = l.accept().await.unwrap();
+        let guard = ConnGuard {
+            _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
+            _ip: PerIp::new(1).acquire(peer.ip()).unwrap(),
+        };
+        let c = crate::serve::connection(
+            s,
+            peer,
+            guard,
+            Arc::new(ServeLimits::default()),
+            Arc::new(ConnLimits::default()),
+            None,
+            |_r: Request<Incoming>, _p| async { Response::new(String::new()) },
+        );
+        let size = std::mem::size_of_val(&c);
+        eprintln!("connection future: {size} bytes");
+        assert!(size <= 1536, "the connection future is {size} bytes");
     }
 }

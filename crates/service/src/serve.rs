@@ -319,7 +319,7 @@ pub(crate) fn closed(reason: &'static str) {
 }
 
 /// One connection, from the first byte to its end.
-async fn connection<F, Fut, B>(
+pub(crate) async fn connection<F, Fut, B>(
     socket: TcpStream,
     peer: SocketAddr,
     guard: ConnGuard,
@@ -336,34 +336,56 @@ async fn connection<F, Fut, B>(
     let activity = Activity::new();
     // hyper's header timer starts only once bytes arrive (and the h2c sniff before
     // it waits forever), so the first byte has its own deadline.
-    let mut probe = [0u8; H2_PREFACE.len()];
-    let first = match tokio::time::timeout(conn.first_byte_timeout, socket.peek(&mut probe)).await {
-        Ok(Ok(n)) if n > 0 => &probe[..n],
-        Ok(_) => return, // closed or failed before sending anything
-        Err(_) => return closed("first_byte"),
+    let plain_h1 = {
+        let mut probe = [0u8; H2_PREFACE.len()];
+        match tokio::time::timeout(conn.first_byte_timeout, socket.peek(&mut probe)).await {
+            // Plain HTTP/1.1 (the first bytes cannot start an h2 preface) is parked
+            // between requests (see `park`); h2c, what may yet become an h2 preface,
+            // and TLS go to hyper's auto builder.
+            Ok(Ok(n)) if n > 0 => tls.is_none() && !H2_PREFACE.starts_with(&probe[..n]),
+            Ok(_) => return, // closed or failed before sending anything
+            Err(_) => return closed("first_byte"),
+        }
     };
-    // Plain HTTP/1.1 (the first bytes cannot start an h2 preface) is parked between
-    // requests (see `park`); h2c, and what may yet become an h2 preface, goes to
-    // hyper's auto builder as before.
-    let plain_h1 = tls.is_none() && !H2_PREFACE.starts_with(first);
     let io = GuardedIo::new(socket, guard);
     if plain_h1 {
-        return Box::pin(park::serve_h1(io, peer, activity, &limits, &conn, handler)).await;
+        // Not boxed: a parked connection is this task (and its socket) and nothing
+        // more; `serve_h1` boxes what it needs only while a request is served.
+        park::serve_h1(io, peer, activity, &limits, &conn, handler).await;
+        return;
     }
-    // Boxed: a connection waiting for its first byte stays a small task; the HTTP
-    // state is allocated once the client has spoken.
+    // Boxed (in a statement of its own, so that it is not kept inline): a connection
+    // waiting for its first byte stays a small task.
+    let rest = Box::pin(tls_or_h2(io, peer, activity, limits, conn, tls, handler));
+    rest.await;
+}
+
+/// A TLS connection, or an h2c one (or one that may yet send an h2 preface), for
+/// its whole life.
+async fn tls_or_h2<F, Fut, B>(
+    io: GuardedIo<TcpStream>,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+    limits: Arc<ServeLimits>,
+    conn: Arc<ConnLimits>,
+    tls: Option<TlsAcceptor>,
+    handler: F,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     match tls {
         Some(acceptor) => {
             let handshake = Box::pin(acceptor.accept(io));
             match tokio::time::timeout(limits.header_read_timeout, handshake).await {
-                Ok(Ok(stream)) => {
-                    Box::pin(http(stream, peer, activity, &limits, &conn, handler)).await;
-                }
+                Ok(Ok(stream)) => http(stream, peer, activity, &limits, &conn, handler).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => closed("tls_handshake"),
             }
         }
-        None => Box::pin(http(io, peer, activity, &limits, &conn, handler)).await,
+        None => http(io, peer, activity, &limits, &conn, handler).await,
     }
 }
 
