@@ -47,8 +47,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::conn::{Activity, ConnLimits, Expired, GuardedIo, TrackedBody};
-use crate::serve::{closed, ServeLimits, CLOSE_GRACE};
+use crate::conn::{Activity, Expired, GuardedIo, TrackedBody};
+use crate::serve::{closed, Shared, CLOSE_GRACE};
 
 /// Request heads longer than this are not followed (hyper answers 431 and closes;
 /// the tracker gives up and the connection is simply not parked).
@@ -338,32 +338,22 @@ impl ParkIo {
     }
 }
 
-/// Serves the plain HTTP/1.1 connection on `socket` (its first bytes have arrived) as
+/// Serves the plain HTTP/1.1 connection on `io` (its first bytes have arrived) as
 /// a series of hyper connections, parked between requests, until it ends: closed by
 /// HTTP (`Connection: close`, the client's close, an error), upgraded, or closed by
 /// the watchdog (no request in time, idle).
-pub(crate) async fn serve_h1<F, Fut, B>(
-    io: GuardedIo<TcpStream>,
-    peer: SocketAddr,
-    activity: Arc<Activity>,
-    limits: &ServeLimits,
-    conn: &ConnLimits,
-    handler: F,
-) where
+pub(crate) async fn serve_h1<F, Fut, B>(mut io: ParkIo, peer: SocketAddr, shared: Arc<Shared<F>>)
+where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    // Arc'd so that the service (and with it hyper's connection) is `Unpin`, which
-    // `into_parts` after polling needs.
-    let handler = Arc::new(handler);
-    let parked_gauge = ::metrics::gauge!("mediamesh_http_connections_parked");
+    let activity = io.activity.clone();
     // The first request head must follow the first byte within the header timeout.
-    let no_request = conn.first_byte_timeout + limits.header_read_timeout;
-    let expired = activity.expired(no_request, conn.idle_timeout);
+    let no_request = shared.conn.first_byte_timeout + shared.limits.header_read_timeout;
+    let expired = activity.expired(no_request, shared.conn.idle_timeout);
     tokio::pin!(expired);
-    let mut io = ParkIo::new(io, activity.clone());
     loop {
         // Boxed, and in statements of their own (a temporary in an awaited
         // expression would be kept in this future): hyper's state and the active
@@ -372,15 +362,14 @@ pub(crate) async fn serve_h1<F, Fut, B>(
             io,
             peer,
             &activity,
-            &handler,
-            limits,
+            &shared,
             expired.as_mut(),
         ));
         io = match active.await {
             Some(parked) => parked,
             None => return,
         };
-        parked_gauge.increment(1.0);
+        shared.parked.increment(1.0);
         let woke = tokio::select! {
             r = io.readable() => Some(r),
             why = expired.as_mut() => {
@@ -388,7 +377,7 @@ pub(crate) async fn serve_h1<F, Fut, B>(
                 None
             }
         };
-        parked_gauge.decrement(1.0);
+        shared.parked.decrement(1.0);
         match woke {
             Some(Ok(())) => {}
             Some(Err(e)) => {
@@ -407,8 +396,7 @@ async fn serve_until_idle<F, Fut, B, E>(
     io: ParkIo,
     peer: SocketAddr,
     activity: &Arc<Activity>,
-    handler: &Arc<F>,
-    limits: &ServeLimits,
+    shared: &Arc<Shared<F>>,
     mut expired: Pin<&mut E>,
 ) -> Option<ParkIo>
 where
@@ -418,16 +406,19 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     E: Future<Output = Expired>,
 {
-    let (a, h) = (activity.clone(), handler.clone());
+    // The service holds `Arc`s only, so that it (and with it hyper's connection) is
+    // `Unpin`, which `into_parts` after polling needs.
+    let (a, s) = (activity.clone(), shared.clone());
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let in_flight = a.begin();
-        let fut = h(req, peer);
+        let fut = (s.handler)(req, peer);
         async move {
             let resp = fut.await;
             Ok::<_, Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))
         }
     });
     let mut http = {
+        let limits = &shared.limits;
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -539,15 +530,38 @@ mod size_tests {
             _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
             _ip: PerIp::new(1).acquire(peer.ip()).unwrap(),
         };
-        let c = crate::serve::connection(
-            s,
-            peer,
-            guard,
-            Arc::new(ServeLimits::default()),
-            Arc::new(ConnLimits::default()),
-            None,
-            |_r: Request<Incoming>, _p| async { Response::new(String::new()) },
+        let shared = Arc::new(crate::serve::Shared {
+            limits: crate::ServeLimits::default(),
+            conn: crate::ConnLimits::default(),
+            tls: None,
+            handler: |_r: Request<Incoming>, _p| async { Response::new(String::new()) },
+            parked: ::metrics::gauge!("test"),
+        });
+        let pio = ParkIo::new(
+            GuardedIo::new(
+                TcpStream::connect(addr).await.unwrap(),
+                ConnGuard {
+                    _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
+                    _ip: PerIp::new(1).acquire(peer.ip()).unwrap(),
+                },
+            ),
+            Activity::new(),
         );
+        eprintln!("readable fut: {}", std::mem::size_of_val(&pio.readable()));
+        eprintln!(
+            "tcp readable fut: {}",
+            std::mem::size_of_val(&pio.io.get_ref().readable())
+        );
+        let a = Activity::new();
+        eprintln!(
+            "expired fut: {}",
+            std::mem::size_of_val(&a.expired(std::time::Duration::ZERO, std::time::Duration::ZERO))
+        );
+        eprintln!(
+            "serve_h1 fut: {}",
+            std::mem::size_of_val(&serve_h1(pio, peer, shared.clone()))
+        );
+        let c = crate::serve::connection(s, peer, guard, shared);
         let size = std::mem::size_of_val(&c);
         eprintln!("connection future: {size} bytes");
         assert!(size <= 1536, "the connection future is {size} bytes");
