@@ -537,30 +537,6 @@ mod size_tests {
             handler: |_r: Request<Incoming>, _p| async { Response::new(String::new()) },
             parked: ::metrics::gauge!("test"),
         });
-        let pio = ParkIo::new(
-            GuardedIo::new(
-                TcpStream::connect(addr).await.unwrap(),
-                ConnGuard {
-                    _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
-                    _ip: PerIp::new(1).acquire(peer.ip()).unwrap(),
-                },
-            ),
-            Activity::new(),
-        );
-        eprintln!("readable fut: {}", std::mem::size_of_val(&pio.readable()));
-        eprintln!(
-            "tcp readable fut: {}",
-            std::mem::size_of_val(&pio.io.get_ref().readable())
-        );
-        let a = Activity::new();
-        eprintln!(
-            "expired fut: {}",
-            std::mem::size_of_val(&a.expired(std::time::Duration::ZERO, std::time::Duration::ZERO))
-        );
-        eprintln!(
-            "serve_h1 fut: {}",
-            std::mem::size_of_val(&serve_h1(pio, peer, shared.clone()))
-        );
         let c = crate::serve::connection(s, peer, guard, shared);
         let size = std::mem::size_of_val(&c);
         eprintln!("connection future: {size} bytes");
