@@ -4,9 +4,10 @@
 //! Why this works around hyper: a hyper 1.x HTTP/1 connection keeps its whole state
 //! for as long as the connection lives, also while it only waits for the next
 //! request: an 8 KiB read buffer (reserved at the first read), an 8 KiB header write
-//! buffer, the dispatcher's boxes and the header timer, about 20 KiB in all, none of
-//! it configurable away. At 10,000 idle keep-alive connections that was 25 KB per
-//! connection against nginx's 0.5 KB (`bench/edge_conns.sh`).
+//! buffer, the dispatcher's boxes and the header timer, none of it configurable
+//! away; and the connection task's future held hyper's connection inline. At 10,000
+//! idle keep-alive connections that was 27 KB per connection against nginx's 0.5 KB;
+//! parked, 2.2 KB (`bench/edge_conns.sh`, see bench/README.md for what is left).
 //!
 //! So a plain HTTP/1.1 connection is served by a *series* of hyper connections over
 //! one socket. [`ParkIo`], the IO under hyper, reports end-of-stream to hyper when
@@ -21,7 +22,12 @@
 //! its slots ([`crate::conn::ConnGuard`], so a parked connection still counts against
 //! the caps), and the idle watchdog. Bytes hyper read but did not use (none, by
 //! construction, but hyper may say otherwise) are replayed to the next hyper
-//! connection first.
+//! connection first. hyper's header-read timeout therefore runs from the first byte
+//! of each request, and the time between requests is the idle timeout's alone.
+//!
+//! The price: each keep-alive request builds and drops a hyper connection (its
+//! buffers and boxes) and its head is parsed twice (here with httparse, as hyper
+//! does, to follow the framing).
 //!
 //! What it is not: TLS and HTTP/2 connections are not parked (they take the
 //! `auto::Builder` path in `serve.rs` as before); a connection on which a request
