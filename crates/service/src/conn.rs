@@ -259,6 +259,8 @@ pub(crate) struct Activity {
     last_done_ms: AtomicU64,
     /// The watchdog waits on `done` for `in_flight` to reach zero.
     waiting: AtomicBool,
+    /// The connection has lingered idle long enough to be parked (`park.rs`).
+    park_asked: AtomicBool,
     done: Notify,
 }
 
@@ -270,6 +272,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
             waiting: AtomicBool::new(false),
+            park_asked: AtomicBool::new(false),
             done: Notify::new(),
         })
     }
@@ -288,6 +291,41 @@ impl Activity {
     /// Requests in flight now (a response being sent counts).
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no request has been in flight for `linger` (counted from the
+    /// end of the last one, or from the start). While requests keep coming it wakes
+    /// once per `linger`, never per request.
+    pub(crate) async fn lingered(&self, linger: Duration) {
+        let mut last = self.last_done_ms.load(Ordering::Acquire);
+        let mut at = self.start + Duration::from_millis(last) + linger;
+        loop {
+            tokio::time::sleep_until(at.into()).await;
+            let now_last = self.last_done_ms.load(Ordering::Acquire);
+            let busy = self.in_flight.load(Ordering::SeqCst) > 0;
+            if !busy && now_last == last {
+                return;
+            }
+            last = now_last;
+            at = if busy {
+                Instant::now() + linger
+            } else {
+                self.start + Duration::from_millis(last) + linger
+            };
+        }
+    }
+
+    /// Lets the connection be parked at its next idle moment (see `park.rs`).
+    pub(crate) fn ask_park(&self) {
+        self.park_asked.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn park_asked(&self) -> bool {
+        self.park_asked.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn clear_park(&self) {
+        self.park_asked.store(false, Ordering::Relaxed);
     }
 
     /// Resolves when the connection has been silent too long: no request by

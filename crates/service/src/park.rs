@@ -10,8 +10,10 @@
 //! parked, 2.2 KB (`bench/edge_conns.sh`, see bench/README.md for what is left).
 //!
 //! So a plain HTTP/1.1 connection is served by a *series* of hyper connections over
-//! one socket. [`ParkIo`], the IO under hyper, reports end-of-stream to hyper when
-//! the connection is idle: no request in flight (its response body sent or dropped),
+//! one socket. Once a connection has lingered idle for [`PARK_AFTER`] (so that
+//! requests following each other closely keep their hyper connection), [`ParkIo`],
+//! the IO under hyper, reports end-of-stream to hyper at a moment when the connection
+//! is idle: no request in flight (its response body sent or dropped),
 //! everything hyper wrote flushed, every byte hyper read part of a complete request
 //! ([`Framing`] follows the request framing of those bytes), and the socket has
 //! nothing more to read. hyper then ends its connection cleanly (an end-of-stream
@@ -25,8 +27,8 @@
 //! connection first. hyper's header-read timeout therefore runs from the first byte
 //! of each request, and the time between requests is the idle timeout's alone.
 //!
-//! The price: each keep-alive request builds and drops a hyper connection (its
-//! buffers and boxes) and its head is parsed twice (here with httparse, as hyper
+//! The price: a request after a pause builds a new hyper connection (its buffers
+//! and boxes), and every request head is parsed twice (here with httparse, as hyper
 //! does, to follow the framing).
 //!
 //! What it is not: TLS and HTTP/2 connections are not parked (they take the
@@ -45,6 +47,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use hyper::body::Incoming;
@@ -55,6 +58,11 @@ use tokio::net::TcpStream;
 
 use crate::conn::{Activity, Expired, GuardedIo, TrackedBody};
 use crate::serve::{closed, Shared, CLOSE_GRACE};
+
+/// How long a connection stays idle in hyper before it is parked: requests that
+/// follow each other closely (a busy client, a benchmark) keep their hyper connection;
+/// one that waits longer gives its buffers back.
+const PARK_AFTER: Duration = Duration::from_millis(500);
 
 /// Request heads longer than this are not followed (hyper answers 431 and closes;
 /// the tracker gives up and the connection is simply not parked).
@@ -230,7 +238,10 @@ impl ParkIo {
     }
 
     fn idle(&self) -> bool {
-        !self.dirty && self.framing.at_boundary() && self.activity.in_flight() == 0
+        !self.dirty
+            && self.framing.at_boundary()
+            && self.activity.in_flight() == 0
+            && self.activity.park_asked()
     }
 }
 
@@ -318,6 +329,7 @@ impl ParkIo {
         }
         self.parked = false;
         self.dirty = false;
+        self.activity.clear_park();
         // Normally empty: replayed first to the next hyper connection. Copied, never
         // kept as a slice: even an empty `Bytes` from hyper may hold its whole read
         // buffer (8 KiB) alive.
@@ -435,13 +447,26 @@ where
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades()
     };
-    let result = tokio::select! {
-        r = Pin::new(&mut http) => r,
-        why = expired.as_mut() => {
-            closed(why.label());
-            Pin::new(&mut http).graceful_shutdown();
-            let _ = tokio::time::timeout(CLOSE_GRACE, Pin::new(&mut http)).await;
-            return None;
+    // Parked only after lingering idle for PARK_AFTER: a connection whose requests
+    // follow each other closely keeps its hyper connection (no rebuild per request).
+    let linger = activity.lingered(PARK_AFTER);
+    tokio::pin!(linger);
+    let mut lingering = true;
+    let result = loop {
+        tokio::select! {
+            r = Pin::new(&mut http) => break r,
+            () = linger.as_mut(), if lingering => {
+                // hyper, polled again by the loop, reads; `ParkIo` says end-of-stream
+                // if the connection is still idle (or at its next idle moment).
+                lingering = false;
+                activity.ask_park();
+            }
+            why = expired.as_mut() => {
+                closed(why.label());
+                Pin::new(&mut http).graceful_shutdown();
+                let _ = tokio::time::timeout(CLOSE_GRACE, Pin::new(&mut http)).await;
+                return None;
+            }
         }
     };
     if let Err(e) = result {

@@ -250,7 +250,7 @@ async fn connection_close_and_http10_still_close() {
 
 #[tokio::test]
 async fn the_idle_timeout_closes_a_parked_connection() {
-    let conn = ConnLimits::default().idle_timeout(Duration::from_millis(500));
+    let conn = ConnLimits::default().idle_timeout(Duration::from_secs(2));
     let addr = start(limits(16), conn).await;
     let mut c = Client::connect(addr).await;
     assert_eq!(c.get("/1").await, "GET /1 ");
