@@ -10,8 +10,9 @@
 //! parked, 2.2 KB (`bench/edge_conns.sh`, see bench/README.md for what is left).
 //!
 //! So a plain HTTP/1.1 connection is served by a *series* of hyper connections over
-//! one socket. Once a connection has lingered idle for [`PARK_AFTER`] (so that
-//! requests following each other closely keep their hyper connection), [`ParkIo`],
+//! one socket. Once a connection has lingered idle for
+//! [`crate::ConnLimits::park_after`] (100 ms by default, so that requests following
+//! each other closely keep their hyper connection), [`ParkIo`],
 //! the IO under hyper, reports end-of-stream to hyper at a moment when the connection
 //! is idle: no request in flight (its response body sent or dropped),
 //! everything hyper wrote flushed, every byte hyper read part of a complete request
@@ -47,7 +48,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use hyper::body::Incoming;
@@ -58,11 +58,6 @@ use tokio::net::TcpStream;
 
 use crate::conn::{Activity, Expired, GuardedIo, TrackedBody};
 use crate::serve::{closed, Shared, CLOSE_GRACE};
-
-/// How long a connection stays idle in hyper before it is parked: requests that
-/// follow each other closely (a busy client, a benchmark) keep their hyper connection;
-/// one that waits longer gives its buffers back.
-const PARK_AFTER: Duration = Duration::from_millis(500);
 
 /// Request heads longer than this are not followed (hyper answers 431 and closes;
 /// the tracker gives up and the connection is simply not parked).
@@ -447,11 +442,15 @@ where
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades()
     };
-    // Parked only after lingering idle for PARK_AFTER: a connection whose requests
+    // Parked only after lingering idle for `park_after`: a connection whose requests
     // follow each other closely keeps its hyper connection (no rebuild per request).
-    let linger = activity.lingered(PARK_AFTER);
+    let park_after = shared.conn.park_after;
+    let linger = activity.lingered(park_after);
     tokio::pin!(linger);
-    let mut lingering = true;
+    let mut lingering = !park_after.is_zero();
+    if !lingering {
+        activity.ask_park();
+    }
     let result = loop {
         tokio::select! {
             r = Pin::new(&mut http) => break r,
