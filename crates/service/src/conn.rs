@@ -37,12 +37,18 @@ pub struct ConnLimits {
     pub h2_ping_interval: Duration,
     /// HTTP/2: how long to wait for the PING's answer before closing.
     pub h2_ping_timeout: Duration,
+    /// Plain HTTP/1.1: how long a connection stays idle with hyper's state (about
+    /// 20 KiB) before it is parked and holds about 2 KiB (`park.rs`). Zero parks at
+    /// once, as nginx frees its buffers; a little more keeps requests that follow
+    /// each other closely from rebuilding hyper's connection each time.
+    pub park_after: Duration,
 }
 
 impl Default for ConnLimits {
     /// 10 s to the first byte, 60 s idle, 1024 connections per address (high enough
     /// for the many-viewers-from-loopback benchmarks and tests; lower it where
-    /// clients are known to be spread out), h2 PING every 30 s with 20 s to answer.
+    /// clients are known to be spread out), h2 PING every 30 s with 20 s to answer,
+    /// idle HTTP/1.1 connections parked after 100 ms.
     fn default() -> Self {
         Self {
             first_byte_timeout: Duration::from_secs(10),
@@ -50,6 +56,7 @@ impl Default for ConnLimits {
             max_connections_per_ip: 1024,
             h2_ping_interval: Duration::from_secs(30),
             h2_ping_timeout: Duration::from_secs(20),
+            park_after: Duration::from_millis(100),
         }
     }
 }
@@ -64,6 +71,12 @@ impl ConnLimits {
     /// Sets [`ConnLimits::idle_timeout`].
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.idle_timeout = d;
+        self
+    }
+
+    /// Sets [`ConnLimits::park_after`].
+    pub fn park_after(mut self, d: Duration) -> Self {
+        self.park_after = d;
         self
     }
 
@@ -179,6 +192,10 @@ impl<S> GuardedIo<S> {
     pub(crate) fn new(io: S, guard: ConnGuard) -> Self {
         GuardedIo { io, _guard: guard }
     }
+
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.io
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
@@ -255,6 +272,8 @@ pub(crate) struct Activity {
     last_done_ms: AtomicU64,
     /// The watchdog waits on `done` for `in_flight` to reach zero.
     waiting: AtomicBool,
+    /// The connection has lingered idle long enough to be parked (`park.rs`).
+    park_asked: AtomicBool,
     done: Notify,
 }
 
@@ -266,6 +285,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
             waiting: AtomicBool::new(false),
+            park_asked: AtomicBool::new(false),
             done: Notify::new(),
         })
     }
@@ -279,6 +299,46 @@ impl Activity {
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
+    }
+
+    /// Requests in flight now (a response being sent counts).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no request has been in flight for `linger` (counted from the
+    /// end of the last one, or from the start). While requests keep coming it wakes
+    /// once per `linger`, never per request.
+    pub(crate) async fn lingered(&self, linger: Duration) {
+        let mut last = self.last_done_ms.load(Ordering::Acquire);
+        let mut at = self.start + Duration::from_millis(last) + linger;
+        loop {
+            tokio::time::sleep_until(at.into()).await;
+            let now_last = self.last_done_ms.load(Ordering::Acquire);
+            let busy = self.in_flight.load(Ordering::SeqCst) > 0;
+            if !busy && now_last == last {
+                return;
+            }
+            last = now_last;
+            at = if busy {
+                Instant::now() + linger
+            } else {
+                self.start + Duration::from_millis(last) + linger
+            };
+        }
+    }
+
+    /// Lets the connection be parked at its next idle moment (see `park.rs`).
+    pub(crate) fn ask_park(&self) {
+        self.park_asked.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn park_asked(&self) -> bool {
+        self.park_asked.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn clear_park(&self) {
+        self.park_asked.store(false, Ordering::Relaxed);
     }
 
     /// Resolves when the connection has been silent too long: no request by

@@ -2,7 +2,8 @@
 //! accept loop with its explicit bounds (connections in all and per client address,
 //! request-head bytes, time to the first byte and to a request head, idle time
 //! between requests; upgraded WebSockets keep their connection slot) serving
-//! HTTP/1.1 and HTTP/2 (h2c, or TLS with ALPN), the HTTP/3 (QUIC) accept loop beside
+//! HTTP/1.1 and HTTP/2 (h2c, or TLS with ALPN; an idle plain HTTP/1.1 keep-alive
+//! connection is parked outside hyper and holds almost no memory), the HTTP/3 (QUIC) accept loop beside
 //! it (`http3`, same kind of handler and bounds), and the one process-wide Prometheus
 //! recorder behind every `/metrics`.
 //!
@@ -11,6 +12,7 @@
 mod conn;
 pub mod http3;
 pub mod metrics;
+mod park;
 mod serve;
 mod tls;
 

@@ -14,10 +14,16 @@
 //! handed out in turn by the accept loop (the edge's hit path: no work-stealing, no
 //! cross-core wake-ups per request).
 //!
+//! A plain HTTP/1.1 connection (no TLS, not an h2 preface) is served by a series of
+//! hyper connections and holds almost nothing while idle between requests: see
+//! `park.rs` for why and how. TLS and h2c connections use hyper's auto builder for
+//! their whole life.
+//!
 //! Metrics: `mediamesh_http_connections_refused_total` (listener full),
 //! `mediamesh_http_connections_refused_per_ip_total`,
 //! `mediamesh_http_connections_closed_total{reason}` (`first_byte`, `tls_handshake`,
-//! `no_request`, `idle`).
+//! `no_request`, `idle`), `mediamesh_http_connections_parked` (gauge: idle plain
+//! HTTP/1.1 connections parked outside hyper).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,6 +44,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::conn::{Activity, ConnGuard, ConnLimits, GuardedIo, PerIp, TrackedBody};
+use crate::park;
 
 /// Bounds of one listener. The per-connection timeouts and the per-IP cap are in
 /// [`ConnLimits`] (see [`serve_with`]); [`serve`] uses their defaults.
@@ -65,8 +72,11 @@ impl Default for ServeLimits {
     }
 }
 
+/// What an HTTP/2 connection without TLS (h2c, prior knowledge) starts with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// How long a connection that was told to close (idle) may take to finish.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// An accepted connection on its way to a connection thread (see [`serve_threaded`]).
 struct Accepted {
@@ -106,24 +116,10 @@ pub async fn serve_with<F, Fut, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let gate = Gate::new(&limits, &conn);
-    let conn = Arc::new(conn);
-    let limits = Arc::new(limits);
-    let tls = tls.map(TlsAcceptor::from);
+    let shared = Shared::new(limits, conn, tls, handler);
     loop {
         let (socket, peer, guard) = gate.next(&listener).await;
-        let span = tracing::info_span!("conn", %peer);
-        tokio::spawn(
-            connection(
-                socket,
-                peer,
-                guard,
-                limits.clone(),
-                conn.clone(),
-                tls.clone(),
-                handler.clone(),
-            )
-            .instrument(span),
-        );
+        spawn_connection(socket, peer, guard, &shared);
     }
 }
 
@@ -151,15 +147,13 @@ pub async fn serve_threaded<F, Fut, B>(
     if threads == 0 {
         return serve_with(listener, limits, conn, tls, handler).await;
     }
-    let fallback = (limits.clone(), conn.clone(), tls.clone());
+    let fallback = (limits.clone(), conn.clone(), tls.clone(), handler.clone());
     let gate = Gate::new(&limits, &conn);
-    let conn = Arc::new(conn);
-    let limits = Arc::new(limits);
-    let tls = tls.map(TlsAcceptor::from);
+    let shared = Shared::new(limits, conn, tls, handler);
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
-        let args = (limits.clone(), conn.clone(), tls.clone(), handler.clone());
+        let shared = shared.clone();
         let started = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -167,8 +161,7 @@ pub async fn serve_threaded<F, Fut, B>(
                 std::thread::Builder::new()
                     .name(format!("http-conn-{i}"))
                     .spawn(move || {
-                        let (limits, conn, tls, handler) = args;
-                        rt.block_on(conn_thread(rx, limits, conn, tls, handler));
+                        rt.block_on(conn_thread(rx, shared));
                     })
             });
         match started {
@@ -176,7 +169,7 @@ pub async fn serve_threaded<F, Fut, B>(
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start connection threads; serving on the shared runtime");
                 drop(workers);
-                let (limits, conn, tls) = fallback;
+                let (limits, conn, tls, handler) = fallback;
                 return serve_with(listener, limits, conn, tls, handler).await;
             }
         }
@@ -211,10 +204,7 @@ pub async fn serve_threaded<F, Fut, B>(
 /// until the loop is gone.
 async fn conn_thread<F, Fut, B>(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
-    limits: Arc<ServeLimits>,
-    conn: Arc<ConnLimits>,
-    tls: Option<TlsAcceptor>,
-    handler: F,
+    shared: Arc<Shared<F>>,
 ) where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
@@ -234,20 +224,53 @@ async fn conn_thread<F, Fut, B>(
                 continue;
             }
         };
-        let span = tracing::info_span!("conn", %peer);
-        tokio::spawn(
-            connection(
-                socket,
-                peer,
-                guard,
-                limits.clone(),
-                conn.clone(),
-                tls.clone(),
-                handler.clone(),
-            )
-            .instrument(span),
-        );
+        spawn_connection(socket, peer, guard, &shared);
     }
+}
+
+/// What every connection of one listener shares, allocated once per listener (not
+/// per connection: a parked connection holds only a reference).
+pub(crate) struct Shared<F> {
+    pub(crate) limits: ServeLimits,
+    pub(crate) conn: ConnLimits,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) handler: F,
+    /// `mediamesh_http_connections_parked`.
+    pub(crate) parked: ::metrics::Gauge,
+}
+
+impl<F> Shared<F> {
+    fn new(
+        limits: ServeLimits,
+        conn: ConnLimits,
+        tls: Option<Arc<ServerConfig>>,
+        handler: F,
+    ) -> Arc<Self> {
+        Arc::new(Shared {
+            limits,
+            conn,
+            tls: tls.map(TlsAcceptor::from),
+            handler,
+            parked: ::metrics::gauge!("mediamesh_http_connections_parked"),
+        })
+    }
+}
+
+/// Spawns the task of one accepted connection on the current runtime, in a span of
+/// its own (`conn`, with the peer address).
+fn spawn_connection<F, Fut, B>(
+    socket: TcpStream,
+    peer: SocketAddr,
+    guard: ConnGuard,
+    shared: &Arc<Shared<F>>,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let span = tracing::info_span!("conn", %peer);
+    tokio::spawn(connection(socket, peer, guard, shared.clone()).instrument(span));
 }
 
 /// The listener's admission: the connection cap and the per-address cap.
@@ -296,20 +319,17 @@ impl Gate {
     }
 }
 
-fn closed(reason: &'static str) {
+pub(crate) fn closed(reason: &'static str) {
     ::metrics::counter!("mediamesh_http_connections_closed_total", "reason" => reason).increment(1);
     tracing::debug!(reason, "connection closed by the server");
 }
 
 /// One connection, from the first byte to its end.
-async fn connection<F, Fut, B>(
+pub(crate) async fn connection<F, Fut, B>(
     socket: TcpStream,
     peer: SocketAddr,
     guard: ConnGuard,
-    limits: Arc<ServeLimits>,
-    conn: Arc<ConnLimits>,
-    tls: Option<TlsAcceptor>,
-    handler: F,
+    shared: Arc<Shared<F>>,
 ) where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
@@ -319,27 +339,63 @@ async fn connection<F, Fut, B>(
     let activity = Activity::new();
     // hyper's header timer starts only once bytes arrive (and the h2c sniff before
     // it waits forever), so the first byte has its own deadline.
-    let mut probe = [0u8; 1];
-    match tokio::time::timeout(conn.first_byte_timeout, socket.peek(&mut probe)).await {
-        Ok(Ok(n)) if n > 0 => {}
-        Ok(_) => return, // closed or failed before sending anything
-        Err(_) => return closed("first_byte"),
+    let plain_h1 = {
+        let mut probe = [0u8; H2_PREFACE.len()];
+        let first_byte = shared.conn.first_byte_timeout;
+        match tokio::time::timeout(first_byte, socket.peek(&mut probe)).await {
+            // Plain HTTP/1.1 (the first bytes cannot start an h2 preface) is parked
+            // between requests (see `park`); h2c, what may yet become an h2 preface,
+            // and TLS go to hyper's auto builder.
+            Ok(Ok(n)) if n > 0 => shared.tls.is_none() && !H2_PREFACE.starts_with(&probe[..n]),
+            Ok(_) => return, // closed or failed before sending anything
+            Err(_) => return closed("first_byte"),
+        }
+    };
+    if plain_h1 {
+        // Not boxed: a parked connection is this task (and its socket) and nothing
+        // more; `serve_h1` boxes what it needs only while a request is served. (The
+        // future is made in a statement of its own: its arguments are not kept.)
+        let h1 = park::serve_h1(
+            park::ParkIo::new(GuardedIo::new(socket, guard), activity),
+            peer,
+            shared,
+        );
+        h1.await;
+        return;
     }
-    let io = GuardedIo::new(socket, guard);
-    // Boxed: a connection waiting for its first byte stays a small task; the HTTP
-    // state is allocated once the client has spoken.
-    match tls {
+    // Boxed: a connection waiting for its first byte stays a small task.
+    let rest = Box::pin(tls_or_h2(
+        GuardedIo::new(socket, guard),
+        peer,
+        activity,
+        shared,
+    ));
+    rest.await;
+}
+
+/// A TLS connection, or an h2c one (or one that may yet send an h2 preface), for
+/// its whole life.
+async fn tls_or_h2<F, Fut, B>(
+    io: GuardedIo<TcpStream>,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+    shared: Arc<Shared<F>>,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match &shared.tls {
         Some(acceptor) => {
             let handshake = Box::pin(acceptor.accept(io));
-            match tokio::time::timeout(limits.header_read_timeout, handshake).await {
-                Ok(Ok(stream)) => {
-                    Box::pin(http(stream, peer, activity, &limits, &conn, handler)).await;
-                }
+            match tokio::time::timeout(shared.limits.header_read_timeout, handshake).await {
+                Ok(Ok(stream)) => http(stream, peer, activity, &shared).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => closed("tls_handshake"),
             }
         }
-        None => Box::pin(http(io, peer, activity, &limits, &conn, handler)).await,
+        None => http(io, peer, activity, &shared).await,
     }
 }
 
@@ -348,9 +404,7 @@ async fn http<I, F, Fut, B>(
     io: I,
     peer: SocketAddr,
     activity: Arc<Activity>,
-    limits: &ServeLimits,
-    conn: &ConnLimits,
-    handler: F,
+    shared: &Arc<Shared<F>>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
@@ -358,11 +412,12 @@ async fn http<I, F, Fut, B>(
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let (limits, conn) = (&shared.limits, &shared.conn);
     let max_head = limits.max_header_bytes.max(8192);
-    let a = activity.clone();
+    let (a, s) = (activity.clone(), shared.clone());
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let in_flight = a.begin();
-        let fut = handler(req, peer);
+        let fut = (s.handler)(req, peer);
         async move {
             let resp = fut.await;
             Ok::<_, Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))

@@ -1,0 +1,575 @@
+//! Plain HTTP/1.1 connections that hold almost nothing while idle between requests
+//! ("parked"), as nginx frees its request buffers on an idle keep-alive connection.
+//!
+//! Why this works around hyper: a hyper 1.x HTTP/1 connection keeps its whole state
+//! for as long as the connection lives, also while it only waits for the next
+//! request: an 8 KiB read buffer (reserved at the first read), an 8 KiB header write
+//! buffer, the dispatcher's boxes and the header timer, none of it configurable
+//! away; and the connection task's future held hyper's connection inline. At 10,000
+//! idle keep-alive connections that was 27 KB per connection against nginx's 0.5 KB;
+//! parked, 2.2 KB (`bench/edge_conns.sh`, see bench/README.md for what is left).
+//!
+//! So a plain HTTP/1.1 connection is served by a *series* of hyper connections over
+//! one socket. Once a connection has lingered idle for
+//! [`crate::ConnLimits::park_after`] (100 ms by default, so that requests following
+//! each other closely keep their hyper connection), [`ParkIo`],
+//! the IO under hyper, reports end-of-stream to hyper at a moment when the connection
+//! is idle: no request in flight (its response body sent or dropped),
+//! everything hyper wrote flushed, every byte hyper read part of a complete request
+//! ([`Framing`] follows the request framing of those bytes), and the socket has
+//! nothing more to read. hyper then ends its connection cleanly (an end-of-stream
+//! between requests is a normal close to it; its responses are already out, so none
+//! gets `Connection: close`), [`ParkIo`] turns the shutdown that follows into a no-op,
+//! and [`serve_h1`] takes the socket back with `into_parts`, drops all of hyper's
+//! state and waits for the socket to become readable again, holding only the socket,
+//! its slots ([`crate::conn::ConnGuard`], so a parked connection still counts against
+//! the caps), and the idle watchdog. Bytes hyper read but did not use (none, by
+//! construction, but hyper may say otherwise) are replayed to the next hyper
+//! connection first. hyper's header-read timeout therefore runs from the first byte
+//! of each request, and the time between requests is the idle timeout's alone.
+//!
+//! The price: a request after a pause builds a new hyper connection (its buffers
+//! and boxes), and every request head is parsed twice (here with httparse, as hyper
+//! does, to follow the framing).
+//!
+//! What it is not: TLS and HTTP/2 connections are not parked (they take the
+//! `auto::Builder` path in `serve.rs` as before); a connection on which a request
+//! carried `Transfer-Encoding` (a chunked body) or asked for an upgrade (WebSocket,
+//! `CONNECT`) is not parked again for the rest of its current hyper connection, which
+//! then lives as before (an upgraded socket is no longer HTTP at all).
+//!
+//! Metric: `mediamesh_http_connections_parked` (gauge: plain HTTP/1.1 connections
+//! parked right now).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::conn::{Activity, Expired, GuardedIo, TrackedBody};
+use crate::serve::{closed, Shared, CLOSE_GRACE};
+
+/// Request heads longer than this are not followed (hyper answers 431 and closes;
+/// the tracker gives up and the connection is simply not parked).
+const MAX_FOLLOWED_HEAD: usize = 64 * 1024;
+
+/// hyper's own limit on request header fields (`DEFAULT_MAX_HEADERS`); more and
+/// hyper answers 431 (and [`Framing`] gives up on the connection).
+const MAX_HEADERS: usize = 100;
+
+/// Where the bytes hyper has read so far end, in the request stream.
+#[derive(Debug, Default)]
+pub(crate) struct Framing {
+    state: FramingState,
+    /// A request head split across reads, kept until it is complete (then freed).
+    head: Vec<u8>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum FramingState {
+    /// Between requests (or inside a head that `head` holds).
+    #[default]
+    Head,
+    /// Inside a request body with this many bytes to come.
+    Body(u64),
+    /// Not followed any more (chunked body, upgrade, unparseable head): never at a
+    /// boundary.
+    Opaque,
+}
+
+/// What a complete request head says about what follows it.
+enum HeadEnd {
+    /// `len` bytes of head, then `body` bytes of body.
+    Framed { len: usize, body: u64 },
+    /// Not followed: see [`FramingState::Opaque`].
+    Opaque,
+}
+
+impl Framing {
+    /// True when the bytes seen so far end exactly after a complete request (head and
+    /// body), or when none were seen.
+    pub(crate) fn at_boundary(&self) -> bool {
+        self.state == FramingState::Head && self.head.is_empty()
+    }
+
+    /// Follows `data`, the next bytes hyper read.
+    pub(crate) fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            match self.state {
+                FramingState::Opaque => return,
+                FramingState::Body(left) => {
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
+                    data = &data[take..];
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        FramingState::Head
+                    } else {
+                        FramingState::Body(left)
+                    };
+                }
+                FramingState::Head if self.head.is_empty() => match parse_head(data) {
+                    Some(HeadEnd::Framed { len, body }) => {
+                        data = &data[len..];
+                        self.state = body_state(body);
+                    }
+                    Some(HeadEnd::Opaque) => return self.give_up(),
+                    None => {
+                        if data.len() > MAX_FOLLOWED_HEAD {
+                            return self.give_up();
+                        }
+                        self.head.extend_from_slice(data);
+                        return;
+                    }
+                },
+                FramingState::Head => {
+                    let had = self.head.len();
+                    if had + data.len() > MAX_FOLLOWED_HEAD {
+                        return self.give_up();
+                    }
+                    self.head.extend_from_slice(data);
+                    match parse_head(&self.head) {
+                        Some(HeadEnd::Framed { len, body }) => {
+                            // The head ends inside `data` (it was partial without it).
+                            data = &data[len.saturating_sub(had)..];
+                            self.head = Vec::new();
+                            self.state = body_state(body);
+                        }
+                        Some(HeadEnd::Opaque) => return self.give_up(),
+                        None => return,
+                    }
+                }
+            }
+        }
+    }
+
+    fn give_up(&mut self) {
+        self.state = FramingState::Opaque;
+        self.head = Vec::new();
+    }
+}
+
+fn body_state(body: u64) -> FramingState {
+    if body == 0 {
+        FramingState::Head
+    } else {
+        FramingState::Body(body)
+    }
+}
+
+/// Parses one request head at the start of `buf` as hyper does (httparse, default
+/// leniency): `None` while it is incomplete.
+fn parse_head(buf: &[u8]) -> Option<HeadEnd> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return None,
+        Err(_) => return Some(HeadEnd::Opaque),
+    };
+    if req.method == Some("CONNECT") {
+        return Some(HeadEnd::Opaque);
+    }
+    let mut body: Option<u64> = None;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("transfer-encoding")
+            || h.name.eq_ignore_ascii_case("upgrade")
+        {
+            return Some(HeadEnd::Opaque);
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let Some(n) = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            else {
+                return Some(HeadEnd::Opaque);
+            };
+            if body.is_some_and(|b| b != n) {
+                return Some(HeadEnd::Opaque);
+            }
+            body = Some(n);
+        }
+    }
+    Some(HeadEnd::Framed {
+        len,
+        body: body.unwrap_or(0),
+    })
+}
+
+/// The socket under one plain HTTP/1.1 connection's hyper connections: tells hyper
+/// "end of stream" when the connection is idle (see the module doc), and replays
+/// bytes a previous hyper connection read but did not use.
+pub(crate) struct ParkIo {
+    io: GuardedIo<TcpStream>,
+    /// Given to hyper before anything is read from the socket.
+    replay: Bytes,
+    framing: Framing,
+    activity: Arc<Activity>,
+    /// hyper wrote since its last completed flush.
+    dirty: bool,
+    /// This hyper connection was told "end of stream" to park the socket.
+    parked: bool,
+}
+
+impl ParkIo {
+    pub(crate) fn new(io: GuardedIo<TcpStream>, activity: Arc<Activity>) -> Self {
+        ParkIo {
+            io,
+            replay: Bytes::new(),
+            framing: Framing::default(),
+            activity,
+            dirty: false,
+            parked: false,
+        }
+    }
+
+    fn idle(&self) -> bool {
+        !self.dirty
+            && self.framing.at_boundary()
+            && self.activity.in_flight() == 0
+            && self.activity.park_asked()
+    }
+}
+
+impl AsyncRead for ParkIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.parked {
+            return Poll::Ready(Ok(()));
+        }
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            let chunk = this.replay.split_to(n);
+            this.framing.feed(&chunk);
+            buf.put_slice(&chunk);
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.framing.feed(&buf.filled()[before..]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if this.idle() => {
+                // End of stream to hyper: it ends its connection between requests.
+                this.parked = true;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncWrite for ParkIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.dirty = true;
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.dirty = true;
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            self.dirty = false;
+        }
+        r
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.parked {
+            // hyper closing the connection we parked: the socket stays open.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl ParkIo {
+    /// Takes back the socket of a hyper connection that ended, with the bytes hyper
+    /// read but did not use: `Some` (ready for the next hyper connection) if it ended
+    /// because this wrapper parked it, `None` if HTTP closed it.
+    fn unpark(mut self, unread: Bytes) -> Option<ParkIo> {
+        if !self.parked {
+            return None;
+        }
+        self.parked = false;
+        self.dirty = false;
+        self.activity.clear_park();
+        // Normally empty: replayed first to the next hyper connection. Copied, never
+        // kept as a slice: even an empty `Bytes` from hyper may hold its whole read
+        // buffer (8 KiB) alive.
+        self.replay = if unread.is_empty() && self.replay.is_empty() {
+            Bytes::new()
+        } else {
+            let mut joined = Vec::with_capacity(unread.len() + self.replay.len());
+            joined.extend_from_slice(&unread);
+            joined.extend_from_slice(&self.replay);
+            Bytes::from(joined)
+        };
+        drop(unread);
+        // The replayed bytes are fed to the tracker again when hyper reads them.
+        self.framing = Framing::default();
+        Some(self)
+    }
+
+    /// Waits until the client sends the next bytes (or closes: hyper will see it).
+    async fn readable(&self) -> io::Result<()> {
+        if self.replay.has_remaining() {
+            return Ok(());
+        }
+        self.io.get_ref().readable().await
+    }
+}
+
+/// Serves the plain HTTP/1.1 connection on `io` (its first bytes have arrived) as
+/// a series of hyper connections, parked between requests, until it ends: closed by
+/// HTTP (`Connection: close`, the client's close, an error), upgraded, or closed by
+/// the watchdog (no request in time, idle).
+pub(crate) async fn serve_h1<F, Fut, B>(mut io: ParkIo, peer: SocketAddr, shared: Arc<Shared<F>>)
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let activity = io.activity.clone();
+    // The first request head must follow the first byte within the header timeout.
+    let no_request = shared.conn.first_byte_timeout + shared.limits.header_read_timeout;
+    let expired = activity.expired(no_request, shared.conn.idle_timeout);
+    tokio::pin!(expired);
+    loop {
+        // Boxed, and in statements of their own (a temporary in an awaited
+        // expression would be kept in this future): hyper's state and the active
+        // phase's are allocated only while the connection is active.
+        let active = Box::pin(serve_until_idle(
+            io,
+            peer,
+            &activity,
+            &shared,
+            expired.as_mut(),
+        ));
+        io = match active.await {
+            Some(parked) => parked,
+            None => return,
+        };
+        shared.parked.increment(1.0);
+        let woke = tokio::select! {
+            r = io.readable() => Some(r),
+            why = expired.as_mut() => {
+                closed(why.label());
+                None
+            }
+        };
+        shared.parked.decrement(1.0);
+        match woke {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "parked connection failed");
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+/// One hyper connection over `io`, until it ends: `Some` when [`ParkIo`] parked it
+/// (the socket to wait on, ready for the next hyper connection), `None` when it was
+/// closed (by HTTP or the watchdog `expired`) or upgraded.
+async fn serve_until_idle<F, Fut, B, E>(
+    io: ParkIo,
+    peer: SocketAddr,
+    activity: &Arc<Activity>,
+    shared: &Arc<Shared<F>>,
+    mut expired: Pin<&mut E>,
+) -> Option<ParkIo>
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Future<Output = Expired>,
+{
+    // The service holds `Arc`s only, so that it (and with it hyper's connection) is
+    // `Unpin`, which `into_parts` after polling needs.
+    let (a, s) = (activity.clone(), shared.clone());
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let in_flight = a.begin();
+        let fut = (s.handler)(req, peer);
+        async move {
+            let resp = fut.await;
+            Ok::<_, Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))
+        }
+    });
+    let mut http = {
+        let limits = &shared.limits;
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .keep_alive(true);
+        builder
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades()
+    };
+    // Parked only after lingering idle for `park_after`: a connection whose requests
+    // follow each other closely keeps its hyper connection (no rebuild per request).
+    let park_after = shared.conn.park_after;
+    let linger = activity.lingered(park_after);
+    tokio::pin!(linger);
+    let mut lingering = !park_after.is_zero();
+    if !lingering {
+        activity.ask_park();
+    }
+    let result = loop {
+        tokio::select! {
+            r = Pin::new(&mut http) => break r,
+            () = linger.as_mut(), if lingering => {
+                // hyper, polled again by the loop, reads; `ParkIo` says end-of-stream
+                // if the connection is still idle (or at its next idle moment).
+                lingering = false;
+                activity.ask_park();
+            }
+            why = expired.as_mut() => {
+                closed(why.label());
+                Pin::new(&mut http).graceful_shutdown();
+                let _ = tokio::time::timeout(CLOSE_GRACE, Pin::new(&mut http)).await;
+                return None;
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "http connection ended with an error");
+        return None;
+    }
+    // `None`: upgraded; the socket lives on in the handler's `Upgraded`.
+    let parts = http.into_parts()?;
+    // `None`: closed by HTTP; hyper has shut the socket down.
+    parts.io.into_inner().unpark(parts.read_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fed(chunks: &[&[u8]]) -> Framing {
+        let mut f = Framing::default();
+        for c in chunks {
+            f.feed(c);
+        }
+        f
+    }
+
+    #[test]
+    fn whole_and_pipelined_heads_end_at_a_boundary() {
+        assert!(fed(&[]).at_boundary());
+        assert!(fed(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"]).at_boundary());
+        assert!(fed(&[b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"]).at_boundary());
+        assert!(!fed(&[b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HT"]).at_boundary());
+    }
+
+    #[test]
+    fn split_heads_and_bodies_are_followed() {
+        let f = fed(&[b"GET / HTTP/1.1\r\nHo", b"st: a\r\n", b"\r\n"]);
+        assert!(f.at_boundary());
+        assert!(f.head.capacity() == 0, "the split head's buffer is freed");
+        let f = fed(&[b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab"]);
+        assert!(!f.at_boundary());
+        let f = fed(&[b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", b"cde"]);
+        assert!(f.at_boundary());
+        let f = fed(&[
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab",
+            b"cdeGET / HTTP/1.1\r\n\r\n",
+        ]);
+        assert!(f.at_boundary());
+        // A split head whose completing read carries the next request too.
+        let f = fed(&[b"GET /1 HTTP/1.1\r\n", b"\r\nGET /2 HTTP/1.1\r\n"]);
+        assert!(!f.at_boundary());
+        let f = fed(&[b"GET /1 HTTP/1.1\r\n", b"\r\nGET /2 HTTP/1.1\r\n\r\n"]);
+        assert!(f.at_boundary());
+    }
+
+    #[test]
+    fn chunked_upgrades_and_garbage_are_never_at_a_boundary() {
+        for head in [
+            &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"CONNECT a:443 HTTP/1.1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            b"\x16\x03\x01 not http\r\n\r\n",
+        ] {
+            let mut f = fed(&[head]);
+            assert!(!f.at_boundary(), "{}", String::from_utf8_lossy(head));
+            f.feed(b"GET / HTTP/1.1\r\n\r\n");
+            assert!(
+                !f.at_boundary(),
+                "recovered after {}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::conn::{ConnGuard, PerIp};
+    use tokio::sync::Semaphore;
+
+    /// What a parked connection's task holds is the `connection` future (with
+    /// `serve_h1` inline): it must not grow back to hyper's size (hyper's connection
+    /// inline, or kept in a moved-from box, was 2 KB and more per connection).
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let _c = TcpStream::connect(addr).await.unwrap();
+        let (s, peer) = l.accept().await.unwrap();
+        let guard = ConnGuard {
+            _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
+            _ip: PerIp::new(1).acquire(peer.ip()).unwrap(),
+        };
+        let shared = Arc::new(crate::serve::Shared {
+            limits: crate::ServeLimits::default(),
+            conn: crate::ConnLimits::default(),
+            tls: None,
+            handler: |_r: Request<Incoming>, _p| async { Response::new(String::new()) },
+            parked: ::metrics::gauge!("test"),
+        });
+        let c = crate::serve::connection(s, peer, guard, shared);
+        let size = std::mem::size_of_val(&c);
+        eprintln!("connection future: {size} bytes");
+        assert!(size <= 1536, "the connection future is {size} bytes");
+    }
+}
