@@ -13,6 +13,12 @@ mod conn;
 pub mod http3;
 pub mod metrics;
 mod park;
+/// For the fuzz targets only (`fuzz/fuzz_targets/http1_framing.rs`): the request
+/// framing follower of parked HTTP/1.1 connections. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::park::Framing;
+}
 mod serve;
 mod tls;
 

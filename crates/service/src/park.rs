@@ -69,7 +69,7 @@ const MAX_HEADERS: usize = 100;
 
 /// Where the bytes hyper has read so far end, in the request stream.
 #[derive(Debug, Default)]
-pub(crate) struct Framing {
+pub struct Framing {
     state: FramingState,
     /// A request head split across reads, kept until it is complete (then freed).
     head: Vec<u8>,
@@ -98,12 +98,12 @@ enum HeadEnd {
 impl Framing {
     /// True when the bytes seen so far end exactly after a complete request (head and
     /// body), or when none were seen.
-    pub(crate) fn at_boundary(&self) -> bool {
+    pub fn at_boundary(&self) -> bool {
         self.state == FramingState::Head && self.head.is_empty()
     }
 
     /// Follows `data`, the next bytes hyper read.
-    pub(crate) fn feed(&mut self, mut data: &[u8]) {
+    pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             match self.state {
                 FramingState::Opaque => return,
