@@ -35,7 +35,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tracing::Instrument;
 
 use crate::conn::{Activity, ConnGuard, ConnLimits, InFlight, PerIp};
-use crate::serve::ServeLimits;
+use crate::listener::ServeLimits;
 
 /// Requests (bidirectional streams) one connection may have open at once, as h2's
 /// `max_concurrent_streams` on TCP.

@@ -11,6 +11,7 @@
 
 mod conn;
 pub mod http3;
+mod listener;
 pub mod metrics;
 mod park;
 /// For the fuzz targets only (`fuzz/fuzz_targets/http1_framing.rs`): the request

@@ -57,7 +57,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::conn::{Activity, Expired, GuardedIo, TrackedBody};
-use crate::serve::{closed, Shared, CLOSE_GRACE};
+use crate::listener::{closed, Shared, CLOSE_GRACE};
 
 /// Request heads longer than this are not followed (hyper answers 431 and closes;
 /// the tracker gives up and the connection is simply not parked).
@@ -538,38 +538,5 @@ mod tests {
                 String::from_utf8_lossy(head)
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod size_tests {
-    use super::*;
-    use crate::conn::{ConnGuard, PerIp};
-    use tokio::sync::Semaphore;
-
-    /// What a parked connection's task holds is the `connection` future (with
-    /// `serve_h1` inline): it must not grow back to hyper's size (hyper's connection
-    /// inline, or kept in a moved-from box, was 2 KB and more per connection).
-    #[tokio::test]
-    async fn a_connection_task_stays_small() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let _c = TcpStream::connect(addr).await.unwrap();
-        let (s, peer) = l.accept().await.unwrap();
-        let guard = ConnGuard {
-            _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
-            _ip: PerIp::new(1).acquire(peer.ip()).unwrap(),
-        };
-        let shared = Arc::new(crate::serve::Shared {
-            limits: crate::ServeLimits::default(),
-            conn: crate::ConnLimits::default(),
-            tls: None,
-            handler: |_r: Request<Incoming>, _p| async { Response::new(String::new()) },
-            parked: ::metrics::gauge!("test"),
-        });
-        let c = crate::serve::connection(s, peer, guard, shared);
-        let size = std::mem::size_of_val(&c);
-        eprintln!("connection future: {size} bytes");
-        assert!(size <= 1536, "the connection future is {size} bytes");
     }
 }

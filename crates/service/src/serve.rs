@@ -40,43 +40,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::conn::{Activity, ConnGuard, ConnLimits, GuardedIo, PerIp, TrackedBody};
+pub use crate::listener::ServeLimits;
+use crate::listener::{closed, Shared, CLOSE_GRACE};
 use crate::park;
-
-/// Bounds of one listener. The per-connection timeouts and the per-IP cap are in
-/// [`ConnLimits`] (see [`serve_with`]); [`serve`] uses their defaults.
-#[derive(Clone, Debug)]
-pub struct ServeLimits {
-    pub max_connections: usize,
-    /// Largest request head (request line and headers) in bytes; more gets 431.
-    pub max_header_bytes: usize,
-    /// Time a client has to send a request head (slowloris), and to finish a TLS
-    /// handshake.
-    pub header_read_timeout: Duration,
-    /// Per-connection bounds: time to the first byte, idle time, connections per
-    /// client address.
-    pub conn: ConnLimits,
-}
-
-impl Default for ServeLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 10_000,
-            max_header_bytes: 16 * 1024,
-            header_read_timeout: Duration::from_secs(10),
-            conn: ConnLimits::default(),
-        }
-    }
-}
 
 /// What an HTTP/2 connection without TLS (h2c, prior knowledge) starts with.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// How long a connection that was told to close (idle) may take to finish.
-pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// An accepted connection on its way to a connection thread (see [`serve_threaded`]).
 struct Accepted {
@@ -228,34 +200,6 @@ async fn conn_thread<F, Fut, B>(
     }
 }
 
-/// What every connection of one listener shares, allocated once per listener (not
-/// per connection: a parked connection holds only a reference).
-pub(crate) struct Shared<F> {
-    pub(crate) limits: ServeLimits,
-    pub(crate) conn: ConnLimits,
-    pub(crate) tls: Option<TlsAcceptor>,
-    pub(crate) handler: F,
-    /// `mediamesh_http_connections_parked`.
-    pub(crate) parked: ::metrics::Gauge,
-}
-
-impl<F> Shared<F> {
-    fn new(
-        limits: ServeLimits,
-        conn: ConnLimits,
-        tls: Option<Arc<ServerConfig>>,
-        handler: F,
-    ) -> Arc<Self> {
-        Arc::new(Shared {
-            limits,
-            conn,
-            tls: tls.map(TlsAcceptor::from),
-            handler,
-            parked: ::metrics::gauge!("mediamesh_http_connections_parked"),
-        })
-    }
-}
-
 /// Spawns the task of one accepted connection on the current runtime, in a span of
 /// its own (`conn`, with the peer address).
 fn spawn_connection<F, Fut, B>(
@@ -317,11 +261,6 @@ impl Gate {
             return (socket, peer, guard);
         }
     }
-}
-
-pub(crate) fn closed(reason: &'static str) {
-    ::metrics::counter!("mediamesh_http_connections_closed_total", "reason" => reason).increment(1);
-    tracing::debug!(reason, "connection closed by the server");
 }
 
 /// One connection, from the first byte to its end.
@@ -454,5 +393,36 @@ async fn http<I, F, Fut, B>(
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "http connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// What a parked connection's task holds is the `connection` future (with
+    /// `park::serve_h1` inline): it must not grow back to hyper's size (hyper's connection
+    /// inline, or kept in a moved-from box, was 2 KB and more per connection).
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let _c = TcpStream::connect(addr).await.unwrap();
+        let (s, peer) = l.accept().await.unwrap();
+        let guard = ConnGuard {
+            _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
+            _ip: PerIp::new(1).acquire(peer.ip()).unwrap(),
+        };
+        let shared = Arc::new(Shared {
+            limits: crate::ServeLimits::default(),
+            conn: crate::ConnLimits::default(),
+            tls: None,
+            handler: |_r: Request<Incoming>, _p| async { Response::new(String::new()) },
+            parked: ::metrics::gauge!("test"),
+        });
+        let c = connection(s, peer, guard, shared);
+        let size = std::mem::size_of_val(&c);
+        eprintln!("connection future: {size} bytes");
+        assert!(size <= 1536, "the connection future is {size} bytes");
     }
 }

@@ -1,0 +1,76 @@
+//! What one listener's connections share, whichever way they are served: the
+//! listener's bounds ([`ServeLimits`]), the handler and TLS acceptor held once per
+//! listener ([`Shared`]), and how a server-side close is counted. Here so that the
+//! accept loops (`serve.rs`) and parked HTTP/1.1 connections (`park.rs`) both use it
+//! without importing each other. Not here: accepting, serving, timeouts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
+
+use crate::conn::ConnLimits;
+
+/// Bounds of one listener. The per-connection timeouts and the per-IP cap are in
+/// [`ConnLimits`] (see `serve_with`); `serve` uses their defaults.
+#[derive(Clone, Debug)]
+pub struct ServeLimits {
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) in bytes; more gets 431.
+    pub max_header_bytes: usize,
+    /// Time a client has to send a request head (slowloris), and to finish a TLS
+    /// handshake.
+    pub header_read_timeout: Duration,
+    /// Per-connection bounds: time to the first byte, idle time, connections per
+    /// client address.
+    pub conn: ConnLimits,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            conn: ConnLimits::default(),
+        }
+    }
+}
+
+/// How long a connection that was told to close (idle) may take to finish.
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// What every connection of one listener shares, allocated once per listener (not
+/// per connection: a parked connection holds only a reference).
+pub(crate) struct Shared<F> {
+    pub(crate) limits: ServeLimits,
+    pub(crate) conn: ConnLimits,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) handler: F,
+    /// `mediamesh_http_connections_parked`.
+    pub(crate) parked: ::metrics::Gauge,
+}
+
+impl<F> Shared<F> {
+    pub(crate) fn new(
+        limits: ServeLimits,
+        conn: ConnLimits,
+        tls: Option<Arc<ServerConfig>>,
+        handler: F,
+    ) -> Arc<Self> {
+        Arc::new(Shared {
+            limits,
+            conn,
+            tls: tls.map(TlsAcceptor::from),
+            handler,
+            parked: ::metrics::gauge!("mediamesh_http_connections_parked"),
+        })
+    }
+}
+
+/// Counts a connection the server closed, by reason.
+pub(crate) fn closed(reason: &'static str) {
+    ::metrics::counter!("mediamesh_http_connections_closed_total", "reason" => reason).increment(1);
+    tracing::debug!(reason, "connection closed by the server");
+}
