@@ -127,15 +127,7 @@ impl HevcConfig {
                 }
             }
         }
-        if vps.is_empty() {
-            return Err(CodecError::MissingParameterSet("HEVC", "VPS"));
-        }
-        let first_sps = sps
-            .first()
-            .ok_or(CodecError::MissingParameterSet("HEVC", "SPS"))?;
-        if pps.is_empty() {
-            return Err(CodecError::MissingParameterSet("HEVC", "PPS"));
-        }
+        let first_sps = first_sps(&vps, &sps, &pps)?;
         let (width, height) = hevc_sps_dimensions(first_sps)?;
         Ok(HevcConfig {
             profile_space: ptl >> 6,
@@ -203,15 +195,7 @@ pub fn record_from_parameter_sets(
     sps: &[Bytes],
     pps: &[Bytes],
 ) -> Result<HevcConfig, CodecError> {
-    if vps.is_empty() {
-        return Err(CodecError::MissingParameterSet("HEVC", "VPS"));
-    }
-    let first = sps
-        .first()
-        .ok_or(CodecError::MissingParameterSet("HEVC", "SPS"))?;
-    if pps.is_empty() {
-        return Err(CodecError::MissingParameterSet("HEVC", "PPS"));
-    }
+    let first = first_sps(vps, sps, pps)?;
     let info = Sps::parse(first)?;
     let (luma_minus8, chroma_minus8) = info.bit_depths_minus8.ok_or(CodecError::InvalidSps(
         "HEVC SPS ends before its bit depths, or they exceed 15 (the record holds 3 bits)",
@@ -260,6 +244,21 @@ pub fn record_from_parameter_sets(
         }
     }
     HevcConfig::parse(Bytes::from(r))
+}
+
+/// The first SPS of a set of parameter sets that has at least one VPS, SPS and PPS
+/// (what both a parsed `hvcC` and one built from in-band sets need).
+fn first_sps<'a>(vps: &[Bytes], sps: &'a [Bytes], pps: &[Bytes]) -> Result<&'a Bytes, CodecError> {
+    if vps.is_empty() {
+        return Err(CodecError::MissingParameterSet("HEVC", "VPS"));
+    }
+    let first = sps
+        .first()
+        .ok_or(CodecError::MissingParameterSet("HEVC", "SPS"))?;
+    if pps.is_empty() {
+        return Err(CodecError::MissingParameterSet("HEVC", "PPS"));
+    }
+    Ok(first)
 }
 
 /// Decodes the conformance-window cropped picture size from an HEVC SPS NAL unit
