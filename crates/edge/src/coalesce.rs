@@ -138,6 +138,21 @@ impl Flight {
         self.bump();
     }
 
+    /// The bytes received so far followed by `last` (the writer's view of the whole
+    /// body before it tells readers the body is complete).
+    pub fn collected_with(&self, last: &[u8]) -> Bytes {
+        let s = self.state.lock();
+        if last.is_empty() {
+            return concat(&s.chunks, s.len);
+        }
+        let mut v = Vec::with_capacity(s.len + last.len());
+        for c in &s.chunks {
+            v.extend_from_slice(c);
+        }
+        v.extend_from_slice(last);
+        Bytes::from(v)
+    }
+
     /// The whole body, once complete.
     pub fn body(&self) -> Option<Bytes> {
         let s = self.state.lock();

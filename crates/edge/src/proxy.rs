@@ -540,6 +540,11 @@ impl Edge {
             headers: forwardable(&parts.headers),
         };
         flight.set_head(head.clone());
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
         let max = self.config.max_object_bytes;
         loop {
             match body.frame().await {
@@ -549,6 +554,22 @@ impl Edge {
                             .increment(data.len() as u64);
                         if flight.len() + data.len() > max {
                             flight.fail(FlightError::TooLarge(max));
+                            return;
+                        }
+                        if declared == Some(flight.len() + data.len()) {
+                            // The declared last byte: a client holding it may ask
+                            // again at once, so the copy is stored before anyone
+                            // sees the end (not after the upstream's end of stream).
+                            self.store(key, path, query, head, flight.collected_with(&data));
+                            flight.push(data);
+                            flight.finish();
+                            // Read the end of the stream so the upstream connection
+                            // can be reused (bounded: it is already due).
+                            let _ = tokio::time::timeout(
+                                std::time::Duration::from_secs(1),
+                                body.frame(),
+                            )
+                            .await;
                             return;
                         }
                         flight.push(data);
@@ -562,11 +583,9 @@ impl Edge {
                 None => break,
             }
         }
+        // Stored before the flight ends, so a request after the end finds the copy.
+        self.store(key, path, query, head, flight.collected_with(&[]));
         flight.finish();
-        let Some(body) = flight.body() else {
-            return;
-        };
-        self.store(key, path, query, head, body);
     }
 
     /// Stores a fetched or made object by the freshness policy (memory, and disk when
