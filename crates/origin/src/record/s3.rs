@@ -36,6 +36,14 @@ use crate::live::store::unix_ms;
 
 /// First retry after this; doubled per failure up to [`S3Config::retry_max`].
 const RETRY_BASE: Duration = Duration::from_millis(500);
+/// A multipart upload whose completion failed this many times in a row is started
+/// again (that file only). S3 answers `NoSuchUpload` for an upload it dropped, which
+/// starts it again at once; a store that lost the parts another way (an S3-compatible
+/// server restarted with its staging area gone answers 500) would otherwise be
+/// retried for ever while every other file waits behind it.
+const COMPLETE_TRIES: u32 = 3;
+/// Longest wait for the abort of a multipart upload that is started again.
+const ABORT_WAIT: Duration = Duration::from_secs(10);
 /// Most S3 reads for viewers at once; more wait.
 const MAX_FETCHES: usize = 32;
 
@@ -569,6 +577,33 @@ async fn upload_one(recordings: &Recordings, s3: &S3, name: &str, dir: &Path) {
                 tracing::error!(error = %e, "a file of the recording cannot be read: upload failed");
                 fail(recordings, dir, name, Some(state), e).await;
                 return;
+            }
+            Err(e) if matches!(step, Step::Complete { .. }) && failures + 1 >= COMPLETE_TRIES => {
+                tracing::warn!(
+                    error = %e,
+                    tries = COMPLETE_TRIES,
+                    "S3 did not complete the multipart upload: that file starts again"
+                );
+                metrics::counter!("mediamesh_record_s3_retries_total").increment(1);
+                if let Step::Complete { key, upload_id, .. } = &step {
+                    // Best effort, bounded: the parts of the old upload are not needed.
+                    let _ = tokio::time::timeout(ABORT_WAIT, s3.abort(key, upload_id)).await;
+                }
+                if let Err(e) = state.apply(&step, Outcome::UploadGone, sizing, unix_ms()) {
+                    tracing::error!(error = %e, "upload state machine out of step");
+                    fail(
+                        recordings,
+                        dir,
+                        name,
+                        Some(state),
+                        S3Error::Config(e.to_string()),
+                    )
+                    .await;
+                    return;
+                }
+                let _ = save_state(dir, &state).await;
+                recordings.set_upload(name, state.clone());
+                failures = 0;
             }
             Err(e) => {
                 metrics::gauge!("mediamesh_record_s3_up").set(0.0);
