@@ -376,7 +376,7 @@ test('swarms: a part that fails verification bans the sender and comes over HTTP
 test('swarms: a part gets one peer try: after a silent holder it comes over HTTP', async () => {
   // a holds the part but does not answer; b asks it once, gives up after the peer
   // wait and fetches over HTTP although a still announces the part.
-  const t = swarms({ config: { demandFallbackMs: 60000, minPeerWaitMs: 50, peerTimeoutMs: 50, minPeerWindowMs: 10 } });
+  const t = swarms({ config: { demandFallbackMs: 60000, minPeerWaitMs: 50, peerTimeoutMs: 50 } });
   try {
     await tick();
     const packed = wire.packPart(100, 0);
@@ -393,6 +393,32 @@ test('swarms: a part gets one peer try: after a silent holder it comes over HTTP
     assert.equal(t.b.stats.peerTimeouts, 1);
     assert.equal(t.http.length, served + 1);
     assert.ok([...t.b.links.values()].some((l) => l.remoteParts.has(packed)), 'a still announces it');
+  } finally {
+    t.a.destroy();
+    t.b.destroy();
+  }
+});
+
+test('swarms: a part learnt of too late for one whole peer wait comes over HTTP at once', async () => {
+  // The playhead is at 10 s; urgent window 300 ms and peer wait 400 ms. a holds the
+  // part; for b it starts 600 ms ahead (no room for a whole peer wait): HTTP, no peer
+  // try, although a announces it and b is not the elected fetcher.
+  const t = swarms({ config: { staggerMs: 60000, demandFallbackMs: 60000 } });
+  try {
+    await tick();
+    const packed = wire.packPart(100, 0);
+    t.b.me = 0n;
+    t.a.me = 0xffffffffffffffffn;
+    const details = { ...t.details, partList: [{ ...t.details.partList[0], start: 10.6 }] };
+    t.a.playlist(details);
+    await until(() => t.a.parts.get(packed)?.verified);
+    const served = t.http.length;
+    await until(() => [...t.b.links.values()].some((l) => l.remoteParts.has(packed)));
+    t.b.playlist(details);
+    const got = await t.b.get('http://h/live/demo/src/part100.0.m4s', null);
+    assert.equal(got.source, 'http');
+    assert.equal(t.b.stats.peerRequests, 0, 'no peer try');
+    assert.equal(t.http.length, served + 1);
   } finally {
     t.a.destroy();
     t.b.destroy();

@@ -18,14 +18,15 @@ use crate::scenario::{Latency, Preset, Scenario, ScenarioError};
 /// (`crates/origin`, `part_target` 0.5 s), which `serve --demo` publishes with.
 pub const DEFAULT_PART_MS: u64 = 500;
 
-/// Hold-backs of the part points, in part targets: `low` (PART-HOLD-BACK, 3), then
-/// 4, 6 and 10 parts back; `balanced` (3 parts + a target duration) sits between.
+/// Hold-backs of the part points, in part targets: 3 (PART-HOLD-BACK), 4 (`low`, as
+/// the peer plays with P2P on), 6 and 10 parts back; `balanced` (3 parts + a target
+/// duration) sits between.
 const HOLD_BACK_PARTS: [u64; 4] = [3, 4, 6, 10];
 
 /// One run of the curve.
 #[derive(Debug, Clone)]
 pub struct Point {
-    /// Short name, also the run's folder: `p2p-off-low`, `low`, `low-2.0s`,
+    /// Short name, also the run's folder: `p2p-off-low`, `low-1.5s`, `low`,
     /// `balanced`, `max-offload`, …
     pub label: String,
     pub scenario: Scenario,
@@ -47,7 +48,7 @@ pub fn points(base: &Scenario) -> Result<Vec<Point>, ScenarioError> {
         s
     };
     let p = base.preset;
-    let low = 3 * base.part_ms;
+    let low = at(p, Latency::Low, 0).live_offset_ms();
     let mut parts: Vec<Point> = HOLD_BACK_PARTS
         .iter()
         .map(|n| n * base.part_ms)
@@ -231,8 +232,8 @@ mod tests {
             labels,
             [
                 "p2p-off-low",
+                "low-1.5s",
                 "low",
-                "low-2.0s",
                 "low-3.0s",
                 "balanced",
                 "low-5.0s",

@@ -609,14 +609,18 @@ impl Scenario {
     }
 
     /// How far behind the live edge viewers join, in ms, as `mediamesh peer` picks it:
-    /// `peers.live_offset_ms` if set, else 3 part targets (PART-HOLD-BACK) at `low`,
-    /// that plus the target duration at `balanced`, 3 target durations at
-    /// `max-offload` (the simulator starts at the segment three before the newest it
-    /// sees, as the peer does with whole-second segments).
+    /// `peers.live_offset_ms` if set, else at `low` 3 part targets (PART-HOLD-BACK)
+    /// plus one part when the preset has peers (the peer's `--latency low` with P2P
+    /// on: the pull comes out of that part's time) and PART-HOLD-BACK alone without
+    /// (`cdn-only`, the peer's `--no-p2p`), that plus the target duration at
+    /// `balanced`, 3 target durations at `max-offload` (the simulator starts at the
+    /// segment three before the newest it sees, as the peer does with whole-second
+    /// segments).
     pub fn live_offset_ms(&self) -> u64 {
         let target = self.segment_ms.div_ceil(1000) * 1000;
+        let swarm_part = if self.preset.p2p() { self.part_ms } else { 0 };
         match (self.peers.live_offset_ms, self.peers.latency) {
-            (0, Latency::Low) => 3 * self.part_ms,
+            (0, Latency::Low) => 3 * self.part_ms + swarm_part,
             (0, Latency::Balanced) => 3 * self.part_ms + target,
             (0, Latency::MaxOffload) => 3 * self.segment_ms,
             (ms, _) => ms,
@@ -653,7 +657,14 @@ mod tests {
         assert!(Latency::parse("lowest").is_err());
         let s = Scenario::from_toml("part_ms = 500\n[peers]\nlatency = \"low\"").unwrap();
         s.validate().unwrap();
-        assert_eq!(s.live_offset_ms(), 1_500);
+        assert_eq!(
+            s.live_offset_ms(),
+            2_000,
+            "hybrid: one part behind the hold-back"
+        );
+        let mut off = s.clone();
+        off.preset = Preset::CdnOnly;
+        assert_eq!(off.live_offset_ms(), 1_500, "LL-HLS alone: the hold-back");
         let b = Scenario::from_toml("part_ms = 500\n[peers]\nlatency = \"balanced\"").unwrap();
         assert_eq!(b.live_offset_ms(), 3_500);
         assert_eq!(Scenario::default().live_offset_ms(), 6_000);

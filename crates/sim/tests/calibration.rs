@@ -89,9 +89,10 @@ fn the_built_in_scenario_splits_12_viewers_into_tiny_swarms() {
 }
 
 /// The real runs of the part mode (8 native viewers, 60 s of `serve --demo`,
-/// loopback): at `--latency low` 2.06 s behind live (p50; p95 2.37 s), 82 % of media
-/// bytes from peers, no stalls; plain LL-HLS with P2P off 1.75-2.07 s; whole
-/// segments about 85 % offload.
+/// loopback): at `--latency low` 82 % of media bytes from peers, no stalls; plain
+/// LL-HLS with P2P off 1.75-2.07 s; whole segments about 85 % offload. Latency with
+/// parts: 2.06 s when the peer played at the hold-back; 2.28-2.75 s (p50) in the
+/// 12-native runs of `bench/p2p_latency.sh` since it plays one part behind it.
 #[test]
 fn demo_8_parts_lands_near_the_real_runs() {
     let low = scenario(include_str!("../scenarios/demo-8-parts.toml"));
@@ -117,15 +118,17 @@ fn demo_8_parts_lands_near_the_real_runs() {
     let parts = at(Preset::Hybrid, Latency::Low);
     let off = at(Preset::CdnOnly, Latency::Low);
     let segments = at(Preset::Hybrid, Latency::MaxOffload);
-    // Latency: the hold-back (1.5 s) plus the age of the newest part at join and the
-    // start-up; real 2.06 s with parts, 1.75-2.07 s with P2P off.
+    // Latency: the hold-back (1.5 s, plus one part with peers) plus the age of the
+    // newest part at join and the start-up; real 2.28-2.75 s with parts (12 natives,
+    // bench/p2p_latency.sh, since the peer plays one part behind the hold-back),
+    // 1.75-2.07 s with P2P off.
     assert!(
-        (1.6..2.4).contains(&parts.latency_to_live_p50_s),
+        (2.0..2.9).contains(&parts.latency_to_live_p50_s),
         "parts p50 {}",
         parts.latency_to_live_p50_s
     );
     assert!(
-        parts.latency_to_live_p95_s < 2.8,
+        parts.latency_to_live_p95_s < 3.3,
         "{}",
         parts.latency_to_live_p95_s
     );
@@ -134,8 +137,13 @@ fn demo_8_parts_lands_near_the_real_runs() {
         "p2p off p50 {}",
         off.latency_to_live_p50_s
     );
-    // The pull mesh costs no latency on loopback (real: +0-0.3 s).
-    assert!(parts.latency_to_live_p50_s - off.latency_to_live_p50_s < 0.4);
+    // The swarm's part of hold-back and no more on loopback (real: +0.3-0.97 s in
+    // the same bench runs, where a busy machine adds its own).
+    let extra = parts.latency_to_live_p50_s - off.latency_to_live_p50_s;
+    assert!(
+        (0.3..0.8).contains(&extra),
+        "parts play {extra} s behind p2p off"
+    );
     // Offload: real 0.82 with parts; the ceiling is 1 - 1/8 (one fetcher per part).
     assert!(
         (0.70..=0.875).contains(&parts.p2p_share),

@@ -4,9 +4,10 @@
 //
 // - a part whose playback is less than `urgentMs` away comes over HTTP;
 // - a part some peer announced (PartsAnnouncement) is pulled from one of them, with a
-//   deadline that ends before the part turns urgent and at most `peerWaitFactor` times
-//   what peer transfers lately took (at least `minPeerWaitMs`), so a holder slow to
-//   answer is given up while HTTP still has time;
+//   deadline of `peerWaitFactor` times what peer transfers lately took (at least
+//   `minPeerWaitMs`), so a holder slow to answer is given up while HTTP still has
+//   time; only while that whole wait fits before the part turns urgent: a part learnt
+//   of later comes over HTTP at once;
 // - a part gets one slow peer try: once a peer request for it timed out, failed its
 //   check or lost its link, it comes over HTTP (asking the next holder spent the time
 //   a busy machine needs for HTTP); after a quick "absent" the next holder is asked;
@@ -38,7 +39,6 @@ const DEFAULTS = {
   peerTimeoutMs: 1500,
   peerWaitFactor: 3,
   minPeerWaitMs: 400,
-  minPeerWindowMs: 100,
   staggerMs: 250,
   maxHttp: 3,
   keepBehindMs: 30000,
@@ -300,22 +300,25 @@ export class PartSwarm {
       const leadMs = (p.start - pos) * 1000;
       if (p.start + p.duration <= pos && !demanded) continue; // played already
       if (leadMs > this.cfg.aheadMs) continue;
-      const urgent = !peers.length || p.peerTried || leadMs <= urgentMs ||
+      const someoneHas = peers.some((l) => l.remoteParts.has(p.packed));
+      const complete = p !== this.hint && p.completeAt > 0;
+      const peerWaitMs = this.peerWaitMs();
+      // Too late for one whole peer wait before the part turns urgent: once it
+      // exists, it comes over HTTP now (as the native peer does).
+      const late = leadMs - urgentMs < peerWaitMs && (complete || someoneHas);
+      const urgent = !peers.length || p.peerTried || leadMs <= urgentMs || late ||
         (demanded && (starving || now - p.demandedAt > this.cfg.demandFallbackMs));
       if (urgent) {
         this.fetchHttp(p, true);
         continue;
       }
-      const windowMs = Math.min(leadMs - urgentMs, this.peerWaitMs());
       const holders = peers.filter((l) => l.free && l.remoteParts.has(p.packed));
-      if (holders.length && windowMs >= this.cfg.minPeerWindowMs) {
+      if (holders.length) {
         holders.sort((a, b) => (rendezvous(b.key, p.packed) > rendezvous(a.key, p.packed) ? 1 : -1));
-        this.fetchPeer(p, holders[0], windowMs);
+        this.fetchPeer(p, holders[0], peerWaitMs);
         continue;
       }
       const rank = this.rank(p, peers);
-      const someoneHas = peers.some((l) => l.remoteParts.has(p.packed));
-      const complete = p !== this.hint && p.completeAt > 0;
       if (rank === 0 || (!someoneHas && complete && now >= p.completeAt + rank * this.cfg.staggerMs)) {
         this.fetchHttp(p, false);
       }

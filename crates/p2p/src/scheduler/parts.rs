@@ -26,7 +26,12 @@
 //! must then win a race against the playhead. A part gets one slow peer try: once a
 //! request for it timed out, or its bytes failed the check, or its holder left, it
 //! comes over HTTP. Asking the next holder spent the time a busy machine needs for
-//! the HTTP fetch, and the viewer stalled where P2P off did not. An "absent" answer
+//! the HTTP fetch, and the viewer stalled where P2P off did not. For the same reason
+//! a part is asked of a peer only while one whole peer wait still fits before it
+//! turns urgent: a part learnt of late (a slow playlist reload, a late announcement,
+//! a process that stood still) comes over HTTP at once, with the urgent window and
+//! the peer wait both left for it, instead of a short peer try first or a wait for
+//! the urgent window. An "absent" answer
 //! (the holder has no free upload slot, or dropped the part) comes back within a
 //! round trip, so the next holder is still asked: the elected fetcher is asked by
 //! everyone at once, and sending all it cannot serve to HTTP nearly doubled the HTTP
@@ -96,8 +101,6 @@ pub struct PartConfig {
     pub peer_wait_factor: u64,
     /// … but at least this long (see the module doc).
     pub min_peer_wait_ms: u64,
-    /// Least time left before urgency for a peer request to be worth making.
-    pub min_peer_window_ms: u64,
     /// Delay between the HTTP fetches of the first, second, … ranked peers when
     /// nobody announced a complete part.
     pub seed_stagger_ms: u64,
@@ -120,7 +123,6 @@ impl Default for PartConfig {
             peer_timeout_ms: 1_500,
             peer_wait_factor: 3,
             min_peer_wait_ms: 400,
-            min_peer_window_ms: 100,
             seed_stagger_ms: 250,
             max_http: 3,
             max_peer_downloads: 4,
@@ -592,12 +594,20 @@ impl PartScheduler {
             };
             let start = p.info.start_ms;
             let complete_at = p.complete_at;
-            let urgent =
-                !cfg.p2p || self.peers.is_empty() || p.peer_failed || start <= pos + urgent_ms;
+            let someone_has = self.peers.values().any(|x| x.parts.contains(&key));
+            // Too late for one whole peer try before the part turns urgent (see the
+            // module doc): once it exists, it comes over HTTP now.
+            let late =
+                start < pos + urgent_ms + peer_wait_ms && (complete_at.is_some() || someone_has);
+            let urgent = !cfg.p2p
+                || self.peers.is_empty()
+                || p.peer_failed
+                || start <= pos + urgent_ms
+                || late;
             let mut go_http = urgent;
             if !urgent {
-                let window = (start - pos - urgent_ms).min(peer_wait_ms);
-                let holder = (peer_dl < cfg.max_peer_downloads && window >= cfg.min_peer_window_ms)
+                let window = peer_wait_ms;
+                let holder = (peer_dl < cfg.max_peer_downloads)
                     .then(|| {
                         self.peers
                             .iter()
@@ -627,7 +637,6 @@ impl PartScheduler {
                     continue;
                 }
                 let rank = self.seed_rank(key) as u64;
-                let someone_has = self.peers.values().any(|x| x.parts.contains(&key));
                 go_http = rank == 0
                     || (!someone_has
                         && complete_at.is_some_and(|c| now >= c + rank * cfg.seed_stagger_ms));
@@ -860,6 +869,62 @@ mod tests {
         }));
         assert!(acts.contains(&PartAction::FetchHttp(p.key)));
         assert_eq!(s.stats().peer_timeouts, 1);
+    }
+
+    /// A part learnt of too late for one whole peer wait comes over HTTP at once.
+    #[test]
+    fn a_part_learnt_of_too_late_for_a_whole_peer_wait_comes_over_http_at_once() {
+        let (me, a) = (PeerKey(1), PeerKey(2));
+        let mut s = PartScheduler::new(PartConfig::default(), me);
+        s.peer_joined(0, a);
+        s.set_position(0, 10_000);
+        // Urgent window 300 ms and peer wait 400 ms: a part 650 ms ahead has room for
+        // a 350 ms peer try only, so it comes over HTTP now, not 350 ms later.
+        let late = PartInfo {
+            key: PartKey {
+                segment: 5,
+                index: 1,
+            },
+            start_ms: 10_650,
+            duration_ms: 500,
+        };
+        s.peer_announced(0, a, vec![late.key]);
+        s.part_listed(0, late, true);
+        assert_eq!(drain(&mut s), vec![PartAction::FetchHttp(late.key)]);
+        // 700 ms ahead: one whole peer wait fits, so the holder is asked, with the
+        // whole wait as its deadline.
+        let ahead = PartInfo {
+            key: PartKey {
+                segment: 5,
+                index: 2,
+            },
+            start_ms: 10_700,
+            duration_ms: 500,
+        };
+        s.peer_announced(0, a, vec![late.key, ahead.key]);
+        s.part_listed(0, ahead, true);
+        assert_eq!(
+            drain(&mut s),
+            vec![PartAction::RequestPeer {
+                peer: a,
+                part: ahead.key
+            }]
+        );
+        assert_eq!(s.next_wakeup(), Some(400));
+        // A hinted part nobody holds yet is not fetched early by a viewer that is
+        // not its elected fetcher: it waits for the part to exist.
+        let hinted = PartInfo {
+            key: PartKey {
+                segment: 5,
+                index: 3,
+            },
+            start_ms: 10_600,
+            duration_ms: 500,
+        };
+        let rank = s.seed_rank(hinted.key);
+        s.part_listed(0, hinted, false);
+        let fetched = drain(&mut s).contains(&PartAction::FetchHttp(hinted.key));
+        assert_eq!(fetched, rank == 0, "rank {rank}");
     }
 
     /// A holder that does not answer is given up after the peer wait (not at the edge
