@@ -222,3 +222,89 @@ fn metrics_move_to_the_admin_address() {
     let plain = Server::start("serve", &[]);
     assert_eq!(get_from(lo, plain.http, "/metrics"), 200);
 }
+
+/// One keep-alive request on `s`; the status of its answer (the body is read whole,
+/// by its Content-Length, so the connection can carry the next request).
+fn keepalive_get(s: &mut TcpStream, path: &str) -> u16 {
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return 0,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    if s.read_exact(&mut body).is_err() {
+        return 0;
+    }
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The parked-connections gauge on the server's `/metrics`.
+fn parked(server: &Server) -> f64 {
+    get_text(&server.url("/metrics"))
+        .1
+        .lines()
+        .find_map(|l| l.strip_prefix("mediamesh_http_connections_parked "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `--park-after`: an idle keep-alive connection is parked once it has been idle that
+/// long (0: at once) and still answers its next request; a long setting keeps it
+/// unparked; a negative one is refused.
+#[test]
+fn park_after_sets_when_idle_keep_alive_connections_are_parked() {
+    let origin = test_origin::TestOrigin::start();
+    let lo = Ipv4Addr::new(127, 0, 0, 1);
+    let now = Server::start_edge(&["--origin", origin.url_static(), "--park-after", "0"]);
+    let mut s = connect_from(lo, now.http).expect("connect");
+    assert_eq!(keepalive_get(&mut s, "/healthz"), 200);
+    let until = Instant::now() + Duration::from_secs(10);
+    while parked(&now) < 1.0 {
+        assert!(Instant::now() < until, "the idle connection was not parked");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        keepalive_get(&mut s, "/healthz"),
+        200,
+        "a parked connection answers"
+    );
+    assert_eq!(keepalive_get(&mut s, "/healthz"), 200);
+
+    let late = Server::start_edge(&["--origin", origin.url_static(), "--park-after", "600"]);
+    let mut s = connect_from(lo, late.http).expect("connect");
+    assert_eq!(keepalive_get(&mut s, "/healthz"), 200);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(parked(&late), 0.0, "parked before its --park-after");
+    assert_eq!(keepalive_get(&mut s, "/healthz"), 200);
+
+    let out = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_mediamesh")).args([
+            "edge",
+            "--http",
+            "127.0.0.1:0",
+            "--origin",
+            origin.url_static(),
+            "--park-after=-1",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--park-after"), "{err}");
+}
