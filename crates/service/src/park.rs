@@ -46,7 +46,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -55,9 +55,11 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tracing::Instrument;
 
 use crate::conn::{Activity, Expired, GuardedIo, TrackedBody};
 use crate::listener::{closed, Shared, CLOSE_GRACE};
+use crate::lot::{Parked, Resume};
 
 /// Request heads longer than this are not followed (hyper answers 431 and closes;
 /// the tracker gives up and the connection is simply not parked).
@@ -382,6 +384,15 @@ where
             Some(parked) => parked,
             None => return,
         };
+        if io.replay.has_remaining() {
+            // The next request's first bytes are here already: serve them.
+            continue;
+        }
+        if shared.lot.available() {
+            // The socket goes to the lot and this task ends (see the module doc).
+            return to_lot(io, peer, &shared);
+        }
+        // No lot (its thread could not start): parked in this task.
         shared.parked.increment(1.0);
         let woke = tokio::select! {
             r = io.readable() => Some(r),
@@ -400,6 +411,106 @@ where
             None => return,
         }
     }
+}
+
+/// Gives the idle socket of `io` to the listener's lot with what it needs to be
+/// served again; the caller's task then ends.
+fn to_lot<F>(io: ParkIo, peer: SocketAddr, shared: &Shared<F>) {
+    let ParkIo { io, activity, .. } = io;
+    let (since, started) = activity.idle_since();
+    drop(activity);
+    let (socket, guard) = io.into_parts();
+    // Deregisters the socket from tokio's driver (its registration is freed).
+    let socket = match socket.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot park a connection; closing it");
+            return;
+        }
+    };
+    // The deadline the watchdog (`Activity::expired`) has now.
+    let (deadline, why) = if started {
+        (since + shared.conn.idle_timeout, Expired::Idle)
+    } else {
+        let no_request = shared.conn.first_byte_timeout + shared.limits.header_read_timeout;
+        (since + no_request, Expired::NoRequest)
+    };
+    shared.lot.park(Parked {
+        socket,
+        guard,
+        peer,
+        runtime: tokio::runtime::Handle::current(),
+        since,
+        started,
+        deadline,
+        why,
+    });
+}
+
+/// What the lot does with a connection that woke: spawns its serving task again on
+/// the runtime it came from, in a new `conn` span with the same fields. A listener
+/// gone (`shared` dropped) closes it.
+pub(crate) fn resumer<F, Fut, B>(shared: Weak<Shared<F>>) -> Resume
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Box::new(move |p: Parked| {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let span = tracing::info_span!("conn", peer = %p.peer);
+        let runtime = p.runtime.clone();
+        // A runtime that shut down drops the task, closing the connection.
+        drop(runtime.spawn(resume(p, shared).instrument(span)));
+    })
+}
+
+/// Serves a connection that woke in the lot, as [`serve_h1`] served it before.
+async fn resume<F, Fut, B>(p: Parked, shared: Arc<Shared<F>>)
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Parked {
+        socket,
+        guard,
+        peer,
+        runtime,
+        since,
+        started,
+        deadline,
+        why,
+    } = p;
+    drop(runtime);
+    let socket = match TcpStream::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot register a woken connection");
+            return;
+        }
+    };
+    // A fresh registration knows no readiness yet: hyper's first read would be
+    // `Pending`, which `ParkIo` takes for idle, parking the socket straight back.
+    // (A wake-up with nothing to read then parks it again, as it should.)
+    match tokio::time::timeout_at(deadline.into(), socket.readable()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "woken connection failed");
+            return;
+        }
+        Err(_) => return closed(why.label()),
+    }
+    let io = ParkIo::new(
+        GuardedIo::new(socket, guard),
+        Activity::resumed(since, started),
+    );
+    let h1 = serve_h1(io, peer, shared);
+    h1.await;
 }
 
 /// One hyper connection over `io`, until it ends: `Some` when [`ParkIo`] parked it

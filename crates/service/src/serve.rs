@@ -89,6 +89,7 @@ pub async fn serve_with<F, Fut, B>(
 {
     let gate = Gate::new(&limits, &conn);
     let shared = Shared::new(limits, conn, tls, handler);
+    let _lot = shared.lot.close_on_drop();
     loop {
         let (socket, peer, guard) = gate.next(&listener).await;
         spawn_connection(socket, peer, guard, &shared);
@@ -122,6 +123,8 @@ pub async fn serve_threaded<F, Fut, B>(
     let fallback = (limits.clone(), conn.clone(), tls.clone(), handler.clone());
     let gate = Gate::new(&limits, &conn);
     let shared = Shared::new(limits, conn, tls, handler);
+    // Parked connections are closed when this future is dropped.
+    let _lot = shared.lot.close_on_drop();
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
@@ -413,13 +416,12 @@ mod size_tests {
             _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
             _ip: PerIp::new(1).acquire(peer.ip()).unwrap(),
         };
-        let shared = Arc::new(Shared {
-            limits: crate::ServeLimits::default(),
-            conn: crate::ConnLimits::default(),
-            tls: None,
-            handler: |_r: Request<Incoming>, _p| async { Response::new(String::new()) },
-            parked: ::metrics::gauge!("test"),
-        });
+        let shared = Shared::new(
+            crate::ServeLimits::default(),
+            crate::ConnLimits::default(),
+            None,
+            |_r: Request<Incoming>, _p| async { Response::new(String::new()) },
+        );
         let c = connection(s, peer, guard, shared);
         let size = std::mem::size_of_val(&c);
         eprintln!("connection future: {size} bytes");
