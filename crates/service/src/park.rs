@@ -20,17 +20,42 @@
 //! nothing more to read. hyper then ends its connection cleanly (an end-of-stream
 //! between requests is a normal close to it; its responses are already out, so none
 //! gets `Connection: close`), [`ParkIo`] turns the shutdown that follows into a no-op,
-//! and [`serve_h1`] takes the socket back with `into_parts`, drops all of hyper's
-//! state and waits for the socket to become readable again, holding only the socket,
-//! its slots ([`crate::conn::ConnGuard`], so a parked connection still counts against
-//! the caps), and the idle watchdog. Bytes hyper read but did not use (none, by
-//! construction, but hyper may say otherwise) are replayed to the next hyper
-//! connection first. hyper's header-read timeout therefore runs from the first byte
-//! of each request, and the time between requests is the idle timeout's alone.
+//! and [`serve_h1`] takes the socket back with `into_parts` and drops all of hyper's
+//! state. Bytes hyper read but did not use (none, by construction, but hyper may say
+//! otherwise) are replayed to the next hyper connection at once. hyper's header-read
+//! timeout therefore runs from the first byte of each request, and the time between
+//! requests is the idle timeout's alone.
+//!
+//! Then the socket goes to the listener's *parking lot* (`lot.rs`) and the
+//! connection's task ends. Why: even with hyper's state gone, a task waiting on the
+//! socket held about 2.2 KB per connection (the task and its future 1.4 KB, tokio's
+//! I/O registration 256 B, the connection's tracing span about 400 B, the watchdog's
+//! record 88 B), four times nginx's 0.5 KB for an idle keep-alive connection. tokio
+//! has no way to wait on a socket without a task and a registration, and a span lives
+//! as long as the future it instruments. So the socket leaves tokio
+//! (`TcpStream::into_std` deregisters it and frees the registration), and the lot
+//! keeps only a compact entry: the std socket, its slots ([`crate::conn::ConnGuard`],
+//! so a parked connection still counts against `--max-connections` and
+//! `--max-connections-per-ip`), the peer address, the runtime to return to, and the
+//! watchdog's deadline (`Activity::idle_since`: the end of the last request, so the
+//! time parked counts against the idle timeout exactly as before; the watchdog record
+//! is rebuilt from it with `Activity::resumed`). One thread per listener waits on all
+//! parked sockets with an epoll of its own (mio's `Poll`, the one under tokio) and
+//! the earliest deadline. A readable socket (the next request, or the client's close)
+//! leaves the lot: the thread spawns [`resume`] on the connection's runtime, which
+//! registers the socket with tokio again and goes on with [`serve_h1`], in a new
+//! `conn` span with the same fields (the span is per serving episode, not per
+//! connection: a log line of the second request of a connection carries the same
+//! `peer`, but it is not the same span). A deadline passed closes the connection
+//! (counted as `idle` or `no_request`, as the watchdog would), and the accept loop's
+//! end closes the lot and every connection in it. Should the lot's thread fail to
+//! start, a parked connection waits in its task as before.
 //!
 //! The price: a request after a pause builds a new hyper connection (its buffers
 //! and boxes), and every request head is parsed twice (here with httparse, as hyper
-//! does, to follow the framing).
+//! does, to follow the framing). A request on a parked connection also costs a few
+//! more system calls (out of the lot's epoll and into tokio's again) and one hop
+//! between threads; with the default linger, only requests after a pause pay it.
 //!
 //! What it is not: TLS and HTTP/2 connections are not parked (they take the
 //! `auto::Builder` path in `serve.rs` as before); a connection on which a request
@@ -39,7 +64,7 @@
 //! then lives as before (an upgraded socket is no longer HTTP at all).
 //!
 //! Metric: `mediamesh_http_connections_parked` (gauge: plain HTTP/1.1 connections
-//! parked right now).
+//! parked right now, in the lot or, without one, in their tasks).
 
 use std::convert::Infallible;
 use std::future::Future;

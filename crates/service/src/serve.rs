@@ -15,9 +15,11 @@
 //! cross-core wake-ups per request).
 //!
 //! A plain HTTP/1.1 connection (no TLS, not an h2 preface) is served by a series of
-//! hyper connections and holds almost nothing while idle between requests: see
-//! `park.rs` for why and how. TLS and h2c connections use hyper's auto builder for
-//! their whole life.
+//! hyper connections and holds almost nothing while idle between requests: its
+//! socket waits in the listener's parking lot, with no task (see `park.rs` for why
+//! and how, `lot.rs` for the lot). Both accept loops park; ending the loop (dropping
+//! its future) closes the parked connections. TLS and h2c connections use hyper's
+//! auto builder for their whole life.
 //!
 //! Metrics: `mediamesh_http_connections_refused_total` (listener full),
 //! `mediamesh_http_connections_refused_per_ip_total`,
