@@ -26,8 +26,12 @@
 //! timeout therefore runs from the first byte of each request, and the time between
 //! requests is the idle timeout's alone.
 //!
-//! Then the socket goes to the listener's *parking lot* (`lot.rs`) and the
-//! connection's task ends. Why: even with hyper's state gone, a task waiting on the
+//! The connection then waits in its task for [`TO_LOT_AFTER`] (20 ms), and if no
+//! byte came, its socket goes to the listener's *parking lot* (`lot.rs`) and the
+//! connection's task ends. (The moment in the task is for clients that send their
+//! next request right after an answer: through the lot, each such request cost a
+//! few more system calls and two hops between threads, which halved the request
+//! rate of `wrk` against `--park-after 0`.) Why: even with hyper's state gone, a task waiting on the
 //! socket held about 2.2 KB per connection (the task and its future 1.4 KB, tokio's
 //! I/O registration 256 B, the connection's tracing span about 400 B, the watchdog's
 //! record 88 B), four times nginx's 0.5 KB for an idle keep-alive connection. tokio
@@ -73,6 +77,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use hyper::body::Incoming;
@@ -89,6 +94,12 @@ use crate::lot::{Parked, Resume};
 /// Request heads longer than this are not followed (hyper answers 431 and closes;
 /// the tracker gives up and the connection is simply not parked).
 const MAX_FOLLOWED_HEAD: usize = 64 * 1024;
+
+/// How long a parked connection waits in its task before its socket goes to the lot
+/// (see the module doc): long enough for a client that sends its next request right
+/// after an answer (a load generator, a pipeline of segment fetches), short enough
+/// that few connections hold a task at any moment.
+const TO_LOT_AFTER: Duration = Duration::from_millis(20);
 
 /// hyper's own limit on request header fields (`DEFAULT_MAX_HEADERS`); more and
 /// hyper answers 431 (and [`Framing`] gives up on the connection).
@@ -413,29 +424,37 @@ where
             // The next request's first bytes are here already: serve them.
             continue;
         }
-        if shared.lot.available() {
-            // The socket goes to the lot and this task ends (see the module doc).
-            return to_lot(io, peer, &shared);
-        }
-        // No lot (its thread could not start): parked in this task.
+        // Parked in this task for a moment (a request that follows at once, as
+        // under a load generator, then costs no trip through the lot), then in the
+        // lot. Without a lot (its thread could not start), in this task until woken.
+        let lot = shared.lot.available();
         shared.parked.increment(1.0);
         let woke = tokio::select! {
-            r = io.readable() => Some(r),
-            why = expired.as_mut() => {
-                closed(why.label());
-                None
-            }
+            r = io.readable() => Woke::Readable(r),
+            () = tokio::time::sleep(TO_LOT_AFTER), if lot => Woke::ToLot,
+            why = expired.as_mut() => Woke::Expired(why),
         };
         shared.parked.decrement(1.0);
         match woke {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
+            Woke::Readable(Ok(())) => {}
+            Woke::Readable(Err(e)) => {
                 tracing::debug!(error = %e, "parked connection failed");
                 return;
             }
-            None => return,
+            Woke::ToLot => {
+                // The socket goes to the lot and this task ends (see the module doc).
+                return to_lot(io, peer, &shared);
+            }
+            Woke::Expired(why) => return closed(why.label()),
         }
     }
+}
+
+/// How a connection parked in its task stopped waiting.
+enum Woke {
+    Readable(io::Result<()>),
+    ToLot,
+    Expired(Expired),
 }
 
 /// Gives the idle socket of `io` to the listener's lot with what it needs to be
