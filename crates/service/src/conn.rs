@@ -38,7 +38,8 @@ pub struct ConnLimits {
     /// HTTP/2: how long to wait for the PING's answer before closing.
     pub h2_ping_timeout: Duration,
     /// Plain HTTP/1.1: how long a connection stays idle with hyper's state (about
-    /// 20 KiB) before it is parked and holds about 2 KiB (`park.rs`). Zero parks at
+    /// 20 KiB) before it is parked and holds about 0.25 KiB, in the listener's parking
+    /// lot (`park.rs`, `lot.rs`). Zero parks at
     /// once, as nginx frees its buffers; a little more keeps requests that follow
     /// each other closely from rebuilding hyper's connection each time.
     pub park_after: Duration,

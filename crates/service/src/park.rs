@@ -7,7 +7,8 @@
 //! buffer, the dispatcher's boxes and the header timer, none of it configurable
 //! away; and the connection task's future held hyper's connection inline. At 10,000
 //! idle keep-alive connections that was 27 KB per connection against nginx's 0.5 KB;
-//! parked, 2.2 KB (`bench/edge_conns.sh`, see bench/README.md for what is left).
+//! parked in a task, 2.2 KB; parked in the lot (below), 0.24 KB (`bench/edge_conns.sh`
+//! at `--park-after 0`; see bench/README.md, also for what the default linger costs).
 //!
 //! So a plain HTTP/1.1 connection is served by a *series* of hyper connections over
 //! one socket. Once a connection has lingered idle for
