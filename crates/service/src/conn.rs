@@ -38,7 +38,8 @@ pub struct ConnLimits {
     /// HTTP/2: how long to wait for the PING's answer before closing.
     pub h2_ping_timeout: Duration,
     /// Plain HTTP/1.1: how long a connection stays idle with hyper's state (about
-    /// 20 KiB) before it is parked and holds about 2 KiB (`park.rs`). Zero parks at
+    /// 20 KiB) before it is parked and holds about 0.25 KiB, in the listener's parking
+    /// lot (`park.rs`, `lot.rs`). Zero parks at
     /// once, as nginx frees its buffers; a little more keeps requests that follow
     /// each other closely from rebuilding hyper's connection each time.
     pub park_after: Duration,
@@ -196,6 +197,12 @@ impl<S> GuardedIo<S> {
     pub(crate) fn get_ref(&self) -> &S {
         &self.io
     }
+
+    /// The socket and its slots, apart (to park the socket outside the runtime and
+    /// keep the slots with it, `park.rs`).
+    pub(crate) fn into_parts(self) -> (S, ConnGuard) {
+        (self.io, self._guard)
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
@@ -288,6 +295,32 @@ impl Activity {
             park_asked: AtomicBool::new(false),
             done: Notify::new(),
         })
+    }
+
+    /// The state of a connection that was parked in the lot (`park.rs`) and woke: its
+    /// watchdog keeps the deadline it had, as [`Activity::idle_since`] gave it.
+    pub(crate) fn resumed(since: Instant, started: bool) -> Arc<Self> {
+        Arc::new(Activity {
+            start: since,
+            started: AtomicBool::new(started),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            park_asked: AtomicBool::new(false),
+            done: Notify::new(),
+        })
+    }
+
+    /// Where the idle deadline of a connection with no request in flight counts from,
+    /// and whether a request came: (the end of the last request, true), or (the
+    /// accept, false) before the first. [`Activity::resumed`] takes it back.
+    pub(crate) fn idle_since(&self) -> (Instant, bool) {
+        if self.started.load(Ordering::SeqCst) {
+            let last = self.last_done_ms.load(Ordering::Acquire);
+            (self.start + Duration::from_millis(last), true)
+        } else {
+            (self.start, false)
+        }
     }
 
     /// A request head arrived; the returned token ends it when dropped (with the

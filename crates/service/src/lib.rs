@@ -12,6 +12,7 @@
 mod conn;
 pub mod http3;
 mod listener;
+mod lot;
 pub mod metrics;
 mod park;
 /// For the fuzz targets only (`fuzz/fuzz_targets/http1_framing.rs`): the request

@@ -4,13 +4,19 @@
 //! accept loops (`serve.rs`) and parked HTTP/1.1 connections (`park.rs`) both use it
 //! without importing each other. Not here: accepting, serving, timeouts.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::conn::ConnLimits;
+use crate::lot::Lot;
 
 /// Bounds of one listener. The per-connection timeouts and the per-IP cap are in
 /// [`ConnLimits`] (see `serve_with`); `serve` uses their defaults.
@@ -50,21 +56,34 @@ pub(crate) struct Shared<F> {
     pub(crate) handler: F,
     /// `mediamesh_http_connections_parked`.
     pub(crate) parked: ::metrics::Gauge,
+    /// Where idle plain HTTP/1.1 connections are parked (`park.rs`, `lot.rs`). The
+    /// accept loop closes it when it ends.
+    pub(crate) lot: Lot,
 }
 
-impl<F> Shared<F> {
+impl<F, Fut, B> Shared<F>
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     pub(crate) fn new(
         limits: ServeLimits,
         conn: ConnLimits,
         tls: Option<Arc<ServerConfig>>,
         handler: F,
     ) -> Arc<Self> {
-        Arc::new(Shared {
+        let parked = ::metrics::gauge!("mediamesh_http_connections_parked");
+        // The lot serves woken connections with this `Shared`, held weakly (the lot
+        // is part of it).
+        Arc::new_cyclic(|weak| Shared {
             limits,
             conn,
             tls: tls.map(TlsAcceptor::from),
             handler,
-            parked: ::metrics::gauge!("mediamesh_http_connections_parked"),
+            parked: parked.clone(),
+            lot: Lot::new(parked, crate::park::resumer(weak.clone())),
         })
     }
 }

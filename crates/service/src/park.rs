@@ -7,7 +7,8 @@
 //! buffer, the dispatcher's boxes and the header timer, none of it configurable
 //! away; and the connection task's future held hyper's connection inline. At 10,000
 //! idle keep-alive connections that was 27 KB per connection against nginx's 0.5 KB;
-//! parked, 2.2 KB (`bench/edge_conns.sh`, see bench/README.md for what is left).
+//! parked in a task, 2.2 KB; parked in the lot (below), 0.24 KB (`bench/edge_conns.sh`
+//! at `--park-after 0`; see bench/README.md, also for what the default linger costs).
 //!
 //! So a plain HTTP/1.1 connection is served by a *series* of hyper connections over
 //! one socket. Once a connection has lingered idle for
@@ -20,17 +21,46 @@
 //! nothing more to read. hyper then ends its connection cleanly (an end-of-stream
 //! between requests is a normal close to it; its responses are already out, so none
 //! gets `Connection: close`), [`ParkIo`] turns the shutdown that follows into a no-op,
-//! and [`serve_h1`] takes the socket back with `into_parts`, drops all of hyper's
-//! state and waits for the socket to become readable again, holding only the socket,
-//! its slots ([`crate::conn::ConnGuard`], so a parked connection still counts against
-//! the caps), and the idle watchdog. Bytes hyper read but did not use (none, by
-//! construction, but hyper may say otherwise) are replayed to the next hyper
-//! connection first. hyper's header-read timeout therefore runs from the first byte
-//! of each request, and the time between requests is the idle timeout's alone.
+//! and [`serve_h1`] takes the socket back with `into_parts` and drops all of hyper's
+//! state. Bytes hyper read but did not use (none, by construction, but hyper may say
+//! otherwise) are replayed to the next hyper connection at once. hyper's header-read
+//! timeout therefore runs from the first byte of each request, and the time between
+//! requests is the idle timeout's alone.
+//!
+//! The connection then waits in its task for [`TO_LOT_AFTER`] (20 ms), and if no
+//! byte came, its socket goes to the listener's *parking lot* (`lot.rs`) and the
+//! connection's task ends. (The moment in the task is for clients that send their
+//! next request right after an answer: through the lot, each such request cost a
+//! few more system calls and two hops between threads, which halved the request
+//! rate of `wrk` against `--park-after 0`.) Why: even with hyper's state gone, a task waiting on the
+//! socket held about 2.2 KB per connection (the task and its future 1.4 KB, tokio's
+//! I/O registration 256 B, the connection's tracing span about 400 B, the watchdog's
+//! record 88 B), four times nginx's 0.5 KB for an idle keep-alive connection. tokio
+//! has no way to wait on a socket without a task and a registration, and a span lives
+//! as long as the future it instruments. So the socket leaves tokio
+//! (`TcpStream::into_std` deregisters it and frees the registration), and the lot
+//! keeps only a compact entry: the std socket, its slots ([`crate::conn::ConnGuard`],
+//! so a parked connection still counts against `--max-connections` and
+//! `--max-connections-per-ip`), the peer address, the runtime to return to, and the
+//! watchdog's deadline (`Activity::idle_since`: the end of the last request, so the
+//! time parked counts against the idle timeout exactly as before; the watchdog record
+//! is rebuilt from it with `Activity::resumed`). One thread per listener waits on all
+//! parked sockets with an epoll of its own (mio's `Poll`, the one under tokio) and
+//! the earliest deadline. A readable socket (the next request, or the client's close)
+//! leaves the lot: the thread spawns [`resume`] on the connection's runtime, which
+//! registers the socket with tokio again and goes on with [`serve_h1`], in a new
+//! `conn` span with the same fields (the span is per serving episode, not per
+//! connection: a log line of the second request of a connection carries the same
+//! `peer`, but it is not the same span). A deadline passed closes the connection
+//! (counted as `idle` or `no_request`, as the watchdog would), and the accept loop's
+//! end closes the lot and every connection in it. Should the lot's thread fail to
+//! start, a parked connection waits in its task as before.
 //!
 //! The price: a request after a pause builds a new hyper connection (its buffers
 //! and boxes), and every request head is parsed twice (here with httparse, as hyper
-//! does, to follow the framing).
+//! does, to follow the framing). A request on a parked connection also costs a few
+//! more system calls (out of the lot's epoll and into tokio's again) and one hop
+//! between threads; with the default linger, only requests after a pause pay it.
 //!
 //! What it is not: TLS and HTTP/2 connections are not parked (they take the
 //! `auto::Builder` path in `serve.rs` as before); a connection on which a request
@@ -39,15 +69,16 @@
 //! then lives as before (an upgraded socket is no longer HTTP at all).
 //!
 //! Metric: `mediamesh_http_connections_parked` (gauge: plain HTTP/1.1 connections
-//! parked right now).
+//! parked right now, in the lot or, without one, in their tasks).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use hyper::body::Incoming;
@@ -55,13 +86,21 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tracing::Instrument;
 
 use crate::conn::{Activity, Expired, GuardedIo, TrackedBody};
 use crate::listener::{closed, Shared, CLOSE_GRACE};
+use crate::lot::{Parked, Resume};
 
 /// Request heads longer than this are not followed (hyper answers 431 and closes;
 /// the tracker gives up and the connection is simply not parked).
 const MAX_FOLLOWED_HEAD: usize = 64 * 1024;
+
+/// How long a parked connection waits in its task before its socket goes to the lot
+/// (see the module doc): long enough for a client that sends its next request right
+/// after an answer (a load generator, a pipeline of segment fetches), short enough
+/// that few connections hold a task at any moment.
+const TO_LOT_AFTER: Duration = Duration::from_millis(20);
 
 /// hyper's own limit on request header fields (`DEFAULT_MAX_HEADERS`); more and
 /// hyper answers 431 (and [`Framing`] gives up on the connection).
@@ -382,24 +421,141 @@ where
             Some(parked) => parked,
             None => return,
         };
+        if io.replay.has_remaining() {
+            // The next request's first bytes are here already: serve them.
+            continue;
+        }
+        // Parked in this task for a moment (a request that follows at once, as
+        // under a load generator, then costs no trip through the lot), then in the
+        // lot. Without a lot (its thread could not start), in this task until woken.
+        let lot = shared.lot.available();
         shared.parked.increment(1.0);
         let woke = tokio::select! {
-            r = io.readable() => Some(r),
-            why = expired.as_mut() => {
-                closed(why.label());
-                None
-            }
+            r = io.readable() => Woke::Readable(r),
+            () = tokio::time::sleep(TO_LOT_AFTER), if lot => Woke::ToLot,
+            why = expired.as_mut() => Woke::Expired(why),
         };
         shared.parked.decrement(1.0);
         match woke {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
+            Woke::Readable(Ok(())) => {}
+            Woke::Readable(Err(e)) => {
                 tracing::debug!(error = %e, "parked connection failed");
                 return;
             }
-            None => return,
+            Woke::ToLot => {
+                // The socket goes to the lot and this task ends (see the module doc).
+                return to_lot(io, peer, &shared);
+            }
+            Woke::Expired(why) => return closed(why.label()),
         }
     }
+}
+
+/// How a connection parked in its task stopped waiting.
+enum Woke {
+    Readable(io::Result<()>),
+    ToLot,
+    Expired(Expired),
+}
+
+/// Gives the idle socket of `io` to the listener's lot with what it needs to be
+/// served again; the caller's task then ends.
+fn to_lot<F>(io: ParkIo, peer: SocketAddr, shared: &Shared<F>) {
+    let ParkIo { io, activity, .. } = io;
+    let (since, started) = activity.idle_since();
+    drop(activity);
+    let (socket, guard) = io.into_parts();
+    // Deregisters the socket from tokio's driver (its registration is freed).
+    let socket = match socket.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot park a connection; closing it");
+            return;
+        }
+    };
+    // The deadline the watchdog (`Activity::expired`) has now.
+    let (deadline, why) = if started {
+        (since + shared.conn.idle_timeout, Expired::Idle)
+    } else {
+        let no_request = shared.conn.first_byte_timeout + shared.limits.header_read_timeout;
+        (since + no_request, Expired::NoRequest)
+    };
+    shared.lot.park(Parked {
+        socket,
+        guard,
+        peer,
+        runtime: tokio::runtime::Handle::current(),
+        since,
+        started,
+        deadline,
+        why,
+    });
+}
+
+/// What the lot does with a connection that woke: spawns its serving task again on
+/// the runtime it came from, in a new `conn` span with the same fields. A listener
+/// gone (`shared` dropped) closes it.
+pub(crate) fn resumer<F, Fut, B>(shared: Weak<Shared<F>>) -> Resume
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Box::new(move |p: Parked| {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let span = tracing::info_span!("conn", peer = %p.peer);
+        let runtime = p.runtime.clone();
+        // A runtime that shut down drops the task, closing the connection.
+        drop(runtime.spawn(resume(p, shared).instrument(span)));
+    })
+}
+
+/// Serves a connection that woke in the lot, as [`serve_h1`] served it before.
+async fn resume<F, Fut, B>(p: Parked, shared: Arc<Shared<F>>)
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Parked {
+        socket,
+        guard,
+        peer,
+        runtime,
+        since,
+        started,
+        deadline,
+        why,
+    } = p;
+    drop(runtime);
+    let socket = match TcpStream::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot register a woken connection");
+            return;
+        }
+    };
+    // A fresh registration knows no readiness yet: hyper's first read would be
+    // `Pending`, which `ParkIo` takes for idle, parking the socket straight back.
+    // (A wake-up with nothing to read then parks it again, as it should.)
+    match tokio::time::timeout_at(deadline.into(), socket.readable()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "woken connection failed");
+            return;
+        }
+        Err(_) => return closed(why.label()),
+    }
+    let io = ParkIo::new(
+        GuardedIo::new(socket, guard),
+        Activity::resumed(since, started),
+    );
+    let h1 = serve_h1(io, peer, shared);
+    h1.await;
 }
 
 /// One hyper connection over `io`, until it ends: `Some` when [`ParkIo`] parked it

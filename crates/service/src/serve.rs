@@ -15,9 +15,11 @@
 //! cross-core wake-ups per request).
 //!
 //! A plain HTTP/1.1 connection (no TLS, not an h2 preface) is served by a series of
-//! hyper connections and holds almost nothing while idle between requests: see
-//! `park.rs` for why and how. TLS and h2c connections use hyper's auto builder for
-//! their whole life.
+//! hyper connections and holds almost nothing while idle between requests: its
+//! socket waits in the listener's parking lot, with no task (see `park.rs` for why
+//! and how, `lot.rs` for the lot). Both accept loops park; ending the loop (dropping
+//! its future) closes the parked connections. TLS and h2c connections use hyper's
+//! auto builder for their whole life.
 //!
 //! Metrics: `mediamesh_http_connections_refused_total` (listener full),
 //! `mediamesh_http_connections_refused_per_ip_total`,
@@ -89,6 +91,7 @@ pub async fn serve_with<F, Fut, B>(
 {
     let gate = Gate::new(&limits, &conn);
     let shared = Shared::new(limits, conn, tls, handler);
+    let _lot = shared.lot.close_on_drop();
     loop {
         let (socket, peer, guard) = gate.next(&listener).await;
         spawn_connection(socket, peer, guard, &shared);
@@ -122,6 +125,8 @@ pub async fn serve_threaded<F, Fut, B>(
     let fallback = (limits.clone(), conn.clone(), tls.clone(), handler.clone());
     let gate = Gate::new(&limits, &conn);
     let shared = Shared::new(limits, conn, tls, handler);
+    // Parked connections are closed when this future is dropped.
+    let _lot = shared.lot.close_on_drop();
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
@@ -413,13 +418,12 @@ mod size_tests {
             _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
             _ip: PerIp::new(1).acquire(peer.ip()).unwrap(),
         };
-        let shared = Arc::new(Shared {
-            limits: crate::ServeLimits::default(),
-            conn: crate::ConnLimits::default(),
-            tls: None,
-            handler: |_r: Request<Incoming>, _p| async { Response::new(String::new()) },
-            parked: ::metrics::gauge!("test"),
-        });
+        let shared = Shared::new(
+            crate::ServeLimits::default(),
+            crate::ConnLimits::default(),
+            None,
+            |_r: Request<Incoming>, _p| async { Response::new(String::new()) },
+        );
         let c = connection(s, peer, guard, shared);
         let size = std::mem::size_of_val(&c);
         eprintln!("connection future: {size} bytes");

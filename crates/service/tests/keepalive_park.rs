@@ -4,7 +4,11 @@
 //! requests are answered in order, a request head or body split across writes with
 //! a pause between is answered, `Connection: close` and HTTP/1.0 still close, the
 //! idle timeout closes a parked connection, and parked connections still hold their
-//! slot of the connection cap. Every wait is bounded; nothing is timed.
+//! slot of the connection cap. A parked connection lives in the listener's parking
+//! lot (`src/lot.rs`, no task): one the client closes leaves it and frees its slots,
+//! hundreds parked at once all answer their next request (also with the connections
+//! spread over threads), and closing the listener closes them. Every wait is
+//! bounded; nothing is timed.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -12,9 +16,10 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use service::{serve_with, ConnLimits, ServeLimits};
+use service::{serve_threaded, serve_with, ConnLimits, ServeLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 const BOUND: Duration = Duration::from_secs(15);
 /// A pause between two writes, long enough for the server to see them apart.
@@ -23,23 +28,34 @@ const PAUSE: Duration = Duration::from_millis(150);
 /// A server answering `<method> <path> <body>` to every request (the body read
 /// whole).
 async fn start(limits: ServeLimits, conn: ConnLimits) -> SocketAddr {
+    start_task(limits, conn).await.0
+}
+
+/// The answer of every test server: `<method> <path> <body>`.
+async fn echo(req: Request<Incoming>, _peer: SocketAddr) -> Response<String> {
+    let line = format!("{} {}", req.method(), req.uri().path());
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Default::default(),
+    };
+    Response::new(format!("{line} {}", String::from_utf8_lossy(&body)))
+}
+
+/// [`start`], with the server's task (aborting it closes the listener).
+async fn start_task(limits: ServeLimits, conn: ConnLimits) -> (SocketAddr, JoinHandle<()>) {
     service::metrics::handle();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_with(
-        listener,
-        limits,
-        conn,
-        None,
-        |req: Request<Incoming>, _peer| async move {
-            let line = format!("{} {}", req.method(), req.uri().path());
-            let body = match req.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => Default::default(),
-            };
-            Response::new(format!("{line} {}", String::from_utf8_lossy(&body)))
-        },
-    ));
+    let task = tokio::spawn(serve_with(listener, limits, conn, None, echo));
+    (addr, task)
+}
+
+/// [`start`] with the connections on `threads` threads of their own.
+async fn start_threaded(limits: ServeLimits, threads: usize) -> SocketAddr {
+    service::metrics::handle();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_threaded(listener, limits, None, threads, echo));
     addr
 }
 
@@ -57,6 +73,18 @@ fn parked() -> f64 {
         .find_map(|l| l.strip_prefix("mediamesh_http_connections_parked "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Waits (bounded) until exactly `n` connections are parked; true if they were.
+async fn parked_exactly(n: f64) -> bool {
+    let until = Instant::now() + BOUND;
+    while Instant::now() < until {
+        if parked() == n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }
 
 /// Waits (bounded) until at least `n` connections are parked; true if they were.
@@ -298,4 +326,121 @@ async fn parked_connections_hold_their_slot() {
     assert!(served, "the closed connection's slot did not come back");
     // The other parked connection still serves.
     assert_eq!(b.get("/b2").await, "GET /b2 ");
+}
+
+#[tokio::test]
+async fn a_parked_connection_the_client_closes_leaves_the_lot_and_frees_its_slot() {
+    let conn = ConnLimits::default()
+        .max_connections_per_ip(1)
+        .park_after(Duration::ZERO);
+    let addr = start(limits(16), conn).await;
+    let mut a = Client::connect(addr).await;
+    assert_eq!(a.get("/a").await, "GET /a ");
+    assert!(parked_exactly(1.0).await, "never parked");
+    // Parked, it still holds the address's only slot…
+    let mut b = Client::connect(addr).await;
+    let _ = b.s.write_all(b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert!(
+        b.response().await.is_none(),
+        "a second connection was served"
+    );
+    // …until the client closes it: it leaves the lot…
+    drop(a);
+    assert!(
+        parked_exactly(0.0).await,
+        "the closed connection is still parked"
+    );
+    // …and its slot is free (given back once the woken socket reads the close).
+    let until = Instant::now() + BOUND;
+    let mut served = None;
+    while served.is_none() && Instant::now() < until {
+        let mut c = Client::connect(addr).await;
+        let _ = c.s.write_all(b"GET /c HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        served = c.response().await.map(|(_, body)| body);
+        if served.is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(
+        served.as_deref(),
+        Some("GET /c "),
+        "the slot did not come back"
+    );
+}
+
+/// Opens `n` connections, one request each, waits until all are parked, then asks
+/// each for a second answer.
+async fn many_parked_answer_again(addr: SocketAddr, n: usize) {
+    let mut clients = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut c = Client::connect(addr).await;
+        assert_eq!(c.get(&format!("/{i}")).await, format!("GET /{i} "));
+        clients.push(c);
+    }
+    assert!(parked_exactly(n as f64).await, "{} of {n} parked", parked());
+    // All at once: every socket wakes in the lot.
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(format!("GET /again{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .await;
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(
+            c.ok_body().await,
+            format!("GET /again{i} "),
+            "connection {i}"
+        );
+    }
+    assert!(parked_exactly(n as f64).await, "not all parked again");
+}
+
+#[tokio::test]
+async fn many_parked_connections_all_answer_a_second_request() {
+    let conn = ConnLimits::default().park_after(Duration::ZERO);
+    let addr = start(limits(1000), conn).await;
+    many_parked_answer_again(addr, 500).await;
+    // Parked connections have no task: the accept loop's is the only one left.
+    let rt = tokio::runtime::Handle::current();
+    let until = Instant::now() + BOUND;
+    while rt.metrics().num_alive_tasks() > 1 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        rt.metrics().num_alive_tasks(),
+        1,
+        "tasks besides the accept loop"
+    );
+}
+
+#[tokio::test]
+async fn parked_connections_on_connection_threads_answer_again() {
+    let limits = ServeLimits {
+        max_connections: 1000,
+        conn: ConnLimits::default().park_after(Duration::ZERO),
+        ..ServeLimits::default()
+    };
+    let addr = start_threaded(limits, 2).await;
+    many_parked_answer_again(addr, 200).await;
+}
+
+#[tokio::test]
+async fn closing_the_listener_closes_parked_connections() {
+    let (addr, server) = start_task(limits(16), ConnLimits::default()).await;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let mut c = Client::connect(addr).await;
+        assert_eq!(c.get(&format!("/{i}")).await, format!("GET /{i} "));
+        clients.push(c);
+    }
+    assert!(parked_exactly(3.0).await, "not all parked");
+    server.abort();
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert!(
+            c.closed_by_server().await,
+            "parked connection {i} kept open"
+        );
+    }
+    assert!(
+        parked_exactly(0.0).await,
+        "closed connections still count as parked"
+    );
 }
