@@ -483,6 +483,12 @@ impl<B: http_body::Body<Data = Bytes>> http_body::Body for TrackedBody<B> {
     }
 }
 
+/// Counts a connection the server closed, by reason.
+pub(crate) fn closed(reason: &'static str) {
+    ::metrics::counter!("mediamesh_http_connections_closed_total", "reason" => reason).increment(1);
+    tracing::debug!(reason, "connection closed by the server");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,12 @@
 //! What one listener's connections share, whichever way they are served: the
 //! listener's bounds ([`ServeLimits`]), the handler and TLS acceptor held once per
-//! listener ([`Shared`]), and how a server-side close is counted. Here so that the
+//! listener ([`Shared`]). Here so that the
 //! accept loops (`serve.rs`) and parked HTTP/1.1 connections (`park.rs`) both use it
 //! without importing each other. Not here: accepting, serving, timeouts.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +16,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::conn::ConnLimits;
-use crate::lot::Lot;
+use crate::lot::{Lot, Resume};
 
 /// Bounds of one listener. The per-connection timeouts and the per-IP cap are in
 /// [`ConnLimits`] (see `serve_with`); `serve` uses their defaults.
@@ -68,28 +68,24 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    /// `resume` makes the lot's way back to serving (`park::resumer`), given this
+    /// `Shared` held weakly (the lot is part of it); passed in so that this module
+    /// does not import the one that serves.
     pub(crate) fn new(
         limits: ServeLimits,
         conn: ConnLimits,
         tls: Option<Arc<ServerConfig>>,
         handler: F,
+        resume: fn(Weak<Self>) -> Resume,
     ) -> Arc<Self> {
         let parked = ::metrics::gauge!("mediamesh_http_connections_parked");
-        // The lot serves woken connections with this `Shared`, held weakly (the lot
-        // is part of it).
         Arc::new_cyclic(|weak| Shared {
             limits,
             conn,
             tls: tls.map(TlsAcceptor::from),
             handler,
             parked: parked.clone(),
-            lot: Lot::new(parked, crate::park::resumer(weak.clone())),
+            lot: Lot::new(parked, resume(weak.clone())),
         })
     }
-}
-
-/// Counts a connection the server closed, by reason.
-pub(crate) fn closed(reason: &'static str) {
-    ::metrics::counter!("mediamesh_http_connections_closed_total", "reason" => reason).increment(1);
-    tracing::debug!(reason, "connection closed by the server");
 }

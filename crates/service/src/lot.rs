@@ -25,8 +25,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
-use crate::conn::{ConnGuard, Expired};
-use crate::listener::closed;
+use crate::conn::{closed, ConnGuard, Expired};
 
 /// The lot thread's own wake-up (a new earliest deadline, or the close).
 const WAKE: Token = Token(usize::MAX);

@@ -88,8 +88,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use crate::conn::{Activity, Expired, GuardedIo, TrackedBody};
-use crate::listener::{closed, Shared, CLOSE_GRACE};
+use crate::conn::{closed, Activity, Expired, GuardedIo, TrackedBody};
+use crate::listener::{Shared, CLOSE_GRACE};
 use crate::lot::{Parked, Resume};
 
 /// Request heads longer than this are not followed (hyper answers 431 and closes;

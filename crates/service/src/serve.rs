@@ -44,9 +44,10 @@ use tokio::sync::Semaphore;
 use tokio_rustls::rustls::ServerConfig;
 use tracing::Instrument;
 
+use crate::conn::closed;
 use crate::conn::{Activity, ConnGuard, ConnLimits, GuardedIo, PerIp, TrackedBody};
 pub use crate::listener::ServeLimits;
-use crate::listener::{closed, Shared, CLOSE_GRACE};
+use crate::listener::{Shared, CLOSE_GRACE};
 use crate::park;
 
 /// What an HTTP/2 connection without TLS (h2c, prior knowledge) starts with.
@@ -90,7 +91,7 @@ pub async fn serve_with<F, Fut, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let gate = Gate::new(&limits, &conn);
-    let shared = Shared::new(limits, conn, tls, handler);
+    let shared = Shared::new(limits, conn, tls, handler, park::resumer);
     let _lot = shared.lot.close_on_drop();
     loop {
         let (socket, peer, guard) = gate.next(&listener).await;
@@ -124,7 +125,7 @@ pub async fn serve_threaded<F, Fut, B>(
     }
     let fallback = (limits.clone(), conn.clone(), tls.clone(), handler.clone());
     let gate = Gate::new(&limits, &conn);
-    let shared = Shared::new(limits, conn, tls, handler);
+    let shared = Shared::new(limits, conn, tls, handler, park::resumer);
     // Parked connections are closed when this future is dropped.
     let _lot = shared.lot.close_on_drop();
     let mut workers = Vec::with_capacity(threads);
@@ -423,6 +424,7 @@ mod size_tests {
             crate::ConnLimits::default(),
             None,
             |_r: Request<Incoming>, _p| async { Response::new(String::new()) },
+            park::resumer,
         );
         let c = connection(s, peer, guard, shared);
         let size = std::mem::size_of_val(&c);
