@@ -558,20 +558,9 @@ async fn upload_one(recordings: &Recordings, s3: &S3, name: &str, dir: &Path) {
                 not_found: true, ..
             }) if matches!(step, Step::Part { .. } | Step::Complete { .. }) => {
                 tracing::warn!("S3 no longer knows the multipart upload: that file starts again");
-                if let Err(e) = state.apply(&step, Outcome::UploadGone, sizing, unix_ms()) {
-                    tracing::error!(error = %e, "upload state machine out of step");
-                    fail(
-                        recordings,
-                        dir,
-                        name,
-                        Some(state),
-                        S3Error::Config(e.to_string()),
-                    )
-                    .await;
+                if !start_file_again(recordings, dir, name, &mut state, &step, sizing).await {
                     return;
                 }
-                let _ = save_state(dir, &state).await;
-                recordings.set_upload(name, state.clone());
             }
             Err(e @ S3Error::Local { .. }) => {
                 tracing::error!(error = %e, "a file of the recording cannot be read: upload failed");
@@ -589,20 +578,9 @@ async fn upload_one(recordings: &Recordings, s3: &S3, name: &str, dir: &Path) {
                     // Best effort, bounded: the parts of the old upload are not needed.
                     let _ = tokio::time::timeout(ABORT_WAIT, s3.abort(key, upload_id)).await;
                 }
-                if let Err(e) = state.apply(&step, Outcome::UploadGone, sizing, unix_ms()) {
-                    tracing::error!(error = %e, "upload state machine out of step");
-                    fail(
-                        recordings,
-                        dir,
-                        name,
-                        Some(state),
-                        S3Error::Config(e.to_string()),
-                    )
-                    .await;
+                if !start_file_again(recordings, dir, name, &mut state, &step, sizing).await {
                     return;
                 }
-                let _ = save_state(dir, &state).await;
-                recordings.set_upload(name, state.clone());
                 failures = 0;
             }
             Err(e) => {
@@ -639,6 +617,28 @@ async fn upload_one(recordings: &Recordings, s3: &S3, name: &str, dir: &Path) {
     );
     metrics::counter!("mediamesh_record_s3_uploads_total", "result" => "uploaded").increment(1);
     recordings.uploaded(name, state, s3).await;
+}
+
+/// S3 dropped the multipart upload of `step`'s file, or cannot complete it: that file
+/// starts again (persisted). `false` when the state machine refused the step, and the
+/// upload was marked failed.
+async fn start_file_again(
+    recordings: &Recordings,
+    dir: &Path,
+    name: &str,
+    state: &mut Upload,
+    step: &Step,
+    sizing: Sizing,
+) -> bool {
+    if let Err(e) = state.apply(step, Outcome::UploadGone, sizing, unix_ms()) {
+        tracing::error!(error = %e, "upload state machine out of step");
+        let e = S3Error::Config(e.to_string());
+        fail(recordings, dir, name, Some(state.clone()), e).await;
+        return false;
+    }
+    let _ = save_state(dir, state).await;
+    recordings.set_upload(name, state.clone());
+    true
 }
 
 async fn fail(recordings: &Recordings, dir: &Path, name: &str, state: Option<Upload>, e: S3Error) {

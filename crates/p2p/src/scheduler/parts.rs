@@ -676,6 +676,15 @@ mod tests {
         }
     }
 
+    /// A 500 ms part at `start_ms` (for timelines [`info`] does not give).
+    fn at(key: PartKey, start_ms: u64) -> PartInfo {
+        PartInfo {
+            key,
+            start_ms,
+            duration_ms: 500,
+        }
+    }
+
     fn drain(s: &mut PartScheduler) -> Vec<PartAction> {
         std::iter::from_fn(|| s.poll_action()).collect()
     }
@@ -880,27 +889,25 @@ mod tests {
         s.set_position(0, 10_000);
         // Urgent window 300 ms and peer wait 400 ms: a part 650 ms ahead has room for
         // a 350 ms peer try only, so it comes over HTTP now, not 350 ms later.
-        let late = PartInfo {
-            key: PartKey {
+        let late = at(
+            PartKey {
                 segment: 5,
                 index: 1,
             },
-            start_ms: 10_650,
-            duration_ms: 500,
-        };
+            10_650,
+        );
         s.peer_announced(0, a, vec![late.key]);
         s.part_listed(0, late, true);
         assert_eq!(drain(&mut s), vec![PartAction::FetchHttp(late.key)]);
         // 700 ms ahead: one whole peer wait fits, so the holder is asked, with the
         // whole wait as its deadline.
-        let ahead = PartInfo {
-            key: PartKey {
+        let ahead = at(
+            PartKey {
                 segment: 5,
                 index: 2,
             },
-            start_ms: 10_700,
-            duration_ms: 500,
-        };
+            10_700,
+        );
         s.peer_announced(0, a, vec![late.key, ahead.key]);
         s.part_listed(0, ahead, true);
         assert_eq!(
@@ -913,14 +920,13 @@ mod tests {
         assert_eq!(s.next_wakeup(), Some(400));
         // A hinted part nobody holds yet is not fetched early by a viewer that is
         // not its elected fetcher: it waits for the part to exist.
-        let hinted = PartInfo {
-            key: PartKey {
+        let hinted = at(
+            PartKey {
                 segment: 5,
                 index: 3,
             },
-            start_ms: 10_600,
-            duration_ms: 500,
-        };
+            10_600,
+        );
         let rank = s.seed_rank(hinted.key);
         s.part_listed(0, hinted, false);
         let fetched = drain(&mut s).contains(&PartAction::FetchHttp(hinted.key));
