@@ -67,6 +67,12 @@ fn is_plain(bytes: &[u8]) -> bool {
     true
 }
 
+/// Whether `raw` (a request path without query) is its own canonical form, so that
+/// [`canonical_path`] would give it back unchanged (checked without allocating).
+pub fn is_canonical(raw: &str) -> bool {
+    raw.starts_with('/') && is_plain(raw.as_bytes())
+}
+
 /// The canonical form of `raw` (a request path without query), or why it is refused.
 pub fn canonical_path(raw: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {

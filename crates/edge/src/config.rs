@@ -56,6 +56,10 @@ pub struct EdgeConfig {
     /// The access log (see `access_log`); `None` = each request is a tracing event
     /// of target `access` in the process log instead.
     pub access_log: Option<crate::access_log::AccessLogConfig>,
+    /// Fresh cache hits of plain HTTP/1.1 requests are answered on the quick path
+    /// (`quick`) where the configuration allows it; `false` = always the whole
+    /// request path.
+    pub quick_hits: bool,
 }
 
 /// Explicit bounds on what clients may cost the edge.
@@ -127,6 +131,7 @@ impl EdgeConfig {
             },
             ladder: None,
             access_log: None,
+            quick_hits: true,
         }
     }
 }

@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod node;
 pub mod phase;
 pub mod proxy;
+pub mod quick;
 pub mod response;
 pub mod server;
 pub mod sessions;

@@ -258,4 +258,14 @@ pub trait Hook: Send + Sync + std::fmt::Debug {
     fn logging(&self, s: &mut Session) {
         let _ = s;
     }
+
+    /// Whether, in every phase it takes part in, this hook leaves a plain `GET` of
+    /// `path` alone (no query, no CMCD, none of the fields the request path reads):
+    /// no answer of its own, no change to the path, the request or the answer. If
+    /// every hook does, the edge may answer such a request's fresh hits on its quick
+    /// path (`quick`), which runs no hook. Default: no.
+    fn leaves_plain_get(&self, path: &str) -> bool {
+        let _ = path;
+        false
+    }
 }

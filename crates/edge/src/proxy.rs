@@ -48,7 +48,7 @@ const DROPPED_HEADERS: [&str; 11] = [
 /// Objects fresh for less than this stay in memory only.
 const DISK_MIN_TTL_MS: u64 = 10_000;
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -368,35 +368,56 @@ impl Edge {
     /// Counts the request's player session for its live stream (see `viewers`):
     /// answered 2xx/3xx, not from another edge.
     fn count_viewer(&self, s: &Session, status: StatusCode) {
+        let headers = s.req.headers();
+        let from_edge = || {
+            headers
+                .get_all(header::VIA)
+                .iter()
+                .any(|v| v.as_bytes().windows(14).any(|w| w == b"mediamesh-edge"))
+        };
+        let user_agent = || {
+            headers
+                .get(header::USER_AGENT)
+                .map_or(&b""[..], |v| v.as_bytes())
+        };
+        self.count_viewer_of(
+            &s.path,
+            s.peer.ip(),
+            status,
+            s.cmcd.as_ref(),
+            from_edge,
+            user_agent,
+        );
+    }
+
+    /// [`Edge::count_viewer`] from the request's parts (the quick path has no
+    /// `Session`); `from_edge` and `user_agent` are asked only for a live stream.
+    pub(crate) fn count_viewer_of<'a>(
+        &self,
+        path: &str,
+        client: std::net::IpAddr,
+        status: StatusCode,
+        cmcd: Option<&cmcd::Cmcd>,
+        from_edge: impl FnOnce() -> bool,
+        user_agent: impl FnOnce() -> &'a [u8],
+    ) {
         if status.as_u16() >= 400 {
             return;
         }
-        let Some(stream) = crate::viewers::live_stream(&s.path) else {
+        let Some(stream) = crate::viewers::live_stream(path) else {
             return;
         };
-        let headers = s.req.headers();
-        let from_edge = headers
-            .get_all(header::VIA)
-            .iter()
-            .any(|v| v.as_bytes().windows(14).any(|w| w == b"mediamesh-edge"));
-        if from_edge {
+        if from_edge() {
             return;
         }
-        let sid = s
-            .cmcd
-            .as_ref()
+        let sid = cmcd
             .and_then(|c| c.sid.as_deref())
             .filter(|sid| !sid.is_empty());
         let key = match sid {
             Some(sid) => crate::viewers::SessionKey::Sid(sid),
-            None => crate::viewers::SessionKey::Client(
-                s.peer.ip(),
-                headers
-                    .get(header::USER_AGENT)
-                    .map_or(&b""[..], |v| v.as_bytes()),
-            ),
+            None => crate::viewers::SessionKey::Client(client, user_agent()),
         };
-        self.viewers.record(stream, key, s.cmcd.as_ref());
+        self.viewers.record(stream, key, cmcd);
     }
 
     /// Logging phase: metrics and the access log line (`access_log`, or a tracing
@@ -412,15 +433,14 @@ impl Edge {
         let res = match &self.access_log {
             Some(log) => log.log_response(s, status, res),
             None => {
-                tracing::info!(
-                    target: "access",
-                    client = %s.peer.ip(),
-                    method = %s.method,
-                    path = %s.path,
-                    status = code,
-                    cache = status.as_str(),
-                    ms = s.started.elapsed().as_millis() as u64,
-                    cmcd = %s.cmcd.as_ref().map(|c| c.log_fields()).unwrap_or_default(),
+                access_event(
+                    s.peer.ip(),
+                    &s.method,
+                    &s.path,
+                    code,
+                    status,
+                    s.started.elapsed().as_millis() as u64,
+                    s.cmcd.as_ref(),
                 );
                 res
             }
@@ -632,6 +652,29 @@ impl Edge {
             });
         }
     }
+}
+
+/// The access log line as a tracing event (target `access`), where the edge has no
+/// access-log file: one per answer, from the request path and the quick path.
+pub(crate) fn access_event(
+    client: std::net::IpAddr,
+    method: &Method,
+    path: &str,
+    code: u16,
+    cache: CacheStatus,
+    ms: u64,
+    cmcd: Option<&cmcd::Cmcd>,
+) {
+    tracing::info!(
+        target: "access",
+        client = %client,
+        method = %method,
+        path = %path,
+        status = code,
+        cache = cache.as_str(),
+        ms = ms,
+        cmcd = %cmcd.map(|c| c.log_fields()).unwrap_or_default(),
+    );
 }
 
 /// Response headers worth keeping and replaying (lowercase names).

@@ -181,6 +181,15 @@ impl EdgeServer {
                 }
             }
         }
+        let quick = crate::quick::EdgeQuick::new(
+            edge.clone(),
+            local
+                .as_ref()
+                .map(|l| l.prefixes.clone())
+                .unwrap_or_default(),
+            alt_svc.clone(),
+        )
+        .map(|q| Arc::new(q) as Arc<dyn service::Quick>);
         let e = edge.clone();
         tasks.push(tokio::spawn(async move {
             service::serve_threaded(
@@ -203,6 +212,7 @@ impl EdgeServer {
                     // Boxed, hyper moves a pointer: +8% hits/s at 1000 connections.
                     Box::pin(fut)
                 },
+                quick,
             )
             .await;
         }));

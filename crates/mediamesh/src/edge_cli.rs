@@ -56,6 +56,10 @@ pub struct EdgeArgs {
     /// --tls-cert/--tls-key); TCP answers then advertise it with Alt-Svc.
     #[arg(long)]
     pub http3: bool,
+    /// Serve every plain HTTP/1.1 request through the whole request path, also
+    /// fresh cache hits the quick path would answer (for comparison and debugging).
+    #[arg(long)]
+    pub no_quick_hits: bool,
     /// Query parameter left out of cache keys (repeat).
     #[arg(long = "drop-param", value_name = "NAME", default_values_t = defaults().dropped_params)]
     pub drop_params: Vec<String>,
@@ -238,6 +242,7 @@ pub fn edge_config(args: &EdgeArgs) -> Result<EdgeConfig> {
     }
     c.tls = crate::layers::tls_pair(args.tls_cert.clone(), args.tls_key.clone())?;
     c.http3 = args.http3;
+    c.quick_hits = !args.no_quick_hits;
     c.dropped_params = args.drop_params.clone();
     c.kept_params = args.keep_params.clone();
     c.cmcd_max_sessions = args.cmcd_max_sessions;

@@ -15,17 +15,42 @@ mod listener;
 mod lot;
 pub mod metrics;
 mod park;
+mod quick;
 /// For the fuzz targets only (`fuzz/fuzz_targets/http1_framing.rs`): the request
 /// framing follower of parked HTTP/1.1 connections. Not an API.
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::park::Framing;
+
+    /// The quick path's reading of the request at the start of `data`
+    /// (`fuzz/fuzz_targets/http1_quick.rs`), with a handler that answers every
+    /// request it is asked with `body`: the bytes of the request answered, and the
+    /// whole response head, or `None` for hyper.
+    pub fn quick_request(data: &[u8], body: &[u8]) -> Option<(usize, Vec<u8>)> {
+        struct Everything(bytes::Bytes);
+        impl crate::Quick for Everything {
+            fn answer(
+                &self,
+                req: &crate::QuickRequest<'_>,
+                head: &mut Vec<u8>,
+            ) -> Option<bytes::Bytes> {
+                let _ = (req.path(), req.query(), req.header("host"), req.peer());
+                head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+                Some(self.0.clone())
+            }
+        }
+        let quick = Everything(bytes::Bytes::copy_from_slice(body));
+        let mut head = Vec::new();
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        crate::quick::answer(&quick, data, peer, &mut head).map(|a| (a.used, head))
+    }
 }
 mod serve;
 mod tls;
 
 pub use conn::{ConnLimits, IpKey, IpSlot, PerIp};
 pub use http3::{H3Body, H3Error, H3Listener};
+pub use quick::{put_date, Quick, QuickRequest};
 pub use serve::{serve, serve_threaded, serve_with, ServeLimits};
 pub use tls::{load_tls, TlsError};
 /// The TLS server configuration `serve` takes (what `load_tls` makes).

@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::conn::ConnLimits;
 use crate::lot::{Lot, Resume};
+use crate::quick::Quick;
 
 /// Bounds of one listener. The per-connection timeouts and the per-IP cap are in
 /// [`ConnLimits`] (see `serve_with`); `serve` uses their defaults.
@@ -59,6 +60,8 @@ pub(crate) struct Shared<F> {
     /// Where idle plain HTTP/1.1 connections are parked (`park.rs`, `lot.rs`). The
     /// accept loop closes it when it ends.
     pub(crate) lot: Lot,
+    /// The handler's quick path for plain HTTP/1.1 requests (`quick.rs`), if any.
+    pub(crate) quick: Option<Arc<dyn Quick>>,
 }
 
 impl<F, Fut, B> Shared<F>
@@ -76,6 +79,7 @@ where
         conn: ConnLimits,
         tls: Option<Arc<ServerConfig>>,
         handler: F,
+        quick: Option<Arc<dyn Quick>>,
         resume: fn(Weak<Self>) -> Resume,
     ) -> Arc<Self> {
         let parked = ::metrics::gauge!("mediamesh_http_connections_parked");
@@ -86,6 +90,7 @@ where
             handler,
             parked: parked.clone(),
             lot: Lot::new(parked, resume(weak.clone())),
+            quick,
         })
     }
 }

@@ -88,9 +88,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use crate::conn::{closed, Activity, Expired, GuardedIo, TrackedBody};
+use crate::conn::{closed, Activity, Expired, GuardedIo, InFlight, TrackedBody};
 use crate::listener::{Shared, CLOSE_GRACE};
 use crate::lot::{Parked, Resume};
+use crate::quick::Quick;
 
 /// Request heads longer than this are not followed (hyper answers 431 and closes;
 /// the tracker gives up and the connection is simply not parked).
@@ -247,8 +248,8 @@ fn parse_head(buf: &[u8]) -> Option<HeadEnd> {
 /// The socket under one plain HTTP/1.1 connection's hyper connections: tells hyper
 /// "end of stream" when the connection is idle (see the module doc), and replays
 /// bytes a previous hyper connection read but did not use.
-pub(crate) struct ParkIo {
-    io: GuardedIo<TcpStream>,
+pub(crate) struct ParkIo<I = GuardedIo<TcpStream>> {
+    io: I,
     /// Given to hyper before anything is read from the socket.
     replay: Bytes,
     framing: Framing,
@@ -257,10 +258,38 @@ pub(crate) struct ParkIo {
     dirty: bool,
     /// This hyper connection was told "end of stream" to park the socket.
     parked: bool,
+    /// The handler's quick path (`quick.rs`), if it has one, and the client's address
+    /// it is given.
+    quick: Option<(Arc<dyn Quick>, SocketAddr)>,
+    /// A quick answer being written (kept while the socket takes it), allocated at the
+    /// first quick answer and reused.
+    out: Option<Box<QuickOut>>,
 }
 
-impl ParkIo {
-    pub(crate) fn new(io: GuardedIo<TcpStream>, activity: Arc<Activity>) -> Self {
+/// A quick answer on its way out: its head (the buffer is reused for the next one)
+/// and body, what of them was written, and the request's in-flight mark, dropped
+/// when the last byte is written (hyper's requests end when their body is sent).
+struct QuickOut {
+    head: Vec<u8>,
+    head_sent: usize,
+    body: Bytes,
+    in_flight: Option<InFlight>,
+}
+
+/// Quick answers with bodies up to this size are written as one buffer with their
+/// head (a copy of at most this much, against a second write or TLS record).
+const ONE_WRITE: usize = 16 * 1024;
+
+/// Quick answers made in one read before the connection lets its runtime run other
+/// tasks (a client pipelining quick requests for ever must not hold the thread).
+const QUICK_PER_READ: usize = 32;
+
+impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
+    pub(crate) fn new(
+        io: I,
+        activity: Arc<Activity>,
+        quick: Option<(Arc<dyn Quick>, SocketAddr)>,
+    ) -> Self {
         ParkIo {
             io,
             replay: Bytes::new(),
@@ -268,18 +297,103 @@ impl ParkIo {
             activity,
             dirty: false,
             parked: false,
+            quick,
+            out: None,
         }
     }
 
     fn idle(&self) -> bool {
         !self.dirty
+            && !self.writing_quick()
             && self.framing.at_boundary()
             && self.activity.in_flight() == 0
             && self.activity.park_asked()
     }
+
+    /// A quick answer is still being written.
+    fn writing_quick(&self) -> bool {
+        self.out.as_ref().is_some_and(|o| o.in_flight.is_some())
+    }
+
+    /// Whether the next bytes may be a quick request: hyper is between requests
+    /// (nothing in flight, all it wrote flushed) and no quick answer is being written.
+    fn quick_ready(&self) -> bool {
+        self.quick.is_some()
+            && !self.dirty
+            && !self.writing_quick()
+            && self.framing.at_boundary()
+            && self.activity.in_flight() == 0
+    }
+
+    /// Writes what is left of the quick answer; `Ready(Ok)` once it is all written.
+    fn poll_quick_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(out) = self.out.as_deref_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        while out.in_flight.is_some() {
+            let head = &out.head[out.head_sent..];
+            if head.is_empty() && out.body.is_empty() {
+                out.in_flight = None;
+                out.body = Bytes::new();
+                break;
+            }
+            let bufs = [io::IoSlice::new(head), io::IoSlice::new(&out.body)];
+            let n = match Pin::new(&mut self.io).poll_write_vectored(cx, &bufs) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            let from_head = n.min(head.len());
+            out.head_sent += from_head;
+            out.body.advance(n - from_head);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Answers the quick requests at the start of `data` (bytes just read, at a
+    /// request boundary with hyper idle), as far as they go and each answer's bytes
+    /// are taken by the socket: the number of bytes used. Stops at the first request
+    /// that is not quick, or while an answer is still being written.
+    fn answer_quick(&mut self, cx: &mut Context<'_>, data: &[u8]) -> io::Result<usize> {
+        let Some((quick, peer)) = self.quick.clone() else {
+            return Ok(0);
+        };
+        let mut used = 0;
+        for _ in 0..QUICK_PER_READ {
+            if used == data.len() || self.writing_quick() {
+                break;
+            }
+            let out = self.out.get_or_insert_with(|| {
+                Box::new(QuickOut {
+                    head: Vec::new(),
+                    head_sent: 0,
+                    body: Bytes::new(),
+                    in_flight: None,
+                })
+            });
+            let Some(a) = crate::quick::answer(&*quick, &data[used..], peer, &mut out.head) else {
+                break;
+            };
+            used += a.used;
+            out.head_sent = 0;
+            out.body = a.body;
+            if out.body.len() <= ONE_WRITE {
+                // One buffer: one write (one TLS record over TLS).
+                out.head.extend_from_slice(&out.body);
+                out.body = Bytes::new();
+            }
+            out.in_flight = Some(self.activity.begin());
+            match self.poll_quick_out(cx) {
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Ready(Ok(())) | Poll::Pending => {}
+            }
+        }
+        Ok(used)
+    }
 }
 
-impl AsyncRead for ParkIo {
+impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for ParkIo<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -289,6 +403,11 @@ impl AsyncRead for ParkIo {
         if this.parked {
             return Poll::Ready(Ok(()));
         }
+        // A quick answer goes out before anything else is read.
+        match this.poll_quick_out(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
         if !this.replay.is_empty() {
             let n = this.replay.len().min(buf.remaining());
             let chunk = this.replay.split_to(n);
@@ -297,28 +416,56 @@ impl AsyncRead for ParkIo {
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                this.framing.feed(&buf.filled()[before..]);
-                Poll::Ready(Ok(()))
+        let mut reads = 0;
+        loop {
+            match Pin::new(&mut this.io).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {
+                    let got = buf.filled().len() - before;
+                    if got > 0 && this.quick_ready() {
+                        let used = this.answer_quick(cx, &buf.filled()[before..])?;
+                        if used > 0 {
+                            // hyper gets only what follows the quick requests.
+                            buf.filled_mut().copy_within(before + used.., before);
+                            buf.set_filled(before + got - used);
+                            if used == got {
+                                // Nothing for hyper (an empty read would be its end of
+                                // stream): read on, a bounded number of times.
+                                reads += 1;
+                                if reads == QUICK_PER_READ {
+                                    cx.waker().wake_by_ref();
+                                    return Poll::Pending;
+                                }
+                                if this.writing_quick() {
+                                    // The socket will say when it takes more.
+                                    return Poll::Pending;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    this.framing.feed(&buf.filled()[before..]);
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if this.idle() => {
+                    // End of stream to hyper: it ends its connection between requests.
+                    this.parked = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending if this.idle() => {
-                // End of stream to hyper: it ends its connection between requests.
-                this.parked = true;
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending => Poll::Pending,
         }
     }
 }
 
-impl AsyncWrite for ParkIo {
+impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ParkIo<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        // A quick answer made before hyper's goes out first.
+        std::task::ready!(self.poll_quick_out(cx))?;
         self.dirty = true;
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
@@ -328,6 +475,7 @@ impl AsyncWrite for ParkIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_quick_out(cx))?;
         self.dirty = true;
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
@@ -337,6 +485,7 @@ impl AsyncWrite for ParkIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_quick_out(cx))?;
         let r = Pin::new(&mut self.io).poll_flush(cx);
         if matches!(r, Poll::Ready(Ok(()))) {
             self.dirty = false;
@@ -349,6 +498,7 @@ impl AsyncWrite for ParkIo {
             // hyper closing the connection we parked: the socket stays open.
             return Poll::Ready(Ok(()));
         }
+        std::task::ready!(self.poll_quick_out(cx))?;
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
@@ -429,13 +579,15 @@ where
         // under a load generator, then costs no trip through the lot), then in the
         // lot. Without a lot (its thread could not start), in this task until woken.
         let lot = shared.lot.available();
-        shared.parked.increment(1.0);
+        // Counted while it waits here, also if the task is dropped meanwhile (its
+        // runtime shutting down).
+        let counted = ParkedHere::count(&shared.parked);
         let woke = tokio::select! {
             r = io.readable() => Woke::Readable(r),
             () = tokio::time::sleep(TO_LOT_AFTER), if lot => Woke::ToLot,
             why = expired.as_mut() => Woke::Expired(why),
         };
-        shared.parked.decrement(1.0);
+        drop(counted);
         match woke {
             Woke::Readable(Ok(())) => {}
             Woke::Readable(Err(e)) => {
@@ -448,6 +600,23 @@ where
             }
             Woke::Expired(why) => return closed(why.label()),
         }
+    }
+}
+
+/// One connection parked in its task, in `mediamesh_http_connections_parked` for as
+/// long as this lives.
+struct ParkedHere<'a>(&'a ::metrics::Gauge);
+
+impl<'a> ParkedHere<'a> {
+    fn count(gauge: &'a ::metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        ParkedHere(gauge)
+    }
+}
+
+impl Drop for ParkedHere<'_> {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }
 
@@ -553,6 +722,7 @@ where
     let io = ParkIo::new(
         GuardedIo::new(socket, guard),
         Activity::resumed(since, started),
+        shared.quick.clone().map(|q| (q, peer)),
     );
     let h1 = serve_h1(io, peer, shared);
     h1.await;

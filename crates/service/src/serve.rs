@@ -49,6 +49,7 @@ use crate::conn::{Activity, ConnGuard, ConnLimits, GuardedIo, PerIp, TrackedBody
 pub use crate::listener::ServeLimits;
 use crate::listener::{Shared, CLOSE_GRACE};
 use crate::park;
+use crate::quick::Quick;
 
 /// What an HTTP/2 connection without TLS (h2c, prior knowledge) starts with.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -90,8 +91,25 @@ pub async fn serve_with<F, Fut, B>(
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_on_runtime(listener, limits, conn, tls, handler, None).await;
+}
+
+/// [`serve_with`], with a quick path for plain HTTP/1.1.
+async fn serve_on_runtime<F, Fut, B>(
+    listener: TcpListener,
+    limits: ServeLimits,
+    conn: ConnLimits,
+    tls: Option<Arc<ServerConfig>>,
+    handler: F,
+    quick: Option<Arc<dyn Quick>>,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let gate = Gate::new(&limits, &conn);
-    let shared = Shared::new(limits, conn, tls, handler, park::resumer);
+    let shared = Shared::new(limits, conn, tls, handler, quick, park::resumer);
     let _lot = shared.lot.close_on_drop();
     loop {
         let (socket, peer, guard) = gate.next(&listener).await;
@@ -107,12 +125,16 @@ pub async fn serve_with<F, Fut, B>(
 /// work-stealing scheduler runs per request. `threads == 0` is [`serve`]; so is a
 /// machine where the threads cannot be started (logged). Dropping the future ends the
 /// threads, closing their connections.
+///
+/// `quick`: the handler's quick path for plain HTTP/1.1 requests it can answer at
+/// once (see [`Quick`]); `None` serves every request through `handler`.
 pub async fn serve_threaded<F, Fut, B>(
     listener: TcpListener,
     limits: ServeLimits,
     tls: Option<Arc<ServerConfig>>,
     threads: usize,
     handler: F,
+    quick: Option<Arc<dyn Quick>>,
 ) where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
@@ -121,11 +143,17 @@ pub async fn serve_threaded<F, Fut, B>(
 {
     let conn = limits.conn.clone();
     if threads == 0 {
-        return serve_with(listener, limits, conn, tls, handler).await;
+        return serve_on_runtime(listener, limits, conn, tls, handler, quick).await;
     }
-    let fallback = (limits.clone(), conn.clone(), tls.clone(), handler.clone());
+    let fallback = (
+        limits.clone(),
+        conn.clone(),
+        tls.clone(),
+        handler.clone(),
+        quick.clone(),
+    );
     let gate = Gate::new(&limits, &conn);
-    let shared = Shared::new(limits, conn, tls, handler, park::resumer);
+    let shared = Shared::new(limits, conn, tls, handler, quick, park::resumer);
     // Parked connections are closed when this future is dropped.
     let _lot = shared.lot.close_on_drop();
     let mut workers = Vec::with_capacity(threads);
@@ -147,8 +175,8 @@ pub async fn serve_threaded<F, Fut, B>(
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start connection threads; serving on the shared runtime");
                 drop(workers);
-                let (limits, conn, tls, handler) = fallback;
-                return serve_with(listener, limits, conn, tls, handler).await;
+                let (limits, conn, tls, handler, quick) = fallback;
+                return serve_on_runtime(listener, limits, conn, tls, handler, quick).await;
             }
         }
     }
@@ -301,7 +329,11 @@ pub(crate) async fn connection<F, Fut, B>(
         // more; `serve_h1` boxes what it needs only while a request is served. (The
         // future is made in a statement of its own: its arguments are not kept.)
         let h1 = park::serve_h1(
-            park::ParkIo::new(GuardedIo::new(socket, guard), activity),
+            park::ParkIo::new(
+                GuardedIo::new(socket, guard),
+                activity,
+                shared.quick.clone().map(|q| (q, peer)),
+            ),
             peer,
             shared,
         );
@@ -335,7 +367,19 @@ async fn tls_or_h2<F, Fut, B>(
         Some(acceptor) => {
             let handshake = Box::pin(acceptor.accept(io));
             match tokio::time::timeout(shared.limits.header_read_timeout, handshake).await {
-                Ok(Ok(stream)) => http(stream, peer, activity, &shared).await,
+                Ok(Ok(stream)) => {
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    match shared.quick.clone() {
+                        // HTTP/1.1 over TLS takes the quick path too (never parked:
+                        // nothing asks it to park).
+                        Some(quick) if !h2 => {
+                            let io =
+                                park::ParkIo::new(stream, activity.clone(), Some((quick, peer)));
+                            http(io, peer, activity, &shared).await
+                        }
+                        _ => http(stream, peer, activity, &shared).await,
+                    }
+                }
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => closed("tls_handshake"),
             }
@@ -424,6 +468,7 @@ mod size_tests {
             crate::ConnLimits::default(),
             None,
             |_r: Request<Incoming>, _p| async { Response::new(String::new()) },
+            None,
             park::resumer,
         );
         let c = connection(s, peer, guard, shared);

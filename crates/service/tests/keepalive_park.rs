@@ -55,7 +55,7 @@ async fn start_threaded(limits: ServeLimits, threads: usize) -> SocketAddr {
     service::metrics::handle();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_threaded(listener, limits, None, threads, echo));
+    tokio::spawn(serve_threaded(listener, limits, None, threads, echo, None));
     addr
 }
 
@@ -64,6 +64,17 @@ fn limits(max_connections: usize) -> ServeLimits {
         max_connections,
         ..ServeLimits::default()
     }
+}
+
+/// The parked gauge is one per process, and `cargo test` runs a file's tests on
+/// threads of one process: the tests that read it run one at a time, each from none
+/// parked (what the one before left is closed once its runtime is gone).
+static GAUGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
+    let one = GAUGE.lock().await;
+    assert!(parked_exactly(0.0).await, "{} left parked", parked());
+    one
 }
 
 /// Parked connections now, as `/metrics` shows them (0 before the first park).
@@ -188,6 +199,7 @@ impl Client {
 
 #[tokio::test]
 async fn keep_alive_survives_parking() {
+    let _alone = alone().await;
     let addr = start(limits(16), ConnLimits::default()).await;
     let mut c = Client::connect(addr).await;
     for i in 0..5 {
@@ -202,6 +214,7 @@ async fn keep_alive_survives_parking() {
 
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
+    let _alone = alone().await;
     let addr = start(limits(16), ConnLimits::default()).await;
     let mut c = Client::connect(addr).await;
     // On a fresh connection and on a parked one.
@@ -221,6 +234,7 @@ async fn pipelined_requests_are_answered_in_order() {
 
 #[tokio::test]
 async fn a_request_head_split_across_writes_is_answered() {
+    let _alone = alone().await;
     let addr = start(limits(16), ConnLimits::default()).await;
     let mut c = Client::connect(addr).await;
     // First on a fresh connection, then on a parked one.
@@ -237,6 +251,7 @@ async fn a_request_head_split_across_writes_is_answered() {
 
 #[tokio::test]
 async fn request_bodies_across_writes_are_read_whole() {
+    let _alone = alone().await;
     let addr = start(limits(16), ConnLimits::default()).await;
     let mut c = Client::connect(addr).await;
     assert_eq!(c.get("/first").await, "GET /first ");
@@ -259,6 +274,7 @@ async fn request_bodies_across_writes_are_read_whole() {
 
 #[tokio::test]
 async fn connection_close_and_http10_still_close() {
+    let _alone = alone().await;
     let addr = start(limits(16), ConnLimits::default()).await;
     let mut c = Client::connect(addr).await;
     assert_eq!(c.get("/1").await, "GET /1 ");
@@ -278,6 +294,7 @@ async fn connection_close_and_http10_still_close() {
 
 #[tokio::test]
 async fn the_idle_timeout_closes_a_parked_connection() {
+    let _alone = alone().await;
     let conn = ConnLimits::default().idle_timeout(Duration::from_secs(2));
     let addr = start(limits(16), conn).await;
     let mut c = Client::connect(addr).await;
@@ -297,6 +314,7 @@ async fn the_idle_timeout_closes_a_parked_connection() {
 
 #[tokio::test]
 async fn parked_connections_hold_their_slot() {
+    let _alone = alone().await;
     let addr = start(limits(2), ConnLimits::default()).await;
     let mut a = Client::connect(addr).await;
     let mut b = Client::connect(addr).await;
@@ -330,6 +348,7 @@ async fn parked_connections_hold_their_slot() {
 
 #[tokio::test]
 async fn a_parked_connection_the_client_closes_leaves_the_lot_and_frees_its_slot() {
+    let _alone = alone().await;
     let conn = ConnLimits::default()
         .max_connections_per_ip(1)
         .park_after(Duration::ZERO);
@@ -395,6 +414,7 @@ async fn many_parked_answer_again(addr: SocketAddr, n: usize) {
 
 #[tokio::test]
 async fn many_parked_connections_all_answer_a_second_request() {
+    let _alone = alone().await;
     let conn = ConnLimits::default().park_after(Duration::ZERO);
     let addr = start(limits(1000), conn).await;
     many_parked_answer_again(addr, 500).await;
@@ -413,6 +433,7 @@ async fn many_parked_connections_all_answer_a_second_request() {
 
 #[tokio::test]
 async fn parked_connections_on_connection_threads_answer_again() {
+    let _alone = alone().await;
     let limits = ServeLimits {
         max_connections: 1000,
         conn: ConnLimits::default().park_after(Duration::ZERO),
@@ -424,6 +445,7 @@ async fn parked_connections_on_connection_threads_answer_again() {
 
 #[tokio::test]
 async fn closing_the_listener_closes_parked_connections() {
+    let _alone = alone().await;
     let (addr, server) = start_task(limits(16), ConnLimits::default()).await;
     let mut clients = Vec::new();
     for i in 0..3 {

@@ -29,6 +29,7 @@ async fn start(limits: ServeLimits, threads: usize) -> (SocketAddr, JoinHandle<(
             let name = std::thread::current().name().unwrap_or("?").to_string();
             Response::new(name)
         },
+        None,
     ));
     (addr, task)
 }

@@ -199,6 +199,14 @@ impl Hook for MediaHook {
         })
     }
 
+    /// No watermark key, and no personalisation a request without CMCD gets (ads,
+    /// device rules) for a playlist: the request and response steps leave it alone.
+    fn leaves_plain_get(&self, path: &str) -> bool {
+        let m = &self.media;
+        m.watermark_key.is_none()
+            && !((m.ad_pod.is_some() || !m.device_rules.is_empty()) && path.ends_with(".m3u8"))
+    }
+
     fn response<'a>(
         &'a self,
         s: &'a mut Session,

@@ -610,3 +610,139 @@ print(ea3.generate_acl_token("/obj/*"))
         0
     );
 }
+
+/// One request on a new connection, raw: the status line, the header fields (names
+/// lowercase) sorted, and the body (none for HEAD, 304, or without a length).
+fn exchange(port: u16, request: &str) -> (String, Vec<(String, String)>, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    s.write_all(request.as_bytes()).expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    let end = loop {
+        if let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let n = s.read(&mut buf).expect("read a head");
+        assert!(n > 0, "closed before a head");
+        got.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default().to_string();
+    let mut fields: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    fields.sort();
+    let len = fields
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let bodiless = request.starts_with("HEAD ") || status.contains(" 304 ");
+    let want = if bodiless { 0 } else { len };
+    let mut body = got[end + 4..].to_vec();
+    while body.len() < want {
+        let n = s.read(&mut buf).expect("read a body");
+        assert!(n > 0, "closed inside a body");
+        body.extend_from_slice(&buf[..n]);
+    }
+    (status, fields, body)
+}
+
+fn metric(port: u16, name: &str) -> f64 {
+    let (_, body) = get(&format!("http://127.0.0.1:{port}/metrics"));
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The quick path (fresh hits of plain GETs answered without hyper, `edge::quick`)
+/// answers exactly as the whole request path does: the same requests to an edge with
+/// it and one with `--no-quick-hits` get the same status, header fields (but `date`
+/// and `age`) and body, for the requests it takes and those it leaves to hyper.
+#[test]
+fn quick_answers_are_the_request_paths() {
+    let origin = TestOrigin::start();
+    let quick = Server::start_edge(&["--origin", &origin.url()]);
+    let whole = Server::start_edge(&["--origin", &origin.url(), "--no-quick-hits"]);
+    let plain = |target: &str, more: &str| {
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: edge.test\r\nUser-Agent: quick-test\r\nAccept: */*\r\n{more}\r\n"
+        )
+    };
+    // Misses first (the long way on both), then the same objects as hits.
+    for target in [
+        "/obj/q.m4s",
+        "/obj/small.m4s?size=1000",
+        "/nothing/here.m4s",
+    ] {
+        let a = exchange(quick.http, &plain(target, ""));
+        let b = exchange(whole.http, &plain(target, ""));
+        assert_eq!(a.0, b.0, "{target}");
+    }
+    let etag = exchange(quick.http, &plain("/obj/q.m4s", ""))
+        .1
+        .into_iter()
+        .find(|(n, _)| n == "etag")
+        .map(|(_, v)| v)
+        .expect("an etag");
+    let quick_before = metric(quick.http, "mediamesh_edge_quick_answers_total");
+    let cases = [
+        (plain("/obj/q.m4s", ""), true),
+        (plain("/obj/q.m4s", "Connection: keep-alive\r\n"), true),
+        (plain("/obj/small.m4s?size=1000", ""), false),
+        (plain("/obj/q.m4s", "Range: bytes=10-99\r\n"), false),
+        (
+            plain("/obj/q.m4s", &format!("If-None-Match: {etag}\r\n")),
+            false,
+        ),
+        (
+            plain("/obj/q.m4s", "Cache-Control: only-if-cached\r\n"),
+            false,
+        ),
+        (plain("/obj/q.m4s", "Connection: close\r\n"), false),
+        (plain("/nothing/here.m4s", ""), false),
+        (plain("//obj/q.m4s", ""), false),
+        (
+            "HEAD /obj/q.m4s HTTP/1.1\r\nHost: edge.test\r\n\r\n".to_string(),
+            false,
+        ),
+        ("GET /obj/q.m4s HTTP/1.0\r\n\r\n".to_string(), false),
+    ];
+    let mut quick_ones = 0.0;
+    for (request, is_quick) in &cases {
+        let (sa, mut fa, ba) = exchange(quick.http, request);
+        let (sb, mut fb, bb) = exchange(whole.http, request);
+        let first = request.lines().next().unwrap_or_default();
+        assert_eq!(sa, sb, "{first}");
+        for f in [&mut fa, &mut fb] {
+            if sa.contains(" 200 ") || sa.contains(" 206 ") {
+                assert!(f.iter().any(|(n, _)| n == "age"), "{first}: {f:?}");
+            }
+            assert!(f.iter().any(|(n, _)| n == "date"), "{first}: {f:?}");
+            f.retain(|(n, _)| n != "date" && n != "age");
+        }
+        assert_eq!(fa, fb, "{first}");
+        assert!(ba == bb, "{first}: the bodies differ");
+        if *is_quick {
+            quick_ones += 1.0;
+            assert_eq!(ba, object_bytes("q.m4s", 2 << 20));
+            assert!(fa.contains(&("x-cache".to_string(), "HIT".to_string())));
+        }
+    }
+    // The quick edge answered the plain hits itself, and nothing else.
+    assert_eq!(
+        metric(quick.http, "mediamesh_edge_quick_answers_total") - quick_before,
+        quick_ones
+    );
+    assert_eq!(
+        metric(whole.http, "mediamesh_edge_quick_answers_total"),
+        0.0
+    );
+    assert_eq!(origin.count("/obj/q.m4s"), 2, "one miss per edge");
+}

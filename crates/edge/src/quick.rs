@@ -1,0 +1,221 @@
+//! The edge's quick path ([`service::Quick`]): a fresh cache hit in memory, asked for
+//! by a plain `GET` that no step of the request path would treat differently, is
+//! answered from the cached object as the request's bytes arrive, without hyper and
+//! without building a request, a session or a response (service's `quick.rs` says how
+//! the connection does it and why). The answer is the one `proxy` makes for the same
+//! request: the same status, header fields and body, and the same counters, viewer
+//! accounting and access event. The test `quick_answers_are_the_request_paths`
+//! compares the two over real sockets.
+//!
+//! What goes the long way instead (through `proxy`), decided per edge: a token key,
+//! the rate limiter, an access-log file; and per request: a hook that would act on
+//! it (`Hook::leaves_plain_get`: filters and the ladder always; media functions for
+//! a watermark, or ads and device rules on playlists), a query, a path that is not
+//! canonical or is the edge's own (`/healthz`, `/metrics`, the admin side, local
+//! routes), a request header the path reads (`range`, `if-none-match`,
+//! `cache-control`, `via`, CMCD), and anything but a fresh 200 in memory (a miss, a
+//! stale copy, the disk tier).
+//!
+//! Not here: the request path itself (`proxy`), the answers it makes (`response`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::header::HeaderValue;
+use hyper::{Method, StatusCode};
+use service::{Quick, QuickRequest};
+
+use cache::decide::{decide, Decision};
+use cache::key::target;
+use cache::CacheStatus;
+
+use crate::node::Edge;
+use crate::proxy::{access_event, is_admin_path, now_ms};
+
+/// Request header fields the request path reads to make a cache hit's answer (the
+/// `cmcd-` ones by prefix).
+const READ_FIELDS: [&str; 4] = ["range", "if-none-match", "cache-control", "via"];
+
+/// Stored header fields the request path replaces with its own (or, for
+/// `content-length`, the connection writes from the body).
+const REPLACED_FIELDS: [&str; 6] = [
+    "content-length",
+    "accept-ranges",
+    "age",
+    "x-cache",
+    "cmsd-static",
+    "cmsd-dynamic",
+];
+
+/// An edge's quick path, for its plain HTTP/1.1 listener.
+pub struct EdgeQuick {
+    edge: Arc<Edge>,
+    /// The edge's hooks that take part in some phase (indexes): each must leave a
+    /// request alone (`Hook::leaves_plain_get`) for it to be quick.
+    hooks: Vec<usize>,
+    /// Paths the server answers itself (local routes): never quick.
+    local_prefixes: Vec<String>,
+    /// The `alt-svc` field the server adds to every answer (HTTP/3 on).
+    alt_svc: Option<HeaderValue>,
+}
+
+impl EdgeQuick {
+    /// The quick path of `edge`, or `None` where its configuration puts a step in
+    /// every request's path that the quick path does not take (see the module doc).
+    pub fn new(
+        edge: Arc<Edge>,
+        local_prefixes: Vec<String>,
+        alt_svc: Option<HeaderValue>,
+    ) -> Option<Self> {
+        let plain = edge.config.quick_hits
+            && edge.config.token_key.is_none()
+            && edge.limiter.is_none()
+            && edge.access_log.is_none();
+        let hooks = edge
+            .hook_phases
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| **p != crate::phase::Phases::NONE)
+            .map(|(i, _)| i)
+            .collect();
+        plain.then_some(EdgeQuick {
+            edge,
+            hooks,
+            local_prefixes,
+            alt_svc,
+        })
+    }
+}
+
+impl Quick for EdgeQuick {
+    fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<Bytes> {
+        let edge = &*self.edge;
+        if req.query().is_some() {
+            return None;
+        }
+        let path = req.path();
+        if !crate::canonical::is_canonical(path)
+            || path == "/healthz"
+            || path == "/metrics"
+            || is_admin_path(path)
+            || self
+                .local_prefixes
+                .iter()
+                .any(|p| path.starts_with(p.as_str()))
+        {
+            return None;
+        }
+        let hooked = self
+            .hooks
+            .iter()
+            .any(|&i| edge.hooks.get(i).is_none_or(|h| !h.leaves_plain_get(path)));
+        if hooked {
+            return None;
+        }
+        let read = req.headers().any(|(name, _)| {
+            READ_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f))
+                || name
+                    .get(..5)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("cmcd-"))
+        });
+        if read {
+            return None;
+        }
+        let t = target(
+            path,
+            None,
+            &edge.config.dropped_params,
+            &edge.config.kept_params,
+        )?;
+        let obj = edge.memory.get(t.key())?;
+        let now = now_ms();
+        if obj.status != 200 || decide(now, Some(&obj)) != Decision::Hit {
+            return None;
+        }
+        // Stored fields the request path would drop as unusable: the long way.
+        if !obj
+            .headers
+            .iter()
+            .all(|(n, v)| field_name(n) && field_value(v))
+        {
+            return None;
+        }
+        // The head `object_response`, the response phase and the server make.
+        head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        let mut dated = false;
+        for (n, v) in &obj.headers {
+            if REPLACED_FIELDS.contains(&n.as_str()) || (self.alt_svc.is_some() && n == "alt-svc") {
+                continue;
+            }
+            dated |= n == "date";
+            field(head, n.as_bytes(), v.as_bytes());
+        }
+        field(head, b"accept-ranges", b"bytes");
+        let age = now.saturating_sub(obj.stored_ms) / 1000;
+        field(head, b"age", age.to_string().as_bytes());
+        field(head, b"x-cache", CacheStatus::Hit.as_str().as_bytes());
+        field(head, b"via", edge.via.as_bytes());
+        field(
+            head,
+            b"cmsd-static",
+            crate::cmcd::cmsd_static(path, false).as_bytes(),
+        );
+        field(head, b"cmsd-dynamic", edge.cmsd_dynamic.as_bytes());
+        if let Some(v) = &self.alt_svc {
+            field(head, b"alt-svc", v.as_bytes());
+        }
+        if !dated {
+            service::put_date(head);
+        }
+        // What the response and logging phases count.
+        crate::metrics::record_egress(obj.body.len() as u64);
+        let client = req.peer().ip();
+        edge.count_viewer_of(
+            path,
+            client,
+            StatusCode::OK,
+            None,
+            || false,
+            || req.header("user-agent").unwrap_or(b""),
+        );
+        crate::metrics::record_response(200, CacheStatus::Hit);
+        crate::metrics::record_quick();
+        access_event(client, &Method::GET, path, 200, CacheStatus::Hit, 0, None);
+        Some(obj.body.clone())
+    }
+}
+
+fn field(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    head.extend_from_slice(name);
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
+/// A field name `apply_headers` keeps as it is: lowercase token characters.
+fn field_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&c)
+        })
+}
+
+/// A field value `apply_headers` keeps (`HeaderValue::from_str`: visible ASCII,
+/// space and tab).
+fn field_value(v: &str) -> bool {
+    v.bytes().all(|c| c == b'\t' || (b' '..=b'~').contains(&c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{field_name, field_value};
+
+    #[test]
+    fn fields_the_request_path_would_drop_are_seen() {
+        assert!(field_name("etag") && field_name("x-a_b.c"));
+        assert!(!field_name("") && !field_name("Etag") && !field_name("a b"));
+        assert!(!field_name("a:b") && !field_name("é"));
+        assert!(field_value("\"abc\"") && field_value("a\tb c") && field_value(""));
+        assert!(!field_value("a\r\nb") && !field_value("a\u{7f}") && !field_value("é"));
+    }
+}

@@ -1,0 +1,327 @@
+//! The quick path of plain HTTP/1.1 (`src/quick.rs`) against real sockets: a request
+//! the handler's [`Quick`] answers never reaches the hyper handler, one it declines
+//! does, and on one connection the two kinds mix in any order, also pipelined in one
+//! write, each answered in order. A quick answer larger than the socket takes at once
+//! is finished before hyper's next answer starts; the idle timeout and parking still
+//! work after quick answers. Every wait is bounded; nothing is timed.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use service::{serve_threaded, ConnLimits, Quick, QuickRequest, ServeLimits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const BOUND: Duration = Duration::from_secs(15);
+const BIG: usize = 8 * 1024 * 1024;
+
+/// Answers `/q/...` itself (`quick <target>`, or 8 MiB for `/q/big`), counting.
+struct Q {
+    answered: AtomicUsize,
+}
+
+impl Quick for Q {
+    fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<Bytes> {
+        if !req.path().starts_with("/q/") {
+            return None;
+        }
+        self.answered.fetch_add(1, Ordering::SeqCst);
+        head.extend_from_slice(b"HTTP/1.1 200 OK\r\nx-path: quick\r\n");
+        service::put_date(head);
+        if req.path() == "/q/big" {
+            return Some(Bytes::from(vec![b'b'; BIG]));
+        }
+        Some(Bytes::from(format!("quick {}", req.target())))
+    }
+}
+
+async fn start(conn: ConnLimits) -> (SocketAddr, Arc<Q>) {
+    service::metrics::handle();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let q = Arc::new(Q {
+        answered: AtomicUsize::new(0),
+    });
+    let limits = ServeLimits {
+        conn,
+        ..ServeLimits::default()
+    };
+    tokio::spawn(serve_threaded(
+        listener,
+        limits,
+        None,
+        1,
+        |req: Request<Incoming>, _peer| async move { Response::new(format!("hyper {}", req.uri())) },
+        Some(q.clone() as Arc<dyn Quick>),
+    ));
+    (addr, q)
+}
+
+/// One response read from `s`: its head (lowercase) and body (by content-length).
+async fn response(s: &mut TcpStream, pending: &mut Vec<u8>) -> (String, Vec<u8>) {
+    let read = async {
+        loop {
+            if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map(|v| v.trim().parse().unwrap())
+                    .unwrap_or(0);
+                let total = end + 4 + len;
+                while pending.len() < total {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let n = s.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "closed inside a body");
+                    pending.extend_from_slice(&buf[..n]);
+                }
+                let body = pending[end + 4..total].to_vec();
+                pending.drain(..total);
+                return (head, body);
+            }
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before a response: {pending:?}");
+            pending.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(BOUND, read)
+        .await
+        .expect("a response in time")
+}
+
+fn get(target: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+}
+
+#[tokio::test]
+async fn quick_and_hyper_requests_mix_on_one_connection() {
+    let (addr, q) = start(ConnLimits::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut pending = Vec::new();
+    for (target, by) in [
+        ("/q/1", "quick"),
+        ("/h/2", "hyper"),
+        ("/q/3?x=1", "quick"),
+        ("/q/3", "quick"),
+        ("/h/4", "hyper"),
+    ] {
+        s.write_all(&get(target)).await.unwrap();
+        let (head, body) = response(&mut s, &mut pending).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(String::from_utf8_lossy(&body), format!("{by} {target}"));
+        assert_eq!(head.contains("x-path: quick"), by == "quick", "{head}");
+        assert_eq!(head.matches("date: ").count(), 1, "{head}");
+    }
+    assert_eq!(q.answered.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let (addr, q) = start(ConnLimits::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let targets = ["/q/a", "/q/b", "/h/c", "/q/d", "/h/e", "/h/f", "/q/g"];
+    let mut all = Vec::new();
+    for t in targets {
+        all.extend_from_slice(&get(t));
+    }
+    // A request with a body in the middle of the pipeline goes to hyper.
+    all.extend_from_slice(b"POST /q/post HTTP/1.1\r\nHost: t\r\ncontent-length: 3\r\n\r\nabc");
+    all.extend_from_slice(&get("/q/last"));
+    s.write_all(&all).await.unwrap();
+    let mut pending = Vec::new();
+    for t in targets.iter().chain(&["/q/post", "/q/last"]) {
+        let (head, body) = response(&mut s, &mut pending).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let body = String::from_utf8_lossy(&body).into_owned();
+        assert!(body.ends_with(&format!(" {t}")), "{t}: {body}");
+        if t.starts_with("/h/") || *t == "/q/post" {
+            assert!(body.starts_with("hyper "), "{t}: {body}");
+        }
+    }
+    // At least the two at the head of the pipeline were quick.
+    assert!(q.answered.load(Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test]
+async fn a_quick_answer_the_socket_takes_slowly_comes_before_the_next_one() {
+    let (addr, q) = start(ConnLimits::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut reqs = get("/q/big");
+    reqs.extend_from_slice(&get("/h/after"));
+    reqs.extend_from_slice(&get("/q/after"));
+    s.write_all(&reqs).await.unwrap();
+    // Nothing read for a moment: the 8 MiB answer fills the socket's buffers.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut pending = Vec::new();
+    let (head, body) = response(&mut s, &mut pending).await;
+    assert!(head.contains("x-path: quick"), "{head}");
+    assert_eq!(body.len(), BIG);
+    assert!(body.iter().all(|&b| b == b'b'));
+    let (_, body) = response(&mut s, &mut pending).await;
+    assert_eq!(body, b"hyper /h/after");
+    let (_, body) = response(&mut s, &mut pending).await;
+    assert!(
+        body.ends_with(b" /q/after"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(q.answered.load(Ordering::SeqCst) >= 1);
+    // The connection goes on.
+    s.write_all(&get("/q/again")).await.unwrap();
+    let (_, body) = response(&mut s, &mut pending).await;
+    assert_eq!(body, b"quick /q/again");
+}
+
+#[tokio::test]
+async fn after_quick_answers_a_connection_is_parked_and_closed_when_idle() {
+    let conn = ConnLimits::default()
+        .park_after(Duration::ZERO)
+        .idle_timeout(Duration::from_millis(600));
+    let (addr, q) = start(conn).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut pending = Vec::new();
+    for i in 0..3 {
+        s.write_all(&get(&format!("/q/{i}"))).await.unwrap();
+        let (_, body) = response(&mut s, &mut pending).await;
+        assert_eq!(body, format!("quick /q/{i}").as_bytes());
+        // Long enough to be parked (in the lot) between requests.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(q.answered.load(Ordering::SeqCst), 3);
+    // Idle past the timeout: the server closes the connection.
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(BOUND, s.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed, with nothing more sent");
+}
+
+#[tokio::test]
+async fn a_request_split_across_writes_is_served() {
+    let (addr, _q) = start(ConnLimits::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = get("/q/split");
+    let (a, b) = req.split_at(9);
+    s.write_all(a).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(b).await.unwrap();
+    let mut pending = Vec::new();
+    let (head, body) = response(&mut s, &mut pending).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    // hyper had the first bytes; it serves the request (through the handler).
+    assert_eq!(body, b"hyper /q/split");
+}
+
+/// A TLS server with the quick path (certificate for `localhost`) and a client
+/// config trusting it that offers `alpn`.
+async fn start_tls(alpn: &[u8]) -> (SocketAddr, Arc<Q>, Arc<tokio_rustls::rustls::ClientConfig>) {
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    service::metrics::handle();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let tls = service::load_tls(&cert, &key).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let q = Arc::new(Q {
+        answered: AtomicUsize::new(0),
+    });
+    tokio::spawn(serve_threaded(
+        listener,
+        ServeLimits::default(),
+        Some(tls),
+        1,
+        |req: Request<Incoming>, _peer| async move {
+            Response::new(format!("hyper {}", req.uri().path()))
+        },
+        Some(q.clone() as Arc<dyn Quick>),
+    ));
+    let mut roots = RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let provider = tokio_rustls::rustls::crypto::ring::default_provider();
+    let mut c = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = vec![alpn.to_vec()];
+    (addr, q, Arc::new(c))
+}
+
+async fn tls_connect(
+    addr: SocketAddr,
+    config: Arc<tokio_rustls::rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio::time::timeout(
+        BOUND,
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .expect("handshake in time")
+    .unwrap()
+}
+
+#[tokio::test]
+async fn http11_over_tls_takes_the_quick_path_and_h2_does_not() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    // Origin form over HTTP/1.1 (an absolute target is not quick), absolute over h2.
+    let req = |target: String| {
+        Request::get(target)
+            .header("host", "localhost")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    // HTTP/1.1: quick and hyper answers on one connection.
+    let (addr, q, config) = start_tls(b"http/1.1").await;
+    let tls = tls_connect(addr, config).await;
+    let (mut send, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(c);
+    for (path, want) in [
+        // The first bytes of a TLS connection are read by hyper's sniff for an h2
+        // preface (24 bytes: not a whole head), so its first request is hyper's.
+        ("/q/0", "hyper /q/0"),
+        ("/q/1", "quick /q/1"),
+        ("/h/2", "hyper /h/2"),
+        ("/q/3", "quick /q/3"),
+    ] {
+        let res = tokio::time::timeout(BOUND, send.send_request(req(path.to_string())))
+            .await
+            .expect("answer in time")
+            .unwrap();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(String::from_utf8_lossy(&body), want);
+    }
+    assert_eq!(q.answered.load(Ordering::SeqCst), 2);
+    // HTTP/2 never does.
+    let (addr, q, config) = start_tls(b"h2").await;
+    let tls = tls_connect(addr, config).await;
+    let (mut send, c) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(c);
+    let res = tokio::time::timeout(
+        BOUND,
+        send.send_request(req("https://localhost/q/1".to_string())),
+    )
+    .await
+    .expect("answer in time")
+    .unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(String::from_utf8_lossy(&body), "hyper /q/1");
+    assert_eq!(q.answered.load(Ordering::SeqCst), 0);
+}
