@@ -18,7 +18,8 @@
 //! thread); `canonical` makes the one request path everything else uses; `node` is
 //! one edge and what it holds; `phase` names the request path's phases and the
 //! `Hook`s that plug into them, and `proxy` runs them (sans-IO cache decisions in
-//! crate `cache`, `decide`); `response` makes the HTTP answers; `coalesce` shares
+//! crate `cache`, `decide`); `quick` answers fresh memory hits of plain GETs as
+//! `proxy` would, without hyper (service's quick path); `response` makes the HTTP answers; `coalesce` shares
 //! in-flight fetches; crate `cache` holds objects (memory S3-FIFO tier, disk tier,
 //! freshness policy, keys); `upstream` picks and calls origins and parents, and sends
 //! filter call-outs (`upstream::Callouts`, the client crate `compute` is given);

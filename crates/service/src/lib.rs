@@ -3,7 +3,9 @@
 //! request-head bytes, time to the first byte and to a request head, idle time
 //! between requests; upgraded WebSockets keep their connection slot) serving
 //! HTTP/1.1 and HTTP/2 (h2c, or TLS with ALPN; an idle plain HTTP/1.1 keep-alive
-//! connection is parked outside hyper and holds almost no memory), the HTTP/3 (QUIC) accept loop beside
+//! connection is parked outside hyper and holds almost no memory; a request the
+//! handler can answer at once from memory takes the quick path, `quick`, without
+//! hyper), the HTTP/3 (QUIC) accept loop beside
 //! it (`http3`, same kind of handler and bounds), and the one process-wide Prometheus
 //! recorder behind every `/metrics`.
 //!
