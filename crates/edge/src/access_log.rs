@@ -339,15 +339,14 @@ impl AccessLog {
             referer: h.get(header::REFERER).map(|v| v.as_bytes()),
             cmcd: cmcd.as_deref(),
         };
-        let mut buf = take_buffer(&self.inner.shared);
-        format_head(&mut buf, &line);
         match res.body().size_hint().exact() {
             Some(bytes) => {
-                format_tail(&mut buf, bytes, s.started.elapsed());
-                self.send(buf);
+                self.log_whole(&line, bytes, s.started.elapsed());
                 res
             }
             None => res.map(|body| {
+                let mut buf = take_buffer(&self.inner.shared);
+                format_head(&mut buf, &line);
                 Logged {
                     body,
                     line: Some(buf),
@@ -358,6 +357,15 @@ impl AccessLog {
                 .boxed_unsync()
             }),
         }
+    }
+
+    /// Logs one answer whose body is whole, `bytes` long, `elapsed` after the
+    /// request arrived: an answer from memory, also the quick path's (`quick`).
+    pub fn log_whole(&self, line: &Line<'_>, bytes: u64, elapsed: Duration) {
+        let mut buf = take_buffer(&self.inner.shared);
+        format_head(&mut buf, line);
+        format_tail(&mut buf, bytes, elapsed);
+        self.send(buf);
     }
 }
 

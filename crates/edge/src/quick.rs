@@ -4,11 +4,11 @@
 //! without building a request, a session or a response (service's `quick.rs` says how
 //! the connection does it and why). The answer is the one `proxy` makes for the same
 //! request: the same status, header fields and body, and the same counters, viewer
-//! accounting and access event. The test `quick_answers_are_the_request_paths`
+//! accounting and access-log line (or `access` event). The test `quick_answers_are_the_request_paths`
 //! compares the two over real sockets.
 //!
 //! What goes the long way instead (through `proxy`), decided per edge: a token key,
-//! the rate limiter, an access-log file; and per request: a hook that would act on
+//! the rate limiter; and per request: a hook that would act on
 //! it (`Hook::leaves_plain_get`: filters and the ladder always; media functions for
 //! a watermark, or ads and device rules on playlists), a query, a path that is not
 //! canonical or is the edge's own (`/healthz`, `/metrics`, the admin side, local
@@ -67,10 +67,8 @@ impl EdgeQuick {
         local_prefixes: Vec<String>,
         alt_svc: Option<HeaderValue>,
     ) -> Option<Self> {
-        let plain = edge.config.quick_hits
-            && edge.config.token_key.is_none()
-            && edge.limiter.is_none()
-            && edge.access_log.is_none();
+        let plain =
+            edge.config.quick_hits && edge.config.token_key.is_none() && edge.limiter.is_none();
         let hooks = edge
             .hook_phases
             .iter()
@@ -89,6 +87,7 @@ impl EdgeQuick {
 
 impl Quick for EdgeQuick {
     fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<Bytes> {
+        let started = std::time::Instant::now();
         let edge = &*self.edge;
         if req.query().is_some() {
             return None;
@@ -152,7 +151,7 @@ impl Quick for EdgeQuick {
         }
         field(head, b"accept-ranges", b"bytes");
         let age = now.saturating_sub(obj.stored_ms) / 1000;
-        field(head, b"age", age.to_string().as_bytes());
+        field(head, b"age", itoa::Buffer::new().format(age).as_bytes());
         field(head, b"x-cache", CacheStatus::Hit.as_str().as_bytes());
         field(head, b"via", edge.via.as_bytes());
         field(
@@ -180,7 +179,23 @@ impl Quick for EdgeQuick {
         );
         crate::metrics::record_response(200, CacheStatus::Hit);
         crate::metrics::record_quick();
-        access_event(client, &Method::GET, path, 200, CacheStatus::Hit, 0, None);
+        match &edge.access_log {
+            Some(log) => {
+                let line = crate::access_log::Line {
+                    time_ms: now,
+                    client,
+                    method: "GET",
+                    path,
+                    status: 200,
+                    cache: CacheStatus::Hit.as_str(),
+                    user_agent: req.header("user-agent"),
+                    referer: req.header("referer"),
+                    cmcd: None,
+                };
+                log.log_whole(&line, obj.body.len() as u64, started.elapsed());
+            }
+            None => access_event(client, &Method::GET, path, 200, CacheStatus::Hit, 0, None),
+        }
         Some(obj.body.clone())
     }
 }

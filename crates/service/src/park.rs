@@ -280,6 +280,10 @@ struct QuickOut {
 /// head (a copy of at most this much, against a second write or TLS record).
 const ONE_WRITE: usize = 16 * 1024;
 
+/// The quick answer buffer a connection keeps between answers, at most (one 1 KB
+/// object's answer fits; a larger one's buffer is freed once written).
+const KEEP_OUT: usize = 4 * 1024;
+
 /// Quick answers made in one read before the connection lets its runtime run other
 /// tasks (a client pipelining quick requests for ever must not hold the thread).
 const QUICK_PER_READ: usize = 32;
@@ -335,6 +339,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
             if head.is_empty() && out.body.is_empty() {
                 out.in_flight = None;
                 out.body = Bytes::new();
+                if out.head.capacity() > KEEP_OUT {
+                    // A large answer's buffer is not kept for the connection's life.
+                    out.head = Vec::new();
+                }
                 break;
             }
             let bufs = [io::IoSlice::new(head), io::IoSlice::new(&out.body)];

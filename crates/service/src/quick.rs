@@ -143,7 +143,7 @@ pub(crate) fn answer(
     };
     let body = quick.answer(&req, head)?;
     head.extend_from_slice(b"content-length: ");
-    head.extend_from_slice(body.len().to_string().as_bytes());
+    head.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     head.extend_from_slice(b"\r\n\r\n");
     Some(Answered { used, body })
 }

@@ -283,3 +283,67 @@ fn serve_writes_the_access_log_too() {
         "{all:?}"
     );
 }
+
+/// Hits answered on the quick path (`edge::quick`) are logged as the request path
+/// logs them: two edges in front of one origin, one with `--no-quick-hits`, the same
+/// plain GETs to both; their access-log lines for the hits are the same but for the
+/// time fields (`ts`, `ms`), and the quick edge answered them itself.
+#[test]
+fn quick_hits_are_logged_as_the_request_path_logs_them() {
+    const HITS: usize = 40;
+    let origin = TestOrigin::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = |name: &str, more: &[&str]| {
+        let path = dir.path().join(name);
+        let mut args = vec![
+            "--origin".to_string(),
+            origin.url(),
+            "--access-log".to_string(),
+            path.to_str().expect("utf-8 path").to_string(),
+        ];
+        args.extend(more.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        (Server::start_edge(&args), path)
+    };
+    let (quick, quick_log) = start("quick.log", &[]);
+    let (whole, whole_log) = start("whole.log", &["--no-quick-hits"]);
+    for edge in [&quick, &whole] {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .user_agent("quick \"log\" test")
+            .build()
+            .expect("client");
+        for i in 0..=HITS {
+            let res = client
+                .get(edge.url("/obj/logged.m4s"))
+                .header("referer", "https://player.test/page")
+                .send()
+                .expect("answer");
+            assert_eq!(res.status().as_u16(), 200, "request {i}");
+            assert_eq!(res.bytes().map(|b| b.len()).unwrap_or(0), 2 << 20);
+        }
+    }
+    assert!(
+        metric(&quick, "mediamesh_edge_quick_answers_total") >= HITS as f64,
+        "the hits were not quick"
+    );
+    assert_eq!(metric(&whole, "mediamesh_edge_quick_answers_total"), 0.0);
+    let (_quick, _whole) = (stop(quick), stop(whole));
+    let hits = |path: &Path| -> Vec<serde_json::Value> {
+        lines(path)
+            .into_iter()
+            .filter(|l| l["cache"] == "HIT")
+            .map(|mut l| {
+                let o = l.as_object_mut().expect("an object");
+                assert!(o.remove("ts").is_some() && o.remove("ms").is_some());
+                l
+            })
+            .collect()
+    };
+    let (q, w) = (hits(&quick_log), hits(&whole_log));
+    assert_eq!(q.len(), HITS, "{q:?}");
+    assert_eq!(q, w);
+    assert_eq!(q[0]["ua"], "quick \"log\" test");
+    assert_eq!(q[0]["referer"], "https://player.test/page");
+    assert_eq!(q[0]["bytes"], 2 << 20);
+}
