@@ -153,15 +153,6 @@ impl Flight {
         Bytes::from(v)
     }
 
-    /// The whole body, once complete.
-    pub fn body(&self) -> Option<Bytes> {
-        let s = self.state.lock();
-        if !s.done || s.error.is_some() {
-            return None;
-        }
-        Some(concat(&s.chunks, s.len))
-    }
-
     /// Reader: waits for the head (or the error).
     pub async fn head(&self) -> Result<Head, FlightError> {
         let mut rx = self.changed.subscribe();
@@ -306,7 +297,7 @@ mod tests {
         let (status, body) = reader.await.expect("join");
         assert_eq!(status, 200);
         assert_eq!(body, b"abcde");
-        assert_eq!(f.body().as_deref(), Some(&b"abcde"[..]));
+        assert_eq!(f.complete().await.ok().as_deref(), Some(&b"abcde"[..]));
     }
 
     #[tokio::test]
@@ -319,7 +310,7 @@ mod tests {
             r.await.expect("join").err(),
             Some(FlightError::Timeout)
         ));
-        assert!(f.body().is_none());
+        assert!(f.complete().await.is_err());
     }
 
     #[test]

@@ -43,8 +43,9 @@ impl S3rver {
             "s3rver is not installed: run `bash .ci/run` or `(cd crates/mediamesh/tests/s3 && npm ci)`"
         );
         std::fs::create_dir_all(dir).expect("s3rver dir");
-        let out = dir.with_extension(format!("out-{}", std::process::id()));
+        let out = dir.with_extension(format!("out-{}-{port}", std::process::id()));
         let outf = std::fs::File::create(&out).expect("s3rver output");
+        let errf = outf.try_clone().expect("s3rver output");
         let child = Command::new("node")
             .arg(&js)
             .args(["-d"])
@@ -53,7 +54,7 @@ impl S3rver {
             .args(["--configure-bucket", BUCKET])
             .stdin(Stdio::null())
             .stdout(outf)
-            .stderr(Stdio::null())
+            .stderr(errf)
             .spawn()
             .expect("start node (s3rver)");
         let mut proc = Proc {
@@ -81,6 +82,22 @@ impl S3rver {
             port,
             dir: dir.to_path_buf(),
         }
+    }
+
+    /// Starts it again on its port if it has exited (s3rver, killed in the middle of
+    /// writing an upload, may crash later on what it left half-written; a real S3
+    /// does not die of a request, its outage just ends): whether it did.
+    pub fn revive_if_dead(&mut self) -> bool {
+        if self.proc.child.try_wait().ok().flatten().is_none() {
+            return false;
+        }
+        let again = S3rver::start_on(&self.dir, self.port);
+        *self = again;
+        true
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.child.id()
     }
 
     pub fn endpoint(&self) -> String {
