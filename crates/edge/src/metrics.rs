@@ -30,9 +30,6 @@ fn cache_index(cache: CacheStatus) -> usize {
     }
 }
 
-/// `mediamesh_edge_egress_bytes_total`, made once (it is bumped on every answer).
-static EGRESS: std::sync::OnceLock<::metrics::Counter> = std::sync::OnceLock::new();
-
 /// `mediamesh_edge_quick_answers_total`: answers of the quick path (`quick`), made once.
 static QUICK: std::sync::OnceLock<::metrics::Counter> = std::sync::OnceLock::new();
 
@@ -41,13 +38,6 @@ pub fn record_quick() {
     QUICK
         .get_or_init(|| ::metrics::counter!("mediamesh_edge_quick_answers_total"))
         .increment(1);
-}
-
-/// Counts body bytes sent to viewers.
-pub fn record_egress(bytes: u64) {
-    EGRESS
-        .get_or_init(|| ::metrics::counter!("mediamesh_edge_egress_bytes_total"))
-        .increment(bytes);
 }
 
 /// Counts one answer.

@@ -167,7 +167,7 @@ impl Quick for EdgeQuick {
             service::put_date(head);
         }
         // What the response and logging phases count.
-        crate::metrics::record_egress(obj.body.len() as u64);
+        crate::response::record_egress(obj.body.len() as u64);
         let client = req.peer().ip();
         edge.count_viewer_of(
             path,

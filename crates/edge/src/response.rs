@@ -21,6 +21,18 @@ use crate::coalesce::{Flight, Head};
 /// Response body type of the edge.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
 
+/// `mediamesh_edge_egress_bytes_total`, made once (it is bumped on every answer).
+/// Here, with the answers, rather than in `metrics`: that module renders the page
+/// from the whole `Edge`, and the answers must not depend on it.
+static EGRESS: std::sync::OnceLock<::metrics::Counter> = std::sync::OnceLock::new();
+
+/// Counts body bytes sent to viewers.
+pub fn record_egress(bytes: u64) {
+    EGRESS
+        .get_or_init(|| ::metrics::counter!("mediamesh_edge_egress_bytes_total"))
+        .increment(bytes);
+}
+
 /// A whole body.
 pub fn full(b: Bytes) -> Body {
     Full::new(b)
@@ -69,7 +81,7 @@ pub fn stream_response(flight: Arc<Flight>, head: &Head, head_only: bool) -> Res
         let stream = futures_util::stream::unfold((flight, 0usize), |(f, i)| async move {
             match f.chunk(i).await {
                 Some(Ok(c)) => {
-                    crate::metrics::record_egress(c.len() as u64);
+                    record_egress(c.len() as u64);
                     Some((Ok(Frame::data(c)), (f, i + 1)))
                 }
                 Some(Err(e)) => Some((Err(std::io::Error::other(e.to_string())), (f, usize::MAX))),
@@ -140,7 +152,7 @@ pub fn object_response(
     };
     let body_len = body.len();
     if !head_only {
-        crate::metrics::record_egress(body_len as u64);
+        record_egress(body_len as u64);
     }
     let head_len = head_only.then(|| HeaderValue::from(body_len));
     let mut res = Response::new(if head_only { empty() } else { full(body) });
