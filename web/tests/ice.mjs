@@ -3,8 +3,8 @@
 // before any page script runs). p2p-media-loader makes its offers as soon as it
 // announces, so a single viewer is enough. Prints one JSON line: the ICE servers the
 // page reports (`window.mediamesh.p2p.iceServers`) and the `iceServers` each
-// connection got (credentials replaced by their length). Exit 0 when at least one
-// connection was made.
+// connection got (credentials replaced by their length), and whether ICE gathering
+// started. Exit 0 when at least one connection was made.
 //
 //   node web/tests/ice.mjs URL [timeout_s]
 import { launch } from './chromium.mjs';
@@ -34,6 +34,10 @@ try {
         }));
         if (window.__pcConfigs.length < 20) window.__pcConfigs.push(servers);
         super(config, ...rest);
+        // ICE gathering started: the STUN binding requests go out from here on.
+        this.addEventListener('icegatheringstatechange', () => {
+          if (this.iceGatheringState !== 'new') window.__gathering = true;
+        });
       }
     };
   });
@@ -45,9 +49,16 @@ try {
       reason: window.mediamesh && window.mediamesh.p2p && window.mediamesh.p2p.reason,
       page_ice: (window.mediamesh && window.mediamesh.p2p && window.mediamesh.p2p.iceServers) || [],
       pc_configs: window.__pcConfigs,
+      gathering: !!window.__gathering,
     }));
-    if (s.pc_configs.length > 0) break;
+    // Not only made: gathering, so that the browser is not closed before its ICE
+    // agent sends anything (a loaded machine is slow between the two).
+    if (s.pc_configs.length > 0 && s.gathering) break;
     await new Promise((r) => setTimeout(r, 250));
+  }
+  if (s && s.gathering) {
+    // A moment for the binding requests to leave before the browser closes.
+    await new Promise((r) => setTimeout(r, 2000));
   }
   result = Object.assign({ ok: !!(s && s.pc_configs.length > 0) }, s);
 } catch (e) {
