@@ -87,8 +87,9 @@ impl EdgeQuick {
 
 impl Quick for EdgeQuick {
     fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<Bytes> {
-        let started = std::time::Instant::now();
         let edge = &*self.edge;
+        // For the access log's `ms` only.
+        let started = edge.access_log.as_ref().map(|_| std::time::Instant::now());
         if req.query().is_some() {
             return None;
         }
@@ -192,7 +193,8 @@ impl Quick for EdgeQuick {
                     referer: req.header("referer"),
                     cmcd: None,
                 };
-                log.log_whole(&line, obj.body.len() as u64, started.elapsed());
+                let elapsed = started.map(|t| t.elapsed()).unwrap_or_default();
+                log.log_whole(&line, obj.body.len() as u64, elapsed);
             }
             None => access_event(client, &Method::GET, path, 200, CacheStatus::Hit, 0, None),
         }

@@ -94,3 +94,10 @@ where
         })
     }
 }
+
+impl<F> Shared<F> {
+    /// The quick path with the client it answers, as a connection's IO holds it.
+    pub(crate) fn quick_for(&self, peer: SocketAddr) -> Option<(Arc<dyn Quick>, SocketAddr)> {
+        self.quick.clone().map(|q| (q, peer))
+    }
+}

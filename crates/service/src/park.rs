@@ -246,8 +246,10 @@ fn parse_head(buf: &[u8]) -> Option<HeadEnd> {
 }
 
 /// The socket under one plain HTTP/1.1 connection's hyper connections: tells hyper
-/// "end of stream" when the connection is idle (see the module doc), and replays
-/// bytes a previous hyper connection read but did not use.
+/// "end of stream" when the connection is idle (see the module doc), replays bytes a
+/// previous hyper connection read but did not use, and answers quick requests
+/// (`quick.rs`). HTTP/1.1 over TLS uses it for the quick path only: nothing asks
+/// such a connection to park.
 pub(crate) struct ParkIo<I = GuardedIo<TcpStream>> {
     io: I,
     /// Given to hyper before anything is read from the socket.
@@ -306,12 +308,17 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
         }
     }
 
-    fn idle(&self) -> bool {
+    /// Between requests: nothing in flight, everything written (by hyper and by the
+    /// quick path) flushed, every byte read part of a complete request.
+    fn between_requests(&self) -> bool {
         !self.dirty
             && !self.writing_quick()
             && self.framing.at_boundary()
             && self.activity.in_flight() == 0
-            && self.activity.park_asked()
+    }
+
+    fn idle(&self) -> bool {
+        self.between_requests() && self.activity.park_asked()
     }
 
     /// A quick answer is still being written.
@@ -319,14 +326,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
         self.out.as_ref().is_some_and(|o| o.in_flight.is_some())
     }
 
-    /// Whether the next bytes may be a quick request: hyper is between requests
-    /// (nothing in flight, all it wrote flushed) and no quick answer is being written.
+    /// Whether the next bytes may be a quick request.
     fn quick_ready(&self) -> bool {
-        self.quick.is_some()
-            && !self.dirty
-            && !self.writing_quick()
-            && self.framing.at_boundary()
-            && self.activity.in_flight() == 0
+        self.quick.is_some() && self.between_requests()
     }
 
     /// Writes what is left of the quick answer; `Ready(Ok)` once it is all written.
@@ -730,7 +732,7 @@ where
     let io = ParkIo::new(
         GuardedIo::new(socket, guard),
         Activity::resumed(since, started),
-        shared.quick.clone().map(|q| (q, peer)),
+        shared.quick_for(peer),
     );
     let h1 = serve_h1(io, peer, shared);
     h1.await;

@@ -332,7 +332,7 @@ pub(crate) async fn connection<F, Fut, B>(
             park::ParkIo::new(
                 GuardedIo::new(socket, guard),
                 activity,
-                shared.quick.clone().map(|q| (q, peer)),
+                shared.quick_for(peer),
             ),
             peer,
             shared,
@@ -369,12 +369,11 @@ async fn tls_or_h2<F, Fut, B>(
             match tokio::time::timeout(shared.limits.header_read_timeout, handshake).await {
                 Ok(Ok(stream)) => {
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    match shared.quick.clone() {
+                    match shared.quick_for(peer) {
                         // HTTP/1.1 over TLS takes the quick path too (never parked:
                         // nothing asks it to park).
                         Some(quick) if !h2 => {
-                            let io =
-                                park::ParkIo::new(stream, activity.clone(), Some((quick, peer)));
+                            let io = park::ParkIo::new(stream, activity.clone(), Some(quick));
                             http(io, peer, activity, &shared).await
                         }
                         _ => http(stream, peer, activity, &shared).await,
