@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::conn::ConnLimits;
 use crate::lot::{Lot, Resume};
-use crate::quick::Quick;
+use crate::quick::{Quick, QuickSide};
 
 /// Bounds of one listener. The per-connection timeouts and the per-IP cap are in
 /// [`ConnLimits`] (see `serve_with`); `serve` uses their defaults.
@@ -97,7 +97,11 @@ where
 
 impl<F> Shared<F> {
     /// The quick path with the client it answers, as a connection's IO holds it.
-    pub(crate) fn quick_for(&self, peer: SocketAddr) -> Option<(Arc<dyn Quick>, SocketAddr)> {
-        self.quick.clone().map(|q| (q, peer))
+    pub(crate) fn quick_for(&self, peer: SocketAddr) -> Option<QuickSide> {
+        self.quick.clone().map(|quick| QuickSide {
+            quick,
+            peer,
+            refresh_after: self.limits.header_read_timeout / 2,
+        })
     }
 }

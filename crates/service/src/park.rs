@@ -63,7 +63,9 @@
 //! between threads; with the default linger, only requests after a pause pay it.
 //!
 //! What it is not: TLS and HTTP/2 connections are not parked (they take the
-//! `auto::Builder` path in `serve.rs` as before); a connection on which a request
+//! `auto::Builder` path in `serve.rs` as before, except HTTP/1.1 over TLS with a
+//! quick path: [`serve_tls_h1`] serves it over a [`ParkIo`] that never parks, only
+//! refreshes hyper's connection as `quick.rs` explains); a connection on which a request
 //! carried `Transfer-Encoding` (a chunked body) or asked for an upgrade (WebSocket,
 //! `CONNECT`) is not parked again for the rest of its current hyper connection, which
 //! then lives as before (an upgraded socket is no longer HTTP at all).
@@ -78,7 +80,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use hyper::body::Incoming;
@@ -91,7 +93,7 @@ use tracing::Instrument;
 use crate::conn::{closed, Activity, Expired, GuardedIo, InFlight, TrackedBody};
 use crate::listener::{Shared, CLOSE_GRACE};
 use crate::lot::{Parked, Resume};
-use crate::quick::Quick;
+use crate::quick::QuickSide;
 
 /// Request heads longer than this are not followed (hyper answers 431 and closes;
 /// the tracker gives up and the connection is simply not parked).
@@ -142,11 +144,13 @@ impl Framing {
         self.state == FramingState::Head && self.head.is_empty()
     }
 
-    /// Follows `data`, the next bytes hyper read.
-    pub fn feed(&mut self, mut data: &[u8]) {
+    /// Follows `data`, the next bytes hyper read: true if a request head ended in
+    /// them.
+    pub fn feed(&mut self, mut data: &[u8]) -> bool {
+        let mut ended = false;
         while !data.is_empty() {
             match self.state {
-                FramingState::Opaque => return,
+                FramingState::Opaque => return ended,
                 FramingState::Body(left) => {
                     let take = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
                     data = &data[take..];
@@ -161,20 +165,21 @@ impl Framing {
                     Some(HeadEnd::Framed { len, body }) => {
                         data = &data[len..];
                         self.state = body_state(body);
+                        ended = true;
                     }
-                    Some(HeadEnd::Opaque) => return self.give_up(),
+                    Some(HeadEnd::Opaque) => return self.give_up(true),
                     None => {
                         if data.len() > MAX_FOLLOWED_HEAD {
-                            return self.give_up();
+                            return self.give_up(ended);
                         }
                         self.head.extend_from_slice(data);
-                        return;
+                        return ended;
                     }
                 },
                 FramingState::Head => {
                     let had = self.head.len();
                     if had + data.len() > MAX_FOLLOWED_HEAD {
-                        return self.give_up();
+                        return self.give_up(ended);
                     }
                     self.head.extend_from_slice(data);
                     match parse_head(&self.head) {
@@ -183,18 +188,23 @@ impl Framing {
                             data = &data[len.saturating_sub(had)..];
                             self.head = Vec::new();
                             self.state = body_state(body);
+                            ended = true;
                         }
-                        Some(HeadEnd::Opaque) => return self.give_up(),
-                        None => return,
+                        Some(HeadEnd::Opaque) => return self.give_up(true),
+                        None => return ended,
                     }
                 }
             }
         }
+        ended
     }
 
-    fn give_up(&mut self) {
+    /// Stops following; `ended` is passed through (an opaque head is a whole one to
+    /// hyper, or one it rejects).
+    fn give_up(&mut self, ended: bool) -> bool {
         self.state = FramingState::Opaque;
         self.head = Vec::new();
+        ended
     }
 }
 
@@ -249,7 +259,8 @@ fn parse_head(buf: &[u8]) -> Option<HeadEnd> {
 /// "end of stream" when the connection is idle (see the module doc), replays bytes a
 /// previous hyper connection read but did not use, and answers quick requests
 /// (`quick.rs`). HTTP/1.1 over TLS uses it for the quick path only: nothing asks
-/// such a connection to park.
+/// such a connection to park, but it is given a new hyper connection in time, as
+/// quick answers need (see [`QuickSide::refresh_after`]).
 pub(crate) struct ParkIo<I = GuardedIo<TcpStream>> {
     io: I,
     /// Given to hyper before anything is read from the socket.
@@ -258,11 +269,17 @@ pub(crate) struct ParkIo<I = GuardedIo<TcpStream>> {
     activity: Arc<Activity>,
     /// hyper wrote since its last completed flush.
     dirty: bool,
-    /// This hyper connection was told "end of stream" to park the socket.
+    /// This hyper connection was told "end of stream" to park the socket (or to
+    /// give it a new hyper connection: `refresh`).
     parked: bool,
-    /// The handler's quick path (`quick.rs`), if it has one, and the client's address
-    /// it is given.
-    quick: Option<(Arc<dyn Quick>, SocketAddr)>,
+    /// This hyper connection is to end at the next moment between requests (it has
+    /// gone long without a head of its own, see [`QuickSide::refresh_after`]).
+    refresh: bool,
+    /// When this hyper connection began, or last read a request head: hyper's
+    /// header-read timer was armed no earlier.
+    hyper_head_at: Instant,
+    /// The handler's quick path (`quick.rs`), if it has one.
+    quick: Option<QuickSide>,
     /// A quick answer being written (kept while the socket takes it), allocated at the
     /// first quick answer and reused.
     out: Option<Box<QuickOut>>,
@@ -291,11 +308,7 @@ const KEEP_OUT: usize = 4 * 1024;
 const QUICK_PER_READ: usize = 32;
 
 impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
-    pub(crate) fn new(
-        io: I,
-        activity: Arc<Activity>,
-        quick: Option<(Arc<dyn Quick>, SocketAddr)>,
-    ) -> Self {
+    pub(crate) fn new(io: I, activity: Arc<Activity>, quick: Option<QuickSide>) -> Self {
         ParkIo {
             io,
             replay: Bytes::new(),
@@ -303,6 +316,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
             activity,
             dirty: false,
             parked: false,
+            refresh: false,
+            hyper_head_at: Instant::now(),
             quick,
             out: None,
         }
@@ -317,8 +332,18 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
             && self.activity.in_flight() == 0
     }
 
+    /// Time to tell hyper "end of stream": between requests, and parking was asked
+    /// for or this hyper connection is to be refreshed.
     fn idle(&self) -> bool {
-        self.between_requests() && self.activity.park_asked()
+        self.between_requests() && (self.refresh || self.activity.park_asked())
+    }
+
+    /// Gives `data` to hyper's side of the framing; a head ending in it restarts
+    /// hyper's header-read timer, and so the time until a refresh.
+    fn feed_hyper(&mut self, data: &[u8]) {
+        if self.framing.feed(data) {
+            self.hyper_head_at = Instant::now();
+        }
     }
 
     /// A quick answer is still being written.
@@ -366,7 +391,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
     /// are taken by the socket: the number of bytes used. Stops at the first request
     /// that is not quick, or while an answer is still being written.
     fn answer_quick(&mut self, cx: &mut Context<'_>, data: &[u8]) -> io::Result<usize> {
-        let Some((quick, peer)) = self.quick.clone() else {
+        let Some(QuickSide {
+            quick,
+            peer,
+            refresh_after,
+        }) = self.quick.clone()
+        else {
             return Ok(0);
         };
         let mut used = 0;
@@ -399,6 +429,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
                 Poll::Ready(Ok(())) | Poll::Pending => {}
             }
         }
+        if used > 0 && !self.refresh && self.hyper_head_at.elapsed() >= refresh_after {
+            self.refresh = true;
+        }
         Ok(used)
     }
 }
@@ -421,7 +454,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for ParkIo<I> {
         if !this.replay.is_empty() {
             let n = this.replay.len().min(buf.remaining());
             let chunk = this.replay.split_to(n);
-            this.framing.feed(&chunk);
+            this.feed_hyper(&chunk);
             buf.put_slice(&chunk);
             return Poll::Ready(Ok(()));
         }
@@ -453,7 +486,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for ParkIo<I> {
                             }
                         }
                     }
-                    this.framing.feed(&buf.filled()[before..]);
+                    this.feed_hyper(&buf.filled()[before..]);
                     return Poll::Ready(Ok(()));
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -513,15 +546,17 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ParkIo<I> {
     }
 }
 
-impl ParkIo {
+impl<I> ParkIo<I> {
     /// Takes back the socket of a hyper connection that ended, with the bytes hyper
     /// read but did not use: `Some` (ready for the next hyper connection) if it ended
-    /// because this wrapper parked it, `None` if HTTP closed it.
-    fn unpark(mut self, unread: Bytes) -> Option<ParkIo> {
+    /// because this wrapper parked or refreshed it, `None` if HTTP closed it.
+    fn unpark(mut self, unread: Bytes) -> Option<ParkIo<I>> {
         if !self.parked {
             return None;
         }
         self.parked = false;
+        self.refresh = false;
+        self.hyper_head_at = Instant::now();
         self.dirty = false;
         self.activity.clear_park();
         // Normally empty: replayed first to the next hyper connection. Copied, never
@@ -540,7 +575,9 @@ impl ParkIo {
         self.framing = Framing::default();
         Some(self)
     }
+}
 
+impl ParkIo {
     /// Waits until the client sends the next bytes (or closes: hyper will see it).
     async fn readable(&self) -> io::Result<()> {
         if self.replay.has_remaining() {
@@ -576,6 +613,7 @@ where
             &activity,
             &shared,
             expired.as_mut(),
+            Linger::Park,
         ));
         io = match active.await {
             Some(parked) => parked,
@@ -738,17 +776,65 @@ where
     h1.await;
 }
 
-/// One hyper connection over `io`, until it ends: `Some` when [`ParkIo`] parked it
-/// (the socket to wait on, ready for the next hyper connection), `None` when it was
-/// closed (by HTTP or the watchdog `expired`) or upgraded.
-async fn serve_until_idle<F, Fut, B, E>(
-    io: ParkIo,
+/// Serves HTTP/1.1 over TLS with the quick path (ALPN `http/1.1` or none) as a
+/// series of hyper connections, each ended between requests when quick answers have
+/// kept it from reading a head of its own for long (see `QuickSide::refresh_after`),
+/// until the connection ends: closed by HTTP, upgraded, or by the watchdog. Never
+/// parked (the TLS session stays in its task).
+pub(crate) async fn serve_tls_h1<I, F, Fut, B>(
+    mut io: ParkIo<I>,
+    peer: SocketAddr,
+    shared: Arc<Shared<F>>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let activity = io.activity.clone();
+    let no_request = shared.conn.first_byte_timeout + shared.limits.header_read_timeout;
+    let expired = activity.expired(no_request, shared.conn.idle_timeout);
+    tokio::pin!(expired);
+    loop {
+        let active = Box::pin(serve_until_idle(
+            io,
+            peer,
+            &activity,
+            &shared,
+            expired.as_mut(),
+            Linger::Stay,
+        ));
+        io = match active.await {
+            Some(refreshed) => refreshed,
+            None => return,
+        };
+    }
+}
+
+/// Whether a hyper connection idle for `park_after` ends so that its socket can be
+/// parked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Linger {
+    /// Plain HTTP/1.1: parked after `park_after`.
+    Park,
+    /// TLS: never parked; ended only to be refreshed.
+    Stay,
+}
+
+/// One hyper connection over `io`, until it ends: `Some` when [`ParkIo`] parked or
+/// refreshed it (the socket to wait on, ready for the next hyper connection), `None`
+/// when it was closed (by HTTP or the watchdog `expired`) or upgraded.
+async fn serve_until_idle<I, F, Fut, B, E>(
+    io: ParkIo<I>,
     peer: SocketAddr,
     activity: &Arc<Activity>,
     shared: &Arc<Shared<F>>,
     mut expired: Pin<&mut E>,
-) -> Option<ParkIo>
+    linger_mode: Linger,
+) -> Option<ParkIo<I>>
 where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -783,8 +869,9 @@ where
     let park_after = shared.conn.park_after;
     let linger = activity.lingered(park_after);
     tokio::pin!(linger);
-    let mut lingering = !park_after.is_zero();
-    if !lingering {
+    let parks = linger_mode == Linger::Park;
+    let mut lingering = parks && !park_after.is_zero();
+    if parks && !lingering {
         activity.ask_park();
     }
     let result = loop {

@@ -21,15 +21,23 @@
 //! ([`Quick`]) then says whether it answers, and must answer exactly as its hyper
 //! path would (status, headers, body); the edge's tests compare the two.
 //!
-//! HTTP/1.1 over TLS takes it too (ALPN `http/1.1` or none), except for a
-//! connection's first request: hyper's sniff for an h2 preface reads the first 24
-//! bytes, and a head cut there is hyper's to finish.
+//! HTTP/1.1 over TLS takes it too (ALPN `http/1.1` or none).
+//!
+//! hyper's header-read timer: hyper arms it when it starts waiting for a request
+//! head and disarms it when a head is complete. Quick requests never reach hyper, so
+//! on a connection that only sends them the timer would run out while the client is
+//! busy, and hyper would close the connection under it (after 10 s of hits, found
+//! with `wrk -d13s`). So the IO gives hyper a fresh connection in time: once hyper's
+//! connection has gone half the header-read timeout without a head of its own, the
+//! IO ends it at the next moment between requests, as it does to park (`park.rs`), and
+//! the next request starts a new one ([`QuickSide::refresh_after`]).
 //!
 //! Not here: h2, h2c and HTTP/3 connections (they never take it), request bodies,
 //! `HEAD`, anything the handler would have to wait for.
 
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -44,6 +52,20 @@ pub trait Quick: Send + Sync + 'static {
     /// the length of `body` and the empty line. A `date` field is the handler's to
     /// write ([`put_date`]), as hyper adds one only where the response has none.
     fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<Bytes>;
+}
+
+/// The quick path as one connection's IO holds it.
+#[derive(Clone)]
+pub(crate) struct QuickSide {
+    pub(crate) quick: Arc<dyn Quick>,
+    /// The client, as [`QuickRequest::peer`] gives it.
+    pub(crate) peer: SocketAddr,
+    /// How long a hyper connection may go without a request head of its own while
+    /// quick answers keep the connection busy: then it is ended between requests and
+    /// the next request gets a new one, before hyper's header-read timer (armed when
+    /// it began waiting, and never disarmed by quick requests) runs out. Half that
+    /// timeout.
+    pub(crate) refresh_after: Duration,
 }
 
 /// A request on the quick path: a `GET` in HTTP/1.1 with no body (see the module doc).

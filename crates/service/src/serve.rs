@@ -19,7 +19,9 @@
 //! socket waits in the listener's parking lot, with no task (see `park.rs` for why
 //! and how, `lot.rs` for the lot). Both accept loops park; ending the loop (dropping
 //! its future) closes the parked connections. TLS and h2c connections use hyper's
-//! auto builder for their whole life.
+//! auto builder for their whole life, except HTTP/1.1 over TLS (ALPN `http/1.1` or
+//! none) when the handler has a quick path: hyper's HTTP/1.1 connections, as
+//! `park::serve_tls_h1` runs them.
 //!
 //! Metrics: `mediamesh_http_connections_refused_total` (listener full),
 //! `mediamesh_http_connections_refused_per_ip_total`,
@@ -370,11 +372,11 @@ async fn tls_or_h2<F, Fut, B>(
                 Ok(Ok(stream)) => {
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     match shared.quick_for(peer) {
-                        // HTTP/1.1 over TLS takes the quick path too (never parked:
-                        // nothing asks it to park).
+                        // HTTP/1.1 over TLS takes the quick path too, served by
+                        // hyper's HTTP/1.1 connections (never parked).
                         Some(quick) if !h2 => {
-                            let io = park::ParkIo::new(stream, activity.clone(), Some(quick));
-                            http(io, peer, activity, &shared).await
+                            let io = park::ParkIo::new(stream, activity, Some(quick));
+                            park::serve_tls_h1(io, peer, shared).await
                         }
                         _ => http(stream, peer, activity, &shared).await,
                     }

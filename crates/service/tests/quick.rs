@@ -3,7 +3,9 @@
 //! does, and on one connection the two kinds mix in any order, also pipelined in one
 //! write, each answered in order. A quick answer larger than the socket takes at once
 //! is finished before hyper's next answer starts; the idle timeout and parking still
-//! work after quick answers. Every wait is bounded; nothing is timed.
+//! work after quick answers; a connection kept busy with quick requests for longer
+//! than hyper's header-read timeout stays open, plain and over TLS. Every wait is
+//! bounded; nothing is timed.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,16 +43,20 @@ impl Quick for Q {
 }
 
 async fn start(conn: ConnLimits) -> (SocketAddr, Arc<Q>) {
+    start_with(ServeLimits {
+        conn,
+        ..ServeLimits::default()
+    })
+    .await
+}
+
+async fn start_with(limits: ServeLimits) -> (SocketAddr, Arc<Q>) {
     service::metrics::handle();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let q = Arc::new(Q {
         answered: AtomicUsize::new(0),
     });
-    let limits = ServeLimits {
-        conn,
-        ..ServeLimits::default()
-    };
     tokio::spawn(serve_threaded(
         listener,
         limits,
@@ -221,7 +227,10 @@ async fn a_request_split_across_writes_is_served() {
 
 /// A TLS server with the quick path (certificate for `localhost`) and a client
 /// config trusting it that offers `alpn`.
-async fn start_tls(alpn: &[u8]) -> (SocketAddr, Arc<Q>, Arc<tokio_rustls::rustls::ClientConfig>) {
+async fn start_tls(
+    alpn: &[u8],
+    limits: ServeLimits,
+) -> (SocketAddr, Arc<Q>, Arc<tokio_rustls::rustls::ClientConfig>) {
     use tokio_rustls::rustls::{ClientConfig, RootCertStore};
     service::metrics::handle();
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
@@ -237,7 +246,7 @@ async fn start_tls(alpn: &[u8]) -> (SocketAddr, Arc<Q>, Arc<tokio_rustls::rustls
     });
     tokio::spawn(serve_threaded(
         listener,
-        ServeLimits::default(),
+        limits,
         Some(tls),
         1,
         |req: Request<Incoming>, _peer| async move {
@@ -284,16 +293,14 @@ async fn http11_over_tls_takes_the_quick_path_and_h2_does_not() {
             .unwrap()
     };
     // HTTP/1.1: quick and hyper answers on one connection.
-    let (addr, q, config) = start_tls(b"http/1.1").await;
+    let (addr, q, config) = start_tls(b"http/1.1", ServeLimits::default()).await;
     let tls = tls_connect(addr, config).await;
     let (mut send, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
     tokio::spawn(c);
     for (path, want) in [
-        // The first bytes of a TLS connection are read by hyper's sniff for an h2
-        // preface (24 bytes: not a whole head), so its first request is hyper's.
-        ("/q/0", "hyper /q/0"),
+        ("/q/0", "quick /q/0"),
         ("/q/1", "quick /q/1"),
         ("/h/2", "hyper /h/2"),
         ("/q/3", "quick /q/3"),
@@ -305,9 +312,9 @@ async fn http11_over_tls_takes_the_quick_path_and_h2_does_not() {
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(String::from_utf8_lossy(&body), want);
     }
-    assert_eq!(q.answered.load(Ordering::SeqCst), 2);
+    assert_eq!(q.answered.load(Ordering::SeqCst), 3);
     // HTTP/2 never does.
-    let (addr, q, config) = start_tls(b"h2").await;
+    let (addr, q, config) = start_tls(b"h2", ServeLimits::default()).await;
     let tls = tls_connect(addr, config).await;
     let (mut send, c) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
@@ -324,4 +331,82 @@ async fn http11_over_tls_takes_the_quick_path_and_h2_does_not() {
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(String::from_utf8_lossy(&body), "hyper /q/1");
     assert_eq!(q.answered.load(Ordering::SeqCst), 0);
+}
+
+/// hyper's header-read timer of these tests: a connection busy with quick requests
+/// for three times as long must stay open.
+const HEAD_TIMEOUT: Duration = Duration::from_millis(800);
+
+fn short_head_timeout() -> ServeLimits {
+    ServeLimits {
+        header_read_timeout: HEAD_TIMEOUT,
+        ..ServeLimits::default()
+    }
+}
+
+/// Quick requests one after another (20 ms apart, so the connection never lingers
+/// long enough to be parked) for `3 * HEAD_TIMEOUT` on one connection; each must be
+/// answered. hyper never sees them, so without a new hyper connection in time its
+/// header-read timer, armed before the first, would close the connection.
+async fn busy_with_quick_requests<S>(s: &mut S, pending: &mut Vec<u8>) -> usize
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let until = tokio::time::Instant::now() + 3 * HEAD_TIMEOUT;
+    let mut n = 0;
+    while tokio::time::Instant::now() < until {
+        let target = format!("/q/{n}");
+        s.write_all(&get(&target)).await.unwrap();
+        let read = async {
+            loop {
+                if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map(|v| v.trim().parse().unwrap())
+                        .unwrap_or(0);
+                    if pending.len() >= end + 4 + len {
+                        let body = pending[end + 4..end + 4 + len].to_vec();
+                        pending.drain(..end + 4 + len);
+                        return (head, body);
+                    }
+                }
+                let mut buf = vec![0u8; 16 * 1024];
+                let got = s.read(&mut buf).await.unwrap_or(0);
+                assert!(got > 0, "request {n}: the connection was closed");
+                pending.extend_from_slice(&buf[..got]);
+            }
+        };
+        let (head, body) = tokio::time::timeout(BOUND, read)
+            .await
+            .expect("an answer in time");
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(body, format!("quick {target}").as_bytes());
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    n
+}
+
+#[tokio::test]
+async fn quick_requests_for_longer_than_the_header_timeout_keep_the_connection() {
+    let (addr, q) = start_with(short_head_timeout()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut pending = Vec::new();
+    let n = busy_with_quick_requests(&mut s, &mut pending).await;
+    assert_eq!(q.answered.load(Ordering::SeqCst), n);
+    // hyper's requests still work on it.
+    s.write_all(&get("/h/after")).await.unwrap();
+    let (_, body) = response(&mut s, &mut pending).await;
+    assert_eq!(body, b"hyper /h/after");
+}
+
+#[tokio::test]
+async fn quick_requests_over_tls_for_longer_than_the_header_timeout_keep_the_connection() {
+    let (addr, q, config) = start_tls(b"http/1.1", short_head_timeout()).await;
+    let mut s = tls_connect(addr, config).await;
+    let mut pending = Vec::new();
+    let n = busy_with_quick_requests(&mut s, &mut pending).await;
+    assert_eq!(q.answered.load(Ordering::SeqCst), n);
 }
