@@ -32,9 +32,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
+use crate::registry::record::valid_stream;
 use crate::registry::redis::{RedisStore, RedisTimeouts, PREFIX};
 use crate::registry::RegistryError;
-use crate::viewers::valid_stream;
 
 /// Most entries of each list read from Redis (streams off, drains, key fields, kicks).
 pub const MAX_ENTRIES: usize = 20_000;

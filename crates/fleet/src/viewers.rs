@@ -1,8 +1,10 @@
-//! Fleet-wide viewer accounting: what nodes say in their heartbeat about who watches
-//! (edges and origins: player sessions per live stream, with CMCD-derived quality;
-//! trackers: peers per swarm), the bounds and checks applied to those figures when they
-//! come back from the registry (another process wrote them: they are network input),
-//! and the rule that turns every node's figures into one audience per stream.
+//! Fleet-wide viewer accounting: the rule that turns what every node says in its
+//! heartbeat about who watches (edges and origins: player sessions per live stream,
+//! with CMCD-derived quality; trackers: peers per swarm) into one audience per stream,
+//! with the CMCD quality the API shows. Those figures, and the bounds and checks they
+//! pass when they come back from the registry (another process wrote them: they are
+//! network input), are part of the node record (`registry/record.rs`); this module
+//! re-exports them.
 //!
 //! **The counting rule.** A *viewer* is a player session seen by the node that serves
 //! it: on an edge, a distinct CMCD session id (`sid`) or, without one, a distinct client
@@ -26,97 +28,21 @@
 //! (the origin) computes the hashes and looks them up in the trackers' reports. A
 //! swarm of a stream no origin lists stays unmapped and is not counted.
 //!
-//! Not here: counting sessions (crate `edge`, `origin`), rendering the API (the binary).
+//! Not here: counting sessions (crate `edge`, `origin`), checking what nodes report
+//! (`registry/record.rs`), rendering the API (the binary).
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::registry::{NodeKind, NodeRecord};
 
-/// Largest node record read from the registry, bytes (JSON).
-pub const MAX_RECORD_BYTES: usize = 512 * 1024;
-/// Most streams one node reports viewers for (the busiest are kept).
-pub const MAX_VIEWER_STREAMS: usize = 1_000;
-/// Most swarms one tracker reports (the busiest are kept).
-pub const MAX_SWARMS: usize = 4_000;
-/// Most streams in an origin's stream directory entry and timelines.
-pub const MAX_STREAMS: usize = 2_000;
-/// Largest count accepted in a report (sessions, peers, requests); larger is clamped.
-pub const MAX_COUNT: u64 = 100_000_000;
-/// Largest per-request CMCD figure summed (kbps or ms); larger requests are clamped.
-pub const MAX_CMCD_VALUE: u64 = 10_000_000;
-
-/// Why a record read from the registry was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    #[error("registry record is {0} bytes, over the {MAX_RECORD_BYTES}-byte limit")]
-    TooLarge(usize),
-    #[error("registry record is not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("registry record has a bad {0}")]
-    Bad(&'static str),
-}
-
-/// CMCD figures of one stream as one node counted them over its window: sums and
-/// counts, so that nodes add up exactly.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CmcdCounts {
-    /// Requests that carried CMCD.
-    pub requests: u64,
-    /// Of them, with the buffer-starvation flag `bs`.
-    pub starved: u64,
-    /// Sum and number of `br` (encoded bitrate, kbps).
-    pub br_sum: u64,
-    pub br_n: u64,
-    /// Sum and number of `mtp` (measured throughput, kbps).
-    pub mtp_sum: u64,
-    pub mtp_n: u64,
-    /// Sum and number of `bl` (buffer length, ms).
-    pub bl_sum: u64,
-    pub bl_n: u64,
-}
-
-impl CmcdCounts {
-    /// Adds `o` (saturating).
-    pub fn add(&mut self, o: &CmcdCounts) {
-        self.requests = self.requests.saturating_add(o.requests);
-        self.starved = self.starved.saturating_add(o.starved);
-        self.br_sum = self.br_sum.saturating_add(o.br_sum);
-        self.br_n = self.br_n.saturating_add(o.br_n);
-        self.mtp_sum = self.mtp_sum.saturating_add(o.mtp_sum);
-        self.mtp_n = self.mtp_n.saturating_add(o.mtp_n);
-        self.bl_sum = self.bl_sum.saturating_add(o.bl_sum);
-        self.bl_n = self.bl_n.saturating_add(o.bl_n);
-    }
-
-    /// Clamps every figure into what one honest node could report.
-    fn clamp(&mut self) {
-        let c = |v: &mut u64, max: u64| *v = (*v).min(max);
-        c(&mut self.requests, MAX_COUNT);
-        c(&mut self.starved, self.requests);
-        c(&mut self.br_n, self.requests);
-        c(&mut self.mtp_n, self.requests);
-        c(&mut self.bl_n, self.requests);
-        let sum_max = |n: u64| n.saturating_mul(MAX_CMCD_VALUE);
-        c(&mut self.br_sum, sum_max(self.br_n));
-        c(&mut self.mtp_sum, sum_max(self.mtp_n));
-        c(&mut self.bl_sum, sum_max(self.bl_n));
-    }
-
-    /// What the API shows: ratios and means.
-    pub fn summary(&self) -> CmcdSummary {
-        let mean = |s: u64, n: u64| (n > 0).then(|| s / n);
-        CmcdSummary {
-            requests: self.requests,
-            starvation_ratio: (self.requests > 0)
-                .then(|| self.starved as f64 / self.requests as f64),
-            bitrate_kbps: mean(self.br_sum, self.br_n),
-            throughput_kbps: mean(self.mtp_sum, self.mtp_n),
-            buffer_ms: mean(self.bl_sum, self.bl_n),
-        }
-    }
-}
+// The figures summed here and their checks live with the node record.
+pub use crate::registry::record::{
+    parse_record, valid_info_hash, valid_stream, CmcdCounts, RecordError, StreamViewers,
+    SwarmPeers, MAX_CMCD_VALUE, MAX_COUNT, MAX_RECORD_BYTES, MAX_STREAMS, MAX_SWARMS,
+    MAX_VIEWER_STREAMS,
+};
 
 /// CMCD quality of a stream as the API shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -133,124 +59,19 @@ pub struct CmcdSummary {
     pub buffer_ms: Option<u64>,
 }
 
-/// One stream's viewers as one node (edge or origin) counts them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamViewers {
-    pub stream: String,
-    /// Player sessions seen in the node's window.
-    pub sessions: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cmcd: Option<CmcdCounts>,
-}
-
-/// One swarm's peers as one tracker holds them (its own connections only).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SwarmPeers {
-    /// The swarm's info hash, 40 lowercase hex digits (of its 20 bytes).
-    pub info_hash: String,
-    pub peers: u64,
-}
-
-/// Whether `name` is a stream name every role accepts (1-64 of `A-Z a-z 0-9 _ - .`,
-/// not starting with a dot).
-pub fn valid_stream(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-/// Whether `h` is 40 lowercase hex digits.
-pub fn valid_info_hash(h: &str) -> bool {
-    h.len() == 40 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// Keeps the busiest `max` of `v` by `key` (ties by order), dropping the rest.
-fn keep_busiest<T>(v: &mut Vec<T>, max: usize, key: impl Fn(&T) -> u64) {
-    if v.len() > max {
-        v.sort_by_key(|t| std::cmp::Reverse(key(t)));
-        v.truncate(max);
+impl CmcdCounts {
+    /// What the API shows: ratios and means.
+    pub fn summary(&self) -> CmcdSummary {
+        let mean = |s: u64, n: u64| (n > 0).then(|| s / n);
+        CmcdSummary {
+            requests: self.requests,
+            starvation_ratio: (self.requests > 0)
+                .then(|| self.starved as f64 / self.requests as f64),
+            bitrate_kbps: mean(self.br_sum, self.br_n),
+            throughput_kbps: mean(self.mtp_sum, self.mtp_n),
+            buffer_ms: mean(self.bl_sum, self.bl_n),
+        }
     }
-}
-
-impl NodeRecord {
-    /// Bounds and checks a record read from the registry: the id and its texts must be
-    /// sane (else the whole record is refused); lists are cut to their limits, entries
-    /// with bad names are dropped, duplicates merged, counts clamped.
-    pub fn sanitize(&mut self) -> Result<(), RecordError> {
-        if !valid_id(&self.id) {
-            return Err(RecordError::Bad("id"));
-        }
-        if self.public_url.len() > 2048 || self.public_url.chars().any(char::is_control) {
-            return Err(RecordError::Bad("public_url"));
-        }
-        if self.region.len() > 64 || self.region.chars().any(char::is_control) {
-            return Err(RecordError::Bad("region"));
-        }
-        self.streams.retain(|s| valid_stream(s));
-        self.streams.truncate(MAX_STREAMS);
-        self.timelines.retain(|s, _| valid_stream(s));
-        while self.timelines.len() > MAX_STREAMS {
-            self.timelines.pop_last();
-        }
-        let mut viewers: BTreeMap<String, StreamViewers> = BTreeMap::new();
-        for mut v in std::mem::take(&mut self.viewers) {
-            if !valid_stream(&v.stream) || viewers.len() >= 4 * MAX_VIEWER_STREAMS {
-                continue;
-            }
-            v.sessions = v.sessions.min(MAX_COUNT);
-            if let Some(c) = v.cmcd.as_mut() {
-                c.clamp();
-            }
-            match viewers.get_mut(&v.stream) {
-                Some(have) => {
-                    have.sessions = have.sessions.saturating_add(v.sessions).min(MAX_COUNT);
-                    if let Some(c) = v.cmcd {
-                        have.cmcd.get_or_insert_with(CmcdCounts::default).add(&c);
-                    }
-                }
-                None => {
-                    viewers.insert(v.stream.clone(), v);
-                }
-            }
-        }
-        self.viewers = viewers.into_values().collect();
-        keep_busiest(&mut self.viewers, MAX_VIEWER_STREAMS, |v| v.sessions);
-        let mut swarms: BTreeMap<String, u64> = BTreeMap::new();
-        for s in std::mem::take(&mut self.swarms) {
-            if valid_info_hash(&s.info_hash) && swarms.len() < 4 * MAX_SWARMS {
-                let p = swarms.entry(s.info_hash).or_default();
-                *p = p.saturating_add(s.peers).min(MAX_COUNT);
-            }
-        }
-        self.swarms = swarms
-            .into_iter()
-            .map(|(info_hash, peers)| SwarmPeers { info_hash, peers })
-            .collect();
-        keep_busiest(&mut self.swarms, MAX_SWARMS, |s| s.peers);
-        Ok(())
-    }
-}
-
-/// Parses and checks one record as read from the registry (see
-/// [`NodeRecord::sanitize`]).
-pub fn parse_record(text: &str) -> Result<NodeRecord, RecordError> {
-    if text.len() > MAX_RECORD_BYTES {
-        return Err(RecordError::TooLarge(text.len()));
-    }
-    let mut r: NodeRecord = serde_json::from_str(text)?;
-    r.sanitize()?;
-    Ok(r)
 }
 
 /// One node's share of a stream's audience.
@@ -388,63 +209,5 @@ mod tests {
         // More peers than sessions: the peers are the better count.
         let a = audience(&[e2, t], "cam", &[hash(1), hash(2)].into());
         assert_eq!(a.viewers, 13);
-    }
-
-    #[test]
-    fn hostile_records_are_bounded_and_cleaned() {
-        let mut n = edge("http://e:1", "eu", &[]);
-        for i in 0..(MAX_VIEWER_STREAMS + 50) {
-            n.viewers.push(StreamViewers {
-                stream: format!("s{i}"),
-                sessions: i as u64,
-                cmcd: Some(CmcdCounts {
-                    requests: 1,
-                    starved: 99,
-                    br_sum: u64::MAX,
-                    br_n: 5,
-                    ..Default::default()
-                }),
-            });
-        }
-        n.viewers.push(StreamViewers {
-            stream: "../etc".into(),
-            sessions: 1,
-            cmcd: None,
-        });
-        n.viewers.push(StreamViewers {
-            stream: "big".into(),
-            sessions: u64::MAX,
-            cmcd: None,
-        });
-        n.swarms.push(SwarmPeers {
-            info_hash: "zz".into(),
-            peers: 1,
-        });
-        n.sanitize().expect("sane");
-        assert_eq!(n.viewers.len(), MAX_VIEWER_STREAMS);
-        assert!(n.viewers.iter().all(|v| valid_stream(&v.stream)));
-        assert_eq!(n.viewers[0].stream, "big");
-        assert_eq!(n.viewers[0].sessions, MAX_COUNT);
-        let c = n.viewers[1].cmcd.expect("cmcd");
-        assert_eq!((c.starved, c.br_n), (1, 1));
-        assert!(c.br_sum <= MAX_CMCD_VALUE);
-        assert!(n.swarms.is_empty());
-        let mut bad = edge("http://e:1", "eu", &[]);
-        bad.id = "a b".into();
-        assert!(bad.sanitize().is_err());
-        assert!(matches!(
-            parse_record(&" ".repeat(MAX_RECORD_BYTES + 1)),
-            Err(RecordError::TooLarge(_))
-        ));
-        assert!(parse_record("{").is_err());
-    }
-
-    #[test]
-    fn old_records_without_viewers_parse_and_stay_small() {
-        let old = r#"{"id":"edge-a-1","kind":"edge","public_url":"http://a:1","region":"eu"}"#;
-        let n = parse_record(old).expect("parse");
-        assert!(n.viewers.is_empty() && n.swarms.is_empty());
-        let json = serde_json::to_string(&n).expect("json");
-        assert!(!json.contains("viewers") && !json.contains("swarms"));
     }
 }

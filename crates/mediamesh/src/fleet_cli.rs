@@ -17,6 +17,8 @@ use fleet::registry::membership::{Membership, MembershipConfig, RecordFn};
 use fleet::registry::{NodeKind, NodeRecord, Store};
 use serde::{Deserialize, Serialize};
 
+use crate::fleet_state::FillFn;
+
 /// Flags shared by every node that can join a fleet.
 #[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
 pub struct FleetArgs {
@@ -80,10 +82,6 @@ pub fn settings(
 pub fn open_store(s: &FleetSettings) -> Result<Arc<dyn Store>> {
     fleet::registry::open(&s.registry).map_err(|e| anyhow::anyhow!("--registry: {e}"))
 }
-
-/// Adds what a node kind says beyond its load to each heartbeat's record (origins:
-/// the stream directory).
-pub type FillFn = Arc<dyn Fn(&mut NodeRecord) + Send + Sync>;
 
 /// Joins the registry as `kind`; `fill` adds the live streams (origins).
 pub fn join(

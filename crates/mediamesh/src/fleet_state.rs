@@ -1,6 +1,7 @@
 //! The binary's wiring of fleet-wide viewer accounting and operator state:
-//! - what each role adds to its heartbeat (edges: viewer sessions and CMCD quality per
-//!   stream; origins: their direct viewers; trackers: their own peers per swarm);
+//! - what each role adds to its heartbeat, as a [`FillFn`] (edges: viewer sessions and
+//!   CMCD quality per stream; origins: their direct viewers; trackers: their own peers
+//!   per swarm);
 //! - the origin's [`AudienceSource`] (its streams' totals over the fleet, swarms mapped
 //!   to streams by the info hashes of the origin's own multivariant playlists);
 //! - the origin's [`FleetControl`] over `fleet::control` (Redis), and applying the
@@ -21,8 +22,6 @@ use origin::live::fleet::{Audience, AudienceSource, FleetControl, FleetError, Fl
 use origin::live::keys::{KeyEntry, KeySource as OriginKeySource};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
-
-use crate::fleet_cli::FillFn;
 
 /// Background tasks of a role, stopped when dropped.
 #[derive(Debug, Default)]
@@ -49,6 +48,10 @@ fn busiest<T>(mut v: Vec<T>, max: usize, key: impl Fn(&T) -> u64) -> Vec<T> {
     }
     v
 }
+
+/// Adds what a node kind says beyond its load to each heartbeat's record (origins:
+/// the stream directory).
+pub type FillFn = Arc<dyn Fn(&mut NodeRecord) + Send + Sync>;
 
 /// An edge's heartbeat addition: its viewer sessions and CMCD per stream.
 pub fn edge_fill(edge: Arc<edge::node::Edge>) -> FillFn {

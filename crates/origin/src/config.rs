@@ -1,10 +1,14 @@
 //! Origin settings with their defaults. Every field is reachable from the command line
-//! and the TOML config file of the `mediamesh` binary; this module only holds values.
+//! and the TOML config file of the `mediamesh` binary; this module only holds values
+//! and checks that they make sense ([`OriginConfig::validate`], every problem named by
+//! its flag, those of the recording and object storage settings too).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::record::s3::{S3Config, MAX_PART_BYTES, MIN_PART_BYTES};
 
 /// Everything the origin needs to run.
 #[derive(Clone, Debug)]
@@ -252,6 +256,66 @@ fn within(
     Ok(())
 }
 
+/// The object storage settings (`--s3-*`); the first problem found.
+fn check_s3(s3: &S3Config) -> Result<(), ConfigError> {
+    let bad = |setting, problem: String| Err(ConfigError { setting, problem });
+    if let Some(e) = &s3.endpoint {
+        if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() > 2048 {
+            return bad(
+                "s3-endpoint",
+                format!("{e:?} is not an http:// or https:// URL"),
+            );
+        }
+    }
+    if s3.region.is_empty()
+        || s3.region.len() > 64
+        || !s3
+            .region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return bad(
+            "s3-region",
+            format!("{:?} is not a region name (like us-east-1)", s3.region),
+        );
+    }
+    let p = s3.sizing.part_bytes;
+    if !(MIN_PART_BYTES..=MAX_PART_BYTES).contains(&p) {
+        return bad(
+            "s3-part-bytes",
+            format!(
+                "must be {MIN_PART_BYTES} to {MAX_PART_BYTES}, got {p} (AWS wants at least 5 MiB)"
+            ),
+        );
+    }
+    if s3.sizing.multipart_bytes == 0 {
+        return bad("s3-multipart-bytes", "must be at least 1".into());
+    }
+    let secs = |d: Duration| d.as_secs_f64();
+    if !(1.0..=600.0).contains(&secs(s3.timeout)) {
+        return bad(
+            "s3-timeout",
+            format!("must be 1 to 600 seconds, got {}", secs(s3.timeout)),
+        );
+    }
+    if !(1.0..=3600.0).contains(&secs(s3.retry_max)) {
+        return bad(
+            "s3-retry-max",
+            format!("must be 1 to 3600 seconds, got {}", secs(s3.retry_max)),
+        );
+    }
+    if s3.upload_rate == Some(0) {
+        return bad(
+            "s3-upload-rate",
+            "must be at least 1 byte per second".into(),
+        );
+    }
+    if s3.max_fetch_bytes == 0 {
+        return bad("s3-max-fetch-bytes", "must be at least 1".into());
+    }
+    Ok(())
+}
+
 impl OriginConfig {
     /// Checks that the settings make sense together; the first problem found, named by
     /// its flag.
@@ -369,7 +433,7 @@ impl OriginConfig {
             within("record-keep-days", keep, s(3_600.0), s(86_400.0 * 36_500.0))?;
         }
         if let Some(s3) = &r.s3 {
-            s3.validate()?;
+            check_s3(s3)?;
         }
         for name in &r.streams {
             if !crate::live::name::valid_name(name) {

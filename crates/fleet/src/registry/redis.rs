@@ -162,7 +162,7 @@ impl Store for RedisStore {
         let mut out = Vec::with_capacity(ids.len());
         let mut gone = Vec::new();
         for (id, v) in ids.iter().zip(values) {
-            match v.map(|v| crate::viewers::parse_record(&v)) {
+            match v.map(|v| super::record::parse_record(&v)) {
                 Some(Ok(n)) => out.push(n),
                 Some(Err(e)) => {
                     tracing::warn!(node = %id, error = %e, "ignoring a registry record that is not valid");

@@ -22,6 +22,7 @@ use media::split;
 use super::live::{parse_object, Object};
 use super::{error, media_response, AppState};
 use crate::live::packager::{AUDIO_TRACK, VIDEO_TRACK};
+use crate::record::files;
 use crate::record::recording::{self, State as RecState};
 
 const FINISHED: &str = "public, max-age=3600";
@@ -74,7 +75,7 @@ pub async fn file(
             )
         }
         "index.mpd" => return text(rec.mpd().write(), "application/dash+xml"),
-        recording::INIT_FILE | recording::VIDEO_INIT_FILE | recording::AUDIO_INIT_FILE => {
+        files::INIT_FILE | files::VIDEO_INIT_FILE | files::AUDIO_INIT_FILE => {
             return match load(&state, &rec, &file).await {
                 Ok(b) => {
                     let len = b.len();
@@ -96,7 +97,7 @@ pub async fn file(
     let Some(index) = usize::try_from(n).ok().filter(|i| *i < rec.segments.len()) else {
         return error(StatusCode::NOT_FOUND, "no such segment");
     };
-    let muxed = match load(&state, &rec, &recording::segment_file(index)).await {
+    let muxed = match load(&state, &rec, &files::segment_file(index)).await {
         Ok(b) => b,
         Err(r) => return r,
     };

@@ -6,8 +6,9 @@
 //! streams are recorded (`--record`, `--record-stream`, the write API's switch), the
 //! disk bound and age limit (oldest finished recordings deleted first), and the
 //! supervisor task that attaches a recorder (`recorder.rs`) to each live stream that
-//! should be recorded. A recording's files and manifests are `recording.rs`; moving
-//! fragments on the timeline after a reconnect is `retime.rs`.
+//! should be recorded. A recording's files and manifests are `recording.rs` (the names
+//! of its files, `files.rs`); moving fragments on the timeline after a reconnect is
+//! `retime.rs`.
 //!
 //! Only streams that exist here are recorded, and a stream exists only after its
 //! publish passed the publish key and the `on_publish` hook. Every path is built from
@@ -19,6 +20,7 @@
 //! segment index and upload state stay, so they are still listed and play from S3).
 //! Not here: HTTP (`http/recordings.rs`, `http/admin.rs`).
 
+pub mod files;
 pub mod recorder;
 pub mod recording;
 pub mod retime;
@@ -272,13 +274,13 @@ impl Recordings {
     async fn fetch_stub(&self, s3: &s3::S3, name: &str) -> Result<Option<Recording>, s3::S3Error> {
         let key_prefix = s3.recording_prefix(name);
         let Some(meta_bytes) = s3
-            .fetch(&format!("{key_prefix}{}", recording::META_FILE))
+            .fetch(&format!("{key_prefix}{}", files::META_FILE))
             .await?
         else {
             return Ok(None);
         };
         let Some(index) = s3
-            .fetch(&format!("{key_prefix}{}", recording::INDEX_FILE))
+            .fetch(&format!("{key_prefix}{}", files::INDEX_FILE))
             .await?
         else {
             return Ok(None);
@@ -326,10 +328,10 @@ impl Recordings {
         };
         let written: Result<(), s3::S3Error> = async {
             tokio::fs::create_dir_all(&dir).await.map_err(local)?;
-            tokio::fs::write(dir.join(recording::META_FILE), &meta_bytes)
+            tokio::fs::write(dir.join(files::META_FILE), &meta_bytes)
                 .await
                 .map_err(local)?;
-            tokio::fs::write(dir.join(recording::INDEX_FILE), &index)
+            tokio::fs::write(dir.join(files::INDEX_FILE), &index)
                 .await
                 .map_err(local)?;
             s3::save_state(&dir, &u).await
@@ -463,9 +465,9 @@ impl Recordings {
             problem: e.to_string(),
         };
         for (file, body) in [
-            (upload::MULTIVARIANT_FILE, rec.multivariant().write()),
-            (upload::MEDIA_PLAYLIST_FILE, rec.media_playlist().write()),
-            (upload::MPD_FILE, rec.mpd().write()),
+            (files::MULTIVARIANT_FILE, rec.multivariant().write()),
+            (files::MEDIA_PLAYLIST_FILE, rec.media_playlist().write()),
+            (files::MPD_FILE, rec.mpd().write()),
         ] {
             let p = dir.join(file);
             tokio::fs::write(&p, body).await.map_err(|e| local(e, &p))?;
@@ -479,7 +481,7 @@ impl Recordings {
             let Ok(meta) = e.metadata().await else {
                 continue;
             };
-            let wanted = match upload::segment_index(&file) {
+            let wanted = match files::segment_index(&file) {
                 Some(n) => (n as usize) < rec.segments.len(),
                 None => upload::file_rank(&file).is_some(),
             };
@@ -583,9 +585,9 @@ impl Recordings {
             }
         }
         for f in [
-            upload::MULTIVARIANT_FILE,
-            upload::MEDIA_PLAYLIST_FILE,
-            upload::MPD_FILE,
+            files::MULTIVARIANT_FILE,
+            files::MEDIA_PLAYLIST_FILE,
+            files::MPD_FILE,
         ] {
             let _ = tokio::fs::remove_file(dir.join(f)).await;
         }
@@ -997,9 +999,9 @@ impl Recordings {
         })?;
         blocking(move || {
             use std::io::Write;
-            let seg = dir.join(recording::segment_file(index));
+            let seg = dir.join(files::segment_file(index));
             std::fs::write(&seg, &bytes).map_err(|e| io_err(&seg, e))?;
-            let idx = dir.join(recording::INDEX_FILE);
+            let idx = dir.join(files::INDEX_FILE);
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -1088,9 +1090,9 @@ impl Inits {
 
     fn write(&self, dir: &Path) -> Result<(), RecordError> {
         for (file, bytes) in [
-            (recording::INIT_FILE, Some(&self.muxed)),
-            (recording::VIDEO_INIT_FILE, self.video.as_ref()),
-            (recording::AUDIO_INIT_FILE, self.audio.as_ref()),
+            (files::INIT_FILE, Some(&self.muxed)),
+            (files::VIDEO_INIT_FILE, self.video.as_ref()),
+            (files::AUDIO_INIT_FILE, self.audio.as_ref()),
         ] {
             if let Some(b) = bytes {
                 let p = dir.join(file);
@@ -1110,8 +1112,8 @@ fn io_err(path: &Path, source: std::io::Error) -> RecordError {
 
 /// Writes `recording.json` (to a temporary file first, so a reader never sees half).
 fn write_meta(dir: &Path, meta: &Meta) -> Result<(), RecordError> {
-    let path = dir.join(recording::META_FILE);
-    let tmp = dir.join(format!("{}.tmp", recording::META_FILE));
+    let path = dir.join(files::META_FILE);
+    let tmp = dir.join(format!("{}.tmp", files::META_FILE));
     let body = serde_json::to_vec_pretty(meta).map_err(|e| RecordError::Corrupt {
         path: path.display().to_string(),
         problem: e.to_string(),
@@ -1166,7 +1168,7 @@ mod tests {
             audio_sample_rate: None,
         };
         write_meta(&dir, &meta).expect("meta");
-        std::fs::write(dir.join(recording::segment_file(0)), vec![0u8; bytes]).expect("seg");
+        std::fs::write(dir.join(files::segment_file(0)), vec![0u8; bytes]).expect("seg");
         let entry = SegmentEntry {
             duration: 2.0,
             bytes: bytes as u64,
@@ -1174,8 +1176,7 @@ mod tests {
             pdt_ms: started_ms,
         };
         let line = serde_json::to_string(&entry).expect("json");
-        std::fs::write(dir.join(recording::INDEX_FILE), format!("{line}\n{{\"torn"))
-            .expect("index");
+        std::fs::write(dir.join(files::INDEX_FILE), format!("{line}\n{{\"torn")).expect("index");
     }
 
     fn shelf(data: &Path, max_bytes: u64) -> Recordings {
@@ -1250,7 +1251,7 @@ mod tests {
         }
         u.phase = upload::Phase::Uploaded;
         std::fs::write(
-            root.join("a-1").join(upload::STATE_FILE),
+            root.join("a-1").join(files::STATE_FILE),
             serde_json::to_vec(&u).expect("json"),
         )
         .expect("state");
@@ -1280,7 +1281,7 @@ mod tests {
         // Room for more than one recording: only a-1's media may go, and it does.
         assert!(!r.make_room(2 * each).await, "b-2 is never deleted");
         assert!(!root.join("a-1").join("seg0.m4s").exists());
-        assert!(root.join("a-1").join(recording::META_FILE).exists());
+        assert!(root.join("a-1").join(files::META_FILE).exists());
         assert!(root.join("b-2").join("seg0.m4s").exists());
         let listed = r.list();
         assert_eq!(listed.len(), 2, "both still listed");
@@ -1337,7 +1338,7 @@ mod tests {
         put(&root, "cam-1", "cam", 1_000, 10);
         let dir = root.join("cam-1");
         let mut meta: Meta =
-            serde_json::from_slice(&std::fs::read(dir.join(recording::META_FILE)).expect("read"))
+            serde_json::from_slice(&std::fs::read(dir.join(files::META_FILE)).expect("read"))
                 .expect("json");
         meta.state = State::Recording;
         meta.reason = None;

@@ -5,8 +5,9 @@
 //! segment list. The media is the live packager's CMAF as it was (only shifted in time
 //! after a reconnect, see `retime.rs`): nothing is re-encoded or re-muxed.
 //!
-//! Not here: deciding what to record or when a recording ends (`recorder.rs`), which
-//! recordings exist and their retention (`mod.rs`), HTTP (`http/recordings.rs`).
+//! Not here: the files' names (`files.rs`), deciding what to record or when a recording
+//! ends (`recorder.rs`), which recordings exist and their retention (`mod.rs`), HTTP
+//! (`http/recordings.rs`).
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -15,18 +16,9 @@ use media::dash::{self, AdaptationSet, Mpd, Period, Representation, SegmentTempl
 use media::hls::{MediaPlaylist, MediaSegment, MultivariantPlaylist, PlaylistType, Variant};
 use serde::{Deserialize, Serialize};
 
+use super::files::{segment_file, INDEX_FILE, INIT_FILE, META_FILE};
 use super::RecordError;
 use crate::live::packager::VIDEO_TIMESCALE;
-
-/// What a recording is: written when it starts and again when it finishes.
-pub const META_FILE: &str = "recording.json";
-/// One JSON line per segment, appended as each is written.
-pub const INDEX_FILE: &str = "segments.jsonl";
-/// The muxed init segment (HLS `EXT-X-MAP`).
-pub const INIT_FILE: &str = "init.mp4";
-/// Per-track init segments (DASH representations).
-pub const VIDEO_INIT_FILE: &str = "v-init.mp4";
-pub const AUDIO_INIT_FILE: &str = "a-init.mp4";
 
 /// Longest recording name: a stream name (64), `-`, a UTC time (16), `-` and a counter.
 pub const MAX_NAME_LEN: usize = 96;
@@ -41,11 +33,6 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-/// File name of media segment `index`.
-pub fn segment_file(index: usize) -> String {
-    format!("seg{index}.m4s")
 }
 
 /// Where a recording is in its life.

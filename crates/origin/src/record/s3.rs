@@ -30,6 +30,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tracing::Instrument;
 
+use super::files::STATE_FILE;
 use super::upload::{self, Outcome, Phase, Sizing, Step, Upload};
 use super::Recordings;
 use crate::live::store::unix_ms;
@@ -119,67 +120,6 @@ impl S3Config {
 pub const MIN_PART_BYTES: u64 = 64 * 1024;
 /// S3's largest part.
 pub const MAX_PART_BYTES: u64 = 5 * 1024 * 1024 * 1024;
-
-impl S3Config {
-    /// Checks the settings; errors name the flag.
-    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
-        use crate::config::ConfigError;
-        let bad = |setting, problem: String| Err(ConfigError { setting, problem });
-        if let Some(e) = &self.endpoint {
-            if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() > 2048 {
-                return bad(
-                    "s3-endpoint",
-                    format!("{e:?} is not an http:// or https:// URL"),
-                );
-            }
-        }
-        if self.region.is_empty()
-            || self.region.len() > 64
-            || !self
-                .region
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return bad(
-                "s3-region",
-                format!("{:?} is not a region name (like us-east-1)", self.region),
-            );
-        }
-        let p = self.sizing.part_bytes;
-        if !(MIN_PART_BYTES..=MAX_PART_BYTES).contains(&p) {
-            return bad(
-                "s3-part-bytes",
-                format!("must be {MIN_PART_BYTES} to {MAX_PART_BYTES}, got {p} (AWS wants at least 5 MiB)"),
-            );
-        }
-        if self.sizing.multipart_bytes == 0 {
-            return bad("s3-multipart-bytes", "must be at least 1".into());
-        }
-        let secs = |d: Duration| d.as_secs_f64();
-        if !(1.0..=600.0).contains(&secs(self.timeout)) {
-            return bad(
-                "s3-timeout",
-                format!("must be 1 to 600 seconds, got {}", secs(self.timeout)),
-            );
-        }
-        if !(1.0..=3600.0).contains(&secs(self.retry_max)) {
-            return bad(
-                "s3-retry-max",
-                format!("must be 1 to 3600 seconds, got {}", secs(self.retry_max)),
-            );
-        }
-        if self.upload_rate == Some(0) {
-            return bad(
-                "s3-upload-rate",
-                "must be at least 1 byte per second".into(),
-            );
-        }
-        if self.max_fetch_bytes == 0 {
-            return bad("s3-max-fetch-bytes", "must be at least 1".into());
-        }
-        Ok(())
-    }
-}
 
 /// Why an S3 operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -415,8 +355,8 @@ impl S3 {
 
 /// Writes `upload.json` of the recording in `dir` (through a temporary file).
 pub(crate) async fn save_state(dir: &Path, u: &Upload) -> Result<(), S3Error> {
-    let path = dir.join(upload::STATE_FILE);
-    let tmp = dir.join(format!("{}.tmp", upload::STATE_FILE));
+    let path = dir.join(STATE_FILE);
+    let tmp = dir.join(format!("{}.tmp", STATE_FILE));
     let local = |e: std::io::Error| S3Error::Local {
         path: path.display().to_string(),
         problem: e.to_string(),
@@ -431,7 +371,7 @@ pub(crate) async fn save_state(dir: &Path, u: &Upload) -> Result<(), S3Error> {
 
 /// Reads `upload.json` in `dir`, if there is a readable one.
 pub(crate) fn load_state(dir: &Path) -> Option<Upload> {
-    let bytes = std::fs::read(dir.join(upload::STATE_FILE)).ok()?;
+    let bytes = std::fs::read(dir.join(STATE_FILE)).ok()?;
     match serde_json::from_slice(&bytes) {
         Ok(u) => Some(u),
         Err(e) => {

@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::recording;
-
-/// The upload state of a recording, beside its files.
-pub const STATE_FILE: &str = "upload.json";
+use super::files::{
+    segment_index, AUDIO_INIT_FILE, INDEX_FILE, INIT_FILE, MEDIA_PLAYLIST_FILE, META_FILE,
+    MPD_FILE, MULTIVARIANT_FILE, VIDEO_INIT_FILE,
+};
 
 /// S3 needs every part but the last to be at least this big.
 pub const S3_MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
@@ -159,34 +159,16 @@ pub struct Mismatch {
 /// Rank of a recording file in the upload order; `None` for files not uploaded.
 pub fn file_rank(file: &str) -> Option<(u8, u64)> {
     match file {
-        recording::INIT_FILE => Some((0, 0)),
-        recording::VIDEO_INIT_FILE => Some((0, 1)),
-        recording::AUDIO_INIT_FILE => Some((0, 2)),
+        INIT_FILE => Some((0, 0)),
+        VIDEO_INIT_FILE => Some((0, 1)),
+        AUDIO_INIT_FILE => Some((0, 2)),
         MULTIVARIANT_FILE => Some((2, 0)),
         MEDIA_PLAYLIST_FILE => Some((2, 1)),
         MPD_FILE => Some((2, 2)),
-        recording::INDEX_FILE => Some((3, 0)),
-        recording::META_FILE => Some((4, 0)),
+        INDEX_FILE => Some((3, 0)),
+        META_FILE => Some((4, 0)),
         _ => segment_index(file).map(|n| (1, n)),
     }
-}
-
-/// The manifests written beside the media when an upload is planned.
-pub const MULTIVARIANT_FILE: &str = "index.m3u8";
-pub const MEDIA_PLAYLIST_FILE: &str = "media.m3u8";
-pub const MPD_FILE: &str = "index.mpd";
-
-/// `n` of `seg{n}.m4s` (digits only, no leading zero but `0`).
-pub fn segment_index(file: &str) -> Option<u64> {
-    let digits = file.strip_prefix("seg")?.strip_suffix(".m4s")?;
-    if digits.is_empty()
-        || digits.len() > 9
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-        || (digits.len() > 1 && digits.starts_with('0'))
-    {
-        return None;
-    }
-    digits.parse().ok()
 }
 
 /// Whether a file holds media (and so is deleted with the local copy).
@@ -688,16 +670,6 @@ mod tests {
                 matches!(parse_s3_url(bad), Err(UrlError::Prefix(_))),
                 "{bad}"
             );
-        }
-        assert_eq!(segment_index("seg12.m4s"), Some(12));
-        for bad in [
-            "seg.m4s",
-            "seg01.m4s",
-            "seg-1.m4s",
-            "seg1.m4s/..",
-            "segx.m4s",
-        ] {
-            assert_eq!(segment_index(bad), None, "{bad}");
         }
         assert!(is_media("seg3.m4s") && is_media("a-init.mp4"));
         assert!(!is_media("recording.json") && !is_media("index.mpd"));
