@@ -389,6 +389,7 @@ mod tests {
             fresh_until_ms: 2,
             stale_while_revalidate_until_ms: 3,
             stale_if_error_until_ms: 4,
+            memo: crate::Memo::default(),
         }
     }
 

@@ -127,6 +127,15 @@ pub fn target(
     (key.len() <= MAX_KEY_LEN).then_some(Target { key, path_len })
 }
 
+/// The cache key of `path` asked for without a query, when that key is `path`
+/// itself: no `%` and no `?` in it (nothing [`target`] rewrites) and within the
+/// length limit. Lets a lookup skip building the key (the edge's quick path); any
+/// other path takes [`target`].
+pub fn plain_key(path: &str) -> Option<&str> {
+    let plain = path.len() <= MAX_KEY_LEN && !path.bytes().any(|b| b == b'%' || b == b'?');
+    plain.then_some(path)
+}
+
 /// The cache key of `path?query` minus the `dropped` parameter names (compared
 /// exactly, after normalizing their escapes), with no operator-kept names for media
 /// paths; `None` when it would be longer than [`MAX_KEY_LEN`]. See [`target`].
@@ -204,6 +213,35 @@ mod tests {
 
     fn key(path: &str, query: Option<&str>) -> Option<String> {
         cache_key(path, query, &dropped())
+    }
+
+    #[test]
+    fn a_plain_key_is_the_key_target_makes() {
+        let long = format!("/{}", "a".repeat(MAX_KEY_LEN));
+        let edge = format!("/{}", "a".repeat(MAX_KEY_LEN - 1));
+        for path in [
+            "/live/abc/seg1.m4s",
+            "/",
+            "",
+            "/a%2Fb",
+            "/a%41",
+            "/odd?",
+            "/x/../y",
+            "/UPPER/Case.M4S",
+            edge.as_str(),
+            long.as_str(),
+        ] {
+            let made = target(path, None, &dropped(), &["kept".to_string()]);
+            // Not plain: looked up by `target`'s key (which may be the path too).
+            if let Some(k) = plain_key(path) {
+                assert_eq!(Some(k), made.as_ref().map(Target::key), "{path}");
+            }
+        }
+        assert_eq!(plain_key("/live/abc/seg1.m4s"), Some("/live/abc/seg1.m4s"));
+        assert_eq!(plain_key(&edge), Some(edge.as_str()));
+        for not_plain in ["/a%41", "/odd?", long.as_str()] {
+            assert_eq!(plain_key(not_plain), None, "{not_plain}");
+        }
     }
 
     #[test]

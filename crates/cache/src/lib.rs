@@ -16,6 +16,9 @@ pub mod status;
 
 pub use status::CacheStatus;
 
+use std::any::Any;
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +39,52 @@ pub struct CachedObject {
     pub stale_while_revalidate_until_ms: u64,
     /// May be served stale when every upstream fails until then.
     pub stale_if_error_until_ms: u64,
+    /// What the server answering from this object derived from it once, for every
+    /// answer it makes (see [`Memo`]). Not stored on disk.
+    #[serde(skip)]
+    pub memo: Memo,
+}
+
+/// Something a server derives from a cached object once and reuses for every answer
+/// it makes from it: the edge keeps there the HTTP/1.1 head of its quick answers (all
+/// but the fields that change per answer), so a hit does not rebuild it from the
+/// stored fields each time. Made at first use, by whoever uses it first; its type is
+/// the user's (a crate of its own, the cache knows no HTTP encoding).
+///
+/// Not part of the object: not stored on disk, not compared (`==` ignores it), not
+/// cloned (a clone may be changed, so its memo is made again), not counted in
+/// [`CachedObject::size`] (it is about the size of the headers, which are).
+#[derive(Default)]
+pub struct Memo(OnceLock<Box<dyn Any + Send + Sync>>);
+
+impl Memo {
+    /// The memo, made by `make` if there is none yet; `None` if it was made by a
+    /// user of another type.
+    pub fn get_or_make<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Option<&T> {
+        self.0.get_or_init(|| Box::new(make())).downcast_ref()
+    }
+}
+
+impl Clone for Memo {
+    fn clone(&self) -> Self {
+        Memo::default()
+    }
+}
+
+impl PartialEq for Memo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Memo(made)"
+        } else {
+            "Memo(none)"
+        })
+    }
 }
 
 /// Rough bookkeeping cost of one object beyond its body and headers.
@@ -89,6 +138,7 @@ mod tests {
             fresh_until_ms: 100,
             stale_while_revalidate_until_ms: 200,
             stale_if_error_until_ms: 300,
+            memo: Memo::default(),
         };
         assert_eq!(o.etag(), Some("\"abc\""));
         assert_eq!(o.header("Content-Type"), Some("video/mp4"));
@@ -96,5 +146,27 @@ mod tests {
         assert!(o.size() > 10 + "content-type".len() + "video/mp4".len());
         assert!(o.is_fresh(99));
         assert!(!o.is_fresh(100));
+    }
+
+    #[test]
+    fn a_memo_is_made_once_and_not_part_of_the_object() {
+        let o = CachedObject {
+            status: 200,
+            headers: vec![],
+            body: Bytes::new(),
+            stored_ms: 1,
+            fresh_until_ms: 100,
+            stale_while_revalidate_until_ms: 200,
+            stale_if_error_until_ms: 300,
+            memo: Memo::default(),
+        };
+        let copy = o.clone();
+        assert_eq!(o.memo.get_or_make(|| 7u32), Some(&7));
+        // Made already: `make` is not called again; another type gets nothing.
+        assert_eq!(o.memo.get_or_make(|| 8u32), Some(&7));
+        assert_eq!(o.memo.get_or_make(|| "x"), None);
+        assert_eq!(o, copy);
+        assert_eq!(o.clone().memo.get_or_make(|| 9u32), Some(&9));
+        assert_eq!(format!("{:?}", o.memo), "Memo(made)");
     }
 }

@@ -373,6 +373,7 @@ mod tests {
             fresh_until_ms: u64::MAX,
             stale_while_revalidate_until_ms: 0,
             stale_if_error_until_ms: 0,
+            memo: crate::Memo::default(),
         })
     }
 

@@ -38,6 +38,7 @@ pub mod filter;
 pub mod ladder;
 pub mod limit;
 pub mod media;
+pub mod memo;
 pub mod metrics;
 pub mod node;
 pub mod phase;

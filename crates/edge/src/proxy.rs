@@ -298,6 +298,7 @@ impl Edge {
                             fresh_until_ms: 0,
                             stale_while_revalidate_until_ms: 0,
                             stale_if_error_until_ms: 0,
+                            memo: cache::Memo::default(),
                         };
                         (
                             object_response(&obj, headers, head_only, now_ms()),
@@ -636,6 +637,7 @@ impl Edge {
             fresh_until_ms: now + fresh.ttl_ms,
             stale_while_revalidate_until_ms: now + fresh.ttl_ms + fresh.swr_ms,
             stale_if_error_until_ms: now + fresh.ttl_ms + fresh.sie_ms,
+            memo: cache::Memo::default(),
         });
         self.memory.insert(key.to_string(), obj.clone());
         // Short-lived objects (live playlists) are not worth a disk write.

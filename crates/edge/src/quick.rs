@@ -7,6 +7,11 @@
 //! accounting and access-log line (or `access` event). The test `quick_answers_are_the_request_paths`
 //! compares the two over real sockets.
 //!
+//! The head of an object's quick answers is made once, at its first quick answer,
+//! and kept in the object's memo (`memo.rs`): a hit copies it and adds `age` and,
+//! where the object has none, `date`. Its lookup key is the path itself
+//! ([`cache::key::plain_key`]), so no key is built per hit.
+//!
 //! What goes the long way instead (through `proxy`), decided per edge: a token key,
 //! the rate limiter; and per request: a hook that would act on
 //! it (`Hook::leaves_plain_get`: filters and the ladder always; media functions for
@@ -26,9 +31,10 @@ use hyper::{Method, StatusCode};
 use service::{Quick, QuickRequest};
 
 use cache::decide::{decide, Decision};
-use cache::key::target;
-use cache::CacheStatus;
+use cache::key::plain_key;
+use cache::{CacheStatus, CachedObject};
 
+use crate::memo::QuickHead;
 use crate::node::Edge;
 use crate::proxy::{access_event, is_admin_path, now_ms};
 
@@ -121,50 +127,22 @@ impl Quick for EdgeQuick {
         if read {
             return None;
         }
-        let t = target(
-            path,
-            None,
-            &edge.config.dropped_params,
-            &edge.config.kept_params,
-        )?;
-        let obj = edge.memory.get(t.key())?;
+        // The key of a plain path without a query is the path (`target` would make
+        // the same); any other goes the long way.
+        let obj = edge.memory.get(plain_key(path)?)?;
         let now = now_ms();
         if obj.status != 200 || decide(now, Some(&obj)) != Decision::Hit {
             return None;
         }
-        // Stored fields the request path would drop as unusable: the long way.
-        if !obj
-            .headers
-            .iter()
-            .all(|(n, v)| field_name(n) && field_value(v))
-        {
-            return None;
-        }
-        // The head `object_response`, the response phase and the server make.
-        head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-        let mut dated = false;
-        for (n, v) in &obj.headers {
-            if REPLACED_FIELDS.contains(&n.as_str()) || (self.alt_svc.is_some() && n == "alt-svc") {
-                continue;
-            }
-            dated |= n == "date";
-            field(head, n.as_bytes(), v.as_bytes());
-        }
-        field(head, b"accept-ranges", b"bytes");
+        // The object's head, made at its first quick answer (the object is only ever
+        // looked up by this path here: its key is the path).
+        let made = crate::memo::of(&obj)?
+            .quick
+            .get_or_init(|| self.head_of(&obj, path));
+        head.extend_from_slice(made.head.as_deref()?);
         let age = now.saturating_sub(obj.stored_ms) / 1000;
         field(head, b"age", itoa::Buffer::new().format(age).as_bytes());
-        field(head, b"x-cache", CacheStatus::Hit.as_str().as_bytes());
-        field(head, b"via", edge.via.as_bytes());
-        field(
-            head,
-            b"cmsd-static",
-            crate::cmcd::cmsd_static(path, false).as_bytes(),
-        );
-        field(head, b"cmsd-dynamic", edge.cmsd_dynamic.as_bytes());
-        if let Some(v) = &self.alt_svc {
-            field(head, b"alt-svc", v.as_bytes());
-        }
-        if !dated {
+        if !made.dated {
             service::put_date(head);
         }
         // What the response and logging phases count.
@@ -199,6 +177,50 @@ impl Quick for EdgeQuick {
             None => access_event(client, &Method::GET, path, 200, CacheStatus::Hit, 0, None),
         }
         Some(obj.body.clone())
+    }
+}
+
+impl EdgeQuick {
+    /// The head `object_response`, the response phase and the server make for a
+    /// 200 from `obj` asked for by `path`, but its `age` and `date`.
+    fn head_of(&self, obj: &CachedObject, path: &str) -> QuickHead {
+        let usable = obj
+            .headers
+            .iter()
+            .all(|(n, v)| field_name(n) && field_value(v));
+        if !usable {
+            return QuickHead {
+                head: None,
+                dated: false,
+            };
+        }
+        let edge = &*self.edge;
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        let mut dated = false;
+        for (n, v) in &obj.headers {
+            if REPLACED_FIELDS.contains(&n.as_str()) || (self.alt_svc.is_some() && n == "alt-svc") {
+                continue;
+            }
+            dated |= n == "date";
+            field(&mut head, n.as_bytes(), v.as_bytes());
+        }
+        field(&mut head, b"accept-ranges", b"bytes");
+        field(&mut head, b"x-cache", CacheStatus::Hit.as_str().as_bytes());
+        field(&mut head, b"via", edge.via.as_bytes());
+        field(
+            &mut head,
+            b"cmsd-static",
+            crate::cmcd::cmsd_static(path, false).as_bytes(),
+        );
+        field(&mut head, b"cmsd-dynamic", edge.cmsd_dynamic.as_bytes());
+        if let Some(v) = &self.alt_svc {
+            field(&mut head, b"alt-svc", v.as_bytes());
+        }
+        QuickHead {
+            head: Some(head.into_boxed_slice()),
+            dated,
+        }
     }
 }
 

@@ -73,6 +73,14 @@ pub fn apply_headers(res: &mut Response<Body>, headers: &[(String, String)], ski
     }
 }
 
+/// The stored fields of `obj` but `content-length`, as [`apply_headers`] adds them.
+fn stored_fields(obj: &CachedObject) -> HeaderMap {
+    let mut res = Response::new(empty());
+    *res.headers_mut() = HeaderMap::with_capacity(obj.headers.len() + 8);
+    apply_headers(&mut res, &obj.headers, true);
+    std::mem::take(res.headers_mut())
+}
+
 /// Streams a flight to one client as its bytes arrive.
 pub fn stream_response(flight: Arc<Flight>, head: &Head, head_only: bool) -> Response<Body> {
     let body = if head_only {
@@ -157,10 +165,19 @@ pub fn object_response(
     let head_len = head_only.then(|| HeaderValue::from(body_len));
     let mut res = Response::new(if head_only { empty() } else { full(body) });
     *res.status_mut() = status;
-    // Sized once for the stored headers and the ones added here and by the proxy
-    // (length, ranges, age, range, x-cache, via, two CMSD), instead of growing twice.
-    *res.headers_mut() = HeaderMap::with_capacity(obj.headers.len() + 8);
-    apply_headers(&mut res, &obj.headers, true);
+    // The stored fields, parsed once per object (`memo.rs`).
+    let fields = crate::memo::of(obj).map(|m| m.fields.get_or_init(|| stored_fields(obj)));
+    *res.headers_mut() = match fields {
+        Some(f) => {
+            // Room for the ones added here and by the proxy (length, ranges, age,
+            // range, x-cache, via, two CMSD), instead of growing twice. (It cannot
+            // fail: a stored answer has at most hyper's 100 fields.)
+            let mut h = f.clone();
+            let _ = h.try_reserve(8);
+            h
+        }
+        None => stored_fields(obj),
+    };
     let h = res.headers_mut();
     // A body's length is written by hyper from the body itself (exact size); a HEAD
     // answer has no body, so it carries the object's length here.

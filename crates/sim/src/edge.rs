@@ -296,6 +296,7 @@ impl EdgeTier {
             fresh_until_ms: now_ms.saturating_add(self.segment_ttl_ms),
             stale_while_revalidate_until_ms: 0,
             stale_if_error_until_ms: 0,
+            memo: cache::Memo::default(),
         })
     }
 
