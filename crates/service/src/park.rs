@@ -295,10 +295,6 @@ struct QuickOut {
     in_flight: Option<InFlight>,
 }
 
-/// Quick answers with bodies up to this size are written as one buffer with their
-/// head (a copy of at most this much, against a second write or TLS record).
-const ONE_WRITE: usize = 16 * 1024;
-
 /// The quick answer buffer a connection keeps between answers, at most (one 1 KB
 /// object's answer fits; a larger one's buffer is freed once written).
 const KEEP_OUT: usize = 4 * 1024;
@@ -418,11 +414,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
             used += a.used;
             out.head_sent = 0;
             out.body = a.body;
-            if out.body.len() <= ONE_WRITE {
-                // One buffer: one write (one TLS record over TLS).
-                out.head.extend_from_slice(&out.body);
-                out.body = Bytes::new();
-            }
             out.in_flight = Some(self.activity.begin());
             match self.poll_quick_out(cx) {
                 Poll::Ready(Err(e)) => return Err(e),
