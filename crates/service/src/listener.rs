@@ -96,6 +96,12 @@ where
 }
 
 impl<F> Shared<F> {
+    /// How long a connection may go without a request after accept: its first byte,
+    /// then the header timeout for the head (the watchdog's `no_request`).
+    pub(crate) fn no_request(&self) -> Duration {
+        self.conn.first_byte_timeout + self.limits.header_read_timeout
+    }
+
     /// The quick path with the client it answers, as a connection's IO holds it.
     pub(crate) fn quick_for(&self, peer: SocketAddr) -> Option<QuickSide> {
         self.quick.clone().map(|quick| QuickSide {

@@ -590,9 +590,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let activity = io.activity.clone();
-    // The first request head must follow the first byte within the header timeout.
-    let no_request = shared.conn.first_byte_timeout + shared.limits.header_read_timeout;
-    let expired = activity.expired(no_request, shared.conn.idle_timeout);
+    let expired = activity.expired(shared.no_request(), shared.conn.idle_timeout);
     tokio::pin!(expired);
     loop {
         // Boxed, and in statements of their own (a temporary in an awaited
@@ -685,8 +683,7 @@ fn to_lot<F>(io: ParkIo, peer: SocketAddr, shared: &Shared<F>) {
     let (deadline, why) = if started {
         (since + shared.conn.idle_timeout, Expired::Idle)
     } else {
-        let no_request = shared.conn.first_byte_timeout + shared.limits.header_read_timeout;
-        (since + no_request, Expired::NoRequest)
+        (since + shared.no_request(), Expired::NoRequest)
     };
     shared.lot.park(Parked {
         socket,
@@ -784,8 +781,7 @@ pub(crate) async fn serve_tls_h1<I, F, Fut, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let activity = io.activity.clone();
-    let no_request = shared.conn.first_byte_timeout + shared.limits.header_read_timeout;
-    let expired = activity.expired(no_request, shared.conn.idle_timeout);
+    let expired = activity.expired(shared.no_request(), shared.conn.idle_timeout);
     tokio::pin!(expired);
     loop {
         let active = Box::pin(serve_until_idle(

@@ -429,11 +429,9 @@ async fn http<I, F, Fut, B>(
         .keep_alive_timeout(conn.h2_ping_timeout);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
-    // The first request head must follow the first byte within the header timeout.
-    let no_request = conn.first_byte_timeout + limits.header_read_timeout;
     let result = tokio::select! {
         r = connection.as_mut() => r,
-        why = activity.expired(no_request, conn.idle_timeout) => {
+        why = activity.expired(shared.no_request(), conn.idle_timeout) => {
             closed(why.label());
             connection.as_mut().graceful_shutdown();
             match tokio::time::timeout(CLOSE_GRACE, connection.as_mut()).await {
