@@ -4,11 +4,12 @@
 //! path-and-query is the key, and fed back as a request (path and query) it maps to
 //! itself, with the canonical path unchanged. A key is also bounded, ignores
 //! parameter order, never keeps a dropped name, always keeps `_HLS_msn`, and on a
-//! media path keeps nothing but `_HLS_*` and the operator's kept names. Freshness is
+//! media path keeps nothing but `_HLS_*` and the operator's kept names; the quick
+//! path's key of a plain path (`plain_key`) is the one `target` makes. Freshness is
 //! computed on the same text as body and headers.
 #![no_main]
 
-use cache::key::{is_media_path, target, MAX_KEY_LEN};
+use cache::key::{is_media_path, plain_key, target, MAX_KEY_LEN};
 use cache::policy::{freshness, parse_cache_control, MediaDefaults};
 use edge::canonical::canonical_path;
 use libfuzzer_sys::fuzz_target;
@@ -36,6 +37,15 @@ fuzz_target!(|data: &[u8]| {
     let Ok(path) = canonical_path(raw_path) else {
         return;
     };
+    // The quick path's lookup key of a plain path is the key `target` makes for it
+    // without a query (the raw path too: `plain_key` is not only for canonical ones).
+    for p in [raw_path, path.as_str()] {
+        if let Some(k) = plain_key(p) {
+            assert_eq!(k, p);
+            let made = target(p, None, &dropped, &kept);
+            assert_eq!(made.as_ref().map(|t| t.key()), Some(k), "{p:?}");
+        }
+    }
     if let Some(t) = target(&path, query, &dropped, &kept) {
         let key = t.key();
         assert!(key.len() <= MAX_KEY_LEN);
