@@ -56,10 +56,9 @@ pub fn text(status: StatusCode, message: &str) -> Response<Body> {
     r
 }
 
-/// Appends stored headers (`skip_length`: not `content-length`); unusable ones are
-/// skipped.
-pub fn apply_headers(res: &mut Response<Body>, headers: &[(String, String)], skip_length: bool) {
-    let h = res.headers_mut();
+/// Appends stored headers to `h` (`skip_length`: not `content-length`); unusable
+/// ones are skipped.
+pub fn apply_headers(h: &mut HeaderMap, headers: &[(String, String)], skip_length: bool) {
     for (n, v) in headers {
         if skip_length && n == "content-length" {
             continue;
@@ -75,10 +74,9 @@ pub fn apply_headers(res: &mut Response<Body>, headers: &[(String, String)], ski
 
 /// The stored fields of `obj` but `content-length`, as [`apply_headers`] adds them.
 fn stored_fields(obj: &CachedObject) -> HeaderMap {
-    let mut res = Response::new(empty());
-    *res.headers_mut() = HeaderMap::with_capacity(obj.headers.len() + 8);
-    apply_headers(&mut res, &obj.headers, true);
-    std::mem::take(res.headers_mut())
+    let mut h = HeaderMap::with_capacity(obj.headers.len() + 8);
+    apply_headers(&mut h, &obj.headers, true);
+    h
 }
 
 /// Streams a flight to one client as its bytes arrive.
@@ -100,7 +98,7 @@ pub fn stream_response(flight: Arc<Flight>, head: &Head, head_only: bool) -> Res
     };
     let mut res = Response::new(body);
     *res.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    apply_headers(&mut res, &head.headers, false);
+    apply_headers(res.headers_mut(), &head.headers, false);
     res
 }
 

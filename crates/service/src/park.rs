@@ -295,8 +295,8 @@ struct QuickOut {
     in_flight: Option<InFlight>,
 }
 
-/// The quick answer buffer a connection keeps between answers, at most (one 1 KB
-/// object's answer fits; a larger one's buffer is freed once written).
+/// The quick answer head buffer a connection keeps between answers, at most (a head
+/// of many or long fields grows it past this; that buffer is freed once written).
 const KEEP_OUT: usize = 4 * 1024;
 
 /// Quick answers made in one read before the connection lets its runtime run other
