@@ -24,6 +24,7 @@
 //! Not here: the request path itself (`proxy`), the answers it makes (`response`).
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hyper::header::HeaderValue;
@@ -36,7 +37,7 @@ use cache::{CacheStatus, CachedObject};
 
 use crate::memo::QuickHead;
 use crate::node::Edge;
-use crate::proxy::{access_event, is_admin_path, now_ms};
+use crate::proxy::{access_event, is_admin_path};
 
 /// Request header fields the request path reads to make a cache hit's answer (the
 /// `cmcd-` ones by prefix).
@@ -130,7 +131,10 @@ impl Quick for EdgeQuick {
         // The key of a plain path without a query is the path (`target` would make
         // the same); any other goes the long way.
         let obj = edge.memory.get(plain_key(path)?)?;
-        let now = now_ms();
+        let wall = SystemTime::now();
+        let now = wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         if obj.status != 200 || decide(now, Some(&obj)) != Decision::Hit {
             return None;
         }
@@ -143,7 +147,7 @@ impl Quick for EdgeQuick {
         let age = now.saturating_sub(obj.stored_ms) / 1000;
         field(head, b"age", itoa::Buffer::new().format(age).as_bytes());
         if !made.dated {
-            service::put_date(head);
+            service::put_date(head, wall);
         }
         // What the response and logging phases count.
         crate::response::record_egress(obj.body.len() as u64);

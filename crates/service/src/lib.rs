@@ -12,6 +12,7 @@
 //! It knows nothing about media; handlers are plain async functions.
 
 mod conn;
+mod gate;
 pub mod http3;
 mod listener;
 mod lot;

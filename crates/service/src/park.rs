@@ -91,6 +91,7 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use crate::conn::{closed, Activity, Expired, GuardedIo, InFlight, TrackedBody};
+use crate::gate::Gated;
 use crate::listener::{Shared, CLOSE_GRACE};
 use crate::lot::{Parked, Resume};
 use crate::quick::QuickSide;
@@ -387,14 +388,22 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
     /// are taken by the socket: the number of bytes used. Stops at the first request
     /// that is not quick, or while an answer is still being written.
     fn answer_quick(&mut self, cx: &mut Context<'_>, data: &[u8]) -> io::Result<usize> {
-        let Some(QuickSide {
-            quick,
-            peer,
-            refresh_after,
-        }) = self.quick.clone()
-        else {
+        // Taken out for the call and put back (no reference count moves per answer).
+        let Some(side) = self.quick.take() else {
             return Ok(0);
         };
+        let r = self.answer_quick_with(cx, data, &side);
+        self.quick = Some(side);
+        r
+    }
+
+    fn answer_quick_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &[u8],
+        side: &QuickSide,
+    ) -> io::Result<usize> {
+        let QuickSide { quick, peer, .. } = side;
         let mut used = 0;
         for _ in 0..QUICK_PER_READ {
             if used == data.len() || self.writing_quick() {
@@ -408,7 +417,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
                     in_flight: None,
                 })
             });
-            let Some(a) = crate::quick::answer(&*quick, &data[used..], peer, &mut out.head) else {
+            let Some(a) = crate::quick::answer(&**quick, &data[used..], *peer, &mut out.head)
+            else {
                 break;
             };
             used += a.used;
@@ -420,11 +430,83 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
                 Poll::Ready(Ok(())) | Poll::Pending => {}
             }
         }
-        if used > 0 && !self.refresh && self.hyper_head_at.elapsed() >= refresh_after {
-            self.refresh = true;
-        }
         Ok(used)
     }
+
+    /// Under hyper: after quick answers, whether hyper's connection has gone so long
+    /// without a head of its own that it is to end at the next moment between
+    /// requests (see [`QuickSide::refresh_after`]).
+    fn check_refresh(&mut self) {
+        if let Some(q) = &self.quick {
+            if !self.refresh && self.hyper_head_at.elapsed() >= q.refresh_after {
+                self.refresh = true;
+            }
+        }
+    }
+
+    /// With no hyper connection: answers quick requests as they come, until bytes
+    /// that are not a quick request (kept in `replay` for hyper), the client's end of
+    /// stream, or an idle moment once parking was asked for. What is read lands in
+    /// `scratch` first; only bytes left for hyper are copied out of it.
+    fn poll_quick(
+        &mut self,
+        cx: &mut Context<'_>,
+        scratch: &mut [u8],
+    ) -> Poll<io::Result<QuickEnd>> {
+        let mut answered = 0;
+        loop {
+            std::task::ready!(self.poll_quick_out(cx))?;
+            if answered >= QUICK_PER_READ {
+                // A client pipelining quick requests for ever must not hold the thread.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if !self.replay.is_empty() {
+                // Left over from the last read (its answer was still being written).
+                let data = std::mem::take(&mut self.replay);
+                let used = self.answer_quick(cx, &data)?;
+                self.replay = data.slice(used..);
+                if used == 0 && !self.writing_quick() {
+                    return Poll::Ready(Ok(QuickEnd::Hyper));
+                }
+                answered += 1;
+                continue;
+            }
+            let mut buf = ReadBuf::new(scratch);
+            match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    let got = buf.filled();
+                    if got.is_empty() {
+                        return Poll::Ready(Ok(QuickEnd::Closed));
+                    }
+                    let used = self.answer_quick(cx, got)?;
+                    if used < got.len() {
+                        self.replay = Bytes::copy_from_slice(&got[used..]);
+                    }
+                    if used == 0 && !self.writing_quick() {
+                        return Poll::Ready(Ok(QuickEnd::Hyper));
+                    }
+                    answered += 1;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if self.activity.park_asked() && self.between_requests() => {
+                    return Poll::Ready(Ok(QuickEnd::Idle));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// How a stretch of quick answers with no hyper connection ended ([`serve_quick`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuickEnd {
+    /// A request that is not quick came (its bytes are in `replay`): hyper's turn.
+    Hyper,
+    /// Idle after parking was asked for: the socket can wait without a task.
+    Idle,
+    /// The client ended the stream, an error, or the watchdog closed it.
+    Closed,
 }
 
 impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for ParkIo<I> {
@@ -461,6 +543,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for ParkIo<I> {
                             // hyper gets only what follows the quick requests.
                             buf.filled_mut().copy_within(before + used.., before);
                             buf.set_filled(before + got - used);
+                            this.check_refresh();
                             if used == got {
                                 // Nothing for hyper (an empty read would be its end of
                                 // stream): read on, a bounded number of times.
@@ -593,6 +676,29 @@ where
     let expired = activity.expired(shared.no_request(), shared.conn.idle_timeout);
     tokio::pin!(expired);
     loop {
+        if io.quick.is_some() {
+            // Quick requests first, with no hyper connection at all.
+            let quick = Box::pin(serve_quick(
+                &mut io,
+                &activity,
+                &shared,
+                expired.as_mut(),
+                Linger::Park,
+            ));
+            match quick.await {
+                QuickEnd::Hyper => {}
+                QuickEnd::Idle => {
+                    activity.clear_park();
+                    let waiting = Box::pin(wait_parked(io, peer, &shared, expired.as_mut()));
+                    io = match waiting.await {
+                        Some(io) => io,
+                        None => return,
+                    };
+                    continue;
+                }
+                QuickEnd::Closed => return,
+            }
+        }
         // Boxed, and in statements of their own (a temporary in an awaited
         // expression would be kept in this future): hyper's state and the active
         // phase's are allocated only while the connection is active.
@@ -612,9 +718,29 @@ where
             // The next request's first bytes are here already: serve them.
             continue;
         }
-        // Parked in this task for a moment (a request that follows at once, as
-        // under a load generator, then costs no trip through the lot), then in the
-        // lot. Without a lot (its thread could not start), in this task until woken.
+        let waiting = Box::pin(wait_parked(io, peer, &shared, expired.as_mut()));
+        io = match waiting.await {
+            Some(io) => io,
+            None => return,
+        };
+    }
+}
+
+/// Waits in the task for the idle connection's next bytes for a moment (a request
+/// that follows at once, as under a load generator, then costs no trip through the
+/// lot), then gives its socket to the lot. Without a lot (its thread could not
+/// start), waits in this task until woken. The connection back when its next bytes
+/// came (serve them); `None` when it left the task (to the lot, or closed).
+async fn wait_parked<F, E>(
+    io: ParkIo,
+    peer: SocketAddr,
+    shared: &Shared<F>,
+    mut expired: Pin<&mut E>,
+) -> Option<ParkIo>
+where
+    E: Future<Output = Expired>,
+{
+    {
         let lot = shared.lot.available();
         // Counted while it waits here, also if the task is dropped meanwhile (its
         // runtime shutting down).
@@ -626,16 +752,20 @@ where
         };
         drop(counted);
         match woke {
-            Woke::Readable(Ok(())) => {}
+            Woke::Readable(Ok(())) => Some(io),
             Woke::Readable(Err(e)) => {
                 tracing::debug!(error = %e, "parked connection failed");
-                return;
+                None
             }
             Woke::ToLot => {
                 // The socket goes to the lot and this task ends (see the module doc).
-                return to_lot(io, peer, &shared);
+                to_lot(io, peer, shared);
+                None
             }
-            Woke::Expired(why) => return closed(why.label()),
+            Woke::Expired(why) => {
+                closed(why.label());
+                None
+            }
         }
     }
 }
@@ -784,6 +914,16 @@ pub(crate) async fn serve_tls_h1<I, F, Fut, B>(
     let expired = activity.expired(shared.no_request(), shared.conn.idle_timeout);
     tokio::pin!(expired);
     loop {
+        let quick = Box::pin(serve_quick(
+            &mut io,
+            &activity,
+            &shared,
+            expired.as_mut(),
+            Linger::Stay,
+        ));
+        if quick.await == QuickEnd::Closed {
+            return;
+        }
         let active = Box::pin(serve_until_idle(
             io,
             peer,
@@ -809,6 +949,75 @@ enum Linger {
     Stay,
 }
 
+/// Quick answers on `io` with no hyper connection (see [`ParkIo::poll_quick`]), until
+/// a request that is not quick comes ([`QuickEnd::Hyper`]), the connection lingers
+/// idle for `park_after` with `Linger::Park` ([`QuickEnd::Idle`]), or it ends
+/// ([`QuickEnd::Closed`]: the client's close, an error, or the watchdog `expired`).
+async fn serve_quick<I, F, E>(
+    io: &mut ParkIo<I>,
+    activity: &Activity,
+    shared: &Shared<F>,
+    mut expired: Pin<&mut E>,
+    linger_mode: Linger,
+) -> QuickEnd
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+    E: Future<Output = Expired>,
+{
+    let park_after = shared.conn.park_after;
+    let linger = activity.lingered(park_after);
+    tokio::pin!(linger);
+    let parks = linger_mode == Linger::Park;
+    let mut lingering = parks && !park_after.is_zero();
+    if parks && !lingering {
+        activity.ask_park();
+    }
+    // The socket wakes the task for every request; the timers are polled only when
+    // they woke it (`gate.rs`).
+    let mut linger = Gated::new(linger);
+    let mut expired = Gated::new(expired.as_mut());
+    let answered =
+        std::future::poll_fn(|cx| SCRATCH.with_borrow_mut(|scratch| io.poll_quick(cx, scratch)));
+    tokio::pin!(answered);
+    loop {
+        tokio::select! {
+            biased;
+            r = answered.as_mut() => {
+                return match r {
+                    Ok(end) => end,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "http connection ended with an error");
+                        QuickEnd::Closed
+                    }
+                };
+            }
+            () = &mut linger, if lingering => {
+                // Polled again by the loop: idle now (or at the next idle moment),
+                // the answers end.
+                lingering = false;
+                activity.ask_park();
+            }
+            why = &mut expired => {
+                closed(why.label());
+                // As hyper closes an idle connection (TLS: with its close_notify).
+                let shutdown = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx));
+                let _ = tokio::time::timeout(CLOSE_GRACE, shutdown).await;
+                return QuickEnd::Closed;
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Where [`ParkIo::poll_quick`] reads into: one buffer per thread, not one per
+    /// connection (only bytes left for hyper are copied out of it).
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; QUICK_SCRATCH].into_boxed_slice());
+}
+
+/// The size of [`SCRATCH`]: a request head longer than this is hyper's.
+const QUICK_SCRATCH: usize = 8 * 1024;
+
 /// One hyper connection over `io`, until it ends: `Some` when [`ParkIo`] parked or
 /// refreshed it (the socket to wait on, ready for the next hyper connection), `None`
 /// when it was closed (by HTTP or the watchdog `expired`) or upgraded.
@@ -828,6 +1037,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     E: Future<Output = Expired>,
 {
+    // hyper's header-read timer starts with its connection.
+    let mut io = io;
+    io.hyper_head_at = Instant::now();
     // The service holds `Arc`s only, so that it (and with it hyper's connection) is
     // `Unpin`, which `into_parts` after polling needs.
     let (a, s) = (activity.clone(), shared.clone());

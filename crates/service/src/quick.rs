@@ -71,6 +71,8 @@ pub(crate) struct QuickSide {
 /// A request on the quick path: a `GET` in HTTP/1.1 with no body (see the module doc).
 pub struct QuickRequest<'a> {
     target: &'a str,
+    /// Where the query starts (`?`), if there is one.
+    query_at: Option<usize>,
     headers: &'a [httparse::Header<'a>],
     peer: SocketAddr,
 }
@@ -83,12 +85,12 @@ impl<'a> QuickRequest<'a> {
 
     /// The path part of the target.
     pub fn path(&self) -> &'a str {
-        self.target.split_once('?').map_or(self.target, |(p, _)| p)
+        self.query_at.map_or(self.target, |q| &self.target[..q])
     }
 
     /// The query part of the target, if it has one.
     pub fn query(&self) -> Option<&'a str> {
-        self.target.split_once('?').map(|(_, q)| q)
+        self.query_at.map(|q| &self.target[q + 1..])
     }
 
     /// The client's address.
@@ -137,29 +139,14 @@ pub(crate) fn answer(
         return None;
     }
     let target = req.path?;
-    if !plain_target(target) {
+    let query_at = plain_target(target)?;
+    if req.headers.iter().any(|h| refused(h.name, h.value)) {
         return None;
-    }
-    for h in req.headers.iter() {
-        let n = h.name;
-        let refused = [
-            "content-length",
-            "transfer-encoding",
-            "expect",
-            "upgrade",
-            "te",
-        ]
-        .iter()
-        .any(|r| n.eq_ignore_ascii_case(r))
-            || (n.eq_ignore_ascii_case("connection")
-                && !h.value.eq_ignore_ascii_case(b"keep-alive"));
-        if refused {
-            return None;
-        }
     }
     head.clear();
     let req = QuickRequest {
         target,
+        query_at,
         headers: req.headers,
         peer,
     };
@@ -174,9 +161,26 @@ pub(crate) fn answer(
 /// without `%` (unreserved, sub-delims, `:`, `@`), `/`, and a query of the same
 /// plus `?`. hyper's URI parser takes all of them, so nothing it would refuse
 /// is answered here.
-fn plain_target(t: &str) -> bool {
+/// A header field that makes a request hyper's: a body, an expectation, an upgrade,
+/// trailers, or a connection option other than `keep-alive`. (Matched by length
+/// first: this runs for every field of every quick request.)
+fn refused(name: &str, value: &[u8]) -> bool {
+    match name.len() {
+        2 => name.eq_ignore_ascii_case("te"),
+        6 => name.eq_ignore_ascii_case("expect"),
+        7 => name.eq_ignore_ascii_case("upgrade"),
+        10 => name.eq_ignore_ascii_case("connection") && !value.eq_ignore_ascii_case(b"keep-alive"),
+        14 => name.eq_ignore_ascii_case("content-length"),
+        17 => name.eq_ignore_ascii_case("transfer-encoding"),
+        _ => false,
+    }
+}
+
+/// An origin-form target of plain characters only: `Some` with where its query
+/// starts (the first `?`), or `None`.
+fn plain_target(t: &str) -> Option<Option<usize>> {
     let b = t.as_bytes();
-    b.first() == Some(&b'/')
+    let plain = b.first() == Some(&b'/')
         && b.iter().all(|&c| {
             c.is_ascii_alphanumeric()
                 || matches!(
@@ -200,17 +204,17 @@ fn plain_target(t: &str) -> bool {
                         | b'/'
                         | b'?'
                 )
-        })
+        });
+    plain.then(|| b.iter().position(|&c| c == b'?'))
 }
 
 /// Appends `date: <IMF-fixdate>\r\n` for now, as hyper writes it (made once a
 /// second per thread).
-pub fn put_date(out: &mut Vec<u8>) {
+pub fn put_date(out: &mut Vec<u8>, now: SystemTime) {
     thread_local! {
         static DATE: std::cell::RefCell<(u64, String)> =
             const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
-    let now = SystemTime::now();
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     DATE.with(|d| {
         let mut d = d.borrow_mut();
@@ -286,6 +290,54 @@ mod tests {
     }
 
     #[test]
+    fn the_path_and_query_split_at_the_first_question_mark() {
+        struct Parts;
+        impl Quick for Parts {
+            fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<Bytes> {
+                head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+                let q = req.query().map_or("-".to_string(), |q| format!("[{q}]"));
+                Some(Bytes::from(format!("{} {q}", req.path())))
+            }
+        }
+        for (target, want) in [
+            ("/a/b.m4s", "/a/b.m4s -"),
+            ("/a/b.m4s?x=1&y", "/a/b.m4s [x=1&y]"),
+            ("/a?", "/a []"),
+            ("/a?b?c", "/a [b?c]"),
+            ("/?", "/ []"),
+        ] {
+            let req = format!("GET {target} HTTP/1.1\r\n\r\n");
+            let mut head = Vec::new();
+            let a = answer(&Parts, req.as_bytes(), peer(), &mut head).unwrap();
+            assert_eq!(&a.body[..], want.as_bytes(), "{target}");
+        }
+    }
+
+    #[test]
+    fn refused_fields_are_matched_in_any_case() {
+        for (name, value) in [
+            ("TE", "trailers"),
+            ("Expect", "100-continue"),
+            ("UPGRADE", "h2c"),
+            ("Connection", "close"),
+            ("connection", "upgrade"),
+            ("Content-Length", "0"),
+            ("transfer-ENCODING", "chunked"),
+        ] {
+            assert!(refused(name, value.as_bytes()), "{name}: {value}");
+        }
+        for (name, value) in [
+            ("Connection", "Keep-Alive"),
+            ("host", "h"),
+            ("tee", "x"),
+            ("content-type", "x"),
+            ("user-agent", "x"),
+        ] {
+            assert!(!refused(name, value.as_bytes()), "{name}: {value}");
+        }
+    }
+
+    #[test]
     fn too_many_header_fields_go_to_hyper() {
         let mut req = b"GET /a HTTP/1.1\r\n".to_vec();
         for i in 0..=MAX_QUICK_HEADERS {
@@ -298,7 +350,7 @@ mod tests {
     #[test]
     fn the_date_is_an_imf_fixdate() {
         let mut out = Vec::new();
-        put_date(&mut out);
+        put_date(&mut out, SystemTime::now());
         let s = String::from_utf8(out).unwrap();
         let v = s
             .strip_prefix("date: ")

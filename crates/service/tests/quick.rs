@@ -34,7 +34,7 @@ impl Quick for Q {
         }
         self.answered.fetch_add(1, Ordering::SeqCst);
         head.extend_from_slice(b"HTTP/1.1 200 OK\r\nx-path: quick\r\n");
-        service::put_date(head);
+        service::put_date(head, std::time::SystemTime::now());
         if req.path() == "/q/big" {
             return Some(Bytes::from(vec![b'b'; BIG]));
         }
