@@ -62,6 +62,13 @@
 //! more system calls (out of the lot's epoll and into tokio's again) and one hop
 //! between threads; with the default linger, only requests after a pause pay it.
 //!
+//! With a quick path (`quick.rs`), a connection begins each stretch with no hyper
+//! connection at all: [`serve_quick`] reads into one buffer per thread, answers the
+//! quick requests there, and hands hyper a connection (and the bytes, replayed) only
+//! when a request is not quick. It lingers and parks as hyper's connections do. Its
+//! timers (the watchdog, the linger) are polled only when they woke the task
+//! (`gate.rs`), not at every request.
+//!
 //! What it is not: TLS and HTTP/2 connections are not parked (they take the
 //! `auto::Builder` path in `serve.rs` as before, except HTTP/1.1 over TLS with a
 //! quick path: [`serve_tls_h1`] serves it over a [`ParkIo`] that never parks, only

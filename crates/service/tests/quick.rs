@@ -4,8 +4,10 @@
 //! write, each answered in order. A quick answer larger than the socket takes at once
 //! is finished before hyper's next answer starts; the idle timeout and parking still
 //! work after quick answers; a connection kept busy with quick requests for longer
-//! than hyper's header-read timeout stays open, plain and over TLS. Every wait is
-//! bounded; nothing is timed.
+//! than hyper's header-read timeout stays open, plain and over TLS. A head longer than
+//! the quick path reads at once goes to hyper whole, and a TLS connection that only
+//! ever had quick requests is closed cleanly when idle. Every wait is bounded;
+//! nothing is timed.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -390,4 +392,51 @@ async fn quick_requests_over_tls_for_longer_than_the_header_timeout_keep_the_con
     let mut pending = Vec::new();
     let n = busy_with_quick_requests(&mut s, &mut pending).await;
     assert_eq!(q.answered.load(Ordering::SeqCst), n);
+}
+
+#[tokio::test]
+async fn a_head_longer_than_the_quick_read_buffer_goes_to_hyper_whole() {
+    let (addr, q) = start(ConnLimits::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // 12 KiB of head, in one write, as the connection's first request: more than the
+    // quick path reads at once (8 KiB), less than the head limit (16 KiB).
+    let long = format!(
+        "GET /q/long HTTP/1.1\r\nHost: t\r\nx-long: {}\r\n\r\n",
+        "a".repeat(12 * 1024)
+    );
+    s.write_all(long.as_bytes()).await.unwrap();
+    let mut pending = Vec::new();
+    let (head, body) = response(&mut s, &mut pending).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"hyper /q/long");
+    // The connection goes on, quick again.
+    s.write_all(&get("/q/after")).await.unwrap();
+    let (_, body) = response(&mut s, &mut pending).await;
+    assert_eq!(body, b"quick /q/after");
+    assert_eq!(q.answered.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_tls_connection_of_quick_requests_is_closed_cleanly_when_idle() {
+    let limits = ServeLimits {
+        conn: ConnLimits::default().idle_timeout(Duration::from_millis(600)),
+        ..ServeLimits::default()
+    };
+    let (addr, q, config) = start_tls(b"http/1.1", limits).await;
+    let mut s = tls_connect(addr, config).await;
+    let mut pending = Vec::new();
+    for i in 0..3 {
+        s.write_all(&get(&format!("/q/{i}"))).await.unwrap();
+        let (_, body) = response(&mut s, &mut pending).await;
+        assert_eq!(body, format!("quick /q/{i}").as_bytes());
+    }
+    assert_eq!(q.answered.load(Ordering::SeqCst), 3);
+    // Idle past the timeout, with no hyper connection ever made: closed with a TLS
+    // close_notify (a plain end of stream to the client), nothing more sent.
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(BOUND, s.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .expect("a clean TLS close");
+    assert_eq!(n, 0);
 }
