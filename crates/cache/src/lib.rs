@@ -9,6 +9,7 @@
 
 pub mod decide;
 pub mod disk;
+pub mod hot;
 pub mod key;
 pub mod memory;
 pub mod policy;

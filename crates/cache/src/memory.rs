@@ -11,10 +11,13 @@
 //!
 //! Internally synchronized (one `parking_lot::Mutex`; every operation is O(1)
 //! amortized); share it behind an `Arc`. It stores; it does not judge freshness.
+//! Every change is counted ([`MemoryCache::version`]), so that per-thread copies of
+//! hot objects (`hot.rs`) know when they are out of date.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -116,7 +119,15 @@ pub struct MemoryCache {
     max_bytes: usize,
     max_object: usize,
     inner: Mutex<Inner>,
+    /// Unique to this tier in the process (never reused, unlike an address).
+    id: u64,
+    /// Changes so far: bumped under the lock by every insert, replacement, removal
+    /// and eviction.
+    version: AtomicU64,
 }
+
+/// The next tier's [`MemoryCache::id`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl MemoryCache {
     /// A tier of `max_bytes`; objects over a quarter of it are not admitted.
@@ -131,7 +142,23 @@ impl MemoryCache {
             max_bytes,
             max_object: max_object.min(max_bytes),
             inner: Mutex::new(Inner::default()),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            version: AtomicU64::new(0),
         }
+    }
+
+    /// This tier's identity in the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// How many changes the tier has seen: equal counts, equal contents.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The object under `key`, counting the read.
@@ -153,6 +180,9 @@ impl MemoryCache {
         let mut evicted = Vec::new();
         {
             let mut inner = self.inner.lock();
+            // Counted before anything changes, under the lock: a reader that saw the
+            // old count and then reads the new contents keeps nothing (`hot.rs`).
+            self.changed();
             if size > self.max_object {
                 if let Some(old) = inner.remove_key(&key) {
                     evicted.push(old);
@@ -182,7 +212,11 @@ impl MemoryCache {
     }
 
     pub fn remove(&self, key: &str) {
-        let old = self.inner.lock().remove_key(key);
+        let old = {
+            let mut inner = self.inner.lock();
+            self.changed();
+            inner.remove_key(key)
+        };
         drop(old);
     }
 

@@ -130,19 +130,40 @@ impl Quick for EdgeQuick {
         }
         // The key of a plain path without a query is the path (`target` would make
         // the same); any other goes the long way.
-        let obj = edge.memory.get(plain_key(path)?)?;
+        // This thread's copy of the object when it is current (`cache::hot`): no
+        // lock, no reference count shared with other threads.
+        edge.memory
+            .read_hot(plain_key(path)?, |obj, body| {
+                self.answer_from(req, head, path, started, obj, body)
+            })
+            .flatten()
+    }
+}
+
+impl EdgeQuick {
+    /// The quick answer from `obj` (its `body`, this thread's own when small).
+    fn answer_from(
+        &self,
+        req: &QuickRequest<'_>,
+        head: &mut Vec<u8>,
+        path: &str,
+        started: Option<std::time::Instant>,
+        obj: &CachedObject,
+        body: &Bytes,
+    ) -> Option<Bytes> {
+        let edge = &*self.edge;
         let wall = SystemTime::now();
         let now = wall
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        if obj.status != 200 || decide(now, Some(&obj)) != Decision::Hit {
+        if obj.status != 200 || decide(now, Some(obj)) != Decision::Hit {
             return None;
         }
         // The object's head, made at its first quick answer (the object is only ever
         // looked up by this path here: its key is the path).
-        let made = crate::memo::of(&obj)?
+        let made = crate::memo::of(obj)?
             .quick
-            .get_or_init(|| self.head_of(&obj, path));
+            .get_or_init(|| self.head_of(obj, path));
         head.extend_from_slice(made.head.as_deref()?);
         let age = now.saturating_sub(obj.stored_ms) / 1000;
         field(head, b"age", itoa::Buffer::new().format(age).as_bytes());
@@ -180,7 +201,7 @@ impl Quick for EdgeQuick {
             }
             None => access_event(client, &Method::GET, path, 200, CacheStatus::Hit, 0, None),
         }
-        Some(obj.body.clone())
+        Some(body.clone())
     }
 }
 

@@ -24,12 +24,18 @@ pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error
 /// `mediamesh_edge_egress_bytes_total`, made once (it is bumped on every answer).
 /// Here, with the answers, rather than in `metrics`: that module renders the page
 /// from the whole `Edge`, and the answers must not depend on it.
-static EGRESS: std::sync::OnceLock<::metrics::Counter> = std::sync::OnceLock::new();
+/// Striped: every core counts its answers at once.
+static EGRESS: std::sync::OnceLock<&'static service::metrics::StripedCounter> =
+    std::sync::OnceLock::new();
 
 /// Counts body bytes sent to viewers.
 pub fn record_egress(bytes: u64) {
     EGRESS
-        .get_or_init(|| ::metrics::counter!("mediamesh_edge_egress_bytes_total"))
+        .get_or_init(|| {
+            service::metrics::StripedCounter::new(::metrics::counter!(
+                "mediamesh_edge_egress_bytes_total"
+            ))
+        })
         .increment(bytes);
 }
 
