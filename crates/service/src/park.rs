@@ -956,6 +956,20 @@ enum Linger {
     Stay,
 }
 
+impl Linger {
+    /// At the start of a stretch (quick answers, or a hyper connection): whether it
+    /// is to wait out `park_after` idle before parking is asked for. A plain
+    /// connection with no linger asks at once; TLS never does.
+    fn begin(self, activity: &Activity, park_after: Duration) -> bool {
+        let parks = self == Linger::Park;
+        let lingering = parks && !park_after.is_zero();
+        if parks && !lingering {
+            activity.ask_park();
+        }
+        lingering
+    }
+}
+
 /// Quick answers on `io` with no hyper connection (see [`ParkIo::poll_quick`]), until
 /// a request that is not quick comes ([`QuickEnd::Hyper`]), the connection lingers
 /// idle for `park_after` with `Linger::Park` ([`QuickEnd::Idle`]), or it ends
@@ -974,11 +988,7 @@ where
     let park_after = shared.conn.park_after;
     let linger = activity.lingered(park_after);
     tokio::pin!(linger);
-    let parks = linger_mode == Linger::Park;
-    let mut lingering = parks && !park_after.is_zero();
-    if parks && !lingering {
-        activity.ask_park();
-    }
+    let mut lingering = linger_mode.begin(activity, park_after);
     // The socket wakes the task for every request; the timers are polled only when
     // they woke it (`gate.rs`).
     let mut linger = Gated::new(linger);
@@ -1075,11 +1085,7 @@ where
     let park_after = shared.conn.park_after;
     let linger = activity.lingered(park_after);
     tokio::pin!(linger);
-    let parks = linger_mode == Linger::Park;
-    let mut lingering = parks && !park_after.is_zero();
-    if parks && !lingering {
-        activity.ask_park();
-    }
+    let mut lingering = linger_mode.begin(activity, park_after);
     let result = loop {
         tokio::select! {
             r = Pin::new(&mut http) => break r,
