@@ -637,7 +637,6 @@ impl<I> ParkIo<I> {
         }
         self.parked = false;
         self.refresh = false;
-        self.hyper_head_at = Instant::now();
         self.dirty = false;
         self.activity.clear_park();
         // Normally empty: replayed first to the next hyper connection. Copied, never
@@ -683,8 +682,10 @@ where
     let expired = activity.expired(shared.no_request(), shared.conn.idle_timeout);
     tokio::pin!(expired);
     loop {
+        // Quick requests first, with no hyper connection at all; idle there, the
+        // connection skips hyper and waits parked.
+        let mut idle = false;
         if io.quick.is_some() {
-            // Quick requests first, with no hyper connection at all.
             let quick = Box::pin(serve_quick(
                 &mut io,
                 &activity,
@@ -696,34 +697,31 @@ where
                 QuickEnd::Hyper => {}
                 QuickEnd::Idle => {
                     activity.clear_park();
-                    let waiting = Box::pin(wait_parked(io, peer, &shared, expired.as_mut()));
-                    io = match waiting.await {
-                        Some(io) => io,
-                        None => return,
-                    };
-                    continue;
+                    idle = true;
                 }
                 QuickEnd::Closed => return,
             }
         }
-        // Boxed, and in statements of their own (a temporary in an awaited
-        // expression would be kept in this future): hyper's state and the active
-        // phase's are allocated only while the connection is active.
-        let active = Box::pin(serve_until_idle(
-            io,
-            peer,
-            &activity,
-            &shared,
-            expired.as_mut(),
-            Linger::Park,
-        ));
-        io = match active.await {
-            Some(parked) => parked,
-            None => return,
-        };
-        if io.replay.has_remaining() {
-            // The next request's first bytes are here already: serve them.
-            continue;
+        if !idle {
+            // Boxed, and in statements of their own (a temporary in an awaited
+            // expression would be kept in this future): hyper's state and the active
+            // phase's are allocated only while the connection is active.
+            let active = Box::pin(serve_until_idle(
+                io,
+                peer,
+                &activity,
+                &shared,
+                expired.as_mut(),
+                Linger::Park,
+            ));
+            io = match active.await {
+                Some(parked) => parked,
+                None => return,
+            };
+            if io.replay.has_remaining() {
+                // The next request's first bytes are here already: serve them.
+                continue;
+            }
         }
         let waiting = Box::pin(wait_parked(io, peer, &shared, expired.as_mut()));
         io = match waiting.await {
@@ -747,32 +745,30 @@ async fn wait_parked<F, E>(
 where
     E: Future<Output = Expired>,
 {
-    {
-        let lot = shared.lot.available();
-        // Counted while it waits here, also if the task is dropped meanwhile (its
-        // runtime shutting down).
-        let counted = ParkedHere::count(&shared.parked);
-        let woke = tokio::select! {
-            r = io.readable() => Woke::Readable(r),
-            () = tokio::time::sleep(TO_LOT_AFTER), if lot => Woke::ToLot,
-            why = expired.as_mut() => Woke::Expired(why),
-        };
-        drop(counted);
-        match woke {
-            Woke::Readable(Ok(())) => Some(io),
-            Woke::Readable(Err(e)) => {
-                tracing::debug!(error = %e, "parked connection failed");
-                None
-            }
-            Woke::ToLot => {
-                // The socket goes to the lot and this task ends (see the module doc).
-                to_lot(io, peer, shared);
-                None
-            }
-            Woke::Expired(why) => {
-                closed(why.label());
-                None
-            }
+    let lot = shared.lot.available();
+    // Counted while it waits here, also if the task is dropped meanwhile (its
+    // runtime shutting down).
+    let counted = ParkedHere::count(&shared.parked);
+    let woke = tokio::select! {
+        r = io.readable() => Woke::Readable(r),
+        () = tokio::time::sleep(TO_LOT_AFTER), if lot => Woke::ToLot,
+        why = expired.as_mut() => Woke::Expired(why),
+    };
+    drop(counted);
+    match woke {
+        Woke::Readable(Ok(())) => Some(io),
+        Woke::Readable(Err(e)) => {
+            tracing::debug!(error = %e, "parked connection failed");
+            None
+        }
+        Woke::ToLot => {
+            // The socket goes to the lot and this task ends (see the module doc).
+            to_lot(io, peer, shared);
+            None
+        }
+        Woke::Expired(why) => {
+            closed(why.label());
+            None
         }
     }
 }
