@@ -95,6 +95,7 @@ mod tests {
             stale_while_revalidate_until_ms: t + f.ttl_ms + f.swr_ms,
             stale_if_error_until_ms: t + f.ttl_ms + f.sie_ms,
             memo: crate::Memo::default(),
+            pages: Default::default(),
         }
     }
 

@@ -390,6 +390,7 @@ mod tests {
             stale_while_revalidate_until_ms: 3,
             stale_if_error_until_ms: 4,
             memo: crate::Memo::default(),
+            pages: Default::default(),
         }
     }
 

@@ -123,6 +123,7 @@ mod tests {
             stale_while_revalidate_until_ms: u64::MAX,
             stale_if_error_until_ms: u64::MAX,
             memo: Default::default(),
+            pages: Default::default(),
         })
     }
 

@@ -13,12 +13,14 @@ pub mod hot;
 pub mod key;
 pub mod memory;
 pub mod policy;
+pub mod sealed;
 pub mod status;
 
+pub use sealed::{Pages, SealedBody};
 pub use status::CacheStatus;
 
 use std::any::Any;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,10 @@ pub struct CachedObject {
     /// answer it makes (see [`Memo`]). Not stored on disk.
     #[serde(skip)]
     pub memo: Memo,
+    /// The sealed memory file `body` is a view of, when it is in one (large bodies
+    /// in the memory tier, [`CachedObject::seal_body`]). Not stored on disk.
+    #[serde(skip)]
+    pub pages: Pages,
 }
 
 /// Something a server derives from a cached object once and reuses for every answer
@@ -116,6 +122,27 @@ impl CachedObject {
         self.body.len() + headers + OBJECT_OVERHEAD
     }
 
+    /// Moves a large body (at least [`sealed::SEAL_MIN`]) into a sealed memory file,
+    /// for [`CachedObject::body_file`]; keeps it on the heap when it is small, already
+    /// sealed, or no file can be had (see `sealed.rs`). The bytes stay the same.
+    pub fn seal_body(&mut self) {
+        if self.body.len() < sealed::SEAL_MIN || self.pages.0.is_some() {
+            return;
+        }
+        if let Some(file) = SealedBody::seal(&self.body) {
+            self.body = file.bytes();
+            self.pages = Pages(Some(file));
+        }
+    }
+
+    /// The sealed file holding the body and where the body starts in it, when the
+    /// body is a view of one: what a plain connection may `sendfile` from.
+    pub fn body_file(&self) -> Option<(Arc<SealedBody>, u64)> {
+        let file = self.pages.0.as_ref()?;
+        let at = file.offset_of(&self.body)?;
+        Some((file.clone(), at))
+    }
+
     /// Fresh: may be served without asking upstream.
     pub fn is_fresh(&self, now_ms: u64) -> bool {
         now_ms < self.fresh_until_ms
@@ -140,6 +167,7 @@ mod tests {
             stale_while_revalidate_until_ms: 200,
             stale_if_error_until_ms: 300,
             memo: Memo::default(),
+            pages: Default::default(),
         };
         assert_eq!(o.etag(), Some("\"abc\""));
         assert_eq!(o.header("Content-Type"), Some("video/mp4"));
@@ -160,6 +188,7 @@ mod tests {
             stale_while_revalidate_until_ms: 200,
             stale_if_error_until_ms: 300,
             memo: Memo::default(),
+            pages: Default::default(),
         };
         let copy = o.clone();
         assert_eq!(o.memo.get_or_make(|| 7u32), Some(&7));

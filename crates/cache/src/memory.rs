@@ -408,6 +408,7 @@ mod tests {
             stale_while_revalidate_until_ms: 0,
             stale_if_error_until_ms: 0,
             memo: crate::Memo::default(),
+            pages: Default::default(),
         })
     }
 

@@ -115,6 +115,9 @@ pub fn render(edge: &Edge) -> String {
     let (mem, disk) = edge.cache_bytes();
     ::metrics::gauge!("mediamesh_edge_cache_bytes", "tier" => "memory").set(mem as f64);
     ::metrics::gauge!("mediamesh_edge_cache_bytes", "tier" => "disk").set(disk as f64);
+    // Large bodies in sealed memory files (`cache::sealed`): each holds a descriptor.
+    ::metrics::gauge!("mediamesh_edge_cache_sealed_bodies")
+        .set(cache::sealed::sealed_count() as f64);
     let lookups = LOOKUPS.total();
     if lookups > 0 {
         ::metrics::gauge!("mediamesh_edge_hit_ratio").set(HITS.total() as f64 / lookups as f64);

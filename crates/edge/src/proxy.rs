@@ -299,6 +299,7 @@ impl Edge {
                             stale_while_revalidate_until_ms: 0,
                             stale_if_error_until_ms: 0,
                             memo: cache::Memo::default(),
+                            pages: Default::default(),
                         };
                         (
                             object_response(&obj, headers, head_only, now_ms()),
@@ -458,9 +459,15 @@ impl Edge {
         }
         let disk = self.disk.clone()?;
         let k = key.to_string();
-        let found = tokio::task::spawn_blocking(move || disk.get(&k))
-            .await
-            .ok()??;
+        // Sealed there too (large bodies, `cache::sealed`): it enters the memory tier.
+        let found = tokio::task::spawn_blocking(move || {
+            disk.get(&k).map(|mut obj| {
+                obj.seal_body();
+                obj
+            })
+        })
+        .await
+        .ok()??;
         let obj = Arc::new(found);
         self.memory.insert(key.to_string(), obj.clone());
         ::metrics::counter!("mediamesh_edge_disk_hits_total").increment(1);
@@ -629,7 +636,7 @@ impl Edge {
                 sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), &body));
             headers.push(("etag".into(), format!("\"{}\"", hex::encode(&digest[..12]))));
         }
-        let obj = Arc::new(CachedObject {
+        let mut obj = CachedObject {
             status: head.status,
             headers,
             body,
@@ -638,7 +645,12 @@ impl Edge {
             stale_while_revalidate_until_ms: now + fresh.ttl_ms + fresh.swr_ms,
             stale_if_error_until_ms: now + fresh.ttl_ms + fresh.sie_ms,
             memo: cache::Memo::default(),
-        });
+            pages: Default::default(),
+        };
+        // A large body goes into a sealed memory file (`cache::sealed`): hits of it
+        // are then sent from its pages on plain sockets.
+        obj.seal_body();
+        let obj = Arc::new(obj);
         self.memory.insert(key.to_string(), obj.clone());
         // Short-lived objects (live playlists) are not worth a disk write.
         let disk = self

@@ -29,7 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use hyper::header::HeaderValue;
 use hyper::{Method, StatusCode};
-use service::{Quick, QuickRequest};
+use service::{BodyFile, Quick, QuickBody, QuickRequest};
 
 use cache::decide::{decide, Decision};
 use cache::key::plain_key;
@@ -93,7 +93,7 @@ impl EdgeQuick {
 }
 
 impl Quick for EdgeQuick {
-    fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<Bytes> {
+    fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<QuickBody> {
         let edge = &*self.edge;
         // For the access log's `ms` only.
         let started = edge.access_log.as_ref().map(|_| std::time::Instant::now());
@@ -150,7 +150,7 @@ impl EdgeQuick {
         started: Option<std::time::Instant>,
         obj: &CachedObject,
         body: &Bytes,
-    ) -> Option<Bytes> {
+    ) -> Option<QuickBody> {
         let edge = &*self.edge;
         let wall = SystemTime::now();
         let now = wall
@@ -201,7 +201,15 @@ impl EdgeQuick {
             }
             None => access_event(client, &Method::GET, path, 200, CacheStatus::Hit, 0, None),
         }
-        Some(body.clone())
+        // A large body in a sealed memory file goes out from it on a plain socket.
+        let file = obj
+            .body_file()
+            .filter(|_| body.as_ptr() == obj.body.as_ptr())
+            .map(|(fd, offset)| BodyFile { fd, offset });
+        Some(QuickBody {
+            bytes: body.clone(),
+            file,
+        })
     }
 }
 

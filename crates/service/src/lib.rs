@@ -19,6 +19,7 @@ mod lot;
 pub mod metrics;
 mod park;
 mod quick;
+mod sendfile;
 /// For the fuzz targets only (`fuzz/fuzz_targets/http1_framing.rs`): the request
 /// framing follower of parked HTTP/1.1 connections. Not an API.
 #[doc(hidden)]
@@ -36,10 +37,10 @@ pub mod fuzzing {
                 &self,
                 req: &crate::QuickRequest<'_>,
                 head: &mut Vec<u8>,
-            ) -> Option<bytes::Bytes> {
+            ) -> Option<crate::QuickBody> {
                 let _ = (req.path(), req.query(), req.header("host"), req.peer());
                 head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-                Some(self.0.clone())
+                Some(self.0.clone().into())
             }
         }
         let quick = Everything(bytes::Bytes::copy_from_slice(body));
@@ -53,7 +54,7 @@ mod tls;
 
 pub use conn::{ConnLimits, IpKey, IpSlot, PerIp};
 pub use http3::{H3Body, H3Error, H3Listener};
-pub use quick::{put_date, Quick, QuickRequest};
+pub use quick::{put_date, BodyFile, Quick, QuickBody, QuickRequest};
 pub use serve::{serve, serve_threaded, serve_with, ServeLimits};
 pub use tls::{load_tls, TlsError};
 /// The TLS server configuration `serve` takes (what `load_tls` makes).

@@ -84,6 +84,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
@@ -101,7 +102,8 @@ use crate::conn::{closed, Activity, Expired, GuardedIo, InFlight, TrackedBody};
 use crate::gate::Gated;
 use crate::listener::{Shared, CLOSE_GRACE};
 use crate::lot::{Parked, Resume};
-use crate::quick::QuickSide;
+use crate::quick::{BodyFile, QuickSide};
+use crate::sendfile::SendFile;
 
 /// Request heads longer than this are not followed (hyper answers 431 and closes;
 /// the tracker gives up and the connection is simply not parked).
@@ -299,7 +301,12 @@ pub(crate) struct ParkIo<I = GuardedIo<TcpStream>> {
 struct QuickOut {
     head: Vec<u8>,
     head_sent: usize,
+    /// What of the body is left to write (also when it goes from `file`).
     body: Bytes,
+    /// The file the body is sent from, at the offset of what is left.
+    file: Option<BodyFile>,
+    /// The socket's unsent mark is set for `file` (`sendfile.rs`), to lift after.
+    marked: bool,
     in_flight: Option<InFlight>,
 }
 
@@ -311,7 +318,7 @@ const KEEP_OUT: usize = 4 * 1024;
 /// tasks (a client pipelining quick requests for ever must not hold the thread).
 const QUICK_PER_READ: usize = 32;
 
-impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
+impl<I: AsyncRead + AsyncWrite + SendFile + Unpin> ParkIo<I> {
     pub(crate) fn new(io: I, activity: Arc<Activity>, quick: Option<QuickSide>) -> Self {
         ParkIo {
             io,
@@ -370,14 +377,39 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
             if head.is_empty() && out.body.is_empty() {
                 out.in_flight = None;
                 out.body = Bytes::new();
+                out.file = None;
+                if out.marked {
+                    out.marked = false;
+                    self.io.set_unsent_mark(0);
+                }
                 if out.head.capacity() > KEEP_OUT {
                     // A large answer's buffer is not kept for the connection's life.
                     out.head = Vec::new();
                 }
                 break;
             }
-            let bufs = [io::IoSlice::new(head), io::IoSlice::new(&out.body)];
-            let n = match Pin::new(&mut self.io).poll_write_vectored(cx, &bufs) {
+            let written = match &mut out.file {
+                // The head alone, then the body from its file (`sendfile.rs`).
+                Some(_) if !head.is_empty() => Pin::new(&mut self.io).poll_write(cx, head),
+                Some(file) => {
+                    if !out.marked {
+                        out.marked = true;
+                        self.io.set_unsent_mark(crate::sendfile::UNSENT_MARK);
+                    }
+                    let sent =
+                        self.io
+                            .poll_send_file(cx, file.fd.as_fd(), file.offset, out.body.len());
+                    if let Poll::Ready(Ok(n)) = sent {
+                        file.offset += n as u64;
+                    }
+                    sent
+                }
+                None => {
+                    let bufs = [io::IoSlice::new(head), io::IoSlice::new(&out.body)];
+                    Pin::new(&mut self.io).poll_write_vectored(cx, &bufs)
+                }
+            };
+            let n = match written {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -421,6 +453,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
                     head: Vec::new(),
                     head_sent: 0,
                     body: Bytes::new(),
+                    file: None,
+                    marked: false,
                     in_flight: None,
                 })
             });
@@ -430,7 +464,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ParkIo<I> {
             };
             used += a.used;
             out.head_sent = 0;
-            out.body = a.body;
+            out.body = a.body.bytes;
+            // Sent from its file where this IO can (a plain socket), else copied.
+            out.file = a.body.file.filter(|_| self.io.can_send_file());
             out.in_flight = Some(self.activity.begin());
             match self.poll_quick_out(cx) {
                 Poll::Ready(Err(e)) => return Err(e),
@@ -516,7 +552,7 @@ enum QuickEnd {
     Closed,
 }
 
-impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for ParkIo<I> {
+impl<I: AsyncRead + AsyncWrite + SendFile + Unpin> AsyncRead for ParkIo<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -582,7 +618,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for ParkIo<I> {
     }
 }
 
-impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ParkIo<I> {
+impl<I: AsyncRead + AsyncWrite + SendFile + Unpin> AsyncWrite for ParkIo<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -907,7 +943,7 @@ pub(crate) async fn serve_tls_h1<I, F, Fut, B>(
     peer: SocketAddr,
     shared: Arc<Shared<F>>,
 ) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -978,7 +1014,7 @@ async fn serve_quick<I, F, E>(
     linger_mode: Linger,
 ) -> QuickEnd
 where
-    I: AsyncRead + AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + SendFile + Unpin,
     E: Future<Output = Expired>,
 {
     let park_after = shared.conn.park_after;
@@ -1043,7 +1079,7 @@ async fn serve_until_idle<I, F, Fut, B, E>(
     linger_mode: Linger,
 ) -> Option<ParkIo<I>>
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,

@@ -44,6 +44,7 @@
 //! `HEAD`, anything the handler would have to wait for.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,7 +60,29 @@ pub trait Quick: Send + Sync + 'static {
     /// `content-length`, each line ending in CRLF, and nothing else: the caller adds
     /// the length of `body` and the empty line. A `date` field is the handler's to
     /// write ([`put_date`]), as hyper adds one only where the response has none.
-    fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<Bytes>;
+    fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<QuickBody>;
+}
+
+/// A quick answer's body: its bytes, and the file they are in when they are in one a
+/// plain connection may `sendfile` from (the edge's large cached bodies, kept in
+/// sealed memory files). TLS connections send the bytes.
+pub struct QuickBody {
+    pub bytes: Bytes,
+    pub file: Option<BodyFile>,
+}
+
+impl From<Bytes> for QuickBody {
+    fn from(bytes: Bytes) -> Self {
+        QuickBody { bytes, file: None }
+    }
+}
+
+/// A file whose bytes from `offset` on are a body's bytes, and stay so while the file
+/// is held (its owner must guarantee it: the edge's are sealed against writes).
+#[derive(Clone)]
+pub struct BodyFile {
+    pub fd: Arc<dyn AsFd + Send + Sync>,
+    pub offset: u64,
 }
 
 /// The quick path as one connection's IO holds it.
@@ -125,7 +148,7 @@ pub(crate) struct Answered {
     /// Bytes of the request (its head).
     pub(crate) used: usize,
     /// The response body (`head` holds the rest, ending with the empty line).
-    pub(crate) body: Bytes,
+    pub(crate) body: QuickBody,
 }
 
 /// Tries the quick path on the request at the start of `data`: `Some` when `quick`
@@ -160,7 +183,7 @@ pub(crate) fn answer(
     };
     let body = quick.answer(&req, head)?;
     head.extend_from_slice(b"content-length: ");
-    head.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    head.extend_from_slice(itoa::Buffer::new().format(body.bytes.len()).as_bytes());
     head.extend_from_slice(b"\r\n\r\n");
     Some(Answered { used, body })
 }
@@ -243,12 +266,12 @@ mod tests {
     struct Echo;
 
     impl Quick for Echo {
-        fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<Bytes> {
+        fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<QuickBody> {
             if req.path() == "/no" {
                 return None;
             }
             head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-            Some(Bytes::copy_from_slice(req.target().as_bytes()))
+            Some(Bytes::copy_from_slice(req.target().as_bytes()).into())
         }
     }
 
@@ -258,8 +281,13 @@ mod tests {
 
     fn try_quick(data: &[u8]) -> Option<(usize, String, Bytes)> {
         let mut head = Vec::new();
-        answer(&Echo, data, peer(), &mut head)
-            .map(|a| (a.used, String::from_utf8_lossy(&head).into_owned(), a.body))
+        answer(&Echo, data, peer(), &mut head).map(|a| {
+            (
+                a.used,
+                String::from_utf8_lossy(&head).into_owned(),
+                a.body.bytes,
+            )
+        })
     }
 
     #[test]
@@ -301,10 +329,10 @@ mod tests {
     fn the_path_and_query_split_at_the_first_question_mark() {
         struct Parts;
         impl Quick for Parts {
-            fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<Bytes> {
+            fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<QuickBody> {
                 head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
                 let q = req.query().map_or("-".to_string(), |q| format!("[{q}]"));
-                Some(Bytes::from(format!("{} {q}", req.path())))
+                Some(Bytes::from(format!("{} {q}", req.path())).into())
             }
         }
         for (target, want) in [
@@ -317,7 +345,7 @@ mod tests {
             let req = format!("GET {target} HTTP/1.1\r\n\r\n");
             let mut head = Vec::new();
             let a = answer(&Parts, req.as_bytes(), peer(), &mut head).unwrap();
-            assert_eq!(&a.body[..], want.as_bytes(), "{target}");
+            assert_eq!(&a.body.bytes[..], want.as_bytes(), "{target}");
         }
     }
 

@@ -17,20 +17,45 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use service::{serve_threaded, ConnLimits, Quick, QuickRequest, ServeLimits};
+use service::{serve_threaded, BodyFile, ConnLimits, Quick, QuickBody, QuickRequest, ServeLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const BOUND: Duration = Duration::from_secs(15);
 const BIG: usize = 8 * 1024 * 1024;
 
-/// Answers `/q/...` itself (`quick <target>`, or 8 MiB for `/q/big`), counting.
+/// Answers `/q/...` itself (`quick <target>`, or 8 MiB for `/q/big`, or for
+/// `/q/file` a body with a file), counting.
 struct Q {
     answered: AtomicUsize,
+    /// [`FILE_AT`] bytes of `-`, then [`file_bytes`].
+    file: Arc<std::fs::File>,
+}
+
+/// Where the file answer's body starts in its file.
+const FILE_AT: u64 = 100;
+/// Its length: more than a socket takes at once.
+const FILE_LEN: usize = 3 * 1024 * 1024 + 7;
+
+fn file_bytes() -> Vec<u8> {
+    (0..FILE_LEN).map(|i| (i % 251) as u8).collect()
+}
+
+impl Q {
+    fn new() -> Arc<Q> {
+        use std::io::Write;
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&[b'-'; FILE_AT as usize]).unwrap();
+        f.write_all(&file_bytes()).unwrap();
+        Arc::new(Q {
+            answered: AtomicUsize::new(0),
+            file: Arc::new(f),
+        })
+    }
 }
 
 impl Quick for Q {
-    fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<Bytes> {
+    fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<QuickBody> {
         if !req.path().starts_with("/q/") {
             return None;
         }
@@ -38,9 +63,20 @@ impl Quick for Q {
         head.extend_from_slice(b"HTTP/1.1 200 OK\r\nx-path: quick\r\n");
         service::put_date(head, std::time::SystemTime::now());
         if req.path() == "/q/big" {
-            return Some(Bytes::from(vec![b'b'; BIG]));
+            return Some(Bytes::from(vec![b'b'; BIG]).into());
         }
-        Some(Bytes::from(format!("quick {}", req.target())))
+        if req.path() == "/q/file" {
+            // The bytes differ from the file's on purpose (a handler must not do
+            // this): what arrives says which of the two was sent.
+            return Some(QuickBody {
+                bytes: Bytes::from(vec![b'c'; FILE_LEN]),
+                file: Some(BodyFile {
+                    fd: self.file.clone(),
+                    offset: FILE_AT,
+                }),
+            });
+        }
+        Some(Bytes::from(format!("quick {}", req.target())).into())
     }
 }
 
@@ -56,9 +92,7 @@ async fn start_with(limits: ServeLimits) -> (SocketAddr, Arc<Q>) {
     service::metrics::handle();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let q = Arc::new(Q {
-        answered: AtomicUsize::new(0),
-    });
+    let q = Q::new();
     tokio::spawn(serve_threaded(
         listener,
         limits,
@@ -190,6 +224,41 @@ async fn a_quick_answer_the_socket_takes_slowly_comes_before_the_next_one() {
 }
 
 #[tokio::test]
+async fn a_body_with_a_file_goes_out_from_the_file_in_order_on_a_plain_socket() {
+    let (addr, q) = start(ConnLimits::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut reqs = Vec::new();
+    for t in ["/q/file", "/q/file", "/h/after"] {
+        reqs.extend_from_slice(&get(t));
+    }
+    s.write_all(&reqs).await.unwrap();
+    // Nothing read for a moment: the first answer fills the socket's buffers, and
+    // `sendfile` has to wait for room.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut pending = Vec::new();
+    let want = file_bytes();
+    let file_answer = |head: &str, body: &[u8]| {
+        assert!(head.contains("x-path: quick"), "{head}");
+        assert_eq!(body.len(), FILE_LEN);
+        assert!(body == want, "not the file's bytes");
+    };
+    for _ in 0..2 {
+        let (head, body) = response(&mut s, &mut pending).await;
+        file_answer(&head, &body);
+    }
+    let (_, body) = response(&mut s, &mut pending).await;
+    assert_eq!(body, b"hyper /h/after");
+    // Under the hyper connection that served `/h/after`, and then a small answer.
+    s.write_all(&get("/q/file")).await.unwrap();
+    let (head, body) = response(&mut s, &mut pending).await;
+    file_answer(&head, &body);
+    s.write_all(&get("/q/again")).await.unwrap();
+    let (_, body) = response(&mut s, &mut pending).await;
+    assert_eq!(body, b"quick /q/again");
+    assert_eq!(q.answered.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
 async fn after_quick_answers_a_connection_is_parked_and_closed_when_idle() {
     let conn = ConnLimits::default()
         .park_after(Duration::ZERO)
@@ -246,9 +315,7 @@ async fn start_tls(
     let tls = service::load_tls(&cert, &key).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let q = Arc::new(Q {
-        answered: AtomicUsize::new(0),
-    });
+    let q = Q::new();
     tokio::spawn(serve_threaded(
         listener,
         limits,
@@ -414,6 +481,23 @@ async fn a_head_longer_than_the_quick_read_buffer_goes_to_hyper_whole() {
     let (_, body) = response(&mut s, &mut pending).await;
     assert_eq!(body, b"quick /q/after");
     assert_eq!(q.answered.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn over_tls_a_body_with_a_file_goes_out_from_its_bytes() {
+    let (addr, q, config) = start_tls(b"http/1.1", ServeLimits::default()).await;
+    let mut s = tls_connect(addr, config).await;
+    let mut reqs = get("/q/file");
+    reqs.extend_from_slice(&get("/q/after"));
+    s.write_all(&reqs).await.unwrap();
+    let mut pending = Vec::new();
+    let (head, body) = response(&mut s, &mut pending).await;
+    assert!(head.contains("x-path: quick"), "{head}");
+    assert_eq!(body.len(), FILE_LEN);
+    assert!(body.iter().all(|&b| b == b'c'), "TLS sent from the file");
+    let (_, body) = response(&mut s, &mut pending).await;
+    assert_eq!(body, b"quick /q/after");
+    assert_eq!(q.answered.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

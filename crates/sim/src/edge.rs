@@ -297,6 +297,7 @@ impl EdgeTier {
             stale_while_revalidate_until_ms: 0,
             stale_if_error_until_ms: 0,
             memo: cache::Memo::default(),
+            pages: Default::default(),
         })
     }
 

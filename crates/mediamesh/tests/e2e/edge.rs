@@ -745,4 +745,9 @@ fn quick_answers_are_the_request_paths() {
         0.0
     );
     assert_eq!(origin.count("/obj/q.m4s"), 2, "one miss per edge");
+    // The 2 MiB body is in a sealed memory file on both edges (`cache::sealed`): the
+    // quick edge sent its hits from it (`sendfile`), the other copied from its pages.
+    for edge in [&quick, &whole] {
+        assert!(metric(edge.http, "mediamesh_edge_cache_sealed_bodies") >= 1.0);
+    }
 }
