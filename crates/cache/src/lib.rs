@@ -1,5 +1,5 @@
 //! The cache core of mediamesh: the cached object type, the memory tier (S3-FIFO,
-//! bounded in bytes), the disk tier (bounded in bytes, survives restarts), the
+//! bounded in bytes; large bodies in sealed memory files, `sealed.rs`), the disk tier (bounded in bytes, survives restarts), the
 //! freshness policy that says how long an upstream answer may be kept, and cache keys.
 //!
 //! A crate of its own so the simulator runs the same cache as the edge without

@@ -31,6 +31,10 @@
 //!
 //! HTTP/1.1 over TLS takes it too (ALPN `http/1.1` or none).
 //!
+//! A body the handler has in a file ([`QuickBody::file`]: the edge's large cached
+//! bodies, kept in sealed memory files) goes out by `sendfile` on a plain socket,
+//! after its head (`sendfile.rs`); over TLS its bytes are written like any other's.
+//!
 //! hyper's header-read timer: hyper arms it when it starts waiting for a request
 //! head and disarms it when a head is complete. Quick requests never reach hyper, so
 //! on a connection that only sends them the timer would run out while the client is
