@@ -199,4 +199,38 @@ mod tests {
         assert_eq!(o.clone().memo.get_or_make(|| 9u32), Some(&9));
         assert_eq!(format!("{:?}", o.memo), "Memo(made)");
     }
+
+    #[test]
+    fn a_large_body_is_sealed_and_a_small_one_is_not() {
+        let object = |len: usize| CachedObject {
+            status: 200,
+            headers: vec![],
+            body: Bytes::from((0..len).map(|i| (i % 7) as u8).collect::<Vec<u8>>()),
+            stored_ms: 1,
+            fresh_until_ms: 100,
+            stale_while_revalidate_until_ms: 200,
+            stale_if_error_until_ms: 300,
+            memo: Memo::default(),
+            pages: Default::default(),
+        };
+        let mut small = object(sealed::SEAL_MIN - 1);
+        small.seal_body();
+        assert!(small.body_file().is_none());
+
+        let mut large = object(sealed::SEAL_MIN * 3);
+        let before = large.clone();
+        large.seal_body();
+        let (file, at) = large.body_file().expect("sealed");
+        assert_eq!(at, 0);
+        assert_eq!(file.len(), large.body.len());
+        // The same bytes, so the same object; sealing again changes nothing.
+        assert_eq!(large, before);
+        large.seal_body();
+        assert_eq!(large.body_file().map(|(_, at)| at), Some(0));
+        // A clone shares the file; a body replaced by other bytes has none.
+        assert!(large.clone().body_file().is_some());
+        let mut other = large.clone();
+        other.body = before.body.clone();
+        assert!(other.body_file().is_none());
+    }
 }
