@@ -6,7 +6,9 @@
 //! work after quick answers; a connection kept busy with quick requests for longer
 //! than hyper's header-read timeout stays open, plain and over TLS. A head longer than
 //! the quick path reads at once goes to hyper whole, and a TLS connection that only
-//! ever had quick requests is closed cleanly when idle. Every wait is bounded;
+//! ever had quick requests is closed cleanly when idle. A body the handler has in a
+//! file is sent from it on a plain socket (in order with the answers around it, also
+//! when a client leaves in its middle) and from its bytes over TLS. Every wait is bounded;
 //! nothing is timed.
 
 use std::net::SocketAddr;
@@ -255,6 +257,29 @@ async fn a_body_with_a_file_goes_out_from_the_file_in_order_on_a_plain_socket() 
     s.write_all(&get("/q/again")).await.unwrap();
     let (_, body) = response(&mut s, &mut pending).await;
     assert_eq!(body, b"quick /q/again");
+    assert_eq!(q.answered.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_client_gone_in_the_middle_of_a_file_body_does_not_hurt_the_next() {
+    let (addr, q) = start(ConnLimits::default()).await;
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&get("/q/file")).await.unwrap();
+        // A little of the answer, then gone (reset: unread bytes are left).
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(BOUND, s.read(&mut buf))
+            .await
+            .expect("a first read in time")
+            .unwrap();
+        assert!(n > 0);
+        drop(s);
+    }
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&get("/q/file")).await.unwrap();
+    let mut pending = Vec::new();
+    let (_, body) = response(&mut s, &mut pending).await;
+    assert!(body == file_bytes(), "not the file's bytes");
     assert_eq!(q.answered.load(Ordering::SeqCst), 4);
 }
 
