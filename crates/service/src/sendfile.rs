@@ -8,11 +8,11 @@
 //! but unsent (`TCP_NOTSENT_LOWAT`), and the mark is lifted again when the body is
 //! out. Measured on loopback with `wrk -t2 -c100` and a 2 MiB body (bench/README.md):
 //! without the mark, `sendfile` cut the server's time per answer from about 400 µs
-//! to 130–160 µs but doubled wrk's (it received the data in far more, smaller
-//! pieces), so fewer answers went out than by copy; with a 16–32 KiB mark, the
-//! server took 250–330 µs and wrk as much as with copy. On a real network the mark is
-//! what CDNs set for other reasons too: the socket does not queue megabytes that the
-//! congestion window will not let out for a while.
+//! to 130–160 µs but doubled wrk's (why, in the kernel, was not measured), so fewer
+//! answers went out than by copy; with a 16–32 KiB mark, the server took 250–330 µs
+//! and wrk no more than with copy. On a real network the mark also keeps the socket
+//! from queueing megabytes that the congestion window will not let out for a while
+//! (what is sent later is decided later).
 //!
 //! Not here: TLS (the bytes must be encrypted in this process; its IO says it
 //! cannot), h2 and HTTP/3 (never on the quick path), which bodies have files.

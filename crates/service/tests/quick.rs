@@ -8,8 +8,8 @@
 //! the quick path reads at once goes to hyper whole, and a TLS connection that only
 //! ever had quick requests is closed cleanly when idle. A body the handler has in a
 //! file is sent from it on a plain socket (in order with the answers around it, also
-//! when a client leaves in its middle) and from its bytes over TLS. Every wait is bounded;
-//! nothing is timed.
+//! when a client leaves in its middle) and from its bytes over TLS. Every wait is
+//! bounded; nothing is timed.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
