@@ -1,6 +1,7 @@
 //! The cache core of mediamesh: the cached object type, the memory tier (S3-FIFO,
-//! bounded in bytes; large bodies in sealed memory files, `sealed.rs`), the disk tier (bounded in bytes, survives restarts), the
-//! freshness policy that says how long an upstream answer may be kept, and cache keys.
+//! bounded in bytes; large bodies in sealed memory files, `sealed.rs`), the disk tier
+//! (bounded in bytes, survives restarts), the freshness policy that says how long an
+//! upstream answer may be kept, and cache keys.
 //!
 //! A crate of its own so the simulator runs the same cache as the edge without
 //! compiling HTTP or the Wasm host. Not here: HTTP, upstream calls, request
@@ -135,11 +136,12 @@ impl CachedObject {
         }
     }
 
-    /// The sealed file holding the body and where the body starts in it, when the
-    /// body is a view of one: what a plain connection may `sendfile` from.
-    pub fn body_file(&self) -> Option<(Arc<SealedBody>, u64)> {
+    /// The sealed file holding `view` (the body, or bytes of it) and where `view`
+    /// starts in it, when `view` lies in this object's file: what a plain connection
+    /// may `sendfile` from. `None` for bytes anywhere else (a copy of the body).
+    pub fn body_file(&self, view: &[u8]) -> Option<(Arc<SealedBody>, u64)> {
         let file = self.pages.0.as_ref()?;
-        let at = file.offset_of(&self.body)?;
+        let at = file.offset_of(view)?;
         Some((file.clone(), at))
     }
 
@@ -215,22 +217,29 @@ mod tests {
         };
         let mut small = object(sealed::SEAL_MIN - 1);
         small.seal_body();
-        assert!(small.body_file().is_none());
+        assert!(small.body_file(&small.body).is_none());
 
         let mut large = object(sealed::SEAL_MIN * 3);
         let before = large.clone();
         large.seal_body();
-        let (file, at) = large.body_file().expect("sealed");
+        let (file, at) = large.body_file(&large.body).expect("sealed");
         assert_eq!(at, 0);
         assert_eq!(file.len(), large.body.len());
         // The same bytes, so the same object; sealing again changes nothing.
         assert_eq!(large, before);
         large.seal_body();
-        assert_eq!(large.body_file().map(|(_, at)| at), Some(0));
+        assert_eq!(large.body_file(&large.body).map(|(_, at)| at), Some(0));
+        assert_eq!(
+            large.body_file(&large.body[10..20]).map(|(_, at)| at),
+            Some(10)
+        );
         // A clone shares the file; a body replaced by other bytes has none.
-        assert!(large.clone().body_file().is_some());
+        let copy = large.clone();
+        assert!(copy.body_file(&copy.body).is_some());
         let mut other = large.clone();
         other.body = before.body.clone();
-        assert!(other.body_file().is_none());
+        assert!(other.body_file(&other.body).is_none());
+        // Nor do bytes of another copy of the same body.
+        assert!(large.body_file(&before.body).is_none());
     }
 }

@@ -201,10 +201,10 @@ impl EdgeQuick {
             }
             None => access_event(client, &Method::GET, path, 200, CacheStatus::Hit, 0, None),
         }
-        // A large body in a sealed memory file goes out from it on a plain socket.
+        // A large body in a sealed memory file goes out from it on a plain socket
+        // (a thread's own copy of a small body is in no file).
         let file = obj
-            .body_file()
-            .filter(|_| body.as_ptr() == obj.body.as_ptr())
+            .body_file(body)
             .map(|(fd, offset)| BodyFile { fd, offset });
         Some(QuickBody {
             bytes: body.clone(),
