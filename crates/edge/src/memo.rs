@@ -2,7 +2,8 @@
 //! answers that are the same for every answer from the object, each made at its
 //! first use. `response::object_response` takes the stored fields as a header map
 //! from here instead of parsing them per answer; the quick path (`quick.rs`) takes
-//! its whole HTTP/1.1 head but `age` and `date`.
+//! its whole HTTP/1.1 head but `age` and `date`, or the same fields as a header map
+//! for HTTP/2.
 //!
 //! Not here: making either part (their users do), anything that changes per answer
 //! (`age`, `date`, ranges, conditionals).
@@ -28,6 +29,8 @@ pub(crate) struct QuickHead {
     /// field is one the request path would drop as unusable (the object's answers
     /// then go the long way).
     pub(crate) head: Option<Box<[u8]>>,
+    /// The same fields for HTTP/2 answers; `None` where `head` is.
+    pub(crate) fields: Option<HeaderMap>,
     /// The stored fields include a `date` (then no other is added).
     pub(crate) dated: bool,
 }

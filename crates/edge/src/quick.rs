@@ -9,7 +9,9 @@
 //!
 //! The head of an object's quick answers is made once, at its first quick answer,
 //! and kept in the object's memo (`memo.rs`): a hit copies it and adds `age` and,
-//! where the object has none, `date`. Its lookup key is the path itself
+//! where the object has none, `date`. For HTTP/2 (`Quick::answer_fields`) the same
+//! fields are kept as a header map, cloned per hit with `age` added (hyper adds
+//! `date` where there is none, as it does to the long way's answers). Its lookup key is the path itself
 //! ([`cache::key::plain_key`]), so no key is built per hit.
 //!
 //! What goes the long way instead (through `proxy`), decided per edge: a token key,
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use hyper::header::HeaderValue;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 use service::{BodyFile, Quick, QuickBody, QuickRequest};
 
@@ -54,7 +56,7 @@ const REPLACED_FIELDS: [&str; 6] = [
     "cmsd-dynamic",
 ];
 
-/// An edge's quick path, for its plain HTTP/1.1 listener.
+/// An edge's quick path, for its TCP listener (HTTP/1.1 and HTTP/2).
 pub struct EdgeQuick {
     edge: Arc<Edge>,
     /// The edge's hooks that take part in some phase (indexes): each must leave a
@@ -94,6 +96,37 @@ impl EdgeQuick {
 
 impl Quick for EdgeQuick {
     fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<QuickBody> {
+        let ((), body) = self.hit(req, |made, age, wall| {
+            head.extend_from_slice(made.head.as_deref()?);
+            field(head, b"age", itoa::Buffer::new().format(age).as_bytes());
+            if !made.dated {
+                service::put_date(head, wall);
+            }
+            Some(())
+        })?;
+        Some(body)
+    }
+
+    fn answer_fields(&self, req: &QuickRequest<'_>) -> Option<(HeaderMap, Bytes)> {
+        // hyper adds `date` where the fields have none, as it does to the long way's.
+        let (fields, body) = self.hit(req, |made, age, _| {
+            let mut fields = made.fields.clone()?;
+            fields.insert(header::AGE, HeaderValue::from(age));
+            Some(fields)
+        })?;
+        Some((fields, body.bytes))
+    }
+}
+
+impl EdgeQuick {
+    /// The checks of a quick answer to `req` (see the module doc), then the hit's
+    /// answer from the object: `head` makes its head from the object's memo, the age
+    /// and the time, or refuses it (before anything is counted).
+    fn hit<R>(
+        &self,
+        req: &QuickRequest<'_>,
+        head: impl FnOnce(&QuickHead, u64, SystemTime) -> Option<R>,
+    ) -> Option<(R, QuickBody)> {
         let edge = &*self.edge;
         // For the access log's `ms` only.
         let started = edge.access_log.as_ref().map(|_| std::time::Instant::now());
@@ -138,19 +171,17 @@ impl Quick for EdgeQuick {
             })
             .flatten()
     }
-}
 
-impl EdgeQuick {
     /// The quick answer from `obj` (its `body`, this thread's own when small).
-    fn answer_from(
+    fn answer_from<R>(
         &self,
         req: &QuickRequest<'_>,
-        head: &mut Vec<u8>,
+        head: impl FnOnce(&QuickHead, u64, SystemTime) -> Option<R>,
         path: &str,
         started: Option<std::time::Instant>,
         obj: &CachedObject,
         body: &Bytes,
-    ) -> Option<QuickBody> {
+    ) -> Option<(R, QuickBody)> {
         let edge = &*self.edge;
         let wall = SystemTime::now();
         let now = wall
@@ -164,12 +195,8 @@ impl EdgeQuick {
         let made = crate::memo::of(obj)?
             .quick
             .get_or_init(|| self.head_of(obj, path));
-        head.extend_from_slice(made.head.as_deref()?);
         let age = now.saturating_sub(obj.stored_ms) / 1000;
-        field(head, b"age", itoa::Buffer::new().format(age).as_bytes());
-        if !made.dated {
-            service::put_date(head, wall);
-        }
+        let answer = head(made, age, wall)?;
         // What the response and logging phases count.
         crate::response::record_egress(obj.body.len() as u64);
         let client = req.peer().ip();
@@ -206,10 +233,13 @@ impl EdgeQuick {
         let file = obj
             .body_file(body)
             .map(|(fd, offset)| BodyFile { fd, offset });
-        Some(QuickBody {
-            bytes: body.clone(),
-            file,
-        })
+        Some((
+            answer,
+            QuickBody {
+                bytes: body.clone(),
+                file,
+            },
+        ))
     }
 }
 
@@ -224,34 +254,43 @@ impl EdgeQuick {
         if !usable {
             return QuickHead {
                 head: None,
+                fields: None,
                 dated: false,
             };
         }
         let edge = &*self.edge;
+        let cmsd_static = crate::cmcd::cmsd_static(path, false);
+        let stored = obj.headers.iter().filter(|(n, _)| {
+            !(REPLACED_FIELDS.contains(&n.as_str()) || (self.alt_svc.is_some() && n == "alt-svc"))
+        });
+        let added = [
+            ("accept-ranges", "bytes".as_bytes()),
+            ("x-cache", CacheStatus::Hit.as_str().as_bytes()),
+            ("via", edge.via.as_bytes()),
+            ("cmsd-static", cmsd_static.as_bytes()),
+            ("cmsd-dynamic", edge.cmsd_dynamic.as_bytes()),
+        ];
+        let alt_svc = self.alt_svc.as_ref().map(|v| ("alt-svc", v.as_bytes()));
+        let all = stored
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .chain(added)
+            .chain(alt_svc);
         let mut head = Vec::with_capacity(256);
         head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        let mut fields = Some(HeaderMap::new());
         let mut dated = false;
-        for (n, v) in &obj.headers {
-            if REPLACED_FIELDS.contains(&n.as_str()) || (self.alt_svc.is_some() && n == "alt-svc") {
-                continue;
-            }
+        for (n, v) in all {
             dated |= n == "date";
-            field(&mut head, n.as_bytes(), v.as_bytes());
-        }
-        field(&mut head, b"accept-ranges", b"bytes");
-        field(&mut head, b"x-cache", CacheStatus::Hit.as_str().as_bytes());
-        field(&mut head, b"via", edge.via.as_bytes());
-        field(
-            &mut head,
-            b"cmsd-static",
-            crate::cmcd::cmsd_static(path, false).as_bytes(),
-        );
-        field(&mut head, b"cmsd-dynamic", edge.cmsd_dynamic.as_bytes());
-        if let Some(v) = &self.alt_svc {
-            field(&mut head, b"alt-svc", v.as_bytes());
+            field(&mut head, n.as_bytes(), v);
+            fields = fields.and_then(|mut f| {
+                let name = HeaderName::from_bytes(n.as_bytes()).ok()?;
+                f.append(name, HeaderValue::from_bytes(v).ok()?);
+                Some(f)
+            });
         }
         QuickHead {
             head: Some(head.into_boxed_slice()),
+            fields,
             dated,
         }
     }

@@ -1,7 +1,8 @@
-//! The quick path of plain HTTP/1.1: a request the handler can answer at once, from
-//! memory and without waiting (an edge's fresh cache hit), is answered by the
-//! connection's IO (`park.rs`'s `ParkIo`) as the bytes arrive, and hyper never sees
-//! it. Every other request goes to hyper as before, byte for byte.
+//! The quick path: a request the handler can answer at once, from memory and without
+//! waiting (an edge's fresh cache hit), is answered without the handler's request
+//! path. Over HTTP/1.1 the connection's IO (`park.rs`'s `ParkIo`) answers it as the
+//! bytes arrive, and hyper never sees it; every other request goes to hyper as
+//! before, byte for byte. Over HTTP/2, see below.
 //!
 //! A connection starts with no hyper connection at all: `park.rs`'s `serve_quick`
 //! answers quick requests until one is not quick, and only then builds hyper's
@@ -44,8 +45,17 @@
 //! IO ends it at the next moment between requests, as it does to park (`park.rs`), and
 //! the next request starts a new one ([`QuickSide::refresh_after`]).
 //!
-//! Not here: h2, h2c and HTTP/3 connections (they never take it), request bodies,
-//! `HEAD`, anything the handler would have to wait for.
+//! HTTP/2 (over TLS, and h2c) takes it too, one level up: hyper's h2 connection reads
+//! the request, and before the handler is called `serve.rs` asks the handler's
+//! [`Quick::answer_fields`] (the same answer as header fields; a `GET` whose body
+//! ended with its head, a plain `:path`, none of the fields refused above). Its answer
+//! goes back to hyper as the response; hyper's h2 stream for it is polled where the
+//! request arrived (`exec.rs`). Counted per 1 KB hit over h2 (`edge_hit_profile.sh`,
+//! 64 connections, TLS handshakes included): 77,419 instructions and 18.9
+//! allocations, 72,842 with `exec.rs`, then 66,286 and 14.9 with this.
+//!
+//! Not here: HTTP/3 connections (they never take it), request bodies, `HEAD`,
+//! anything the handler would have to wait for.
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -53,6 +63,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::HeaderMap;
+use hyper::{Method, Request, Response};
 
 /// Request header fields looked at; a request with more goes to hyper.
 const MAX_QUICK_HEADERS: usize = 32;
@@ -65,6 +78,15 @@ pub trait Quick: Send + Sync + 'static {
     /// the length of `body` and the empty line. A `date` field is the handler's to
     /// write ([`put_date`]), as hyper adds one only where the response has none.
     fn answer(&self, req: &QuickRequest<'_>, head: &mut Vec<u8>) -> Option<QuickBody>;
+
+    /// The same answer to `req` come over HTTP/2: its header fields, but
+    /// `content-length` (hyper adds it from the body) and, as in [`Quick::answer`],
+    /// `date` where hyper is to add one; and its body. The status is 200. `None`
+    /// leaves the request to the handler; so does this default.
+    fn answer_fields(&self, req: &QuickRequest<'_>) -> Option<(HeaderMap, Bytes)> {
+        let _ = req;
+        None
+    }
 }
 
 /// A quick answer's body: its bytes, and the file they are in when they are in one a
@@ -103,13 +125,23 @@ pub(crate) struct QuickSide {
     pub(crate) refresh_after: Duration,
 }
 
-/// A request on the quick path: a `GET` in HTTP/1.1 with no body (see the module doc).
+/// A request on the quick path: a `GET` with no body, in HTTP/1.1 or HTTP/2 (see the
+/// module doc).
 pub struct QuickRequest<'a> {
     target: &'a str,
     /// Where the query starts (`?`), if there is one.
     query_at: Option<usize>,
-    headers: &'a [httparse::Header<'a>],
+    fields: Fields<'a>,
     peer: SocketAddr,
+}
+
+/// Where a quick request's header fields are.
+#[derive(Clone, Copy)]
+enum Fields<'a> {
+    /// Parsed from HTTP/1.1 bytes, names in the client's case.
+    Parsed(&'a [httparse::Header<'a>]),
+    /// hyper's map of an HTTP/2 request (names lowercase).
+    Map(&'a HeaderMap),
 }
 
 impl<'a> QuickRequest<'a> {
@@ -133,17 +165,27 @@ impl<'a> QuickRequest<'a> {
         self.peer
     }
 
-    /// The header fields as sent (names in the client's case).
+    /// The header fields as sent (names in the client's case; lowercase over HTTP/2).
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
-        self.headers.iter().map(|h| (h.name, h.value))
+        let (parsed, map) = match self.fields {
+            Fields::Parsed(p) => (p, None),
+            Fields::Map(m) => (&[][..], Some(m)),
+        };
+        parsed.iter().map(|h| (h.name, h.value)).chain(
+            map.into_iter()
+                .flat_map(|m| m.iter().map(|(n, v)| (n.as_str(), v.as_bytes()))),
+        )
     }
 
     /// The first value of the field `name` (any case).
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
+        match self.fields {
+            Fields::Parsed(p) => p
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value),
+            Fields::Map(m) => m.get(name).map(|v| v.as_bytes()),
+        }
     }
 }
 
@@ -182,7 +224,7 @@ pub(crate) fn answer(
     let req = QuickRequest {
         target,
         query_at,
-        headers: req.headers,
+        fields: Fields::Parsed(req.headers),
         peer,
     };
     let body = quick.answer(&req, head)?;
@@ -190,6 +232,42 @@ pub(crate) fn answer(
     head.extend_from_slice(itoa::Buffer::new().format(body.bytes.len()).as_bytes());
     head.extend_from_slice(b"\r\n\r\n");
     Some(Answered { used, body })
+}
+
+/// Tries the quick path on a request hyper read from an HTTP/2 connection: the
+/// answer, or `None` for the handler. What qualifies is what does over HTTP/1.1 (the
+/// module doc), read from the request's `:method`, `:path` and fields, and its body
+/// must have ended with its head.
+pub(crate) fn answer_h2<B: http_body::Body>(
+    quick: &dyn Quick,
+    req: &Request<B>,
+    peer: SocketAddr,
+) -> Option<Response<Full<Bytes>>> {
+    if req.method() != Method::GET
+        || !req.body().is_end_stream()
+        || req.headers().len() > MAX_QUICK_HEADERS
+    {
+        return None;
+    }
+    let target = req.uri().path_and_query()?.as_str();
+    let query_at = plain_target(target)?;
+    if req
+        .headers()
+        .iter()
+        .any(|(n, v)| refused(n.as_str(), v.as_bytes()))
+    {
+        return None;
+    }
+    let q = QuickRequest {
+        target,
+        query_at,
+        fields: Fields::Map(req.headers()),
+        peer,
+    };
+    let (fields, body) = quick.answer_fields(&q)?;
+    let mut resp = Response::new(Full::new(body));
+    *resp.headers_mut() = fields;
+    Some(resp)
 }
 
 /// An origin-form target of plain characters only: `/`, then RFC 3986 `pchar`s

@@ -36,9 +36,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -405,15 +406,31 @@ async fn http<I, F, Fut, B>(
     let (limits, conn) = (&shared.limits, &shared.conn);
     let max_head = limits.max_header_bytes.max(8192);
     let (a, s) = (activity.clone(), shared.clone());
+    // HTTP/1.1 requests had their chance at the quick path in `ParkIo`, under hyper;
+    // h2 ones have it here, before the handler (`quick.rs`).
+    let quick = shared.quick_for(peer);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let in_flight = a.begin();
-        let fut = (s.handler)(req, peer);
+        let answered = match &quick {
+            Some(q) if req.version() == hyper::Version::HTTP_2 => {
+                crate::quick::answer_h2(&*q.quick, &req, peer)
+            }
+            _ => None,
+        };
+        let handled = match answered {
+            Some(resp) => Err(resp),
+            None => Ok((s.handler)(req, peer)),
+        };
         async move {
-            let resp = fut.await;
+            let resp = match handled {
+                Ok(fut) => fut.await.map(Either::Left),
+                Err(resp) => resp.map(Either::Right),
+            };
             Ok::<_, Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))
         }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // h2 streams are polled once where they arrive (`exec.rs`).
+    let mut builder = auto::Builder::new(crate::exec::PollFirst);
     builder
         .http1()
         .timer(TokioTimer::new())

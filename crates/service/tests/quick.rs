@@ -1,4 +1,4 @@
-//! The quick path of plain HTTP/1.1 (`src/quick.rs`) against real sockets: a request
+//! The quick path (`src/quick.rs`) against real sockets. HTTP/1.1: a request
 //! the handler's [`Quick`] answers never reaches the hyper handler, one it declines
 //! does, and on one connection the two kinds mix in any order, also pipelined in one
 //! write, each answered in order. A quick answer larger than the socket takes at once
@@ -8,8 +8,10 @@
 //! the quick path reads at once goes to hyper whole, and a TLS connection that only
 //! ever had quick requests is closed cleanly when idle. A body the handler has in a
 //! file is sent from it on a plain socket (in order with the answers around it, also
-//! when a client leaves in its middle) and from its bytes over TLS. Every wait is
-//! bounded; nothing is timed.
+//! when a client leaves in its middle) and from its bytes over TLS. HTTP/2 (TLS and
+//! h2c): a plain `GET` the handler answers as fields gets that answer, and what is not
+//! one (a body, another method, a target that is not plain, one declined) goes to
+//! hyper, on one connection. Every wait is bounded; nothing is timed.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Request, Response};
 use service::{serve_threaded, BodyFile, ConnLimits, Quick, QuickBody, QuickRequest, ServeLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,6 +33,8 @@ const BIG: usize = 8 * 1024 * 1024;
 /// `/q/file` a body with a file), counting.
 struct Q {
     answered: AtomicUsize,
+    /// Answers to HTTP/2 requests ([`Quick::answer_fields`]).
+    answered_h2: AtomicUsize,
     /// [`FILE_AT`] bytes of `-`, then [`file_bytes`].
     file: Arc<std::fs::File>,
 }
@@ -51,6 +56,7 @@ impl Q {
         f.write_all(&file_bytes()).unwrap();
         Arc::new(Q {
             answered: AtomicUsize::new(0),
+            answered_h2: AtomicUsize::new(0),
             file: Arc::new(f),
         })
     }
@@ -79,6 +85,22 @@ impl Quick for Q {
             });
         }
         Some(Bytes::from(format!("quick {}", req.target())).into())
+    }
+
+    fn answer_fields(&self, req: &QuickRequest<'_>) -> Option<(HeaderMap, Bytes)> {
+        if !req.path().starts_with("/q/") {
+            return None;
+        }
+        self.answered_h2.fetch_add(1, Ordering::SeqCst);
+        let mut fields = HeaderMap::new();
+        fields.insert("x-path", HeaderValue::from_static("quick"));
+        // A field looked up in any case, and the fields seen.
+        let ua = String::from_utf8_lossy(req.header("User-Agent").unwrap_or(b"-"));
+        let seen = req.headers().count();
+        Some((
+            fields,
+            Bytes::from(format!("quick h2 {} ua={ua} fields={seen}", req.target())),
+        ))
     }
 }
 
@@ -379,9 +401,9 @@ async fn tls_connect(
 }
 
 #[tokio::test]
-async fn http11_over_tls_takes_the_quick_path_and_h2_does_not() {
+async fn http11_and_h2_over_tls_take_the_quick_path() {
     use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::rt::TokioIo;
     // Origin form over HTTP/1.1 (an absolute target is not quick), absolute over h2.
     let req = |target: String| {
         Request::get(target)
@@ -410,24 +432,86 @@ async fn http11_over_tls_takes_the_quick_path_and_h2_does_not() {
         assert_eq!(String::from_utf8_lossy(&body), want);
     }
     assert_eq!(q.answered.load(Ordering::SeqCst), 3);
-    // HTTP/2 never does.
+    // HTTP/2: the handler's answer for h2 (`answer_fields`), the other for hyper.
     let (addr, q, config) = start_tls(b"h2", ServeLimits::default()).await;
     let tls = tls_connect(addr, config).await;
+    h2_quick_and_hyper(tls, "https", &q).await;
+    assert_eq!(q.answered.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn h2c_takes_the_quick_path_and_what_it_does_not_take_goes_to_hyper() {
+    let (addr, q) = start(ConnLimits::default()).await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    h2_quick_and_hyper(tcp, "http", &q).await;
+    assert_eq!(q.answered.load(Ordering::SeqCst), 0);
+}
+
+/// Over one HTTP/2 connection on `io`: GETs the handler's quick path takes are
+/// answered by it (its fields, a length and a date added by hyper), and a request
+/// with a body, a method other than `GET`, a target that is not plain, or one it
+/// declines goes to hyper, in any order.
+async fn h2_quick_and_hyper<I>(io: I, scheme: &str, q: &Q)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
     let (mut send, c) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
             .await
             .unwrap();
     tokio::spawn(c);
-    let res = tokio::time::timeout(
-        BOUND,
-        send.send_request(req("https://localhost/q/1".to_string())),
-    )
-    .await
-    .expect("answer in time")
-    .unwrap();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(String::from_utf8_lossy(&body), "hyper /q/1");
-    assert_eq!(q.answered.load(Ordering::SeqCst), 0);
+    // (method, target, request body, the quick answer's body or `None` for hyper's)
+    let cases: [(&str, &str, &[u8], Option<&str>); 7] = [
+        ("GET", "/q/1", b"", Some("quick h2 /q/1 ua=t fields=1")),
+        (
+            "GET",
+            "/q/2?x=1",
+            b"",
+            Some("quick h2 /q/2?x=1 ua=t fields=1"),
+        ),
+        ("POST", "/q/3", b"", None),
+        ("GET", "/q/4", b"a body", None),
+        ("GET", "/q/%41", b"", None),
+        ("GET", "/h/6", b"", None),
+        ("GET", "/q/7", b"", Some("quick h2 /q/7 ua=t fields=1")),
+    ];
+    for (method, target, body, quick) in cases {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{scheme}://localhost{target}"))
+            .header("user-agent", "t")
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap();
+        let res = tokio::time::timeout(BOUND, send.send_request(req))
+            .await
+            .expect("answer in time")
+            .unwrap();
+        let what = format!("{method} {target}");
+        assert!(res.headers().contains_key("date"), "{what}");
+        let from_quick = res.headers().get("x-path").is_some();
+        let length = res.headers().get("content-length").cloned();
+        let got = res.into_body().collect().await.unwrap().to_bytes();
+        let got = String::from_utf8_lossy(&got).into_owned();
+        match quick {
+            Some(want) => {
+                assert!(from_quick, "{what}");
+                assert_eq!(got, want, "{what}");
+                assert_eq!(length, Some(HeaderValue::from(got.len())), "{what}");
+            }
+            None => {
+                assert!(!from_quick, "{what}");
+                // The handler answers `hyper <uri or path>`.
+                let path = target.split('?').next().unwrap_or(target);
+                assert!(
+                    got.starts_with("hyper ") && got.ends_with(path),
+                    "{what}: {got}"
+                );
+            }
+        }
+    }
+    assert_eq!(q.answered_h2.load(Ordering::SeqCst), 3);
 }
 
 /// hyper's header-read timer of these tests: a connection busy with quick requests

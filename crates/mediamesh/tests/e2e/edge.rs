@@ -661,10 +661,12 @@ fn metric(port: u16, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The quick path (fresh hits of plain GETs answered without hyper, `edge::quick`)
-/// answers exactly as the whole request path does: the same requests to an edge with
-/// it and one with `--no-quick-hits` get the same status, header fields (but `date`
-/// and `age`) and body, for the requests it takes and those it leaves to hyper.
+/// The quick path (fresh hits of plain GETs answered without hyper over HTTP/1.1,
+/// without the request path over HTTP/2, `edge::quick`) answers exactly as the whole
+/// request path does: the same requests to an edge with it and one with
+/// `--no-quick-hits` get the same status, header fields (but `date` and `age`) and
+/// body, for the requests it takes and those it leaves to the request path, over
+/// HTTP/1.1 and over h2c.
 #[test]
 fn quick_answers_are_the_request_paths() {
     let origin = TestOrigin::start();
@@ -745,6 +747,73 @@ fn quick_answers_are_the_request_paths() {
         0.0
     );
     assert_eq!(origin.count("/obj/q.m4s"), 2, "one miss per edge");
+
+    // The same over HTTP/2 (h2c with prior knowledge): the quick edge answers plain
+    // hits from its fields (`Quick::answer_fields`), the rest the long way.
+    let h2 = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an h2 client");
+    let h2_get = |port: u16, target: &str, field: Option<(&str, &str)>| {
+        let mut req = h2
+            .get(format!("http://127.0.0.1:{port}{target}"))
+            .header("user-agent", "quick-test");
+        if let Some((n, v)) = field {
+            req = req.header(n, v);
+        }
+        let r = req.send().expect("an h2 answer");
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        let status = r.status().as_u16();
+        let mut fields: Vec<(String, String)> = r
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .collect();
+        fields.sort();
+        (status, fields, r.bytes().expect("an h2 body").to_vec())
+    };
+    let quick_before = metric(quick.http, "mediamesh_edge_quick_answers_total");
+    let h2_cases = [
+        ("/obj/q.m4s", None, true),
+        ("/obj/small.m4s?size=1000", None, false),
+        ("/obj/q.m4s", Some(("range", "bytes=10-99")), false),
+        ("/obj/q.m4s", Some(("if-none-match", etag.as_str())), false),
+        (
+            "/obj/q.m4s",
+            Some(("cache-control", "only-if-cached")),
+            false,
+        ),
+        ("/nothing/here.m4s", None, false),
+        ("//obj/q.m4s", None, false),
+        ("/obj/q.m4s", None, true),
+    ];
+    let mut quick_ones = 0.0;
+    for (target, field, is_quick) in h2_cases {
+        let (sa, mut fa, ba) = h2_get(quick.http, target, field);
+        let (sb, mut fb, bb) = h2_get(whole.http, target, field);
+        let what = format!("h2 {target} {field:?}");
+        assert_eq!(sa, sb, "{what}");
+        for f in [&mut fa, &mut fb] {
+            if sa == 200 || sa == 206 {
+                assert!(f.iter().any(|(n, _)| n == "age"), "{what}: {f:?}");
+            }
+            assert!(f.iter().any(|(n, _)| n == "date"), "{what}: {f:?}");
+            f.retain(|(n, _)| n != "date" && n != "age");
+        }
+        assert_eq!(fa, fb, "{what}");
+        assert!(ba == bb, "{what}: the bodies differ");
+        if is_quick {
+            quick_ones += 1.0;
+            assert_eq!(ba, object_bytes("q.m4s", 2 << 20));
+            assert!(fa.contains(&("x-cache".to_string(), "HIT".to_string())));
+        }
+    }
+    assert_eq!(
+        metric(quick.http, "mediamesh_edge_quick_answers_total") - quick_before,
+        quick_ones
+    );
+    assert_eq!(origin.count("/obj/q.m4s"), 2, "still one miss per edge");
     // The 2 MiB body is in a sealed memory file on both edges (`cache::sealed`): the
     // quick edge sent its hits from it (`sendfile`), the other copied from its pages.
     for edge in [&quick, &whole] {
