@@ -20,11 +20,14 @@
 //! after hyper has let go of the h2 connection's state (a stream is handed over once
 //! it is accepted), and nothing here re-enters hyper.
 //!
+//! A panic in the first poll ends that stream alone, as a panic in its task would.
+//!
 //! What it is not: a scheduler. Upgrades (h2 `CONNECT`, extended CONNECT) and
 //! anything else hyper hands an executor go the same way: polled once, then spawned.
 
 use std::future::Future;
-use std::task::{Context, Waker};
+use std::panic::AssertUnwindSafe;
+use std::task::{Context, Poll, Waker};
 
 /// See the module doc.
 #[derive(Clone, Copy, Debug, Default)]
@@ -38,7 +41,10 @@ where
     fn execute(&self, fut: F) {
         let mut fut = Box::pin(fut);
         let mut cx = Context::from_waker(Waker::noop());
-        if fut.as_mut().poll(&mut cx).is_pending() {
+        // A panic in the first poll ends that stream alone, as it would end its task
+        // (tokio drops a task's future when it panics); the panic hook has reported it.
+        let first = std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+        if let Ok(Poll::Pending) = first {
             tokio::spawn(fut);
         }
     }
@@ -79,6 +85,19 @@ mod tests {
         })
         .await
         .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_first_poll_ends_that_future_alone() {
+        let done = Arc::new(AtomicUsize::new(0));
+        PollFirst.execute(async {
+            panic!("a handler's bug");
+        });
+        let d = done.clone();
+        PollFirst.execute(async move {
+            d.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(done.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
