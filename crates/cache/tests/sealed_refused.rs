@@ -14,7 +14,7 @@ struct Restore(Rlimit);
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        let _ = setrlimit(Resource::Nofile, self.0.clone());
+        let _ = setrlimit(Resource::Nofile, self.0);
     }
 }
 
@@ -52,7 +52,7 @@ fn out_of_descriptors_a_large_body_stays_on_the_heap() {
     let counted = sealed_count();
 
     let was = getrlimit(Resource::Nofile);
-    let restore = Restore(was.clone());
+    let restore = Restore(was);
     // The next descriptor would be at the limit: `memfd_create` fails (EMFILE).
     let limit = lowest_free_fd();
     setrlimit(
