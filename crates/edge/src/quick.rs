@@ -11,8 +11,8 @@
 //! and kept in the object's memo (`memo.rs`): a hit copies it and adds `age` and,
 //! where the object has none, `date`. For HTTP/2 (`Quick::answer_fields`) the same
 //! fields are kept as a header map, cloned per hit with `age` added (hyper adds
-//! `date` where there is none, as it does to the long way's answers). Its lookup key is the path itself
-//! ([`cache::key::plain_key`]), so no key is built per hit.
+//! `date` where there is none, as it does to the long way's answers). Its lookup key
+//! is the path itself ([`cache::key::plain_key`]), so no key is built per hit.
 //!
 //! What goes the long way instead (through `proxy`), decided per edge: a token key,
 //! the rate limiter; and per request: a hook that would act on

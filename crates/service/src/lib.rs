@@ -5,9 +5,9 @@
 //! HTTP/1.1 and HTTP/2 (h2c, or TLS with ALPN; an idle plain HTTP/1.1 keep-alive
 //! connection is parked outside hyper and holds almost no memory; a request the
 //! handler can answer at once from memory takes the quick path, `quick`: over
-//! HTTP/1.1 without hyper, over HTTP/2 without the handler's request path), the HTTP/3 (QUIC) accept loop beside
-//! it (`http3`, same kind of handler and bounds), and the one process-wide Prometheus
-//! recorder behind every `/metrics`.
+//! HTTP/1.1 without hyper, over HTTP/2 without the handler's request path), the
+//! HTTP/3 (QUIC) accept loop beside it (`http3`, same kind of handler and bounds), and
+//! the one process-wide Prometheus recorder behind every `/metrics`.
 //!
 //! It knows nothing about media; handlers are plain async functions.
 

@@ -145,6 +145,24 @@ enum Fields<'a> {
 }
 
 impl<'a> QuickRequest<'a> {
+    /// The request of a `GET` with `target` and `fields`, if both may take the quick
+    /// path: a plain target ([`plain_target`]) and none of the [`refused`] fields.
+    fn checked(target: &'a str, fields: Fields<'a>, peer: SocketAddr) -> Option<Self> {
+        let query_at = plain_target(target)?;
+        // Not through `headers()`: its chained iterator cost every HTTP/1.1 hit
+        // about 70 instructions more (`edge_hit_profile.sh`).
+        let any_refused = match fields {
+            Fields::Parsed(p) => p.iter().any(|h| refused(h.name, h.value)),
+            Fields::Map(m) => m.iter().any(|(n, v)| refused(n.as_str(), v.as_bytes())),
+        };
+        (!any_refused).then_some(QuickRequest {
+            target,
+            query_at,
+            fields,
+            peer,
+        })
+    }
+
     /// The request target as sent (origin form: path and query).
     pub fn target(&self) -> &'a str {
         self.target
@@ -215,18 +233,8 @@ pub(crate) fn answer(
     if req.method != Some("GET") || req.version != Some(1) {
         return None;
     }
-    let target = req.path?;
-    let query_at = plain_target(target)?;
-    if req.headers.iter().any(|h| refused(h.name, h.value)) {
-        return None;
-    }
+    let req = QuickRequest::checked(req.path?, Fields::Parsed(req.headers), peer)?;
     head.clear();
-    let req = QuickRequest {
-        target,
-        query_at,
-        fields: Fields::Parsed(req.headers),
-        peer,
-    };
     let body = quick.answer(&req, head)?;
     head.extend_from_slice(b"content-length: ");
     head.extend_from_slice(itoa::Buffer::new().format(body.bytes.len()).as_bytes());
@@ -250,20 +258,7 @@ pub(crate) fn answer_h2<B: http_body::Body>(
         return None;
     }
     let target = req.uri().path_and_query()?.as_str();
-    let query_at = plain_target(target)?;
-    if req
-        .headers()
-        .iter()
-        .any(|(n, v)| refused(n.as_str(), v.as_bytes()))
-    {
-        return None;
-    }
-    let q = QuickRequest {
-        target,
-        query_at,
-        fields: Fields::Map(req.headers()),
-        peer,
-    };
+    let q = QuickRequest::checked(target, Fields::Map(req.headers()), peer)?;
     let (fields, body) = quick.answer_fields(&q)?;
     let mut resp = Response::new(Full::new(body));
     *resp.headers_mut() = fields;
