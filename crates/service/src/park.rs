@@ -64,8 +64,10 @@
 //!
 //! With a quick path (`quick.rs`), a connection begins each stretch with no hyper
 //! connection at all: [`serve_quick`] reads into one buffer per thread, answers the
-//! quick requests there, and hands hyper a connection (and the bytes, replayed) only
-//! when a request is not quick. It lingers and parks as hyper's connections do. Its
+//! quick requests there (each head made in another buffer per thread; only what the
+//! socket does not take at once is kept with the connection), and hands hyper a
+//! connection (and the bytes, replayed) only when a request is not quick. It
+//! lingers and parks as hyper's connections do. Its
 //! timers (the watchdog, the linger) are polled only when they woke the task
 //! (`gate.rs`), not at every request.
 //!
@@ -102,7 +104,7 @@ use crate::conn::{closed, Activity, Expired, GuardedIo, InFlight, TrackedBody};
 use crate::gate::Gated;
 use crate::listener::{Shared, CLOSE_GRACE};
 use crate::lot::{Parked, Resume};
-use crate::quick::{BodyFile, QuickSide};
+use crate::quick::{BodyFile, Quick, QuickSide};
 use crate::sendfile::SendFile;
 
 /// Request heads longer than this are not followed (hyper answers 431 and closes;
@@ -298,6 +300,7 @@ pub(crate) struct ParkIo<I = GuardedIo<TcpStream>> {
 /// A quick answer on its way out: its head (the buffer is reused for the next one)
 /// and body, what of them was written, and the request's in-flight mark, dropped
 /// when the last byte is written (hyper's requests end when their body is sent).
+#[derive(Default)]
 struct QuickOut {
     head: Vec<u8>,
     head_sent: usize,
@@ -310,7 +313,8 @@ struct QuickOut {
     in_flight: Option<InFlight>,
 }
 
-/// The quick answer head buffer a connection keeps between answers, at most (a head
+/// The quick answer head buffer a connection (for the part of a head its socket did
+/// not take at once) or a thread ([`HEAD`]) keeps between answers, at most (a head
 /// of many or long fields grows it past this; that buffer is freed once written).
 const KEEP_OUT: usize = 4 * 1024;
 
@@ -448,32 +452,70 @@ impl<I: AsyncRead + AsyncWrite + SendFile + Unpin> ParkIo<I> {
             if used == data.len() || self.writing_quick() {
                 break;
             }
-            let out = self.out.get_or_insert_with(|| {
-                Box::new(QuickOut {
-                    head: Vec::new(),
-                    head_sent: 0,
-                    body: Bytes::new(),
-                    file: None,
-                    marked: false,
-                    in_flight: None,
-                })
-            });
-            let Some(a) = crate::quick::answer(&**quick, &data[used..], *peer, &mut out.head)
-            else {
-                break;
-            };
-            used += a.used;
-            out.head_sent = 0;
-            out.body = a.body.bytes;
-            // Sent from its file where this IO can (a plain socket), else copied.
-            out.file = a.body.file.filter(|_| self.io.can_send_file());
-            out.in_flight = Some(self.activity.begin());
-            match self.poll_quick_out(cx) {
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Ready(Ok(())) | Poll::Pending => {}
+            let answered = HEAD.with_borrow_mut(|head| {
+                let r = self.answer_one(cx, &**quick, &data[used..], *peer, head);
+                if head.capacity() > KEEP_OUT {
+                    // A head of many or long fields: its buffer is not kept.
+                    *head = Vec::new();
+                }
+                r
+            })?;
+            match answered {
+                Some(n) => used += n,
+                None => break,
             }
         }
         Ok(used)
+    }
+
+    /// One quick answer to the request at the start of `data`, its head made in
+    /// `head` (the thread's buffer, [`HEAD`]) and written at once as far as the
+    /// socket takes it; only what it does not take is copied to the connection's
+    /// [`QuickOut`], to be written when it can. The bytes of `data` used, or `None`
+    /// when the request is not quick.
+    fn answer_one(
+        &mut self,
+        cx: &mut Context<'_>,
+        quick: &dyn Quick,
+        data: &[u8],
+        peer: SocketAddr,
+        head: &mut Vec<u8>,
+    ) -> io::Result<Option<usize>> {
+        let Some(a) = crate::quick::answer(quick, data, peer, head) else {
+            return Ok(None);
+        };
+        let mut body = a.body.bytes;
+        // Sent from its file where this IO can (a plain socket), else copied.
+        let file = a.body.file.filter(|_| self.io.can_send_file());
+        let mut head_sent = 0;
+        if file.is_none() {
+            let bufs = [io::IoSlice::new(head), io::IoSlice::new(&body)];
+            match Pin::new(&mut self.io).poll_write_vectored(cx, &bufs) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    head_sent = n.min(head.len());
+                    body.advance(n - head_sent);
+                    if head_sent == head.len() && body.is_empty() {
+                        // All of it went: the request began and ended here.
+                        self.activity.answered();
+                        return Ok(Some(a.used));
+                    }
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
+            }
+        }
+        let out = self.out.get_or_insert_with(Box::default);
+        out.head.clear();
+        out.head.extend_from_slice(&head[head_sent..]);
+        out.head_sent = 0;
+        out.body = body;
+        out.file = file;
+        out.in_flight = Some(self.activity.begin());
+        if let Poll::Ready(Err(e)) = self.poll_quick_out(cx) {
+            return Err(e);
+        }
+        Ok(Some(a.used))
     }
 
     /// Under hyper: after quick answers, whether hyper's connection has gone so long
@@ -1064,6 +1106,13 @@ thread_local! {
         std::cell::RefCell::new(vec![0; QUICK_SCRATCH].into_boxed_slice());
 }
 
+thread_local! {
+    /// Where [`ParkIo::answer_one`] makes a quick answer's head: one buffer per
+    /// thread, so that an answer the socket takes at once touches no buffer of its
+    /// connection's (at a thousand connections each such buffer is cold memory).
+    static HEAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The size of [`SCRATCH`]: a request head longer than this is hyper's.
 const QUICK_SCRATCH: usize = 8 * 1024;
 
@@ -1204,6 +1253,166 @@ mod tests {
                 "recovered after {}",
                 String::from_utf8_lossy(head)
             );
+        }
+    }
+
+    /// A socket that takes at most `step` bytes per write and refuses every third
+    /// write (`Pending`, woken at once), with requests to read from `input`.
+    struct Trickle {
+        input: Vec<u8>,
+        written: Vec<u8>,
+        step: usize,
+        /// Write calls so far; every third is refused (when `step` is finite).
+        calls: usize,
+        writes: usize,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let n = self.input.len().min(buf.remaining());
+            buf.put_slice(&self.input[..n]);
+            self.input.drain(..n);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.calls += 1;
+            if self.step < usize::MAX && self.calls.is_multiple_of(3) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.writes += 1;
+            let n = buf.len().min(self.step);
+            self.written.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            self.poll_write(cx, &all)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl SendFile for Trickle {
+        fn can_send_file(&self) -> bool {
+            false
+        }
+
+        fn poll_send_file(
+            &mut self,
+            _: &mut Context<'_>,
+            _: std::os::fd::BorrowedFd<'_>,
+            _: u64,
+            _: usize,
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+        }
+
+        fn set_unsent_mark(&self, _: u32) {}
+    }
+
+    /// Answers every request with its target as the body, behind a head of a few
+    /// fields.
+    struct Echo;
+
+    impl Quick for Echo {
+        fn answer(
+            &self,
+            req: &crate::quick::QuickRequest<'_>,
+            head: &mut Vec<u8>,
+        ) -> Option<crate::quick::QuickBody> {
+            head.extend_from_slice(b"HTTP/1.1 200 OK\r\nx-a: aaaaaaaaaa\r\nx-b: bbbbbbbbbb\r\n");
+            Some(Bytes::from(format!("body of {}", req.target())).into())
+        }
+    }
+
+    fn expected(target: &str) -> Vec<u8> {
+        let body = format!("body of {target}");
+        format!(
+            "HTTP/1.1 200 OK\r\nx-a: aaaaaaaaaa\r\nx-b: bbbbbbbbbb\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    /// Pipelined quick requests on a socket that takes their answers a few bytes at a
+    /// time, refusing in between: the part of each head the socket did not take at
+    /// once waits in the connection's buffer, and every answer goes out whole and in
+    /// order. Also with a socket that takes everything at once (nothing waits).
+    #[test]
+    fn answers_a_socket_takes_piecemeal_go_out_whole_and_in_order() {
+        let targets = ["/a", "/bb", "/ccc?x=1", "/d"];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        for step in [1, 7, 64, usize::MAX] {
+            let mut input = Vec::new();
+            let mut want = Vec::new();
+            for t in targets {
+                input.extend_from_slice(format!("GET {t} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+                want.extend_from_slice(&expected(t));
+            }
+            let io = Trickle {
+                input,
+                written: Vec::new(),
+                step,
+                calls: 0,
+                writes: 0,
+            };
+            let side = QuickSide {
+                quick: Arc::new(Echo),
+                peer: "127.0.0.1:1".parse().unwrap(),
+                refresh_after: Duration::from_secs(60),
+            };
+            let mut io = ParkIo::new(io, Activity::new(), Some(side));
+            let mut scratch = vec![0; QUICK_SCRATCH];
+            let end = rt.block_on(async {
+                let f = std::future::poll_fn(|cx| io.poll_quick(cx, &mut scratch));
+                tokio::time::timeout(Duration::from_secs(10), f).await
+            });
+            assert!(
+                matches!(end, Ok(Ok(QuickEnd::Closed))),
+                "step {step}: {end:?}"
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&io.io.written),
+                String::from_utf8_lossy(&want),
+                "step {step}"
+            );
+            assert!(!io.writing_quick());
+            assert_eq!(io.activity.in_flight(), 0, "step {step}");
+            if step == usize::MAX {
+                // One write per answer, from the thread's head buffer.
+                assert_eq!(io.io.writes, targets.len());
+                assert!(io.out.is_none(), "no answer waited in the connection");
+            }
         }
     }
 }
