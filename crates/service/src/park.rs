@@ -1063,14 +1063,25 @@ where
     let linger = activity.lingered(park_after);
     tokio::pin!(linger);
     let mut lingering = linger_mode.begin(activity, park_after);
-    // The socket wakes the task for every request; the timers are polled only when
-    // they woke it (`gate.rs`).
-    let mut linger = Gated::new(linger);
-    let mut expired = Gated::new(expired.as_mut());
+    // The socket wakes the task for every request; the two timers share one gate
+    // and are polled only when one of them woke it (`gate.rs`). `None`: lingered
+    // (the linger is not polled again). The watchdog is polled first, so that it is
+    // registered whatever the linger does.
+    let timers = Gated::new(std::future::poll_fn(|cx| {
+        if let Poll::Ready(why) = expired.as_mut().poll(cx) {
+            return Poll::Ready(Some(why));
+        }
+        if lingering && linger.as_mut().poll(cx).is_ready() {
+            lingering = false;
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }));
+    tokio::pin!(timers);
     let answered =
         std::future::poll_fn(|cx| SCRATCH.with_borrow_mut(|scratch| io.poll_quick(cx, scratch)));
     tokio::pin!(answered);
-    loop {
+    let why = loop {
         tokio::select! {
             biased;
             r = answered.as_mut() => {
@@ -1082,21 +1093,19 @@ where
                     }
                 };
             }
-            () = &mut linger, if lingering => {
+            timer = timers.as_mut() => match timer {
                 // Polled again by the loop: idle now (or at the next idle moment),
                 // the answers end.
-                lingering = false;
-                activity.ask_park();
-            }
-            why = &mut expired => {
-                closed(why.label());
-                // As hyper closes an idle connection (TLS: with its close_notify).
-                let shutdown = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx));
-                let _ = tokio::time::timeout(CLOSE_GRACE, shutdown).await;
-                return QuickEnd::Closed;
-            }
+                None => activity.ask_park(),
+                Some(why) => break why,
+            },
         }
-    }
+    };
+    closed(why.label());
+    // As hyper closes an idle connection (TLS: with its close_notify).
+    let shutdown = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx));
+    let _ = tokio::time::timeout(CLOSE_GRACE, shutdown).await;
+    QuickEnd::Closed
 }
 
 thread_local! {
