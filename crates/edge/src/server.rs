@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use bytes::Bytes;
@@ -139,9 +138,7 @@ impl EdgeServer {
         };
         let conn_threads = config.limits.conn_threads;
         let edge = Edge::new(config)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener = service::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
         let bound = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;

@@ -82,8 +82,7 @@ pub async fn run(args: TrackerArgs) -> Result<()> {
     let _admin =
         crate::listen_cli::start_admin(&args.admin, std::sync::Arc::new(service::metrics::render))
             .await?;
-    let listener = tokio::net::TcpListener::bind(args.http)
-        .await
+    let listener = service::bind(args.http)
         .with_context(|| format!("cannot listen on {} (pick another with --http)", args.http))?;
     let bound = listener.local_addr()?;
     let _fleet = crate::fleet_cli::join_tracker(&args.fleet, bound, &tracker)?;

@@ -128,12 +128,10 @@ impl Origin {
             tasks.push(tokio::spawn(crate::record::s3::run(recordings.clone(), s3)));
         }
 
-        let listener = TcpListener::bind(config.http)
-            .await
-            .map_err(|source| StartError::Http {
-                addr: config.http,
-                source,
-            })?;
+        let listener = service::bind(config.http).map_err(|source| StartError::Http {
+            addr: config.http,
+            source,
+        })?;
         let http_addr = listener.local_addr().map_err(|source| StartError::Http {
             addr: config.http,
             source,

@@ -11,6 +11,7 @@
 //!
 //! It knows nothing about media; handlers are plain async functions.
 
+mod bind;
 mod conn;
 mod exec;
 mod gate;
@@ -53,6 +54,7 @@ pub mod fuzzing {
 mod serve;
 mod tls;
 
+pub use bind::{bind, LISTEN_BACKLOG};
 pub use conn::{ConnLimits, IpKey, IpSlot, PerIp};
 pub use http3::{H3Body, H3Error, H3Listener};
 pub use quick::{put_date, BodyFile, Quick, QuickBody, QuickRequest};

@@ -182,12 +182,10 @@ impl RouterServer {
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let health = Arc::new(Health::new(config.probes.fail_after));
-        let listener = tokio::net::TcpListener::bind(config.http)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.http,
-                source,
-            })?;
+        let listener = service::bind(config.http).map_err(|source| StartError::Bind {
+            addr: config.http,
+            source,
+        })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.http,
             source,
