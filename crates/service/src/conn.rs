@@ -355,10 +355,7 @@ impl Activity {
     /// A request head arrived; the returned token ends it when dropped (with the
     /// response body, so a long download is not idle).
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
-        if !self.started.load(Ordering::Relaxed) {
-            // SeqCst: the watchdog sets `waiting` and then reads this (see `expired`).
-            self.started.store(true, Ordering::SeqCst);
-        }
+        self.note_start();
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
     }
@@ -366,12 +363,17 @@ impl Activity {
     /// A request that began and ended at once (a quick answer the socket took
     /// whole): as [`Activity::begin`] and the drop of its token, without them.
     pub(crate) fn answered(&self) {
+        self.note_start();
+        self.note_end();
+        self.wake_watchdog();
+    }
+
+    /// The connection has had a request (written once, then only read).
+    fn note_start(&self) {
         if !self.started.load(Ordering::Relaxed) {
             // SeqCst: the watchdog sets `waiting` and then reads this (see `expired`).
             self.started.store(true, Ordering::SeqCst);
         }
-        self.note_end();
-        self.wake_watchdog();
     }
 
     /// The time of the last end moves on to now. A later end never moves it back

@@ -6,7 +6,8 @@
 //! connection is parked outside hyper and holds almost no memory; a request the
 //! handler can answer at once from memory takes the quick path, `quick`: over
 //! HTTP/1.1 without hyper, over HTTP/2 without the handler's request path), the
-//! HTTP/3 (QUIC) accept loop beside it (`http3`, same kind of handler and bounds), and
+//! HTTP/3 (QUIC) accept loop beside it (`http3`, same kind of handler and bounds), the
+//! TCP listener they accept from (`bind`: a listen queue long enough for a crowd), and
 //! the one process-wide Prometheus recorder behind every `/metrics`.
 //!
 //! It knows nothing about media; handlers are plain async functions.
